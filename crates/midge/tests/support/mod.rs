@@ -1,0 +1,210 @@
+//! Starts a broker for a test: `midge serve` from this build, or, with
+//! `MIDGE_TEST_TARGET=mosquitto`, Debian's `mosquitto`, so the tests themselves can be checked
+//! against a broker nobody on the team wrote.
+//!
+//! The broker listens on an ephemeral loopback port. Midge is given `bind = "127.0.0.1:0"` and
+//! reports the port in its `local_addr=` log line; the harness waits for that line, so no test
+//! sleeps waiting for a broker to come up.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a broker may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Which broker the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `midge serve` from this build.
+    Midge,
+    /// Debian's mosquitto 2.x.
+    Mosquitto,
+}
+
+impl Target {
+    /// The target named by `MIDGE_TEST_TARGET` (`midge` when unset).
+    pub fn from_env() -> Self {
+        match std::env::var("MIDGE_TEST_TARGET").as_deref() {
+            Ok("mosquitto") => Self::Mosquitto,
+            _ => Self::Midge,
+        }
+    }
+}
+
+/// A running broker, stopped (SIGKILL, by its PID) when dropped.
+pub struct TestBroker {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Which broker it is.
+    pub target: Target,
+    /// Every line the broker has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// A broker with default settings.
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A midge broker whose config file has `extra_toml` appended after the listener table, e.g.
+    /// "[mqtt]\nmax_qos = 1\n". Against mosquitto, `extra_toml` must be empty (tests that need
+    /// midge-only settings call [`TestBroker::start_midge_with`]).
+    pub fn start_with(extra_toml: &str) -> Self {
+        match Target::from_env() {
+            Target::Midge => Self::start_midge_with(extra_toml),
+            Target::Mosquitto => {
+                assert!(extra_toml.is_empty(), "this test needs midge-specific config");
+                Self::start_mosquitto("")
+            }
+        }
+    }
+
+    /// `midge serve -c FILE` with `extra_toml` appended to a config that has one listener on
+    /// 127.0.0.1:0.
+    pub fn start_midge_with(extra_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("midge.toml");
+        let text = format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[log]\nlevel = \"debug\"\n\n{extra_toml}\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut command = Command::new(midge_bin());
+        command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
+        Self::spawn(command, Target::Midge, dir, |line| {
+            let (_, rest) = line.split_once("local_addr=")?;
+            let addr = rest.split_whitespace().next()?;
+            addr.trim_matches('"').parse().ok()
+        })
+    }
+
+    /// Debian's `mosquitto -c FILE` with one listener on a free loopback port, anonymous access,
+    /// and `extra_conf` appended (mosquitto.conf syntax).
+    pub fn start_mosquitto(extra_conf: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type all\npersistence false\n{extra_conf}\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut command = Command::new("mosquitto");
+        command.arg("-c").arg(&config).current_dir(dir.path());
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Self::spawn(command, Target::Mosquitto, dir, move |line| {
+            line.contains("Opening ipv4 listen socket").then_some(addr)
+        })
+    }
+
+    fn spawn(
+        mut command: Command,
+        target: Target,
+        dir: tempfile::TempDir,
+        ready: impl Fn(&str) -> Option<SocketAddr> + Send + 'static,
+    ) -> Self {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {target:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = Arc::clone(&log);
+        // Drains stderr for the broker's whole life so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("MIDGE_TEST_ECHO").is_some() {
+                    eprintln!("[broker] {line}");
+                }
+                if let Some(addr) = ready(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                log_writer.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{target:?} did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        Self { child, addr, target, log, _dir: dir }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A new TCP connection to it.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to broker");
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until a logged line contains `needle`; panics after `timeout`. Polls the captured
+    /// log, which the drain thread fills as lines arrive.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line containing {needle:?}; log:\n{}", self.log().join("\n"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, returning its status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "broker did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `midge` binary of this build.
+pub fn midge_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_midge"))
+}
+
+/// A loopback port that was free a moment ago (for peers that cannot report an ephemeral port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
