@@ -1,1 +1,26 @@
-//! placeholder
+//! The Midge broker core, without I/O: sessions, the subscription index, retained messages,
+//! wills, QoS state and limits. The server feeds it decoded packets and a clock value; it
+//! answers with bytes to write and wakes the sessions that have messages to send.
+//!
+//! # Layout
+//! - [`config`]: every capability and bound, with defaults and reasons (`[mqtt]` in the config).
+//! - [`broker`]: shared state and cross-session operations (connect, route, subscribe, expiry).
+//! - [`protocol`]: one connection's protocol state machine.
+//! - [`session`]: per-client session state: queue, in-flight window, packet ids.
+//! - [`message`]: a message as the broker shares it among receivers.
+//! - [`router`]: the subscription index; [`retained_tree`]: retained messages by topic.
+//! - [`stats`]: counters.
+#![deny(missing_docs)]
+
+pub mod broker;
+pub mod config;
+pub mod message;
+pub mod protocol;
+pub mod retained_tree;
+pub mod router;
+pub mod session;
+pub mod stats;
+
+pub use broker::{Broker, ConnectContext, ConnectOutcome};
+pub use config::BrokerConfig;
+pub use protocol::{ClientConnection, CloseKind, Flow, Violation};

@@ -1,1 +1,16 @@
-//! placeholder
+//! Midge's network side: everything with a socket or a timer.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration and the no-config defaults.
+//! - [`listener`]: binding listeners and accepting connections.
+//! - [`connection`]: the per-connection driver task.
+//! - [`server`]: starting everything, the housekeeping timer, and shutdown.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod server;
+
+pub use config::{ListenerConfig, ServerConfig};
+pub use server::{Server, ServerError};

@@ -1,0 +1,130 @@
+//! Every capability and bound of the broker core, with its default and the reason for it.
+//!
+//! This is the `[mqtt]` table of the config file. Every capability announced in CONNACK comes
+//! from here, and the broker enforces what it announces.
+
+use serde::Deserialize;
+
+/// Largest packet MQTT can express: a 4-byte remaining length of 268,435,455 plus the header.
+pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_455 + 5;
+
+/// Broker behaviour settings (`[mqtt]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Highest QoS granted or accepted; announced as Maximum QoS (v5 CONNACK). A v5 PUBLISH
+    /// above it is a protocol violation (0x9B, MQTT-3.2.2-11).
+    pub max_qos: u8,
+    /// Whether retained messages are supported; announced as Retain Available. A retained
+    /// PUBLISH when off is refused with 0x9A (MQTT-3.2.2-14).
+    pub retain_available: bool,
+    /// Largest packet accepted from or sent to a client, in bytes (whole packet). Default: what
+    /// the protocol allows; lower it to bound per-connection memory.
+    pub max_packet_size: u32,
+    /// How many topic aliases a v5 client may set towards the broker. Default 10, like
+    /// mosquitto's `max_topic_alias`: each alias pins one topic string per connection.
+    pub topic_alias_maximum: u16,
+    /// Inbound QoS 1/2 PUBLISHes a client may have unacknowledged (CONNACK Receive Maximum).
+    /// Default 100: enough for a fast publisher, small enough to bound pending QoS 2 state.
+    pub receive_maximum: u16,
+    /// Largest keep alive a client may use, in seconds (mosquitto's `max_keepalive`): a v5
+    /// client asking for more, or for 0, is told this value as Server Keep Alive; a 3.x client
+    /// asking for more is refused with "identifier rejected", as mosquitto does. 65535 (the
+    /// default) places no limit.
+    pub max_keepalive: u16,
+    /// Whether wildcard subscriptions are allowed (Wildcard Subscription Available).
+    pub wildcard_subscription_available: bool,
+    /// Whether `$share/{group}/{filter}` subscriptions are allowed.
+    pub shared_subscription_available: bool,
+    /// Whether subscription identifiers are supported.
+    pub subscription_identifier_available: bool,
+    /// Outbound QoS 1/2 messages in flight per client, further bounded by the client's Receive
+    /// Maximum. Default 20, as mosquitto's `max_inflight_messages`.
+    pub max_inflight_messages: u16,
+    /// Messages queued per session beyond those in flight; beyond it QoS 0 messages are
+    /// dropped and counted, and so are QoS 1/2 messages for offline sessions. Default 1000, as
+    /// mosquitto's `max_queued_messages`.
+    pub max_queued_messages: usize,
+    /// Bytes of payload queued per session; 0 means no byte bound (the message bound applies).
+    pub max_queued_bytes: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions (mosquitto's
+    /// `queue_qos0_messages`).
+    pub queue_qos0_messages: bool,
+    /// Milliseconds a new connection may take to send CONNECT before it is closed. Default
+    /// 10 s: a socket that never speaks must not hold a file descriptor for long.
+    pub connect_timeout_ms: u64,
+    /// Largest session expiry interval granted, in seconds; u32::MAX means never expire.
+    pub max_session_expiry_interval: u32,
+    /// Whether a client may connect with an empty client identifier and be assigned one.
+    pub allow_zero_length_clientid: bool,
+    /// Subscriptions one session may hold; beyond it SUBSCRIBE is refused with Quota exceeded
+    /// (0x97). Bounds the memory one client can make the index hold.
+    pub max_subscriptions_per_client: usize,
+    /// Largest number of levels in a topic name or filter; deeper ones are refused. Bounds the
+    /// cost of matching an untrusted topic.
+    pub max_topic_levels: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_qos: 2,
+            retain_available: true,
+            max_packet_size: PROTOCOL_MAX_PACKET_SIZE,
+            topic_alias_maximum: 10,
+            receive_maximum: 100,
+            max_keepalive: 65535,
+            wildcard_subscription_available: true,
+            shared_subscription_available: true,
+            subscription_identifier_available: true,
+            max_inflight_messages: 20,
+            max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_messages: false,
+            connect_timeout_ms: 10_000,
+            max_session_expiry_interval: u32::MAX,
+            allow_zero_length_clientid: true,
+            max_subscriptions_per_client: 10_000,
+            max_topic_levels: 128,
+        }
+    }
+}
+
+/// A setting that is out of its valid range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[mqtt] {key}: {problem}")]
+pub struct ConfigError {
+    /// The setting's key.
+    pub key: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl BrokerConfig {
+    /// Checks ranges that serde's types do not express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key, problem| Err(ConfigError { key, problem });
+        if self.max_qos > 2 {
+            return fail("max_qos", "must be 0, 1 or 2");
+        }
+        if self.max_packet_size < 16 || self.max_packet_size > PROTOCOL_MAX_PACKET_SIZE {
+            return fail("max_packet_size", "must be between 16 and 268435460");
+        }
+        if self.receive_maximum == 0 {
+            return fail("receive_maximum", "must be at least 1");
+        }
+        if self.max_inflight_messages == 0 {
+            return fail("max_inflight_messages", "must be at least 1");
+        }
+        if self.max_queued_messages == 0 {
+            return fail("max_queued_messages", "must be at least 1");
+        }
+        if self.connect_timeout_ms == 0 {
+            return fail("connect_timeout_ms", "must be at least 1");
+        }
+        if self.max_topic_levels == 0 {
+            return fail("max_topic_levels", "must be at least 1");
+        }
+        Ok(())
+    }
+}

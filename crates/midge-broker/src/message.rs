@@ -1,0 +1,124 @@
+//! An application message as the broker holds it: built once when it arrives, shared by
+//! every receiver through an `Arc`.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use midge_codec::{encode_properties, Properties, Publish, QoS, TopicName, Will};
+
+/// A message in flight through the broker.
+#[derive(Debug)]
+pub struct Message {
+    /// The topic it was published to (never an alias).
+    pub topic: TopicName,
+    /// Its payload, in an allocation of its own (see [`Message::new`]).
+    pub payload: Bytes,
+    /// The QoS it was published with; each receiver gets at most its granted QoS.
+    pub qos: QoS,
+    /// The RETAIN flag it was published with.
+    pub retain: bool,
+    /// The v5 properties every receiver gets unchanged (payload format indicator, content type,
+    /// response topic, correlation data, user properties), encoded once for all of them
+    /// (MQTT-3.3.2-4, MQTT-3.3.2-15, MQTT-3.3.2-16, MQTT-3.3.2-17, MQTT-3.3.2-20).
+    pub shared_properties: Bytes,
+    /// When it expires, from the v5 Message Expiry Interval; `None` never.
+    pub expires_at: Option<Instant>,
+    /// The session that published it, for No Local (MQTT-3.8.3-3); `None` for wills from
+    /// sessions that are gone and for broker-made messages.
+    pub publisher: Option<u64>,
+}
+
+impl Message {
+    /// Builds a message from a PUBLISH whose topic alias has been resolved. The topic and payload
+    /// are copied into one new allocation, so a message that waits in a queue or the retained
+    /// store does not pin the (much larger) read buffer it arrived in.
+    pub fn new(publish: &Publish, publisher: Option<u64>, now: Instant) -> Self {
+        Self::build(
+            &publish.topic,
+            &publish.payload,
+            publish.qos,
+            publish.retain,
+            &publish.properties,
+            publisher,
+            now,
+        )
+    }
+
+    /// Builds the message a will stands for.
+    pub fn from_will(will: &Will, publisher: Option<u64>, now: Instant) -> Self {
+        Self::build(
+            &will.topic,
+            &will.payload,
+            will.qos,
+            will.retain,
+            &will.properties,
+            publisher,
+            now,
+        )
+    }
+
+    fn build(
+        topic: &TopicName,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: &Properties,
+        publisher: Option<u64>,
+        now: Instant,
+    ) -> Self {
+        let mut storage = BytesMut::with_capacity(topic.len() + payload.len());
+        storage.extend_from_slice(topic.as_bytes());
+        storage.extend_from_slice(payload);
+        let mut storage = storage.freeze();
+        let topic_bytes = storage.split_to(topic.len());
+        let topic = TopicName::from_string(
+            midge_codec::MqttString::from_bytes(topic_bytes).expect("copied from a valid topic"),
+        )
+        .expect("copied from a valid topic");
+        Self {
+            topic,
+            payload: storage,
+            qos,
+            retain,
+            shared_properties: encode_shared_properties(properties),
+            expires_at: properties
+                .message_expiry_interval
+                .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            publisher,
+        }
+    }
+
+    /// Whether the message has expired at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The Message Expiry Interval to forward: the received value minus the time the message
+    /// has waited in the broker (MQTT-3.3.2-6), rounded up so a live message never says 0.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
+    }
+}
+
+/// Encodes the properties that pass through the broker unchanged. Message expiry, topic alias
+/// and subscription identifiers are per receiver and written at send time.
+fn encode_shared_properties(properties: &Properties) -> Bytes {
+    let shared = Properties {
+        payload_format_indicator: properties.payload_format_indicator,
+        content_type: properties.content_type.clone(),
+        response_topic: properties.response_topic.clone(),
+        correlation_data: properties.correlation_data.clone(),
+        user_properties: properties.user_properties.clone(),
+        ..Properties::default()
+    };
+    if shared.is_empty() {
+        return Bytes::new();
+    }
+    let mut out = BytesMut::new();
+    encode_properties(&shared, &mut out);
+    out.freeze()
+}

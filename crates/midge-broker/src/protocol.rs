@@ -1,0 +1,578 @@
+//! One client connection's protocol state, without I/O: the server feeds it decoded packets
+//! and a clock value, and it writes the response bytes into the connection's write buffer.
+//!
+//! It owns what belongs to a network connection rather than a session (MQTT 5.0 section
+//! 3.3.2.3.4: topic aliases live only as long as the connection), the will, and the client's
+//! limits (Maximum Packet Size, Topic Alias Maximum, Request Problem Information).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use midge_codec::{
+    encode_packet, encode_publish, publish_len, Connect, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName,
+    UnsubAck, Will,
+};
+
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::session::{AckOutcome, Kick, Outgoing, Queued, Session};
+
+/// Most messages moved from the session queue in one drain, so one busy subscriber does not
+/// hold its session lock long or starve the connection's reads.
+const DRAIN_BATCH: usize = 256;
+
+/// A protocol violation by the client: the connection is closed, after a v5 DISCONNECT with
+/// `reason` (MQTT-4.13.1-1), and the will is published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail} ({reason})")]
+pub struct Violation {
+    /// The reason code sent in DISCONNECT.
+    pub reason: ReasonCode,
+    /// What the client did, for the log.
+    pub detail: &'static str,
+}
+
+fn violation(reason: ReasonCode, detail: &'static str) -> Violation {
+    Violation { reason, detail }
+}
+
+/// What the server should do after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The client sent DISCONNECT: close the connection; `with_will` for v5 reason 0x04.
+    Disconnect {
+        /// Whether the client asked for its will to be published (0x04).
+        with_will: bool,
+    },
+}
+
+/// How a connection ended, which decides whether the will is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// DISCONNECT with reason 0x00: the will is discarded (MQTT-3.1.2-10, MQTT-3.14.4-3).
+    Normal,
+    /// v5 DISCONNECT with 0x04: the will is published.
+    NormalWithWill,
+    /// Network error, keep alive timeout, protocol violation: the will is published
+    /// (MQTT-3.1.2-8).
+    Abnormal,
+    /// Another connection took the session over (MQTT-3.1.4-3).
+    TakenOver,
+    /// The server is shutting down: the will is not published, since every client is going.
+    ServerShutdown,
+}
+
+/// The protocol state of one connected client.
+#[derive(Debug)]
+pub struct ClientConnection {
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    conn_id: u64,
+    kick: Arc<Kick>,
+    version: ProtocolVersion,
+    /// Keep alive in force, in seconds (0: none).
+    keep_alive: u16,
+    /// Session Expiry Interval granted at CONNECT; a DISCONNECT may not raise it from 0
+    /// (MQTT-3.14.2-2).
+    connect_expiry: u32,
+    will: Option<Will>,
+    /// Topic aliases the client set (index = alias - 1).
+    inbound_aliases: Vec<Option<TopicName>>,
+    /// Topic aliases the broker set towards the client.
+    outbound_aliases: HashMap<TopicName, u16, ahash::RandomState>,
+    /// The client's Topic Alias Maximum (0: the broker sends none).
+    client_alias_maximum: u16,
+    /// The client's Maximum Packet Size.
+    client_max_packet_size: u32,
+    /// Whether reason strings and user properties may be sent on acks (MQTT-3.1.2-29).
+    problem_information: bool,
+    /// Reused between drains.
+    scratch: Vec<Outgoing>,
+}
+
+impl ClientConnection {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        session: Arc<Session>,
+        conn_id: u64,
+        kick: Arc<Kick>,
+        connect: &Connect,
+        keep_alive: u16,
+        connect_expiry: u32,
+    ) -> Self {
+        let alias_slots = if connect.protocol.is_v5() {
+            broker.config().topic_alias_maximum
+        } else {
+            0
+        };
+        Self {
+            version: connect.protocol,
+            keep_alive,
+            connect_expiry,
+            will: connect.will.clone(),
+            inbound_aliases: vec![None; usize::from(alias_slots)],
+            outbound_aliases: HashMap::default(),
+            client_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+            client_max_packet_size: connect
+                .properties
+                .maximum_packet_size
+                .unwrap_or(u32::MAX)
+                .min(broker.config().max_packet_size),
+            problem_information: connect.properties.request_problem_information != Some(0),
+            broker,
+            session,
+            conn_id,
+            kick,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        self.session.client_id()
+    }
+
+    /// The keep alive in force, in seconds; 0 means none.
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// The session, whose [`Session::woken`] signals queued work.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// The kick handle, whose [`Kick::kicked`] signals that the connection must close.
+    pub fn kick(&self) -> &Arc<Kick> {
+        &self.kick
+    }
+
+    /// Writes what a reconnecting persistent session must resend first (MQTT-4.4.0-1).
+    pub fn resume(&mut self, now: Instant, out: &mut BytesMut) {
+        let resends = self.session.resend_inflight(self.conn_id);
+        for outgoing in resends {
+            self.write_outgoing(outgoing, now, out);
+        }
+    }
+
+    /// Handles one packet from the client, writing responses into `out`.
+    pub fn handle(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<Flow, Violation> {
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish, now, out)?,
+            Packet::PubAck(ack) => {
+                self.session.complete(ack.packet_id, false);
+            }
+            Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason) {
+                AckOutcome::SendPubRel => {
+                    self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out)
+                }
+                AckOutcome::Completed => {}
+                AckOutcome::Unknown => {
+                    // MQTT 5.0 section 3.6.2.1: PUBREL with 0x92 for an unknown id.
+                    let mut release = PubResponse::success(rec.packet_id);
+                    release.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                    self.write(&Packet::PubRel(release), out);
+                }
+            },
+            Packet::PubRel(rel) => {
+                let mut complete = PubResponse::success(rel.packet_id);
+                if !self.session.release_inbound_qos2(rel.packet_id) {
+                    complete.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                }
+                // MQTT-4.3.3-11: PUBCOMP with the same packet id.
+                self.write(&Packet::PubComp(complete), out);
+            }
+            Packet::PubComp(comp) => {
+                self.session.complete(comp.packet_id, true);
+            }
+            Packet::Subscribe(subscribe) => {
+                if !subscribe.properties.subscription_identifiers.is_empty()
+                    && !self.broker.config().subscription_identifier_available
+                {
+                    return Err(violation(
+                        ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                        "subscription identifier while they are not supported",
+                    ));
+                }
+                for subscription in &subscribe.subscriptions {
+                    if subscription.options.no_local && subscription.filter.starts_with("$share/") {
+                        // MQTT-3.8.3-4: No Local on a shared subscription is a protocol error.
+                        return Err(violation(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "No Local on a shared subscription",
+                        ));
+                    }
+                }
+                let reasons = self.broker.subscribe(&self.session, &subscribe, now);
+                // MQTT-3.8.4-1, MQTT-3.8.4-2: SUBACK with the same packet id, one code each.
+                let ack = SubAck {
+                    packet_id: subscribe.packet_id,
+                    reasons,
+                    properties: Properties::default(),
+                };
+                self.write(&Packet::SubAck(ack), out);
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                let reasons = self.broker.unsubscribe(&self.session, &unsubscribe);
+                // MQTT-3.10.4-4: UNSUBACK with the same packet id.
+                let ack = UnsubAck {
+                    packet_id: unsubscribe.packet_id,
+                    reasons,
+                    properties: Properties::default(),
+                };
+                self.write(&Packet::UnsubAck(ack), out);
+            }
+            // MQTT-3.12.4-1.
+            Packet::PingReq => self.write(&Packet::PingResp, out),
+            Packet::Disconnect(disconnect) => {
+                self.handle_disconnect(&disconnect)?;
+                let with_will = disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL;
+                return Ok(Flow::Disconnect { with_will });
+            }
+            // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
+            Packet::Connect(_) => {
+                return Err(violation(ReasonCode::PROTOCOL_ERROR, "second CONNECT"))
+            }
+            Packet::Auth(_) => {
+                // No authentication method was accepted at CONNECT (MQTT-4.12.0-1 family).
+                return Err(violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH without an authentication method",
+                ));
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "server-to-client packet sent by a client",
+                ));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn handle_publish(
+        &mut self,
+        mut publish: Publish,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Violation> {
+        let broker = Arc::clone(&self.broker);
+        let config = broker.config();
+        if publish.qos.as_u8() > config.max_qos {
+            // MQTT-3.2.2-11.
+            return Err(violation(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                "PUBLISH above the server's maximum QoS",
+            ));
+        }
+        if publish.retain && !config.retain_available {
+            // MQTT-3.2.2-14.
+            return Err(violation(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "retained PUBLISH while retain is unavailable",
+            ));
+        }
+        self.resolve_topic_alias(&mut publish)?;
+        if self.broker.check_topic_levels(&publish.topic).is_err() {
+            return Err(violation(
+                ReasonCode::TOPIC_NAME_INVALID,
+                "topic has too many levels",
+            ));
+        }
+        if publish.properties.subscription_identifiers.len() > 0 {
+            // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
+            return Err(violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "Subscription Identifier in a client PUBLISH",
+            ));
+        }
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) => {
+                self.broker.publish(Arc::new(Message::new(
+                    &publish,
+                    Some(self.session.id()),
+                    now,
+                )));
+            }
+            (QoS::AtLeastOnce, Some(id)) => {
+                let delivered = self.broker.publish(Arc::new(Message::new(
+                    &publish,
+                    Some(self.session.id()),
+                    now,
+                )));
+                // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.
+                self.write(&Packet::PubAck(self.publish_ack(id, delivered)), out);
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                let pending = self.session.inbound_qos2_pending();
+                if self.session.begin_inbound_qos2(id) {
+                    if self.version.is_v5() && pending >= usize::from(config.receive_maximum) {
+                        self.session.release_inbound_qos2(id);
+                        // MQTT-3.3.4-8.
+                        return Err(violation(
+                            ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                            "more QoS 2 in flight than allowed",
+                        ));
+                    }
+                    let delivered = self.broker.publish(Arc::new(Message::new(
+                        &publish,
+                        Some(self.session.id()),
+                        now,
+                    )));
+                    self.write(&Packet::PubRec(self.publish_ack(id, delivered)), out);
+                } else {
+                    // A resend before PUBREL: acknowledge, do not deliver again (MQTT-4.3.3-10).
+                    self.write(&Packet::PubRec(PubResponse::success(id)), out);
+                }
+            }
+            (_, None) => {
+                return Err(violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "QoS > 0 PUBLISH without packet id",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// An acknowledgement for an inbound PUBLISH; v5 says 0x10 when nobody subscribed.
+    fn publish_ack(&self, id: PacketId, delivered: usize) -> PubResponse {
+        let mut ack = PubResponse::success(id);
+        if delivered == 0 && self.version.is_v5() {
+            ack.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        }
+        ack
+    }
+
+    /// Replaces an alias with its topic, or records a new alias (MQTT 5.0 section 3.3.2.3.4).
+    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), Violation> {
+        let Some(alias) = publish.properties.topic_alias.take() else {
+            if publish.topic.is_empty() {
+                return Err(violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "empty topic without a topic alias",
+                ));
+            }
+            return Ok(());
+        };
+        let slot = usize::from(alias)
+            .checked_sub(1)
+            .filter(|&i| i < self.inbound_aliases.len());
+        let Some(slot) = slot else {
+            // MQTT-3.3.2-8 / MQTT-3.3.2-9: alias 0 or above our Topic Alias Maximum.
+            return Err(violation(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                "topic alias out of range",
+            ));
+        };
+        if publish.topic.is_empty() {
+            match &self.inbound_aliases[slot] {
+                Some(topic) => publish.topic = topic.clone(),
+                None => return Err(violation(ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
+            }
+        } else {
+            // Copy the topic so the alias table does not pin the read buffer.
+            let owned = TopicName::new(&publish.topic).expect("already a valid topic");
+            self.inbound_aliases[slot] = Some(owned);
+        }
+        Ok(())
+    }
+
+    fn handle_disconnect(&mut self, disconnect: &Disconnect) -> Result<(), Violation> {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if self.connect_expiry == 0 && expiry != 0 {
+                // MQTT-3.14.2-2.
+                return Err(violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "session expiry raised from 0 at DISCONNECT",
+                ));
+            }
+            let granted = expiry.min(self.broker.config().max_session_expiry_interval);
+            self.session.lock().expiry_interval = granted;
+        }
+        Ok(())
+    }
+
+    /// Moves queued messages into `out` while the client's window allows, up to a batch.
+    /// Returns whether more may be ready (call again after writing).
+    pub fn drain(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+        let mut outgoing = std::mem::take(&mut self.scratch);
+        let max_size = self.client_max_packet_size as usize;
+        let version = self.version;
+        let dropped = self.session.take_ready(
+            self.conn_id,
+            now,
+            DRAIN_BATCH,
+            |item| full_publish_len(item, version, now) <= max_size,
+            &mut outgoing,
+        );
+        if dropped > 0 {
+            self.broker
+                .stats()
+                .messages_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        let more = outgoing.len() == DRAIN_BATCH;
+        for item in outgoing.drain(..) {
+            self.write_outgoing(item, now, out);
+        }
+        self.scratch = outgoing;
+        more
+    }
+
+    fn write_outgoing(&mut self, outgoing: Outgoing, now: Instant, out: &mut BytesMut) {
+        match outgoing {
+            Outgoing::PubRel(id) => self.write(&Packet::PubRel(PubResponse::success(id)), out),
+            Outgoing::Publish {
+                item,
+                packet_id,
+                dup,
+            } => {
+                let v5 = self.version.is_v5();
+                let (topic, alias) = if v5 {
+                    self.outbound_alias(&item.message.topic)
+                } else {
+                    (true, None)
+                };
+                let message = &item.message;
+                let header = PublishHeader {
+                    dup,
+                    qos: item.qos,
+                    retain: item.retain,
+                    topic: if topic { &message.topic } else { "" },
+                    packet_id,
+                    shared_properties: if v5 { &message.shared_properties } else { &[] },
+                    message_expiry_interval: if v5 {
+                        message.remaining_expiry(now)
+                    } else {
+                        None
+                    },
+                    topic_alias: alias,
+                    subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
+                };
+                if let Err(error) = encode_publish(out, self.version, &header, &message.payload) {
+                    tracing::warn!(%error, "message too large to encode, dropped");
+                    return;
+                }
+                self.broker
+                    .stats()
+                    .messages_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Chooses how to name `topic` to a v5 client: `(send_topic, alias)`. A known topic goes
+    /// by alias alone; a new one gets the next free alias while the client's Topic Alias
+    /// Maximum allows (MQTT-3.3.2-10: never above it); after that topics are sent in full.
+    fn outbound_alias(&mut self, topic: &TopicName) -> (bool, Option<u16>) {
+        if self.client_alias_maximum == 0 {
+            return (true, None);
+        }
+        if let Some(&alias) = self.outbound_aliases.get(topic) {
+            return (false, Some(alias));
+        }
+        let next = self.outbound_aliases.len() + 1;
+        if next > usize::from(self.client_alias_maximum) {
+            return (true, None);
+        }
+        let alias = next as u16;
+        self.outbound_aliases.insert(topic.clone(), alias);
+        (true, Some(alias))
+    }
+
+    /// Encodes a control packet. Acks with reason strings or user properties are not sent to a
+    /// client that asked for no problem information (MQTT-3.1.2-29); ours carry none.
+    fn write(&self, packet: &Packet, out: &mut BytesMut) {
+        let _ = self.problem_information;
+        if let Err(error) = encode_packet(packet, self.version, out) {
+            tracing::warn!(%error, kind = packet.kind(), "cannot encode packet");
+        }
+    }
+
+    /// Writes the DISCONNECT a v5 client is sent before the server closes (MQTT-4.13.1-1);
+    /// nothing for 3.x, which has no server DISCONNECT.
+    pub fn write_disconnect(&self, reason: ReasonCode, out: &mut BytesMut) {
+        if self.version.is_v5() {
+            self.write(
+                &Packet::Disconnect(Disconnect {
+                    reason,
+                    properties: Properties::default(),
+                }),
+                out,
+            );
+        }
+    }
+
+    /// Ends the connection: publishes or schedules the will as `how` requires, detaches from
+    /// the session, and ends the session if it does not outlive the connection.
+    pub fn close(mut self, how: CloseKind, now: Instant) {
+        let will = match how {
+            CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => {
+                self.will.take()
+            }
+            CloseKind::Normal | CloseKind::ServerShutdown => None,
+        };
+        let detached = self.session.detach(self.conn_id, now);
+        let expiry = self.session.lock().expiry_interval;
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            if delay == 0 || (detached && expiry == 0) {
+                self.broker
+                    .publish_will(&will, Some(self.session.id()), now);
+            } else if detached {
+                // MQTT 5.0 section 3.1.3.2.2: published when the delay or the session ends.
+                let due = now + std::time::Duration::from_secs(u64::from(delay));
+                self.session.lock().delayed_will = Some((due, will));
+            }
+            // Taken over by a connection that resumed the session, with a will delay: the
+            // new connection cancels it (MQTT-3.1.3-9).
+        }
+        if detached && expiry == 0 && how != CloseKind::ServerShutdown {
+            self.broker.finish_session(&self.session, now);
+        }
+    }
+}
+
+/// The size of a PUBLISH of `item` with its full topic: an upper bound of what is sent, used
+/// for the client's Maximum Packet Size.
+fn full_publish_len(item: &Queued, version: ProtocolVersion, now: Instant) -> usize {
+    let v5 = version.is_v5();
+    let message = &item.message;
+    let header = PublishHeader {
+        dup: false,
+        qos: item.qos,
+        retain: item.retain,
+        topic: &message.topic,
+        packet_id: if item.qos == QoS::AtMostOnce {
+            None
+        } else {
+            PacketId::new(1)
+        },
+        shared_properties: if v5 { &message.shared_properties } else { &[] },
+        message_expiry_interval: if v5 {
+            message.remaining_expiry(now)
+        } else {
+            None
+        },
+        topic_alias: if v5 { Some(1) } else { None },
+        subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
+    };
+    publish_len(&header, message.payload.len(), version)
+}

@@ -1,0 +1,515 @@
+//! A session: the state the broker keeps for one client identifier, whether or not a network
+//! connection is attached (MQTT 3.1.1 section 3.1.2.4, 5.0 section 4.1).
+//!
+//! It owns the client's subscriptions, its bounded queue of messages waiting to be sent, the
+//! outbound messages in flight with their packet ids, and the inbound QoS 2 packet ids awaiting
+//! PUBREL. Publishers enqueue under the session's short lock and never wait for the receiver;
+//! the attached connection is woken through [`Session::wake`] and drains the queue itself.
+//!
+//! Lock order: a session lock is never held while taking the broker's session map, router or
+//! retained locks (docs/locks.md).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::{PacketId, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will};
+use parking_lot::{Mutex, MutexGuard};
+use smallvec::SmallVec;
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+use crate::message::Message;
+
+/// Subscription identifiers that matched one message, usually none or one.
+pub type SubscriptionIds = SmallVec<[u32; 1]>;
+
+/// One session, shared by the broker's session map, the router and the attached connection.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique per session object (a new session for the same client id gets a new one): the
+    /// router's key and the publisher id used for No Local.
+    id: u64,
+    /// The client identifier.
+    client_id: Arc<str>,
+    /// Everything mutable, behind a short lock.
+    state: Mutex<SessionState>,
+    /// Wakes the attached connection when the queue gains work.
+    wake: Notify,
+}
+
+/// Tells a connection that it must close, and why (takeover, shutdown, administrative action).
+#[derive(Debug, Default)]
+pub struct Kick {
+    notify: Notify,
+    reason: AtomicU8,
+}
+
+impl Kick {
+    /// Asks the connection to close with `reason`.
+    pub fn kick(&self, reason: ReasonCode) {
+        self.reason.store(reason.0, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Waits until kicked and returns the reason.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a kick that arrives while no one waits is kept as a permit.
+    pub async fn kicked(&self) -> ReasonCode {
+        self.notify.notified().await;
+        ReasonCode(self.reason.load(Ordering::Acquire))
+    }
+}
+
+/// A message waiting for, or in, delivery to this session.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// The QoS it is delivered with: the minimum of published and granted (MQTT-3.8.4-8).
+    pub qos: QoS,
+    /// The RETAIN flag it is delivered with.
+    pub retain: bool,
+    /// Identifiers of the matching subscriptions (MQTT-3.3.4-3).
+    pub subscription_ids: SubscriptionIds,
+    /// The `$share/{group}/{filter}` it came through, so that it can go to another member if this
+    /// session ends before acknowledging it (MQTT 5.0 section 4.8.2).
+    pub shared: Option<Arc<str>>,
+}
+
+/// A message handed to the connection to write.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A PUBLISH, new or resent.
+    Publish {
+        /// What to send.
+        item: Queued,
+        /// The packet id, for QoS 1 and 2.
+        packet_id: Option<PacketId>,
+        /// Whether this is a resend (MQTT-3.3.1-1).
+        dup: bool,
+    },
+    /// A PUBREL to resend after reconnecting (MQTT-4.4.0-1).
+    PubRel(PacketId),
+}
+
+/// Where an outbound QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InflightStage {
+    /// Sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    AwaitingAck,
+    /// PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    /// Send order, so resends keep the original order (MQTT-4.6.0-1).
+    seq: u64,
+    item: Queued,
+    stage: InflightStage,
+}
+
+/// The connection a session is attached to.
+#[derive(Debug)]
+struct Attachment {
+    conn_id: u64,
+    kick: Arc<Kick>,
+    /// Outbound window: min(client's Receive Maximum, max_inflight_messages).
+    window: usize,
+}
+
+/// A subscription as the session remembers it, to restore and to unsubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSubscription {
+    /// Its options.
+    pub options: SubscriptionOptions,
+    /// Its v5 subscription identifier.
+    pub id: Option<u32>,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Queued for delivery.
+    Queued,
+    /// Dropped because the session's queue is full (counted).
+    DroppedQueueFull,
+    /// Dropped because the session is offline and does not keep QoS 0 (not an error).
+    DroppedOffline,
+}
+
+/// The outcome of an acknowledgement from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The packet id was in flight at the stage the ack belongs to; the slot is freed.
+    Completed,
+    /// PUBREC accepted: send PUBREL.
+    SendPubRel,
+    /// Unknown packet id (MQTT 5 answers PUBREL with 0x92 in that case).
+    Unknown,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    attached: Option<Attachment>,
+    /// Version of the last connection, for encoding resends.
+    pub(crate) protocol: ProtocolVersion,
+    /// Session Expiry Interval in seconds: 0 ends the session with its connection, u32::MAX
+    /// never expires (3.1.1 persistent sessions).
+    pub(crate) expiry_interval: u32,
+    /// When a detached session expires.
+    pub(crate) expires_at: Option<Instant>,
+    pub(crate) subscriptions: HashMap<String, StoredSubscription, ahash::RandomState>,
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    inflight: BTreeMap<u16, Inflight>,
+    next_packet_id: u16,
+    next_seq: u64,
+    /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released (MQTT-4.3.3-?):
+    /// a resent PUBLISH with one of these ids is not delivered again.
+    inbound_qos2: HashSet<u16, ahash::RandomState>,
+    /// A will whose delay has not run out, and when it is due (MQTT-3.1.3-9).
+    pub(crate) delayed_will: Option<(Instant, Will)>,
+    /// Messages this session dropped because a bound was hit.
+    pub(crate) dropped: u64,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: u64,
+        client_id: Arc<str>,
+        protocol: ProtocolVersion,
+        expiry_interval: u32,
+    ) -> Self {
+        Self {
+            id,
+            client_id,
+            state: Mutex::new(SessionState {
+                attached: None,
+                protocol,
+                expiry_interval,
+                expires_at: None,
+                subscriptions: HashMap::default(),
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                inflight: BTreeMap::new(),
+                next_packet_id: 1,
+                next_seq: 0,
+                inbound_qos2: HashSet::default(),
+                delayed_will: None,
+                dropped: 0,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The unique id of this session object.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    /// Waits until the queue may have work for the attached connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a wake-up that arrives while no one waits is kept as a permit.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+
+    /// Offers a message. Called by the router's caller with no other lock held.
+    pub fn enqueue(&self, item: Queued, config: &BrokerConfig) -> EnqueueOutcome {
+        let mut state = self.state.lock();
+        let online = state.attached.is_some();
+        if !online && item.qos == QoS::AtMostOnce && !config.queue_qos0_messages {
+            return EnqueueOutcome::DroppedOffline;
+        }
+        let bytes = item.message.payload.len();
+        let over_count = state.queue.len() >= config.max_queued_messages;
+        let over_bytes =
+            config.max_queued_bytes != 0 && state.queued_bytes + bytes > config.max_queued_bytes;
+        if over_count || over_bytes {
+            state.dropped += 1;
+            return EnqueueOutcome::DroppedQueueFull;
+        }
+        let was_empty = state.queue.is_empty();
+        state.queued_bytes += bytes;
+        state.queue.push_back(item);
+        drop(state);
+        if was_empty && online {
+            self.wake.notify_one();
+        }
+        EnqueueOutcome::Queued
+    }
+
+    /// Attaches a new connection. Returns the connection previously attached, to be kicked.
+    pub(crate) fn attach(
+        &self,
+        conn_id: u64,
+        kick: Arc<Kick>,
+        window: usize,
+        protocol: ProtocolVersion,
+        expiry_interval: u32,
+    ) -> Option<Arc<Kick>> {
+        let mut state = self.state.lock();
+        let previous = state
+            .attached
+            .replace(Attachment {
+                conn_id,
+                kick,
+                window,
+            })
+            .map(|a| a.kick);
+        state.protocol = protocol;
+        state.expiry_interval = expiry_interval;
+        state.expires_at = None;
+        drop(state);
+        self.wake.notify_one();
+        previous
+    }
+
+    /// Detaches `conn_id` if it is still the attached connection; returns whether it was.
+    pub(crate) fn detach(&self, conn_id: u64, now: Instant) -> bool {
+        let mut state = self.state.lock();
+        if state.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
+            return false;
+        }
+        state.attached = None;
+        state.expires_at = match state.expiry_interval {
+            u32::MAX => None,
+            secs => Some(now + std::time::Duration::from_secs(u64::from(secs))),
+        };
+        true
+    }
+
+    /// Whether `conn_id` is the attached connection.
+    pub fn is_attached_to(&self, conn_id: u64) -> bool {
+        self.state
+            .lock()
+            .attached
+            .as_ref()
+            .is_some_and(|a| a.conn_id == conn_id)
+    }
+
+    /// Everything in flight, in send order, for resending after a reconnect (MQTT-4.4.0-1):
+    /// unacknowledged PUBLISHes with DUP set, and PUBRELs for those past PUBREC.
+    pub fn resend_inflight(&self, conn_id: u64) -> Vec<Outgoing> {
+        let state = self.state.lock();
+        if state.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
+            return Vec::new();
+        }
+        let mut entries: Vec<(&u16, &Inflight)> = state.inflight.iter().collect();
+        entries.sort_by_key(|(_, entry)| entry.seq);
+        entries
+            .into_iter()
+            .map(|(&id, entry)| {
+                let packet_id = PacketId::new(id).expect("in-flight ids are non-zero");
+                match entry.stage {
+                    InflightStage::AwaitingAck => Outgoing::Publish {
+                        item: entry.item.clone(),
+                        packet_id: Some(packet_id),
+                        dup: true,
+                    },
+                    InflightStage::AwaitingComp => Outgoing::PubRel(packet_id),
+                }
+            })
+            .collect()
+    }
+
+    /// Moves up to `max` queued messages into `out` for the attached connection `conn_id`,
+    /// assigning packet ids to QoS 1/2 ones while the in-flight window allows. Expired
+    /// messages are dropped (MQTT-3.3.2-5), and so are messages `fits` rejects (larger than the
+    /// client's Maximum Packet Size, MQTT-3.1.2-25). Returns how many messages were dropped.
+    pub fn take_ready(
+        &self,
+        conn_id: u64,
+        now: Instant,
+        max: usize,
+        fits: impl Fn(&Queued) -> bool,
+        out: &mut Vec<Outgoing>,
+    ) -> usize {
+        let mut state = self.state.lock();
+        let Some(window) = state
+            .attached
+            .as_ref()
+            .filter(|a| a.conn_id == conn_id)
+            .map(|a| a.window)
+        else {
+            return 0;
+        };
+        let mut dropped = 0;
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = state.queue.front() else {
+                break;
+            };
+            if front.qos != QoS::AtMostOnce && state.inflight.len() >= window {
+                break;
+            }
+            let item = state.queue.pop_front().expect("front exists");
+            state.queued_bytes -= item.message.payload.len();
+            if item.message.is_expired(now) || !fits(&item) {
+                dropped += 1;
+                continue;
+            }
+            taken += 1;
+            if item.qos == QoS::AtMostOnce {
+                out.push(Outgoing::Publish {
+                    item,
+                    packet_id: None,
+                    dup: false,
+                });
+                continue;
+            }
+            let id = state.allocate_packet_id();
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.inflight.insert(
+                id.get(),
+                Inflight {
+                    seq,
+                    item: item.clone(),
+                    stage: InflightStage::AwaitingAck,
+                },
+            );
+            out.push(Outgoing::Publish {
+                item,
+                packet_id: Some(id),
+                dup: false,
+            });
+        }
+        state.dropped += dropped as u64;
+        dropped
+    }
+
+    /// Whether messages are waiting that the window would let through now.
+    pub fn has_ready(&self) -> bool {
+        let state = self.state.lock();
+        let window = state.attached.as_ref().map_or(0, |a| a.window);
+        state
+            .queue
+            .front()
+            .is_some_and(|front| front.qos == QoS::AtMostOnce || state.inflight.len() < window)
+    }
+
+    /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
+    pub fn complete(&self, packet_id: PacketId, pubcomp: bool) -> AckOutcome {
+        let mut state = self.state.lock();
+        let expected = if pubcomp {
+            InflightStage::AwaitingComp
+        } else {
+            InflightStage::AwaitingAck
+        };
+        match state.inflight.get(&packet_id.get()) {
+            Some(entry)
+                if entry.stage == expected && (pubcomp || entry.item.qos == QoS::AtLeastOnce) =>
+            {
+                state.inflight.remove(&packet_id.get());
+                drop(state);
+                self.wake.notify_one();
+                AckOutcome::Completed
+            }
+            _ => AckOutcome::Unknown,
+        }
+    }
+
+    /// Handles PUBREC for an outbound QoS 2 message. A PUBREC with an error reason ends the
+    /// exchange (MQTT 5.0 section 4.3.3).
+    pub fn received(&self, packet_id: PacketId, reason: ReasonCode) -> AckOutcome {
+        let mut state = self.state.lock();
+        let Some(entry) = state.inflight.get_mut(&packet_id.get()) else {
+            return AckOutcome::Unknown;
+        };
+        if entry.item.qos != QoS::ExactlyOnce {
+            return AckOutcome::Unknown;
+        }
+        if reason.is_error() {
+            state.inflight.remove(&packet_id.get());
+            drop(state);
+            self.wake.notify_one();
+            return AckOutcome::Completed;
+        }
+        entry.stage = InflightStage::AwaitingComp;
+        AckOutcome::SendPubRel
+    }
+
+    /// Records an inbound QoS 2 packet id; returns false if it was already awaiting PUBREL, in
+    /// which case the PUBLISH is a resend and must not be delivered again (MQTT-4.3.3-10).
+    pub fn begin_inbound_qos2(&self, packet_id: PacketId) -> bool {
+        self.state.lock().inbound_qos2.insert(packet_id.get())
+    }
+
+    /// Releases an inbound QoS 2 packet id on PUBREL; returns whether it was known.
+    pub fn release_inbound_qos2(&self, packet_id: PacketId) -> bool {
+        self.state.lock().inbound_qos2.remove(&packet_id.get())
+    }
+
+    /// Inbound QoS 2 ids awaiting PUBREL, for the Receive Maximum check (MQTT-3.3.4-8).
+    pub fn inbound_qos2_pending(&self) -> usize {
+        self.state.lock().inbound_qos2.len()
+    }
+
+    /// Messages dropped by this session's bounds so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Takes every message this session holds for delivery (queued and in flight) that came
+    /// through a shared subscription, for handing to another member when the session ends.
+    pub(crate) fn take_shared_undelivered(&self) -> Vec<Queued> {
+        let mut state = self.state.lock();
+        let mut taken: Vec<Queued> = Vec::new();
+        let inflight = std::mem::take(&mut state.inflight);
+        for (id, entry) in inflight {
+            if entry.item.shared.is_some() && entry.stage == InflightStage::AwaitingAck {
+                taken.push(entry.item);
+            } else {
+                state.inflight.insert(id, entry);
+            }
+        }
+        let queue = std::mem::take(&mut state.queue);
+        for item in queue {
+            if item.shared.is_some() {
+                state.queued_bytes -= item.message.payload.len();
+                taken.push(item);
+            } else {
+                state.queue.push_back(item);
+            }
+        }
+        taken
+    }
+}
+
+impl SessionState {
+    /// The next free packet id. The in-flight map never holds more than the window (at most
+    /// 65,535 entries), so a free id always exists.
+    fn allocate_packet_id(&mut self) -> PacketId {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.contains_key(&id) {
+                return PacketId::new(id).expect("ids cycle through 1..=65535");
+            }
+        }
+    }
+
+    /// The kick handle of the attached connection.
+    pub(crate) fn attached_kick(&self) -> Option<Arc<Kick>> {
+        self.attached.as_ref().map(|a| Arc::clone(&a.kick))
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+}

@@ -1,0 +1,180 @@
+//! The configuration file (TOML) and the defaults `midge serve` runs with when given none.
+//! Every key is documented in docs/configuration.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use midge_broker::BrokerConfig;
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listeners (`[[listener]]`). None given: one on 127.0.0.1:1883 that allows anonymous
+    /// clients, as mosquitto 2 does when started without a config.
+    pub listener: Vec<ListenerConfig>,
+    /// Logging (`[log]`).
+    pub log: LogConfig,
+    /// Broker behaviour (`[mqtt]`).
+    pub mqtt: BrokerConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listener: Vec::new(),
+            log: LogConfig::default(),
+            mqtt: BrokerConfig::default(),
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port, e.g. "0.0.0.0:1883"; port 0 picks a free port (logged as local_addr).
+    pub bind: SocketAddr,
+    /// Whether clients without a user name may connect. Default false for configured
+    /// listeners, as in mosquitto 2: opening a port to a network is a decision to make twice.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: "info", "debug", "midge_server=debug,info", ... `RUST_LOG` overrides.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Default port of the local listener.
+pub const DEFAULT_PORT: u16 = 1883;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser says, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config file {path}: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which setting and why.
+        source: midge_broker::config::ConfigError,
+    },
+}
+
+impl ServerConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config
+            .mqtt
+            .validate()
+            .map_err(|source| ConfigError::Invalid {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(config)
+    }
+
+    /// The listeners to open: the configured ones, or the default local one.
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if self.listener.is_empty() {
+            vec![default_listener(DEFAULT_PORT)]
+        } else {
+            self.listener.clone()
+        }
+    }
+}
+
+/// The listener `midge serve` opens with no config: loopback only, anonymous allowed.
+pub fn default_listener(port: u16) -> ListenerConfig {
+    ListenerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        allow_anonymous: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_the_local_listener() {
+        let config = ServerConfig::parse("", Path::new("x.toml")).unwrap();
+        assert_eq!(config, ServerConfig::default());
+        assert_eq!(config.effective_listeners(), vec![default_listener(1883)]);
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let text = r#"
+            [[listener]]
+            bind = "0.0.0.0:1883"
+            allow_anonymous = true
+
+            [log]
+            level = "debug"
+
+            [mqtt]
+            max_qos = 1
+            retain_available = false
+            max_keepalive = 120
+        "#;
+        let config = ServerConfig::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(config.listener.len(), 1);
+        assert_eq!(config.mqtt.max_qos, 1);
+        assert!(!config.mqtt.retain_available);
+        assert_eq!(config.mqtt.max_keepalive, 120);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_problem() {
+        let err = ServerConfig::parse("[mqtt]\nmax_qoss = 1\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("max_qoss"), "{err}");
+        let err = ServerConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("max_qos"), "{err}");
+        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("m.toml"), "{err}");
+    }
+}

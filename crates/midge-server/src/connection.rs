@@ -1,0 +1,286 @@
+//! The connection driver: one task per client that owns its socket, reads and decodes packets,
+//! hands them to the broker core, and writes what the core produces.
+//!
+//! The task `select!`s over: socket readable, socket writable (while bytes are pending), its
+//! session's wake-up, its kick (takeover), the keep alive deadline and server shutdown. Writes
+//! are batched: everything produced since the last write goes out in one `write` call. While
+//! the write buffer is above [`WRITE_HIGH_WATER`] the task stops reading from the client and
+//! stops draining its queue, so a client that does not read cannot grow the broker's memory:
+//! its messages wait in its bounded session queue instead.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
+use midge_codec::{
+    decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+/// Bytes pending to a client above which the driver stops producing more for it.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// Smallest free space offered to a read.
+const READ_CHUNK: usize = 4096;
+/// How long a closing connection may take to flush its last packets (DISCONNECT, CONNACK).
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a listener tells its connections.
+#[derive(Debug, Clone)]
+pub struct ListenerContext {
+    /// Whether anonymous clients are allowed.
+    pub allow_anonymous: bool,
+}
+
+/// Drives one client connection to its end.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<ListenerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut wbuf = BytesMut::new();
+    let max_packet_size = broker.config().max_packet_size as usize;
+
+    // Phase 1: the CONNECT must come first (MQTT-3.1.0-1), and in time.
+    let connect_timeout = Duration::from_millis(broker.config().connect_timeout_ms);
+    let first = tokio::select! {
+        first = read_first_packet(&mut reader, &mut rbuf, max_packet_size) => first,
+        _ = tokio::time::sleep(connect_timeout) => {
+            debug!(%peer, "no CONNECT in time, closing");
+            return;
+        }
+        _ = shutdown.changed() => return,
+    };
+    let connect = match first {
+        Ok(Packet::Connect(connect)) => connect,
+        Ok(other) => {
+            info!(%peer, kind = other.kind(), "first packet is not CONNECT, closing (MQTT-3.1.0-1)");
+            return;
+        }
+        Err(FirstPacketError::Decode(DecodeError::UnsupportedProtocol {
+            name,
+            level,
+            known_name,
+        })) => {
+            info!(%peer, %name, level, "unsupported protocol version, refusing");
+            if known_name {
+                // MQTT-3.1.2-2: CONNACK 0x01 (3.1.1) / 0x84 (5.0), then close.
+                let version = if level >= 5 {
+                    ProtocolVersion::V5
+                } else {
+                    ProtocolVersion::V311
+                };
+                let connack = ConnAck {
+                    reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                    ..ConnAck::default()
+                };
+                let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
+                flush_and_close(&mut writer, &mut wbuf).await;
+            }
+            return;
+        }
+        Err(FirstPacketError::Decode(error)) => {
+            info!(%peer, %error, "malformed CONNECT, closing");
+            return;
+        }
+        Err(FirstPacketError::Io(error)) => {
+            debug!(%peer, %error, "connection closed before CONNECT");
+            return;
+        }
+    };
+
+    let version = connect.protocol;
+    let clean_start = connect.clean_start;
+    let requested_id = connect.client_id.to_string();
+    let context = ConnectContext {
+        peer: peer.to_string(),
+        allow_anonymous: listener.allow_anonymous,
+    };
+    let (mut connection, connack) = match broker.connect(connect, &context, Instant::now()) {
+        ConnectOutcome::Accepted {
+            connection,
+            connack,
+        } => (connection, connack),
+        ConnectOutcome::Refused { connack, reason } => {
+            info!(%peer, client_id = %requested_id, code = %connack.reason, reason, "connection refused");
+            let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
+            flush_and_close(&mut writer, &mut wbuf).await;
+            return;
+        }
+    };
+    let client_id = Arc::clone(connection.client_id());
+    info!(
+        %peer, %client_id, ?version, clean_start, keep_alive = connection.keep_alive(),
+        session_present = connack.session_present, "client connected"
+    );
+    let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
+    connection.resume(Instant::now(), &mut wbuf);
+
+    let (how, reason) = run_connected(
+        &mut connection,
+        &mut reader,
+        &mut writer,
+        &mut rbuf,
+        &mut wbuf,
+        max_packet_size,
+        &mut shutdown,
+    )
+    .await;
+    flush_and_close(&mut writer, &mut wbuf).await;
+    info!(%peer, %client_id, reason = %reason, "client disconnected");
+    connection.close(how, Instant::now());
+}
+
+/// The connected phase; returns how and why it ended, with any last packets in `wbuf`.
+async fn run_connected<R, W>(
+    connection: &mut ClientConnection,
+    reader: &mut R,
+    writer: &mut W,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    max_packet_size: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> (CloseKind, String)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let version = connection.version();
+    let session = Arc::clone(connection.session());
+    let kick = Arc::clone(connection.kick());
+    // MQTT-3.1.2-24: one and a half times the keep alive without a packet closes the connection.
+    let keep_alive = match connection.keep_alive() {
+        0 => None,
+        secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
+    };
+    let far_future = Duration::from_secs(86_400 * 365);
+    let mut deadline = tokio::time::Instant::now() + keep_alive.unwrap_or(far_future);
+    let mut more_ready = true;
+
+    loop {
+        if more_ready && wbuf.len() < WRITE_HIGH_WATER {
+            more_ready = connection.drain(Instant::now(), wbuf);
+        }
+        let room = wbuf.len() < WRITE_HIGH_WATER;
+        if room {
+            rbuf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            reason = kick.kicked() => {
+                connection.write_disconnect(reason, wbuf);
+                let how = if reason == ReasonCode::SESSION_TAKEN_OVER { CloseKind::TakenOver } else { CloseKind::Abnormal };
+                return (how, format!("kicked: {reason}"));
+            }
+            _ = shutdown.changed() => {
+                connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, wbuf);
+                return (CloseKind::ServerShutdown, "server shutting down".to_owned());
+            }
+            _ = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
+                connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, wbuf);
+                return (CloseKind::Abnormal, "keep alive timeout".to_owned());
+            }
+            written = writer.write(&wbuf[..]), if !wbuf.is_empty() => match written {
+                Ok(0) | Err(_) => return (CloseKind::Abnormal, "write failed".to_owned()),
+                Ok(n) => {
+                    wbuf.advance(n);
+                    if wbuf.is_empty() && wbuf.capacity() > WRITE_HIGH_WATER {
+                        *wbuf = BytesMut::new(); // give a burst's memory back
+                    }
+                }
+            },
+            _ = session.woken(), if room => more_ready = true,
+            read = reader.read_buf(rbuf), if room => match read {
+                Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
+                Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
+                Ok(_) => {
+                    let now = Instant::now();
+                    loop {
+                        match decode_packet(rbuf, version, max_packet_size) {
+                            Ok(Some(packet)) => {
+                                if let Some(keep_alive) = keep_alive {
+                                    deadline = tokio::time::Instant::now() + keep_alive;
+                                }
+                                match connection.handle(packet, now, wbuf) {
+                                    Ok(Flow::Continue) => {}
+                                    Ok(Flow::Disconnect { with_will }) => {
+                                        let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
+                                        return (how, "client sent DISCONNECT".to_owned());
+                                    }
+                                    Err(violation) => {
+                                        connection.write_disconnect(violation.reason, wbuf);
+                                        return (CloseKind::Abnormal, format!("protocol violation: {violation}"));
+                                    }
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                connection.write_disconnect(error.reason_code(), wbuf);
+                                return (CloseKind::Abnormal, format!("bad packet: {error}"));
+                            }
+                        }
+                    }
+                    more_ready = true;
+                    if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
+                        *rbuf = BytesMut::with_capacity(READ_CHUNK); // give a large packet's memory back
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Why the first packet could not be read.
+enum FirstPacketError {
+    Decode(DecodeError),
+    Io(std::io::Error),
+}
+
+/// Reads until one packet is complete.
+async fn read_first_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Packet, FirstPacketError> {
+    loop {
+        // The version only matters for packets after CONNECT; CONNECT announces its own.
+        match decode_packet(rbuf, ProtocolVersion::V311, max_packet_size) {
+            Ok(Some(packet)) => return Ok(packet),
+            Ok(None) => {}
+            Err(error) => return Err(FirstPacketError::Decode(error)),
+        }
+        rbuf.reserve(READ_CHUNK);
+        match reader.read_buf(rbuf).await {
+            Ok(0) => {
+                return Err(FirstPacketError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "eof",
+                )))
+            }
+            Ok(_) => {}
+            Err(error) => return Err(FirstPacketError::Io(error)),
+        }
+    }
+}
+
+/// Writes what is pending, bounded in time, then shuts the write side down.
+async fn flush_and_close<W: AsyncWrite + Unpin>(writer: &mut W, wbuf: &mut BytesMut) {
+    let flush = async {
+        if !wbuf.is_empty() {
+            writer.write_all(wbuf).await?;
+        }
+        writer.shutdown().await
+    };
+    if let Ok(Err(error)) = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flush).await {
+        debug!(%error, "error flushing a closing connection");
+    }
+    wbuf.clear();
+}

@@ -1,0 +1,89 @@
+//! `midge serve`: loads the config, sets up logging, runs the broker until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use midge_server::config::{default_listener, ServerConfig};
+use midge_server::Server;
+use tracing_subscriber::EnvFilter;
+
+/// Arguments of `midge serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    midge serve                    listen on 127.0.0.1:1883, anonymous clients allowed\n  \
+    midge serve -p 1884            the same on port 1884\n  \
+    midge serve -c /etc/midge.toml use a config file (see docs/configuration.md)")]
+pub struct ServeArgs {
+    /// Config file (TOML). Without one, Midge listens on 127.0.0.1:1883 and allows anonymous
+    /// clients, like mosquitto 2 without a config.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Port of the default local listener (like mosquitto's -p). Not allowed together with a
+    /// config file that defines listeners.
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    port: Option<u16>,
+    /// Log at debug level (overrides the config's [log] level; RUST_LOG overrides both).
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+}
+
+/// Runs the broker.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(port) = args.port {
+        if !config.listener.is_empty() {
+            bail!("-p/--port sets the default listener's port, but the config file defines listeners; set `bind` there");
+        }
+        config.listener = vec![default_listener(port)];
+    }
+    let level = if args.verbose {
+        "debug"
+    } else {
+        config.log.level.as_str()
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .with_context(|| format!("invalid log level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config).await?;
+        server.run_until(shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
+}
