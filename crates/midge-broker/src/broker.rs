@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use midge_codec::{
-    ConnAck, Connect, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe,
-    TopicFilter, Unsubscribe, Will,
+    ConnAck, Connect, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe, TopicFilter,
+    Unsubscribe, Will,
 };
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
@@ -78,9 +78,7 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Broker").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -124,55 +122,34 @@ impl Broker {
 
     /// Handles a CONNECT: checks it, finds or creates the session, takes it over from a
     /// connection that holds it (MQTT-3.1.4-2), and builds the CONNACK.
-    pub fn connect(
-        self: &Arc<Self>,
-        connect: Box<Connect>,
-        context: &ConnectContext,
-        now: Instant,
-    ) -> ConnectOutcome {
+    pub fn connect(self: &Arc<Self>, connect: Box<Connect>, context: &ConnectContext, now: Instant) -> ConnectOutcome {
         let version = connect.protocol;
-        let refuse = |reason: ReasonCode, why: &'static str| ConnectOutcome::Refused {
-            connack: ConnAck {
-                session_present: false,
-                reason,
-                properties: Properties::default(),
-            },
-            reason: why,
+        let refuse = |reason: ReasonCode, why: &'static str| {
+            let mut properties = Properties::default();
+            if version.is_v5() {
+                properties.reason_string = midge_codec::MqttString::new(why).ok();
+            }
+            ConnectOutcome::Refused { connack: ConnAck { session_present: false, reason, properties }, reason: why }
         };
 
         if connect.properties.authentication_method.is_some() {
             // Enhanced authentication is not offered (MQTT 5.0 section 4.12).
-            return refuse(
-                ReasonCode::BAD_AUTHENTICATION_METHOD,
-                "enhanced authentication is not supported",
-            );
+            return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported");
         }
         if connect.username.is_none() && !context.allow_anonymous {
-            return refuse(
-                ReasonCode::NOT_AUTHORIZED,
-                "anonymous clients are not allowed on this listener",
-            );
+            return refuse(ReasonCode::NOT_AUTHORIZED, "anonymous clients are not allowed on this listener");
         }
         if connect.username.is_some() && !context.allow_anonymous {
-            return refuse(
-                ReasonCode::BAD_USER_NAME_OR_PASSWORD,
-                "no password file is configured",
-            );
+            return refuse(ReasonCode::BAD_USER_NAME_OR_PASSWORD, "no password file is configured");
         }
         if let Some(will) = &connect.will {
             if will.qos.as_u8() > self.config.max_qos {
                 // MQTT-3.2.2-12: a will QoS above Maximum QoS is refused with 0x9B.
-                return refuse(
-                    ReasonCode::QOS_NOT_SUPPORTED,
-                    "will QoS above the server's maximum",
-                );
+                return refuse(ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the server's maximum");
             }
             if will.retain && !self.config.retain_available {
                 // MQTT-3.2.2-13.
-                return refuse(
-                    ReasonCode::RETAIN_NOT_SUPPORTED,
-                    "retained will while retain is unavailable",
-                );
+                return refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retained will while retain is unavailable");
             }
             if let Err(why) = self.check_topic_levels(&will.topic) {
                 return refuse(ReasonCode::TOPIC_NAME_INVALID, why);
@@ -188,10 +165,7 @@ impl Broker {
                 keep_alive = self.config.max_keepalive;
                 server_keep_alive = Some(keep_alive);
             } else {
-                return refuse(
-                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    "keep alive above max_keepalive",
-                );
+                return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "keep alive above max_keepalive");
             }
         }
 
@@ -200,21 +174,13 @@ impl Broker {
         let client_id: Arc<str> = if connect.client_id.is_empty() {
             match version {
                 // MQTT 3.1 requires 1 to 23 characters.
-                ProtocolVersion::V31 => {
-                    return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id")
-                }
+                ProtocolVersion::V31 => return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id"),
                 // MQTT-3.1.3-8: empty id with clean session 0 is refused with 0x02.
                 ProtocolVersion::V311 if !connect.clean_start => {
-                    return refuse(
-                        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                        "empty client id without clean session",
-                    )
+                    return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id without clean session")
                 }
                 _ if !self.config.allow_zero_length_clientid => {
-                    return refuse(
-                        ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                        "empty client ids are not allowed",
-                    )
+                    return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client ids are not allowed")
                 }
                 _ => {
                     let id: Arc<str> = self.assign_client_id().into();
@@ -246,12 +212,7 @@ impl Broker {
             match sessions.get(&client_id).cloned() {
                 Some(existing) if !connect.clean_start => (existing, true, None),
                 existing => {
-                    let session = Arc::new(Session::new(
-                        self.next_id(),
-                        client_id.clone(),
-                        version,
-                        granted_expiry,
-                    ));
+                    let session = Arc::new(Session::new(self.next_id(), client_id.clone(), version, granted_expiry));
                     sessions.insert(client_id.clone(), Arc::clone(&session));
                     (session, false, existing)
                 }
@@ -264,9 +225,7 @@ impl Broker {
             }
             self.finish_session(&old, now);
         }
-        if let Some(previous) =
-            session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry)
-        {
+        if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
             previous.kick(ReasonCode::SESSION_TAKEN_OVER);
         }
@@ -275,9 +234,8 @@ impl Broker {
 
         let mut properties = Properties::default();
         if version.is_v5() {
-            properties.assigned_client_identifier = assigned
-                .as_deref()
-                .map(|id| midge_codec::MqttString::new(id).expect("assigned ids are ASCII"));
+            properties.assigned_client_identifier =
+                assigned.as_deref().map(|id| midge_codec::MqttString::new(id).expect("assigned ids are ASCII"));
             properties.server_keep_alive = server_keep_alive;
             if granted_expiry != expiry_interval {
                 properties.session_expiry_interval = Some(granted_expiry);
@@ -307,25 +265,12 @@ impl Broker {
                 properties.shared_subscription_available = Some(false);
             }
         }
-        self.stats
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
-        let connection = ClientConnection::new(
-            Arc::clone(self),
-            session,
-            conn_id,
-            kick,
-            &connect,
-            keep_alive,
-            granted_expiry,
-        );
+        self.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        let connection =
+            ClientConnection::new(Arc::clone(self), session, conn_id, kick, &connect, keep_alive, granted_expiry);
         ConnectOutcome::Accepted {
             connection: Box::new(connection),
-            connack: ConnAck {
-                session_present,
-                reason: ReasonCode::SUCCESS,
-                properties,
-            },
+            connack: ConnAck { session_present, reason: ReasonCode::SUCCESS, properties },
         }
     }
 
@@ -372,9 +317,7 @@ impl Broker {
                     }
                     targets.push((Arc::clone(&value.session), delivery(message, value)));
                 }
-                Match::Shared {
-                    members, cursor, ..
-                } => {
+                Match::Shared { members, cursor, .. } => {
                     if let Some((_, member)) = pick_member(members, cursor) {
                         targets.push((Arc::clone(&member.session), delivery(message, member)));
                     }
@@ -398,26 +341,11 @@ impl Broker {
 
     /// Handles a SUBSCRIBE for `session`; returns one reason code per filter, and queues the
     /// retained messages the new subscriptions ask for.
-    pub(crate) fn subscribe(
-        &self,
-        session: &Arc<Session>,
-        subscribe: &Subscribe,
-        now: Instant,
-    ) -> Vec<ReasonCode> {
-        let subscription_id = subscribe
-            .properties
-            .subscription_identifiers
-            .first()
-            .copied();
+    pub(crate) fn subscribe(&self, session: &Arc<Session>, subscribe: &Subscribe, now: Instant) -> Vec<ReasonCode> {
+        let subscription_id = subscribe.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
         for subscription in &subscribe.subscriptions {
-            let reason = self.subscribe_one(
-                session,
-                &subscription.filter,
-                subscription.options,
-                subscription_id,
-                now,
-            );
+            let reason = self.subscribe_one(session, &subscription.filter, subscription.options, subscription_id, now);
             reasons.push(reason);
         }
         reasons
@@ -444,9 +372,7 @@ impl Broker {
         if self.check_topic_levels(filter).is_err() {
             return ReasonCode::TOPIC_FILTER_INVALID;
         }
-        options.qos = options
-            .qos
-            .min(QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce));
+        options.qos = options.qos.min(QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         {
             let state = session.lock();
             if !state.subscriptions.contains_key(filter.as_str())
@@ -461,15 +387,8 @@ impl Broker {
             id,
             shared: shared.map(|_| Arc::from(filter.as_str())),
         };
-        let existed = self
-            .router
-            .write()
-            .subscribe(filter, session.id(), subscriber)
-            .is_some();
-        session.lock().subscriptions.insert(
-            filter.as_str().to_owned(),
-            StoredSubscription { options, id },
-        );
+        let existed = self.router.write().subscribe(filter, session.id(), subscriber).is_some();
+        session.lock().subscriptions.insert(filter.as_str().to_owned(), StoredSubscription { options, id });
 
         // Retained messages: never for shared subscriptions (MQTT 5.0 section 4.8.2); otherwise
         // as Retain Handling says (MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11); a replaced
@@ -503,20 +422,12 @@ impl Broker {
     }
 
     /// Handles an UNSUBSCRIBE; returns one reason code per filter.
-    pub(crate) fn unsubscribe(
-        &self,
-        session: &Arc<Session>,
-        unsubscribe: &Unsubscribe,
-    ) -> Vec<ReasonCode> {
+    pub(crate) fn unsubscribe(&self, session: &Arc<Session>, unsubscribe: &Unsubscribe) -> Vec<ReasonCode> {
         unsubscribe
             .filters
             .iter()
             .map(|filter| {
-                let removed = self
-                    .router
-                    .write()
-                    .unsubscribe(filter, &session.id())
-                    .is_some();
+                let removed = self.router.write().unsubscribe(filter, &session.id()).is_some();
                 session.lock().subscriptions.remove(filter.as_str());
                 if removed {
                     ReasonCode::SUCCESS
@@ -540,20 +451,13 @@ impl Broker {
     pub(crate) fn finish_session(&self, session: &Arc<Session>, now: Instant) {
         {
             let mut sessions = self.sessions.lock();
-            if sessions
-                .get(session.client_id())
-                .is_some_and(|s| Arc::ptr_eq(s, session))
-            {
+            if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
                 sessions.remove(session.client_id());
             }
         }
         let (filters, will) = {
             let mut state = session.lock();
-            let filters: Vec<String> = state
-                .subscriptions
-                .drain()
-                .map(|(filter, _)| filter)
-                .collect();
+            let filters: Vec<String> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
             (filters, state.delayed_will.take())
         };
         {
@@ -576,28 +480,17 @@ impl Broker {
         let Some(shared) = item.shared.clone() else {
             return;
         };
-        let Some((group, filter)) = shared
-            .strip_prefix("$share/")
-            .and_then(|rest| rest.split_once('/'))
-        else {
+        let Some((group, filter)) = shared.strip_prefix("$share/").and_then(|rest| rest.split_once('/')) else {
             return;
         };
         let mut target = None;
-        self.router
-            .read()
-            .match_topic(&item.message.topic, |found| {
-                if let Match::Shared {
-                    group: g,
-                    filter: f,
-                    members,
-                    cursor,
-                } = found
-                {
-                    if g == group && f == filter && target.is_none() {
-                        target = pick_member(members, cursor).map(|(_, m)| Arc::clone(&m.session));
-                    }
+        self.router.read().match_topic(&item.message.topic, |found| {
+            if let Match::Shared { group: g, filter: f, members, cursor } = found {
+                if g == group && f == filter && target.is_none() {
+                    target = pick_member(members, cursor).map(|(_, m)| Arc::clone(&m.session));
                 }
-            });
+            }
+        });
         if let Some(session) = target {
             session.enqueue(item, &self.config);
         }
@@ -614,18 +507,8 @@ impl Broker {
                     continue;
                 }
                 let expired = state.expires_at.is_some_and(|at| now >= at);
-                let will_due = state
-                    .delayed_will
-                    .as_ref()
-                    .is_some_and(|(at, _)| now >= *at);
-                (
-                    expired,
-                    if will_due {
-                        state.delayed_will.take()
-                    } else {
-                        None
-                    },
-                )
+                let will_due = state.delayed_will.as_ref().is_some_and(|(at, _)| now >= *at);
+                (expired, if will_due { state.delayed_will.take() } else { None })
             };
             if let Some((_, will)) = will {
                 self.publish_will(&will, None, now);
@@ -635,9 +518,7 @@ impl Broker {
                 self.finish_session(&session, now);
             }
         }
-        self.retained
-            .write()
-            .retain(|_, message| !message.is_expired(now));
+        self.retained.write().retain(|_, message| !message.is_expired(now));
     }
 
     /// Kicks every connected client (server shutdown: v5 clients are told 0x8B).
@@ -656,11 +537,7 @@ impl Broker {
 /// follows).
 fn parse_shared(filter: &TopicFilter) -> Result<Option<(&str, &str)>, ()> {
     let Some(rest) = filter.strip_prefix("$share/") else {
-        return if filter.as_str() == "$share" {
-            Err(())
-        } else {
-            Ok(None)
-        };
+        return if filter.as_str() == "$share" { Err(()) } else { Ok(None) };
     };
     let (group, inner) = rest.split_once('/').ok_or(())?;
     if group.is_empty() || group.contains(['+', '#']) || inner.is_empty() {

@@ -33,28 +33,12 @@ impl Message {
     /// are copied into one new allocation, so a message that waits in a queue or the retained
     /// store does not pin the (much larger) read buffer it arrived in.
     pub fn new(publish: &Publish, publisher: Option<u64>, now: Instant) -> Self {
-        Self::build(
-            &publish.topic,
-            &publish.payload,
-            publish.qos,
-            publish.retain,
-            &publish.properties,
-            publisher,
-            now,
-        )
+        Self::build(&publish.topic, &publish.payload, publish.qos, publish.retain, &publish.properties, publisher, now)
     }
 
     /// Builds the message a will stands for.
     pub fn from_will(will: &Will, publisher: Option<u64>, now: Instant) -> Self {
-        Self::build(
-            &will.topic,
-            &will.payload,
-            will.qos,
-            will.retain,
-            &will.properties,
-            publisher,
-            now,
-        )
+        Self::build(&will.topic, &will.payload, will.qos, will.retain, &will.properties, publisher, now)
     }
 
     fn build(
@@ -81,9 +65,7 @@ impl Message {
             qos,
             retain,
             shared_properties: encode_shared_properties(properties),
-            expires_at: properties
-                .message_expiry_interval
-                .map(|secs| now + Duration::from_secs(u64::from(secs))),
+            expires_at: properties.message_expiry_interval.map(|secs| now + Duration::from_secs(u64::from(secs))),
             publisher,
         }
     }

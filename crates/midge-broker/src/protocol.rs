@@ -12,9 +12,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use midge_codec::{
-    encode_packet, encode_publish, publish_len, Connect, Disconnect, Packet, PacketId, Properties,
-    ProtocolVersion, PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName,
-    UnsubAck, Will,
+    encode_packet, encode_publish, publish_len, Connect, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
+    PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName, UnsubAck, Will,
 };
 
 use crate::broker::Broker;
@@ -106,11 +105,7 @@ impl ClientConnection {
         keep_alive: u16,
         connect_expiry: u32,
     ) -> Self {
-        let alias_slots = if connect.protocol.is_v5() {
-            broker.config().topic_alias_maximum
-        } else {
-            0
-        };
+        let alias_slots = if connect.protocol.is_v5() { broker.config().topic_alias_maximum } else { 0 };
         Self {
             version: connect.protocol,
             keep_alive,
@@ -167,21 +162,14 @@ impl ClientConnection {
     }
 
     /// Handles one packet from the client, writing responses into `out`.
-    pub fn handle(
-        &mut self,
-        packet: Packet,
-        now: Instant,
-        out: &mut BytesMut,
-    ) -> Result<Flow, Violation> {
+    pub fn handle(&mut self, packet: Packet, now: Instant, out: &mut BytesMut) -> Result<Flow, Violation> {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, out)?,
             Packet::PubAck(ack) => {
                 self.session.complete(ack.packet_id, false);
             }
             Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason) {
-                AckOutcome::SendPubRel => {
-                    self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out)
-                }
+                AckOutcome::SendPubRel => self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out),
                 AckOutcome::Completed => {}
                 AckOutcome::Unknown => {
                     // MQTT 5.0 section 3.6.2.1: PUBREL with 0x92 for an unknown id.
@@ -213,29 +201,18 @@ impl ClientConnection {
                 for subscription in &subscribe.subscriptions {
                     if subscription.options.no_local && subscription.filter.starts_with("$share/") {
                         // MQTT-3.8.3-4: No Local on a shared subscription is a protocol error.
-                        return Err(violation(
-                            ReasonCode::PROTOCOL_ERROR,
-                            "No Local on a shared subscription",
-                        ));
+                        return Err(violation(ReasonCode::PROTOCOL_ERROR, "No Local on a shared subscription"));
                     }
                 }
                 let reasons = self.broker.subscribe(&self.session, &subscribe, now);
                 // MQTT-3.8.4-1, MQTT-3.8.4-2: SUBACK with the same packet id, one code each.
-                let ack = SubAck {
-                    packet_id: subscribe.packet_id,
-                    reasons,
-                    properties: Properties::default(),
-                };
+                let ack = SubAck { packet_id: subscribe.packet_id, reasons, properties: Properties::default() };
                 self.write(&Packet::SubAck(ack), out);
             }
             Packet::Unsubscribe(unsubscribe) => {
                 let reasons = self.broker.unsubscribe(&self.session, &unsubscribe);
                 // MQTT-3.10.4-4: UNSUBACK with the same packet id.
-                let ack = UnsubAck {
-                    packet_id: unsubscribe.packet_id,
-                    reasons,
-                    properties: Properties::default(),
-                };
+                let ack = UnsubAck { packet_id: unsubscribe.packet_id, reasons, properties: Properties::default() };
                 self.write(&Packet::UnsubAck(ack), out);
             }
             // MQTT-3.12.4-1.
@@ -246,76 +223,43 @@ impl ClientConnection {
                 return Ok(Flow::Disconnect { with_will });
             }
             // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
-            Packet::Connect(_) => {
-                return Err(violation(ReasonCode::PROTOCOL_ERROR, "second CONNECT"))
-            }
+            Packet::Connect(_) => return Err(violation(ReasonCode::PROTOCOL_ERROR, "second CONNECT")),
             Packet::Auth(_) => {
                 // No authentication method was accepted at CONNECT (MQTT-4.12.0-1 family).
-                return Err(violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "AUTH without an authentication method",
-                ));
+                return Err(violation(ReasonCode::PROTOCOL_ERROR, "AUTH without an authentication method"));
             }
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-                return Err(violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "server-to-client packet sent by a client",
-                ));
+                return Err(violation(ReasonCode::PROTOCOL_ERROR, "server-to-client packet sent by a client"));
             }
         }
         Ok(Flow::Continue)
     }
 
-    fn handle_publish(
-        &mut self,
-        mut publish: Publish,
-        now: Instant,
-        out: &mut BytesMut,
-    ) -> Result<(), Violation> {
+    fn handle_publish(&mut self, mut publish: Publish, now: Instant, out: &mut BytesMut) -> Result<(), Violation> {
         let broker = Arc::clone(&self.broker);
         let config = broker.config();
         if publish.qos.as_u8() > config.max_qos {
             // MQTT-3.2.2-11.
-            return Err(violation(
-                ReasonCode::QOS_NOT_SUPPORTED,
-                "PUBLISH above the server's maximum QoS",
-            ));
+            return Err(violation(ReasonCode::QOS_NOT_SUPPORTED, "PUBLISH above the server's maximum QoS"));
         }
         if publish.retain && !config.retain_available {
             // MQTT-3.2.2-14.
-            return Err(violation(
-                ReasonCode::RETAIN_NOT_SUPPORTED,
-                "retained PUBLISH while retain is unavailable",
-            ));
+            return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED, "retained PUBLISH while retain is unavailable"));
         }
         self.resolve_topic_alias(&mut publish)?;
         if self.broker.check_topic_levels(&publish.topic).is_err() {
-            return Err(violation(
-                ReasonCode::TOPIC_NAME_INVALID,
-                "topic has too many levels",
-            ));
+            return Err(violation(ReasonCode::TOPIC_NAME_INVALID, "topic has too many levels"));
         }
         if publish.properties.subscription_identifiers.len() > 0 {
             // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
-            return Err(violation(
-                ReasonCode::PROTOCOL_ERROR,
-                "Subscription Identifier in a client PUBLISH",
-            ));
+            return Err(violation(ReasonCode::PROTOCOL_ERROR, "Subscription Identifier in a client PUBLISH"));
         }
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                self.broker.publish(Arc::new(Message::new(
-                    &publish,
-                    Some(self.session.id()),
-                    now,
-                )));
+                self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                let delivered = self.broker.publish(Arc::new(Message::new(
-                    &publish,
-                    Some(self.session.id()),
-                    now,
-                )));
+                let delivered = self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
                 // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.
                 self.write(&Packet::PubAck(self.publish_ack(id, delivered)), out);
             }
@@ -330,23 +274,14 @@ impl ClientConnection {
                             "more QoS 2 in flight than allowed",
                         ));
                     }
-                    let delivered = self.broker.publish(Arc::new(Message::new(
-                        &publish,
-                        Some(self.session.id()),
-                        now,
-                    )));
+                    let delivered = self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
                     self.write(&Packet::PubRec(self.publish_ack(id, delivered)), out);
                 } else {
                     // A resend before PUBREL: acknowledge, do not deliver again (MQTT-4.3.3-10).
                     self.write(&Packet::PubRec(PubResponse::success(id)), out);
                 }
             }
-            (_, None) => {
-                return Err(violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "QoS > 0 PUBLISH without packet id",
-                ))
-            }
+            (_, None) => return Err(violation(ReasonCode::PROTOCOL_ERROR, "QoS > 0 PUBLISH without packet id")),
         }
         Ok(())
     }
@@ -364,22 +299,14 @@ impl ClientConnection {
     fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), Violation> {
         let Some(alias) = publish.properties.topic_alias.take() else {
             if publish.topic.is_empty() {
-                return Err(violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "empty topic without a topic alias",
-                ));
+                return Err(violation(ReasonCode::PROTOCOL_ERROR, "empty topic without a topic alias"));
             }
             return Ok(());
         };
-        let slot = usize::from(alias)
-            .checked_sub(1)
-            .filter(|&i| i < self.inbound_aliases.len());
+        let slot = usize::from(alias).checked_sub(1).filter(|&i| i < self.inbound_aliases.len());
         let Some(slot) = slot else {
             // MQTT-3.3.2-8 / MQTT-3.3.2-9: alias 0 or above our Topic Alias Maximum.
-            return Err(violation(
-                ReasonCode::TOPIC_ALIAS_INVALID,
-                "topic alias out of range",
-            ));
+            return Err(violation(ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range"));
         };
         if publish.topic.is_empty() {
             match &self.inbound_aliases[slot] {
@@ -398,10 +325,7 @@ impl ClientConnection {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
             if self.connect_expiry == 0 && expiry != 0 {
                 // MQTT-3.14.2-2.
-                return Err(violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "session expiry raised from 0 at DISCONNECT",
-                ));
+                return Err(violation(ReasonCode::PROTOCOL_ERROR, "session expiry raised from 0 at DISCONNECT"));
             }
             let granted = expiry.min(self.broker.config().max_session_expiry_interval);
             self.session.lock().expiry_interval = granted;
@@ -423,10 +347,7 @@ impl ClientConnection {
             &mut outgoing,
         );
         if dropped > 0 {
-            self.broker
-                .stats()
-                .messages_dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
+            self.broker.stats().messages_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
         let more = outgoing.len() == DRAIN_BATCH;
         for item in outgoing.drain(..) {
@@ -439,17 +360,9 @@ impl ClientConnection {
     fn write_outgoing(&mut self, outgoing: Outgoing, now: Instant, out: &mut BytesMut) {
         match outgoing {
             Outgoing::PubRel(id) => self.write(&Packet::PubRel(PubResponse::success(id)), out),
-            Outgoing::Publish {
-                item,
-                packet_id,
-                dup,
-            } => {
+            Outgoing::Publish { item, packet_id, dup } => {
                 let v5 = self.version.is_v5();
-                let (topic, alias) = if v5 {
-                    self.outbound_alias(&item.message.topic)
-                } else {
-                    (true, None)
-                };
+                let (topic, alias) = if v5 { self.outbound_alias(&item.message.topic) } else { (true, None) };
                 let message = &item.message;
                 let header = PublishHeader {
                     dup,
@@ -458,11 +371,7 @@ impl ClientConnection {
                     topic: if topic { &message.topic } else { "" },
                     packet_id,
                     shared_properties: if v5 { &message.shared_properties } else { &[] },
-                    message_expiry_interval: if v5 {
-                        message.remaining_expiry(now)
-                    } else {
-                        None
-                    },
+                    message_expiry_interval: if v5 { message.remaining_expiry(now) } else { None },
                     topic_alias: alias,
                     subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
                 };
@@ -470,10 +379,7 @@ impl ClientConnection {
                     tracing::warn!(%error, "message too large to encode, dropped");
                     return;
                 }
-                self.broker
-                    .stats()
-                    .messages_sent
-                    .fetch_add(1, Ordering::Relaxed);
+                self.broker.stats().messages_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -508,15 +414,15 @@ impl ClientConnection {
 
     /// Writes the DISCONNECT a v5 client is sent before the server closes (MQTT-4.13.1-1);
     /// nothing for 3.x, which has no server DISCONNECT.
-    pub fn write_disconnect(&self, reason: ReasonCode, out: &mut BytesMut) {
+    /// `detail` becomes the Reason String, which DISCONNECT may carry even when the client asked
+    /// for no problem information (MQTT-3.1.2-29).
+    pub fn write_disconnect(&self, reason: ReasonCode, detail: Option<&str>, out: &mut BytesMut) {
         if self.version.is_v5() {
-            self.write(
-                &Packet::Disconnect(Disconnect {
-                    reason,
-                    properties: Properties::default(),
-                }),
-                out,
-            );
+            let properties = Properties {
+                reason_string: detail.and_then(|d| midge_codec::MqttString::new(d).ok()),
+                ..Properties::default()
+            };
+            self.write(&Packet::Disconnect(Disconnect { reason, properties }), out);
         }
     }
 
@@ -524,9 +430,7 @@ impl ClientConnection {
     /// the session, and ends the session if it does not outlive the connection.
     pub fn close(mut self, how: CloseKind, now: Instant) {
         let will = match how {
-            CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => {
-                self.will.take()
-            }
+            CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => self.will.take(),
             CloseKind::Normal | CloseKind::ServerShutdown => None,
         };
         let detached = self.session.detach(self.conn_id, now);
@@ -534,8 +438,7 @@ impl ClientConnection {
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             if delay == 0 || (detached && expiry == 0) {
-                self.broker
-                    .publish_will(&will, Some(self.session.id()), now);
+                self.broker.publish_will(&will, Some(self.session.id()), now);
             } else if detached {
                 // MQTT 5.0 section 3.1.3.2.2: published when the delay or the session ends.
                 let due = now + std::time::Duration::from_secs(u64::from(delay));
@@ -560,17 +463,9 @@ fn full_publish_len(item: &Queued, version: ProtocolVersion, now: Instant) -> us
         qos: item.qos,
         retain: item.retain,
         topic: &message.topic,
-        packet_id: if item.qos == QoS::AtMostOnce {
-            None
-        } else {
-            PacketId::new(1)
-        },
+        packet_id: if item.qos == QoS::AtMostOnce { None } else { PacketId::new(1) },
         shared_properties: if v5 { &message.shared_properties } else { &[] },
-        message_expiry_interval: if v5 {
-            message.remaining_expiry(now)
-        } else {
-            None
-        },
+        message_expiry_interval: if v5 { message.remaining_expiry(now) } else { None },
         topic_alias: if v5 { Some(1) } else { None },
         subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
     };

@@ -9,9 +9,7 @@ pub struct RetainedTree<V> {
 
 impl<V> Default for RetainedTree<V> {
     fn default() -> Self {
-        Self {
-            map: BTreeMap::new(),
-        }
+        Self { map: BTreeMap::new() }
     }
 }
 

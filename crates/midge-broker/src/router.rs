@@ -38,11 +38,7 @@ pub struct Router<K, V> {
 
 impl<K, V> Default for Router<K, V> {
     fn default() -> Self {
-        Self {
-            direct: Vec::new(),
-            shared: HashMap::new(),
-            generation: 0,
-        }
+        Self { direct: Vec::new(), shared: HashMap::new(), generation: 0 }
     }
 }
 
@@ -61,11 +57,7 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
             entry.0.push((key, value));
             return None;
         }
-        if let Some(slot) = self
-            .direct
-            .iter_mut()
-            .find(|(f, k, _)| f == filter && *k == key)
-        {
+        if let Some(slot) = self.direct.iter_mut().find(|(f, k, _)| f == filter && *k == key) {
             return Some(std::mem::replace(&mut slot.2, value));
         }
         self.direct.push((filter.to_owned(), key, value));
@@ -85,10 +77,7 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
             }
             return Some(v);
         }
-        let pos = self
-            .direct
-            .iter()
-            .position(|(f, k, _)| f == filter && k == key)?;
+        let pos = self.direct.iter().position(|(f, k, _)| f == filter && k == key)?;
         Some(self.direct.remove(pos).2)
     }
 
@@ -101,12 +90,7 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
         }
         for ((group, filter), (members, cursor)) in &self.shared {
             if matches(filter, topic) {
-                visit(Match::Shared {
-                    group,
-                    filter,
-                    members,
-                    cursor,
-                });
+                visit(Match::Shared { group, filter, members, cursor });
             }
         }
     }

@@ -178,12 +178,7 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    pub(crate) fn new(
-        id: u64,
-        client_id: Arc<str>,
-        protocol: ProtocolVersion,
-        expiry_interval: u32,
-    ) -> Self {
+    pub(crate) fn new(id: u64, client_id: Arc<str>, protocol: ProtocolVersion, expiry_interval: u32) -> Self {
         Self {
             id,
             client_id,
@@ -237,8 +232,7 @@ impl Session {
         }
         let bytes = item.message.payload.len();
         let over_count = state.queue.len() >= config.max_queued_messages;
-        let over_bytes =
-            config.max_queued_bytes != 0 && state.queued_bytes + bytes > config.max_queued_bytes;
+        let over_bytes = config.max_queued_bytes != 0 && state.queued_bytes + bytes > config.max_queued_bytes;
         if over_count || over_bytes {
             state.dropped += 1;
             return EnqueueOutcome::DroppedQueueFull;
@@ -263,14 +257,7 @@ impl Session {
         expiry_interval: u32,
     ) -> Option<Arc<Kick>> {
         let mut state = self.state.lock();
-        let previous = state
-            .attached
-            .replace(Attachment {
-                conn_id,
-                kick,
-                window,
-            })
-            .map(|a| a.kick);
+        let previous = state.attached.replace(Attachment { conn_id, kick, window }).map(|a| a.kick);
         state.protocol = protocol;
         state.expiry_interval = expiry_interval;
         state.expires_at = None;
@@ -295,11 +282,7 @@ impl Session {
 
     /// Whether `conn_id` is the attached connection.
     pub fn is_attached_to(&self, conn_id: u64) -> bool {
-        self.state
-            .lock()
-            .attached
-            .as_ref()
-            .is_some_and(|a| a.conn_id == conn_id)
+        self.state.lock().attached.as_ref().is_some_and(|a| a.conn_id == conn_id)
     }
 
     /// Everything in flight, in send order, for resending after a reconnect (MQTT-4.4.0-1):
@@ -316,11 +299,9 @@ impl Session {
             .map(|(&id, entry)| {
                 let packet_id = PacketId::new(id).expect("in-flight ids are non-zero");
                 match entry.stage {
-                    InflightStage::AwaitingAck => Outgoing::Publish {
-                        item: entry.item.clone(),
-                        packet_id: Some(packet_id),
-                        dup: true,
-                    },
+                    InflightStage::AwaitingAck => {
+                        Outgoing::Publish { item: entry.item.clone(), packet_id: Some(packet_id), dup: true }
+                    }
                     InflightStage::AwaitingComp => Outgoing::PubRel(packet_id),
                 }
             })
@@ -340,12 +321,7 @@ impl Session {
         out: &mut Vec<Outgoing>,
     ) -> usize {
         let mut state = self.state.lock();
-        let Some(window) = state
-            .attached
-            .as_ref()
-            .filter(|a| a.conn_id == conn_id)
-            .map(|a| a.window)
-        else {
+        let Some(window) = state.attached.as_ref().filter(|a| a.conn_id == conn_id).map(|a| a.window) else {
             return 0;
         };
         let mut dropped = 0;
@@ -365,29 +341,14 @@ impl Session {
             }
             taken += 1;
             if item.qos == QoS::AtMostOnce {
-                out.push(Outgoing::Publish {
-                    item,
-                    packet_id: None,
-                    dup: false,
-                });
+                out.push(Outgoing::Publish { item, packet_id: None, dup: false });
                 continue;
             }
             let id = state.allocate_packet_id();
             let seq = state.next_seq;
             state.next_seq += 1;
-            state.inflight.insert(
-                id.get(),
-                Inflight {
-                    seq,
-                    item: item.clone(),
-                    stage: InflightStage::AwaitingAck,
-                },
-            );
-            out.push(Outgoing::Publish {
-                item,
-                packet_id: Some(id),
-                dup: false,
-            });
+            state.inflight.insert(id.get(), Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck });
+            out.push(Outgoing::Publish { item, packet_id: Some(id), dup: false });
         }
         state.dropped += dropped as u64;
         dropped
@@ -397,24 +358,15 @@ impl Session {
     pub fn has_ready(&self) -> bool {
         let state = self.state.lock();
         let window = state.attached.as_ref().map_or(0, |a| a.window);
-        state
-            .queue
-            .front()
-            .is_some_and(|front| front.qos == QoS::AtMostOnce || state.inflight.len() < window)
+        state.queue.front().is_some_and(|front| front.qos == QoS::AtMostOnce || state.inflight.len() < window)
     }
 
     /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
     pub fn complete(&self, packet_id: PacketId, pubcomp: bool) -> AckOutcome {
         let mut state = self.state.lock();
-        let expected = if pubcomp {
-            InflightStage::AwaitingComp
-        } else {
-            InflightStage::AwaitingAck
-        };
+        let expected = if pubcomp { InflightStage::AwaitingComp } else { InflightStage::AwaitingAck };
         match state.inflight.get(&packet_id.get()) {
-            Some(entry)
-                if entry.stage == expected && (pubcomp || entry.item.qos == QoS::AtLeastOnce) =>
-            {
+            Some(entry) if entry.stage == expected && (pubcomp || entry.item.qos == QoS::AtLeastOnce) => {
                 state.inflight.remove(&packet_id.get());
                 drop(state);
                 self.wake.notify_one();

@@ -22,11 +22,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            listener: Vec::new(),
-            log: LogConfig::default(),
-            mqtt: BrokerConfig::default(),
-        }
+        Self { listener: Vec::new(), log: LogConfig::default(), mqtt: BrokerConfig::default() }
     }
 }
 
@@ -52,9 +48,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-        }
+        Self { level: "info".to_owned() }
     }
 }
 
@@ -93,26 +87,16 @@ pub enum ConfigError {
 impl ServerConfig {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     /// Parses and checks config text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config
-            .mqtt
-            .validate()
-            .map_err(|source| ConfigError::Invalid {
-                path: path.to_owned(),
-                source,
-            })?;
+        let config: Self =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.mqtt.validate().map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
         Ok(config)
     }
 
@@ -128,10 +112,7 @@ impl ServerConfig {
 
 /// The listener `midge serve` opens with no config: loopback only, anonymous allowed.
 pub fn default_listener(port: u16) -> ListenerConfig {
-    ListenerConfig {
-        bind: SocketAddr::from(([127, 0, 0, 1], port)),
-        allow_anonymous: true,
-    }
+    ListenerConfig { bind: SocketAddr::from(([127, 0, 0, 1], port)), allow_anonymous: true }
 }
 
 #[cfg(test)]
@@ -173,8 +154,7 @@ mod tests {
         assert!(err.to_string().contains("max_qoss"), "{err}");
         let err = ServerConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("max_qos"), "{err}");
-        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml"))
-            .unwrap_err();
+        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("m.toml"), "{err}");
     }
 }

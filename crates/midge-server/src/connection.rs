@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
-use midge_codec::{
-    decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode,
-};
+use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, info};
@@ -66,23 +64,12 @@ pub async fn serve<S>(
             info!(%peer, kind = other.kind(), "first packet is not CONNECT, closing (MQTT-3.1.0-1)");
             return;
         }
-        Err(FirstPacketError::Decode(DecodeError::UnsupportedProtocol {
-            name,
-            level,
-            known_name,
-        })) => {
+        Err(FirstPacketError::Decode(DecodeError::UnsupportedProtocol { name, level, known_name })) => {
             info!(%peer, %name, level, "unsupported protocol version, refusing");
             if known_name {
                 // MQTT-3.1.2-2: CONNACK 0x01 (3.1.1) / 0x84 (5.0), then close.
-                let version = if level >= 5 {
-                    ProtocolVersion::V5
-                } else {
-                    ProtocolVersion::V311
-                };
-                let connack = ConnAck {
-                    reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-                    ..ConnAck::default()
-                };
+                let version = if level >= 5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
+                let connack = ConnAck { reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, ..ConnAck::default() };
                 let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
                 flush_and_close(&mut writer, &mut wbuf).await;
             }
@@ -101,15 +88,9 @@ pub async fn serve<S>(
     let version = connect.protocol;
     let clean_start = connect.clean_start;
     let requested_id = connect.client_id.to_string();
-    let context = ConnectContext {
-        peer: peer.to_string(),
-        allow_anonymous: listener.allow_anonymous,
-    };
+    let context = ConnectContext { peer: peer.to_string(), allow_anonymous: listener.allow_anonymous };
     let (mut connection, connack) = match broker.connect(connect, &context, Instant::now()) {
-        ConnectOutcome::Accepted {
-            connection,
-            connack,
-        } => (connection, connack),
+        ConnectOutcome::Accepted { connection, connack } => (connection, connack),
         ConnectOutcome::Refused { connack, reason } => {
             info!(%peer, client_id = %requested_id, code = %connack.reason, reason, "connection refused");
             let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
@@ -125,16 +106,9 @@ pub async fn serve<S>(
     let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
     connection.resume(Instant::now(), &mut wbuf);
 
-    let (how, reason) = run_connected(
-        &mut connection,
-        &mut reader,
-        &mut writer,
-        &mut rbuf,
-        &mut wbuf,
-        max_packet_size,
-        &mut shutdown,
-    )
-    .await;
+    let (how, reason) =
+        run_connected(&mut connection, &mut reader, &mut writer, &mut rbuf, &mut wbuf, max_packet_size, &mut shutdown)
+            .await;
     flush_and_close(&mut writer, &mut wbuf).await;
     info!(%peer, %client_id, reason = %reason, "client disconnected");
     connection.close(how, Instant::now());
@@ -176,16 +150,16 @@ where
         }
         tokio::select! {
             reason = kick.kicked() => {
-                connection.write_disconnect(reason, wbuf);
+                connection.write_disconnect(reason, None, wbuf);
                 let how = if reason == ReasonCode::SESSION_TAKEN_OVER { CloseKind::TakenOver } else { CloseKind::Abnormal };
                 return (how, format!("kicked: {reason}"));
             }
             _ = shutdown.changed() => {
-                connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, wbuf);
+                connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None, wbuf);
                 return (CloseKind::ServerShutdown, "server shutting down".to_owned());
             }
             _ = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
-                connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, wbuf);
+                connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, Some("keep alive timeout"), wbuf);
                 return (CloseKind::Abnormal, "keep alive timeout".to_owned());
             }
             written = writer.write(&wbuf[..]), if !wbuf.is_empty() => match written {
@@ -216,15 +190,16 @@ where
                                         return (how, "client sent DISCONNECT".to_owned());
                                     }
                                     Err(violation) => {
-                                        connection.write_disconnect(violation.reason, wbuf);
+                                        connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
                                         return (CloseKind::Abnormal, format!("protocol violation: {violation}"));
                                     }
                                 }
                             }
                             Ok(None) => break,
                             Err(error) => {
-                                connection.write_disconnect(error.reason_code(), wbuf);
-                                return (CloseKind::Abnormal, format!("bad packet: {error}"));
+                                let detail = error.to_string();
+                                connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
+                                return (CloseKind::Abnormal, format!("bad packet: {detail}"));
                             }
                         }
                     }
@@ -259,12 +234,7 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
         }
         rbuf.reserve(READ_CHUNK);
         match reader.read_buf(rbuf).await {
-            Ok(0) => {
-                return Err(FirstPacketError::Io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "eof",
-                )))
-            }
+            Ok(0) => return Err(FirstPacketError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"))),
             Ok(_) => {}
             Err(error) => return Err(FirstPacketError::Io(error)),
         }

@@ -19,9 +19,7 @@ pub async fn accept_loop(
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let context = Arc::new(ListenerContext {
-        allow_anonymous: config.allow_anonymous,
-    });
+    let context = Arc::new(ListenerContext { allow_anonymous: config.allow_anonymous });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -51,12 +51,8 @@ impl Server {
         let mut local_addrs = Vec::new();
         for listener_config in config.effective_listeners() {
             let addr = listener_config.bind;
-            let socket = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            let local = socket
-                .local_addr()
-                .map_err(|source| ServerError::Bind { addr, source })?;
+            let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+            let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
             info!(local_addr = %local, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
             local_addrs.push(local);
             tasks.spawn(listener::accept_loop(
@@ -68,12 +64,7 @@ impl Server {
             ));
         }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self {
-            broker,
-            local_addrs,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { broker, local_addrs, shutdown, tasks })
     }
 
     /// The addresses the listeners are bound to, in config order.
@@ -93,10 +84,7 @@ impl Server {
         info!("shutting down");
         let _ = self.shutdown.send(true);
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             info!("some connections did not close in time");
         }
         info!("stopped");

@@ -36,27 +36,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(port) = args.port {
         if !config.listener.is_empty() {
-            bail!("-p/--port sets the default listener's port, but the config file defines listeners; set `bind` there");
+            bail!(
+                "-p/--port sets the default listener's port, but the config file defines listeners; set `bind` there"
+            );
         }
         config.listener = vec![default_listener(port)];
     }
-    let level = if args.verbose {
-        "debug"
-    } else {
-        config.log.level.as_str()
-    };
+    let level = if args.verbose { "debug" } else { config.log.level.as_str() };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .with_context(|| format!("invalid log level {level:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
         server.run_until(shutdown_signal()).await;
