@@ -33,7 +33,11 @@ pub struct PublishHeader<'a> {
 }
 
 /// Encodes `packet` for a connection speaking `version`.
-pub fn encode_packet(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode_packet(
+    packet: &Packet,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let _ = (packet, version, out);
     todo!("codec helper implements")
 }
@@ -51,7 +55,11 @@ pub fn encode_properties(properties: &Properties, out: &mut BytesMut) {
 }
 
 /// The total frame length [`encode_publish`] writes.
-pub fn publish_len(header: &PublishHeader<'_>, payload_len: usize, version: ProtocolVersion) -> usize {
+pub fn publish_len(
+    header: &PublishHeader<'_>,
+    payload_len: usize,
+    version: ProtocolVersion,
+) -> usize {
     let _ = (header, payload_len, version);
     todo!("codec helper implements")
 }

@@ -19,7 +19,9 @@ pub mod reason;
 pub mod types;
 
 pub use decode::{check_frame, decode_packet, FrameHeader};
-pub use encode::{encode_packet, encode_properties, encode_publish, encoded_len, publish_len, PublishHeader};
+pub use encode::{
+    encode_packet, encode_properties, encode_publish, encoded_len, publish_len, PublishHeader,
+};
 pub use error::{DecodeError, EncodeError, InvalidValue};
 pub use packet::*;
 pub use properties::Properties;
