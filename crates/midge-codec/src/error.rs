@@ -93,4 +93,9 @@ pub enum EncodeError {
     /// The packet would exceed the largest remaining length MQTT can express (268,435,455).
     #[error("packet too large to encode: remaining length {0}")]
     TooLarge(usize),
+    /// A value the wire format cannot carry for this version, e.g. AUTH for a 3.x peer, Binary
+    /// Data longer than 65,535 bytes, or a QoS 1 PUBLISH without a packet id. Writing it would
+    /// corrupt the stream or send a packet the peer must reject.
+    #[error("packet cannot be encoded: {0}")]
+    Unencodable(&'static str),
 }

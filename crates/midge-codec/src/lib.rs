@@ -8,6 +8,9 @@
 //! - [`decode`]: frame check and packet decoding from a `BytesMut`, zero-copy.
 //! - [`encode`]: packet encoding, and the fan-out path that writes a PUBLISH from parts.
 //! - [`error`]: decode and encode errors, and their mapping to reason codes.
+//!
+//! Private helpers: `reader` (a cursor over a frame with typed "missing X" errors), `varint`
+//! (Variable Byte Integers), `sink` (lets one function both measure and write a packet).
 #![deny(missing_docs)]
 
 pub mod decode;
@@ -18,8 +21,15 @@ pub mod properties;
 pub mod reason;
 pub mod types;
 
+mod reader;
+mod sink;
+mod varint;
+
 pub use decode::{check_frame, decode_packet, FrameHeader};
-pub use encode::{encode_packet, encode_properties, encode_publish, encoded_len, publish_len, PublishHeader};
+pub use encode::{
+    connack_return_code, encode_packet, encode_properties, encode_publish, encoded_len,
+    publish_len, PublishHeader,
+};
 pub use error::{DecodeError, EncodeError, InvalidValue};
 pub use packet::*;
 pub use properties::Properties;

@@ -8,6 +8,14 @@ use bytes::Bytes;
 
 use crate::types::{MqttString, QoS, TopicName};
 
+mod read;
+mod table;
+mod write;
+
+pub(crate) use read::read;
+pub(crate) use table::{id, Context};
+pub(crate) use write::{four, pairs, section, subscription_identifier, two};
+
 /// All v5 properties; `None` / empty means absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties {
