@@ -27,7 +27,11 @@ fn delivered_qos_is_minimum_of_published_and_granted_mqtt_3_8_4_8() {
 fn overlapping_subscriptions_deliver_once_at_highest_qos_mqtt_3_3_5_1() {
     let world = World::new();
     let mut subscriber = world.client(connect(V311, "s"));
-    subscriber.subscribe(vec![sub("a/+", QoS::AtMostOnce), sub("a/#", QoS::ExactlyOnce)], Properties::default(), world.now);
+    subscriber.subscribe(
+        vec![sub("a/+", QoS::AtMostOnce), sub("a/#", QoS::ExactlyOnce)],
+        Properties::default(),
+        world.now,
+    );
     let mut publisher = world.client(connect(V311, "p"));
     publisher.publish(publish("a/b", "x", QoS::ExactlyOnce, false), world.now);
     let got = subscriber.publishes(world.now);

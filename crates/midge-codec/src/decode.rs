@@ -83,10 +83,7 @@ pub fn decode_packet(
     };
     let total = header.total_len();
     if total > max_packet_size {
-        return Err(DecodeError::PacketTooLarge {
-            size: total,
-            max: max_packet_size,
-        });
+        return Err(DecodeError::PacketTooLarge { size: total, max: max_packet_size });
     }
     // A bad first byte is reported without waiting for a body that cannot make it valid.
     check_type_and_flags(&header, version)?;
@@ -104,9 +101,7 @@ fn check_type_and_flags(header: &FrameHeader, version: ProtocolVersion) -> Resul
     let flags = header.flags;
     match header.packet_type {
         0 => Err(DecodeError::Malformed("packet type 0 is reserved")),
-        15 if !version.is_v5() => Err(DecodeError::Malformed(
-            "packet type 15 is reserved before MQTT 5",
-        )),
+        15 if !version.is_v5() => Err(DecodeError::Malformed("packet type 15 is reserved before MQTT 5")),
         PUBLISH => {
             // MQTT-3.3.1-4: QoS 3 is malformed.
             if flags & 0b0110 == 0b0110 {
@@ -125,14 +120,10 @@ fn check_type_and_flags(header: &FrameHeader, version: ProtocolVersion) -> Resul
             if flags == 0b0010 || (version == ProtocolVersion::V31 && flags == 0b1010) {
                 Ok(())
             } else {
-                Err(DecodeError::Malformed(
-                    "reserved fixed header flags must be 0010",
-                ))
+                Err(DecodeError::Malformed("reserved fixed header flags must be 0010"))
             }
         }
-        _ if flags != 0 => Err(DecodeError::Malformed(
-            "reserved fixed header flags must be 0",
-        )),
+        _ if flags != 0 => Err(DecodeError::Malformed("reserved fixed header flags must be 0")),
         _ => Ok(()),
     }
 }
@@ -142,11 +133,7 @@ const PUBREL: u8 = 6;
 const SUBSCRIBE: u8 = 8;
 const UNSUBSCRIBE: u8 = 10;
 
-fn decode_body(
-    header: &FrameHeader,
-    body: Reader,
-    version: ProtocolVersion,
-) -> Result<Packet, DecodeError> {
+fn decode_body(header: &FrameHeader, body: Reader, version: ProtocolVersion) -> Result<Packet, DecodeError> {
     Ok(match header.packet_type {
         1 => Packet::Connect(Box::new(connect::connect(body)?)),
         2 => Packet::ConnAck(connect::connack(body, version)?),

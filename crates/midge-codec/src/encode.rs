@@ -57,15 +57,8 @@ pub struct PublishHeader<'a> {
 /// ([`EncodeError::TooLarge`]) or a value cannot be expressed for `version`
 /// ([`EncodeError::Unencodable`]: e.g. AUTH for 3.x, Binary Data over 65,535 bytes, a
 /// SUBSCRIBE without filters, a QoS 1 PUBLISH without packet id).
-pub fn encode_packet(
-    packet: &Packet,
-    version: ProtocolVersion,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
-    let remaining = checked(
-        Counter::measure(|counter| body(packet, version, counter)),
-        0,
-    )?;
+pub fn encode_packet(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let remaining = checked(Counter::measure(|counter| body(packet, version, counter)), 0)?;
     out.reserve(frame_len(remaining));
     out.put_u8(first_byte(packet));
     varint::put(out, remaining);
@@ -75,11 +68,7 @@ pub fn encode_packet(
 
 /// The number of bytes [`encode_packet`] writes: 0 when it would fail.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
-    checked(
-        Counter::measure(|counter| body(packet, version, counter)),
-        0,
-    )
-    .map_or(0, frame_len)
+    checked(Counter::measure(|counter| body(packet, version, counter)), 0).map_or(0, frame_len)
 }
 
 /// Appends the encoded properties (identifier/value pairs, no length prefix).
@@ -93,11 +82,7 @@ pub fn encode_properties(properties: &Properties, out: &mut BytesMut) {
 }
 
 /// The total frame length [`encode_publish`] writes: 0 when it would fail.
-pub fn publish_len(
-    header: &PublishHeader<'_>,
-    payload_len: usize,
-    version: ProtocolVersion,
-) -> usize {
+pub fn publish_len(header: &PublishHeader<'_>, payload_len: usize, version: ProtocolVersion) -> usize {
     let head = Counter::measure(|counter| publish::head(header, version, counter));
     checked(head, payload_len).map_or(0, frame_len)
 }
@@ -181,10 +166,9 @@ fn body<S: Sink>(packet: &Packet, version: ProtocolVersion, sink: &mut S) {
         Packet::Connect(connect) => connect::connect(connect, version, sink),
         Packet::ConnAck(connack) => connect::connack(connack, version, sink),
         Packet::Publish(publish) => publish::publish(publish, version, sink),
-        Packet::PubAck(response)
-        | Packet::PubRec(response)
-        | Packet::PubRel(response)
-        | Packet::PubComp(response) => publish::response(response, version, sink),
+        Packet::PubAck(response) | Packet::PubRec(response) | Packet::PubRel(response) | Packet::PubComp(response) => {
+            publish::response(response, version, sink)
+        }
         Packet::Subscribe(subscribe) => subscribe::subscribe(subscribe, version, sink),
         Packet::SubAck(suback) => subscribe::suback(suback, version, sink),
         Packet::Unsubscribe(unsubscribe) => subscribe::unsubscribe(unsubscribe, version, sink),
@@ -199,12 +183,7 @@ fn body<S: Sink>(packet: &Packet, version: ProtocolVersion, sink: &mut S) {
 /// nothing when the reason is Success without properties (PUBACK & co., DISCONNECT, AUTH);
 /// the reason alone when there are no properties and `omit_properties` (acknowledgements and
 /// DISCONNECT; AUTH may omit both or neither).
-fn reason_and_properties<S: Sink>(
-    reason: ReasonCode,
-    properties: &Properties,
-    omit_properties: bool,
-    sink: &mut S,
-) {
+fn reason_and_properties<S: Sink>(reason: ReasonCode, properties: &Properties, omit_properties: bool, sink: &mut S) {
     let no_properties = properties.is_empty();
     if no_properties && reason == ReasonCode::SUCCESS {
         return;

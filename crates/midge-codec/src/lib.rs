@@ -27,8 +27,7 @@ mod varint;
 
 pub use decode::{check_frame, decode_packet, FrameHeader};
 pub use encode::{
-    connack_return_code, encode_packet, encode_properties, encode_publish, encoded_len,
-    publish_len, PublishHeader,
+    connack_return_code, encode_packet, encode_properties, encode_publish, encoded_len, publish_len, PublishHeader,
 };
 pub use error::{DecodeError, EncodeError, InvalidValue};
 pub use packet::*;

@@ -147,11 +147,7 @@ pub struct PubResponse {
 impl PubResponse {
     /// A successful acknowledgement without properties.
     pub fn success(packet_id: PacketId) -> Self {
-        Self {
-            packet_id,
-            reason: ReasonCode::SUCCESS,
-            properties: Properties::default(),
-        }
+        Self { packet_id, reason: ReasonCode::SUCCESS, properties: Properties::default() }
     }
 }
 

@@ -117,34 +117,19 @@ mod tests {
     #[test]
     fn overrun_names_what_is_missing() {
         let mut reader = Reader::new(Bytes::from_static(&[0x00, 0x05, b'a']));
-        assert_eq!(
-            reader.string("missing topic"),
-            Err(DecodeError::Malformed("missing topic"))
-        );
+        assert_eq!(reader.string("missing topic"), Err(DecodeError::Malformed("missing topic")));
         let mut reader = Reader::new(Bytes::from_static(&[0x01]));
-        assert_eq!(
-            reader.u16("missing id"),
-            Err(DecodeError::Malformed("missing id"))
-        );
+        assert_eq!(reader.u16("missing id"), Err(DecodeError::Malformed("missing id")));
         assert_eq!(reader.varint("missing len"), Ok(1));
-        assert_eq!(
-            reader.varint("missing len"),
-            Err(DecodeError::Malformed("missing len"))
-        );
+        assert_eq!(reader.varint("missing len"), Err(DecodeError::Malformed("missing len")));
     }
 
     #[test]
     fn string_rejects_invalid_utf8_and_null() {
         let mut reader = Reader::new(Bytes::from_static(&[0x00, 0x01, 0xFF]));
-        assert_eq!(
-            reader.string("s"),
-            Err(DecodeError::String(InvalidValue::InvalidUtf8))
-        );
+        assert_eq!(reader.string("s"), Err(DecodeError::String(InvalidValue::InvalidUtf8)));
         let mut reader = Reader::new(Bytes::from_static(&[0x00, 0x01, 0x00]));
-        assert_eq!(
-            reader.string("s"),
-            Err(DecodeError::String(InvalidValue::NullCharacter))
-        );
+        assert_eq!(reader.string("s"), Err(DecodeError::String(InvalidValue::NullCharacter)));
     }
 
     #[test]

@@ -26,9 +26,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
         }
     }
     if buf.len() >= 4 {
-        return Err(DecodeError::Malformed(
-            "variable byte integer longer than 4 bytes",
-        ));
+        return Err(DecodeError::Malformed("variable byte integer longer than 4 bytes"));
     }
     Ok(None)
 }
@@ -103,14 +101,8 @@ mod tests {
 
     #[test]
     fn fifth_byte_is_malformed() {
-        assert!(matches!(
-            decode(&[0xFF, 0xFF, 0xFF, 0xFF]),
-            Err(DecodeError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode(&[0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode(&[0xFF, 0xFF, 0xFF, 0xFF]), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode(&[0x80, 0x80, 0x80, 0x80, 0x01]), Err(DecodeError::Malformed(_))));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use midge_broker::{Broker, BrokerConfig, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Violation};
+use midge_broker::{
+    Broker, BrokerConfig, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Violation,
+};
 use midge_codec::{
     decode_packet, ConnAck, Connect, MqttString, Packet, PacketId, Properties, ProtocolVersion, PubResponse, Publish,
     QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions, TopicFilter, TopicName, Will,
@@ -90,7 +92,10 @@ pub fn publish(topic: &str, payload: &str, qos: QoS, retain: bool) -> Publish {
 }
 
 pub fn sub(filter: &str, qos: QoS) -> Subscription {
-    Subscription { filter: TopicFilter::new(filter).unwrap(), options: SubscriptionOptions { qos, ..Default::default() } }
+    Subscription {
+        filter: TopicFilter::new(filter).unwrap(),
+        options: SubscriptionOptions { qos, ..Default::default() },
+    }
 }
 
 pub fn pid(id: u16) -> PacketId {
@@ -125,7 +130,12 @@ impl Client {
         id
     }
 
-    pub fn subscribe(&mut self, subscriptions: Vec<Subscription>, properties: Properties, now: Instant) -> Vec<ReasonCode> {
+    pub fn subscribe(
+        &mut self,
+        subscriptions: Vec<Subscription>,
+        properties: Properties,
+        now: Instant,
+    ) -> Vec<ReasonCode> {
         let packet_id = self.next_id();
         self.send(Packet::Subscribe(Subscribe { packet_id, subscriptions, properties }), now).unwrap();
         match self.recv(now).expect("SUBACK") {

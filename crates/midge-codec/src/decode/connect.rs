@@ -41,98 +41,51 @@ pub(super) fn connect(mut reader: Reader) -> Result<Connect, DecodeError> {
     // MQTT-3.1.2-11/13/15 (3.1.1), MQTT-3.1.2-11/13 (5.0): without a will, its QoS and
     // retain are 0.
     if !will_flag && (will_qos_bits != 0 || will_retain) {
-        return Err(DecodeError::Malformed(
-            "will QoS or retain set without the will flag",
-        ));
+        return Err(DecodeError::Malformed("will QoS or retain set without the will flag"));
     }
     // MQTT-3.1.2-22 (3.1.1), and likewise in 3.1: no password without a user name. MQTT 5
     // allows it (section 3.1.2.9).
     if !v5 && password_flag && !username_flag {
-        return Err(DecodeError::Malformed(
-            "password flag set without the user name flag",
-        ));
+        return Err(DecodeError::Malformed("password flag set without the user name flag"));
     }
     let keep_alive = reader.u16("missing keep alive")?;
-    let properties = if v5 {
-        properties::read(&mut reader, Context::Connect)?
-    } else {
-        Properties::default()
-    };
+    let properties = if v5 { properties::read(&mut reader, Context::Connect)? } else { Properties::default() };
 
     let client_id = reader.string("missing client identifier")?;
     let will = if will_flag {
-        let properties = if v5 {
-            properties::read(&mut reader, Context::Will)?
-        } else {
-            Properties::default()
-        };
+        let properties = if v5 { properties::read(&mut reader, Context::Will)? } else { Properties::default() };
         let topic = reader.string("missing will topic")?;
         let topic = TopicName::from_string(topic).map_err(DecodeError::TopicName)?;
         let payload = reader.binary("missing will payload")?;
-        Some(Will {
-            topic,
-            payload,
-            qos: will_qos,
-            retain: will_retain,
-            properties,
-        })
+        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
     } else {
         None
     };
-    let username = if username_flag {
-        Some(reader.string("missing user name")?)
-    } else {
-        None
-    };
-    let password = if password_flag {
-        Some(reader.binary("missing password")?)
-    } else {
-        None
-    };
+    let username = if username_flag { Some(reader.string("missing user name")?) } else { None };
+    let password = if password_flag { Some(reader.binary("missing password")?) } else { None };
     reader.finish("bytes after the CONNECT payload")?;
 
-    Ok(Connect {
-        protocol,
-        clean_start,
-        keep_alive,
-        client_id,
-        will,
-        username,
-        password,
-        properties,
-    })
+    Ok(Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties })
 }
 
 /// Decodes CONNACK. A 3.x return code becomes its v5 equivalent.
-pub(super) fn connack(
-    mut reader: Reader,
-    version: ProtocolVersion,
-) -> Result<ConnAck, DecodeError> {
+pub(super) fn connack(mut reader: Reader, version: ProtocolVersion) -> Result<ConnAck, DecodeError> {
     let flags = reader.u8("missing connect acknowledge flags")?;
     let session_present = match version {
         // 3.1 reserves the whole byte and has no Session Present.
         ProtocolVersion::V31 => false,
         // MQTT-3.2.2-1: bits 7-1 are reserved and 0.
-        _ if flags & 0xFE != 0 => {
-            return Err(DecodeError::Malformed("CONNACK reserved flags are set"))
-        }
+        _ if flags & 0xFE != 0 => return Err(DecodeError::Malformed("CONNACK reserved flags are set")),
         _ => flags & 0x01 != 0,
     };
     let code = reader.u8("missing CONNACK return code")?;
     let (reason, properties) = if version.is_v5() {
-        (
-            ReasonCode(code),
-            properties::read(&mut reader, Context::ConnAck)?,
-        )
+        (ReasonCode(code), properties::read(&mut reader, Context::ConnAck)?)
     } else {
         (reason_of_return_code(code)?, Properties::default())
     };
     reader.finish("bytes after the CONNACK properties")?;
-    Ok(ConnAck {
-        session_present,
-        reason,
-        properties,
-    })
+    Ok(ConnAck { session_present, reason, properties })
 }
 
 /// The v5 reason code equivalent to a 3.x CONNACK return code (3.1.1 table 3.1).
@@ -144,10 +97,6 @@ fn reason_of_return_code(code: u8) -> Result<ReasonCode, DecodeError> {
         3 => ReasonCode::SERVER_UNAVAILABLE,
         4 => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
         5 => ReasonCode::NOT_AUTHORIZED,
-        _ => {
-            return Err(DecodeError::Protocol(
-                "CONNACK return code 6-255 is reserved",
-            ))
-        }
+        _ => return Err(DecodeError::Protocol("CONNACK return code 6-255 is reserved")),
     })
 }

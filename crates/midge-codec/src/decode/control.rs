@@ -15,10 +15,7 @@ pub(super) fn empty(reader: Reader, packet: Packet) -> Result<Packet, DecodeErro
 
 /// Decodes DISCONNECT: empty in 3.x. In v5, a remaining length of 0 means Normal disconnection
 /// and below 2 no properties (section 3.14.2.1, 3.14.2.2.1).
-pub(super) fn disconnect(
-    mut reader: Reader,
-    version: ProtocolVersion,
-) -> Result<Disconnect, DecodeError> {
+pub(super) fn disconnect(mut reader: Reader, version: ProtocolVersion) -> Result<Disconnect, DecodeError> {
     let mut disconnect = Disconnect::default();
     if version.is_v5() && !reader.is_empty() {
         disconnect.reason = ReasonCode(reader.u8("missing reason code")?);

@@ -32,15 +32,7 @@ pub(super) fn publish<S: Sink>(publish: &Publish, version: ProtocolVersion, sink
 /// A PUBLISH from parts, after its fixed header and without its payload.
 pub(super) fn head<S: Sink>(header: &PublishHeader<'_>, version: ProtocolVersion, sink: &mut S) {
     let has_alias = header.topic_alias.is_some();
-    topic_and_packet_id(
-        header.topic.as_bytes(),
-        header.dup,
-        header.qos,
-        header.packet_id,
-        has_alias,
-        version,
-        sink,
-    );
+    topic_and_packet_id(header.topic.as_bytes(), header.dup, header.qos, header.packet_id, has_alias, version, sink);
     if version.is_v5() {
         sink.varint(Counter::measure(|counter| header_properties(header, counter)).len);
         header_properties(header, sink);

@@ -31,21 +31,13 @@ pub(super) fn suback<S: Sink>(suback: &SubAck, version: ProtocolVersion, sink: &
         sink.reject("SUBACK without a return code");
     }
     for reason in &suback.reasons {
-        let code = if !version.is_v5() && reason.is_error() {
-            0x80
-        } else {
-            reason.0
-        };
+        let code = if !version.is_v5() && reason.is_error() { 0x80 } else { reason.0 };
         sink.u8(code);
     }
 }
 
 /// UNSUBSCRIBE.
-pub(super) fn unsubscribe<S: Sink>(
-    unsubscribe: &Unsubscribe,
-    version: ProtocolVersion,
-    sink: &mut S,
-) {
+pub(super) fn unsubscribe<S: Sink>(unsubscribe: &Unsubscribe, version: ProtocolVersion, sink: &mut S) {
     sink.u16(unsubscribe.packet_id.get());
     if version.is_v5() {
         properties::section(&unsubscribe.properties, sink);

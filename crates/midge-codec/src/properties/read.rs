@@ -23,9 +23,7 @@ pub(crate) fn read(reader: &mut Reader, context: Context) -> Result<Properties, 
         let identifier = reader.varint("missing property identifier")?;
         match table::allowed(identifier, context) {
             None => return Err(DecodeError::Malformed("unknown property identifier")),
-            Some(false) => {
-                return Err(DecodeError::Protocol("property not allowed in this packet"))
-            }
+            Some(false) => return Err(DecodeError::Protocol("property not allowed in this packet")),
             Some(true) => {}
         }
         let bit = 1u64 << identifier;
@@ -39,28 +37,20 @@ pub(crate) fn read(reader: &mut Reader, context: Context) -> Result<Properties, 
 }
 
 /// Reads the value of a defined property into `properties`.
-fn read_value(
-    reader: &mut Reader,
-    identifier: u32,
-    properties: &mut Properties,
-) -> Result<(), DecodeError> {
+fn read_value(reader: &mut Reader, identifier: u32, properties: &mut Properties) -> Result<(), DecodeError> {
     let p = properties;
     match identifier {
         id::PAYLOAD_FORMAT_INDICATOR => {
             p.payload_format_indicator = Some(flag(reader, "payload format indicator above 1")?)
         }
-        id::MESSAGE_EXPIRY_INTERVAL => {
-            p.message_expiry_interval = Some(reader.u32("missing message expiry interval")?)
-        }
+        id::MESSAGE_EXPIRY_INTERVAL => p.message_expiry_interval = Some(reader.u32("missing message expiry interval")?),
         id::CONTENT_TYPE => p.content_type = Some(reader.string("missing content type")?),
         id::RESPONSE_TOPIC => {
             let text = reader.string("missing response topic")?;
             // MQTT-3.3.2-14: a topic name, without wildcards.
             p.response_topic = Some(TopicName::from_string(text).map_err(DecodeError::TopicName)?)
         }
-        id::CORRELATION_DATA => {
-            p.correlation_data = Some(reader.binary("missing correlation data")?)
-        }
+        id::CORRELATION_DATA => p.correlation_data = Some(reader.binary("missing correlation data")?),
         id::SUBSCRIPTION_IDENTIFIER => {
             // Four varint bytes cannot exceed 268,435,455, so only 0 is out of range.
             let value = reader.varint("missing subscription identifier")?;
@@ -69,44 +59,25 @@ fn read_value(
             }
             p.subscription_identifiers.push(value)
         }
-        id::SESSION_EXPIRY_INTERVAL => {
-            p.session_expiry_interval = Some(reader.u32("missing session expiry interval")?)
-        }
+        id::SESSION_EXPIRY_INTERVAL => p.session_expiry_interval = Some(reader.u32("missing session expiry interval")?),
         id::ASSIGNED_CLIENT_IDENTIFIER => {
-            p.assigned_client_identifier =
-                Some(reader.string("missing assigned client identifier")?)
+            p.assigned_client_identifier = Some(reader.string("missing assigned client identifier")?)
         }
-        id::SERVER_KEEP_ALIVE => {
-            p.server_keep_alive = Some(reader.u16("missing server keep alive")?)
-        }
-        id::AUTHENTICATION_METHOD => {
-            p.authentication_method = Some(reader.string("missing authentication method")?)
-        }
-        id::AUTHENTICATION_DATA => {
-            p.authentication_data = Some(reader.binary("missing authentication data")?)
-        }
+        id::SERVER_KEEP_ALIVE => p.server_keep_alive = Some(reader.u16("missing server keep alive")?),
+        id::AUTHENTICATION_METHOD => p.authentication_method = Some(reader.string("missing authentication method")?),
+        id::AUTHENTICATION_DATA => p.authentication_data = Some(reader.binary("missing authentication data")?),
         id::REQUEST_PROBLEM_INFORMATION => {
-            p.request_problem_information =
-                Some(flag(reader, "request problem information above 1")?)
+            p.request_problem_information = Some(flag(reader, "request problem information above 1")?)
         }
-        id::WILL_DELAY_INTERVAL => {
-            p.will_delay_interval = Some(reader.u32("missing will delay interval")?)
-        }
+        id::WILL_DELAY_INTERVAL => p.will_delay_interval = Some(reader.u32("missing will delay interval")?),
         id::REQUEST_RESPONSE_INFORMATION => {
-            p.request_response_information =
-                Some(flag(reader, "request response information above 1")?)
+            p.request_response_information = Some(flag(reader, "request response information above 1")?)
         }
-        id::RESPONSE_INFORMATION => {
-            p.response_information = Some(reader.string("missing response information")?)
-        }
-        id::SERVER_REFERENCE => {
-            p.server_reference = Some(reader.string("missing server reference")?)
-        }
+        id::RESPONSE_INFORMATION => p.response_information = Some(reader.string("missing response information")?),
+        id::SERVER_REFERENCE => p.server_reference = Some(reader.string("missing server reference")?),
         id::REASON_STRING => p.reason_string = Some(reader.string("missing reason string")?),
         id::RECEIVE_MAXIMUM => p.receive_maximum = Some(non_zero_u16(reader, "receive maximum 0")?),
-        id::TOPIC_ALIAS_MAXIMUM => {
-            p.topic_alias_maximum = Some(reader.u16("missing topic alias maximum")?)
-        }
+        id::TOPIC_ALIAS_MAXIMUM => p.topic_alias_maximum = Some(reader.u16("missing topic alias maximum")?),
         id::TOPIC_ALIAS => p.topic_alias = Some(non_zero_u16(reader, "topic alias 0")?),
         id::MAXIMUM_QOS => {
             let qos = match flag(reader, "maximum QoS above 1")? {
@@ -115,9 +86,7 @@ fn read_value(
             };
             p.maximum_qos = Some(qos)
         }
-        id::RETAIN_AVAILABLE => {
-            p.retain_available = Some(boolean(reader, "retain available above 1")?)
-        }
+        id::RETAIN_AVAILABLE => p.retain_available = Some(boolean(reader, "retain available above 1")?),
         id::USER_PROPERTY => {
             let name = reader.string("missing user property name")?;
             let value = reader.string("missing user property value")?;
@@ -131,18 +100,13 @@ fn read_value(
             p.maximum_packet_size = Some(value)
         }
         id::WILDCARD_SUBSCRIPTION_AVAILABLE => {
-            p.wildcard_subscription_available =
-                Some(boolean(reader, "wildcard subscription available above 1")?)
+            p.wildcard_subscription_available = Some(boolean(reader, "wildcard subscription available above 1")?)
         }
         id::SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-            p.subscription_identifier_available = Some(boolean(
-                reader,
-                "subscription identifier available above 1",
-            )?)
+            p.subscription_identifier_available = Some(boolean(reader, "subscription identifier available above 1")?)
         }
         id::SHARED_SUBSCRIPTION_AVAILABLE => {
-            p.shared_subscription_available =
-                Some(boolean(reader, "shared subscription available above 1")?)
+            p.shared_subscription_available = Some(boolean(reader, "shared subscription available above 1")?)
         }
         // `read` only passes identifiers the table defines, and the arms above cover each.
         _ => return Err(DecodeError::Malformed("unknown property identifier")),

@@ -137,8 +137,7 @@ pub(crate) fn allowed(identifier: u32, context: Context) -> Option<bool> {
 /// Subscription Identifier only in PUBLISH, which carries one per matching subscription
 /// (section 3.3.2.3.8); SUBSCRIBE carries at most one (section 3.8.2.1.2).
 pub(crate) fn may_repeat(identifier: u32, context: Context) -> bool {
-    identifier == id::USER_PROPERTY
-        || (identifier == id::SUBSCRIPTION_IDENTIFIER && context == Context::Publish)
+    identifier == id::USER_PROPERTY || (identifier == id::SUBSCRIPTION_IDENTIFIER && context == Context::Publish)
 }
 
 #[cfg(test)]
@@ -164,11 +163,7 @@ mod tests {
     fn unsubscribe_allows_only_user_property() {
         for identifier in 0..0x2B {
             let expected = allowed_contexts(identifier).map(|_| identifier == id::USER_PROPERTY);
-            assert_eq!(
-                allowed(identifier, Unsubscribe),
-                expected,
-                "{identifier:#x}"
-            );
+            assert_eq!(allowed(identifier, Unsubscribe), expected, "{identifier:#x}");
         }
     }
 }
