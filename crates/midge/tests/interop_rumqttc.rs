@@ -13,6 +13,9 @@ mod clients;
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
 use clients::{payload, Client, Connect, Message, Will, V311, V5};
 use interop_common::start_broker;
 
@@ -326,4 +329,81 @@ async fn v311_will_not_published_after_disconnect() {
 #[tokio::test]
 async fn v5_will_not_published_after_disconnect() {
     no_will_after_disconnect::<V5>().await;
+}
+
+/// The application properties a v5 publisher may set, all of them, some repeated user
+/// properties among them.
+fn application_properties() -> PublishProperties {
+    PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(300),
+        response_topic: Some("props/reply/42".to_owned()),
+        correlation_data: Some(Bytes::from_static(&[0x00, 0x01, 0xfe, 0xff, b'c'])),
+        user_properties: vec![
+            ("k1".to_owned(), "v1".to_owned()),
+            ("k2".to_owned(), "v2".to_owned()),
+            ("k1".to_owned(), "v1 again".to_owned()),
+            ("ünï".to_owned(), "cødé €".to_owned()),
+        ],
+        content_type: Some("application/json; charset=utf-8".to_owned()),
+        ..PublishProperties::default()
+    }
+}
+
+/// Checks that `received` carries what `sent` did, as 5.0 §3.3.2.3 requires.
+fn assert_properties_forwarded(received: Option<PublishProperties>, sent: &PublishProperties) {
+    let received = received.expect("the forwarded PUBLISH has properties");
+    // MQTT-3.3.2-4: Payload Format Indicator unaltered.
+    assert_eq!(received.payload_format_indicator, sent.payload_format_indicator, "payload format indicator");
+    // MQTT-3.3.2-15: Response Topic unaltered.
+    assert_eq!(received.response_topic, sent.response_topic, "response topic");
+    // MQTT-3.3.2-16: Correlation Data unaltered.
+    assert_eq!(received.correlation_data, sent.correlation_data, "correlation data");
+    // MQTT-3.3.2-17, MQTT-3.3.2-18: all User Properties unaltered and in order.
+    assert_eq!(received.user_properties, sent.user_properties, "user properties");
+    // MQTT-3.3.2-20: Content Type unaltered.
+    assert_eq!(received.content_type, sent.content_type, "content type");
+    // MQTT-3.3.2-6: Message Expiry Interval = sent value minus the time spent in the broker.
+    let expiry = received.message_expiry_interval.expect("message expiry interval forwarded");
+    let sent_expiry = sent.message_expiry_interval.unwrap();
+    assert!(expiry <= sent_expiry && expiry + 30 >= sent_expiry, "expiry {expiry}, sent {sent_expiry}");
+    // MQTT-3.3.4-3: no Subscription Identifier was set, so none is sent.
+    assert!(
+        received.subscription_identifiers.is_empty(),
+        "subscription identifiers {:?}",
+        received.subscription_identifiers
+    );
+}
+
+#[tokio::test]
+async fn v5_publish_properties_forwarded_unchanged() {
+    let broker = start_broker();
+    let (mut subscriber, _) = V5::connect(broker.addr, "props-sub", Connect::default()).await;
+    subscriber.subscribe("props/t", 2).await;
+    let (mut publisher, _) = V5::connect(broker.addr, "props-pub", Connect::default()).await;
+    let sent = application_properties();
+    for qos in 0..=2 {
+        let body = format!("{{\"qos\":{qos}}}");
+        publisher.publish_with_properties("props/t", body.as_bytes(), qos, false, sent.clone()).await;
+        let received = subscriber.recv_publish().await;
+        assert_eq!(received.payload.as_ref(), body.as_bytes());
+        assert_eq!(received.qos as u8, qos);
+        assert_properties_forwarded(received.properties, &sent);
+    }
+}
+
+#[tokio::test]
+async fn v5_retained_message_keeps_its_properties() {
+    let broker = start_broker();
+    let (mut publisher, _) = V5::connect(broker.addr, "rprops-pub", Connect::default()).await;
+    let sent = application_properties();
+    publisher.publish_with_properties("rprops/t", b"{}", 1, true, sent.clone()).await;
+    // 5.0 MQTT-3.3.1-5: the retained Application Message, properties included, reaches a later
+    // subscriber.
+    let (mut subscriber, _) = V5::connect(broker.addr, "rprops-sub", Connect::default()).await;
+    subscriber.subscribe("rprops/t", 1).await;
+    let received = subscriber.recv_publish().await;
+    assert!(received.retain, "RETAIN 1 on a message sent because of a new subscription");
+    assert_eq!(received.payload.as_ref(), b"{}");
+    assert_properties_forwarded(received.properties, &sent);
 }

@@ -266,6 +266,22 @@ impl V5 {
         }
     }
 
+    /// Publishes with properties and waits until the QoS flow is complete.
+    pub async fn publish_with_properties(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+        retain: bool,
+        properties: v5::mqttbytes::v5::PublishProperties,
+    ) {
+        self.client
+            .publish_with_properties(topic, v5_qos_from_u8(qos), retain, payload.to_vec(), properties)
+            .await
+            .expect("queue PUBLISH");
+        self.complete_publish(qos).await;
+    }
+
     /// The next PUBLISH delivered to this client, as rumqttc decoded it (with its properties).
     pub async fn recv_publish(&mut self) -> v5::mqttbytes::v5::Publish {
         match self.inbox.pop_front() {
