@@ -9,12 +9,12 @@
 mod interop_common;
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use interop_common::start_broker;
+use interop_common::{run_bounded, start_broker};
 use support::TestBroker;
 
 /// How long any one client process or awaited line may take.
@@ -134,31 +134,9 @@ fn connection_args(command: &mut Command, broker: &TestBroker, version: &str, id
 fn publish(broker: &TestBroker, version: &str, id: &str, args: &[&str]) {
     let mut command = Command::new("mosquitto_pub");
     connection_args(&mut command, broker, version, id);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let (status, output) = run_bounded(command);
+    command.args(args);
+    let (status, output) = run_bounded(command, WAIT);
     assert!(status.success(), "mosquitto_pub {args:?} failed ({status}):\n{output}");
-}
-
-/// Runs a command to completion, killing it after [`WAIT`]; returns its status and output.
-fn run_bounded(mut command: Command) -> (ExitStatus, String) {
-    let mut child = command.spawn().expect("start client");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    std::thread::spawn(move || {
-        let mut output = String::new();
-        let _ = stdout.read_to_string(&mut output);
-        let _ = stderr.read_to_string(&mut output);
-        let _ = tx.send((child.wait(), output));
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok((status, output)) => (status.expect("wait for client"), output),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-            panic!("{command:?} did not finish within {WAIT:?}");
-        }
-    }
 }
 
 /// A subscriber at `qos` receives a message published at `qos`, unaltered, at that QoS and with
