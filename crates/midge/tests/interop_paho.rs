@@ -77,7 +77,7 @@ fn paho_v5_publish_properties_forwarded() {
     scenario(&["properties"]);
 }
 
-/// 5.0 MQTT-3.1.2-5, MQTT-3.1.2-25, MQTT-3.2.2-3: Clean Start 0 with a Session Expiry Interval.
+/// 5.0 MQTT-3.1.2-5, MQTT-3.1.2-23, MQTT-3.2.2-3: Clean Start 0 with a Session Expiry Interval.
 #[test]
 fn paho_v5_persistent_session_receives_messages_queued_offline() {
     scenario(&["session", "--protocol", "5"]);

@@ -210,7 +210,7 @@ async fn persistent_session_queues<C: Client>() {
     let (mut subscriber, present) = C::connect(broker.addr, "sess-sub", persistent).await;
     // 3.1.1 MQTT-3.2.2-2 / 5.0 MQTT-3.2.2-3: the session was kept, so Session Present is 1.
     assert!(present, "Session Present on reconnection");
-    // 3.1.1 MQTT-3.1.2-5 / 5.0 MQTT-3.1.2-25: messages that arrived while offline were stored;
+    // 3.1.1 MQTT-3.1.2-5 / 5.0 MQTT-3.1.2-23: messages that arrived while offline were stored;
     // MQTT-4.6.0-6: in order; 3.1.1 MQTT-3.8.4-6 / 5.0 MQTT-3.8.4-8: at the subscription's QoS.
     assert_eq!(subscriber.recv().await, Message::new("sess/q", &first, 1, false));
     assert_eq!(subscriber.recv().await, Message::new("sess/q", &second, 1, false));
@@ -367,7 +367,7 @@ fn assert_properties_forwarded(received: Option<PublishProperties>, sent: &Publi
     let expiry = received.message_expiry_interval.expect("message expiry interval forwarded");
     let sent_expiry = sent.message_expiry_interval.unwrap();
     assert!(expiry <= sent_expiry && expiry + 30 >= sent_expiry, "expiry {expiry}, sent {sent_expiry}");
-    // MQTT-3.3.4-3: no Subscription Identifier was set, so none is sent.
+    // §3.3.2.3.8: Subscription Identifiers are sent only for subscriptions that have one.
     assert!(
         received.subscription_identifiers.is_empty(),
         "subscription identifiers {:?}",

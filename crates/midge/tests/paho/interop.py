@@ -221,7 +221,7 @@ def scenario_session(args):
     subscriber = Peer(args, "paho-sess-sub", protocol, clean=False, session_expiry=expiry)
     # 3.1.1 MQTT-3.2.2-2 / 5.0 MQTT-3.2.2-3: the session was kept.
     check(subscriber.connect(), "no Session Present on reconnection")
-    # 3.1.1 MQTT-3.1.2-5 / 5.0 MQTT-3.1.2-25: messages published while offline were stored and
+    # 3.1.1 MQTT-3.1.2-5 / 5.0 MQTT-3.1.2-23: messages published while offline were stored and
     # are delivered in order, at the subscription's QoS.
     expect_message(subscriber.receive(), topic, b"queued 1", 1)
     expect_message(subscriber.receive(), topic, b"queued 2", 1)
