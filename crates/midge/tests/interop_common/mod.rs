@@ -1,0 +1,55 @@
+//! What the `interop_*` tests share beyond the harness in `support`.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::{Target, TestBroker};
+
+/// How long a broker may take to accept connections once the harness has seen it start.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker with default settings that accepts connections.
+///
+/// The harness takes mosquitto's "Opening ipv4 listen socket" line as the sign it is up, but
+/// mosquitto logs that line before it calls listen(), so a fast client can be refused. Its
+/// "mosquitto version X running" line comes after every listener is open.
+pub fn start_broker() -> TestBroker {
+    let broker = TestBroker::start();
+    if broker.target == Target::Mosquitto {
+        broker.wait_for_log(" running", READY_TIMEOUT);
+    }
+    broker
+}
+
+/// Runs `command` to completion with stdout and stderr captured; kills it (by its PID) and panics
+/// if it is still running after `timeout`. Returns its status and its stdout followed by stderr.
+pub fn run_bounded(mut command: Command, timeout: Duration) -> (ExitStatus, String) {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // stderr is drained on its own thread so neither pipe can fill up and block the child.
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let mut output = String::new();
+        let _ = stdout.read_to_string(&mut output);
+        output.push_str(&errors.join().unwrap_or_default());
+        let _ = tx.send((child.wait(), output));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok((status, output)) => (status.expect("wait for child"), output),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+    }
+}
