@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use interop_common::{run_bounded, start_broker};
+use interop_common::run_bounded;
 use support::TestBroker;
 
 /// How long any one client process or awaited line may take.
@@ -142,7 +142,7 @@ fn publish(broker: &TestBroker, version: &str, id: &str, args: &[&str]) {
 /// A subscriber at `qos` receives a message published at `qos`, unaltered, at that QoS and with
 /// RETAIN 0.
 fn round_trip(version: &str, qos: u8) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let topic = format!("mc/{version}/qos{qos}");
     let mut sub = Sub::start(&broker, version, "rt-sub", &topic, qos, 1, "%q|%r|%t|%p");
     // 3.1.1 MQTT-3.8.4-5 / 5.0 MQTT-3.8.4-7: the SUBACK grants the QoS asked for (default settings).
@@ -200,7 +200,7 @@ fn mqttv5_qos2_round_trip() {
 
 /// `mosquitto_pub -r` stores a retained message for later subscribers; `-r -n` clears it.
 fn retained_set_and_cleared(version: &str) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let topic = format!("mc/{version}/retained");
     publish(&broker, version, "ret-pub", &["-t", &topic, "-m", PAYLOAD, "-q", "1", "-r"]);
     // 3.1.1 MQTT-3.3.1-5, MQTT-3.3.1-6 / 5.0 MQTT-3.3.1-5, MQTT-3.3.1-9: a later subscriber gets
@@ -230,7 +230,7 @@ fn mqttv5_retained_set_and_cleared() {
 
 #[test]
 fn mqttv5_publish_properties_forwarded() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let topic = "mc/v5/properties";
     let mut sub = Sub::start(&broker, V5, "props-sub", topic, 1, 1, "%P|%C|%R|%D|%F|%p");
     sub.wait_subscribed();
@@ -254,7 +254,7 @@ fn mqttv5_publish_properties_forwarded() {
 
 /// A client killed with SIGKILL (TCP closed without DISCONNECT) has its will published.
 fn will_on_kill(version: &str) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let topic = format!("mc/{version}/will");
     let mut watcher = Sub::start(&broker, version, "will-watcher", &topic, 1, 1, "%q|%r|%t|%p");
     watcher.wait_subscribed();

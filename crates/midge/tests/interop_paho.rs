@@ -7,18 +7,20 @@
 mod interop_common;
 mod support;
 
+use support::TestBroker;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use interop_common::{run_bounded, start_broker};
+use interop_common::run_bounded;
 
 /// Longer than the script's own watchdog, so the script reports its own hang first.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// Runs `python3 interop.py --host 127.0.0.1 --port PORT ARGS` against a fresh broker.
 fn scenario(args: &[&str]) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/paho/interop.py");
     let mut command = Command::new("python3");
     command.arg(&script).args(["--host", "127.0.0.1", "--port", &broker.port().to_string()]).args(args);

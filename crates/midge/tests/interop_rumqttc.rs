@@ -5,8 +5,9 @@
 //! tests against mosquitto) and bounds every wait; none sleeps to synchronise. Spec ids are given
 //! as "3.1.1 X / 5.0 Y" where the two versions number the same statement differently.
 
-mod interop_common;
 mod support;
+
+use support::TestBroker;
 
 #[path = "interop_rumqttc/clients.rs"]
 mod clients;
@@ -17,13 +18,12 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 
 use clients::{payload, Client, Connect, Message, Will, V311, V5};
-use interop_common::start_broker;
 
 /// One subscriber holds a QoS 0, a QoS 1 and a QoS 2 subscription (one topic each); a publisher
 /// sends a message and then "end" at `pub_qos` to each topic. Each topic must deliver exactly the
 /// two messages, in order, unaltered, at min(pub_qos, sub_qos) and with RETAIN 0.
 async fn qos_round_trip<C: Client>(pub_qos: u8) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let (mut subscriber, _) = C::connect(broker.addr, "rt-sub", Connect::default()).await;
     let topic = |sub_qos: u8| format!("rt/pub{pub_qos}/sub{sub_qos}");
     for sub_qos in 0..=2 {
@@ -88,7 +88,7 @@ async fn v5_qos2_round_trip() {
 /// a newer retained message replaces it, a non-retained one does not, and an empty retained
 /// payload clears it.
 async fn retained_lifecycle<C: Client>() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let (mut live, _) = C::connect(broker.addr, "ret-live", Connect::default()).await;
     live.subscribe("ret/a", 1).await;
     let (mut publisher, _) = C::connect(broker.addr, "ret-pub", Connect::default()).await;
@@ -138,7 +138,7 @@ async fn v5_retained_delivered_replaced_and_cleared() {
 
 /// `+` matches exactly one level (an empty one too), `#` the parent and any number of levels.
 async fn wildcards<C: Client>() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let filters = ["wild/+/temp", "wild/#", "wild/+", "#"];
     let mut subscribers = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
@@ -193,7 +193,7 @@ async fn v5_wildcard_subscriptions() {
 /// A persistent session keeps its subscription and queues QoS 1 and QoS 2 messages while its
 /// client is offline; the client gets them, in order, when it comes back.
 async fn persistent_session_queues<C: Client>() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let persistent = Connect { persistent: true, ..Connect::default() };
     let (mut subscriber, present) = C::connect(broker.addr, "sess-sub", persistent.clone()).await;
     // 3.1.1 MQTT-3.2.2-3 / 5.0 MQTT-3.2.2-3: no session existed, so Session Present is 0.
@@ -231,7 +231,7 @@ async fn v5_persistent_session_receives_messages_queued_offline() {
 
 /// Connecting with a clean session discards a stored session and what it had queued.
 async fn clean_session_discards<C: Client>() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let persistent = Connect { persistent: true, ..Connect::default() };
     let (mut subscriber, _) = C::connect(broker.addr, "clean-sub", persistent).await;
     subscriber.subscribe("clean/q", 1).await;
@@ -261,7 +261,7 @@ async fn v5_clean_start_discards_stored_session() {
 
 /// A client whose TCP connection drops without DISCONNECT has its will published.
 async fn will_on_connection_loss<C: Client>(retain: bool) {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let topic = if retain { "will/retained" } else { "will/plain" };
     let (mut watcher, _) = C::connect(broker.addr, "will-watcher", Connect::default()).await;
     watcher.subscribe(topic, 2).await;
@@ -303,7 +303,7 @@ async fn v5_retained_will_published_when_connection_drops() {
 
 /// A client that sends DISCONNECT does not have its will published.
 async fn no_will_after_disconnect<C: Client>() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let (mut watcher, _) = C::connect(broker.addr, "nowill-watcher", Connect::default()).await;
     watcher.subscribe("will/kept", 1).await;
     let will = Will { topic: "will/kept".to_owned(), payload: payload("must not appear"), qos: 1, retain: false };
@@ -377,7 +377,7 @@ fn assert_properties_forwarded(received: Option<PublishProperties>, sent: &Publi
 
 #[tokio::test]
 async fn v5_publish_properties_forwarded_unchanged() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let (mut subscriber, _) = V5::connect(broker.addr, "props-sub", Connect::default()).await;
     subscriber.subscribe("props/t", 2).await;
     let (mut publisher, _) = V5::connect(broker.addr, "props-pub", Connect::default()).await;
@@ -394,7 +394,7 @@ async fn v5_publish_properties_forwarded_unchanged() {
 
 #[tokio::test]
 async fn v5_retained_message_keeps_its_properties() {
-    let broker = start_broker();
+    let broker = TestBroker::start();
     let (mut publisher, _) = V5::connect(broker.addr, "rprops-pub", Connect::default()).await;
     let sent = application_properties();
     publisher.publish_with_properties("rprops/t", b"{}", 1, true, sent.clone()).await;

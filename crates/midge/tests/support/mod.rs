@@ -100,7 +100,8 @@ impl TestBroker {
         command.arg("-c").arg(&config).current_dir(dir.path());
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         Self::spawn(command, Target::Mosquitto, dir, move |line| {
-            line.contains("Opening ipv4 listen socket").then_some(addr)
+            // mosquitto logs "Opening ipv4 listen socket" before listen(); "running" comes after.
+            (line.contains("mosquitto version") && line.contains("running")).then_some(addr)
         })
     }
 
