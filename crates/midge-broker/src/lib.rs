@@ -8,8 +8,9 @@
 //! - [`protocol`]: one connection's protocol state machine.
 //! - [`session`]: per-client session state: queue, in-flight window, packet ids.
 //! - [`message`]: a message as the broker shares it among receivers.
-//! - [`router`]: the subscription index; [`retained_tree`]: retained messages by topic.
-//! - [`stats`]: counters.
+//! - [`router`]: the subscription index.
+//! - [`retained_tree`]: retained messages by topic.
+//! - [`stats`], the counters the broker keeps.
 #![deny(missing_docs)]
 
 pub mod broker;

@@ -250,7 +250,7 @@ impl ClientConnection {
         if self.broker.check_topic_levels(&publish.topic).is_err() {
             return Err(violation(ReasonCode::TOPIC_NAME_INVALID, "topic has too many levels"));
         }
-        if publish.properties.subscription_identifiers.len() > 0 {
+        if !publish.properties.subscription_identifiers.is_empty() {
             // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
             return Err(violation(ReasonCode::PROTOCOL_ERROR, "Subscription Identifier in a client PUBLISH"));
         }
