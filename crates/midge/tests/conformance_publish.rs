@@ -6,26 +6,8 @@ mod support;
 #[macro_use]
 mod conformance_wire;
 
-use conformance_wire::{build, Client, Connect, Packet, Publish, Version};
+use conformance_wire::{build, payloads, Client, Connect, Packet, Publish, Version};
 use support::TestBroker;
-
-/// Receives PUBLISHes, acknowledging each, up to and including the one with payload `last`.
-fn receive_until(client: &mut Client, last: &[u8]) -> Vec<Publish> {
-    let mut got = Vec::new();
-    loop {
-        let publish = client.receive();
-        let done = publish.payload == last;
-        got.push(publish);
-        if done {
-            return got;
-        }
-        assert!(got.len() < 100, "no {last:?} among {got:?}");
-    }
-}
-
-fn payloads(publishes: &[Publish]) -> Vec<&[u8]> {
-    publishes.iter().map(|p| p.payload.as_slice()).collect()
-}
 
 versions! {
     /// A QoS 1 PUBLISH is answered with a PUBACK carrying its packet id (MQTT-4.3.2-2,
@@ -76,7 +58,7 @@ versions! {
         assert!(matches!(publisher.recv(), Packet::Pubcomp(a) if a.id == 7));
         publisher.publish_msg("once/t", b"end", 2);
 
-        let got = receive_until(&mut sub, b"end");
+        let got = sub.receive_until(b"end");
         assert_eq!(payloads(&got), [&b"once"[..], b"end"], "the duplicate was delivered");
     }
 
@@ -94,7 +76,7 @@ versions! {
             }
         }
         publisher.publish_msg("min/2", b"end", 2);
-        let mut got: Vec<(String, u8, u8)> = receive_until(&mut sub, b"end")
+        let mut got: Vec<(String, u8, u8)> = sub.receive_until(b"end")
             .into_iter()
             .filter(|p| p.payload != b"end")
             .map(|p| (p.topic, p.payload[0], p.qos))

@@ -327,6 +327,21 @@ impl Client {
         publish
     }
 
+    /// Receives PUBLISHes, acknowledging each, up to and including the first whose payload is
+    /// `last` (the sentinel of a barrier).
+    pub fn receive_until(&mut self, last: &[u8]) -> Vec<Publish> {
+        let mut got = Vec::new();
+        loop {
+            let publish = self.receive();
+            let done = publish.payload == last;
+            got.push(publish);
+            if done {
+                return got;
+            }
+            assert!(got.len() < 1000, "no {last:?} among {got:?}");
+        }
+    }
+
     /// Acknowledges a PUBLISH from the server: PUBACK, or PUBREC → PUBREL → PUBCOMP.
     pub fn acknowledge(&mut self, publish: &Publish) {
         match publish.qos {
@@ -508,4 +523,9 @@ fn connect_tcp(broker: &TestBroker) -> TcpStream {
 /// The topics of `publishes`, for readable assertions.
 pub fn topics(publishes: &[Publish]) -> Vec<&str> {
     publishes.iter().map(|p| p.topic.as_str()).collect()
+}
+
+/// The payloads of `publishes`, for readable assertions.
+pub fn payloads(publishes: &[Publish]) -> Vec<&[u8]> {
+    publishes.iter().map(|p| p.payload.as_slice()).collect()
 }
