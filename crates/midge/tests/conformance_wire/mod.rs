@@ -63,6 +63,7 @@ pub enum Version {
 ///     }
 /// }
 /// ```
+#[allow(unused_macros)]
 macro_rules! versions {
     ($($(#[$meta:meta])* fn $name:ident($v:ident) in [$($ver:ident),+ $(,)?] $body:block)*) => {$(
         $(#[$meta])*
