@@ -194,6 +194,24 @@ versions! {
     }
 }
 
+/// A protocol level the server does not support is refused with CONNACK 0x01, unacceptable
+/// protocol level, then the connection closes (MQTT-3.1.2-2). A server that speaks 5.0 may
+/// answer in the 5.0 form, 0x84 Unsupported Protocol Version (MQTT-3.1.2-2 of 5.0): the
+/// client's level is unknown, so either is accepted.
+#[test]
+fn connect_unsupported_level_refused_mqtt_3_1_2_2() {
+    let broker = TestBroker::start();
+    for level in [6, 0] {
+        let mut connect = Connect::new(Version::V3_1_1, "level");
+        connect.level = level;
+        // Parsing as 5.0 reads both a two-byte 3.1.1 CONNACK and a 5.0 one.
+        let mut client = Client::open(&broker, Version::V5);
+        client.send(&connect.encode());
+        let code = client.expect_refused(|code| code == 0x01 || code == 0x84);
+        assert!(code.is_some(), "level {level}: closed without CONNACK 0x01");
+    }
+}
+
 /// 3.1.1 lets the server accept a zero-length ClientId only with CleanSession 1: with 0 it
 /// answers CONNACK 0x02 with Session Present 0 and closes (MQTT-3.1.3-8, MQTT-3.2.2-4/-5).
 #[test]
