@@ -59,7 +59,7 @@ pub enum Value {
 pub type ReadValue = fn(&mut &[u8]) -> Option<Value>;
 
 /// The reader for a property identifier's wire type, or `None` for an unknown identifier.
-pub fn value_kind(id: u8) -> Option<ReadValue> {
+pub fn value_reader(id: u8) -> Option<ReadValue> {
     use prop::*;
     let read: ReadValue = match id {
         PAYLOAD_FORMAT_INDICATOR
@@ -231,7 +231,7 @@ impl Props {
         while !props.is_empty() {
             let id = take_var(&mut props).ok_or("truncated property identifier")?;
             let id = u8::try_from(id).map_err(|_| format!("property identifier {id}"))?;
-            let read = value_kind(id).ok_or(format!("unknown property identifier {id:#04x}"))?;
+            let read = value_reader(id).ok_or(format!("unknown property identifier {id:#04x}"))?;
             let value = read(&mut props).ok_or(format!("truncated property {id:#04x}"))?;
             out.push((id, value));
         }
@@ -253,7 +253,7 @@ pub struct Connect {
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
     pub props: Props,
-    /// Ored into the connect flags byte (e.g. 0x01, the reserved bit).
+    /// ORed into the connect flags byte (e.g. 0x01, the reserved bit).
     pub extra_flags: u8,
 }
 
