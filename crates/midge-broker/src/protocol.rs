@@ -114,11 +114,9 @@ impl ClientConnection {
             inbound_aliases: vec![None; usize::from(alias_slots)],
             outbound_aliases: HashMap::default(),
             client_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-            client_max_packet_size: connect
-                .properties
-                .maximum_packet_size
-                .unwrap_or(u32::MAX)
-                .min(broker.config().max_packet_size),
+            // MQTT-3.1.2-24: outbound packets are bounded by the client's limit alone; the
+            // server's max_packet_size bounds what it accepts.
+            client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
             problem_information: connect.properties.request_problem_information != Some(0),
             broker,
             session,
@@ -339,11 +337,12 @@ impl ClientConnection {
         let mut outgoing = std::mem::take(&mut self.scratch);
         let max_size = self.client_max_packet_size as usize;
         let version = self.version;
+        let aliases = self.client_alias_maximum > 0;
         let dropped = self.session.take_ready(
             self.conn_id,
             now,
             DRAIN_BATCH,
-            |item| full_publish_len(item, version, now) <= max_size,
+            |item| full_publish_len(item, version, aliases, now) <= max_size,
             &mut outgoing,
         );
         if dropped > 0 {
@@ -453,9 +452,9 @@ impl ClientConnection {
     }
 }
 
-/// The size of a PUBLISH of `item` with its full topic: an upper bound of what is sent, used
-/// for the client's Maximum Packet Size.
-fn full_publish_len(item: &Queued, version: ProtocolVersion, now: Instant) -> usize {
+/// The size of a PUBLISH of `item` with its full topic (and an alias, when the client accepts
+/// them): an upper bound of what is sent, used for the client's Maximum Packet Size.
+fn full_publish_len(item: &Queued, version: ProtocolVersion, aliases: bool, now: Instant) -> usize {
     let v5 = version.is_v5();
     let message = &item.message;
     let header = PublishHeader {
@@ -466,7 +465,7 @@ fn full_publish_len(item: &Queued, version: ProtocolVersion, now: Instant) -> us
         packet_id: if item.qos == QoS::AtMostOnce { None } else { PacketId::new(1) },
         shared_properties: if v5 { &message.shared_properties } else { &[] },
         message_expiry_interval: if v5 { message.remaining_expiry(now) } else { None },
-        topic_alias: if v5 { Some(1) } else { None },
+        topic_alias: if v5 && aliases { Some(1) } else { None },
         subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
     };
     publish_len(&header, message.payload.len(), version)

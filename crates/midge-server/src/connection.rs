@@ -109,9 +109,11 @@ pub async fn serve<S>(
     let (how, reason) =
         run_connected(&mut connection, &mut reader, &mut writer, &mut rbuf, &mut wbuf, max_packet_size, &mut shutdown)
             .await;
+    // Settle the session and the will before the socket closes, so a client that reconnects
+    // as soon as it sees the close finds the session as this connection left it.
+    connection.close(how, Instant::now());
     flush_and_close(&mut writer, &mut wbuf).await;
     info!(%peer, %client_id, reason = %reason, "client disconnected");
-    connection.close(how, Instant::now());
 }
 
 /// The connected phase; returns how and why it ended, with any last packets in `wbuf`.

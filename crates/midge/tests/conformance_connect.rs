@@ -250,14 +250,8 @@ fn connect_v5_empty_client_id_assigned_identifier_mqtt_3_2_2_16() {
     let broker = TestBroker::start();
     let (mut first, a) = Client::connect(&broker, &Connect::new(Version::V5, ""));
     let (mut second, b) = Client::connect(&broker, &Connect::new(Version::V5, ""));
-    let a = a
-        .props
-        .text(prop::ASSIGNED_CLIENT_IDENTIFIER)
-        .expect("Assigned Client Identifier");
-    let b = b
-        .props
-        .text(prop::ASSIGNED_CLIENT_IDENTIFIER)
-        .expect("Assigned Client Identifier");
+    let a = a.props.text(prop::ASSIGNED_CLIENT_IDENTIFIER).expect("Assigned Client Identifier");
+    let b = b.props.text(prop::ASSIGNED_CLIENT_IDENTIFIER).expect("Assigned Client Identifier");
     assert!(!a.is_empty() && !b.is_empty());
     assert_ne!(a, b, "two sessions were assigned the same ClientId");
     first.ping();
@@ -286,8 +280,5 @@ fn connect_silent_tcp_closed_after_connect_timeout() {
     let start = Instant::now();
     assert_eq!(client.expect_closed(Duration::from_millis(2_000)), None);
     let elapsed = start.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(400),
-        "closed after {elapsed:?}, before the timeout"
-    );
+    assert!(elapsed >= Duration::from_millis(400), "closed after {elapsed:?}, before the timeout");
 }

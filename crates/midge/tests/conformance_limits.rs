@@ -6,8 +6,7 @@ mod conformance_wire;
 mod support;
 
 use conformance_wire::{
-    prop, Client, Connack, Connect, Event, Packet, Props, Publish, Subscribe, Version, Will, QUIET,
-    WAIT,
+    prop, Client, Connack, Connect, Event, Packet, Props, Publish, Subscribe, Version, Will, QUIET, WAIT,
 };
 use support::TestBroker;
 
@@ -18,9 +17,7 @@ fn midge(settings: &str) -> Option<TestBroker> {
     if conformance_wire::not_midge() {
         return None;
     }
-    Some(TestBroker::start_midge_with(&format!(
-        "[mqtt]\n{settings}\n"
-    )))
+    Some(TestBroker::start_midge_with(&format!("[mqtt]\n{settings}\n")))
 }
 
 fn connack_v5(broker: &TestBroker, connect: &Connect) -> (Client, Connack) {
@@ -60,15 +57,9 @@ fn limits_default_connack_capabilities() {
         prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE,
         prop::SHARED_SUBSCRIPTION_AVAILABLE,
     ] {
-        assert!(
-            matches!(p.int(feature), None | Some(1)),
-            "property {feature:#04x}: {connack:?}"
-        );
+        assert!(matches!(p.int(feature), None | Some(1)), "property {feature:#04x}: {connack:?}");
     }
-    assert!(
-        matches!(p.int(prop::MAXIMUM_PACKET_SIZE), None | Some(268_435_455)),
-        "{connack:?}"
-    );
+    assert!(matches!(p.int(prop::MAXIMUM_PACKET_SIZE), None | Some(268_435_455)), "{connack:?}");
 }
 
 /// `max_qos = 1`: CONNACK Maximum QoS 1 (MQTT-3.2.2-9); SUBSCRIBE at QoS 2 is still accepted,
@@ -89,11 +80,7 @@ fn limits_max_qos_1_mqtt_3_2_2_9() {
     assert_eq!(v3.subscribe("mq/t", 2), 1);
 
     let mut client = Client::open(&broker, V5);
-    client.send(
-        &Connect::new(V5, "w")
-            .will(Will::new("mq/w", b"x").qos(2))
-            .encode(),
-    );
+    client.send(&Connect::new(V5, "w").will(Will::new("mq/w", b"x").qos(2)).encode());
     assert_eq!(client.expect_refused(|c| c == 0x9B), Some(0x9B));
 }
 
@@ -105,20 +92,12 @@ fn limits_retain_unavailable_mqtt_3_2_2_14() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "r"));
-    assert_eq!(
-        connack.props.int(prop::RETAIN_AVAILABLE),
-        Some(0),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::RETAIN_AVAILABLE), Some(0), "{connack:?}");
     client.send(&Publish::new("ra/t", b"x", 0).retain().encode(V5));
     client.expect_disconnect(0x9A);
 
     let mut client = Client::open(&broker, V5);
-    client.send(
-        &Connect::new(V5, "w")
-            .will(Will::new("ra/w", b"x").retain())
-            .encode(),
-    );
+    client.send(&Connect::new(V5, "w").will(Will::new("ra/w", b"x").retain()).encode());
     assert_eq!(client.expect_refused(|c| c == 0x9A), Some(0x9A));
 }
 
@@ -132,17 +111,10 @@ fn limits_max_keepalive_server_keep_alive() {
     };
     for asked in [60, 0] {
         let (_c, connack) = connack_v5(&broker, &Connect::new(V5, "ka").keep_alive(asked));
-        assert_eq!(
-            connack.props.int(prop::SERVER_KEEP_ALIVE),
-            Some(10),
-            "asked {asked}"
-        );
+        assert_eq!(connack.props.int(prop::SERVER_KEEP_ALIVE), Some(10), "asked {asked}");
     }
     let (_c, connack) = connack_v5(&broker, &Connect::new(V5, "ka").keep_alive(5));
-    assert!(
-        matches!(connack.props.int(prop::SERVER_KEEP_ALIVE), None | Some(5)),
-        "{connack:?}"
-    );
+    assert!(matches!(connack.props.int(prop::SERVER_KEEP_ALIVE), None | Some(5)), "{connack:?}");
 
     for v in [Version::V3_1, Version::V3_1_1] {
         let mut client = Client::open(&broker, v);
@@ -163,11 +135,7 @@ fn limits_max_packet_size_mqtt_3_2_2_15() {
     let mut sub = Client::new(&broker, V5, "sub");
     sub.subscribe("mp/t", 0);
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "big"));
-    assert_eq!(
-        connack.props.int(prop::MAXIMUM_PACKET_SIZE),
-        Some(1000),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::MAXIMUM_PACKET_SIZE), Some(1000), "{connack:?}");
     // 3 bytes of fixed header, 6 of topic, 1 of property length: 10 + payload.
     let fits = Publish::new("mp/t", &[b'x'; 990], 0).encode(V5);
     assert_eq!(fits.len(), 1000);
@@ -189,11 +157,7 @@ fn limits_wildcard_subscriptions_unavailable() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "wc"));
-    assert_eq!(
-        connack.props.int(prop::WILDCARD_SUBSCRIPTION_AVAILABLE),
-        Some(0),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::WILDCARD_SUBSCRIPTION_AVAILABLE), Some(0), "{connack:?}");
     assert_eq!(client.subscribe("wc/plain", 1), 1);
     for filter in ["wc/#", "wc/+/t"] {
         let mut client = Client::new(&broker, V5, "wc");
@@ -209,11 +173,7 @@ fn limits_shared_subscriptions_unavailable() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "sh"));
-    assert_eq!(
-        connack.props.int(prop::SHARED_SUBSCRIPTION_AVAILABLE),
-        Some(0),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::SHARED_SUBSCRIPTION_AVAILABLE), Some(0), "{connack:?}");
     expect_subscribe_refused(&mut client, Subscribe::new(1, &[("$share/g/t", 0)]), 0x9E);
 }
 
@@ -225,16 +185,9 @@ fn limits_subscription_identifiers_unavailable() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "si"));
-    assert_eq!(
-        connack.props.int(prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE),
-        Some(0)
-    );
+    assert_eq!(connack.props.int(prop::SUBSCRIPTION_IDENTIFIER_AVAILABLE), Some(0));
     let props = Props::new().var(prop::SUBSCRIPTION_IDENTIFIER, 3);
-    expect_subscribe_refused(
-        &mut client,
-        Subscribe::new(1, &[("si/t", 0)]).props(props),
-        0xA1,
-    );
+    expect_subscribe_refused(&mut client, Subscribe::new(1, &[("si/t", 0)]).props(props), 0xA1);
 }
 
 /// `topic_alias_maximum = 2`: CONNACK Topic Alias Maximum 2; alias 2 is accepted, 3 gets
@@ -247,18 +200,10 @@ fn limits_topic_alias_maximum_mqtt_3_2_2_17() {
     let mut sub = Client::new(&broker, V5, "sub");
     sub.subscribe("tam/t", 0);
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "pub"));
-    assert_eq!(
-        connack.props.int(prop::TOPIC_ALIAS_MAXIMUM),
-        Some(2),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::TOPIC_ALIAS_MAXIMUM), Some(2), "{connack:?}");
     client.publish(Publish::new("tam/t", b"ok", 0).props(Props::new().two(prop::TOPIC_ALIAS, 2)));
     assert_eq!(sub.expect_publish().payload, b"ok");
-    client.send(
-        &Publish::new("tam/t", b"no", 0)
-            .props(Props::new().two(prop::TOPIC_ALIAS, 3))
-            .encode(V5),
-    );
+    client.send(&Publish::new("tam/t", b"no", 0).props(Props::new().two(prop::TOPIC_ALIAS, 3)).encode(V5));
     client.expect_disconnect(0x94);
 }
 
@@ -270,15 +215,8 @@ fn limits_topic_aliases_disabled_mqtt_3_2_2_18() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "pub"));
-    assert!(
-        matches!(connack.props.int(prop::TOPIC_ALIAS_MAXIMUM), None | Some(0)),
-        "{connack:?}"
-    );
-    client.send(
-        &Publish::new("tad/t", b"no", 0)
-            .props(Props::new().two(prop::TOPIC_ALIAS, 1))
-            .encode(V5),
-    );
+    assert!(matches!(connack.props.int(prop::TOPIC_ALIAS_MAXIMUM), None | Some(0)), "{connack:?}");
+    client.send(&Publish::new("tad/t", b"no", 0).props(Props::new().two(prop::TOPIC_ALIAS, 1)).encode(V5));
     client.expect_disconnect(0x94);
 }
 
@@ -290,11 +228,7 @@ fn limits_receive_maximum_exceeded_0x93() {
         return;
     };
     let (mut client, connack) = connack_v5(&broker, &Connect::new(V5, "flood"));
-    assert_eq!(
-        connack.props.int(prop::RECEIVE_MAXIMUM),
-        Some(2),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::RECEIVE_MAXIMUM), Some(2), "{connack:?}");
     for id in 1..=2 {
         client.send(&Publish::new("rx/t", b"x", 2).id(id).encode(V5));
         assert!(matches!(client.recv(), Packet::Pubrec(a) if a.id == id));
@@ -366,11 +300,7 @@ fn limits_max_session_expiry_interval() {
         return;
     };
     let (_c, connack) = connack_v5(&broker, &Connect::new(V5, "long").persistent(60));
-    assert_eq!(
-        connack.props.int(prop::SESSION_EXPIRY_INTERVAL),
-        Some(5),
-        "{connack:?}"
-    );
+    assert_eq!(connack.props.int(prop::SESSION_EXPIRY_INTERVAL), Some(5), "{connack:?}");
 }
 
 /// SIGTERM shuts midge down cleanly: v5 clients get DISCONNECT 0x8B, Server shutting down; v3

@@ -104,10 +104,7 @@ fn session_v5_expiry_0_ends_with_connection_mqtt_3_1_2_23() {
     client.subscribe("brief/t", 1);
     client.disconnect();
     let (_client, connack) = Client::connect(&broker, &connect);
-    assert!(
-        !connack.session_present,
-        "a session with expiry 0 outlived its connection"
-    );
+    assert!(!connack.session_present, "a session with expiry 0 outlived its connection");
 }
 
 /// The server discards a v5 session once its Session Expiry Interval has passed after the
@@ -127,10 +124,7 @@ fn session_v5_discarded_after_expiry_mqtt_4_1_0_2() {
     // expiry once a second.
     std::thread::sleep(Duration::from_millis(2_500));
     let (_client, connack) = Client::connect(&broker, &connect);
-    assert!(
-        !connack.session_present,
-        "the session outlived its 1 s expiry"
-    );
+    assert!(!connack.session_present, "the session outlived its 1 s expiry");
 }
 
 /// A v5 DISCONNECT may lower the Session Expiry Interval; 0 ends the session now (5.0 section
@@ -144,8 +138,5 @@ fn session_v5_disconnect_sets_expiry_0() {
     client.subscribe("end/t", 1);
     client.disconnect_with(0x00, &Props::new().four(prop::SESSION_EXPIRY_INTERVAL, 0));
     let (_client, connack) = Client::connect(&broker, &connect);
-    assert!(
-        !connack.session_present,
-        "the session outlived DISCONNECT with expiry 0"
-    );
+    assert!(!connack.session_present, "the session outlived DISCONNECT with expiry 0");
 }

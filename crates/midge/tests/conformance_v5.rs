@@ -10,8 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use conformance_wire::{
-    build, opt, payloads, prop, Client, Connect, Event, Packet, Props, Publish, Subscribe, Version,
-    QUIET, WAIT,
+    build, opt, payloads, prop, Client, Connect, Event, Packet, Props, Publish, Subscribe, Version, QUIET, WAIT,
 };
 use support::TestBroker;
 
@@ -41,10 +40,7 @@ fn v5_receive_maximum_limits_inflight_mqtt_3_3_4_9() {
     }
     let first = sub.expect_publish();
     let second = sub.expect_publish();
-    assert_eq!(
-        (first.payload.as_slice(), second.payload.as_slice()),
-        (&[0u8][..], &[1u8][..])
-    );
+    assert_eq!((first.payload.as_slice(), second.payload.as_slice()), (&[0u8][..], &[1u8][..]));
     sub.expect_silence(QUIET);
     sub.ping();
     sub.acknowledge(&first);
@@ -61,20 +57,13 @@ fn v5_receive_maximum_limits_inflight_mqtt_3_3_4_9() {
 #[test]
 fn v5_maximum_packet_size_from_client_mqtt_3_1_2_24() {
     let broker = TestBroker::start();
-    let mut sub = client_with(
-        &broker,
-        "sub",
-        Props::new().four(prop::MAXIMUM_PACKET_SIZE, 128),
-    );
+    let mut sub = client_with(&broker, "sub", Props::new().four(prop::MAXIMUM_PACKET_SIZE, 128));
     sub.subscribe("mps/t", 1);
     let mut publisher = Client::new(&broker, V5, "pub");
     publisher.publish_msg("mps/t", &[b'x'; 200], 1);
     publisher.publish_msg("mps/t", b"small", 1);
     let got = sub.receive();
-    assert_eq!(
-        got.payload, b"small",
-        "a PUBLISH larger than Maximum Packet Size was sent"
-    );
+    assert_eq!(got.payload, b"small", "a PUBLISH larger than Maximum Packet Size was sent");
 }
 
 /// A Topic Alias set by the client with a topic is used for later PUBLISHes with an empty
@@ -87,33 +76,16 @@ fn v5_topic_alias_from_client_mqtt_3_3_2_12() {
     sub.subscribe("ta/#", 0);
     let (mut publisher, connack) = Client::connect(&broker, &Connect::new(V5, "pub"));
     let maximum = connack.props.int(prop::TOPIC_ALIAS_MAXIMUM).unwrap_or(0);
-    assert!(
-        maximum >= 1,
-        "the server accepts no topic aliases: {connack:?}"
-    );
+    assert!(maximum >= 1, "the server accepts no topic aliases: {connack:?}");
     let alias = |a: u16| Props::new().two(prop::TOPIC_ALIAS, a);
     publisher.publish(Publish::new("ta/one", b"1", 0).props(alias(1)));
     publisher.publish(Publish::new("", b"2", 0).props(alias(1)));
     publisher.publish(Publish::new("ta/two", b"3", 0).props(alias(1)));
     publisher.publish(Publish::new("", b"4", 1).props(alias(1)));
     let got: Vec<Publish> = (0..4).map(|_| sub.receive()).collect();
-    let seen: Vec<(&str, &[u8])> = got
-        .iter()
-        .map(|p| (p.topic.as_str(), p.payload.as_slice()))
-        .collect();
-    assert_eq!(
-        seen,
-        [
-            ("ta/one", &b"1"[..]),
-            ("ta/one", b"2"),
-            ("ta/two", b"3"),
-            ("ta/two", b"4")
-        ]
-    );
-    assert!(
-        got.iter().all(|p| p.props.get(prop::TOPIC_ALIAS).is_none()),
-        "{got:?}"
-    );
+    let seen: Vec<(&str, &[u8])> = got.iter().map(|p| (p.topic.as_str(), p.payload.as_slice())).collect();
+    assert_eq!(seen, [("ta/one", &b"1"[..]), ("ta/one", b"2"), ("ta/two", b"3"), ("ta/two", b"4")]);
+    assert!(got.iter().all(|p| p.props.get(prop::TOPIC_ALIAS).is_none()), "{got:?}");
 }
 
 /// Topic Alias 0 is not permitted (MQTT-3.3.2-8): a Protocol Error. The spec names no reason
@@ -125,10 +97,7 @@ fn v5_topic_alias_0_disconnects_mqtt_3_3_2_8() {
     let zero = Props::new().two(prop::TOPIC_ALIAS, 0);
     client.send(&Publish::new("tz/t", b"x", 0).props(zero).encode(V5));
     let reason = client.expect_error_close();
-    assert!(
-        matches!(reason, Some(0x81 | 0x82 | 0x94)),
-        "DISCONNECT reason {reason:02x?}"
-    );
+    assert!(matches!(reason, Some(0x81 | 0x82 | 0x94)), "DISCONNECT reason {reason:02x?}");
 }
 
 /// A Topic Alias above the server's Topic Alias Maximum (MQTT-3.2.2-17) gets DISCONNECT 0x94,
@@ -162,14 +131,8 @@ fn v5_message_expiry_while_offline_mqtt_3_3_2_5() {
     let (mut sub, _) = Client::connect(&broker, &connect);
     let got = sub.receive();
     assert_eq!(got.payload, b"long", "an expired message was delivered");
-    let left = got
-        .props
-        .int(prop::MESSAGE_EXPIRY_INTERVAL)
-        .expect("Message Expiry Interval");
-    assert!(
-        (1..=58).contains(&left),
-        "expiry {left} after waiting 2 s of 60"
-    );
+    let left = got.props.int(prop::MESSAGE_EXPIRY_INTERVAL).expect("Message Expiry Interval");
+    assert!((1..=58).contains(&left), "expiry {left} after waiting 2 s of 60");
 }
 
 /// A forwarded message carries a Message Expiry Interval no larger than the one sent
@@ -183,11 +146,7 @@ fn v5_message_expiry_forwarded_mqtt_3_3_2_6() {
     let props = Props::new().four(prop::MESSAGE_EXPIRY_INTERVAL, 10);
     publisher.publish(Publish::new("mf/t", b"x", 1).props(props));
     publisher.publish_msg("mf/t", b"y", 1);
-    let left = sub
-        .receive()
-        .props
-        .int(prop::MESSAGE_EXPIRY_INTERVAL)
-        .expect("expiry forwarded");
+    let left = sub.receive().props.int(prop::MESSAGE_EXPIRY_INTERVAL).expect("expiry forwarded");
     assert!((1..=10).contains(&left), "forwarded expiry {left} of 10");
     assert_eq!(sub.receive().props.get(prop::MESSAGE_EXPIRY_INTERVAL), None);
 }
@@ -200,19 +159,13 @@ fn v5_no_local_mqtt_3_8_3_3() {
     client.subscribe("nl/t", 1 | opt::NO_LOCAL);
     client.publish_msg("nl/t", b"mine", 1);
     Client::new(&broker, V5, "other").publish_msg("nl/t", b"theirs", 1);
-    assert_eq!(
-        client.receive().payload,
-        b"theirs",
-        "a No Local subscription got its own message"
-    );
+    assert_eq!(client.receive().payload, b"theirs", "a No Local subscription got its own message");
 }
 
 /// No Local on a shared subscription is a Protocol Error (MQTT-3.8.3-4).
 #[test]
 fn v5_no_local_on_shared_subscription_is_protocol_error_mqtt_3_8_3_4() {
-    if conformance_wire::mosquitto_deviates(
-        "mosquitto 2.0.11 grants a shared subscription with No Local set",
-    ) {
+    if conformance_wire::mosquitto_deviates("mosquitto 2.0.11 grants a shared subscription with No Local set") {
         return;
     }
     let broker = TestBroker::start();
@@ -254,17 +207,9 @@ fn v5_retain_handling_mqtt_3_3_1_9_10_11() {
         publisher.publish_msg("rh/t", b"barrier", 1);
         sub.receive_until(b"barrier")
     };
-    let kept = |p: &[Publish]| {
-        p.iter()
-            .filter(|p| p.payload == b"kept" && p.retain)
-            .count()
-    };
+    let kept = |p: &[Publish]| p.iter().filter(|p| p.payload == b"kept" && p.retain).count();
     assert_eq!(kept(&subscribe_twice("rh0", 0)), 2, "Retain Handling 0");
-    assert_eq!(
-        kept(&subscribe_twice("rh1", opt::RETAIN_HANDLING_IF_NEW)),
-        1,
-        "Retain Handling 1"
-    );
+    assert_eq!(kept(&subscribe_twice("rh1", opt::RETAIN_HANDLING_IF_NEW)), 1, "Retain Handling 1");
     let never = subscribe_twice("rh2", opt::RETAIN_HANDLING_NEVER);
     assert_eq!(payloads(&never), [&b"barrier"[..]], "Retain Handling 2");
 }
@@ -277,8 +222,7 @@ fn v5_subscription_identifiers_returned_mqtt_3_3_4_3() {
     let broker = TestBroker::start();
     let mut sub = Client::new(&broker, V5, "sub");
     let with_id = |id: u16, filter: &str, sid: u32| {
-        Subscribe::new(id, &[(filter, 1)])
-            .props(Props::new().var(prop::SUBSCRIPTION_IDENTIFIER, sid))
+        Subscribe::new(id, &[(filter, 1)]).props(Props::new().var(prop::SUBSCRIPTION_IDENTIFIER, sid))
     };
     sub.subscribe_with(with_id(1, "si/+", 7));
     sub.subscribe_with(with_id(2, "si/#", 300));
@@ -301,11 +245,7 @@ fn v5_subscription_identifiers_returned_mqtt_3_3_4_3() {
         }
     }
     m_ids.sort();
-    assert_eq!(
-        m_ids,
-        [7, 300],
-        "Subscription Identifiers over {copies} copies"
-    );
+    assert_eq!(m_ids, [7, 300], "Subscription Identifiers over {copies} copies");
     let plain = sub.receive();
     assert_eq!(plain.payload, b"p");
     assert_eq!(plain.props.get(prop::SUBSCRIPTION_IDENTIFIER), None);
@@ -341,10 +281,7 @@ fn v5_client_publish_with_subscription_identifier_is_protocol_error_mqtt_3_3_4_6
 #[test]
 fn v5_shared_subscription_one_member_per_message_4_8_2() {
     let broker = TestBroker::start();
-    let mut members = [
-        Client::new(&broker, V5, "m1"),
-        Client::new(&broker, V5, "m2"),
-    ];
+    let mut members = [Client::new(&broker, V5, "m1"), Client::new(&broker, V5, "m2")];
     for member in &mut members {
         assert_eq!(member.subscribe("$share/g/sh/t", 1), 1);
     }
@@ -367,11 +304,7 @@ fn v5_shared_subscription_one_member_per_message_4_8_2() {
         member.expect_silence(QUIET);
     }
     got.sort();
-    assert_eq!(
-        got,
-        (0..10).collect::<Vec<u8>>(),
-        "each message exactly once"
-    );
+    assert_eq!(got, (0..10).collect::<Vec<u8>>(), "each message exactly once");
 }
 
 /// The server forwards Payload Format Indicator, Content Type, Response Topic, Correlation Data
@@ -395,10 +328,7 @@ fn v5_publish_properties_forwarded_unaltered_mqtt_3_3_2_17() {
     assert_eq!(got.props.int(prop::PAYLOAD_FORMAT_INDICATOR), Some(1));
     assert_eq!(got.props.text(prop::CONTENT_TYPE), Some("application/json"));
     assert_eq!(got.props.text(prop::RESPONSE_TOPIC), Some("pp/reply"));
-    assert_eq!(
-        got.props.bytes(prop::CORRELATION_DATA),
-        Some(&b"\x00\xffcorr"[..])
-    );
+    assert_eq!(got.props.bytes(prop::CORRELATION_DATA), Some(&b"\x00\xffcorr"[..]));
     assert_eq!(got.props.user_properties(), props.user_properties());
 }
 
@@ -433,9 +363,7 @@ fn v5_duplicate_property_disconnect_0x82() {
     }
     let broker = TestBroker::start();
     let mut client = Client::new(&broker, V5, "dup");
-    let props = Props::new()
-        .string(prop::CONTENT_TYPE, "a")
-        .string(prop::CONTENT_TYPE, "b");
+    let props = Props::new().string(prop::CONTENT_TYPE, "a").string(prop::CONTENT_TYPE, "b");
     client.send(&Publish::new("dp/t", b"x", 0).props(props).encode(V5));
     client.expect_disconnect(0x82);
 }
@@ -445,10 +373,7 @@ fn v5_duplicate_property_disconnect_0x82() {
 #[test]
 fn v5_connect_zero_receive_maximum_or_packet_size_refused() {
     let broker = TestBroker::start();
-    for props in [
-        Props::new().two(prop::RECEIVE_MAXIMUM, 0),
-        Props::new().four(prop::MAXIMUM_PACKET_SIZE, 0),
-    ] {
+    for props in [Props::new().two(prop::RECEIVE_MAXIMUM, 0), Props::new().four(prop::MAXIMUM_PACKET_SIZE, 0)] {
         let mut client = Client::open(&broker, V5);
         client.send(&Connect::new(V5, "zero").props(props).encode());
         client.expect_refused(|code| code >= 0x80);

@@ -25,10 +25,7 @@ fn assert_no_will(broker: &TestBroker, v: Version, watcher: &mut Client, topic: 
     let mut publisher = Client::new(broker, v, "barrier");
     publisher.publish_msg(topic, b"barrier", 1);
     let first = watcher.receive();
-    assert_eq!(
-        first.payload, b"barrier",
-        "the will was published: {first:?}"
-    );
+    assert_eq!(first.payload, b"barrier", "the will was published: {first:?}");
 }
 
 versions! {
@@ -120,10 +117,7 @@ fn will_v5_disconnect_with_will_message_0x04() {
     let broker = TestBroker::start();
     let v = Version::V5;
     let mut watcher = watcher(&broker, v, "w4/t");
-    let (client, _) = Client::connect(
-        &broker,
-        &Connect::new(v, "leaver").will(Will::new("w4/t", b"x")),
-    );
+    let (client, _) = Client::connect(&broker, &Connect::new(v, "leaver").will(Will::new("w4/t", b"x")));
     client.disconnect_with(0x04, &Props::new());
     assert_eq!(watcher.receive().payload, b"x");
 }
@@ -144,17 +138,12 @@ fn will_v5_properties_forwarded_mqtt_3_1_3_10() {
         .user("a", "2")
         .user("z", "3");
     let will = Will::new("wp/t", b"bye").props(props.clone());
-    Client::connect(&broker, &Connect::new(v, "mortal").will(will))
-        .0
-        .drop_connection();
+    Client::connect(&broker, &Connect::new(v, "mortal").will(will)).0.drop_connection();
     let got = watcher.receive();
     assert_eq!(got.props.int(prop::PAYLOAD_FORMAT_INDICATOR), Some(1));
     assert_eq!(got.props.text(prop::CONTENT_TYPE), Some("text/plain"));
     assert_eq!(got.props.text(prop::RESPONSE_TOPIC), Some("wp/reply"));
-    assert_eq!(
-        got.props.bytes(prop::CORRELATION_DATA),
-        Some(&b"\x00\x01"[..])
-    );
+    assert_eq!(got.props.bytes(prop::CORRELATION_DATA), Some(&b"\x00\x01"[..]));
     assert_eq!(got.props.user_properties(), props.user_properties());
 }
 
@@ -165,20 +154,14 @@ fn will_v5_published_on_takeover_mqtt_3_1_4_3() {
     let broker = TestBroker::start();
     let v = Version::V5;
     let mut watcher = watcher(&broker, v, "wt/t");
-    let (_old, _) = Client::connect(
-        &broker,
-        &Connect::new(v, "twin").will(Will::new("wt/t", b"old")),
-    );
+    let (_old, _) = Client::connect(&broker, &Connect::new(v, "twin").will(Will::new("wt/t", b"old")));
     let (_new, _) = Client::connect(&broker, &Connect::new(v, "twin"));
     assert_eq!(watcher.receive().payload, b"old");
 }
 
 fn delayed_will(v: Version, delay: u32, session_expiry: u32) -> Connect {
-    let will =
-        Will::new("wd/t", b"late").props(Props::new().four(prop::WILL_DELAY_INTERVAL, delay));
-    Connect::new(v, "delayed")
-        .persistent(session_expiry)
-        .will(will)
+    let will = Will::new("wd/t", b"late").props(Props::new().four(prop::WILL_DELAY_INTERVAL, delay));
+    Connect::new(v, "delayed").persistent(session_expiry).will(will)
 }
 
 /// A reconnection to the session within the Will Delay Interval cancels the will (MQTT-3.1.3-9).
@@ -203,9 +186,7 @@ fn will_v5_delay_delivered_after_interval_mqtt_3_1_2_8() {
     let broker = TestBroker::start();
     let v = Version::V5;
     let mut watcher = watcher(&broker, v, "wd/t");
-    Client::connect(&broker, &delayed_will(v, 2, 30))
-        .0
-        .drop_connection();
+    Client::connect(&broker, &delayed_will(v, 2, 30)).0.drop_connection();
     let start = Instant::now();
     let got = match watcher.recv_within(Duration::from_secs(4)) {
         conformance_wire::Packet::Publish(p) => p,
@@ -213,10 +194,7 @@ fn will_v5_delay_delivered_after_interval_mqtt_3_1_2_8() {
     };
     let elapsed = start.elapsed();
     assert_eq!(got.payload, b"late");
-    assert!(
-        elapsed >= Duration::from_millis(1_500),
-        "will published after {elapsed:?} of a 2 s delay"
-    );
+    assert!(elapsed >= Duration::from_millis(1_500), "will published after {elapsed:?} of a 2 s delay");
 }
 
 /// The will is published when the session ends, even if the Will Delay Interval is longer

@@ -70,13 +70,10 @@ pub fn value_reader(id: u8) -> Option<ReadValue> {
         | WILDCARD_SUBSCRIPTION_AVAILABLE
         | SUBSCRIPTION_IDENTIFIER_AVAILABLE
         | SHARED_SUBSCRIPTION_AVAILABLE => |b| take_u8(b).map(Value::Byte),
-        SERVER_KEEP_ALIVE | RECEIVE_MAXIMUM | TOPIC_ALIAS_MAXIMUM | TOPIC_ALIAS => {
-            |b| take_u16(b).map(Value::Two)
+        SERVER_KEEP_ALIVE | RECEIVE_MAXIMUM | TOPIC_ALIAS_MAXIMUM | TOPIC_ALIAS => |b| take_u16(b).map(Value::Two),
+        MESSAGE_EXPIRY_INTERVAL | SESSION_EXPIRY_INTERVAL | WILL_DELAY_INTERVAL | MAXIMUM_PACKET_SIZE => {
+            |b| take_u32(b).map(Value::Four)
         }
-        MESSAGE_EXPIRY_INTERVAL
-        | SESSION_EXPIRY_INTERVAL
-        | WILL_DELAY_INTERVAL
-        | MAXIMUM_PACKET_SIZE => |b| take_u32(b).map(Value::Four),
         SUBSCRIPTION_IDENTIFIER => |b| take_var(b).map(Value::Var),
         CONTENT_TYPE
         | RESPONSE_TOPIC
@@ -132,10 +129,7 @@ impl Props {
     }
 
     pub fn user(mut self, key: &str, value: &str) -> Self {
-        self.0.push((
-            prop::USER_PROPERTY,
-            Value::Pair(key.to_owned(), value.to_owned()),
-        ));
+        self.0.push((prop::USER_PROPERTY, Value::Pair(key.to_owned(), value.to_owned())));
         self
     }
 
@@ -220,10 +214,7 @@ impl Props {
     pub fn decode(buf: &mut &[u8]) -> Result<Self, String> {
         let len = take_var(buf).ok_or("truncated property length")? as usize;
         if buf.len() < len {
-            return Err(format!(
-                "property length {len} exceeds the {} bytes left",
-                buf.len()
-            ));
+            return Err(format!("property length {len} exceeds the {} bytes left", buf.len()));
         }
         let (mut props, rest) = buf.split_at(len);
         *buf = rest;
@@ -269,13 +260,7 @@ pub struct Will {
 
 impl Will {
     pub fn new(topic: &str, payload: &[u8]) -> Self {
-        Self {
-            topic: topic.into(),
-            payload: payload.into(),
-            qos: 0,
-            retain: false,
-            props: Props::new(),
-        }
+        Self { topic: topic.into(), payload: payload.into(), qos: 0, retain: false, props: Props::new() }
     }
 
     pub fn qos(mut self, qos: u8) -> Self {
@@ -349,9 +334,7 @@ impl Connect {
         let v5 = self.version == Version::V5;
         let mut connect = self.clean(false);
         if v5 {
-            connect.props = connect
-                .props
-                .four(prop::SESSION_EXPIRY_INTERVAL, expiry_seconds);
+            connect.props = connect.props.four(prop::SESSION_EXPIRY_INTERVAL, expiry_seconds);
         }
         connect
     }
@@ -448,8 +431,7 @@ impl Publish {
 
     /// The frame; the packet identifier is written whenever the QoS bits are not 0.
     pub fn encode(&self, version: Version) -> Vec<u8> {
-        let first =
-            0x30 | (u8::from(self.dup) << 3) | ((self.qos & 3) << 1) | u8::from(self.retain);
+        let first = 0x30 | (u8::from(self.dup) << 3) | ((self.qos & 3) << 1) | u8::from(self.retain);
         let mut body = Vec::new();
         put_str(&mut body, &self.topic);
         if self.qos != 0 {
@@ -476,12 +458,7 @@ pub struct Subscribe {
 impl Subscribe {
     pub fn new(id: u16, filters: &[(&str, u8)]) -> Self {
         let filters = filters.iter().map(|(f, o)| ((*f).to_owned(), *o)).collect();
-        Self {
-            id,
-            filters,
-            props: Props::new(),
-            header_flags: 0x02,
-        }
+        Self { id, filters, props: Props::new(), header_flags: 0x02 }
     }
 
     pub fn props(mut self, props: Props) -> Self {

@@ -81,11 +81,7 @@ pub fn split_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, String> {
     if rest.len() < remaining {
         return Ok(None);
     }
-    Ok(Some(Frame {
-        first,
-        body: &rest[..remaining],
-        len: header + remaining,
-    }))
+    Ok(Some(Frame { first, body: &rest[..remaining], len: header + remaining }))
 }
 
 /// Parses a frame the server sent to a client of this version.
@@ -97,9 +93,7 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
         if flags == want {
             Ok(())
         } else {
-            Err(format!(
-                "server sent {name} with fixed-header flags {flags:#06b} (MQTT-2.2.2-1)"
-            ))
+            Err(format!("server sent {name} with fixed-header flags {flags:#06b} (MQTT-2.2.2-1)"))
         }
     };
     let mut buf = body;
@@ -109,20 +103,10 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
             let ack_flags = take_u8(&mut buf).ok_or("short CONNACK")?;
             let code = take_u8(&mut buf).ok_or("short CONNACK")?;
             if ack_flags & 0xFE != 0 {
-                return Err(format!(
-                    "CONNACK reserved flags {ack_flags:#04x} (MQTT-3.2.2-1)"
-                ));
+                return Err(format!("CONNACK reserved flags {ack_flags:#04x} (MQTT-3.2.2-1)"));
             }
-            let props = if v5 && !buf.is_empty() {
-                Props::decode(&mut buf)?
-            } else {
-                Props::new()
-            };
-            Packet::Connack(Connack {
-                session_present: ack_flags & 1 == 1,
-                code,
-                props,
-            })
+            let props = if v5 && !buf.is_empty() { Props::decode(&mut buf)? } else { Props::new() };
+            Packet::Connack(Connack { session_present: ack_flags & 1 == 1, code, props })
         }
         3 => {
             let qos = (flags >> 1) & 3;
@@ -134,28 +118,12 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
                 return Err("server sent a QoS 0 PUBLISH with DUP set (MQTT-3.3.1-2)".into());
             }
             let topic = take_str(&mut buf).ok_or("PUBLISH topic")?;
-            let id = if qos > 0 {
-                take_u16(&mut buf).ok_or("PUBLISH packet id")?
-            } else {
-                0
-            };
+            let id = if qos > 0 { take_u16(&mut buf).ok_or("PUBLISH packet id")? } else { 0 };
             if qos > 0 && id == 0 {
                 return Err("server sent a QoS > 0 PUBLISH with packet id 0 (MQTT-2.2.1-4)".into());
             }
-            let props = if v5 {
-                Props::decode(&mut buf)?
-            } else {
-                Props::new()
-            };
-            Packet::Publish(Publish {
-                topic,
-                payload: buf.to_vec(),
-                qos,
-                retain: flags & 1 == 1,
-                dup,
-                id,
-                props,
-            })
+            let props = if v5 { Props::decode(&mut buf)? } else { Props::new() };
+            Packet::Publish(Publish { topic, payload: buf.to_vec(), qos, retain: flags & 1 == 1, dup, id, props })
         }
         4..=7 => {
             let (name, want) = match kind {
@@ -166,11 +134,7 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
             };
             expect_flags(want, name)?;
             let id = take_u16(&mut buf).ok_or(format!("short {name}"))?;
-            let mut ack = Ack {
-                id,
-                reason: 0,
-                props: Props::new(),
-            };
+            let mut ack = Ack { id, reason: 0, props: Props::new() };
             if v5 && !buf.is_empty() {
                 ack.reason = take_u8(&mut buf).unwrap_or(0);
                 if !buf.is_empty() {
@@ -188,16 +152,8 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
             let name = if kind == 9 { "SUBACK" } else { "UNSUBACK" };
             expect_flags(0, name)?;
             let id = take_u16(&mut buf).ok_or(format!("short {name}"))?;
-            let props = if v5 {
-                Props::decode(&mut buf)?
-            } else {
-                Props::new()
-            };
-            let ack = Suback {
-                id,
-                props,
-                codes: buf.to_vec(),
-            };
+            let props = if v5 { Props::decode(&mut buf)? } else { Props::new() };
+            let ack = Suback { id, props, codes: buf.to_vec() };
             if kind == 9 {
                 Packet::Suback(ack)
             } else {
@@ -211,10 +167,7 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
         14 | 15 if v5 => {
             let name = if kind == 14 { "DISCONNECT" } else { "AUTH" };
             expect_flags(0, name)?;
-            let mut d = Disconnect {
-                reason: 0,
-                props: Props::new(),
-            };
+            let mut d = Disconnect { reason: 0, props: Props::new() };
             if !buf.is_empty() {
                 d.reason = take_u8(&mut buf).unwrap_or(0);
                 if !buf.is_empty() {
@@ -227,18 +180,9 @@ pub fn parse(version: Version, first: u8, body: &[u8]) -> Result<Packet, String>
                 Packet::Auth(d)
             }
         }
-        _ => {
-            return Err(format!(
-                "server sent packet type {kind}, which only a client may send"
-            ))
-        }
+        _ => return Err(format!("server sent packet type {kind}, which only a client may send")),
     };
-    if !buf.is_empty()
-        && !matches!(
-            packet,
-            Packet::Publish(_) | Packet::Suback(_) | Packet::Unsuback(_)
-        )
-    {
+    if !buf.is_empty() && !matches!(packet, Packet::Publish(_) | Packet::Suback(_) | Packet::Unsuback(_)) {
         return Err(format!("{} bytes left over after {packet:?}", buf.len()));
     }
     Ok(packet)

@@ -163,9 +163,7 @@ impl Client {
 
     /// Writes raw bytes; panics if the connection is already gone.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("send failed: {e}"));
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send failed: {e}"));
     }
 
     /// Writes raw bytes, ignoring errors, for a server that may already have closed.
@@ -199,9 +197,7 @@ impl Client {
                 return Event::Silent;
             }
             let left = (deadline - now).max(Duration::from_millis(1));
-            self.stream
-                .set_read_timeout(Some(left))
-                .expect("set_read_timeout");
+            self.stream.set_read_timeout(Some(left)).expect("set_read_timeout");
             let mut buf = [0u8; 16 * 1024];
             match self.stream.read(&mut buf) {
                 Ok(0) => self.closed = true,
@@ -211,9 +207,7 @@ impl Client {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
                     ) =>
                 {
                     self.closed = true
@@ -246,9 +240,7 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left) {
                 Event::Closed => return disconnect,
-                Event::Packet(Packet::Disconnect(d)) if disconnect.is_none() => {
-                    disconnect = Some(d)
-                }
+                Event::Packet(Packet::Disconnect(d)) if disconnect.is_none() => disconnect = Some(d),
                 Event::Packet(other) => panic!("expected the connection to close, got {other:?}"),
                 Event::Silent => panic!("connection still open after {timeout:?}"),
             }
@@ -260,11 +252,7 @@ impl Client {
     pub fn expect_error_close(&mut self) -> Option<u8> {
         let disconnect = self.expect_closed(WAIT);
         if let Some(d) = &disconnect {
-            assert!(
-                d.reason >= 0x80,
-                "DISCONNECT before an error close has reason {:#04x}",
-                d.reason
-            );
+            assert!(d.reason >= 0x80, "DISCONNECT before an error close has reason {:#04x}", d.reason);
         }
         disconnect.map(|d| d.reason)
     }
@@ -276,16 +264,9 @@ impl Client {
         match self.next(WAIT) {
             Event::Closed => None,
             Event::Packet(Packet::Connack(connack)) => {
-                assert!(
-                    allowed(connack.code),
-                    "CONNACK code {:#04x} not allowed here",
-                    connack.code
-                );
+                assert!(allowed(connack.code), "CONNACK code {:#04x} not allowed here", connack.code);
                 assert_ne!(connack.code, 0, "the CONNECT was accepted");
-                assert!(
-                    !connack.session_present,
-                    "refusing CONNACK with Session Present 1 (MQTT-3.2.2-4)"
-                );
+                assert!(!connack.session_present, "refusing CONNACK with Session Present 1 (MQTT-3.2.2-4)");
                 let disconnect = self.expect_closed(WAIT);
                 // A server MUST NOT send DISCONNECT before a successful CONNACK (MQTT-3.14.0-1).
                 assert_eq!(disconnect, None, "DISCONNECT after a refusing CONNACK");
@@ -350,11 +331,8 @@ impl Client {
             1 => self.send(&build::ack(build::PUBACK, self.version, publish.id, 0)),
             _ => {
                 self.send(&build::ack(build::PUBREC, self.version, publish.id, 0));
-                let pubrel =
-                    self.wait_for(|p| matches!(p, Packet::Pubrel(a) if a.id == publish.id));
-                let Packet::Pubrel(pubrel) = pubrel else {
-                    unreachable!()
-                };
+                let pubrel = self.wait_for(|p| matches!(p, Packet::Pubrel(a) if a.id == publish.id));
+                let Packet::Pubrel(pubrel) = pubrel else { unreachable!() };
                 assert!(pubrel.reason < 0x80, "PUBREL {pubrel:?}");
                 self.send(&build::ack(build::PUBCOMP, self.version, publish.id, 0));
             }
@@ -399,17 +377,13 @@ impl Client {
         match publish.qos {
             0 => {}
             1 => {
-                let Packet::Puback(ack) =
-                    self.wait_for(|p| matches!(p, Packet::Puback(a) if a.id == id))
-                else {
+                let Packet::Puback(ack) = self.wait_for(|p| matches!(p, Packet::Puback(a) if a.id == id)) else {
                     unreachable!()
                 };
                 assert!(ack.reason < 0x80, "PUBACK {ack:?}");
             }
             _ => {
-                let Packet::Pubrec(rec) =
-                    self.wait_for(|p| matches!(p, Packet::Pubrec(a) if a.id == id))
-                else {
+                let Packet::Pubrec(rec) = self.wait_for(|p| matches!(p, Packet::Pubrec(a) if a.id == id)) else {
                     unreachable!()
                 };
                 assert!(rec.reason < 0x80, "PUBREC {rec:?}");
@@ -441,15 +415,9 @@ impl Client {
     pub fn subscribe_with(&mut self, subscribe: Subscribe) -> Suback {
         self.send(&subscribe.encode(self.version));
         let id = subscribe.id;
-        let Packet::Suback(suback) = self.wait_for(|p| matches!(p, Packet::Suback(_))) else {
-            unreachable!()
-        };
+        let Packet::Suback(suback) = self.wait_for(|p| matches!(p, Packet::Suback(_))) else { unreachable!() };
         assert_eq!(suback.id, id, "SUBACK packet id");
-        assert_eq!(
-            suback.codes.len(),
-            subscribe.filters.len(),
-            "one SUBACK code per filter"
-        );
+        assert_eq!(suback.codes.len(), subscribe.filters.len(), "one SUBACK code per filter");
         suback
     }
 
@@ -457,9 +425,7 @@ impl Client {
     pub fn unsubscribe(&mut self, filters: &[&str]) -> Suback {
         let id = self.fresh_id();
         self.send(&build::unsubscribe(self.version, id, filters));
-        let Packet::Unsuback(unsuback) = self.wait_for(|p| matches!(p, Packet::Unsuback(_))) else {
-            unreachable!()
-        };
+        let Packet::Unsuback(unsuback) = self.wait_for(|p| matches!(p, Packet::Unsuback(_))) else { unreachable!() };
         assert_eq!(unsuback.id, id, "UNSUBACK packet id");
         unsuback
     }
