@@ -20,9 +20,9 @@ use crate::broker::Broker;
 use crate::message::Message;
 use crate::session::{AckOutcome, Kick, Outgoing, Queued, Session};
 
-/// Most messages moved from the session queue in one drain, so one busy subscriber does not
-/// hold its session lock long or starve the connection's reads.
-const DRAIN_BATCH: usize = 256;
+/// Most messages moved from the session queue under one hold of its lock, so publishers
+/// enqueueing to a busy subscriber are not held up for long.
+const DRAIN_BATCH: usize = 32;
 
 /// A protocol violation by the client: the connection is closed, after a v5 DISCONNECT with
 /// `reason` (MQTT-4.13.1-1), and the will is published.
@@ -331,26 +331,29 @@ impl ClientConnection {
         Ok(())
     }
 
-    /// Moves queued messages into `out` while the client's window allows, up to a batch.
-    /// Returns whether more may be ready (call again after writing).
-    pub fn drain(&mut self, now: Instant, out: &mut BytesMut) -> bool {
+    /// Moves queued messages into `out` while the client's window allows and `out` holds fewer
+    /// than `limit` bytes. Returns whether more may be ready (call again once `out` drains).
+    pub fn drain(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {
         let mut outgoing = std::mem::take(&mut self.scratch);
         let max_size = self.client_max_packet_size as usize;
         let version = self.version;
         let aliases = self.client_alias_maximum > 0;
-        let dropped = self.session.take_ready(
-            self.conn_id,
-            now,
-            DRAIN_BATCH,
-            |item| full_publish_len(item, version, aliases, now) <= max_size,
-            &mut outgoing,
-        );
-        if dropped > 0 {
-            self.broker.stats().messages_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        let more = outgoing.len() == DRAIN_BATCH;
-        for item in outgoing.drain(..) {
-            self.write_outgoing(item, now, out);
+        let mut more = true;
+        while more && out.len() < limit {
+            let dropped = self.session.take_ready(
+                self.conn_id,
+                now,
+                DRAIN_BATCH,
+                |item| full_publish_len(item, version, aliases, now) <= max_size,
+                &mut outgoing,
+            );
+            if dropped > 0 {
+                self.broker.stats().messages_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            }
+            more = outgoing.len() == DRAIN_BATCH;
+            for item in outgoing.drain(..) {
+                self.write_outgoing(item, now, out);
+            }
         }
         self.scratch = outgoing;
         more

@@ -144,7 +144,7 @@ where
 
     loop {
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
-            more_ready = connection.drain(Instant::now(), wbuf);
+            more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
         if room {

@@ -172,7 +172,7 @@ impl Client {
     pub fn recv(&mut self, now: Instant) -> Option<Packet> {
         if self.out.is_empty() {
             let mut out = std::mem::take(&mut self.out);
-            self.conn().drain(now, &mut out);
+            self.conn().drain(now, &mut out, usize::MAX);
             self.out = out;
         }
         decode_packet(&mut self.out, self.version, usize::MAX).expect("broker wrote a valid packet")
