@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use midge_codec::{
-    encode_packet, encode_publish, publish_len, Connect, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
-    PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName, UnsubAck, Will,
+    encode_packet, encode_publish, encoded_len, publish_len, Connect, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName, UnsubAck, Will,
 };
 
 use crate::broker::Broker;
@@ -89,8 +89,6 @@ pub struct ClientConnection {
     client_alias_maximum: u16,
     /// The client's Maximum Packet Size.
     client_max_packet_size: u32,
-    /// Whether reason strings and user properties may be sent on acks (MQTT-3.1.2-29).
-    problem_information: bool,
     /// Reused between drains.
     scratch: Vec<Outgoing>,
 }
@@ -117,7 +115,6 @@ impl ClientConnection {
             // MQTT-3.1.2-24: outbound packets are bounded by the client's limit alone; the
             // server's max_packet_size bounds what it accepts.
             client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
-            problem_information: connect.properties.request_problem_information != Some(0),
             broker,
             session,
             conn_id,
@@ -405,10 +402,9 @@ impl ClientConnection {
         (true, Some(alias))
     }
 
-    /// Encodes a control packet. Acks with reason strings or user properties are not sent to a
-    /// client that asked for no problem information (MQTT-3.1.2-29); ours carry none.
+    /// Encodes a control packet. Acks carry no reason strings or user properties, so a client
+    /// that asked for no problem information (MQTT-3.1.2-29) needs no special case.
     fn write(&self, packet: &Packet, out: &mut BytesMut) {
-        let _ = self.problem_information;
         if let Err(error) = encode_packet(packet, self.version, out) {
             tracing::warn!(%error, kind = packet.kind(), "cannot encode packet");
         }
@@ -424,7 +420,12 @@ impl ClientConnection {
                 reason_string: detail.and_then(|d| midge_codec::MqttString::new(d).ok()),
                 ..Properties::default()
             };
-            self.write(&Packet::Disconnect(Disconnect { reason, properties }), out);
+            let mut packet = Packet::Disconnect(Disconnect { reason, properties });
+            if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+                // MQTT-3.14.2-3: drop the Reason String rather than exceed the client's limit.
+                packet = Packet::Disconnect(Disconnect { reason, properties: Properties::default() });
+            }
+            self.write(&packet, out);
         }
     }
 

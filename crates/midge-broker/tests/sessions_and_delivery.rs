@@ -392,3 +392,30 @@ fn offline_queue_is_bounded_and_counts_drops() {
     let mut back = world.client(persistent);
     assert_eq!(payloads(&back.publishes(world.now)), ["0", "1", "2"]);
 }
+
+#[test]
+fn v5_disconnect_reason_string_dropped_beyond_client_maximum_packet_size_mqtt_3_14_2_3() {
+    let world = World::new();
+    let disconnect_from = |limit: u32| {
+        let mut packet = connect(V5, "tiny");
+        packet.properties.maximum_packet_size = Some(limit);
+        let client = world.client(packet);
+        let mut out = bytes::BytesMut::new();
+        client.connection.as_ref().unwrap().write_disconnect(
+            ReasonCode::PROTOCOL_ERROR,
+            Some("a long explanation"),
+            &mut out,
+        );
+        let size = out.len();
+        match midge_codec::decode_packet(&mut out, V5, usize::MAX).unwrap() {
+            Some(Packet::Disconnect(d)) => (size, d),
+            other => panic!("expected DISCONNECT, got {other:?}"),
+        }
+    };
+    let (size, small) = disconnect_from(8);
+    assert!(size <= 8);
+    assert_eq!(small.reason, ReasonCode::PROTOCOL_ERROR);
+    assert_eq!(small.properties.reason_string, None);
+    let (_, large) = disconnect_from(1024);
+    assert_eq!(large.properties.reason_string.as_deref(), Some("a long explanation"));
+}
