@@ -16,6 +16,8 @@ use bytes::{Buf, BytesMut};
 use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
 use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
@@ -34,17 +36,15 @@ pub struct ListenerContext {
 }
 
 /// Drives one client connection to its end.
-pub async fn serve<S>(
-    stream: S,
+pub async fn serve(
+    stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: Arc<ListenerContext>,
     mut shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let max_packet_size = broker.config().max_packet_size as usize;
 
@@ -117,19 +117,15 @@ pub async fn serve<S>(
 }
 
 /// The connected phase; returns how and why it ended, with any last packets in `wbuf`.
-async fn run_connected<R, W>(
+async fn run_connected(
     connection: &mut ClientConnection,
-    reader: &mut R,
-    writer: &mut W,
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     max_packet_size: usize,
     shutdown: &mut watch::Receiver<bool>,
-) -> (CloseKind, String)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> (CloseKind, String) {
     let version = connection.version();
     let session = Arc::clone(connection.session());
     let kick = Arc::clone(connection.kick());
@@ -147,9 +143,6 @@ where
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
-        if room {
-            rbuf.reserve(READ_CHUNK);
-        }
         tokio::select! {
             reason = kick.kicked() => {
                 connection.write_disconnect(reason, None, wbuf);
@@ -168,49 +161,57 @@ where
                 Ok(0) | Err(_) => return (CloseKind::Abnormal, "write failed".to_owned()),
                 Ok(n) => {
                     wbuf.advance(n);
-                    if wbuf.is_empty() && wbuf.capacity() > WRITE_HIGH_WATER {
-                        *wbuf = BytesMut::new(); // give a burst's memory back
+                    if wbuf.is_empty() {
+                        *wbuf = BytesMut::new(); // an idle connection holds no write buffer
                     }
                 }
             },
             _ = session.woken(), if room => more_ready = true,
-            read = reader.read_buf(rbuf), if room => match read {
-                Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
-                Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
-                Ok(_) => {
-                    let now = Instant::now();
-                    loop {
-                        match decode_packet(rbuf, version, max_packet_size) {
-                            Ok(Some(packet)) => {
-                                if let Some(keep_alive) = keep_alive {
-                                    deadline = tokio::time::Instant::now() + keep_alive;
-                                }
-                                match connection.handle(packet, now, wbuf) {
-                                    Ok(Flow::Continue) => {}
-                                    Ok(Flow::Disconnect { with_will }) => {
-                                        let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
-                                        return (how, "client sent DISCONNECT".to_owned());
-                                    }
-                                    Err(violation) => {
-                                        connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
-                                        return (CloseKind::Abnormal, format!("protocol violation: {violation}"));
-                                    }
-                                }
+            readable = reader.readable(), if room => {
+                if let Err(error) = readable {
+                    return (CloseKind::Abnormal, format!("read error: {error}"));
+                }
+                // The buffer is allocated only once bytes are waiting, and dropped again when
+                // every frame in it is decoded: an idle connection holds no read buffer.
+                rbuf.reserve(READ_CHUNK);
+                match reader.try_read_buf(rbuf) {
+                    Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
+                    Ok(_) => {}
+                }
+                let now = Instant::now();
+                loop {
+                    match decode_packet(rbuf, version, max_packet_size) {
+                        Ok(Some(packet)) => {
+                            if let Some(keep_alive) = keep_alive {
+                                deadline = tokio::time::Instant::now() + keep_alive;
                             }
-                            Ok(None) => break,
-                            Err(error) => {
-                                let detail = error.to_string();
-                                connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
-                                return (CloseKind::Abnormal, format!("bad packet: {detail}"));
+                            match connection.handle(packet, now, wbuf) {
+                                Ok(Flow::Continue) => {}
+                                Ok(Flow::Disconnect { with_will }) => {
+                                    let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
+                                    return (how, "client sent DISCONNECT".to_owned());
+                                }
+                                Err(violation) => {
+                                    connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
+                                    return (CloseKind::Abnormal, format!("protocol violation: {violation}"));
+                                }
                             }
                         }
-                    }
-                    more_ready = true;
-                    if rbuf.is_empty() && rbuf.capacity() > 4 * READ_CHUNK {
-                        *rbuf = BytesMut::with_capacity(READ_CHUNK); // give a large packet's memory back
+                        Ok(None) => break,
+                        Err(error) => {
+                            let detail = error.to_string();
+                            connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
+                            return (CloseKind::Abnormal, format!("bad packet: {detail}"));
+                        }
                     }
                 }
-            },
+                more_ready = true;
+                if rbuf.is_empty() {
+                    *rbuf = BytesMut::new();
+                }
+            }
         }
     }
 }
