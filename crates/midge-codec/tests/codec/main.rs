@@ -7,12 +7,18 @@
 //! - `connect`, `publish`, `subscribe`, `control`: each packet kind, with exact bytes and every
 //!   validation rule named by its normative statement id.
 //! - `properties`: v5 property rules.
+//! - `fanout`: `encode_publish` and `publish_len`.
+//! - `roundtrip`: property tests: arbitrary packets survive encode and decode, and arbitrary
+//!   bytes never make the decoder panic.
 
 mod connect;
 mod control;
+mod fanout;
 mod framing;
 mod properties;
 mod publish;
+mod roundtrip;
 mod samples;
+mod strategies;
 mod subscribe;
 mod support;
