@@ -176,3 +176,19 @@ pub fn frames(version: ProtocolVersion) -> Vec<(Packet, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Writes the samples to `fuzz/corpus/decode/` as the fuzzer's seed corpus, one file per
+/// packet. Rerun by hand when the samples change:
+/// `cargo test -p midge-codec --test codec -- --ignored write_fuzz_seed_corpus`.
+#[test]
+#[ignore = "writes fuzz/corpus/decode; run by hand"]
+fn write_fuzz_seed_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for version in crate::support::ALL {
+        for (index, (packet, bytes)) in frames(version).into_iter().enumerate() {
+            let name = format!("{version:?}-{index:02}-{}", packet.kind()).to_lowercase();
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+}
