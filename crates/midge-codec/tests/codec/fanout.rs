@@ -195,7 +195,12 @@ proptest! {
         encode_publish(&mut out, version, &header, &payload).unwrap();
         prop_assert_eq!(out.len(), publish_len(&header, payload.len(), version));
         let expected_properties = if version.is_v5() {
-            Properties { message_expiry_interval, topic_alias, subscription_identifiers: subscription_identifiers.clone(), ..shared }
+            Properties {
+                message_expiry_interval,
+                topic_alias,
+                subscription_identifiers: subscription_identifiers.clone(),
+                ..shared
+            }
         } else {
             Properties::default()
         };
@@ -208,7 +213,8 @@ proptest! {
             properties: expected_properties,
             payload: bytes::Bytes::from(payload),
         };
-        prop_assert_eq!(decode_packet(&mut out, version, usize::MAX), Ok(Some(Packet::Publish(expected))));
+        let decoded = decode_packet(&mut out, version, usize::MAX);
+        prop_assert_eq!(decoded, Ok(Some(Packet::Publish(expected))));
     }
 }
 

@@ -144,7 +144,8 @@ fn property_not_allowed_in_the_packet_is_a_protocol_error() {
     assert_protocol(&publish(&[0x1F, 0x00, 0x00]), V5); // reason string
     assert_protocol(&puback(&[0x02, 0, 0, 0, 1]), V5); // message expiry interval
     assert_protocol(&subscribe(&[0x1F, 0x00, 0x00]), V5); // reason string
-                                                          // Will properties: will delay yes, topic alias and subscription identifier no.
+
+    // Will properties: will delay yes, topic alias and subscription identifier no.
     let will = |properties: &[u8]| {
         let header = [str16(b"MQTT"), vec![0x05, 0x06, 0x00, 0x0A, 0x00]].concat();
         let payload = [
