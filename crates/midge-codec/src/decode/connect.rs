@@ -1,6 +1,6 @@
 //! CONNECT and CONNACK.
 
-use crate::decode::DecodeError;
+use crate::error::DecodeError;
 use crate::packet::{ConnAck, Connect, Will};
 use crate::properties::{self, Context, Properties};
 use crate::reader::Reader;

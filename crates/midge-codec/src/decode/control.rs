@@ -1,6 +1,6 @@
 //! PINGREQ, PINGRESP, DISCONNECT and AUTH: packets that are short or empty.
 
-use crate::decode::DecodeError;
+use crate::error::DecodeError;
 use crate::packet::{Auth, Disconnect, Packet};
 use crate::properties::{self, Context};
 use crate::reader::Reader;

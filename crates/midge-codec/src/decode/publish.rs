@@ -1,6 +1,7 @@
 //! PUBLISH, and PUBACK, PUBREC, PUBREL, PUBCOMP.
 
-use crate::decode::{packet_id, DecodeError};
+use crate::decode::packet_id;
+use crate::error::DecodeError;
 use crate::packet::{PubResponse, Publish};
 use crate::properties::{self, Context, Properties};
 use crate::reader::Reader;

@@ -1,6 +1,7 @@
 //! SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK.
 
-use crate::decode::{packet_id, DecodeError};
+use crate::decode::packet_id;
+use crate::error::DecodeError;
 use crate::packet::{RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe};
 use crate::properties::{self, Context, Properties};
 use crate::reader::Reader;
