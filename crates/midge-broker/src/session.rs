@@ -104,6 +104,14 @@ enum InflightStage {
     AwaitingComp,
 }
 
+/// A queued delivery and its place in the session's delivery order.
+#[derive(Debug)]
+struct Entry {
+    /// Assigned at enqueue, increasing; fixes the packet id (see [`packet_id_for`]).
+    seq: u64,
+    item: Queued,
+}
+
 #[derive(Debug)]
 struct Inflight {
     /// Send order, so resends keep the original order (MQTT-4.6.0-1).
@@ -163,10 +171,10 @@ pub(crate) struct SessionState {
     /// When a detached session expires.
     pub(crate) expires_at: Option<Instant>,
     pub(crate) subscriptions: HashMap<String, StoredSubscription, ahash::RandomState>,
-    queue: VecDeque<Queued>,
+    queue: VecDeque<Entry>,
     queued_bytes: usize,
     inflight: BTreeMap<u16, Inflight>,
-    next_packet_id: u16,
+    /// Sequence number of the next enqueued delivery.
     next_seq: u64,
     /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released (MQTT-4.3.3-?):
     /// a resent PUBLISH with one of these ids is not delivered again.
@@ -191,7 +199,6 @@ impl Session {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 inflight: BTreeMap::new(),
-                next_packet_id: 1,
                 next_seq: 0,
                 inbound_qos2: HashSet::default(),
                 delayed_will: None,
@@ -239,7 +246,9 @@ impl Session {
         }
         let was_empty = state.queue.is_empty();
         state.queued_bytes += bytes;
-        state.queue.push_back(item);
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queue.push_back(Entry { seq, item });
         drop(state);
         if was_empty && online {
             self.wake.notify_one();
@@ -327,13 +336,15 @@ impl Session {
         let mut dropped = 0;
         let mut taken = 0;
         while taken < max {
-            let Some(front) = state.queue.front() else {
-                break;
-            };
-            if front.qos != QoS::AtMostOnce && state.inflight.len() >= window {
+            let Some(front) = state.queue.front() else { break };
+            let packet_id = packet_id_for(front.seq);
+            if front.item.qos != QoS::AtMostOnce
+                && (state.inflight.len() >= window || state.inflight.contains_key(&packet_id.get()))
+            {
+                // The window is full, or a much older message still holds this packet id.
                 break;
             }
-            let item = state.queue.pop_front().expect("front exists");
+            let Entry { seq, item } = state.queue.pop_front().expect("front exists");
             state.queued_bytes -= item.message.payload.len();
             if item.message.is_expired(now) || !fits(&item) {
                 dropped += 1;
@@ -344,11 +355,10 @@ impl Session {
                 out.push(Outgoing::Publish { item, packet_id: None, dup: false });
                 continue;
             }
-            let id = state.allocate_packet_id();
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            state.inflight.insert(id.get(), Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck });
-            out.push(Outgoing::Publish { item, packet_id: Some(id), dup: false });
+            state
+                .inflight
+                .insert(packet_id.get(), Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck });
+            out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: false });
         }
         state.dropped += dropped as u64;
         dropped
@@ -358,7 +368,7 @@ impl Session {
     pub fn has_ready(&self) -> bool {
         let state = self.state.lock();
         let window = state.attached.as_ref().map_or(0, |a| a.window);
-        state.queue.front().is_some_and(|front| front.qos == QoS::AtMostOnce || state.inflight.len() < window)
+        state.queue.front().is_some_and(|front| front.item.qos == QoS::AtMostOnce || state.inflight.len() < window)
     }
 
     /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
@@ -431,12 +441,12 @@ impl Session {
             }
         }
         let queue = std::mem::take(&mut state.queue);
-        for item in queue {
-            if item.shared.is_some() {
-                state.queued_bytes -= item.message.payload.len();
-                taken.push(item);
+        for entry in queue {
+            if entry.item.shared.is_some() {
+                state.queued_bytes -= entry.item.message.payload.len();
+                taken.push(entry.item);
             } else {
-                state.queue.push_back(item);
+                state.queue.push_back(entry);
             }
         }
         taken
@@ -444,18 +454,6 @@ impl Session {
 }
 
 impl SessionState {
-    /// The next free packet id. The in-flight map never holds more than the window (at most
-    /// 65,535 entries), so a free id always exists.
-    fn allocate_packet_id(&mut self) -> PacketId {
-        loop {
-            let id = self.next_packet_id;
-            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.inflight.contains_key(&id) {
-                return PacketId::new(id).expect("ids cycle through 1..=65535");
-            }
-        }
-    }
-
     /// The kick handle of the attached connection.
     pub(crate) fn attached_kick(&self) -> Option<Arc<Kick>> {
         self.attached.as_ref().map(|a| Arc::clone(&a.kick))
@@ -463,5 +461,75 @@ impl SessionState {
 
     pub(crate) fn is_attached(&self) -> bool {
         self.attached.is_some()
+    }
+}
+
+/// The packet id of the delivery with sequence number `seq`.
+///
+/// Ids follow the delivery order instead of being picked from a free list, so a session restored
+/// from the store resends each in-flight message with its original packet id (MQTT-4.4.0-1)
+/// without the id assignment having to be made durable before the PUBLISH is sent. An id is
+/// reused only 65,535 deliveries later; if the message that held it then is still unacknowledged,
+/// sending waits (see `take_ready`).
+fn packet_id_for(seq: u64) -> PacketId {
+    let id = (seq % u64::from(u16::MAX)) as u16 + 1;
+    PacketId::new(id).expect("1..=65535")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use midge_codec::{Properties, Publish, TopicName};
+
+    fn qos1(seq_hint: &str) -> Queued {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: TopicName::new("t").unwrap(),
+            packet_id: PacketId::new(1),
+            properties: Properties::default(),
+            payload: Bytes::copy_from_slice(seq_hint.as_bytes()),
+        };
+        Queued {
+            message: Arc::new(Message::new(&publish, None, Instant::now())),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: SubscriptionIds::new(),
+            shared: None,
+        }
+    }
+
+    fn ids(out: &[Outgoing]) -> Vec<u16> {
+        out.iter()
+            .map(|o| match o {
+                Outgoing::Publish { packet_id, .. } => packet_id.unwrap().get(),
+                Outgoing::PubRel(id) => id.get(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packet_ids_follow_delivery_order_and_wait_for_a_reused_id_to_be_released() {
+        let config = BrokerConfig::default();
+        let session = Session::new(1, "c".into(), ProtocolVersion::V311, 0);
+        session.attach(7, Arc::new(Kick::default()), 100, ProtocolVersion::V311, 0);
+        session.enqueue(qos1("a"), &config);
+        session.enqueue(qos1("b"), &config);
+        let mut out = Vec::new();
+        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        assert_eq!(ids(&out), [1, 2]);
+        session.complete(PacketId::new(2).unwrap(), false);
+
+        // 65,535 deliveries later the id 1 comes round again while "a" is still unacknowledged.
+        session.lock().next_seq = u64::from(u16::MAX);
+        session.enqueue(qos1("c"), &config);
+        out.clear();
+        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        assert!(out.is_empty(), "id 1 is still in flight");
+        session.complete(PacketId::new(1).unwrap(), false);
+        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        assert_eq!(ids(&out), [1]);
     }
 }
