@@ -1,3 +1,4 @@
 //! placeholder
 
+pub mod retained_tree;
 pub mod router;

@@ -78,6 +78,11 @@ impl<N: Default> Arena<N> {
     pub(crate) fn slots(&self) -> usize {
         self.nodes.len()
     }
+
+    /// Every slot, live or free (free slots hold `N::default()`).
+    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut N> {
+        self.nodes.iter_mut()
+    }
 }
 
 impl<N> Index<NodeId> for Arena<N> {

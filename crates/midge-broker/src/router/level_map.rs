@@ -101,4 +101,15 @@ impl LevelMap {
             LevelMap::Many(many) => many.is_empty(),
         }
     }
+
+    /// Every child with its level, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, NodeId)> {
+        let (few, many) = match self {
+            LevelMap::Few(few) => (Some(few.iter()), None),
+            LevelMap::Many(many) => (None, Some(many.iter())),
+        };
+        let few = few.into_iter().flatten().map(|(k, id)| (&**k, *id));
+        let many = many.into_iter().flatten().map(|(k, id)| (&**k, *id));
+        few.chain(many)
+    }
 }
