@@ -1,11 +1,50 @@
 //! Router tests: every matching rule of MQTT section 4.7 (with the spec's own examples), shared
 //! groups, overlapping filters, pruning, and a property test against a naive matcher.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
 use super::*;
+
+/// The system allocator, counting allocations per thread, so a test can prove that a call does
+/// not allocate while other tests run on other threads.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counter is a thread-local `Cell`
+// with a const initialiser, which itself never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above; `ptr` came from `System` through `alloc` or `realloc`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Allocations made by this thread so far.
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 /// The naive matcher the trie is checked against: split both into vectors and compare level by
 /// level. Written from the spec text, sharing no code with the trie.
@@ -544,6 +583,48 @@ fn match_borrows_outlive_the_visitor() {
     let mut filters: Vec<&str> = targets.iter().map(|m| m.filter()).collect();
     filters.sort();
     assert_eq!(filters, ["a/#", "a/+"]);
+}
+
+#[test]
+fn matching_does_not_allocate() {
+    let mut router = Router::new();
+    let mut key = 0;
+    for n in 0..50 {
+        for filter in [
+            format!("site/{n}/dev/+/temp"),
+            format!("site/+/dev/{n}/temp"),
+            format!("site/{n}/#"),
+            format!("site/{n}/dev/{n}/temp"),
+            format!("$share/g{}/site/{n}/dev/{n}/+", n % 3),
+            format!("$SYS/{n}/#"),
+        ] {
+            for _ in 0..20 {
+                key += 1;
+                router.subscribe(&filter, key, 0);
+            }
+        }
+    }
+    router.subscribe("#", 0, 0);
+    router.subscribe("+/+/+/+/+", 0, 0);
+    let topics: Vec<String> = (0..50)
+        .flat_map(|n| {
+            [
+                format!("site/{n}/dev/{n}/temp"),
+                format!("$SYS/{n}/x"),
+                format!("x/{n}"),
+            ]
+        })
+        .collect();
+    let before = allocations();
+    let mut found = 0;
+    for topic in &topics {
+        router.match_topic(topic, |_| found += 1);
+    }
+    assert_eq!(allocations(), before, "match_topic allocated");
+    assert!(
+        found > 50 * 100,
+        "the walk did visit subscriptions: {found}"
+    );
 }
 
 #[test]
