@@ -77,9 +77,10 @@ use self::arena::{Arena, NodeId};
 use self::keyed_vec::KeyedVec;
 use self::level_map::LevelMap;
 
-/// Pending branches a match keeps on its stack before spilling to the heap. The stack holds at
-/// most one entry per `+` branch taken plus one, so 16 covers any realistic filter set; a topic
-/// that needs more still matches correctly, at the cost of one allocation.
+/// Pending branches a match keeps on its stack before spilling to the heap. Each node taken off
+/// the stack puts back at most two (its `+` child and its literal child, one level deeper), so the
+/// stack never holds more than one entry per topic level plus one: 16 covers any topic of up to
+/// 15 levels whatever the filters. A deeper topic still matches, at the cost of one allocation.
 pub const INLINE_STACK: usize = 16;
 
 /// The subscription index: topic filters to subscribers, searched by topic name.
@@ -170,8 +171,9 @@ impl<K, V> Router<K, V> {
 
     /// Calls `visit` once for every subscription whose filter matches `topic`.
     ///
-    /// A subscriber with several matching filters is visited once per filter; the caller merges
-    /// them (MQTT 5.0 section 4.7.1 leaves the choice to the server). A shared group is visited
+    /// A subscriber with several matching filters is visited once per filter; the caller decides
+    /// how to deliver to overlapping subscriptions (MQTT 3.1.1 section 3.3.5, 5.0 section 3.3.4:
+    /// one copy at the highest QoS, or in 5.0 one per subscription). A shared group is visited
     /// once per matching filter, with all its members. `topic` is assumed to be a valid topic
     /// name (no wildcard characters [MQTT-4.7.1-1]); anything else is matched literally. Does
     /// not allocate unless the walk needs more than [`INLINE_STACK`] pending branches.
