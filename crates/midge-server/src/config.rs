@@ -8,7 +8,7 @@ use midge_broker::BrokerConfig;
 use serde::Deserialize;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Listeners (`[[listener]]`). None given: one on 127.0.0.1:1883 that allows anonymous
@@ -18,12 +18,6 @@ pub struct ServerConfig {
     pub log: LogConfig,
     /// Broker behaviour (`[mqtt]`).
     pub mqtt: BrokerConfig,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self { listener: Vec::new(), log: LogConfig::default(), mqtt: BrokerConfig::default() }
-    }
 }
 
 /// One listening socket.
