@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use crate::config::BrokerConfig;
 use crate::message::Message;
 use crate::protocol::ClientConnection;
-use crate::retained_tree::RetainedTree;
+use crate::retained::RetainedStore;
 use crate::router::{Match, Router};
 use crate::session::{Kick, Queued, Session, StoredSubscription, SubscriptionIds};
 use crate::stats::Stats;
@@ -69,7 +69,7 @@ pub struct Broker {
     config: BrokerConfig,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>, ahash::RandomState>>,
     router: RwLock<Router<u64, Subscriber>>,
-    retained: RwLock<RetainedTree<Arc<Message>>>,
+    retained: RwLock<RetainedStore>,
     next_id: AtomicU64,
     /// Seeds assigned client identifiers so they are not guessable across restarts.
     id_seed: ahash::RandomState,
@@ -89,7 +89,7 @@ impl Broker {
             config,
             sessions: Mutex::new(HashMap::default()),
             router: RwLock::new(Router::default()),
-            retained: RwLock::new(RetainedTree::default()),
+            retained: RwLock::new(RetainedStore::default()),
             next_id: AtomicU64::new(1),
             id_seed: ahash::RandomState::new(),
             stats: Stats::default(),
@@ -293,14 +293,7 @@ impl Broker {
     pub fn publish(&self, message: Arc<Message>) -> usize {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         if message.retain {
-            let mut retained = self.retained.write();
-            if message.payload.is_empty() {
-                // MQTT-3.3.1-10/11: an empty retained message clears the topic and is not stored.
-                retained.remove(&message.topic);
-            } else {
-                // MQTT-3.3.1-5: the message replaces any retained one on its topic.
-                retained.insert(&message.topic, Arc::clone(&message));
-            }
+            self.retained.write().set(&message);
         }
         self.route(&message)
     }
@@ -401,11 +394,7 @@ impl Broker {
             };
         if send_retained {
             let mut matches: Vec<Arc<Message>> = Vec::new();
-            self.retained.read().for_each_match(filter, |_, message| {
-                if !message.is_expired(now) {
-                    matches.push(Arc::clone(message));
-                }
-            });
+            self.retained.read().for_each_match(filter, now, |message| matches.push(Arc::clone(message)));
             for message in matches {
                 let item = Queued {
                     qos: message.qos.min(options.qos),
@@ -457,6 +446,7 @@ impl Broker {
         }
         let (filters, will) = {
             let mut state = session.lock();
+            state.ended = true;
             let filters: Vec<String> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
             (filters, state.delayed_will.take())
         };
@@ -518,7 +508,8 @@ impl Broker {
                 self.finish_session(&session, now);
             }
         }
-        self.retained.write().retain(|_, message| !message.is_expired(now));
+        let expired = self.retained.write().expire(now);
+        drop(expired); // freed outside the lock
     }
 
     /// Kicks every connected client (server shutdown: v5 clients are told 0x8B).

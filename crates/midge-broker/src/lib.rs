@@ -9,7 +9,7 @@
 //! - [`session`]: per-client session state: queue, in-flight window, packet ids.
 //! - [`message`]: a message as the broker shares it among receivers.
 //! - [`router`]: the subscription index.
-//! - [`retained_tree`]: retained messages by topic.
+//! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
 //! - [`stats`], the counters the broker keeps.
 #![deny(missing_docs)]
 
@@ -17,6 +17,7 @@ pub mod broker;
 pub mod config;
 pub mod message;
 pub mod protocol;
+pub mod retained;
 pub mod retained_tree;
 pub mod router;
 pub mod session;

@@ -440,15 +440,27 @@ impl ClientConnection {
         let expiry = self.session.lock().expiry_interval;
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
-            if delay == 0 || (detached && expiry == 0) {
-                self.broker.publish_will(&will, Some(self.session.id()), now);
+            let publish_now = if delay == 0 || (detached && expiry == 0) {
+                true
             } else if detached {
-                // MQTT 5.0 section 3.1.3.2.2: published when the delay or the session ends.
-                let due = now + std::time::Duration::from_secs(u64::from(delay));
-                self.session.lock().delayed_will = Some((due, will));
+                // MQTT 5.0 section 3.1.3.2.2: published when the delay or the session ends,
+                // whichever is first. Checked under the session lock, so a session ending
+                // concurrently either publishes the parked will or makes us publish it.
+                let mut state = self.session.lock();
+                if state.ended {
+                    true
+                } else {
+                    state.delayed_will = Some((now + std::time::Duration::from_secs(u64::from(delay)), will.clone()));
+                    false
+                }
+            } else {
+                // Taken over: by a clean start, which ended this session (publish now), or by a
+                // connection that resumed it, which cancels a delayed will (MQTT-3.1.3-9).
+                self.session.lock().ended
+            };
+            if publish_now {
+                self.broker.publish_will(&will, Some(self.session.id()), now);
             }
-            // Taken over by a connection that resumed the session, with a will delay: the
-            // new connection cancels it (MQTT-3.1.3-9).
         }
         if detached && expiry == 0 && how != CloseKind::ServerShutdown {
             self.broker.finish_session(&self.session, now);

@@ -181,6 +181,9 @@ pub(crate) struct SessionState {
     inbound_qos2: HashSet<u16, ahash::RandomState>,
     /// A will whose delay has not run out, and when it is due (MQTT-3.1.3-9).
     pub(crate) delayed_will: Option<(Instant, Will)>,
+    /// Set when the session has ended (expired, or replaced by a clean start): a will that
+    /// arrives afterwards from its last connection is published at once, not parked here.
+    pub(crate) ended: bool,
     /// Messages this session dropped because a bound was hit.
     pub(crate) dropped: u64,
 }
@@ -202,6 +205,7 @@ impl Session {
                 next_seq: 0,
                 inbound_qos2: HashSet::default(),
                 delayed_will: None,
+                ended: false,
                 dropped: 0,
             }),
             wake: Notify::new(),

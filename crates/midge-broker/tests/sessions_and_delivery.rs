@@ -419,3 +419,20 @@ fn v5_disconnect_reason_string_dropped_beyond_client_maximum_packet_size_mqtt_3_
     let (_, large) = disconnect_from(1024);
     assert_eq!(large.properties.reason_string.as_deref(), Some("a long explanation"));
 }
+
+#[test]
+fn v5_delayed_will_of_a_session_ended_by_clean_start_takeover_is_published_at_once() {
+    let world = World::new();
+    let mut watcher = world.client(connect(V5, "w"));
+    watcher.subscribe(vec![sub("will/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    let mut first = connect(V5, "dup");
+    first.clean_start = false;
+    first.properties.session_expiry_interval = Some(600);
+    let mut w = will("will/dup", "ended", QoS::AtMostOnce, false);
+    w.properties.will_delay_interval = Some(300);
+    first.will = Some(w);
+    let mut old = world.client(first);
+    let _new = world.client(connect(V5, "dup")); // clean start: the old session ends
+    old.close(CloseKind::TakenOver, world.now);
+    assert_eq!(payloads(&watcher.publishes(world.now)), ["ended"], "MQTT 5.0 section 3.1.3.2.2");
+}

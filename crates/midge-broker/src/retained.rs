@@ -1,0 +1,129 @@
+//! The retained messages: a [`RetainedTree`] searched by filter on subscribe, and an index of
+//! the ones that expire, so the periodic sweep costs what expires rather than what is kept.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::message::Message;
+use crate::retained_tree::RetainedTree;
+
+/// Retained messages by topic, with their expiry index.
+#[derive(Debug, Default)]
+pub struct RetainedStore {
+    tree: RetainedTree<Arc<Message>>,
+    /// `(expires_at, topic)` of exactly the stored messages that expire: entries are removed
+    /// when their message is replaced or cleared, so the index never outgrows the store.
+    expiring: BTreeSet<(Instant, Arc<str>)>,
+}
+
+impl RetainedStore {
+    /// Stores `message` as the retained message of its topic (MQTT-3.3.1-5), or clears the topic
+    /// when its payload is empty (MQTT-3.3.1-10, MQTT-3.3.1-11). Returns the message replaced.
+    pub fn set(&mut self, message: &Arc<Message>) -> Option<Arc<Message>> {
+        let topic = message.topic.as_str();
+        let previous = if message.payload.is_empty() {
+            self.tree.remove(topic)
+        } else {
+            if let Some(at) = message.expires_at {
+                self.expiring.insert((at, Arc::from(topic)));
+            }
+            self.tree.insert(topic, Arc::clone(message))
+        };
+        if let Some(at) = previous.as_ref().and_then(|old| old.expires_at) {
+            // The replaced message's entry, unless the new one has the very same deadline.
+            if message.payload.is_empty() || message.expires_at != Some(at) {
+                self.expiring.remove(&(at, Arc::from(topic)));
+            }
+        }
+        previous
+    }
+
+    /// Visits the live retained messages matching `filter`.
+    pub fn for_each_match(&self, filter: &str, now: Instant, mut visit: impl FnMut(&Arc<Message>)) {
+        self.tree.for_each_match(filter, |_, message| {
+            if !message.is_expired(now) {
+                visit(message);
+            }
+        });
+    }
+
+    /// Removes the messages that have expired by `now` (MQTT-3.3.2-5); returns them.
+    pub fn expire(&mut self, now: Instant) -> Vec<Arc<Message>> {
+        let mut expired = Vec::new();
+        while let Some((at, topic)) = self.expiring.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.expiring.pop_first();
+            if self.tree.get(&topic).is_some_and(|m| m.expires_at == Some(at)) {
+                expired.extend(self.tree.remove(&topic));
+            }
+        }
+        expired
+    }
+
+    /// How many messages are retained.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Entries in the expiry index (for tests and metrics).
+    pub fn expiring_len(&self) -> usize {
+        self.expiring.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use midge_codec::{Properties, Publish, QoS, TopicName};
+
+    use super::*;
+
+    fn retained(topic: &str, payload: &str, expiry: Option<u32>, now: Instant) -> Arc<Message> {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: true,
+            topic: TopicName::new(topic).unwrap(),
+            packet_id: None,
+            properties: Properties { message_expiry_interval: expiry, ..Properties::default() },
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+        };
+        Arc::new(Message::new(&publish, None, now))
+    }
+
+    #[test]
+    fn expired_messages_are_removed_and_the_index_tracks_only_live_ones() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        store.set(&retained("a", "short", Some(5), now));
+        store.set(&retained("b", "long", Some(50), now));
+        store.set(&retained("c", "forever", None, now));
+        // Replacing and clearing remove the old entries: the index never outgrows the store.
+        for i in 0..100 {
+            store.set(&retained("b", "again", Some(50 + i), now));
+        }
+        store.set(&retained("c", "", None, now));
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.expiring_len(), 2);
+
+        let gone = store.expire(now + Duration::from_secs(6));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(&gone[0].payload[..], b"short");
+        let mut live = Vec::new();
+        store.for_each_match("#", now + Duration::from_secs(6), |m| live.push(m.topic.to_string()));
+        assert_eq!(live, ["b"]);
+        assert_eq!(store.expire(now + Duration::from_secs(500)).len(), 1);
+        assert!(store.is_empty());
+        assert_eq!(store.expiring_len(), 0);
+    }
+}
