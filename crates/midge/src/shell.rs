@@ -59,7 +59,7 @@ pub struct ShellArgs {
 enum Line {
     /// Connect to a broker (takes the connection flags of `midge pub`, e.g. -h -p -V -i -u -P -c -x -k).
     #[command(disable_help_flag = true)]
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Disconnect (DISCONNECT, then close).
     Disconnect,
     /// Publish: publish [-q QOS] [-r] TOPIC MESSAGE...
