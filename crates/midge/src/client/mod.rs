@@ -123,7 +123,6 @@ pub struct ConnectArgs {
         long = "property",
         num_args = 3..=4,
         value_names = ["COMMAND", "NAME", "VALUE"],
-        allow_hyphen_values = true,
         help_heading = "MQTT 5"
     )]
     pub property: Vec<String>,
