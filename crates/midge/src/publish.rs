@@ -18,6 +18,7 @@ use crate::client::{exit, report, resolve, usage_error, ConnectArgs, Connection,
 #[derive(Debug, Args)]
 #[command(
     disable_help_flag = true,
+    args_override_self = true,
     about = "Publish one message, a file, or each line of stdin (like mosquitto_pub)",
     after_help = "Exit status: 0 when every message was sent (and, at QoS 1 and 2, acknowledged); 1 for bad \
 arguments or an unreachable broker; the CONNACK code when the broker refuses the connection (3.x: 1-5, 5.0: \

@@ -17,6 +17,7 @@ use crate::client::{exit, leading_int, parse_qos, report, resolve, usage_error, 
 #[derive(Debug, Args)]
 #[command(
     disable_help_flag = true,
+    args_override_self = true,
     about = "Subscribe and print messages as they arrive (like mosquitto_sub)",
     after_help = "Output format (-F): %t topic, %p payload, %x / %X payload in hex, %l payload length, %q QoS, \
 %r retain flag, %m packet id, %I ISO-8601 local time, %U Unix time with nanoseconds, %j the message as JSON \
