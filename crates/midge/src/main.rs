@@ -2,13 +2,23 @@
 //!
 //! # Layout
 //! - `serve`: the broker (see [`serve`]).
+//! - `publish`, `subscribe`: `midge pub` and `midge sub`, mosquitto_pub and mosquitto_sub's
+//!   flags, output and exit codes on `midge-client`.
+//! - `shell`: `midge shell`, an interactive client.
+//! - `client`: what the client tools share (connection flags, `-D`, `-F` output, error table).
 //!
-//! Errors are reported at this edge with `anyhow`: a message and a non-zero exit.
+//! Errors of `serve` are reported at this edge with `anyhow`: a message and a non-zero exit.
+//! The client tools return mosquitto's exit codes themselves.
 
+mod client;
+mod publish;
 mod serve;
+mod shell;
+mod subscribe;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 /// Midge, an MQTT broker for MQTT 3.1, 3.1.1 and 5.0.
@@ -23,12 +33,24 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(serve::ServeArgs),
+    /// Publish messages (like mosquitto_pub).
+    Pub(publish::PubArgs),
+    /// Subscribe and print messages (like mosquitto_sub).
+    Sub(subscribe::SubArgs),
+    /// Interactive MQTT client with line editing, history and completion.
+    Shell(shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return parse_error(error),
+    };
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Pub(args) => return ExitCode::from(publish::run(args)),
+        Command::Sub(args) => return ExitCode::from(subscribe::run(args)),
+        Command::Shell(args) => return ExitCode::from(shell::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,4 +59,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a command-line error or the help. `midge pub` and `midge sub` exit with 1 for both,
+/// as mosquitto_pub and mosquitto_sub do (even for --help); the rest keep clap's codes.
+fn parse_error(error: clap::Error) -> ExitCode {
+    let mosquitto_style = matches!(std::env::args().nth(1).as_deref(), Some("pub" | "sub"));
+    let _ = error.print();
+    if !mosquitto_style {
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(1));
+    }
+    if !matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let tool = std::env::args().nth(1).unwrap_or_default();
+        eprintln!("\nUse 'midge {tool} --help' to see usage.");
+    }
+    ExitCode::from(client::exit::FAILURE)
 }
