@@ -12,18 +12,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use midge_codec::{
-    ConnAck, Connect, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe, TopicFilter,
-    Unsubscribe, Will,
+    ConnAck, Connect, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions,
+    TopicFilter, TopicName, Unsubscribe, Will,
 };
+use midge_store::{Batch, MessageId, Snapshot, SubscriptionRecord, Ticket};
 use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
 use crate::config::BrokerConfig;
+use crate::journal::Journal;
 use crate::message::Message;
 use crate::protocol::ClientConnection;
 use crate::retained::RetainedStore;
 use crate::router::{Match, Router};
-use crate::session::{Kick, Queued, Session, StoredSubscription, SubscriptionIds};
+use crate::session::{EnqueueOutcome, Kick, Queued, Session, StoredSubscription, SubscriptionIds};
 use crate::stats::Stats;
 
 /// What the router stores for each subscription.
@@ -34,6 +36,29 @@ pub(crate) struct Subscriber {
     id: Option<u32>,
     /// The full `$share/...` filter for shared subscriptions.
     shared: Option<Arc<str>>,
+}
+
+/// What publishing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Sessions it was queued for.
+    pub delivered: usize,
+    /// The ticket that makes it durable (retained update, persistent deliveries), which the
+    /// publisher's acknowledgement waits for.
+    pub ticket: Option<Ticket>,
+}
+
+/// What [`Broker::restore`] brought back, for the startup log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Persistent sessions.
+    pub sessions: usize,
+    /// Their subscriptions.
+    pub subscriptions: usize,
+    /// Their queued and in-flight messages.
+    pub deliveries: usize,
+    /// Retained messages.
+    pub retained: usize,
 }
 
 /// Who is connecting, beyond the CONNECT packet.
@@ -71,6 +96,10 @@ pub struct Broker {
     router: RwLock<Router<u64, Subscriber>>,
     retained: RwLock<RetainedStore>,
     next_id: AtomicU64,
+    /// Ids of messages; above every id in the store.
+    next_message_id: AtomicU64,
+    /// Durable storage, when persistence is on.
+    journal: Option<Journal>,
     /// Seeds assigned client identifiers so they are not guessable across restarts.
     id_seed: ahash::RandomState,
     stats: Stats,
@@ -83,17 +112,46 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker with `config` (already validated).
+    /// A broker with `config` (already validated) that keeps everything in memory.
     pub fn new(config: BrokerConfig) -> Arc<Self> {
+        Self::with_journal(config, None)
+    }
+
+    /// A broker that writes its durable state through `journal` (see [`crate::journal`]).
+    pub fn with_journal(config: BrokerConfig, journal: Option<Journal>) -> Arc<Self> {
         Arc::new(Self {
             config,
             sessions: Mutex::new(HashMap::default()),
             router: RwLock::new(Router::default()),
             retained: RwLock::new(RetainedStore::default()),
             next_id: AtomicU64::new(1),
+            next_message_id: AtomicU64::new(1),
+            journal,
             id_seed: ahash::RandomState::new(),
             stats: Stats::default(),
         })
+    }
+
+    /// The journal, when persistence is on.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// A new message from a PUBLISH, with a fresh id.
+    pub(crate) fn new_message(
+        &self,
+        publish: &midge_codec::Publish,
+        publisher: Option<u64>,
+        now: Instant,
+    ) -> Arc<Message> {
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Message::new(id, publish, publisher, now))
+    }
+
+    /// The message a will becomes when published at `at`.
+    pub(crate) fn will_message(&self, will: &Will, publisher: Option<u64>, at: Instant) -> Arc<Message> {
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Message::from_will(id, will, publisher, at))
     }
 
     /// The settings in force.
@@ -210,7 +268,7 @@ impl Broker {
         let (session, session_present, ended) = {
             let mut sessions = self.sessions.lock();
             match sessions.get(&client_id).cloned() {
-                Some(existing) if !connect.clean_start => (existing, true, None),
+                Some(existing) if !connect.clean_start && !existing.lock().ended => (existing, true, None),
                 existing => {
                     let session = Arc::new(Session::new(self.next_id(), client_id.clone(), version, granted_expiry));
                     sessions.insert(client_id.clone(), Arc::clone(&session));
@@ -231,6 +289,9 @@ impl Broker {
         }
         // MQTT-3.1.3-9: a new connection to the session before the will delay ran out cancels it.
         session.lock().delayed_will = None;
+        if granted_expiry > 0 {
+            self.save_session(&session);
+        }
 
         let mut properties = Properties::default();
         if version.is_v5() {
@@ -288,18 +349,45 @@ impl Broker {
         Ok(())
     }
 
-    /// Publishes a message: updates the retained store when it is retained, then delivers it
-    /// to every matching subscription. Returns how many sessions it was queued for.
-    pub fn publish(&self, message: Arc<Message>) -> usize {
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        if message.retain {
-            self.retained.write().set(&message);
-        }
-        self.route(&message)
+    /// Writes a persistent session's record (expiry, delayed will) to the store.
+    pub(crate) fn save_session(&self, session: &Session) -> Option<Ticket> {
+        let journal = self.journal.as_ref()?;
+        let mut batch = Batch::new();
+        batch.put_session(&**session.client_id(), session.record(journal));
+        Some(journal.submit(batch))
     }
 
-    /// Delivers a message to its subscribers; the publisher never waits for them.
-    fn route(&self, message: &Arc<Message>) -> usize {
+    /// Publishes a message: updates the retained store when it is retained, then delivers it
+    /// to every matching subscription.
+    pub fn publish(&self, message: Arc<Message>) -> Published {
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        let mut ticket = None;
+        if message.retain {
+            let mut retained = self.retained.write();
+            let previous = retained.set(&message);
+            // Submitted under the retained lock, so the store sees retained updates of one topic
+            // in the order they were made.
+            if let Some(journal) = &self.journal {
+                let mut batch = Batch::new();
+                if message.payload.is_empty() {
+                    batch.delete_retained(message.topic.as_str());
+                    ticket = Some(journal.submit(batch));
+                } else {
+                    batch.put_retained(message.topic.as_str(), MessageId(message.id));
+                    ticket = Some(journal.add_reference(&message, batch));
+                }
+                if let Some(previous) = previous {
+                    journal.release_reference(&previous, Batch::new());
+                }
+            }
+        }
+        let (delivered, routed) = self.route(&message);
+        Published { delivered, ticket: ticket.max(routed) }
+    }
+
+    /// Delivers a message to its subscribers; the publisher never waits for them. Returns how
+    /// many sessions it was queued for, and the ticket of the last delivery record written.
+    fn route(&self, message: &Arc<Message>) -> (usize, Option<Ticket>) {
         let mut targets: SmallVec<[(Arc<Session>, Queued); 8]> = SmallVec::new();
         {
             let router = self.router.read();
@@ -319,29 +407,55 @@ impl Broker {
         }
         merge_overlapping(&mut targets);
         let mut delivered = 0;
+        let mut ticket = None;
         for (session, item) in targets {
-            match session.enqueue(item, &self.config) {
-                crate::session::EnqueueOutcome::Queued => delivered += 1,
-                crate::session::EnqueueOutcome::DroppedQueueFull => {
+            match session.enqueue(item, &self.config, self.journal.as_ref()) {
+                EnqueueOutcome::Queued(written) => {
+                    delivered += 1;
+                    ticket = ticket.max(written);
+                }
+                EnqueueOutcome::DroppedQueueFull => {
                     self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
                 }
-                crate::session::EnqueueOutcome::DroppedOffline => {}
+                EnqueueOutcome::DroppedOffline => {}
             }
         }
-        delivered
+        (delivered, ticket)
     }
 
-    /// Handles a SUBSCRIBE for `session`; returns one reason code per filter, and queues the
-    /// retained messages the new subscriptions ask for.
-    pub(crate) fn subscribe(&self, session: &Arc<Session>, subscribe: &Subscribe, now: Instant) -> Vec<ReasonCode> {
+    /// Handles a SUBSCRIBE for `session`; returns one reason code per filter and the ticket the
+    /// SUBACK waits for, and queues the retained messages the new subscriptions ask for.
+    pub(crate) fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        subscribe: &Subscribe,
+        now: Instant,
+    ) -> (Vec<ReasonCode>, Option<Ticket>) {
         let subscription_id = subscribe.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut batch = Batch::new();
         for subscription in &subscribe.subscriptions {
             let reason = self.subscribe_one(session, &subscription.filter, subscription.options, subscription_id, now);
+            if !reason.is_error() {
+                let granted =
+                    SubscriptionOptions { qos: QoS::from_u8(reason.0).unwrap_or_default(), ..subscription.options };
+                let record =
+                    SubscriptionRecord { options: crate::session::options_byte(granted), identifier: subscription_id };
+                batch.put_subscription(&**session.client_id(), subscription.filter.as_str(), record);
+            }
             reasons.push(reason);
         }
-        reasons
+        (reasons, self.write_session_rows(session, batch))
+    }
+
+    /// Submits rows of a persistent session (subscriptions); nothing for other sessions.
+    fn write_session_rows(&self, session: &Session, batch: Batch) -> Option<Ticket> {
+        let journal = self.journal.as_ref()?;
+        if batch.is_empty() || !session.lock().persistent() {
+            return None;
+        }
+        Some(journal.submit(batch))
     }
 
     fn subscribe_one(
@@ -404,33 +518,41 @@ impl Broker {
                     shared: None,
                     message,
                 };
-                session.enqueue(item, &self.config);
+                session.enqueue(item, &self.config, self.journal.as_ref());
             }
         }
         ReasonCode(options.qos.as_u8())
     }
 
-    /// Handles an UNSUBSCRIBE; returns one reason code per filter.
-    pub(crate) fn unsubscribe(&self, session: &Arc<Session>, unsubscribe: &Unsubscribe) -> Vec<ReasonCode> {
-        unsubscribe
+    /// Handles an UNSUBSCRIBE; returns one reason code per filter and the ticket the UNSUBACK
+    /// waits for.
+    pub(crate) fn unsubscribe(
+        &self,
+        session: &Arc<Session>,
+        unsubscribe: &Unsubscribe,
+    ) -> (Vec<ReasonCode>, Option<Ticket>) {
+        let mut batch = Batch::new();
+        let reasons = unsubscribe
             .filters
             .iter()
             .map(|filter| {
                 let removed = self.router.write().unsubscribe(filter, &session.id()).is_some();
                 session.lock().subscriptions.remove(filter.as_str());
                 if removed {
+                    batch.delete_subscription(&**session.client_id(), filter.as_str());
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::NO_SUBSCRIPTION_EXISTED
                 }
             })
-            .collect()
+            .collect();
+        (reasons, self.write_session_rows(session, batch))
     }
 
-    /// Publishes a will now.
-    pub(crate) fn publish_will(&self, will: &Will, publisher: Option<u64>, now: Instant) {
+    /// Publishes a will message now.
+    pub(crate) fn publish_will(&self, will: Arc<Message>) {
         self.stats.wills_published.fetch_add(1, Ordering::Relaxed);
-        self.publish(Arc::new(Message::from_will(will, publisher, now)));
+        self.publish(will);
     }
 
     /// Ends a session: removes it from the map (if it is still the one there), drops its
@@ -438,6 +560,19 @@ impl Broker {
     /// publishes a will still waiting on its delay (MQTT 5.0 section 3.1.3.2.2: the will is sent
     /// when the delay passes or the session ends, whichever is first).
     pub(crate) fn finish_session(&self, session: &Arc<Session>, now: Instant) {
+        self.finish_session_if(session, now, false);
+    }
+
+    /// Ends `session` unless it has ended already, or (with `only_detached`) a connection has
+    /// attached to it meanwhile. Returns whether it ended it.
+    fn finish_session_if(&self, session: &Arc<Session>, _now: Instant, only_detached: bool) -> bool {
+        {
+            let mut state = session.lock();
+            if state.ended || (only_detached && state.is_attached()) {
+                return false;
+            }
+            state.ended = true;
+        }
         {
             let mut sessions = self.sessions.lock();
             if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
@@ -446,7 +581,6 @@ impl Broker {
         }
         let (filters, will) = {
             let mut state = session.lock();
-            state.ended = true;
             let filters: Vec<String> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
             (filters, state.delayed_will.take())
         };
@@ -456,12 +590,16 @@ impl Broker {
                 router.unsubscribe(filter, &session.id());
             }
         }
-        for item in session.take_shared_undelivered() {
+        for item in session.take_shared_undelivered(self.journal.as_ref()) {
             self.redeliver_shared(item);
         }
-        if let Some((_, will)) = will {
-            self.publish_will(&will, None, now);
+        if let Some(journal) = &self.journal {
+            session.delete_records(journal);
         }
+        if let Some((_, will)) = will {
+            self.publish_will(will);
+        }
+        true
     }
 
     /// Sends a message that a departed member of a shared subscription did not acknowledge to
@@ -482,7 +620,7 @@ impl Broker {
             }
         });
         if let Some(session) = target {
-            session.enqueue(item, &self.config);
+            session.enqueue(item, &self.config, self.journal.as_ref());
         }
     }
 
@@ -501,15 +639,130 @@ impl Broker {
                 (expired, if will_due { state.delayed_will.take() } else { None })
             };
             if let Some((_, will)) = will {
-                self.publish_will(&will, None, now);
+                self.publish_will(will);
+                if !expired && session.lock().persistent() {
+                    self.save_session(&session);
+                }
             }
-            if expired {
+            if expired && self.finish_session_if(&session, now, true) {
                 tracing::debug!(client_id = %session.client_id(), "session expired");
-                self.finish_session(&session, now);
             }
         }
         let expired = self.retained.write().expire(now);
         drop(expired); // freed outside the lock
+    }
+
+    /// Restores what the store held: retained messages, and persistent sessions with their
+    /// subscriptions, queued and in-flight deliveries, inbound QoS 2 ids and delayed wills.
+    /// Detached sessions resume their expiry countdown from the stored deadline, or from `now`
+    /// when the broker stopped while their client was connected. Call before accepting
+    /// connections, with a snapshot already [`repair`](midge_store::Snapshot::repair)ed.
+    pub fn restore(&self, snapshot: Snapshot, now: Instant) -> Restored {
+        let Some(journal) = &self.journal else { return Restored::default() };
+        let counts = snapshot.reference_counts();
+        self.next_message_id.fetch_max(snapshot.next_message_id().0, Ordering::Relaxed);
+        self.next_id.fetch_max(snapshot.next_session_id(), Ordering::Relaxed);
+        let mut restored = Restored::default();
+
+        let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(snapshot.messages.len());
+        for (id, record) in snapshot.messages {
+            let (Ok(topic), Some(qos)) = (TopicName::new(&record.topic), QoS::from_u8(record.qos)) else {
+                tracing::warn!(id = id.0, topic = %record.topic, "stored message with an invalid topic or QoS, skipped");
+                continue;
+            };
+            let expires_at = record.expires_at_unix_ms.map(|ms| journal.instant(ms));
+            let references = counts.get(&id).copied().unwrap_or(0);
+            let message = Message::restored(
+                id.0,
+                topic,
+                record.payload,
+                qos,
+                record.retain,
+                record.shared_properties,
+                expires_at,
+                record.publisher_session,
+                references,
+            );
+            messages.insert(id.0, Arc::new(message));
+        }
+        {
+            let mut retained = self.retained.write();
+            for (_, id) in snapshot.retained {
+                if let Some(message) = messages.get(&id.0) {
+                    retained.set(message);
+                    restored.retained += 1;
+                }
+            }
+        }
+
+        for (client_id, stored) in snapshot.sessions {
+            let record = stored.record;
+            let protocol = match record.protocol_level {
+                3 => ProtocolVersion::V31,
+                4 => ProtocolVersion::V311,
+                _ => ProtocolVersion::V5,
+            };
+            let client_id: Arc<str> = Arc::from(client_id.as_str());
+            let session =
+                Arc::new(Session::new(record.session_id, client_id.clone(), protocol, record.expiry_interval));
+            {
+                let mut state = session.lock();
+                state.expires_at = match (record.expires_at_unix_ms, record.expiry_interval) {
+                    (Some(ms), _) => Some(journal.instant(ms)),
+                    (None, u32::MAX) => None,
+                    (None, secs) => Some(now + std::time::Duration::from_secs(u64::from(secs))),
+                };
+                state.delayed_will = record.delayed_will.and_then(|will| {
+                    let topic = TopicName::new(&will.topic).ok()?;
+                    let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+                    let message = Message::restored(
+                        id,
+                        topic,
+                        will.payload,
+                        QoS::from_u8(will.qos)?,
+                        will.retain,
+                        will.properties,
+                        None,
+                        None,
+                        0,
+                    );
+                    Some((journal.instant(will.due_unix_ms), Arc::new(message)))
+                });
+            }
+            {
+                let mut router = self.router.write();
+                for (filter, subscription) in stored.subscriptions {
+                    let options = crate::session::options_from_byte(subscription.options);
+                    let shared = filter.starts_with("$share/").then(|| Arc::from(filter.as_str()));
+                    let subscriber =
+                        Subscriber { session: Arc::clone(&session), options, id: subscription.identifier, shared };
+                    router.subscribe(&filter, session.id(), subscriber);
+                    let stored = StoredSubscription { options, id: subscription.identifier };
+                    session.lock().subscriptions.insert(filter, stored);
+                    restored.subscriptions += 1;
+                }
+            }
+            for (seq, delivery) in stored.deliveries {
+                let (Some(message), Some(qos)) = (messages.get(&delivery.message.0), QoS::from_u8(delivery.qos)) else {
+                    continue;
+                };
+                let item = Queued {
+                    message: Arc::clone(message),
+                    qos,
+                    retain: delivery.retain,
+                    subscription_ids: delivery.subscription_ids.into_iter().collect(),
+                    shared: delivery.shared.map(Arc::from),
+                };
+                session.restore_delivery(seq, item, delivery.state);
+                restored.deliveries += 1;
+            }
+            for packet_id in stored.inbound_qos2 {
+                session.restore_inbound_qos2(packet_id);
+            }
+            self.sessions.lock().insert(client_id, session);
+            restored.sessions += 1;
+        }
+        restored
     }
 
     /// Kicks every connected client (server shutdown: v5 clients are told 0x8B).

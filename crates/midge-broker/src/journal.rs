@@ -15,10 +15,8 @@
 //! a queued message is not written at all: packet ids follow the delivery order
 //! (`session::packet_id_for`), so a restored session resends with the original ids anyway.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use midge_store::{Batch, MessageId, MessageRecord, SubmitError, Ticket, WriterHandle};
 
 use crate::message::Message;
@@ -146,15 +144,4 @@ impl WallClock {
             self.instant.checked_sub(before).unwrap_or(self.instant)
         }
     }
-}
-
-/// Bytes of a v5 property section as stored (the broker's own encoding).
-pub(crate) fn stored_bytes(bytes: &Bytes) -> Bytes {
-    bytes.clone()
-}
-
-/// Whether an `Arc` is shared with the store: used by tests.
-#[allow(dead_code)]
-pub(crate) fn is_stored(message: &Arc<Message>) -> bool {
-    message.durable.lock().stored
 }

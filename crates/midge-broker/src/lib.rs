@@ -8,6 +8,7 @@
 //! - [`protocol`]: one connection's protocol state machine.
 //! - [`session`]: per-client session state: queue, in-flight window, packet ids.
 //! - [`message`]: a message as the broker shares it among receivers.
+//! - [`journal`]: what is written to the store, and what waits for it.
 //! - [`router`]: the subscription index.
 //! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
 //! - [`stats`], the counters the broker keeps.
@@ -15,6 +16,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod journal;
 pub mod message;
 pub mod protocol;
 pub mod retained;
@@ -23,6 +25,6 @@ pub mod router;
 pub mod session;
 pub mod stats;
 
-pub use broker::{Broker, ConnectContext, ConnectOutcome};
+pub use broker::{Broker, ConnectContext, ConnectOutcome, Published, Restored};
 pub use config::BrokerConfig;
 pub use protocol::{ClientConnection, CloseKind, Flow, Violation};

@@ -9,6 +9,11 @@ use midge_codec::{encode_properties, Properties, Publish, QoS, TopicName, Will};
 /// A message in flight through the broker.
 #[derive(Debug)]
 pub struct Message {
+    /// Unique within the broker's store: the key of its record when it is persisted.
+    pub id: u64,
+    /// Durable references (retained topics, delivery records of persistent sessions). Changed
+    /// only through `Journal`, which submits the store operations under this lock.
+    pub(crate) durable: parking_lot::Mutex<DurableReferences>,
     /// The topic it was published to (never an alias).
     pub topic: TopicName,
     /// Its payload, in an allocation of its own (see [`Message::new`]).
@@ -32,16 +37,27 @@ impl Message {
     /// Builds a message from a PUBLISH whose topic alias has been resolved. The topic and payload
     /// are copied into one new allocation, so a message that waits in a queue or the retained
     /// store does not pin the (much larger) read buffer it arrived in.
-    pub fn new(publish: &Publish, publisher: Option<u64>, now: Instant) -> Self {
-        Self::build(&publish.topic, &publish.payload, publish.qos, publish.retain, &publish.properties, publisher, now)
+    pub fn new(id: u64, publish: &Publish, publisher: Option<u64>, now: Instant) -> Self {
+        Self::build(
+            id,
+            &publish.topic,
+            &publish.payload,
+            publish.qos,
+            publish.retain,
+            &publish.properties,
+            publisher,
+            now,
+        )
     }
 
     /// Builds the message a will stands for.
-    pub fn from_will(will: &Will, publisher: Option<u64>, now: Instant) -> Self {
-        Self::build(&will.topic, &will.payload, will.qos, will.retain, &will.properties, publisher, now)
+    pub fn from_will(id: u64, will: &Will, publisher: Option<u64>, now: Instant) -> Self {
+        Self::build(id, &will.topic, &will.payload, will.qos, will.retain, &will.properties, publisher, now)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
+        id: u64,
         topic: &TopicName,
         payload: &[u8],
         qos: QoS,
@@ -60,12 +76,41 @@ impl Message {
         )
         .expect("copied from a valid topic");
         Self {
+            id,
+            durable: parking_lot::Mutex::default(),
             topic,
             payload: storage,
             qos,
             retain,
             shared_properties: encode_shared_properties(properties),
             expires_at: properties.message_expiry_interval.map(|secs| now + Duration::from_secs(u64::from(secs))),
+            publisher,
+        }
+    }
+
+    /// A message restored from its stored record, with the durable references recovery counted
+    /// (0 for a message made from a stored will, which has no record of its own).
+    #[allow(clippy::too_many_arguments)]
+    pub fn restored(
+        id: u64,
+        topic: TopicName,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        shared_properties: Bytes,
+        expires_at: Option<Instant>,
+        publisher: Option<u64>,
+        references: u32,
+    ) -> Self {
+        Self {
+            id,
+            durable: parking_lot::Mutex::new(DurableReferences { references, stored: references > 0 }),
+            topic,
+            payload,
+            qos,
+            retain,
+            shared_properties,
+            expires_at,
             publisher,
         }
     }
@@ -103,4 +148,11 @@ fn encode_shared_properties(properties: &Properties) -> Bytes {
     let mut out = BytesMut::new();
     encode_properties(&shared, &mut out);
     out.freeze()
+}
+
+/// How many durable records refer to a message, and whether its own record is stored.
+#[derive(Debug, Default)]
+pub(crate) struct DurableReferences {
+    pub(crate) references: u32,
+    pub(crate) stored: bool,
 }

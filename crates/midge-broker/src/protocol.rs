@@ -16,8 +16,9 @@ use midge_codec::{
     ProtocolVersion, PubResponse, Publish, PublishHeader, QoS, ReasonCode, SubAck, TopicName, UnsubAck, Will,
 };
 
+use midge_store::Ticket;
+
 use crate::broker::Broker;
-use crate::message::Message;
 use crate::session::{AckOutcome, Kick, Outgoing, Queued, Session};
 
 /// Most messages moved from the session queue under one hold of its lock, so publishers
@@ -91,6 +92,8 @@ pub struct ClientConnection {
     client_max_packet_size: u32,
     /// Reused between drains.
     scratch: Vec<Outgoing>,
+    /// The store ticket that the responses written for the current packet must wait for.
+    hold: Option<Ticket>,
 }
 
 impl ClientConnection {
@@ -120,7 +123,18 @@ impl ClientConnection {
             conn_id,
             kick,
             scratch: Vec::new(),
+            hold: None,
         }
+    }
+
+    /// Takes the ticket the bytes written by the last [`handle`](Self::handle) must wait for
+    /// before they are sent (an acknowledgement is a promise that the message is durable).
+    pub fn take_hold(&mut self) -> Option<Ticket> {
+        self.hold.take()
+    }
+
+    fn hold_for(&mut self, ticket: Option<Ticket>) {
+        self.hold = self.hold.max(ticket);
     }
 
     /// The protocol version.
@@ -136,6 +150,11 @@ impl ClientConnection {
     /// The keep alive in force, in seconds; 0 means none.
     pub fn keep_alive(&self) -> u16 {
         self.keep_alive
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     /// The session, whose [`Session::woken`] signals queued work.
@@ -161,10 +180,13 @@ impl ClientConnection {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, out)?,
             Packet::PubAck(ack) => {
-                self.session.complete(ack.packet_id, false);
+                self.session.complete(ack.packet_id, false, self.broker.journal());
             }
-            Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason) {
-                AckOutcome::SendPubRel => self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out),
+            Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason, self.broker.journal()) {
+                AckOutcome::SendPubRel(ticket) => {
+                    self.hold_for(ticket);
+                    self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out);
+                }
                 AckOutcome::Completed => {}
                 AckOutcome::Unknown => {
                     // MQTT 5.0 section 3.6.2.1: PUBREL with 0x92 for an unknown id.
@@ -175,14 +197,16 @@ impl ClientConnection {
             },
             Packet::PubRel(rel) => {
                 let mut complete = PubResponse::success(rel.packet_id);
-                if !self.session.release_inbound_qos2(rel.packet_id) {
+                let (known, ticket) = self.session.release_inbound_qos2(rel.packet_id, self.broker.journal());
+                self.hold_for(ticket);
+                if !known {
                     complete.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
                 }
                 // MQTT-4.3.3-11: PUBCOMP with the same packet id.
                 self.write(&Packet::PubComp(complete), out);
             }
             Packet::PubComp(comp) => {
-                self.session.complete(comp.packet_id, true);
+                self.session.complete(comp.packet_id, true, self.broker.journal());
             }
             Packet::Subscribe(subscribe) => {
                 if !subscribe.properties.subscription_identifiers.is_empty()
@@ -199,13 +223,15 @@ impl ClientConnection {
                         return Err(violation(ReasonCode::PROTOCOL_ERROR, "No Local on a shared subscription"));
                     }
                 }
-                let reasons = self.broker.subscribe(&self.session, &subscribe, now);
+                let (reasons, ticket) = self.broker.subscribe(&self.session, &subscribe, now);
+                self.hold_for(ticket);
                 // MQTT-3.8.4-1, MQTT-3.8.4-2: SUBACK with the same packet id, one code each.
                 let ack = SubAck { packet_id: subscribe.packet_id, reasons, properties: Properties::default() };
                 self.write(&Packet::SubAck(ack), out);
             }
             Packet::Unsubscribe(unsubscribe) => {
-                let reasons = self.broker.unsubscribe(&self.session, &unsubscribe);
+                let (reasons, ticket) = self.broker.unsubscribe(&self.session, &unsubscribe);
+                self.hold_for(ticket);
                 // MQTT-3.10.4-4: UNSUBACK with the same packet id.
                 let ack = UnsubAck { packet_id: unsubscribe.packet_id, reasons, properties: Properties::default() };
                 self.write(&Packet::UnsubAck(ack), out);
@@ -251,26 +277,32 @@ impl ClientConnection {
         }
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
+                self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
             }
             (QoS::AtLeastOnce, Some(id)) => {
-                let delivered = self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
+                let published = self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
+                // The PUBACK is a promise: it waits until the message is durable.
+                self.hold_for(published.ticket);
                 // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.
-                self.write(&Packet::PubAck(self.publish_ack(id, delivered)), out);
+                self.write(&Packet::PubAck(self.publish_ack(id, published.delivered)), out);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 let pending = self.session.inbound_qos2_pending();
-                if self.session.begin_inbound_qos2(id) {
+                let journal = broker.journal();
+                let (new, recorded) = self.session.begin_inbound_qos2(id, journal);
+                if new {
                     if self.version.is_v5() && pending >= usize::from(config.receive_maximum) {
-                        self.session.release_inbound_qos2(id);
+                        self.session.release_inbound_qos2(id, journal);
                         // MQTT-3.3.4-8.
                         return Err(violation(
                             ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                             "more QoS 2 in flight than allowed",
                         ));
                     }
-                    let delivered = self.broker.publish(Arc::new(Message::new(&publish, Some(self.session.id()), now)));
-                    self.write(&Packet::PubRec(self.publish_ack(id, delivered)), out);
+                    let published =
+                        self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
+                    self.hold_for(recorded.max(published.ticket));
+                    self.write(&Packet::PubRec(self.publish_ack(id, published.delivered)), out);
                 } else {
                     // A resend before PUBREL: acknowledge, do not deliver again (MQTT-4.3.3-10).
                     self.write(&Packet::PubRec(PubResponse::success(id)), out);
@@ -342,6 +374,7 @@ impl ClientConnection {
                 now,
                 DRAIN_BATCH,
                 |item| full_publish_len(item, version, aliases, now) <= max_size,
+                self.broker.journal(),
                 &mut outgoing,
             );
             if dropped > 0 {
@@ -450,7 +483,8 @@ impl ClientConnection {
                 if state.ended {
                     true
                 } else {
-                    state.delayed_will = Some((now + std::time::Duration::from_secs(u64::from(delay)), will.clone()));
+                    let due = now + std::time::Duration::from_secs(u64::from(delay));
+                    state.delayed_will = Some((due, self.broker.will_message(&will, Some(self.session.id()), due)));
                     false
                 }
             } else {
@@ -459,11 +493,15 @@ impl ClientConnection {
                 self.session.lock().ended
             };
             if publish_now {
-                self.broker.publish_will(&will, Some(self.session.id()), now);
+                self.broker.publish_will(self.broker.will_message(&will, Some(self.session.id()), now));
+            } else if self.session.lock().persistent() {
+                self.broker.save_session(&self.session); // the parked will is durable too
             }
         }
         if detached && expiry == 0 && how != CloseKind::ServerShutdown {
             self.broker.finish_session(&self.session, now);
+        } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
+            self.broker.save_session(&self.session); // when it expires, now that it is detached
         }
     }
 }

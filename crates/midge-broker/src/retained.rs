@@ -98,7 +98,7 @@ mod tests {
             properties: Properties { message_expiry_interval: expiry, ..Properties::default() },
             payload: Bytes::copy_from_slice(payload.as_bytes()),
         };
-        Arc::new(Message::new(&publish, None, now))
+        Arc::new(Message::new(1, &publish, None, now))
     }
 
     #[test]

@@ -4,22 +4,29 @@
 //! It owns the client's subscriptions, its bounded queue of messages waiting to be sent, the
 //! outbound messages in flight with their packet ids, and the inbound QoS 2 packet ids awaiting
 //! PUBREL. Publishers enqueue under the session's short lock and never wait for the receiver;
-//! the attached connection is woken through [`Session::wake`] and drains the queue itself.
+//! the attached connection is woken through [`Session::woken`] and drains the queue itself.
+//!
+//! A persistent session (expiry interval above 0) mirrors its deliveries and QoS 2 state into
+//! the store through a [`Journal`]; each change is submitted while the session lock is held, so
+//! the store sees them in the order they happened (see `journal`).
 //!
 //! Lock order: a session lock is never held while taking the broker's session map, router or
-//! retained locks (docs/locks.md).
+//! retained locks (docs/locks.md). Under it, a message's durable-reference lock and the store
+//! writer's queue may be taken.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use midge_codec::{PacketId, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will};
+use midge_codec::{PacketId, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
+use midge_store::{Batch, DeliveryRecord, DeliveryState, MessageId, SessionRecord, Ticket, WillRecord};
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::journal::Journal;
 use crate::message::Message;
 
 /// Subscription identifiers that matched one message, usually none or one.
@@ -107,9 +114,15 @@ enum InflightStage {
 /// A queued delivery and its place in the session's delivery order.
 #[derive(Debug)]
 struct Entry {
-    /// Assigned at enqueue, increasing; fixes the packet id (see [`packet_id_for`]).
+    /// Assigned at enqueue, increasing; fixes the packet id (see [`packet_id_for`]) and keys the
+    /// delivery's record in the store.
     seq: u64,
     item: Queued,
+    /// Whether a delivery record for it is in the store (to be deleted when it is done).
+    durable: bool,
+    /// Restored from the store: it may have been sent before the restart, so it goes out with
+    /// DUP set.
+    maybe_sent: bool,
 }
 
 #[derive(Debug)]
@@ -118,6 +131,7 @@ struct Inflight {
     seq: u64,
     item: Queued,
     stage: InflightStage,
+    durable: bool,
 }
 
 /// The connection a session is attached to.
@@ -141,8 +155,8 @@ pub struct StoredSubscription {
 /// What happened to a message offered to a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueOutcome {
-    /// Queued for delivery.
-    Queued,
+    /// Queued for delivery; the ticket, if any, makes its delivery record durable.
+    Queued(Option<Ticket>),
     /// Dropped because the session's queue is full (counted).
     DroppedQueueFull,
     /// Dropped because the session is offline and does not keep QoS 0 (not an error).
@@ -154,8 +168,8 @@ pub enum EnqueueOutcome {
 pub enum AckOutcome {
     /// The packet id was in flight at the stage the ack belongs to; the slot is freed.
     Completed,
-    /// PUBREC accepted: send PUBREL.
-    SendPubRel,
+    /// PUBREC accepted: send PUBREL once the ticket (if any) is durable.
+    SendPubRel(Option<Ticket>),
     /// Unknown packet id (MQTT 5 answers PUBREL with 0x92 in that case).
     Unknown,
 }
@@ -175,17 +189,34 @@ pub(crate) struct SessionState {
     queued_bytes: usize,
     inflight: BTreeMap<u16, Inflight>,
     /// Sequence number of the next enqueued delivery.
-    next_seq: u64,
-    /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released (MQTT-4.3.3-?):
-    /// a resent PUBLISH with one of these ids is not delivered again.
+    pub(crate) next_seq: u64,
+    /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released: a resent PUBLISH
+    /// with one of these ids is not delivered again (MQTT-4.3.3-10).
     inbound_qos2: HashSet<u16, ahash::RandomState>,
-    /// A will whose delay has not run out, and when it is due (MQTT-3.1.3-9).
-    pub(crate) delayed_will: Option<(Instant, Will)>,
+    /// A will whose delay has not run out, as the message it becomes, and when it is due
+    /// (MQTT-3.1.3-9).
+    pub(crate) delayed_will: Option<(Instant, Arc<Message>)>,
     /// Set when the session has ended (expired, or replaced by a clean start): a will that
     /// arrives afterwards from its last connection is published at once, not parked here.
     pub(crate) ended: bool,
     /// Messages this session dropped because a bound was hit.
     pub(crate) dropped: u64,
+}
+
+impl SessionState {
+    /// Whether the session outlives its connection, and so is kept in the store.
+    pub(crate) fn persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// The kick handle of the attached connection.
+    pub(crate) fn attached_kick(&self) -> Option<Arc<Kick>> {
+        self.attached.as_ref().map(|a| Arc::clone(&a.kick))
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
 }
 
 impl Session {
@@ -234,8 +265,10 @@ impl Session {
         self.state.lock()
     }
 
-    /// Offers a message. Called by the router's caller with no other lock held.
-    pub fn enqueue(&self, item: Queued, config: &BrokerConfig) -> EnqueueOutcome {
+    /// Offers a message. Called by the router's caller with no other lock held. For a
+    /// persistent session the delivery is written to the store (QoS 1/2, and QoS 0 queued
+    /// offline), and the outcome carries the ticket the publisher's acknowledgement waits for.
+    pub fn enqueue(&self, item: Queued, config: &BrokerConfig, journal: Option<&Journal>) -> EnqueueOutcome {
         let mut state = self.state.lock();
         let online = state.attached.is_some();
         if !online && item.qos == QoS::AtMostOnce && !config.queue_qos0_messages {
@@ -252,12 +285,19 @@ impl Session {
         state.queued_bytes += bytes;
         let seq = state.next_seq;
         state.next_seq += 1;
-        state.queue.push_back(Entry { seq, item });
+        let mut ticket = None;
+        let durable_kind = item.qos != QoS::AtMostOnce || !online;
+        if let Some(journal) = journal.filter(|_| state.persistent() && durable_kind) {
+            let mut batch = Batch::new();
+            batch.put_delivery(&*self.client_id, seq, delivery_record(&item, DeliveryState::Queued));
+            ticket = Some(journal.add_reference(&item.message, batch));
+        }
+        state.queue.push_back(Entry { seq, item, durable: ticket.is_some(), maybe_sent: false });
         drop(state);
         if was_empty && online {
             self.wake.notify_one();
         }
-        EnqueueOutcome::Queued
+        EnqueueOutcome::Queued(ticket)
     }
 
     /// Attaches a new connection. Returns the connection previously attached, to be kicked.
@@ -331,6 +371,7 @@ impl Session {
         now: Instant,
         max: usize,
         fits: impl Fn(&Queued) -> bool,
+        journal: Option<&Journal>,
         out: &mut Vec<Outgoing>,
     ) -> usize {
         let mut state = self.state.lock();
@@ -348,24 +389,39 @@ impl Session {
                 // The window is full, or a much older message still holds this packet id.
                 break;
             }
-            let Entry { seq, item } = state.queue.pop_front().expect("front exists");
+            let Entry { seq, item, durable, maybe_sent } = state.queue.pop_front().expect("front exists");
             state.queued_bytes -= item.message.payload.len();
             if item.message.is_expired(now) || !fits(&item) {
                 dropped += 1;
+                if durable {
+                    self.forget_delivery(journal, seq, &item.message);
+                }
                 continue;
             }
             taken += 1;
             if item.qos == QoS::AtMostOnce {
+                if durable {
+                    self.forget_delivery(journal, seq, &item.message);
+                }
                 out.push(Outgoing::Publish { item, packet_id: None, dup: false });
                 continue;
             }
-            state
-                .inflight
-                .insert(packet_id.get(), Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck });
-            out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: false });
+            let entry = Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck, durable };
+            state.inflight.insert(packet_id.get(), entry);
+            out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });
         }
         state.dropped += dropped as u64;
         dropped
+    }
+
+    /// Deletes a delivery's record and its reference to the message. Called with the session
+    /// lock held, so it is ordered after the record's put.
+    fn forget_delivery(&self, journal: Option<&Journal>, seq: u64, message: &Message) {
+        if let Some(journal) = journal {
+            let mut batch = Batch::new();
+            batch.delete_delivery(&*self.client_id, seq);
+            journal.release_reference(message, batch);
+        }
     }
 
     /// Whether messages are waiting that the window would let through now.
@@ -376,12 +432,15 @@ impl Session {
     }
 
     /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
-    pub fn complete(&self, packet_id: PacketId, pubcomp: bool) -> AckOutcome {
+    pub fn complete(&self, packet_id: PacketId, pubcomp: bool, journal: Option<&Journal>) -> AckOutcome {
         let mut state = self.state.lock();
         let expected = if pubcomp { InflightStage::AwaitingComp } else { InflightStage::AwaitingAck };
         match state.inflight.get(&packet_id.get()) {
             Some(entry) if entry.stage == expected && (pubcomp || entry.item.qos == QoS::AtLeastOnce) => {
-                state.inflight.remove(&packet_id.get());
+                let entry = state.inflight.remove(&packet_id.get()).expect("just found");
+                if entry.durable {
+                    self.forget_delivery(journal, entry.seq, &entry.item.message);
+                }
                 drop(state);
                 self.wake.notify_one();
                 AckOutcome::Completed
@@ -391,34 +450,68 @@ impl Session {
     }
 
     /// Handles PUBREC for an outbound QoS 2 message. A PUBREC with an error reason ends the
-    /// exchange (MQTT 5.0 section 4.3.3).
-    pub fn received(&self, packet_id: PacketId, reason: ReasonCode) -> AckOutcome {
+    /// exchange (MQTT 5.0 section 4.3.3). For a persistent session the new stage is written
+    /// before PUBREL may go out, so that after a restart PUBREL is resent, not the message.
+    pub fn received(&self, packet_id: PacketId, reason: ReasonCode, journal: Option<&Journal>) -> AckOutcome {
         let mut state = self.state.lock();
-        let Some(entry) = state.inflight.get_mut(&packet_id.get()) else {
-            return AckOutcome::Unknown;
-        };
+        let Some(entry) = state.inflight.get_mut(&packet_id.get()) else { return AckOutcome::Unknown };
         if entry.item.qos != QoS::ExactlyOnce {
             return AckOutcome::Unknown;
         }
         if reason.is_error() {
-            state.inflight.remove(&packet_id.get());
+            let entry = state.inflight.remove(&packet_id.get()).expect("just found");
+            if entry.durable {
+                self.forget_delivery(journal, entry.seq, &entry.item.message);
+            }
             drop(state);
             self.wake.notify_one();
             return AckOutcome::Completed;
         }
+        if entry.stage == InflightStage::AwaitingComp {
+            return AckOutcome::SendPubRel(None); // a repeated PUBREC: already recorded
+        }
         entry.stage = InflightStage::AwaitingComp;
-        AckOutcome::SendPubRel
+        let ticket = match journal.filter(|_| entry.durable) {
+            Some(journal) => {
+                let state = DeliveryState::Inflight { packet_id: packet_id.get(), awaiting_pubcomp: true };
+                let mut batch = Batch::new();
+                batch.put_delivery(&*self.client_id, entry.seq, delivery_record(&entry.item, state));
+                Some(journal.submit(batch))
+            }
+            None => None,
+        };
+        AckOutcome::SendPubRel(ticket)
     }
 
-    /// Records an inbound QoS 2 packet id; returns false if it was already awaiting PUBREL, in
-    /// which case the PUBLISH is a resend and must not be delivered again (MQTT-4.3.3-10).
-    pub fn begin_inbound_qos2(&self, packet_id: PacketId) -> bool {
-        self.state.lock().inbound_qos2.insert(packet_id.get())
+    /// Records an inbound QoS 2 packet id. Returns false if it was already awaiting PUBREL, in
+    /// which case the PUBLISH is a resend and must not be delivered again (MQTT-4.3.3-10); and
+    /// the ticket that makes the id durable, which the PUBREC waits for.
+    pub fn begin_inbound_qos2(&self, packet_id: PacketId, journal: Option<&Journal>) -> (bool, Option<Ticket>) {
+        let mut state = self.state.lock();
+        if !state.inbound_qos2.insert(packet_id.get()) {
+            return (false, None);
+        }
+        let ticket = journal.filter(|_| state.persistent()).map(|journal| {
+            let mut batch = Batch::new();
+            batch.put_inbound_qos2(&*self.client_id, packet_id.get());
+            journal.submit(batch)
+        });
+        (true, ticket)
     }
 
-    /// Releases an inbound QoS 2 packet id on PUBREL; returns whether it was known.
-    pub fn release_inbound_qos2(&self, packet_id: PacketId) -> bool {
-        self.state.lock().inbound_qos2.remove(&packet_id.get())
+    /// Releases an inbound QoS 2 packet id on PUBREL; returns whether it was known, and the
+    /// ticket the PUBCOMP waits for (a restart must not remember an id the client may reuse).
+    pub fn release_inbound_qos2(&self, packet_id: PacketId, journal: Option<&Journal>) -> (bool, Option<Ticket>) {
+        let mut state = self.state.lock();
+        if !state.inbound_qos2.remove(&packet_id.get()) {
+            return (false, None);
+        }
+        let ticket = journal.filter(|_| state.persistent()).map(|journal| {
+            let mut batch = Batch::new();
+            batch.delete_inbound_qos2(&*self.client_id, packet_id.get());
+            journal.submit(batch)
+        });
+        (true, ticket)
     }
 
     /// Inbound QoS 2 ids awaiting PUBREL, for the Receive Maximum check (MQTT-3.3.4-8).
@@ -431,14 +524,18 @@ impl Session {
         self.state.lock().dropped
     }
 
-    /// Takes every message this session holds for delivery (queued and in flight) that came
-    /// through a shared subscription, for handing to another member when the session ends.
-    pub(crate) fn take_shared_undelivered(&self) -> Vec<Queued> {
+    /// Takes every message this session holds for delivery (queued and in flight, not yet past
+    /// PUBREC) that came through a shared subscription, for handing to another member when the
+    /// session ends. Their records here are released.
+    pub(crate) fn take_shared_undelivered(&self, journal: Option<&Journal>) -> Vec<Queued> {
         let mut state = self.state.lock();
         let mut taken: Vec<Queued> = Vec::new();
         let inflight = std::mem::take(&mut state.inflight);
         for (id, entry) in inflight {
             if entry.item.shared.is_some() && entry.stage == InflightStage::AwaitingAck {
+                if entry.durable {
+                    self.forget_delivery(journal, entry.seq, &entry.item.message);
+                }
                 taken.push(entry.item);
             } else {
                 state.inflight.insert(id, entry);
@@ -448,6 +545,9 @@ impl Session {
         for entry in queue {
             if entry.item.shared.is_some() {
                 state.queued_bytes -= entry.item.message.payload.len();
+                if entry.durable {
+                    self.forget_delivery(journal, entry.seq, &entry.item.message);
+                }
                 taken.push(entry.item);
             } else {
                 state.queue.push_back(entry);
@@ -455,16 +555,99 @@ impl Session {
         }
         taken
     }
-}
 
-impl SessionState {
-    /// The kick handle of the attached connection.
-    pub(crate) fn attached_kick(&self) -> Option<Arc<Kick>> {
-        self.attached.as_ref().map(|a| Arc::clone(&a.kick))
+    /// Ends the session's durable life: deletes its records, and releases its deliveries'
+    /// references to their messages. Called once, when the session ends.
+    pub(crate) fn delete_records(&self, journal: &Journal) {
+        let mut state = self.state.lock();
+        let mut batch = Batch::new();
+        batch.delete_session(&*self.client_id);
+        journal.submit(batch);
+        let queue = std::mem::take(&mut state.queue);
+        let inflight = std::mem::take(&mut state.inflight);
+        state.queued_bytes = 0;
+        let durable = queue
+            .into_iter()
+            .filter(|e| e.durable)
+            .map(|e| e.item.message)
+            .chain(inflight.into_values().filter(|e| e.durable).map(|e| e.item.message));
+        for message in durable {
+            journal.release_reference(&message, Batch::new());
+        }
     }
 
-    pub(crate) fn is_attached(&self) -> bool {
-        self.attached.is_some()
+    /// The session's record for the store.
+    pub(crate) fn record(&self, journal: &Journal) -> SessionRecord {
+        let state = self.state.lock();
+        SessionRecord {
+            session_id: self.id,
+            protocol_level: state.protocol.level(),
+            expiry_interval: state.expiry_interval,
+            expires_at_unix_ms: state.expires_at.map(|at| journal.unix_ms(at)),
+            delayed_will: state.delayed_will.as_ref().map(|(due, will)| WillRecord {
+                due_unix_ms: journal.unix_ms(*due),
+                topic: will.topic.to_string(),
+                payload: will.payload.clone(),
+                qos: will.qos.as_u8(),
+                retain: will.retain,
+                properties: will.shared_properties.clone(),
+            }),
+        }
+    }
+
+    /// Restores a delivery read from the store (recovery only, before any connection).
+    pub(crate) fn restore_delivery(&self, seq: u64, item: Queued, state: DeliveryState) {
+        let mut session = self.state.lock();
+        session.next_seq = session.next_seq.max(seq + 1);
+        match state {
+            DeliveryState::Queued => {
+                session.queued_bytes += item.message.payload.len();
+                session.queue.push_back(Entry { seq, item, durable: true, maybe_sent: true });
+            }
+            DeliveryState::Inflight { packet_id, awaiting_pubcomp } => {
+                let stage = if awaiting_pubcomp { InflightStage::AwaitingComp } else { InflightStage::AwaitingAck };
+                session.inflight.insert(packet_id, Inflight { seq, item, stage, durable: true });
+            }
+        }
+    }
+
+    /// Restores an inbound QoS 2 packet id (recovery only).
+    pub(crate) fn restore_inbound_qos2(&self, packet_id: u16) {
+        self.state.lock().inbound_qos2.insert(packet_id);
+    }
+}
+
+/// The store record of a delivery.
+fn delivery_record(item: &Queued, state: DeliveryState) -> DeliveryRecord {
+    DeliveryRecord {
+        message: MessageId(item.message.id),
+        qos: item.qos.as_u8(),
+        retain: item.retain,
+        subscription_ids: item.subscription_ids.to_vec(),
+        shared: item.shared.as_deref().map(str::to_owned),
+        state,
+    }
+}
+
+/// The v5 subscription options byte, as the store keeps it.
+pub(crate) fn options_byte(options: SubscriptionOptions) -> u8 {
+    options.qos.as_u8()
+        | u8::from(options.no_local) << 2
+        | u8::from(options.retain_as_published) << 3
+        | (options.retain_handling as u8) << 4
+}
+
+/// The subscription options of a stored options byte.
+pub(crate) fn options_from_byte(byte: u8) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos: QoS::from_u8(byte & 0b11).unwrap_or(QoS::AtMostOnce),
+        no_local: byte & 0b100 != 0,
+        retain_as_published: byte & 0b1000 != 0,
+        retain_handling: match (byte >> 4) & 0b11 {
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => RetainHandling::SendAtSubscribe,
+        },
     }
 }
 
@@ -475,7 +658,7 @@ impl SessionState {
 /// without the id assignment having to be made durable before the PUBLISH is sent. An id is
 /// reused only 65,535 deliveries later; if the message that held it then is still unacknowledged,
 /// sending waits (see `take_ready`).
-fn packet_id_for(seq: u64) -> PacketId {
+pub(crate) fn packet_id_for(seq: u64) -> PacketId {
     let id = (seq % u64::from(u16::MAX)) as u16 + 1;
     PacketId::new(id).expect("1..=65535")
 }
@@ -497,7 +680,7 @@ mod tests {
             payload: Bytes::copy_from_slice(seq_hint.as_bytes()),
         };
         Queued {
-            message: Arc::new(Message::new(&publish, None, Instant::now())),
+            message: Arc::new(Message::new(1, &publish, None, Instant::now())),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: SubscriptionIds::new(),
@@ -519,21 +702,21 @@ mod tests {
         let config = BrokerConfig::default();
         let session = Session::new(1, "c".into(), ProtocolVersion::V311, 0);
         session.attach(7, Arc::new(Kick::default()), 100, ProtocolVersion::V311, 0);
-        session.enqueue(qos1("a"), &config);
-        session.enqueue(qos1("b"), &config);
+        session.enqueue(qos1("a"), &config, None);
+        session.enqueue(qos1("b"), &config, None);
         let mut out = Vec::new();
-        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
         assert_eq!(ids(&out), [1, 2]);
-        session.complete(PacketId::new(2).unwrap(), false);
+        session.complete(PacketId::new(2).unwrap(), false, None);
 
         // 65,535 deliveries later the id 1 comes round again while "a" is still unacknowledged.
         session.lock().next_seq = u64::from(u16::MAX);
-        session.enqueue(qos1("c"), &config);
+        session.enqueue(qos1("c"), &config, None);
         out.clear();
-        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
         assert!(out.is_empty(), "id 1 is still in flight");
-        session.complete(PacketId::new(1).unwrap(), false);
-        session.take_ready(7, Instant::now(), 10, |_| true, &mut out);
+        session.complete(PacketId::new(1).unwrap(), false, None);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
         assert_eq!(ids(&out), [1]);
     }
 }

@@ -18,6 +18,53 @@ pub struct ServerConfig {
     pub log: LogConfig,
     /// Broker behaviour (`[mqtt]`).
     pub mqtt: BrokerConfig,
+    /// Durable storage (`[store]`).
+    pub store: StoreConfig,
+}
+
+/// Durable storage settings (`[store]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Whether retained messages, persistent sessions and their messages are kept on disk.
+    /// Default true: an acknowledged message must survive a restart or a crash.
+    pub persistence: bool,
+    /// The store's directory (`--data-dir` overrides it). Relative paths are relative to the
+    /// working directory.
+    pub data_dir: PathBuf,
+    /// When commits are fsynced: `"always"` (default; survives a power cut), `"never"` (survives
+    /// `kill -9`, not a power cut), or `{ interval_ms = N }` (fsync at most every N ms).
+    pub sync: SyncSetting,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { persistence: true, data_dir: PathBuf::from("./midge-data"), sync: SyncSetting::Always }
+    }
+}
+
+/// The `sync` setting of `[store]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncSetting {
+    /// fsync every commit.
+    #[default]
+    Always,
+    /// Never fsync except at shutdown.
+    Never,
+    /// fsync at most every `interval_ms` milliseconds.
+    IntervalMs(u64),
+}
+
+impl SyncSetting {
+    /// The writer's policy.
+    pub fn policy(self) -> midge_store::SyncPolicy {
+        match self {
+            Self::Always => midge_store::SyncPolicy::Always,
+            Self::Never => midge_store::SyncPolicy::Never,
+            Self::IntervalMs(ms) => midge_store::SyncPolicy::IntervalMs(ms),
+        }
+    }
 }
 
 /// One listening socket.
@@ -140,6 +187,20 @@ mod tests {
         assert_eq!(config.mqtt.max_qos, 1);
         assert!(!config.mqtt.retain_available);
         assert_eq!(config.mqtt.max_keepalive, 120);
+    }
+
+    #[test]
+    fn store_settings_parse() {
+        let config = ServerConfig::parse("[store]\npersistence = false\n", Path::new("x.toml")).unwrap();
+        assert!(!config.store.persistence);
+        let config =
+            ServerConfig::parse("[store]\nsync = \"never\"\ndata_dir = \"/var/lib/midge\"\n", Path::new("x.toml"))
+                .unwrap();
+        assert_eq!(config.store.sync, SyncSetting::Never);
+        assert_eq!(config.store.data_dir, PathBuf::from("/var/lib/midge"));
+        let config = ServerConfig::parse("[store]\nsync = { interval_ms = 1000 }\n", Path::new("x.toml")).unwrap();
+        assert_eq!(config.store.sync, SyncSetting::IntervalMs(1000));
+        assert!(ServerConfig::parse("[store]\nsync = \"sometimes\"\n", Path::new("x.toml")).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
 use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
+use midge_store::{DurableError, Ticket, WriterHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -137,13 +138,24 @@ async fn run_connected(
     let far_future = Duration::from_secs(86_400 * 365);
     let mut deadline = tokio::time::Instant::now() + keep_alive.unwrap_or(far_future);
     let mut more_ready = true;
+    let writer_handle = connection.broker().journal().map(|journal| journal.writer().clone());
+    let mut held = HeldResponses::default();
 
     loop {
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
+        let durable = wait_durable(writer_handle.clone(), held.first_ticket());
         tokio::select! {
+            durable = durable => match durable {
+                Ok(committed) => held.release(committed, wbuf),
+                Err(error) => {
+                    tracing::error!(%error, "the store failed: acknowledgements cannot be given");
+                    connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure"), wbuf);
+                    return (CloseKind::Abnormal, format!("store failed: {error}"));
+                }
+            },
             reason = kick.kicked() => {
                 connection.write_disconnect(reason, None, wbuf);
                 let how = if reason == ReasonCode::SESSION_TAKEN_OVER { CloseKind::TakenOver } else { CloseKind::Abnormal };
@@ -187,7 +199,10 @@ async fn run_connected(
                             if let Some(keep_alive) = keep_alive {
                                 deadline = tokio::time::Instant::now() + keep_alive;
                             }
-                            match connection.handle(packet, now, wbuf) {
+                            let mark = wbuf.len();
+                            let handled = connection.handle(packet, now, wbuf);
+                            held.hold_back(connection.take_hold(), mark, wbuf, writer_handle.as_ref());
+                            match handled {
                                 Ok(Flow::Continue) => {}
                                 Ok(Flow::Disconnect { with_will }) => {
                                     let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
@@ -213,6 +228,59 @@ async fn run_connected(
                 }
             }
         }
+    }
+}
+
+/// Responses that must not be sent before a store ticket is durable (an acknowledgement
+/// promises that the message is stored), in the order they were written. Once one response
+/// waits, every later response waits behind it, so acknowledgements keep their order.
+#[derive(Debug, Default)]
+struct HeldResponses {
+    queue: std::collections::VecDeque<(Ticket, BytesMut)>,
+}
+
+impl HeldResponses {
+    /// Moves what was written after `mark` out of `wbuf` into the queue if it must wait for
+    /// `ticket`, or for responses already waiting.
+    fn hold_back(&mut self, ticket: Option<Ticket>, mark: usize, wbuf: &mut BytesMut, writer: Option<&WriterHandle>) {
+        let committed = writer.map_or(Ticket(0), WriterHandle::committed);
+        let waiting = ticket.filter(|t| *t > committed);
+        let ticket = match (waiting, self.queue.back()) {
+            (None, None) => return,
+            (Some(t), None) => t,
+            (t, Some((last, _))) => t.map_or(*last, |t| t.max(*last)),
+        };
+        let bytes = wbuf.split_off(mark);
+        if !bytes.is_empty() {
+            self.queue.push_back((ticket, bytes));
+        }
+    }
+
+    fn first_ticket(&self) -> Option<Ticket> {
+        self.queue.front().map(|(ticket, _)| *ticket)
+    }
+
+    /// Appends to `wbuf` every response whose ticket is now durable.
+    fn release(&mut self, committed: Ticket, wbuf: &mut BytesMut) {
+        while self.queue.front().is_some_and(|(ticket, _)| *ticket <= committed) {
+            let (_, bytes) = self.queue.pop_front().expect("front exists");
+            wbuf.extend_from_slice(&bytes);
+        }
+    }
+}
+
+/// Waits until `ticket` is durable and returns the committed ticket; never completes without a
+/// ticket.
+///
+/// # Cancel safety
+/// Cancel safe: it only watches the writer's progress.
+async fn wait_durable(writer: Option<WriterHandle>, ticket: Option<Ticket>) -> Result<Ticket, DurableError> {
+    match (writer, ticket) {
+        (Some(writer), Some(ticket)) => {
+            writer.durable(ticket).await?;
+            Ok(writer.committed())
+        }
+        _ => std::future::pending().await,
     }
 }
 

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use midge_broker::journal::Journal;
 use midge_broker::Broker;
+use midge_store::{DiskStore, Store, Writer, WriterConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -23,6 +25,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The store could not be opened or read; the message names the directory and what to do.
+    #[error("cannot use the store: {0}")]
+    Store(#[from] midge_store::StoreError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -34,18 +39,25 @@ pub enum ServerError {
 }
 
 /// A running broker.
-#[derive(Debug)]
 pub struct Server {
     broker: Arc<Broker>,
     local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: TaskTracker,
+    /// The store writer, flushed and closed at shutdown.
+    writer: Option<Writer<DiskStore>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addrs", &self.local_addrs).finish_non_exhaustive()
+    }
 }
 
 impl Server {
     /// Binds every listener and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
-        let broker = Broker::new(config.mqtt.clone());
+        let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
         let mut local_addrs = Vec::new();
@@ -64,7 +76,7 @@ impl Server {
             ));
         }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self { broker, local_addrs, shutdown, tasks })
+        Ok(Self { broker, local_addrs, shutdown, tasks, writer })
     }
 
     /// The addresses the listeners are bound to, in config order.
@@ -87,8 +99,45 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             info!("some connections did not close in time");
         }
+        if let Some(writer) = self.writer {
+            // Commits and fsyncs what is pending, whatever the sync policy.
+            match tokio::task::spawn_blocking(move || writer.shutdown()).await {
+                Ok(Ok(_)) => info!("store closed"),
+                Ok(Err(error)) => tracing::error!(%error, "store writer failed"),
+                Err(error) => tracing::error!(%error, "store writer did not shut down"),
+            }
+        }
         info!("stopped");
     }
+}
+
+/// Builds the broker: with persistence, opens the store, repairs what a crash left half done,
+/// starts the writer and restores the stored state.
+fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<DiskStore>>), ServerError> {
+    if !config.store.persistence {
+        info!("persistence is off: state is kept in memory only");
+        return Ok((Broker::new(config.mqtt.clone()), None));
+    }
+    let dir = &config.store.data_dir;
+    let store = DiskStore::open(dir)?;
+    let mut snapshot = store.load()?;
+    let cleanup = snapshot.repair();
+    let writer = Writer::start(store, WriterConfig { policy: config.store.sync.policy(), ..WriterConfig::default() })?;
+    if !cleanup.is_empty() {
+        info!(operations = cleanup.len(), "store: removing what an interrupted run left half written");
+        let handle = writer.handle();
+        if let Ok(ticket) = handle.submit_blocking(cleanup) {
+            let _ = handle.wait_durable(ticket);
+        }
+    }
+    let broker = Broker::with_journal(config.mqtt.clone(), Some(Journal::new(writer.handle())));
+    let restored = broker.restore(snapshot, Instant::now());
+    info!(
+        data_dir = %dir.display(), sync = ?config.store.sync, sessions = restored.sessions,
+        subscriptions = restored.subscriptions, queued = restored.deliveries, retained = restored.retained,
+        "store opened"
+    );
+    Ok((broker, Some(writer)))
 }
 
 /// Periodic work: session expiry, delayed wills, retained message expiry.

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// config file that defines listeners.
     #[arg(short = 'p', long = "port", value_name = "PORT")]
     port: Option<u16>,
+    /// Directory of the durable store (overrides `[store] data_dir`; default ./midge-data).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Log at debug level (overrides the config's [log] level; RUST_LOG overrides both).
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
@@ -42,6 +45,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         config.listener = vec![default_listener(port)];
+    }
+    if let Some(dir) = args.data_dir {
+        config.store.data_dir = dir;
     }
     let level = if args.verbose { "debug" } else { config.log.level.as_str() };
     let filter = EnvFilter::try_from_default_env()
