@@ -1,10 +1,12 @@
 //! Steady-state size: a live window of 1024 queued messages (each a ~200 B message record and a
 //! delivery entry) churned through the group-commit writer, 16 messages per submitted batch,
-//! with the default `Always` policy. Prints the store's allocated size at ten checkpoints.
+//! with the default `Always` policy and at most 8 batches awaiting durability (as a broker whose
+//! publishers wait for their PUBACKs would), so commits stay small and many. Prints the store's
+//! allocated size at ten checkpoints.
 //!
 //!   cargo bench -p midge-store --bench store_steady_size
 //!
-//! Without `--bench` (as under `cargo test --all-targets`) it churns only 20k messages and
+//! Without `--bench` (as under `cargo test --all-targets`) it churns only 8k messages and
 //! checks the size stays under the bound the full run establishes.
 
 use std::time::Instant;
@@ -18,13 +20,15 @@ use midge_store::{
 const LIVE: u64 = 1024;
 /// Messages per submitted batch.
 const PER_BATCH: u64 = 16;
+/// Batches submitted and not yet durable, at most.
+const IN_FLIGHT: usize = 8;
 /// The bound a steady load must stay under: fjall's journal bound (64 MiB) plus memtable-sized
 /// tables and slack for compaction; see the decision record.
 const BOUND_BYTES: u64 = 160 * 1024 * 1024;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let messages: u64 = if full { 1_000_000 } else { 20_000 };
+    let messages: u64 = if full { 500_000 } else { 8_000 };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = DiskStore::open(dir.path()).expect("open");
     let writer = Writer::start(store, WriterConfig::default()).expect("start");
@@ -47,6 +51,7 @@ fn main() {
     let mut checkpoints = Vec::new();
     let mut max = 0;
     let mut last = None;
+    let mut in_flight = std::collections::VecDeque::new();
     let mut n = 0;
     while n < messages {
         let mut batch = Batch::new();
@@ -59,7 +64,14 @@ fn main() {
                 batch.delete_message(MessageId(n - LIVE));
             }
         }
-        last = Some(handle.submit_blocking(batch).expect("submit"));
+        let ticket = handle.submit_blocking(batch).expect("submit");
+        last = Some(ticket);
+        in_flight.push_back(ticket);
+        if in_flight.len() > IN_FLIGHT {
+            if let Some(oldest) = in_flight.pop_front() {
+                handle.wait_durable(oldest).expect("durable");
+            }
+        }
         if n % (messages / 10) < PER_BATCH {
             if let Some(ticket) = last {
                 handle.wait_durable(ticket).expect("durable");
