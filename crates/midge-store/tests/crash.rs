@@ -108,7 +108,7 @@ fn kill_9_keeps_every_durable_batch() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let kill_after = 1 + rng % 120;
+        let kill_after = 1 + rng % 1500;
         let context = format!("seed {seed}, round {round}, policy {policy}, kill after {kill_after} durable batches");
 
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
