@@ -44,96 +44,90 @@ fn main() {
     println!();
 
     if run("commit") {
-    println!("## commit latency and throughput (one transaction per batch; time budget {budget:?} per engine)");
-    println!("| durability | batch (messages) | engine | commits | p50 commit | p99 commit | records/s | bytes written per commit |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for sync in [true, false] {
-        for n in [1u64, 16, 256] {
-            let mut results: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-            let mut written = [0u64; 2];
-            for _round in 0..2 {
-                let w = bytes_written();
-                results[0].extend(commit_run::<Redb>(n, sync, budget / 2));
-                written[0] += bytes_written() - w;
-                let w = bytes_written();
-                results[1].extend(commit_run::<Fjall<false>>(n, sync, budget / 2));
-                written[1] += bytes_written() - w;
+        println!("## commit latency and throughput (one transaction per batch; time budget {budget:?} per engine)");
+        println!("| durability | batch (messages) | engine | commits | p50 commit | p99 commit | records/s | bytes written per commit |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for sync in [true, false] {
+            for n in [1u64, 16, 256] {
+                let mut results: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+                let mut written = [0u64; 2];
+                for _round in 0..2 {
+                    let w = bytes_written();
+                    results[0].extend(commit_run::<Redb>(n, sync, budget / 2));
+                    written[0] += bytes_written() - w;
+                    let w = bytes_written();
+                    results[1].extend(commit_run::<Fjall<false>>(n, sync, budget / 2));
+                    written[1] += bytes_written() - w;
+                }
+                let mut medians = [0.0; 2];
+                for (i, name) in ["redb", "fjall"].iter().enumerate() {
+                    let lat = &mut results[i];
+                    lat.sort();
+                    let total: Duration = lat.iter().sum();
+                    // 2 records inserted and 2 deleted per message.
+                    let records = lat.len() as f64 * n as f64 * 4.0;
+                    let p50 = lat[lat.len() / 2];
+                    medians[i] = p50.as_secs_f64();
+                    println!(
+                        "| {} | {n} | {name} | {} | {} | {} | {:.0} | {} |",
+                        if sync { "fsync per commit" } else { "no fsync" },
+                        lat.len(),
+                        micros(p50),
+                        micros(lat[lat.len() * 99 / 100]),
+                        records / total.as_secs_f64(),
+                        written[i] / lat.len() as u64
+                    );
+                }
+                println!("| | | **redb/fjall p50** | | **{:.2}** | | | |", medians[0] / medians[1]);
             }
-            let mut medians = [0.0; 2];
-            for (i, name) in ["redb", "fjall"].iter().enumerate() {
-                let lat = &mut results[i];
-                lat.sort();
-                let total: Duration = lat.iter().sum();
-                // 2 records inserted and 2 deleted per message.
-                let records = lat.len() as f64 * n as f64 * 4.0;
-                let p50 = lat[lat.len() / 2];
-                medians[i] = p50.as_secs_f64();
-                println!(
-                    "| {} | {n} | {name} | {} | {} | {} | {:.0} | {} |",
-                    if sync { "fsync per commit" } else { "no fsync" },
-                    lat.len(),
-                    micros(p50),
-                    micros(lat[lat.len() * 99 / 100]),
-                    records / total.as_secs_f64(),
-                    written[i] / lat.len() as u64
-                );
-            }
-            println!(
-                "| | | **redb/fjall p50** | | **{:.2}** | | | |",
-                medians[0] / medians[1]
-            );
         }
-    }
-    println!();
-
+        println!();
     }
     if run("recovery") {
-    println!("## recovery: open + read everything, {RECOVERY_RECORDS} records");
-    println!("| engine | shutdown | open | full scan | first fsync'd commit | records | on disk (apparent / allocated) |");
-    println!("|---|---|---|---|---|---|---|");
-    for _round in 0..1 {
-        recovery::<Redb>();
-        recovery::<Fjall<false>>();
-        recovery::<Fjall<true>>();
-    }
-    println!();
-
+        println!("## recovery: open + read everything, {RECOVERY_RECORDS} records");
+        println!("| engine | shutdown | open | full scan | first fsync'd commit | records | on disk (apparent / allocated) |");
+        println!("|---|---|---|---|---|---|---|");
+        for _round in 0..1 {
+            recovery::<Redb>();
+            recovery::<Fjall<false>>();
+            recovery::<Fjall<true>>();
+        }
+        println!();
     }
     if run("corruption") {
-    let trials = if quick { 16 } else { 64 };
-    println!("## corruption: one byte flipped in a closed store of 4000 records (fresh copy per trial)");
-    println!("| engine | store | trials | error reported | read back intact | **silently lost or altered** | panicked |");
-    println!("|---|---|---|---|---|---|---|");
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    corruption::<Redb>(trials);
-    corruption::<Fjall<false>>(trials);
-    std::panic::set_hook(hook);
-    println!();
-
+        let trials = if quick { 16 } else { 64 };
+        println!("## corruption: one byte flipped in a closed store of 4000 records (fresh copy per trial)");
+        println!(
+            "| engine | store | trials | error reported | read back intact | **silently lost or altered** | panicked |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        corruption::<Redb>(trials);
+        corruption::<Fjall<false>>(trials);
+        std::panic::set_hook(hook);
+        println!();
     }
     if run("steady") {
-    let commits = if quick { 1_000 } else { 25_000 };
-    println!(
-        "## steady size: {commits} commits of 16 messages, live window {LIVE_WINDOW} messages \
+        let commits = if quick { 1_000 } else { 25_000 };
+        println!(
+            "## steady size: {commits} commits of 16 messages, live window {LIVE_WINDOW} messages \
          (~{} KiB of records), fsync every 64th commit",
-        LIVE_WINDOW * (message_value(0).len() as u64 + 60) / 1024
-    );
-    println!(
-        "| engine | messages churned | max size (apparent / allocated) | final size (apparent / allocated) \
+            LIVE_WINDOW * (message_value(0).len() as u64 + 60) / 1024
+        );
+        println!(
+            "| engine | messages churned | max size (apparent / allocated) | final size (apparent / allocated) \
          | allocated KiB at 20, 40 .. 100 % | time |"
-    );
-    println!("|---|---|---|---|---|---|");
-    steady::<Redb>(commits, 64);
-    steady::<Fjall<false>>(commits, 64);
-    steady::<Fjall<true>>(commits, 64);
-    let commits = if quick { 200 } else { 1_500 };
-    println!(
-        "| *fsync every commit, {commits} commits* | | | | | |"
-    );
-    steady::<Redb>(commits, 1);
-    steady::<Fjall<false>>(commits, 1);
-    steady::<Fjall<true>>(commits, 1);
+        );
+        println!("|---|---|---|---|---|---|");
+        steady::<Redb>(commits, 64);
+        steady::<Fjall<false>>(commits, 64);
+        steady::<Fjall<true>>(commits, 64);
+        let commits = if quick { 200 } else { 1_500 };
+        println!("| *fsync every commit, {commits} commits* | | | | | |");
+        steady::<Redb>(commits, 1);
+        steady::<Fjall<false>>(commits, 1);
+        steady::<Fjall<true>>(commits, 1);
     }
 }
 
@@ -628,10 +622,7 @@ fn millis(d: Duration) -> String {
 /// includes filling the live window before each timed run, the same for both engines.
 fn bytes_written() -> u64 {
     let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
-    io.lines()
-        .find_map(|l| l.strip_prefix("wchar: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    io.lines().find_map(|l| l.strip_prefix("wchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 fn cores() -> usize {

@@ -15,6 +15,11 @@
 //! with the batch, for the caller to refuse or delay the work that produced it;
 //! [`WriterHandle::submit_blocking`] waits for room instead.
 //!
+//! # Locks
+//! The queue's mutex is a leaf: nothing else is locked while it is held, and it is held only to
+//! append or swap the pending batch. Producers may therefore call [`WriterHandle::submit`] while
+//! holding any broker lock (it never blocks on the disk); not [`WriterHandle::submit_blocking`].
+//!
 //! # Failure
 //! A failed commit or sync (disk full, I/O error) is logged with `tracing::error!`, published
 //! in [`WriterStatus::error`], and ends the writer: the engine cannot tell what part of a

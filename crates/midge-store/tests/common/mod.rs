@@ -12,9 +12,9 @@ pub fn message(id: u64) -> MessageRecord {
         topic: format!("site/7/sensor/{}/reading", id % 100),
         payload: Bytes::from(format!("reading number {id:08}, padded to look like telemetry ........").into_bytes()),
         qos: 1 + (id % 2) as u8,
-        retain: id % 3 == 0,
+        retain: id.is_multiple_of(3),
         shared_properties: Bytes::from_static(&[0x03, 0x00, 0x04, b't', b'e', b'x', b't']),
-        expires_at_unix_ms: (id % 5 == 0).then_some(1_900_000_000_000 + id),
+        expires_at_unix_ms: id.is_multiple_of(5).then_some(1_900_000_000_000 + id),
         publisher_session: Some(id % 7),
     }
 }
@@ -25,7 +25,7 @@ pub fn session(session_id: u64) -> SessionRecord {
         protocol_level: 5,
         expiry_interval: 3600,
         expires_at_unix_ms: Some(1_900_000_000_000),
-        delayed_will: (session_id % 2 == 0).then(|| WillRecord {
+        delayed_will: session_id.is_multiple_of(2).then(|| WillRecord {
             due_unix_ms: 1_900_000_000_500,
             topic: format!("wills/{session_id}"),
             payload: Bytes::from_static(b"gone"),
@@ -46,7 +46,7 @@ pub fn delivery(message: u64, state: DeliveryState) -> DeliveryRecord {
         qos: 1,
         retain: false,
         subscription_ids: vec![7, 9],
-        shared: (message % 4 == 0).then(|| "workers".to_owned()),
+        shared: message.is_multiple_of(4).then(|| "workers".to_owned()),
         state,
     }
 }
