@@ -707,6 +707,7 @@ impl Broker {
                 Arc::new(Session::new(record.session_id, client_id.clone(), protocol, record.expiry_interval));
             {
                 let mut state = session.lock();
+                state.stored = true;
                 state.expires_at = match (record.expires_at_unix_ms, record.expiry_interval) {
                     (Some(ms), _) => Some(journal.instant(ms)),
                     (None, u32::MAX) => None,

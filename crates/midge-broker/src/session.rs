@@ -201,6 +201,9 @@ pub(crate) struct SessionState {
     pub(crate) ended: bool,
     /// Messages this session dropped because a bound was hit.
     pub(crate) dropped: u64,
+    /// Whether the session's record was ever written to the store, so that ending it needs a
+    /// delete (a clean session that never was persistent costs the store nothing).
+    pub(crate) stored: bool,
 }
 
 impl SessionState {
@@ -238,6 +241,7 @@ impl Session {
                 delayed_will: None,
                 ended: false,
                 dropped: 0,
+                stored: false,
             }),
             wake: Notify::new(),
         }
@@ -560,9 +564,12 @@ impl Session {
     /// references to their messages. Called once, when the session ends.
     pub(crate) fn delete_records(&self, journal: &Journal) {
         let mut state = self.state.lock();
-        let mut batch = Batch::new();
-        batch.delete_session(&*self.client_id);
-        journal.submit(batch);
+        if state.stored {
+            let mut batch = Batch::new();
+            batch.delete_session(&*self.client_id);
+            journal.submit(batch);
+            state.stored = false;
+        }
         let queue = std::mem::take(&mut state.queue);
         let inflight = std::mem::take(&mut state.inflight);
         state.queued_bytes = 0;
@@ -578,7 +585,8 @@ impl Session {
 
     /// The session's record for the store.
     pub(crate) fn record(&self, journal: &Journal) -> SessionRecord {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
+        state.stored = true;
         SessionRecord {
             session_id: self.id,
             protocol_level: state.protocol.level(),

@@ -146,7 +146,8 @@ async fn run_connected(
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
-        let durable = wait_durable(writer_handle.clone(), held.first_ticket());
+        let first_held = held.first_ticket();
+        let durable = wait_durable(first_held.and_then(|_| writer_handle.clone()), first_held);
         tokio::select! {
             durable = durable => match durable {
                 Ok(committed) => held.release(committed, wbuf),

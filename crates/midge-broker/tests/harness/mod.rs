@@ -34,6 +34,14 @@ impl World {
         Self { broker: Broker::new(config), now: Instant::now() }
     }
 
+    /// A broker writing through `journal`, with the state `snapshot` restored.
+    pub fn with_journal(journal: midge_broker::journal::Journal, snapshot: midge_store::Snapshot) -> Self {
+        let broker = Broker::with_journal(BrokerConfig::default(), Some(journal));
+        let now = Instant::now();
+        broker.restore(snapshot, now);
+        Self { broker, now }
+    }
+
     pub fn advance(&mut self, by: Duration) {
         self.now += by;
         self.broker.tick(self.now);
@@ -124,6 +132,11 @@ impl Client {
         let result = self.conn().handle(packet, now, &mut out);
         self.out = out;
         result
+    }
+
+    /// The store ticket the responses to the last packet wait for.
+    pub fn hold(&mut self) -> Option<midge_store::Ticket> {
+        self.conn().take_hold()
     }
 
     pub fn next_id(&mut self) -> PacketId {

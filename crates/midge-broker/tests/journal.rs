@@ -1,0 +1,107 @@
+//! The broker's use of the store, without sockets, on the in-memory store: what is written,
+//! what waits for it, and that a restore brings back what was acknowledged.
+
+mod harness;
+
+use harness::*;
+use midge_broker::journal::Journal;
+use midge_broker::CloseKind;
+use midge_codec::{Packet, Properties, PubResponse, QoS};
+use midge_store::{MemoryStore, Snapshot, Store, Writer, WriterConfig};
+
+fn writer(store: MemoryStore) -> Writer<MemoryStore> {
+    Writer::start(store, WriterConfig::default()).unwrap()
+}
+
+fn persistent(version: midge_codec::ProtocolVersion, id: &str) -> midge_codec::Connect {
+    let mut packet = connect(version, id);
+    packet.clean_start = false;
+    packet.properties.session_expiry_interval = Some(3600);
+    packet
+}
+
+#[test]
+fn clean_sessions_and_qos0_never_touch_the_store() {
+    let writer = writer(MemoryStore::new());
+    let world = World::with_journal(Journal::new(writer.handle()), Snapshot::default());
+    let mut subscriber = world.client(connect(V5, "s"));
+    subscriber.subscribe(vec![sub("t", QoS::ExactlyOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        publisher.publish(publish("t", "x", qos, false), world.now);
+        assert_eq!(publisher.hold(), None, "nothing durable, nothing to wait for");
+    }
+    subscriber.close(CloseKind::Normal, world.now);
+    publisher.close(CloseKind::Abnormal, world.now);
+    let store = writer.shutdown().unwrap();
+    assert_eq!(store.commits(), 0, "clean sessions wrote to the store");
+}
+
+#[test]
+fn puback_waits_for_the_delivery_to_a_persistent_session_and_restore_brings_it_back_mqtt_4_4_0_1() {
+    let writer_one = writer(MemoryStore::new());
+    let world = World::with_journal(Journal::new(writer_one.handle()), Snapshot::default());
+    let mut subscriber = world.client(persistent(V5, "keeper"));
+    subscriber.subscribe(vec![sub("p/#", QoS::ExactlyOnce)], Properties::default(), world.now);
+    assert!(subscriber.hold().is_some(), "SUBACK waits for the subscription to be stored");
+    let mut publisher = world.client(connect(V311, "pub"));
+    publisher.publish(publish("p/retained", "kept", QoS::AtLeastOnce, true), world.now);
+    assert!(publisher.hold().is_some(), "PUBACK waits for the retained message");
+
+    // The subscriber receives the first message but never acknowledges it, then goes away.
+    assert_eq!(payloads(&subscriber.publishes(world.now)), ["kept"]);
+    subscriber.close(CloseKind::Abnormal, world.now);
+    let ack = publisher.publish(publish("p/1", "one", QoS::AtLeastOnce, false), world.now).unwrap();
+    let ticket = publisher.hold().expect("PUBACK waits for the delivery record");
+    assert_eq!(ack.packet_id, pid(2));
+    publisher.publish(publish("p/2", "two", QoS::ExactlyOnce, false), world.now);
+    assert!(publisher.hold().unwrap() > ticket);
+    writer_one.handle().wait_durable(ticket).unwrap();
+
+    // Restart: a new broker on what the store holds.
+    let store = writer_one.shutdown().unwrap();
+    let mut snapshot = store.load().unwrap();
+    assert!(snapshot.repair().is_empty(), "nothing half written");
+    let writer_two = writer(store);
+    let world = World::with_journal(Journal::new(writer_two.handle()), snapshot);
+    assert_eq!(world.broker.retained_count(), 1);
+    let (mut back, connack) = world.connect(persistent(V5, "keeper")).unwrap();
+    assert!(connack.session_present);
+    let got = back.publishes(world.now);
+    assert_eq!(payloads(&got), ["kept", "one", "two"]);
+    assert!(got.iter().all(|p| p.dup), "restored messages may have been sent before: DUP");
+    assert_eq!(got[2].qos, QoS::ExactlyOnce);
+
+    // Acknowledging deletes the deliveries, and the last reference deletes the message.
+    for publish in &got[..2] {
+        back.send(Packet::PubAck(PubResponse::success(publish.packet_id.unwrap())), world.now).unwrap();
+    }
+    let id = got[2].packet_id.unwrap();
+    back.send(Packet::PubRec(PubResponse::success(id)), world.now).unwrap();
+    assert!(back.hold().is_some(), "PUBREL waits for the PUBREC stage to be stored");
+    back.send(Packet::PubComp(PubResponse::success(id)), world.now).unwrap();
+    let store = writer_two.shutdown().unwrap();
+    let snapshot = store.load().unwrap();
+    let session = &snapshot.sessions["keeper"];
+    assert!(session.deliveries.is_empty(), "acknowledged deliveries are deleted: {:?}", session.deliveries);
+    assert_eq!(snapshot.messages.len(), 1, "only the retained message is left");
+    assert_eq!(snapshot.retained.len(), 1);
+}
+
+#[test]
+fn ending_a_persistent_session_deletes_it_and_its_messages() {
+    let writer = writer(MemoryStore::new());
+    let world = World::with_journal(Journal::new(writer.handle()), Snapshot::default());
+    let mut subscriber = world.client(persistent(V311, "gone"));
+    subscriber.subscribe(vec![sub("g", QoS::AtLeastOnce)], Properties::default(), world.now);
+    subscriber.close(CloseKind::Normal, world.now);
+    let mut publisher = world.client(connect(V311, "pub"));
+    publisher.publish(publish("g", "queued", QoS::AtLeastOnce, false), world.now);
+    // A clean session with the same client id ends the stored one (MQTT-3.1.2-6).
+    let clean = world.client(connect(V311, "gone"));
+    drop(clean);
+    let store = writer.shutdown().unwrap();
+    let snapshot = store.load().unwrap();
+    assert!(snapshot.sessions.is_empty(), "{:?}", snapshot.sessions.keys());
+    assert!(snapshot.messages.is_empty(), "the queued message's record went with the session");
+}
