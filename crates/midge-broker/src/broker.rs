@@ -39,13 +39,16 @@ pub(crate) struct Subscriber {
 }
 
 /// What publishing a message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Published {
     /// Sessions it was queued for.
     pub delivered: usize,
     /// The ticket that makes it durable (retained update, persistent deliveries), which the
     /// publisher's acknowledgement waits for.
     pub ticket: Option<Ticket>,
+    /// Connected subscribers whose queues are over their bound: the publisher is paced until
+    /// they have room (empty, and not allocated, in the common case).
+    pub congested: Vec<Arc<Session>>,
 }
 
 /// What [`Broker::restore`] brought back, for the startup log.
@@ -381,13 +384,13 @@ impl Broker {
                 }
             }
         }
-        let (delivered, routed) = self.route(&message);
-        Published { delivered, ticket: ticket.max(routed) }
+        let (delivered, routed, congested) = self.route(&message);
+        Published { delivered, ticket: ticket.max(routed), congested }
     }
 
     /// Delivers a message to its subscribers; the publisher never waits for them. Returns how
     /// many sessions it was queued for, and the ticket of the last delivery record written.
-    fn route(&self, message: &Arc<Message>) -> (usize, Option<Ticket>) {
+    fn route(&self, message: &Arc<Message>) -> (usize, Option<Ticket>, Vec<Arc<Session>>) {
         let mut targets: SmallVec<[(Arc<Session>, Queued); 8]> = SmallVec::new();
         {
             let router = self.router.read();
@@ -408,11 +411,17 @@ impl Broker {
         merge_overlapping(&mut targets);
         let mut delivered = 0;
         let mut ticket = None;
+        let mut congested = Vec::new();
         for (session, item) in targets {
-            match session.enqueue(item, &self.config, self.journal.as_ref()) {
+            match session.enqueue(item, &self.config, self.journal.as_ref(), true) {
                 EnqueueOutcome::Queued(written) => {
                     delivered += 1;
                     ticket = ticket.max(written);
+                }
+                EnqueueOutcome::QueuedCongested(written) => {
+                    delivered += 1;
+                    ticket = ticket.max(written);
+                    congested.push(session);
                 }
                 EnqueueOutcome::DroppedQueueFull => {
                     self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
@@ -421,7 +430,7 @@ impl Broker {
                 EnqueueOutcome::DroppedOffline => {}
             }
         }
-        (delivered, ticket)
+        (delivered, ticket, congested)
     }
 
     /// Handles a SUBSCRIBE for `session`; returns one reason code per filter and the ticket the
@@ -518,7 +527,7 @@ impl Broker {
                     shared: None,
                     message,
                 };
-                session.enqueue(item, &self.config, self.journal.as_ref());
+                session.enqueue(item, &self.config, self.journal.as_ref(), false);
             }
         }
         ReasonCode(options.qos.as_u8())
@@ -620,7 +629,7 @@ impl Broker {
             }
         });
         if let Some(session) = target {
-            session.enqueue(item, &self.config, self.journal.as_ref());
+            let _ = session.enqueue(item, &self.config, self.journal.as_ref(), false);
         }
     }
 

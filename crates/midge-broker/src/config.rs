@@ -50,6 +50,14 @@ pub struct BrokerConfig {
     /// Whether QoS 0 messages are queued for offline persistent sessions (mosquitto's
     /// `queue_qos0_messages`).
     pub queue_qos0_messages: bool,
+    /// How long publishers are paced (their sockets not read) for a connected subscriber whose
+    /// queue is full, before the slow-consumer policy applies. Pacing keeps every acknowledged
+    /// QoS 1/2 message while the subscriber is connected (DESIGN.md, "Bounds and back-pressure").
+    pub slow_consumer_timeout_ms: u64,
+    /// What happens to a connected subscriber still full after `slow_consumer_timeout_ms`:
+    /// `"drop"` (further messages beyond the bound are dropped and counted, as mosquitto does) or
+    /// `"disconnect"` (the subscriber is disconnected with 0x97 Quota exceeded, as NATS does).
+    pub slow_consumer_policy: SlowConsumerPolicy,
     /// Milliseconds a new connection may take to send CONNECT before it is closed. Default
     /// 10 s: a socket that never speaks must not hold a file descriptor for long.
     pub connect_timeout_ms: u64,
@@ -81,6 +89,8 @@ impl Default for BrokerConfig {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_messages: false,
+            slow_consumer_timeout_ms: 5_000,
+            slow_consumer_policy: SlowConsumerPolicy::Drop,
             connect_timeout_ms: 10_000,
             max_session_expiry_interval: u32::MAX,
             allow_zero_length_clientid: true,
@@ -88,6 +98,17 @@ impl Default for BrokerConfig {
             max_topic_levels: 128,
         }
     }
+}
+
+/// What to do with a connected subscriber that stays behind.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerPolicy {
+    /// Drop (and count) messages beyond the queue's hard bound.
+    #[default]
+    Drop,
+    /// Disconnect the subscriber (v5: DISCONNECT 0x97).
+    Disconnect,
 }
 
 /// A setting that is out of its valid range.

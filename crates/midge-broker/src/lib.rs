@@ -26,5 +26,5 @@ pub mod session;
 pub mod stats;
 
 pub use broker::{Broker, ConnectContext, ConnectOutcome, Published, Restored};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, SlowConsumerPolicy};
 pub use protocol::{ClientConnection, CloseKind, Flow, Violation};

@@ -94,6 +94,9 @@ pub struct ClientConnection {
     scratch: Vec<Outgoing>,
     /// The store ticket that the responses written for the current packet must wait for.
     hold: Option<Ticket>,
+    /// Subscribers this client's messages found over their queue bound: the server stops
+    /// reading from this client until they have room.
+    congested: Vec<Arc<Session>>,
 }
 
 impl ClientConnection {
@@ -124,7 +127,25 @@ impl ClientConnection {
             kick,
             scratch: Vec::new(),
             hold: None,
+            congested: Vec::new(),
         }
+    }
+
+    /// Whether the last packets found a congested subscriber other than this client.
+    pub fn is_congested(&self) -> bool {
+        let own = self.session.id();
+        self.congested.iter().any(|s| s.id() != own)
+    }
+
+    /// Takes the congested subscribers the last packets ran into (never this client's own
+    /// session: pacing a client for itself would stop it reading its own acknowledgements).
+    pub fn take_congested(&mut self) -> Vec<Arc<Session>> {
+        let own = self.session.id();
+        let mut congested = std::mem::take(&mut self.congested);
+        congested.retain(|s| s.id() != own);
+        congested.sort_by_key(|s| s.id());
+        congested.dedup_by_key(|s| s.id());
+        congested
     }
 
     /// Takes the ticket the bytes written by the last [`handle`](Self::handle) must wait for
@@ -277,10 +298,12 @@ impl ClientConnection {
         }
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
+                let published = self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
+                self.congested.extend(published.congested);
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 let published = self.broker.publish(self.broker.new_message(&publish, Some(self.session.id()), now));
+                self.congested.extend(published.congested);
                 // The PUBACK is a promise: it waits until the message is durable.
                 self.hold_for(published.ticket);
                 // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.

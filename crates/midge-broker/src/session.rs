@@ -44,6 +44,8 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Wakes the attached connection when the queue gains work.
     wake: Notify,
+    /// Wakes publishers paced by this session when its queue is back under its bound.
+    room: Notify,
 }
 
 /// Tells a connection that it must close, and why (takeover, shutdown, administrative action).
@@ -157,6 +159,9 @@ pub struct StoredSubscription {
 pub enum EnqueueOutcome {
     /// Queued for delivery; the ticket, if any, makes its delivery record durable.
     Queued(Option<Ticket>),
+    /// Queued beyond the session's bound because its client is connected and the message is
+    /// QoS 1/2: the publisher must be paced until [`Session::has_room`].
+    QueuedCongested(Option<Ticket>),
     /// Dropped because the session's queue is full (counted).
     DroppedQueueFull,
     /// Dropped because the session is offline and does not keep QoS 0 (not an error).
@@ -204,6 +209,14 @@ pub(crate) struct SessionState {
     /// Whether the session's record was ever written to the store, so that ending it needs a
     /// delete (a clean session that never was persistent costs the store nothing).
     pub(crate) stored: bool,
+    /// Set when publishers are being paced for this session; cleared when the queue drains to
+    /// `low_water`.
+    congested: bool,
+    /// Half the queue bound: where paced publishers are let go again.
+    low_water: usize,
+    /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
+    /// has room again.
+    shedding: bool,
 }
 
 impl SessionState {
@@ -242,8 +255,12 @@ impl Session {
                 ended: false,
                 dropped: 0,
                 stored: false,
+                congested: false,
+                low_water: 0,
+                shedding: false,
             }),
             wake: Notify::new(),
+            room: Notify::new(),
         }
     }
 
@@ -272,7 +289,17 @@ impl Session {
     /// Offers a message. Called by the router's caller with no other lock held. For a
     /// persistent session the delivery is written to the store (QoS 1/2, and QoS 0 queued
     /// offline), and the outcome carries the ticket the publisher's acknowledgement waits for.
-    pub fn enqueue(&self, item: Queued, config: &BrokerConfig, journal: Option<&Journal>) -> EnqueueOutcome {
+    ///
+    /// `pace` says whether the caller can pace its source (a publisher's connection): only then
+    /// may a connected subscriber's QoS 1/2 message be queued beyond the bound. Retained
+    /// messages sent on subscribe and redeliveries cannot be paced and respect the bound.
+    pub fn enqueue(
+        &self,
+        item: Queued,
+        config: &BrokerConfig,
+        journal: Option<&Journal>,
+        pace: bool,
+    ) -> EnqueueOutcome {
         let mut state = self.state.lock();
         let online = state.attached.is_some();
         if !online && item.qos == QoS::AtMostOnce && !config.queue_qos0_messages {
@@ -281,9 +308,21 @@ impl Session {
         let bytes = item.message.payload.len();
         let over_count = state.queue.len() >= config.max_queued_messages;
         let over_bytes = config.max_queued_bytes != 0 && state.queued_bytes + bytes > config.max_queued_bytes;
+        let mut congested = false;
         if over_count || over_bytes {
-            state.dropped += 1;
-            return EnqueueOutcome::DroppedQueueFull;
+            // A connected subscriber's QoS 1/2 messages are kept: the publisher is paced instead.
+            // Pacing stops each publisher after the message that found the queue full, so the
+            // overshoot is one message per publisher; the hard limit is a safety net.
+            let hard_messages = (2 * config.max_queued_messages).max(config.max_queued_messages + 1024);
+            let hard = state.queue.len() >= hard_messages
+                || (config.max_queued_bytes != 0 && state.queued_bytes + bytes > 2 * config.max_queued_bytes);
+            if !pace || !online || item.qos == QoS::AtMostOnce || hard || state.shedding {
+                state.dropped += 1;
+                return EnqueueOutcome::DroppedQueueFull;
+            }
+            congested = true;
+            state.congested = true;
+            state.low_water = config.max_queued_messages / 2;
         }
         let was_empty = state.queue.is_empty();
         state.queued_bytes += bytes;
@@ -301,7 +340,49 @@ impl Session {
         if was_empty && online {
             self.wake.notify_one();
         }
-        EnqueueOutcome::Queued(ticket)
+        if congested {
+            EnqueueOutcome::QueuedCongested(ticket)
+        } else {
+            EnqueueOutcome::Queued(ticket)
+        }
+    }
+
+    /// Whether the queue is back under half its bound (or the session is no longer connected,
+    /// in which case pacing for it is pointless).
+    pub fn has_room(&self, config: &BrokerConfig) -> bool {
+        let state = self.state.lock();
+        state.attached.is_none() || state.ended || state.queue.len() <= config.max_queued_messages / 2
+    }
+
+    /// Waits until [`has_room`](Self::has_room) is true.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it holds nothing but a registration with the session's notifier.
+    pub async fn wait_for_room(&self, config: &BrokerConfig) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake-up between the two is not lost.
+            notified.as_mut().enable();
+            if self.has_room(config) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Applies the slow-consumer policy after publishers waited too long: from now on messages
+    /// beyond the bound are dropped (counted) until the queue has room again; with `disconnect`
+    /// the attached connection is also kicked with 0x97.
+    pub fn shed(&self, disconnect: bool) {
+        let mut state = self.state.lock();
+        state.shedding = true;
+        let kick = if disconnect { state.attached_kick() } else { None };
+        drop(state);
+        self.room.notify_waiters();
+        if let Some(kick) = kick {
+            kick.kick(ReasonCode::QUOTA_EXCEEDED);
+        }
     }
 
     /// Attaches a new connection. Returns the connection previously attached, to be kicked.
@@ -382,6 +463,7 @@ impl Session {
         let Some(window) = state.attached.as_ref().filter(|a| a.conn_id == conn_id).map(|a| a.window) else {
             return 0;
         };
+        let low_water = state.low_water;
         let mut dropped = 0;
         let mut taken = 0;
         while taken < max {
@@ -415,6 +497,12 @@ impl Session {
             out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });
         }
         state.dropped += dropped as u64;
+        if (state.congested || state.shedding) && taken + dropped > 0 && state.queue.len() <= low_water {
+            state.congested = false;
+            state.shedding = false;
+            drop(state);
+            self.room.notify_waiters();
+        }
         dropped
     }
 
@@ -710,8 +798,8 @@ mod tests {
         let config = BrokerConfig::default();
         let session = Session::new(1, "c".into(), ProtocolVersion::V311, 0);
         session.attach(7, Arc::new(Kick::default()), 100, ProtocolVersion::V311, 0);
-        session.enqueue(qos1("a"), &config, None);
-        session.enqueue(qos1("b"), &config, None);
+        session.enqueue(qos1("a"), &config, None, true);
+        session.enqueue(qos1("b"), &config, None, true);
         let mut out = Vec::new();
         session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
         assert_eq!(ids(&out), [1, 2]);
@@ -719,7 +807,7 @@ mod tests {
 
         // 65,535 deliveries later the id 1 comes round again while "a" is still unacknowledged.
         session.lock().next_seq = u64::from(u16::MAX);
-        session.enqueue(qos1("c"), &config, None);
+        session.enqueue(qos1("c"), &config, None, true);
         out.clear();
         session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
         assert!(out.is_empty(), "id 1 is still in flight");

@@ -436,3 +436,31 @@ fn v5_delayed_will_of_a_session_ended_by_clean_start_takeover_is_published_at_on
     old.close(CloseKind::TakenOver, world.now);
     assert_eq!(payloads(&watcher.publishes(world.now)), ["ended"], "MQTT 5.0 section 3.1.3.2.2");
 }
+
+#[test]
+fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_qos1() {
+    let config = BrokerConfig { max_queued_messages: 3, max_inflight_messages: 1, ..BrokerConfig::default() };
+    let world = World::with(config);
+    let mut subscriber = world.client(connect(V311, "slow"));
+    subscriber.subscribe(vec![sub("b", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V311, "p"));
+    for i in 0..6 {
+        publisher.publish(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now);
+    }
+    assert!(publisher.connection.as_mut().unwrap().is_congested(), "the publisher is to be paced");
+    assert_eq!(publisher.connection.as_mut().unwrap().take_congested().len(), 1);
+    publisher.publish(publish("b", "qos0", QoS::AtMostOnce, false), world.now);
+    assert_eq!(
+        world.broker.stats().messages_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "only the QoS 0 message beyond the bound is dropped"
+    );
+    let mut received = Vec::new();
+    while received.len() < 6 {
+        let got = subscriber.publishes(world.now);
+        assert_eq!(got.len(), 1, "window of one");
+        subscriber.send(Packet::PubAck(PubResponse::success(got[0].packet_id.unwrap())), world.now).unwrap();
+        received.extend(payloads(&got));
+    }
+    assert_eq!(received, ["0", "1", "2", "3", "4", "5"]);
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use midge_broker::session::Session;
 use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
 use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
 use midge_store::{DurableError, Ticket, WriterHandle};
@@ -136,16 +137,30 @@ async fn run_connected(
         secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
     };
     let far_future = Duration::from_secs(86_400 * 365);
-    let mut deadline = tokio::time::Instant::now() + keep_alive.unwrap_or(far_future);
     let mut more_ready = true;
     let writer_handle = connection.broker().journal().map(|journal| journal.writer().clone());
+    let mut frames = FrameContext {
+        version,
+        max_packet_size,
+        keep_alive,
+        writer: writer_handle.clone(),
+        deadline: tokio::time::Instant::now() + keep_alive.unwrap_or(far_future),
+    };
     let mut held = HeldResponses::default();
+    let broker = Arc::clone(connection.broker());
+    // Subscribers over their queue bound that this client published to: while any is, this
+    // client is not read (pacing, DESIGN.md "Bounds and back-pressure"), for at most
+    // slow_consumer_timeout_ms.
+    let mut paced: Vec<Arc<Session>> = Vec::new();
+    let mut pace_deadline = tokio::time::Instant::now();
+    let pace_timeout = Duration::from_millis(broker.config().slow_consumer_timeout_ms);
 
     loop {
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
+        let pacing = wait_for_room(paced.first().map(|s| (Arc::clone(&broker), Arc::clone(s))), pace_deadline);
         let first_held = held.first_ticket();
         let durable = wait_durable(first_held.and_then(|_| writer_handle.clone()), first_held);
         tokio::select! {
@@ -166,7 +181,7 @@ async fn run_connected(
                 connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None, wbuf);
                 return (CloseKind::ServerShutdown, "server shutting down".to_owned());
             }
-            _ = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
+            _ = tokio::time::sleep_until(frames.deadline), if keep_alive.is_some() => {
                 connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, Some("keep alive timeout"), wbuf);
                 return (CloseKind::Abnormal, "keep alive timeout".to_owned());
             }
@@ -180,7 +195,32 @@ async fn run_connected(
                 }
             },
             _ = session.woken(), if room => more_ready = true,
-            readable = reader.readable(), if room => {
+            _ = pacing => {
+                paced.retain(|session| !session.has_room(broker.config()));
+                if !paced.is_empty() && tokio::time::Instant::now() >= pace_deadline {
+                    let disconnect = broker.config().slow_consumer_policy == midge_broker::SlowConsumerPolicy::Disconnect;
+                    for session in paced.drain(..) {
+                        tracing::warn!(
+                            publisher = %connection.client_id(), subscriber = %session.client_id(),
+                            "slow consumer: queue still full after slow_consumer_timeout_ms, applying the policy"
+                        );
+                        session.shed(disconnect);
+                    }
+                }
+                if paced.is_empty() {
+                    if let Some(keep_alive) = keep_alive {
+                        // Not reading was our doing: the client's keep alive starts again.
+                        frames.deadline = tokio::time::Instant::now() + keep_alive;
+                    }
+                    // Frames left buffered when pacing began come before any new read.
+                    if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
+                        return end;
+                    }
+                    more_ready = true;
+                    start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout);
+                }
+            }
+            readable = reader.readable(), if room && paced.is_empty() => {
                 if let Err(error) = readable {
                     return (CloseKind::Abnormal, format!("read error: {error}"));
                 }
@@ -193,42 +233,87 @@ async fn run_connected(
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(_) => {}
                 }
-                let now = Instant::now();
-                loop {
-                    match decode_packet(rbuf, version, max_packet_size) {
-                        Ok(Some(packet)) => {
-                            if let Some(keep_alive) = keep_alive {
-                                deadline = tokio::time::Instant::now() + keep_alive;
-                            }
-                            let mark = wbuf.len();
-                            let handled = connection.handle(packet, now, wbuf);
-                            held.hold_back(connection.take_hold(), mark, wbuf, writer_handle.as_ref());
-                            match handled {
-                                Ok(Flow::Continue) => {}
-                                Ok(Flow::Disconnect { with_will }) => {
-                                    let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
-                                    return (how, "client sent DISCONNECT".to_owned());
-                                }
-                                Err(violation) => {
-                                    connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
-                                    return (CloseKind::Abnormal, format!("protocol violation: {violation}"));
-                                }
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            let detail = error.to_string();
-                            connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
-                            return (CloseKind::Abnormal, format!("bad packet: {detail}"));
-                        }
-                    }
+                if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
+                    return end;
                 }
                 more_ready = true;
-                if rbuf.is_empty() {
-                    *rbuf = BytesMut::new();
-                }
+                start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout);
             }
         }
+    }
+}
+
+/// What [`process_frames`] needs that does not change during a connection.
+struct FrameContext {
+    version: ProtocolVersion,
+    max_packet_size: usize,
+    keep_alive: Option<Duration>,
+    writer: Option<WriterHandle>,
+    /// When the keep alive runs out; every complete packet moves it.
+    deadline: tokio::time::Instant,
+}
+
+/// Decodes and handles the complete frames in `rbuf`, writing responses into `wbuf` (holding
+/// back those that wait for the store). Stops early, leaving the rest buffered, when a
+/// PUBLISH found a subscriber over its queue bound: the client is paced between packets, so
+/// one read of many small PUBLISHes cannot overshoot the bound. `Err` ends the connection.
+fn process_frames(
+    frames: &mut FrameContext,
+    connection: &mut ClientConnection,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    held: &mut HeldResponses,
+) -> Result<(), (CloseKind, String)> {
+    let now = Instant::now();
+    loop {
+        match decode_packet(rbuf, frames.version, frames.max_packet_size) {
+            Ok(Some(packet)) => {
+                if let Some(keep_alive) = frames.keep_alive {
+                    frames.deadline = tokio::time::Instant::now() + keep_alive;
+                }
+                let mark = wbuf.len();
+                let handled = connection.handle(packet, now, wbuf);
+                held.hold_back(connection.take_hold(), mark, wbuf, frames.writer.as_ref());
+                match handled {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Disconnect { with_will }) => {
+                        let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
+                        return Err((how, "client sent DISCONNECT".to_owned()));
+                    }
+                    Err(violation) => {
+                        connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
+                        return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
+                    }
+                }
+                if connection.is_congested() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                let detail = error.to_string();
+                connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
+                return Err((CloseKind::Abnormal, format!("bad packet: {detail}")));
+            }
+        }
+    }
+    if rbuf.is_empty() {
+        *rbuf = BytesMut::new(); // an idle connection holds no read buffer
+    }
+    Ok(())
+}
+
+/// Starts pacing this client if its last packets found congested subscribers.
+fn start_pacing(
+    connection: &mut ClientConnection,
+    paced: &mut Vec<Arc<Session>>,
+    pace_deadline: &mut tokio::time::Instant,
+    pace_timeout: Duration,
+) {
+    let congested = connection.take_congested();
+    if !congested.is_empty() {
+        *paced = congested;
+        *pace_deadline = tokio::time::Instant::now() + pace_timeout;
     }
 }
 
@@ -267,6 +352,22 @@ impl HeldResponses {
             let (_, bytes) = self.queue.pop_front().expect("front exists");
             wbuf.extend_from_slice(&bytes);
         }
+    }
+}
+
+/// Waits until `session` has room in its queue, or `until`; never completes without a session.
+///
+/// # Cancel safety
+/// Cancel safe: see [`midge_broker::session::Session::wait_for_room`].
+async fn wait_for_room(target: Option<(Arc<Broker>, Arc<Session>)>, until: tokio::time::Instant) {
+    match target {
+        Some((broker, session)) => {
+            tokio::select! {
+                _ = session.wait_for_room(broker.config()) => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
