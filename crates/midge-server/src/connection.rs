@@ -154,6 +154,11 @@ async fn run_connected(
     let mut paced: Vec<Arc<Session>> = Vec::new();
     let mut pace_deadline = tokio::time::Instant::now();
     let pace_timeout = Duration::from_millis(broker.config().slow_consumer_timeout_ms);
+    // One timer for the keep alive, re-armed only when it fires early: packets move
+    // `frames.deadline` without touching the timer, so a busy connection does not register a
+    // timer per packet.
+    let keep_alive_timer = tokio::time::sleep_until(frames.deadline);
+    tokio::pin!(keep_alive_timer);
 
     loop {
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
@@ -181,7 +186,11 @@ async fn run_connected(
                 connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None, wbuf);
                 return (CloseKind::ServerShutdown, "server shutting down".to_owned());
             }
-            _ = tokio::time::sleep_until(frames.deadline), if keep_alive.is_some() => {
+            _ = &mut keep_alive_timer, if keep_alive.is_some() => {
+                if frames.deadline > tokio::time::Instant::now() {
+                    keep_alive_timer.as_mut().reset(frames.deadline);
+                    continue;
+                }
                 connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, Some("keep alive timeout"), wbuf);
                 return (CloseKind::Abnormal, "keep alive timeout".to_owned());
             }
@@ -243,7 +252,8 @@ async fn run_connected(
     }
 }
 
-/// What [`process_frames`] needs that does not change during a connection.
+/// What [`process_frames`] works with across calls: the connection's fixed settings and its
+/// keep alive deadline.
 struct FrameContext {
     version: ProtocolVersion,
     max_packet_size: usize,
