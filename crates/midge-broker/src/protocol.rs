@@ -81,7 +81,8 @@ pub struct ClientConnection {
     /// Session Expiry Interval granted at CONNECT; a DISCONNECT may not raise it from 0
     /// (MQTT-3.14.2-2).
     connect_expiry: u32,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and a `Will` carries a whole `Properties`.
+    will: Option<Box<Will>>,
     /// Topic aliases the client set (index = alias - 1).
     inbound_aliases: Vec<Option<TopicName>>,
     /// Topic aliases the broker set towards the client.
@@ -114,7 +115,7 @@ impl ClientConnection {
             version: connect.protocol,
             keep_alive,
             connect_expiry,
-            will: connect.will.clone(),
+            will: connect.will.clone().map(Box::new),
             inbound_aliases: vec![None; usize::from(alias_slots)],
             outbound_aliases: HashMap::default(),
             client_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),

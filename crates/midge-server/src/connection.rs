@@ -23,10 +23,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
+use crate::read_size::ReadSize;
+
 /// Bytes pending to a client above which the driver stops producing more for it.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
-/// Smallest free space offered to a read.
-const READ_CHUNK: usize = 4096;
 /// How long a closing connection may take to flush its last packets (DISCONNECT, CONNACK).
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -87,6 +87,9 @@ pub async fn serve(
         }
     };
 
+    if rbuf.is_empty() {
+        rbuf = BytesMut::new(); // the CONNECT's read buffer is not kept by an idle client
+    }
     let version = connect.protocol;
     let clean_start = connect.clean_start;
     let requested_id = connect.client_id.to_string();
@@ -147,6 +150,7 @@ async fn run_connected(
         deadline: tokio::time::Instant::now() + keep_alive.unwrap_or(far_future),
     };
     let mut held = HeldResponses::default();
+    let mut read_size = ReadSize::default();
     let broker = Arc::clone(connection.broker());
     // Subscribers over their queue bound that this client published to: while any is, this
     // client is not read (pacing, DESIGN.md "Bounds and back-pressure"), for at most
@@ -165,9 +169,14 @@ async fn run_connected(
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
         let room = wbuf.len() < WRITE_HIGH_WATER;
-        let pacing = wait_for_room(paced.first().map(|s| (Arc::clone(&broker), Arc::clone(s))), pace_deadline);
-        let first_held = held.first_ticket();
-        let durable = wait_durable(first_held.and_then(|_| writer_handle.clone()), first_held);
+        // Rarely active, so boxed only when they are: an idle connection's task stays small.
+        let pacing =
+            only_if(paced.first().map(|s| Box::pin(wait_for_room(Arc::clone(&broker), Arc::clone(s), pace_deadline))));
+        let durable = only_if(
+            held.first_ticket()
+                .zip(writer_handle.clone())
+                .map(|(ticket, writer)| Box::pin(wait_durable(writer, ticket))),
+        );
         tokio::select! {
             durable = durable => match durable {
                 Ok(committed) => held.release(committed, wbuf),
@@ -235,12 +244,13 @@ async fn run_connected(
                 }
                 // The buffer is allocated only once bytes are waiting, and dropped again when
                 // every frame in it is decoded: an idle connection holds no read buffer.
-                rbuf.reserve(READ_CHUNK);
+                rbuf.reserve(read_size.room_for_next_read(rbuf, max_packet_size));
+                let offered = rbuf.capacity() - rbuf.len();
                 match reader.try_read_buf(rbuf) {
                     Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
-                    Ok(_) => {}
+                    Ok(got) => read_size.observe(got, offered),
                 }
                 if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
                     return end;
@@ -365,35 +375,33 @@ impl HeldResponses {
     }
 }
 
-/// Waits until `session` has room in its queue, or `until`; never completes without a session.
-///
-/// # Cancel safety
-/// Cancel safe: see [`midge_broker::session::Session::wait_for_room`].
-async fn wait_for_room(target: Option<(Arc<Broker>, Arc<Session>)>, until: tokio::time::Instant) {
-    match target {
-        Some((broker, session)) => {
-            tokio::select! {
-                _ = session.wait_for_room(broker.config()) => {}
-                _ = tokio::time::sleep_until(until) => {}
-            }
-        }
+/// Runs `future` if there is one; otherwise never completes (a disabled `select!` branch whose
+/// inactive state costs one pointer).
+async fn only_if<F: std::future::Future>(future: Option<std::pin::Pin<Box<F>>>) -> F::Output {
+    match future {
+        Some(future) => future.await,
         None => std::future::pending().await,
     }
 }
 
-/// Waits until `ticket` is durable and returns the committed ticket; never completes without a
-/// ticket.
+/// Waits until `session` has room in its queue, or `until`.
+///
+/// # Cancel safety
+/// Cancel safe: see [`midge_broker::session::Session::wait_for_room`].
+async fn wait_for_room(broker: Arc<Broker>, session: Arc<Session>, until: tokio::time::Instant) {
+    tokio::select! {
+        _ = session.wait_for_room(broker.config()) => {}
+        _ = tokio::time::sleep_until(until) => {}
+    }
+}
+
+/// Waits until `ticket` is durable and returns the committed ticket.
 ///
 /// # Cancel safety
 /// Cancel safe: it only watches the writer's progress.
-async fn wait_durable(writer: Option<WriterHandle>, ticket: Option<Ticket>) -> Result<Ticket, DurableError> {
-    match (writer, ticket) {
-        (Some(writer), Some(ticket)) => {
-            writer.durable(ticket).await?;
-            Ok(writer.committed())
-        }
-        _ => std::future::pending().await,
-    }
+async fn wait_durable(writer: WriterHandle, ticket: Ticket) -> Result<Ticket, DurableError> {
+    writer.durable(ticket).await?;
+    Ok(writer.committed())
 }
 
 /// Why the first packet could not be read.
@@ -415,7 +423,7 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(error) => return Err(FirstPacketError::Decode(error)),
         }
-        rbuf.reserve(READ_CHUNK);
+        rbuf.reserve(ReadSize::default().room_for_next_read(rbuf, max_packet_size));
         match reader.read_buf(rbuf).await {
             Ok(0) => return Err(FirstPacketError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"))),
             Ok(_) => {}

@@ -4,12 +4,14 @@
 //! - [`config`]: the TOML configuration and the no-config defaults.
 //! - [`listener`]: binding listeners and accepting connections.
 //! - [`connection`]: the per-connection driver task.
+//! - [`read_size`]: how much buffer each read is offered.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod connection;
 pub mod listener;
+pub mod read_size;
 pub mod server;
 
 pub use config::{ListenerConfig, ServerConfig};
