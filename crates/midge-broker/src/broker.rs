@@ -329,7 +329,7 @@ impl Broker {
                 properties.shared_subscription_available = Some(false);
             }
         }
-        self.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats.connections_accepted.add(1);
         let connection =
             ClientConnection::new(Arc::clone(self), session, conn_id, kick, &connect, keep_alive, granted_expiry);
         ConnectOutcome::Accepted {
@@ -363,7 +363,7 @@ impl Broker {
     /// Publishes a message: updates the retained store when it is retained, then delivers it
     /// to every matching subscription.
     pub fn publish(&self, message: Arc<Message>) -> Published {
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.stats.messages_received.add(1);
         let mut ticket = None;
         if message.retain {
             let mut retained = self.retained.write();
@@ -424,7 +424,7 @@ impl Broker {
                     congested.push(session);
                 }
                 EnqueueOutcome::DroppedQueueFull => {
-                    self.stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.messages_dropped.add(1);
                     tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
                 }
                 EnqueueOutcome::DroppedOffline => {}
@@ -560,7 +560,7 @@ impl Broker {
 
     /// Publishes a will message now.
     pub(crate) fn publish_will(&self, will: Arc<Message>) {
-        self.stats.wills_published.fetch_add(1, Ordering::Relaxed);
+        self.stats.wills_published.add(1);
         self.publish(will);
     }
 

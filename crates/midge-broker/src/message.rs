@@ -134,6 +134,14 @@ impl Message {
 /// Encodes the properties that pass through the broker unchanged. Message expiry, topic alias
 /// and subscription identifiers are per receiver and written at send time.
 fn encode_shared_properties(properties: &Properties) -> Bytes {
+    let none_shared = properties.payload_format_indicator.is_none()
+        && properties.content_type.is_none()
+        && properties.response_topic.is_none()
+        && properties.correlation_data.is_none()
+        && properties.user_properties.is_empty();
+    if none_shared {
+        return Bytes::new(); // every 3.x message, and most v5 ones: no struct built or compared
+    }
     let shared = Properties {
         payload_format_indicator: properties.payload_format_indicator,
         content_type: properties.content_type.clone(),
@@ -142,9 +150,6 @@ fn encode_shared_properties(properties: &Properties) -> Bytes {
         user_properties: properties.user_properties.clone(),
         ..Properties::default()
     };
-    if shared.is_empty() {
-        return Bytes::new();
-    }
     let mut out = BytesMut::new();
     encode_properties(&shared, &mut out);
     out.freeze()

@@ -6,7 +6,6 @@
 //! limits (Maximum Packet Size, Topic Alias Maximum, Request Problem Information).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -193,7 +192,7 @@ impl ClientConnection {
     pub fn resume(&mut self, now: Instant, out: &mut BytesMut) {
         let resends = self.session.resend_inflight(self.conn_id);
         for outgoing in resends {
-            self.write_outgoing(outgoing, now, out);
+            let _ = self.write_outgoing(outgoing, now, out);
         }
     }
 
@@ -402,20 +401,28 @@ impl ClientConnection {
                 &mut outgoing,
             );
             if dropped > 0 {
-                self.broker.stats().messages_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                self.broker.stats().messages_dropped.add(dropped as u64);
             }
             more = outgoing.len() == DRAIN_BATCH;
+            let mut sent = 0;
             for item in outgoing.drain(..) {
-                self.write_outgoing(item, now, out);
+                sent += u64::from(self.write_outgoing(item, now, out));
+            }
+            if sent > 0 {
+                self.broker.stats().messages_sent.add(sent); // once per batch, not per message
             }
         }
         self.scratch = outgoing;
         more
     }
 
-    fn write_outgoing(&mut self, outgoing: Outgoing, now: Instant, out: &mut BytesMut) {
+    /// Writes one outgoing packet; returns whether it was a PUBLISH.
+    fn write_outgoing(&mut self, outgoing: Outgoing, now: Instant, out: &mut BytesMut) -> bool {
         match outgoing {
-            Outgoing::PubRel(id) => self.write(&Packet::PubRel(PubResponse::success(id)), out),
+            Outgoing::PubRel(id) => {
+                self.write(&Packet::PubRel(PubResponse::success(id)), out);
+                false
+            }
             Outgoing::Publish { item, packet_id, dup } => {
                 let v5 = self.version.is_v5();
                 let (topic, alias) = if v5 { self.outbound_alias(&item.message.topic) } else { (true, None) };
@@ -433,9 +440,9 @@ impl ClientConnection {
                 };
                 if let Err(error) = encode_publish(out, self.version, &header, &message.payload) {
                     tracing::warn!(%error, "message too large to encode, dropped");
-                    return;
+                    return false;
                 }
-                self.broker.stats().messages_sent.fetch_add(1, Ordering::Relaxed);
+                true
             }
         }
     }
