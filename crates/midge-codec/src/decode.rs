@@ -12,7 +12,7 @@
 //! only well-formed values. Rules that depend on who sent the packet (a client must not send
 //! CONNACK) or on session state (topic alias ranges) are the broker's.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::Packet;
@@ -90,8 +90,10 @@ pub fn decode_packet(
     if buf.len() < total {
         return Ok(None);
     }
-    let frame = buf.split_to(total).freeze();
-    let body = Reader::new(frame.slice(header.header_len..));
+    let mut frame = buf.split_to(total).freeze();
+    // Advancing (rather than slicing) keeps one reference to the frame's storage, not two.
+    frame.advance(header.header_len);
+    let body = Reader::new(frame);
     decode_body(&header, body, version).map(Some)
 }
 

@@ -99,6 +99,11 @@ impl MqttString {
         if bytes.len() > usize::from(u16::MAX) {
             return Err(InvalidValue::StringTooLong);
         }
+        // Most strings (topics, client ids) are ASCII: one pass that LLVM vectorises checks
+        // "ASCII and no U+0000" at once; only other strings get the full UTF-8 validation.
+        if bytes.iter().all(|&b| b.wrapping_sub(1) < 0x7F) {
+            return Ok(Self(bytes));
+        }
         let text = std::str::from_utf8(&bytes).map_err(|_| InvalidValue::InvalidUtf8)?;
         if text.contains('\0') {
             return Err(InvalidValue::NullCharacter);
