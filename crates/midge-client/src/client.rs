@@ -328,7 +328,7 @@ async fn establish(
 ) -> Result<(Link, ConnAck), Error> {
     let timeout = options.connect_timeout;
     let exchange = async {
-        let mut link = transport::open(&options.server, options.nodelay).await?;
+        let mut link = transport::open(&options.server, options.nodelay, options.local_address).await?;
         read.clear();
         write.clear();
         session.connect(connect_packet(options)?, write)?;

@@ -1,5 +1,6 @@
 //! What a client connects to and how: every setting in one struct with its default.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -78,6 +79,10 @@ pub struct ConnectOptions {
     /// Disable Nagle's algorithm. Default true: the client batches its own writes, so waiting
     /// for more data only adds latency.
     pub nodelay: bool,
+    /// Local address the socket is bound to before connecting; the OS picks the port. Default
+    /// none: the OS picks both. A load generator spreads many connections over 127.0.0.x with
+    /// it, so the ephemeral ports of one source address do not run out.
+    pub local_address: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -98,6 +103,7 @@ impl ConnectOptions {
             max_packet_size: MAX_PACKET_SIZE,
             reconnect: None,
             nodelay: true,
+            local_address: None,
         }
     }
 }

@@ -2,9 +2,10 @@
 //! variants whose `open` returns the same [`Link`], so nothing above this file changes.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::Error;
 use crate::options::ServerAddress;
@@ -28,17 +29,39 @@ pub(crate) struct Link {
     pub(crate) writer: Box<dyn AsyncWrite + Send + Unpin>,
 }
 
-/// Opens the transport to `server`.
-pub(crate) async fn open(server: &ServerAddress, nodelay: bool) -> Result<Link, Error> {
+/// Opens the transport to `server`, from `local_address` when one is given.
+pub(crate) async fn open(server: &ServerAddress, nodelay: bool, local_address: Option<IpAddr>) -> Result<Link, Error> {
     match server.transport {
         Transport::Tcp => {
             let address = format!("{}:{}", server.host, server.port);
-            let stream = TcpStream::connect((server.host.as_str(), server.port))
-                .await
-                .map_err(|source| Error::Connect { address: address.clone(), source })?;
+            let connected = match local_address {
+                None => TcpStream::connect((server.host.as_str(), server.port)).await,
+                Some(local) => connect_from(local, &server.host, server.port).await,
+            };
+            let stream = connected.map_err(|source| Error::Connect { address: address.clone(), source })?;
             stream.set_nodelay(nodelay).map_err(|source: io::Error| Error::Connect { address, source })?;
             let (reader, writer) = stream.into_split();
             Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
         }
     }
+}
+
+/// Connects to the first address of `host` in `local`'s family, from a socket bound to `local`
+/// (port chosen by the OS).
+async fn connect_from(local: IpAddr, host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for remote in tokio::net::lookup_host((host, port)).await? {
+        if remote.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if local.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.bind(SocketAddr::new(local, 0))?;
+        match socket.connect(remote).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{host} has no address in the family of {local}"))
+    }))
 }

@@ -6,10 +6,12 @@
 //!   flags, output and exit codes on `midge-client`.
 //! - `shell`: `midge shell`, an interactive client.
 //! - `client`: what the client tools share (connection flags, `-D`, `-F` output, error table).
+//! - `bench`: `midge bench`, a load generator that measures a broker (see docs/benchmarks.md).
 //!
 //! Errors of `serve` are reported at this edge with `anyhow`: a message and a non-zero exit.
 //! The client tools return mosquitto's exit codes themselves.
 
+mod bench;
 mod client;
 mod publish;
 mod serve;
@@ -39,6 +41,8 @@ enum Command {
     Sub(subscribe::SubArgs),
     /// Interactive MQTT client with line editing, history and completion.
     Shell(shell::ShellArgs),
+    /// Measure a broker: throughput, loss, latency, connections.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
         Command::Pub(args) => return ExitCode::from(publish::run(args)),
         Command::Sub(args) => return ExitCode::from(subscribe::run(args)),
         Command::Shell(args) => return ExitCode::from(shell::run(args)),
+        Command::Bench(args) => return bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,370 @@
+//! `midge bench`: a load generator on `midge-client` that measures a broker, any broker.
+//!
+//! Every message carries a small header (publisher, sequence number, send time), so the
+//! subscribers count what was lost or duplicated per publisher and measure end-to-end latency
+//! with an HDR histogram; the bench reports its own CPU time, so a result limited by the bench
+//! rather than the broker shows. A run connects its clients, runs a warm-up that is not
+//! measured, measures for `--duration` seconds, stops the publishers, lets the subscribers
+//! drain, and reports. Every phase is bounded in time, so a run always ends by itself.
+//!
+//! # Layout
+//! - this file: [`BenchArgs`], their checks into [`Settings`], and [`run`].
+//! - `traffic`: `fanout`, `fanin`, `pairs` and `latency`: which clients on which topics, the
+//!   publisher and subscriber loops, and the phases of a run.
+//! - `paced`: the fixed-rate publisher of `latency`, on a thread of its own.
+//! - `conns`: idle subscribed connections: connect rate and broker memory per connection.
+//! - `payload`: the header of every message.
+//! - `system`: CPU time and resident memory from the OS, the open files limit.
+//! - `report`: the summary table, `--json`, the progress line.
+
+mod conns;
+mod paced;
+mod payload;
+mod report;
+mod system;
+mod traffic;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, ValueEnum};
+use midge_client::codec::{ProtocolVersion, QoS};
+use midge_client::ConnectOptions;
+
+use report::Report;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Publishers (default 1) -> N subscribers (default 10), all on one topic.
+    Fanout,
+    /// N publishers (default 10), each on its own topic -> subscribers (default 1) on a wildcard.
+    Fanin,
+    /// N publisher/subscriber pairs (default 10), each pair on its own topic.
+    Pairs,
+    /// A fixed publish rate (default 10,000 msg/s) from 1 publisher to 1 subscriber: latency
+    /// percentiles.
+    Latency,
+    /// K idle subscribed connections (default 1,000): connect rate, broker memory per connection.
+    Conns,
+}
+
+impl Scenario {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::Fanin => "fanin",
+            Self::Pairs => "pairs",
+            Self::Latency => "latency",
+            Self::Conns => "conns",
+        }
+    }
+}
+
+/// Arguments of `midge bench`.
+#[derive(Debug, Args)]
+#[command(
+    disable_help_flag = true,
+    about = "Measure a broker: throughput, loss, latency, connections",
+    after_help = "Output: a progress line on stderr once a second, then a summary table on stdout (or one JSON \
+object with --json). Exit status 0 when the run completed (even with losses: read `lost`), 1 when it could not \
+(broker unreachable, run over its time budget), 2 for bad arguments.
+
+Examples:
+  midge bench fanout --subscribers 100                 1 -> 100 on one topic, QoS 0, 64-byte payloads, 5 s
+  midge bench fanin --publishers 100 -q 1 --json       100 -> 1 on a wildcard, QoS 1, lost messages counted
+  midge bench pairs --pairs 100 -d 10                  100 pairs on distinct topics for 10 s
+  midge bench latency --rate 10000 -V 5                p50..p99.9 and max at 10,000 msg/s over MQTT 5
+  midge bench conns --connections 19000 --broker-pid $(pidof mosquitto)
+                                                       connect rate and broker memory per connection"
+)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Broker host.
+    #[arg(short = 'h', long = "host", default_value = "127.0.0.1", help_heading = "Broker")]
+    host: String,
+    /// Broker port.
+    #[arg(short = 'p', long = "port", default_value_t = 1883, help_heading = "Broker")]
+    port: u16,
+    /// Protocol version: 311 (3.1.1) or 5.
+    #[arg(short = 'V', long = "protocol-version", default_value = "311", value_parser = parse_version, help_heading = "Broker")]
+    version: ProtocolVersion,
+    /// Process id of the broker: its CPU time in the window and its resident memory are reported.
+    #[arg(long = "broker-pid", value_name = "PID", help_heading = "Broker")]
+    broker_pid: Option<u32>,
+    /// QoS of publications and subscriptions.
+    #[arg(short = 'q', long = "qos", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Load")]
+    qos: u8,
+    /// Payload bytes (at least 16: publisher, sequence number, send time).
+    #[arg(short = 's', long = "size", default_value_t = 64, help_heading = "Load")]
+    size: usize,
+    /// Publishers (fanout: default 1; fanin: default 10; latency: default 1).
+    #[arg(long = "publishers", value_name = "N", help_heading = "Load")]
+    publishers: Option<usize>,
+    /// Subscribers (fanout: default 10; fanin: default 1; latency: default 1).
+    #[arg(long = "subscribers", value_name = "N", help_heading = "Load")]
+    subscribers: Option<usize>,
+    /// Publisher/subscriber pairs (pairs: default 10).
+    #[arg(long = "pairs", value_name = "N", help_heading = "Load")]
+    pairs: Option<usize>,
+    /// Idle connections (conns: default 1000).
+    #[arg(long = "connections", value_name = "K", help_heading = "Load")]
+    connections: Option<usize>,
+    /// Total publish rate in msg/s, shared by the publishers (latency: default 10000; others:
+    /// as fast as the broker takes them).
+    #[arg(long = "rate", value_name = "MSG/S", help_heading = "Load")]
+    rate: Option<f64>,
+    /// Messages per publisher at most (default: no limit but the duration).
+    #[arg(long = "count", value_name = "N", help_heading = "Load")]
+    count: Option<u64>,
+    /// QoS 1/2 messages in flight per publisher: sent and not yet acknowledged.
+    #[arg(long = "inflight", value_name = "N", default_value_t = 100, help_heading = "Load")]
+    inflight: u16,
+    /// QoS 0 messages in flight per subscriber, shared by the publishers it hears: a publisher
+    /// waits while it is that far ahead of the slowest subscriber hearing it, so the rate
+    /// measured is one the broker sustains with bounded queues. 0: no limit (flood).
+    #[arg(long = "window", value_name = "N", default_value_t = 1000, help_heading = "Load")]
+    window: u64,
+    /// Subscribers keep their session: Clean Session 0 (3.1.1), Clean Start 0 and an hour of
+    /// Session Expiry (5). Their sessions are removed at the end.
+    #[arg(long = "persistent", help_heading = "Load")]
+    persistent: bool,
+    /// Seconds measured (conns: seconds the connections are held before memory is read).
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", default_value_t = 5.0, help_heading = "Run")]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long = "warmup", value_name = "SECONDS", default_value_t = 1.0, help_heading = "Run")]
+    warmup: f64,
+    /// Connection attempts in progress at once.
+    #[arg(long = "concurrency", value_name = "N", default_value_t = 100, help_heading = "Run")]
+    concurrency: usize,
+    /// Worker threads of the bench [default: one per core].
+    #[arg(long = "threads", value_name = "N", help_heading = "Run")]
+    threads: Option<usize>,
+    /// Print the results as one JSON object instead of a table.
+    #[arg(long = "json", help_heading = "Output")]
+    json: bool,
+    /// No progress line.
+    #[arg(long = "quiet", help_heading = "Output")]
+    quiet: bool,
+    /// Print help (-h is the host, as in the other client tools).
+    #[arg(long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// The checked settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// What to measure.
+    pub scenario: Scenario,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Protocol version.
+    pub version: ProtocolVersion,
+    /// QoS of publications and subscriptions.
+    pub qos: QoS,
+    /// Payload bytes.
+    pub size: usize,
+    /// Publishers (pairs: the number of pairs).
+    pub publishers: usize,
+    /// Subscribers.
+    pub subscribers: usize,
+    /// Idle connections (conns).
+    pub connections: usize,
+    /// Total publish rate, if paced.
+    pub rate: Option<f64>,
+    /// Messages per publisher at most.
+    pub count: Option<u64>,
+    /// QoS 1/2 window per publisher.
+    pub inflight: u16,
+    /// QoS 0 window per subscriber (0: none).
+    pub window: u64,
+    /// Persistent subscriber sessions.
+    pub persistent: bool,
+    /// Measured time.
+    pub duration: Duration,
+    /// Unmeasured load before it.
+    pub warmup: Duration,
+    /// Connection attempts at once.
+    pub concurrency: usize,
+    /// The broker's process id.
+    pub broker_pid: Option<u32>,
+    /// Progress lines on stderr.
+    pub progress: bool,
+    /// Distinguishes this run's topics and client ids from any other run's.
+    pub run_id: String,
+}
+
+impl Settings {
+    fn from_args(args: &BenchArgs) -> Result<Self, String> {
+        let scenario = args.scenario;
+        let positive = |name: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(format!("--{name} must be at least 1")),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        let (publishers, subscribers) = match scenario {
+            Scenario::Fanout => {
+                (positive("publishers", args.publishers, 1)?, positive("subscribers", args.subscribers, 10)?)
+            }
+            Scenario::Fanin => {
+                (positive("publishers", args.publishers, 10)?, positive("subscribers", args.subscribers, 1)?)
+            }
+            Scenario::Pairs => {
+                let pairs = positive("pairs", args.pairs, 10)?;
+                (pairs, pairs)
+            }
+            Scenario::Latency => {
+                (positive("publishers", args.publishers, 1)?, positive("subscribers", args.subscribers, 1)?)
+            }
+            Scenario::Conns => (0, 0),
+        };
+        let connections =
+            if scenario == Scenario::Conns { positive("connections", args.connections, 1000)? } else { 0 };
+        let rate = match (scenario, args.rate) {
+            (_, Some(rate)) if !(rate.is_finite() && rate > 0.0) => return Err("--rate must be above 0".into()),
+            (Scenario::Latency, None) => Some(10_000.0),
+            (_, rate) => rate,
+        };
+        let seconds = |name: &str, value: f64, min: f64| {
+            if value.is_finite() && value >= min && value <= 3600.0 {
+                Ok(Duration::from_secs_f64(value))
+            } else {
+                Err(format!("--{name} must be between {min} and 3600 seconds"))
+            }
+        };
+        if args.count == Some(0) {
+            return Err("--count must be at least 1".into());
+        }
+        if args.size < payload::HEADER_LEN || args.size > 16 * 1024 * 1024 {
+            return Err(format!("--size must be between {} and 16777216 bytes", payload::HEADER_LEN));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(Self {
+            scenario,
+            host: args.host.clone(),
+            port: args.port,
+            version: args.version,
+            qos: QoS::from_u8(args.qos).unwrap_or_default(),
+            size: args.size,
+            publishers,
+            subscribers,
+            connections,
+            rate,
+            count: args.count,
+            inflight: args.inflight.max(1),
+            window: args.window,
+            persistent: args.persistent,
+            duration: seconds("duration", args.duration, 0.1)?,
+            warmup: seconds("warmup", args.warmup, 0.0)?,
+            concurrency: args.concurrency.max(1),
+            broker_pid: args.broker_pid,
+            progress: !args.quiet,
+            run_id: format!("{:x}{:04x}", std::process::id(), now.subsec_micros() & 0xffff),
+        })
+    }
+
+    /// Client options for one client of this run.
+    fn options(&self, client_id: String) -> ConnectOptions {
+        let mut options = ConnectOptions::new(self.host.clone(), self.port);
+        options.version = self.version;
+        options.client_id = client_id;
+        options.max_inflight = self.inflight;
+        options
+    }
+
+    /// The longest a run may take before it is abandoned: the measured time, plus generous
+    /// room to connect every client, drain and disconnect.
+    fn time_budget(&self) -> Duration {
+        let clients = self.publishers + self.subscribers + self.connections;
+        self.warmup + self.duration + Duration::from_secs(60) + Duration::from_millis(clients as u64 * 10)
+    }
+
+    /// The topic prefix of this run.
+    fn prefix(&self) -> String {
+        format!("midge-bench/{}", self.run_id)
+    }
+
+    /// The source address of connection `index` when connections are spread over 127.0.0.x:
+    /// only when the broker is on IPv4 loopback.
+    fn source_address(&self, index: usize) -> Option<IpAddr> {
+        let loopback =
+            self.host.parse::<Ipv4Addr>().is_ok_and(|address| address.is_loopback()) || self.host == "localhost";
+        // 127.0.0.2 to 127.0.0.251: 250 addresses, each with its own ephemeral ports.
+        loopback.then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % SOURCE_ADDRESSES) as u8)))
+    }
+}
+
+/// How many loopback source addresses `conns` spreads its connections over.
+const SOURCE_ADDRESSES: usize = 250;
+
+fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
+    match text {
+        "311" | "3.1.1" | "mqttv311" | "4" => Ok(ProtocolVersion::V311),
+        "5" | "5.0" | "mqttv5" => Ok(ProtocolVersion::V5),
+        _ => Err("expected 311 or 5".into()),
+    }
+}
+
+/// Runs `midge bench`.
+pub fn run(args: BenchArgs) -> ExitCode {
+    let settings = match Settings::from_args(&args) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("midge bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let open_files = system::raise_open_files_limit();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        builder.worker_threads(threads.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("midge bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    payload::now_ns();
+    let budget = settings.time_budget();
+    let outcome = runtime.block_on(async {
+        let run = async {
+            match settings.scenario {
+                Scenario::Conns => conns::run(&settings, open_files).await,
+                _ => traffic::run(&settings).await,
+            }
+        };
+        tokio::time::timeout(budget, run).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(Ok(report)) => {
+            print(&report, &settings, args.json);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            eprintln!("midge bench: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("midge bench: the run did not finish within its budget of {} s", budget.as_secs());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(report: &Report, settings: &Settings, json: bool) {
+    if json {
+        println!("{}", report.to_json(settings));
+    } else {
+        print!("{}", report.to_table(settings));
+    }
+}

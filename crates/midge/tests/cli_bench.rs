@@ -1,0 +1,145 @@
+//! `midge bench`: each scenario runs briefly against a test broker and its `--json` report
+//! holds sane numbers. Nothing here asserts speed: performance is shown by the benchmarks
+//! (docs/benchmarks.md), never by tests. Each run is about a second, bounded by the bench's
+//! own budget and by [`WAIT`], after which the process is killed by its PID.
+
+mod cli_common;
+mod support;
+
+use cli_common::{midge, run, Finished};
+use serde_json::Value;
+use support::{free_port, TestBroker};
+
+/// A short run against `broker`: 0.2 s of warm-up, 0.5 s measured.
+fn bench(broker: &TestBroker, args: &[&str]) -> Value {
+    let port = broker.port().to_string();
+    let pid = broker.pid().to_string();
+    let mut command = midge(&["bench"]);
+    command.args(args).args(["-p", &port, "--broker-pid", &pid, "--warmup", "0.2", "-d", "0.5", "--json"]);
+    let finished = run(command);
+    assert_eq!(finished.code(), 0, "midge bench {args:?}: {finished:?}");
+    serde_json::from_str(finished.text().trim()).unwrap_or_else(|error| panic!("{error}: {finished:?}"))
+}
+
+fn number(report: &Value, key: &str) -> f64 {
+    report[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {report}"))
+}
+
+/// What every traffic report must say: messages went through, none twice, the bench and the
+/// broker used some CPU, nothing failed.
+fn assert_traffic(report: &Value) {
+    assert!(number(report, "delivered") > 0.0, "{report}");
+    assert!(number(report, "delivered_per_s") > 0.0, "{report}");
+    assert!(number(report, "delivered_total") <= number(report, "expected_total"), "{report}");
+    assert_eq!(number(report, "duplicates"), 0.0, "{report}");
+    assert_eq!(number(report, "foreign"), 0.0, "{report}");
+    assert_eq!(number(report, "errors"), 0.0, "{report}");
+    assert!(number(report, "bench_cpu_total_s") > 0.0, "{report}");
+    assert!(number(report, "broker_cpu_s") >= 0.0, "{report}");
+    let window = number(report, "window_s");
+    assert!((0.4..5.0).contains(&window), "{report}");
+}
+
+/// At QoS 1 and 2, every message acknowledged arrived.
+fn assert_nothing_lost(report: &Value) {
+    assert_eq!(number(report, "lost"), 0.0, "{report}");
+    assert_eq!(number(report, "unacknowledged"), 0.0, "{report}");
+    assert_eq!(number(report, "acked_total"), number(report, "sent_total"), "{report}");
+    assert_eq!(number(report, "delivered_total"), number(report, "expected_total"), "{report}");
+}
+
+#[test]
+fn fanout_delivers_to_every_subscriber() {
+    let broker = TestBroker::start();
+    let report = bench(&broker, &["fanout", "--subscribers", "3", "--rate", "3000"]);
+    assert_traffic(&report);
+    assert_eq!(report["scenario"], "fanout");
+    assert_eq!((number(&report, "publishers"), number(&report, "subscribers")), (1.0, 3.0));
+    assert_eq!(number(&report, "expected_total"), 3.0 * number(&report, "sent_total"), "{report}");
+    assert!(report["latency_us"]["p50"].as_u64().is_some(), "{report}");
+}
+
+#[test]
+fn fanin_at_qos_1_loses_no_acknowledged_message() {
+    let broker = TestBroker::start();
+    let report = bench(&broker, &["fanin", "--publishers", "3", "-q", "1", "--rate", "2000"]);
+    assert_traffic(&report);
+    assert_nothing_lost(&report);
+}
+
+#[test]
+fn pairs_at_qos_2_over_mqtt_5_with_persistent_subscribers() {
+    let broker = TestBroker::start();
+    let args = ["pairs", "--pairs", "2", "-q", "2", "-V", "5", "--persistent", "--rate", "1000", "-s", "100"];
+    let report = bench(&broker, &args);
+    assert_traffic(&report);
+    assert_nothing_lost(&report);
+    assert_eq!((report["version"].as_str(), number(&report, "size")), (Some("5"), 100.0));
+}
+
+#[test]
+fn latency_reports_percentiles_at_a_fixed_rate() {
+    let broker = TestBroker::start();
+    let report = bench(&broker, &["latency", "--rate", "1000"]);
+    assert_traffic(&report);
+    let latency = &report["latency_us"];
+    let percentile = |key: &str| latency[key].as_u64().unwrap_or_else(|| panic!("{key} in {report}"));
+    assert!(percentile("count") > 0);
+    assert!(percentile("p50") <= percentile("p90") && percentile("p90") <= percentile("p99"), "{report}");
+    assert!(percentile("p99") <= percentile("p99_9") && percentile("p99_9") <= percentile("max"), "{report}");
+    // A fixed rate: about 1,000 msg/s sent, whatever the machine.
+    let sent = number(&report, "sent_per_s");
+    assert!((500.0..1500.0).contains(&sent), "{report}");
+    assert!(report["publisher_late_max_us"].as_u64().is_some(), "{report}");
+}
+
+#[test]
+fn conns_holds_idle_connections_and_measures_the_broker() {
+    let broker = TestBroker::start();
+    let report = bench(&broker, &["conns", "--connections", "60", "--concurrency", "20"]);
+    assert_eq!(report["target_reached"], true, "{report}");
+    assert_eq!(number(&report, "connected"), 60.0, "{report}");
+    assert_eq!(number(&report, "failed"), 0.0, "{report}");
+    assert!(number(&report, "connect_per_s") > 0.0, "{report}");
+    assert!(number(&report, "source_addresses") > 1.0, "{report}");
+    assert!(report["rss_per_connection_bytes"].is_number(), "{report}");
+    assert!(number(&report, "broker_rss_after_kib") > 0.0, "{report}");
+}
+
+#[test]
+fn the_table_is_printed_without_json() {
+    let broker = TestBroker::start();
+    let port = broker.port().to_string();
+    let mut command = midge(&["bench"]);
+    command.args(["fanout", "--subscribers", "2", "--rate", "500", "--warmup", "0", "-d", "1.1", "-p", &port]);
+    let finished = run(command);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+    let table = finished.text();
+    for label in ["midge bench fanout: 1 publisher -> 2 subscribers", "delivered", "not delivered", "bench CPU"] {
+        assert!(table.contains(label), "{label:?} missing from:\n{table}");
+    }
+    assert!(finished.stderr.contains("measuring: sent"), "no progress line: {finished:?}");
+}
+
+#[test]
+fn bad_arguments_exit_2_and_an_unreachable_broker_exits_1() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["fanout", "--size", "4"], "--size"),
+        (&["fanin", "--publishers", "0"], "--publishers"),
+        (&["latency", "--rate", "0"], "--rate"),
+        (&["pairs", "-d", "0"], "--duration"),
+    ];
+    for (args, message) in cases {
+        let mut command = midge(&["bench"]);
+        command.args(args);
+        let finished: Finished = run(command);
+        assert_eq!(finished.code(), 2, "{args:?}: {finished:?}");
+        assert!(finished.stderr.contains(message), "{args:?}: {finished:?}");
+    }
+    let port = free_port().to_string();
+    let mut command = midge(&["bench"]);
+    command.args(["fanout", "-p", &port, "-d", "0.2"]);
+    let finished = run(command);
+    assert_eq!(finished.code(), 1, "{finished:?}");
+    assert!(finished.stderr.contains("cannot connect"), "{finished:?}");
+}
