@@ -392,12 +392,18 @@ impl Broker {
     /// many sessions it was queued for, and the ticket of the last delivery record written.
     fn route(&self, message: &Arc<Message>) -> (usize, Option<Ticket>, Vec<Arc<Session>>) {
         let mut targets: SmallVec<[(Arc<Session>, Queued); 8]> = SmallVec::new();
+        let mut direct_filters = 0usize;
+        let mut last_filter: Option<*const u8> = None;
         {
             let router = self.router.read();
             router.match_topic(&message.topic, |found| match found {
-                Match::Direct { value, .. } => {
+                Match::Direct { value, filter, .. } => {
                     if value.options.no_local && message.publisher == Some(value.session.id()) {
                         return; // MQTT-3.8.3-3
+                    }
+                    if last_filter != Some(filter.as_ptr()) {
+                        last_filter = Some(filter.as_ptr());
+                        direct_filters += 1;
                     }
                     targets.push((Arc::clone(&value.session), delivery(message, value)));
                 }
@@ -408,7 +414,10 @@ impl Broker {
                 }
             });
         }
-        merge_overlapping(&mut targets);
+        // One filter's subscribers are distinct sessions: only several filters can overlap.
+        if direct_filters > 1 {
+            merge_overlapping(&mut targets);
+        }
         let mut delivered = 0;
         let mut ticket = None;
         let mut congested = Vec::new();

@@ -12,6 +12,7 @@
 //! - [`router`]: the subscription index.
 //! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
 //! - [`stats`], the counters the broker keeps.
+//! - [`wake_batch`]: one wake-up per subscriber per read batch.
 #![deny(missing_docs)]
 
 pub mod broker;
@@ -24,6 +25,7 @@ pub mod retained_tree;
 pub mod router;
 pub mod session;
 pub mod stats;
+pub mod wake_batch;
 
 pub use broker::{Broker, ConnectContext, ConnectOutcome, Published, Restored};
 pub use config::{BrokerConfig, SlowConsumerPolicy};

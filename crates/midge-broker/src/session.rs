@@ -294,7 +294,7 @@ impl Session {
     /// may a connected subscriber's QoS 1/2 message be queued beyond the bound. Retained
     /// messages sent on subscribe and redeliveries cannot be paced and respect the bound.
     pub fn enqueue(
-        &self,
+        self: &Arc<Self>,
         item: Queued,
         config: &BrokerConfig,
         journal: Option<&Journal>,
@@ -338,13 +338,19 @@ impl Session {
         state.queue.push_back(Entry { seq, item, durable: ticket.is_some(), maybe_sent: false });
         drop(state);
         if was_empty && online {
-            self.wake.notify_one();
+            // Now, or once at the end of the publisher's read batch (see `wake_batch`).
+            crate::wake_batch::wake(self);
         }
         if congested {
             EnqueueOutcome::QueuedCongested(ticket)
         } else {
             EnqueueOutcome::Queued(ticket)
         }
+    }
+
+    /// Wakes the attached connection.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Whether the queue is back under half its bound (or the session is no longer connected,
@@ -796,7 +802,7 @@ mod tests {
     #[test]
     fn packet_ids_follow_delivery_order_and_wait_for_a_reused_id_to_be_released() {
         let config = BrokerConfig::default();
-        let session = Session::new(1, "c".into(), ProtocolVersion::V311, 0);
+        let session = Arc::new(Session::new(1, "c".into(), ProtocolVersion::V311, 0));
         session.attach(7, Arc::new(Kick::default()), 100, ProtocolVersion::V311, 0);
         session.enqueue(qos1("a"), &config, None, true);
         session.enqueue(qos1("b"), &config, None, true);

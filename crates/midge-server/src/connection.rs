@@ -285,6 +285,8 @@ fn process_frames(
     held: &mut HeldResponses,
 ) -> Result<(), (CloseKind, String)> {
     let now = Instant::now();
+    // Every subscriber this read's messages reach is woken once, when the batch ends.
+    let _wakes = midge_broker::wake_batch::WakeBatch::begin();
     loop {
         match decode_packet(rbuf, frames.version, frames.max_packet_size) {
             Ok(Some(packet)) => {
