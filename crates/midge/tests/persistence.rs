@@ -5,7 +5,6 @@
 mod interop_common;
 mod support;
 #[path = "conformance_wire/mod.rs"]
-#[allow(dead_code)]
 mod wire;
 
 use std::collections::HashSet;
