@@ -47,6 +47,13 @@ stop_pid() {
 # Installs what is missing: mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
 # (once; kept in bench/.peers, which git ignores), and the release build of midge.
 install_peers() {
+    local tool
+    for tool in cargo python3 ss; do
+        if ! command -v "$tool" >/dev/null; then
+            log "$tool is needed (python3 summarises the results; ss, from iproute2, finds free ports)"
+            exit 1
+        fi
+    done
     local missing=()
     command -v mosquitto >/dev/null || missing+=(mosquitto)
     command -v nats-server >/dev/null || missing+=(nats-server)
