@@ -20,11 +20,15 @@ use crate::error::Error;
 use crate::packet_ids::{PacketIdAllocator, PacketIdSet};
 
 /// What happened, for the application.
+///
+/// Packets that carry v5 properties are boxed: `Properties` alone is hundreds of bytes, and an
+/// event is moved several times between the socket and the application, so a small event keeps
+/// a subscriber's cost per message down (a box is one allocation instead of several copies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// An application message from the broker. Its topic is resolved when it came by topic
     /// alias. QoS 1 and 2 messages have already been acknowledged (PUBACK / PUBREC queued).
-    Message(Publish),
+    Message(Box<Publish>),
     /// The broker finished an outbound QoS 1 (PUBACK) or QoS 2 (PUBCOMP, or a PUBREC carrying a
     /// failure) flow. `reason` is its v5 reason code (always Success in 3.x); a code of 0x80 or
     /// more means the broker refused the message.
@@ -36,12 +40,12 @@ pub enum Event {
         /// The reason code of the final acknowledgement.
         reason: ReasonCode,
         /// Its properties (reason string, user properties).
-        properties: Properties,
+        properties: Box<Properties>,
     },
     /// The SUBACK of a SUBSCRIBE: one granted QoS or failure code per filter, in order.
-    Subscribed(SubAck),
+    Subscribed(Box<SubAck>),
     /// The UNSUBACK of an UNSUBSCRIBE.
-    Unsubscribed(UnsubAck),
+    Unsubscribed(Box<UnsubAck>),
     /// The client reconnected by itself after losing the connection. Without `session_present`
     /// the broker kept nothing: subscriptions must be made again.
     Reconnected {
@@ -280,13 +284,13 @@ impl Session {
             }
             Packet::SubAck(suback) => {
                 if self.finish_request(suback.packet_id) {
-                    self.events.push_back(Event::Subscribed(suback));
+                    self.events.push_back(Event::Subscribed(Box::new(suback)));
                 }
                 Ok(())
             }
             Packet::UnsubAck(unsuback) => {
                 if self.finish_request(unsuback.packet_id) {
-                    self.events.push_back(Event::Unsubscribed(unsuback));
+                    self.events.push_back(Event::Unsubscribed(Box::new(unsuback)));
                 }
                 Ok(())
             }
@@ -329,7 +333,7 @@ impl Session {
                             packet_id,
                             qos: QoS::ExactlyOnce,
                             reason: ReasonCode::SUCCESS,
-                            properties: Properties::default(),
+                            properties: Box::default(),
                         });
                     }
                 }
@@ -406,7 +410,7 @@ impl Session {
             }
             _ => {}
         }
-        self.events.push_back(Event::Message(publish));
+        self.events.push_back(Event::Message(Box::new(publish)));
         Ok(())
     }
 
@@ -456,7 +460,7 @@ impl Session {
         out: &mut BytesMut,
     ) {
         self.ids.release(packet_id);
-        self.events.push_back(Event::Published { packet_id, qos, reason, properties });
+        self.events.push_back(Event::Published { packet_id, qos, reason, properties: Box::new(properties) });
         // Queued messages were checked when first queued; an encoding failure now can only be
         // a message too large, which `publish` already refused. Nothing to report here.
         let _ = self.fill_window(out);

@@ -9,9 +9,10 @@
 //!
 //! # Layout
 //! - this file: [`BenchArgs`], their checks into [`Settings`], and [`run`].
-//! - `traffic`: `fanout`, `fanin`, `pairs` and `latency`: which clients on which topics, the
-//!   publisher and subscriber loops, and the phases of a run.
-//! - `paced`: the fixed-rate publisher of `latency`, on a thread of its own.
+//! - `traffic`: `fanout`, `fanin`, `pairs` and `latency`: which clients on which topics, and
+//!   the phases of a run; `shared`: the state its clients share.
+//! - `publisher`, `subscriber`: the client loops; `paced`: the fixed-rate publisher of
+//!   `latency`, on a thread of its own.
 //! - `conns`: idle subscribed connections: connect rate and broker memory per connection.
 //! - `payload`: the header of every message.
 //! - `system`: CPU time and resident memory from the OS, the open files limit.
@@ -20,7 +21,10 @@
 mod conns;
 mod paced;
 mod payload;
+mod publisher;
 mod report;
+mod shared;
+mod subscriber;
 mod system;
 mod traffic;
 

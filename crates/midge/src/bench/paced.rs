@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 use super::payload::PayloadWriter;
+use super::shared::{Counter, Phase, Published, Shared};
 use super::system;
-use super::traffic::{connect_publisher, Counter, Phase, Published, Shared, ACK_DRAIN, SETUP_TIMEOUT};
+use super::traffic::{connect_publisher, ACK_DRAIN, SETUP_TIMEOUT};
 use super::Settings;
 
 /// Starts publisher `index` on its own thread. `ready` says whether it connected; `result`

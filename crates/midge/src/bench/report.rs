@@ -160,7 +160,7 @@ impl Report {
             "broker_pid": settings.broker_pid,
             "broker_cpu_s": self.broker_cpu_seconds.map(|seconds| round(seconds, 3)),
             "delivered_per_broker_cpu_s": self.broker_cpu_seconds
-                .filter(|&seconds| seconds > 0.0)
+                .filter(|&seconds| seconds > 0.0 && self.connections.is_none())
                 .map(|seconds| round(self.delivered as f64 / seconds, 1)),
             "broker_rss_before_kib": self.broker_rss_before_kib,
             "broker_rss_after_kib": self.broker_rss_after_kib,

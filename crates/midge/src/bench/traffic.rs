@@ -7,31 +7,29 @@
 //! outstanding acknowledgements), draining (subscribers receive what is still on its way, until
 //! everything arrived or nothing more comes), done.
 //!
-//! Each client is one task; publishers write batches of messages with one syscall, keeping a
-//! window of QoS 1/2 messages in flight; subscribers only decode, check the sequence number
-//! and record the latency. Counters are per client, each on its own cache line, written by
-//! their task alone and summed by the progress line.
+//! Each client is one task (`publisher`, `subscriber`; `paced` for `latency`). Counters are per
+//! client, each on its own cache line, written by their task alone and summed by the progress
+//! line (`shared`).
 
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use midge_client::codec::{Properties, QoS, Subscription, SubscriptionOptions, TopicFilter, TopicName};
-use midge_client::{Client, Event};
-use tokio::sync::{oneshot, Notify};
+use midge_client::{Client, ConnectOptions, Event};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::payload::{self, PayloadWriter};
+use super::publisher::{flood, Window};
 use super::report::{self, Latency, Report};
+use super::shared::{Counter, Phase, Published, Shared};
+use super::subscriber::{receive, Received};
 use super::{paced, system, Scenario, Settings};
 
-/// QoS 0 messages a publisher encodes before each write: about 10 KB of 64-byte messages, so a
-/// write syscall carries many messages and the broker still sees a steady stream.
-const BATCH: u64 = 128;
 /// How long publishers wait for their outstanding acknowledgements after the window.
 pub const ACK_DRAIN: Duration = Duration::from_secs(5);
 /// How long the subscribers may take, at most, to receive what was published.
@@ -39,246 +37,11 @@ const DELIVERY_DRAIN: Duration = Duration::from_secs(10);
 /// How long connecting and subscribing one client may take.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long closing a client may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Outside `latency`, one message in this many is timed.
 const LATENCY_SAMPLE: u32 = 8;
 /// Largest latency the histograms hold, in microseconds (larger values count as this).
 const HISTOGRAM_MAX_US: u64 = 60_000_000;
-
-/// Where a run is. Tasks and threads read it; the run's orchestration alone sets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Clients connecting.
-    Setup,
-    /// Publishers publishing (warm-up and measurement).
-    Running,
-    /// Publishers stopping: no new messages, outstanding acknowledgements awaited.
-    Stopping,
-    /// Subscribers stop reading.
-    Done,
-}
-
-/// The current [`Phase`], readable without a lock and awaitable.
-#[derive(Debug, Default)]
-pub struct Phases {
-    value: AtomicU8,
-    changed: Notify,
-}
-
-impl Phases {
-    /// The current phase.
-    pub fn get(&self) -> Phase {
-        match self.value.load(Ordering::Acquire) {
-            0 => Phase::Setup,
-            1 => Phase::Running,
-            2 => Phase::Stopping,
-            _ => Phase::Done,
-        }
-    }
-
-    fn set(&self, phase: Phase) {
-        self.value.store(phase as u8, Ordering::Release);
-        self.changed.notify_waiters();
-    }
-
-    /// Completes once the run has reached `phase`.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: it only waits.
-    pub async fn reached(&self, phase: Phase) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.get() >= phase {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A count written by one task and read by the progress line, alone on its cache line so
-/// clients on different cores do not slow each other down.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Sets the count (only its owner writes it).
-    pub fn set(&self, value: u64) {
-        self.0.store(value, Ordering::Relaxed);
-    }
-
-    /// The count.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Where a QoS 0 publisher held back by its window wants to be woken.
-#[derive(Debug)]
-pub struct Wake {
-    /// The progress (see [`Shared::progress`]) each of its subscribers must reach;
-    /// `u64::MAX` while it is not waiting.
-    at: AtomicU64,
-    /// Signalled by a subscriber whose progress crosses `at`.
-    notify: Notify,
-}
-
-impl Default for Wake {
-    fn default() -> Self {
-        Self { at: AtomicU64::new(u64::MAX), notify: Notify::new() }
-    }
-}
-
-/// What the clients of a run share.
-#[derive(Debug)]
-pub struct Shared {
-    /// The phase.
-    pub phases: Phases,
-    /// Set during the measurement window: subscribers record latencies.
-    pub measuring: AtomicBool,
-    /// Per publisher: messages handed to the client.
-    pub sent: Vec<Counter>,
-    /// Per publisher: QoS 1/2 messages acknowledged by the broker.
-    pub acked: Vec<Counter>,
-    /// Per subscriber: messages received.
-    pub delivered: Vec<Counter>,
-    /// Per subscriber and publisher it hears (slots of [`Plan::slots`]): the next sequence
-    /// number it expects. QoS 0 publishers read it to stay within their window.
-    pub progress: Vec<Counter>,
-    /// Per publisher: its wake-up mark.
-    pub wakes: Vec<Wake>,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn new(plan: &Plan) -> Self {
-        let counters = |n| (0..n).map(|_| Counter::default()).collect();
-        let (publishers, subscribers) = (plan.topics.len(), plan.filters.len());
-        Self {
-            phases: Phases::default(),
-            measuring: AtomicBool::new(false),
-            sent: counters(publishers),
-            acked: counters(publishers),
-            delivered: counters(subscribers),
-            progress: counters(plan.sources.iter().map(ExactSizeIterator::len).sum()),
-            wakes: (0..publishers).map(|_| Wake::default()).collect(),
-            errors: AtomicU64::new(0),
-            first_error: Mutex::new(None),
-        }
-    }
-
-    /// Counts a client failure; the first is kept for the report.
-    pub fn error(&self, what: String) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        let mut first = self.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        first.get_or_insert(what);
-    }
-}
-
-/// What one publisher did.
-#[derive(Debug, Default)]
-pub struct Published {
-    /// QoS 1/2 acknowledgements with a failure reason code.
-    pub refused: u64,
-    /// QoS 1/2 messages still unacknowledged when it stopped waiting.
-    pub unacknowledged: u64,
-    /// Worst lateness against its schedule in the window, microseconds (paced publishers).
-    pub late_max_us: Option<u64>,
-}
-
-/// What one subscriber received.
-#[derive(Debug)]
-struct Received {
-    /// Messages.
-    count: u64,
-    /// Per publisher, the next sequence number expected: every number below it arrived or was
-    /// counted in `gaps`.
-    next: Vec<u32>,
-    /// Messages skipped over (a later sequence number arrived first).
-    gaps: u64,
-    /// Messages whose sequence number came again.
-    duplicates: u64,
-    /// Messages without a bench header.
-    foreign: u64,
-    /// Latency of the messages received in the window, µs.
-    histogram: Histogram<u64>,
-    /// One message in this many is timed: every one in `latency`, a sample elsewhere, where
-    /// reading the clock for millions of messages a second would cost the bench more than
-    /// the percentiles gain.
-    sample: u32,
-    /// Messages until the next one timed.
-    until_sample: u32,
-}
-
-impl Received {
-    fn new(publishers: usize, histogram: Histogram<u64>, sample: u32) -> Self {
-        let next = vec![0; publishers];
-        Self { count: 0, next, gaps: 0, duplicates: 0, foreign: 0, histogram, sample, until_sample: 1 }
-    }
-
-    /// Accounts for one message; `progress` is this subscriber's view of [`Shared::progress`].
-    fn record(&mut self, payload: &[u8], measuring: bool, progress: &Progress<'_>) {
-        let Some(header) = payload::parse(payload) else {
-            self.foreign += 1;
-            return;
-        };
-        let Some(next) = self.next.get_mut(header.publisher as usize) else {
-            self.foreign += 1;
-            return;
-        };
-        self.until_sample -= 1;
-        if self.until_sample == 0 {
-            self.until_sample = self.sample;
-            if measuring {
-                let micros = payload::now_ns().saturating_sub(header.sent_ns) / 1000;
-                self.histogram.saturating_record(micros.max(1));
-            }
-        }
-        let before = u64::from(*next);
-        match header.seq.cmp(next) {
-            std::cmp::Ordering::Equal => *next += 1,
-            std::cmp::Ordering::Greater => {
-                self.gaps += u64::from(header.seq - *next);
-                *next = header.seq + 1;
-            }
-            std::cmp::Ordering::Less => {
-                self.duplicates += 1;
-                return;
-            }
-        }
-        progress.advance(header.publisher as usize, before, u64::from(*next));
-    }
-}
-
-/// A subscriber's slots of [`Shared::progress`] and the publishers' wake-up marks.
-struct Progress<'a> {
-    /// One slot per publisher heard, from `first`.
-    slots: &'a [Counter],
-    /// The first publisher heard.
-    first: usize,
-    /// Every publisher's mark.
-    wakes: &'a [Wake],
-}
-
-impl Progress<'_> {
-    /// Publishes that `publisher`'s next expected sequence number went from `before` to `after`,
-    /// and wakes the publisher if that crossed its mark.
-    fn advance(&self, publisher: usize, before: u64, after: u64) {
-        let Some(slot) = publisher.checked_sub(self.first).and_then(|index| self.slots.get(index)) else {
-            return;
-        };
-        slot.set(after);
-        let wake = &self.wakes[publisher];
-        let mark = wake.at.load(Ordering::Relaxed);
-        if before < mark && after >= mark {
-            wake.notify.notify_one();
-        }
-    }
-}
 
 /// Which topics a run uses.
 #[derive(Debug)]
@@ -370,7 +133,8 @@ impl Snapshot {
 pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
     let settings = Arc::new(settings.clone());
     let plan = Plan::new(&settings)?;
-    let shared = Arc::new(Shared::new(&plan));
+    let slots = plan.sources.iter().map(ExactSizeIterator::len).sum();
+    let shared = Arc::new(Shared::new(plan.topics.len(), plan.filters.len(), slots));
     let cpu_at_start = system::own_cpu_seconds();
     let rss_before = settings.broker_pid.and_then(|pid| system::process_rss_kib(pid).ok());
 
@@ -496,8 +260,8 @@ fn account(
         max: histogram.max(),
         mean: histogram.mean(),
     });
-    report.errors = shared.errors.load(Ordering::Relaxed);
-    report.first_error = shared.first_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    report.errors = shared.errors();
+    report.first_error = shared.first_error();
     Ok(())
 }
 
@@ -571,7 +335,7 @@ async fn run_for(settings: &Settings, shared: &Shared, length: Duration, label: 
             if let (Some(now), Some(before)) = (current.broker_cpu, last.broker_cpu) {
                 line.push_str(&format!(", broker CPU {:.0} %", 100.0 * (now - before) / elapsed));
             }
-            let errors = shared.errors.load(Ordering::Relaxed);
+            let errors = shared.errors();
             if errors > 0 {
                 line.push_str(&format!(", {errors} errors"));
             }
@@ -639,13 +403,7 @@ where
 
 /// Connects subscriber `index` and subscribes it to `filter`.
 async fn connect_subscriber(settings: Arc<Settings>, index: usize, filter: TopicFilter) -> Result<Client, String> {
-    let mut options = settings.options(subscriber_id(&settings, index));
-    if settings.persistent {
-        options.clean_start = false;
-        if settings.version.is_v5() {
-            options.properties.session_expiry_interval = Some(3600);
-        }
-    }
+    let options = subscriber_options(&settings, index);
     let mut client = Client::connect(options).await.map_err(|error| format!("subscriber {index}: {error}"))?;
     subscribe(&mut client, filter, settings.qos).await.map_err(|error| format!("subscriber {index}: {error}"))?;
     Ok(client)
@@ -657,8 +415,16 @@ pub async fn connect_publisher(settings: Arc<Settings>, index: usize) -> Result<
     Client::connect(options).await.map_err(|error| format!("publisher {index}: {error}"))
 }
 
-fn subscriber_id(settings: &Settings, index: usize) -> String {
-    format!("mb{}-s{index}", settings.run_id)
+/// The options of subscriber `index`: a persistent session with `--persistent`.
+pub fn subscriber_options(settings: &Settings, index: usize) -> ConnectOptions {
+    let mut options = settings.options(format!("mb{}-s{index}", settings.run_id));
+    if settings.persistent {
+        options.clean_start = false;
+        if settings.version.is_v5() {
+            options.properties.session_expiry_interval = Some(3600);
+        }
+    }
+    options
 }
 
 /// Subscribes to `filter` and waits for a SUBACK that grants it.
@@ -685,200 +451,53 @@ pub async fn subscribe(client: &mut Client, filter: TopicFilter, qos: QoS) -> Re
     timeout(SETUP_TIMEOUT, suback).await.map_err(|_| format!("no SUBACK within {} s", SETUP_TIMEOUT.as_secs()))?
 }
 
-/// A subscriber: counts, checks and times every message until the run is done. It hears the
-/// publishers `heard`; `slot` is its first progress slot.
-async fn receive(
-    mut client: Client,
-    index: usize,
-    (heard, slot): (Range<usize>, usize),
-    mut received: Received,
-    settings: Arc<Settings>,
-    shared: Arc<Shared>,
-) -> Received {
-    {
-        let done = shared.phases.reached(Phase::Done);
-        tokio::pin!(done);
-        let counter = &shared.delivered[index];
-        let slots = &shared.progress[slot..slot + heard.len()];
-        let progress = Progress { slots, first: heard.start, wakes: &shared.wakes };
-        loop {
-            let event = tokio::select! {
-                biased;
-                event = client.poll() => event,
-                () = &mut done => break,
-            };
-            match event {
-                Ok(Event::Message(message)) => {
-                    received.count += 1;
-                    counter.set(received.count);
-                    received.record(&message.payload, shared.measuring.load(Ordering::Relaxed), &progress);
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    shared.error(format!("subscriber {index}: {error}"));
-                    break;
-                }
-            }
-        }
-    }
-    let _ = timeout(CLOSE_TIMEOUT, client.disconnect()).await;
-    if settings.persistent {
-        // Remove the session: a clean connection under the same client id ends it.
-        let options = settings.options(subscriber_id(&settings, index));
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            if let Ok(mut client) = Client::connect(options).await {
-                let _ = client.disconnect().await;
-            }
-        })
-        .await;
-    }
-    received
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-/// How far a QoS 0 publisher may run ahead of its subscribers.
-struct Window {
-    /// Messages it may be ahead of the slowest of them; 0 for no limit.
-    credit: u64,
-    /// Their progress slots.
-    listeners: Vec<usize>,
-}
+    use super::*;
+    use crate::bench::BenchArgs;
 
-impl Window {
-    /// The slowest subscriber's next expected sequence number (`sent` when none listens).
-    fn floor(&self, shared: &Shared, sent: u64) -> u64 {
-        self.listeners.iter().map(|&slot| shared.progress[slot].get()).min().unwrap_or(sent)
-    }
-}
-
-/// A publisher as fast as the broker takes messages (or at `--rate`): QoS 0 in batches of
-/// [`BATCH`] per write, at most `--window` ahead of its subscribers; QoS 1/2 keeping
-/// `--inflight` messages unacknowledged.
-async fn flood(
-    mut client: Client,
-    index: usize,
-    topic: TopicName,
-    window: Window,
-    settings: Arc<Settings>,
-    shared: Arc<Shared>,
-) -> Published {
-    let rate = settings.rate.map(|rate| rate / settings.publishers as f64);
-    let cap = settings.count.unwrap_or(u64::MAX).min(u64::from(u32::MAX));
-    let inflight = usize::from(settings.inflight);
-    let qos = settings.qos;
-    let mut writer = PayloadWriter::new(index as u32, settings.size);
-    let mut published = Published::default();
-    let (mut sent, mut acked) = (0u64, 0u64);
-    let started = Instant::now();
-    // Messages due by now under `--rate`, and when the next one is.
-    let due = || rate.map_or(u64::MAX, |rate| (started.elapsed().as_secs_f64() * rate) as u64 + 1);
-    let next_due = |sent: u64| rate.map(|rate| started + Duration::from_secs_f64(sent as f64 / rate));
-    let stop = shared.phases.reached(Phase::Stopping);
-    tokio::pin!(stop);
-    let fail = |error: midge_client::Error| shared.error(format!("publisher {index}: {error}"));
-
-    if qos == QoS::AtMostOnce {
-        loop {
-            if shared.phases.get() >= Phase::Stopping {
-                break;
-            }
-            let mut allowed = due().min(cap).saturating_sub(sent);
-            if window.credit > 0 && allowed > 0 {
-                allowed = allowed.min((window.floor(&shared, sent) + window.credit).saturating_sub(sent));
-                if allowed == 0 {
-                    // Too far ahead: wait until the slowest subscriber is half a window (or a
-                    // batch) closer. The 1 ms sleep covers a wake-up lost to the race between
-                    // setting the mark and a subscriber crossing it.
-                    let wake = &shared.wakes[index];
-                    let step = (window.credit / 2).clamp(1, BATCH);
-                    let mark = (sent + step).saturating_sub(window.credit);
-                    let notified = wake.notify.notified();
-                    tokio::pin!(notified);
-                    notified.as_mut().enable();
-                    wake.at.store(mark, Ordering::SeqCst);
-                    if window.floor(&shared, sent) < mark {
-                        tokio::select! {
-                            biased;
-                            () = &mut stop => break,
-                            () = notified => {}
-                            () = tokio::time::sleep(Duration::from_millis(1)) => {}
-                        }
-                    }
-                    wake.at.store(u64::MAX, Ordering::SeqCst);
-                    continue;
-                }
-            }
-            if allowed == 0 {
-                let wake = next_due(sent).filter(|_| sent < cap);
-                tokio::select! {
-                    () = &mut stop => break,
-                    () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => continue,
-                }
-            }
-            for _ in 0..allowed.min(BATCH) {
-                if let Err(error) = client.publish(&topic, writer.next(sent as u32), qos, false) {
-                    fail(error);
-                    return published;
-                }
-                sent += 1;
-            }
-            shared.sent[index].set(sent);
-            tokio::select! {
-                biased;
-                result = client.flush() => if let Err(error) = result {
-                    fail(error);
-                    return published;
-                },
-                () = &mut stop => break,
-            }
-        }
-        let _ = timeout(CLOSE_TIMEOUT, client.disconnect()).await;
-        return published;
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: BenchArgs,
     }
 
-    let mut stopping = false;
-    let mut give_up = Instant::now();
-    loop {
-        if !stopping && shared.phases.get() >= Phase::Stopping {
-            (stopping, give_up) = (true, Instant::now() + ACK_DRAIN);
-        }
-        let mut room = inflight.saturating_sub(client.unacknowledged());
-        if !stopping {
-            let allowed = due().min(cap).saturating_sub(sent).min(room as u64);
-            for _ in 0..allowed {
-                if let Err(error) = client.publish(&topic, writer.next(sent as u32), qos, false) {
-                    fail(error);
-                    return published;
-                }
-                sent += 1;
-            }
-            room -= allowed as usize;
-            shared.sent[index].set(sent);
-        } else if client.unacknowledged() == 0 {
-            break;
-        }
-        let wake = next_due(sent).filter(|_| !stopping && room > 0 && sent < cap);
-        tokio::select! {
-            biased;
-            event = client.poll() => match event {
-                Ok(Event::Published { reason, .. }) => {
-                    acked += 1;
-                    if reason.is_error() {
-                        published.refused += 1;
-                    }
-                    shared.acked[index].set(acked);
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    fail(error);
-                    break;
-                }
-            },
-            () = &mut stop, if !stopping => (stopping, give_up) = (true, Instant::now() + ACK_DRAIN),
-            () = sleep_until(give_up), if stopping => break,
-            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
-        }
+    fn plan(args: &[&str]) -> Plan {
+        let command = Command::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).unwrap();
+        Plan::new(&Settings::from_args(&command.args).unwrap()).unwrap()
     }
-    published.unacknowledged = client.unacknowledged() as u64;
-    let _ = timeout(CLOSE_TIMEOUT, client.disconnect()).await;
-    published
+
+    #[test]
+    fn fanout_shares_one_topic_and_each_subscriber_gets_the_whole_window() {
+        let plan = plan(&["fanout", "--subscribers", "3"]);
+        assert_eq!(plan.topics.len(), 1);
+        assert!(plan.filters.iter().all(|filter| filter.as_str() == plan.topics[0].as_str()));
+        assert_eq!(plan.sources, vec![0..1; 3]);
+        assert_eq!(plan.listeners, [vec![0, 1, 2]]);
+        assert_eq!(plan.credit, [1000]);
+    }
+
+    #[test]
+    fn fanin_splits_the_subscriber_window_among_the_publishers() {
+        let plan = plan(&["fanin", "--publishers", "4", "--window", "100"]);
+        assert_eq!(plan.filters.len(), 1);
+        assert!(plan.filters[0].as_str().ends_with("/fanin/+"));
+        assert_eq!(plan.slots, [0]);
+        assert_eq!(plan.listeners, [[0], [1], [2], [3]]);
+        assert_eq!(plan.credit, [25; 4]);
+        // No window: no limit.
+        assert_eq!(super::tests::plan(&["fanin", "--window", "0"]).credit, [0; 10]);
+    }
+
+    #[test]
+    fn pairs_have_a_topic_each() {
+        let plan = plan(&["pairs", "--pairs", "3"]);
+        assert_eq!(plan.sources, [0..1, 1..2, 2..3]);
+        assert_eq!(plan.slots, [0, 1, 2]);
+        assert_eq!(plan.listeners, [[0], [1], [2]]);
+        assert_eq!(plan.topics[2].as_str(), plan.filters[2].as_str());
+        assert_ne!(plan.topics[1].as_str(), plan.topics[2].as_str());
+    }
 }

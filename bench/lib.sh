@@ -1,0 +1,213 @@
+# What bench/compare.sh and bench/persistence.sh share: installing the peer brokers, free
+# loopback ports, starting a broker and stopping it by its PID, the machine's description, and
+# rewriting one marked section of docs/benchmarks.md. Sourced, not run.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MIDGE=$ROOT/target/release/midge
+RUMQTTD=$ROOT/bench/.peers/bin/rumqttd
+DOC=${DOC:-$ROOT/docs/benchmarks.md}
+
+# Every process this script started and has not stopped yet; the EXIT trap stops them all.
+STARTED_PIDS=()
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Stops every process still running, by PID: TERM, then KILL after 5 s. Installed as the trap.
+stop_all() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    STARTED_PIDS=()
+    if [[ -n ${WORK:-} && -d $WORK && ${KEEP_WORK:-0} != 1 ]]; then
+        rm -rf "$WORK"
+    fi
+}
+
+# Stops one process by PID and forgets it.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local kept=() other
+    for other in "${STARTED_PIDS[@]}"; do
+        [[ $other == "$pid" ]] || kept+=("$other")
+    done
+    STARTED_PIDS=("${kept[@]}")
+}
+
+# Installs what is missing: mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
+# (once; kept in bench/.peers, which git ignores), and the release build of midge.
+install_peers() {
+    local tool
+    for tool in cargo python3 ss; do
+        if ! command -v "$tool" >/dev/null; then
+            log "$tool is needed (python3 summarises the results; ss, from iproute2, finds free ports)"
+            exit 1
+        fi
+    done
+    local missing=()
+    command -v mosquitto >/dev/null || missing+=(mosquitto)
+    command -v nats-server >/dev/null || missing+=(nats-server)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [[ ! -x $RUMQTTD ]]; then
+        log "installing rumqttd 0.20.0 into bench/.peers (once)"
+        cargo install rumqttd --version 0.20.0 --root "$ROOT/bench/.peers" --quiet
+    fi
+    log "building midge (release)"
+    (cd "$ROOT" && cargo build --release -p midge --quiet)
+}
+
+# free_port VAR: sets VAR to a loopback TCP port nothing listens on, above the last one handed
+# out (not in a subshell: the count must survive).
+NEXT_PORT=${BASE_PORT:-21883}
+free_port() {
+    while ss -Hltn "sport = :$NEXT_PORT" | grep -q .; do
+        NEXT_PORT=$((NEXT_PORT + 1))
+    done
+    printf -v "$1" '%s' "$NEXT_PORT"
+    NEXT_PORT=$((NEXT_PORT + 1))
+    if ((NEXT_PORT > 60000)); then
+        NEXT_PORT=${BASE_PORT:-21883}
+    fi
+}
+
+# Waits until 127.0.0.1:PORT accepts connections, or the process PID dies, or 20 s pass.
+wait_port() {
+    local port=$1 pid=$2 i
+    for ((i = 0; i < 400; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_broker NAME DIR [MIDGE_STORE_TOML] [MOSQUITTO_EXTRA]: starts broker NAME (midge,
+# mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID and
+# BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
+start_broker() {
+    local name=$1 dir=$2 store=${3:-$'[store]\npersistence = false'} extra=${4:-}
+    mkdir -p "$dir"
+    free_port BROKER_PORT
+    case $name in
+    midge)
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n\n[log]\nlevel = "warn"\n\n%s\n' \
+            "$BROKER_PORT" "$store" >"$dir/midge.toml"
+        (cd "$dir" && exec "$MIDGE" serve -c midge.toml) >"$dir/broker.log" 2>&1 &
+        ;;
+    mosquitto)
+        # mosquitto started as root runs as the mosquitto user: it must be able to write DIR.
+        chmod a+rwx "$dir"
+        local persistence='persistence false'
+        [[ $extra == *persistence* ]] && persistence=''
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\n%s\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n' \
+            "$BROKER_PORT" "$persistence" "$extra" >"$dir/mosquitto.conf"
+        mosquitto -c "$dir/mosquitto.conf" >"$dir/broker.log" 2>&1 &
+        ;;
+    nats)
+        # MQTT in NATS needs JetStream, and JetStream needs a server name.
+        local client_port
+        free_port client_port
+        printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s }\n' \
+            "$client_port" "$dir" "$BROKER_PORT" >"$dir/nats.conf"
+        nats-server -c "$dir/nats.conf" >"$dir/broker.log" 2>&1 &
+        ;;
+    rumqttd)
+        local v5_port
+        free_port v5_port
+        # The shipped rumqttd.toml, cut to its MQTT 3.1.1 and 5 listeners, on loopback, with no
+        # delay between accepted connections and room for 20,000 of them.
+        cat >"$dir/rumqttd.toml" <<EOF
+id = 0
+
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$BROKER_PORT"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:$v5_port"
+next_connection_delay_ms = 0
+    [v5.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+EOF
+        "$RUMQTTD" -q -c "$dir/rumqttd.toml" >"$dir/broker.log" 2>&1 &
+        ;;
+    *)
+        log "unknown broker $name"
+        return 1
+        ;;
+    esac
+    BROKER_PID=$!
+    STARTED_PIDS+=("$BROKER_PID")
+    if ! wait_port "$BROKER_PORT" "$BROKER_PID"; then
+        log "$name did not start; its log:"
+        tail -20 "$dir/broker.log" >&2
+        stop_pid "$BROKER_PID"
+        return 1
+    fi
+}
+
+# Runs `midge bench ARGS` in the background (so a signal reaches the trap at once) and waits.
+run_bench() {
+    "$MIDGE" bench "$@" &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    local status=0
+    wait "$pid" || status=$?
+    stop_pid "$pid"
+    return "$status"
+}
+
+# One line per fact about the machine and the peers, for the report.
+describe_machine() {
+    local model
+    model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); midge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "- Machine: $(nproc) cores ($model), $(free -g | awk '/^Mem:/ {print $2}') GiB memory, Linux $(uname -r)"
+    echo "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: other work ran beside the bench)"
+    echo "- Peers: $(mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//'), nats-server $(nats-server --version 2>/dev/null | sed 's/nats-server: //'), $("$RUMQTTD" --version 2>/dev/null)"
+}
+
+# replace_section NAME FILE: replaces the lines between `<!-- NAME:begin -->` and
+# `<!-- NAME:end -->` in docs/benchmarks.md with FILE's content (appends the markers if absent).
+replace_section() {
+    local name=$1 content=$2 begin="<!-- $1:begin -->" end="<!-- $1:end -->"
+    if ! grep -qF "$begin" "$DOC" 2>/dev/null; then
+        printf '\n%s\n%s\n' "$begin" "$end" >>"$DOC"
+    fi
+    awk -v begin="$begin" -v end="$end" -v file="$content" '
+        $0 == begin { print; while ((getline line < file) > 0) print line; skipping = 1; next }
+        $0 == end { skipping = 0 }
+        !skipping { print }
+    ' "$DOC" >"$DOC.new" && mv "$DOC.new" "$DOC"
+}
