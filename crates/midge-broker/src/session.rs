@@ -214,6 +214,9 @@ pub(crate) struct SessionState {
     congested: bool,
     /// Half the queue bound: where paced publishers are let go again.
     low_water: usize,
+    /// Messages taken from the queue so far: a paced publisher's timeout counts only while
+    /// this does not move (the subscriber is stuck, not merely busy).
+    taken_total: u64,
     /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
     /// has room again.
     shedding: bool,
@@ -257,6 +260,7 @@ impl Session {
                 stored: false,
                 congested: false,
                 low_water: 0,
+                taken_total: 0,
                 shedding: false,
             }),
             wake: Notify::new(),
@@ -375,6 +379,12 @@ impl Session {
             }
             notified.await;
         }
+    }
+
+    /// How many messages the session's queue has given up so far, to tell a subscriber that is
+    /// busy (this moves) from one that is stuck.
+    pub fn progress(&self) -> u64 {
+        self.state.lock().taken_total
     }
 
     /// Applies the slow-consumer policy after publishers waited too long: from now on messages
@@ -503,6 +513,7 @@ impl Session {
             out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });
         }
         state.dropped += dropped as u64;
+        state.taken_total += (taken + dropped) as u64;
         if (state.congested || state.shedding) && taken + dropped > 0 && state.queue.len() <= low_water {
             state.congested = false;
             state.shedding = false;

@@ -157,6 +157,7 @@ async fn run_connected(
     // slow_consumer_timeout_ms.
     let mut paced: Vec<Arc<Session>> = Vec::new();
     let mut pace_deadline = tokio::time::Instant::now();
+    let mut pace_progress = 0u64;
     let pace_timeout = Duration::from_millis(broker.config().slow_consumer_timeout_ms);
     // One timer for the keep alive, re-armed only when it fires early: packets move
     // `frames.deadline` without touching the timer, so a busy connection does not register a
@@ -216,6 +217,14 @@ async fn run_connected(
             _ = pacing => {
                 paced.retain(|session| !session.has_room(broker.config()));
                 if !paced.is_empty() && tokio::time::Instant::now() >= pace_deadline {
+                    // The timeout is for subscribers that stopped consuming: one that consumed
+                    // while we waited is merely contended, and pacing goes on.
+                    let progress: u64 = paced.iter().map(|s| s.progress()).sum();
+                    if progress != pace_progress {
+                        pace_progress = progress;
+                        pace_deadline = tokio::time::Instant::now() + pace_timeout;
+                        continue;
+                    }
                     let disconnect = broker.config().slow_consumer_policy == midge_broker::SlowConsumerPolicy::Disconnect;
                     for session in paced.drain(..) {
                         tracing::warn!(
@@ -235,7 +244,7 @@ async fn run_connected(
                         return end;
                     }
                     more_ready = true;
-                    start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout);
+                    start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout, &mut pace_progress);
                 }
             }
             readable = reader.readable(), if room && paced.is_empty() => {
@@ -256,7 +265,7 @@ async fn run_connected(
                     return end;
                 }
                 more_ready = true;
-                start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout);
+                start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout, &mut pace_progress);
             }
         }
     }
@@ -331,9 +340,11 @@ fn start_pacing(
     paced: &mut Vec<Arc<Session>>,
     pace_deadline: &mut tokio::time::Instant,
     pace_timeout: Duration,
+    pace_progress: &mut u64,
 ) {
     let congested = connection.take_congested();
     if !congested.is_empty() {
+        *pace_progress = congested.iter().map(|s| s.progress()).sum();
         *paced = congested;
         *pace_deadline = tokio::time::Instant::now() + pace_timeout;
     }

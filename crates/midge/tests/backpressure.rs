@@ -66,3 +66,50 @@ fn stalled_subscriber_paces_publisher_and_loses_no_acknowledged_qos1_message() {
     let expected: Vec<u16> = (1..=MESSAGES).collect();
     assert_eq!(received, expected, "every acknowledged message, in order");
 }
+
+/// A subscriber that keeps consuming is not a slow consumer, however long one publisher among
+/// many waits for room: the slow-consumer timeout counts only while the subscriber makes no
+/// progress, so no acknowledged message is shed.
+#[test]
+fn contended_but_consuming_subscriber_is_never_shed() {
+    const PUBLISHERS: u16 = 6;
+    const EACH: u16 = 1500;
+    let broker = TestBroker::start_midge_with(
+        "[mqtt]\nmax_queued_messages = 10\nslow_consumer_timeout_ms = 20\n\n[store]\npersistence = false\n",
+    );
+    let mut subscriber = Client::new(&broker, Version::V3_1_1, "busy");
+    assert_eq!(subscriber.subscribe("fair/#", 1), 1);
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let mut publisher = Client::new(&broker, Version::V3_1_1, &format!("pub{p}"));
+            std::thread::spawn(move || {
+                let mut burst = Vec::new();
+                for n in 1..=EACH {
+                    let mut publish = Publish::new(&format!("fair/{p}"), format!("{p}:{n}").as_bytes(), 1);
+                    publish.id = n;
+                    burst.extend(publish.encode(Version::V3_1_1));
+                }
+                publisher.send(&burst);
+                for _ in 0..EACH {
+                    match publisher.next(Duration::from_secs(30)) {
+                        Event::Packet(Packet::Puback(_)) => {}
+                        other => panic!("publisher {p}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut received = 0u32;
+    while received < u32::from(PUBLISHERS) * u32::from(EACH) {
+        match subscriber.next(Duration::from_secs(30)) {
+            Event::Packet(Packet::Publish(p)) => {
+                subscriber.send(&build::ack(build::PUBACK, Version::V3_1_1, p.id, 0));
+                received += 1;
+            }
+            other => panic!("subscriber: {other:?} after {received} messages"),
+        }
+    }
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+}
