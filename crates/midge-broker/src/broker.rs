@@ -183,7 +183,7 @@ impl Broker {
 
     /// Handles a CONNECT: checks it, finds or creates the session, takes it over from a
     /// connection that holds it (MQTT-3.1.4-2), and builds the CONNACK.
-    pub fn connect(self: &Arc<Self>, connect: Box<Connect>, context: &ConnectContext, now: Instant) -> ConnectOutcome {
+    pub fn connect(self: &Arc<Self>, connect: Box<Connect>, context: &ConnectContext) -> ConnectOutcome {
         let version = connect.protocol;
         let refuse = |reason: ReasonCode, why: &'static str| {
             let mut properties = Properties::default();
@@ -284,7 +284,7 @@ impl Broker {
             if let Some(old_kick) = old.lock().attached_kick() {
                 old_kick.kick(ReasonCode::SESSION_TAKEN_OVER);
             }
-            self.finish_session(&old, now);
+            self.finish_session(&old);
         }
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
@@ -577,13 +577,13 @@ impl Broker {
     /// subscriptions, hands its undelivered shared-subscription messages to other members, and
     /// publishes a will still waiting on its delay (MQTT 5.0 section 3.1.3.2.2: the will is sent
     /// when the delay passes or the session ends, whichever is first).
-    pub(crate) fn finish_session(&self, session: &Arc<Session>, now: Instant) {
-        self.finish_session_if(session, now, false);
+    pub(crate) fn finish_session(&self, session: &Arc<Session>) {
+        self.finish_session_if(session, false);
     }
 
     /// Ends `session` unless it has ended already, or (with `only_detached`) a connection has
     /// attached to it meanwhile. Returns whether it ended it.
-    fn finish_session_if(&self, session: &Arc<Session>, _now: Instant, only_detached: bool) -> bool {
+    fn finish_session_if(&self, session: &Arc<Session>, only_detached: bool) -> bool {
         {
             let mut state = session.lock();
             if state.ended || (only_detached && state.is_attached()) {
@@ -662,7 +662,7 @@ impl Broker {
                     self.save_session(&session);
                 }
             }
-            if expired && self.finish_session_if(&session, now, true) {
+            if expired && self.finish_session_if(&session, true) {
                 tracing::debug!(client_id = %session.client_id(), "session expired");
             }
         }
@@ -782,16 +782,6 @@ impl Broker {
             restored.sessions += 1;
         }
         restored
-    }
-
-    /// Kicks every connected client (server shutdown: v5 clients are told 0x8B).
-    pub fn kick_all(&self, reason: ReasonCode) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
-        for session in sessions {
-            if let Some(kick) = session.lock().attached_kick() {
-                kick.kick(reason);
-            }
-        }
     }
 }
 

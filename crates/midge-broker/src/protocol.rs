@@ -530,7 +530,7 @@ impl ClientConnection {
             }
         }
         if detached && expiry == 0 && how != CloseKind::ServerShutdown {
-            self.broker.finish_session(&self.session, now);
+            self.broker.finish_session(&self.session);
         } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
             self.broker.save_session(&self.session); // when it expires, now that it is detached
         }

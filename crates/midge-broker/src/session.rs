@@ -434,11 +434,6 @@ impl Session {
         true
     }
 
-    /// Whether `conn_id` is the attached connection.
-    pub fn is_attached_to(&self, conn_id: u64) -> bool {
-        self.state.lock().attached.as_ref().is_some_and(|a| a.conn_id == conn_id)
-    }
-
     /// Everything in flight, in send order, for resending after a reconnect (MQTT-4.4.0-1):
     /// unacknowledged PUBLISHes with DUP set, and PUBRELs for those past PUBREC.
     pub fn resend_inflight(&self, conn_id: u64) -> Vec<Outgoing> {
@@ -533,13 +528,6 @@ impl Session {
         }
     }
 
-    /// Whether messages are waiting that the window would let through now.
-    pub fn has_ready(&self) -> bool {
-        let state = self.state.lock();
-        let window = state.attached.as_ref().map_or(0, |a| a.window);
-        state.queue.front().is_some_and(|front| front.item.qos == QoS::AtMostOnce || state.inflight.len() < window)
-    }
-
     /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
     pub fn complete(&self, packet_id: PacketId, pubcomp: bool, journal: Option<&Journal>) -> AckOutcome {
         let mut state = self.state.lock();
@@ -626,11 +614,6 @@ impl Session {
     /// Inbound QoS 2 ids awaiting PUBREL, for the Receive Maximum check (MQTT-3.3.4-8).
     pub fn inbound_qos2_pending(&self) -> usize {
         self.state.lock().inbound_qos2.len()
-    }
-
-    /// Messages dropped by this session's bounds so far.
-    pub fn dropped(&self) -> u64 {
-        self.state.lock().dropped
     }
 
     /// Takes every message this session holds for delivery (queued and in flight, not yet past

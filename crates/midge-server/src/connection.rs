@@ -94,7 +94,7 @@ pub async fn serve(
     let clean_start = connect.clean_start;
     let requested_id = connect.client_id.to_string();
     let context = ConnectContext { peer: peer.to_string(), allow_anonymous: listener.allow_anonymous };
-    let (mut connection, connack) = match broker.connect(connect, &context, Instant::now()) {
+    let (mut connection, connack) = match broker.connect(connect, &context) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),
         ConnectOutcome::Refused { connack, reason } => {
             info!(%peer, client_id = %requested_id, code = %connack.reason, reason, "connection refused");
