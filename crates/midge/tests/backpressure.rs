@@ -113,3 +113,63 @@ fn contended_but_consuming_subscriber_is_never_shed() {
         publisher.join().expect("publisher");
     }
 }
+
+/// Publishes `count` QoS 1 messages at once from a new client and returns a thread that collects
+/// their PUBACKs (panicking if they do not all come within 30 s).
+fn flood(broker: &TestBroker, topic: &'static str, count: u16) -> std::thread::JoinHandle<()> {
+    let mut publisher = Client::new(broker, Version::V5, "flooder");
+    std::thread::spawn(move || {
+        let mut burst = Vec::new();
+        for n in 1..=count {
+            let mut publish = Publish::new(topic, format!("{n}").as_bytes(), 1);
+            publish.id = n;
+            burst.extend(publish.encode(Version::V5));
+        }
+        publisher.send(&burst);
+        for acked in 0..count {
+            match publisher.next(Duration::from_secs(30)) {
+                Event::Packet(Packet::Puback(_)) => {}
+                other => panic!("publisher: {other:?} after {acked} PUBACKs"),
+            }
+        }
+    })
+}
+
+/// `slow_consumer_policy = "disconnect"`: a subscriber that takes nothing from its full queue for
+/// `slow_consumer_timeout_ms` is disconnected with 0x97 (Quota exceeded), and its publisher goes
+/// on.
+#[test]
+fn stuck_subscriber_is_disconnected_under_the_disconnect_policy() {
+    let broker = TestBroker::start_midge_with(
+        "[mqtt]\nmax_queued_messages = 20\nslow_consumer_timeout_ms = 100\nslow_consumer_policy = \"disconnect\"\n\n\
+         [store]\npersistence = false\n",
+    );
+    let mut subscriber = Client::new(&broker, Version::V5, "stuck");
+    assert_eq!(subscriber.subscribe("stuck/t", 1), 1);
+    let publishing = flood(&broker, "stuck/t", 300);
+    // The subscriber reads but never acknowledges: its window stays full, its queue never moves.
+    loop {
+        match subscriber.next(Duration::from_secs(30)) {
+            Event::Packet(Packet::Publish(_)) => {}
+            Event::Packet(Packet::Disconnect(d)) => {
+                assert_eq!(d.reason, 0x97, "{d:?}");
+                break;
+            }
+            other => panic!("expected DISCONNECT 0x97, got {other:?}"),
+        }
+    }
+    publishing.join().expect("the publisher was released");
+}
+
+/// `slow_consumer_policy = "drop"` (the default): after the timeout the publisher is no longer
+/// paced; what does not fit the stuck subscriber's queue is dropped and counted.
+#[test]
+fn stuck_subscriber_releases_its_publisher_under_the_drop_policy() {
+    let broker = TestBroker::start_midge_with(
+        "[mqtt]\nmax_queued_messages = 20\nslow_consumer_timeout_ms = 100\n\n[store]\npersistence = false\n",
+    );
+    let mut subscriber = Client::new(&broker, Version::V5, "stuck");
+    assert_eq!(subscriber.subscribe("drop/t", 1), 1);
+    flood(&broker, "drop/t", 300).join().expect("every PUBACK arrives although nobody consumes");
+    broker.wait_for_log("slow consumer", Duration::from_secs(10));
+}
