@@ -315,3 +315,15 @@ fn limits_sigterm_disconnects_with_0x8b() {
     v5.expect_disconnect(0x8B);
     assert_eq!(v3.expect_closed(WAIT), None);
 }
+
+/// SIGTERM sent the moment the listener is logged still gets a clean shutdown (exit 0): the
+/// handlers are installed before the listeners open, so no early signal meets the default
+/// action. Repeated because the window it guards against is short.
+#[test]
+fn limits_sigterm_right_after_start_is_a_clean_shutdown() {
+    for _ in 0..10 {
+        let Some(broker) = midge("") else { return };
+        let status = broker.terminate();
+        assert!(status.success(), "midge exited with {status}");
+    }
+}
