@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use smallvec::SmallVec;
 
 use crate::config::BrokerConfig;
+use crate::hash::ProcessSeeded;
 use crate::journal::Journal;
 use crate::message::Message;
 use crate::protocol::ClientConnection;
@@ -95,7 +96,7 @@ pub enum ConnectOutcome {
 /// The broker core, shared by every connection.
 pub struct Broker {
     config: BrokerConfig,
-    sessions: Mutex<HashMap<Arc<str>, Arc<Session>, ahash::RandomState>>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>, ProcessSeeded>>,
     router: RwLock<Router<u64, Subscriber>>,
     retained: RwLock<RetainedStore>,
     next_id: AtomicU64,
@@ -106,6 +107,8 @@ pub struct Broker {
     /// Seeds assigned client identifiers so they are not guessable across restarts.
     id_seed: ahash::RandomState,
     stats: Stats,
+    /// Set by [`Broker::shut_down`]: connections attaching from then on are kicked at once.
+    shutting_down: AtomicBool,
 }
 
 impl std::fmt::Debug for Broker {
@@ -132,6 +135,7 @@ impl Broker {
             journal,
             id_seed: ahash::RandomState::new(),
             stats: Stats::default(),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -289,6 +293,11 @@ impl Broker {
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
             previous.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        // Attached, then checked: a shutdown that started meanwhile either found this attachment
+        // or set the flag before it (both take the session's lock), so no connection is missed.
+        if self.shutting_down.load(Ordering::SeqCst) {
+            kick.kick(ReasonCode::SERVER_SHUTTING_DOWN);
         }
         // MQTT-3.1.3-9: a new connection to the session before the will delay ran out cancels it.
         session.lock().delayed_will = None;
@@ -782,6 +791,18 @@ impl Broker {
             restored.sessions += 1;
         }
         restored
+    }
+
+    /// Begins shutting down: every attached connection is kicked with Server Shutting Down
+    /// (v5 clients are sent DISCONNECT 0x8B), and so is any that attaches from now on.
+    pub fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        for session in sessions {
+            if let Some(kick) = session.lock().attached_kick() {
+                kick.kick(ReasonCode::SERVER_SHUTTING_DOWN);
+            }
+        }
     }
 }
 

@@ -11,12 +11,14 @@
 //! - [`journal`]: what is written to the store, and what waits for it.
 //! - [`router`]: the subscription index.
 //! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
-//! - [`stats`], the counters the broker keeps.
-//! - [`wake_batch`]: one wake-up per subscriber per read batch.
+//! - [`stats`], the counters the broker keeps; [`hash`], the seeded hasher of client-keyed maps.
+//! - [`wake_batch`]: one wake-up per subscriber per read batch; [`doorbell`], the wake-up itself.
 #![deny(missing_docs)]
 
 pub mod broker;
 pub mod config;
+pub mod doorbell;
+pub mod hash;
 pub mod journal;
 pub mod message;
 pub mod protocol;

@@ -18,6 +18,7 @@ use midge_codec::{
 use midge_store::Ticket;
 
 use crate::broker::Broker;
+use crate::hash::ProcessSeeded;
 use crate::session::{AckOutcome, Kick, Outgoing, Queued, Session};
 
 /// Most messages moved from the session queue under one hold of its lock, so publishers
@@ -82,10 +83,13 @@ pub struct ClientConnection {
     connect_expiry: u32,
     /// Boxed: most clients have none, and a `Will` carries a whole `Properties`.
     will: Option<Box<Will>>,
-    /// Topic aliases the client set (index = alias - 1).
+    /// Topic aliases the client set (index = alias - 1), grown as aliases are used: most
+    /// clients use none, and an idle connection should not hold a table for them.
     inbound_aliases: Vec<Option<TopicName>>,
+    /// The Topic Alias Maximum granted to the client (0 for 3.1.1).
+    alias_slots: u16,
     /// Topic aliases the broker set towards the client.
-    outbound_aliases: HashMap<TopicName, u16, ahash::RandomState>,
+    outbound_aliases: HashMap<TopicName, u16, ProcessSeeded>,
     /// The client's Topic Alias Maximum (0: the broker sends none).
     client_alias_maximum: u16,
     /// The client's Maximum Packet Size.
@@ -115,7 +119,8 @@ impl ClientConnection {
             keep_alive,
             connect_expiry,
             will: connect.will.clone().map(Box::new),
-            inbound_aliases: vec![None; usize::from(alias_slots)],
+            inbound_aliases: Vec::new(),
+            alias_slots,
             outbound_aliases: HashMap::default(),
             client_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
             // MQTT-3.1.2-24: outbound packets are bounded by the client's limit alone; the
@@ -353,19 +358,22 @@ impl ClientConnection {
             }
             return Ok(());
         };
-        let slot = usize::from(alias).checked_sub(1).filter(|&i| i < self.inbound_aliases.len());
+        let slot = usize::from(alias).checked_sub(1).filter(|&i| i < usize::from(self.alias_slots));
         let Some(slot) = slot else {
             // MQTT-3.3.2-8 / MQTT-3.3.2-9: alias 0 or above our Topic Alias Maximum.
             return Err(violation(ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range"));
         };
         if publish.topic.is_empty() {
-            match &self.inbound_aliases[slot] {
-                Some(topic) => publish.topic = topic.clone(),
-                None => return Err(violation(ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
+            match self.inbound_aliases.get(slot) {
+                Some(Some(topic)) => publish.topic = topic.clone(),
+                _ => return Err(violation(ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
             }
         } else {
             // Copy the topic so the alias table does not pin the read buffer.
             let owned = TopicName::new(&publish.topic).expect("already a valid topic");
+            if slot >= self.inbound_aliases.len() {
+                self.inbound_aliases.resize(slot + 1, None);
+            }
             self.inbound_aliases[slot] = Some(owned);
         }
         Ok(())

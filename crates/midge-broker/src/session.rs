@@ -26,6 +26,8 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::doorbell::Doorbell;
+use crate::hash::ProcessSeeded;
 use crate::journal::Journal;
 use crate::message::Message;
 
@@ -42,33 +44,63 @@ pub struct Session {
     client_id: Arc<str>,
     /// Everything mutable, behind a short lock.
     state: Mutex<SessionState>,
-    /// Wakes the attached connection when the queue gains work.
-    wake: Notify,
     /// Wakes publishers paced by this session when its queue is back under its bound.
     room: Notify,
 }
 
-/// Tells a connection that it must close, and why (takeover, shutdown, administrative action).
+/// What a connection is told from outside its task: that its session's queue has work, and
+/// that it must close, and why (takeover, shutdown, keep alive, administrative action).
+///
+/// Both ring one [`Doorbell`] that the connection's driver polls. It belongs to the connection,
+/// not to the session: a connection taking a session over gets its own, so the one it replaces
+/// can never take a wake-up meant for it.
 #[derive(Debug, Default)]
 pub struct Kick {
-    notify: Notify,
+    bell: Doorbell,
+    /// The reason to close; 0 (never a close reason) while the connection may stay.
     reason: AtomicU8,
+}
+
+/// What a connection's [`Kick`] says when it rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The session's queue may have work for the connection.
+    Work,
+    /// The connection must close with this reason.
+    Kicked(ReasonCode),
 }
 
 impl Kick {
     /// Asks the connection to close with `reason`.
     pub fn kick(&self, reason: ReasonCode) {
         self.reason.store(reason.0, Ordering::Release);
-        self.notify.notify_one();
+        self.bell.ring();
+    }
+
+    /// Tells the connection that its session's queue may have work.
+    pub fn ring(&self) {
+        self.bell.ring();
+    }
+
+    /// `Ready` once rung since the last `Ready` (a kick wins over work: work no longer matters
+    /// to a closing connection); otherwise registers `cx` to be woken by the next ring.
+    pub fn poll_signal(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Signal> {
+        self.bell.poll_rung(cx).map(|()| match self.reason.load(Ordering::Acquire) {
+            0 => Signal::Work,
+            reason => Signal::Kicked(ReasonCode(reason)),
+        })
     }
 
     /// Waits until kicked and returns the reason.
     ///
     /// # Cancel safety
-    /// Cancel safe: a kick that arrives while no one waits is kept as a permit.
+    /// Cancel safe: the reason stays set once kicked.
     pub async fn kicked(&self) -> ReasonCode {
-        self.notify.notified().await;
-        ReasonCode(self.reason.load(Ordering::Acquire))
+        loop {
+            if let Signal::Kicked(reason) = std::future::poll_fn(|cx| self.poll_signal(cx)).await {
+                return reason;
+            }
+        }
     }
 }
 
@@ -189,7 +221,7 @@ pub(crate) struct SessionState {
     pub(crate) expiry_interval: u32,
     /// When a detached session expires.
     pub(crate) expires_at: Option<Instant>,
-    pub(crate) subscriptions: HashMap<String, StoredSubscription, ahash::RandomState>,
+    pub(crate) subscriptions: HashMap<String, StoredSubscription, ProcessSeeded>,
     queue: VecDeque<Entry>,
     queued_bytes: usize,
     inflight: BTreeMap<u16, Inflight>,
@@ -197,7 +229,7 @@ pub(crate) struct SessionState {
     pub(crate) next_seq: u64,
     /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released: a resent PUBLISH
     /// with one of these ids is not delivered again (MQTT-4.3.3-10).
-    inbound_qos2: HashSet<u16, ahash::RandomState>,
+    inbound_qos2: HashSet<u16, ProcessSeeded>,
     /// A will whose delay has not run out, as the message it becomes, and when it is due
     /// (MQTT-3.1.3-9).
     pub(crate) delayed_will: Option<(Instant, Arc<Message>)>,
@@ -263,7 +295,6 @@ impl Session {
                 taken_total: 0,
                 shedding: false,
             }),
-            wake: Notify::new(),
             room: Notify::new(),
         }
     }
@@ -276,14 +307,6 @@ impl Session {
     /// The client identifier.
     pub fn client_id(&self) -> &Arc<str> {
         &self.client_id
-    }
-
-    /// Waits until the queue may have work for the attached connection.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a wake-up that arrives while no one waits is kept as a permit.
-    pub async fn woken(&self) {
-        self.wake.notified().await;
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
@@ -340,10 +363,11 @@ impl Session {
             ticket = Some(journal.add_reference(&item.message, batch));
         }
         state.queue.push_back(Entry { seq, item, durable: ticket.is_some(), maybe_sent: false });
+        let wake = if was_empty { state.attached.as_ref().map(|a| Arc::clone(&a.kick)) } else { None };
         drop(state);
-        if was_empty && online {
+        if let Some(kick) = wake {
             // Now, or once at the end of the publisher's read batch (see `wake_batch`).
-            crate::wake_batch::wake(self);
+            crate::wake_batch::wake(kick);
         }
         if congested {
             EnqueueOutcome::QueuedCongested(ticket)
@@ -352,9 +376,11 @@ impl Session {
         }
     }
 
-    /// Wakes the attached connection.
+    /// Wakes the attached connection, if there is one.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        if let Some(attached) = self.state.lock().attached.as_ref() {
+            attached.kick.ring();
+        }
     }
 
     /// Whether the queue is back under half its bound (or the session is no longer connected,
@@ -416,7 +442,7 @@ impl Session {
         state.expiry_interval = expiry_interval;
         state.expires_at = None;
         drop(state);
-        self.wake.notify_one();
+        self.wake();
         previous
     }
 
@@ -539,7 +565,7 @@ impl Session {
                     self.forget_delivery(journal, entry.seq, &entry.item.message);
                 }
                 drop(state);
-                self.wake.notify_one();
+                self.wake();
                 AckOutcome::Completed
             }
             _ => AckOutcome::Unknown,
@@ -561,7 +587,7 @@ impl Session {
                 self.forget_delivery(journal, entry.seq, &entry.item.message);
             }
             drop(state);
-            self.wake.notify_one();
+            self.wake();
             return AckOutcome::Completed;
         }
         if entry.stage == InflightStage::AwaitingComp {

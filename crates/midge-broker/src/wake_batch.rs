@@ -9,11 +9,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::session::Session;
+use crate::session::Kick;
 
 thread_local! {
-    /// Sessions to wake when the open batch ends; `None` when no batch is open.
-    static DEFERRED: RefCell<Option<Vec<Arc<Session>>>> = const { RefCell::new(None) };
+    /// Connections to wake when the open batch ends; `None` when no batch is open.
+    static DEFERRED: RefCell<Option<Vec<Arc<Kick>>>> = const { RefCell::new(None) };
 }
 
 /// Defers wake-ups on this thread until dropped. Not `Send`: it must end on the thread that
@@ -45,50 +45,47 @@ impl Drop for WakeBatch {
         if !self.opened {
             return;
         }
-        let sessions = DEFERRED.with(|deferred| deferred.borrow_mut().take()).unwrap_or_default();
-        for session in sessions {
-            session.wake();
+        let connections = DEFERRED.with(|deferred| deferred.borrow_mut().take()).unwrap_or_default();
+        for kick in connections {
+            kick.ring();
         }
     }
 }
 
-/// Wakes `session`'s connection now, or at the end of this thread's open batch.
-pub fn wake(session: &Arc<Session>) {
-    let deferred = DEFERRED.with(|deferred| match deferred.borrow_mut().as_mut() {
+/// Wakes the connection behind `kick` now, or at the end of this thread's open batch.
+pub fn wake(kick: Arc<Kick>) {
+    let now = DEFERRED.with(|deferred| match deferred.borrow_mut().as_mut() {
         Some(list) => {
-            list.push(Arc::clone(session));
-            true
+            list.push(kick);
+            None
         }
-        None => false,
+        None => Some(kick),
     });
-    if !deferred {
-        session.wake();
+    if let Some(kick) = now {
+        kick.ring();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use midge_codec::ProtocolVersion;
+    use crate::session::Signal;
 
     #[test]
     fn wake_ups_inside_a_batch_wait_for_its_end() {
-        let session = Arc::new(Session::new(1, "s".into(), ProtocolVersion::V311, 0));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let woken = |session: &Arc<Session>| {
-            rt.block_on(async {
-                tokio::time::timeout(std::time::Duration::from_millis(1), session.woken()).await.is_ok()
-            })
-        };
+        let kick = Arc::new(Kick::default());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut woken = || kick.poll_signal(&mut cx) == std::task::Poll::Ready(Signal::Work);
         {
             let _batch = WakeBatch::begin();
             let _inner = WakeBatch::begin();
-            wake(&session);
+            wake(Arc::clone(&kick));
             drop(_inner);
-            assert!(!woken(&session), "not before the outer batch ends");
+            assert!(!woken(), "not before the outer batch ends");
         }
-        assert!(woken(&session), "woken when the batch ends");
-        wake(&session);
-        assert!(woken(&session), "outside a batch: at once");
+        assert!(woken(), "woken when the batch ends");
+        wake(Arc::clone(&kick));
+        assert!(woken(), "outside a batch: at once");
     }
 }

@@ -1,24 +1,27 @@
 //! The connection driver: one task per client that owns its socket, reads and decodes packets,
 //! hands them to the broker core, and writes what the core produces.
 //!
-//! The task `select!`s over: socket readable, socket writable (while bytes are pending), its
-//! session's wake-up, its kick (takeover), the keep alive deadline and server shutdown. Writes
+//! Once connected, the task waits on one poll of: socket readable, socket writable (while bytes
+//! are pending), its session's wake-up, its kick (takeover, server shutdown), the keep alive
+//! deadline, and while they are pending the store's commit and a paced subscriber's room. Writes
 //! are batched: everything produced since the last write goes out in one `write` call. While
 //! the write buffer is above [`WRITE_HIGH_WATER`] the task stops reading from the client and
 //! stops draining its queue, so a client that does not read cannot grow the broker's memory:
 //! its messages wait in its bounded session queue instead.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use midge_broker::session::Session;
-use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow};
+use midge_broker::session::{Session, Signal};
+use midge_broker::{Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, SlowConsumerPolicy};
 use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
 use midge_store::{DurableError, Ticket, WriterHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
@@ -38,33 +41,72 @@ pub struct ListenerContext {
 }
 
 /// Drives one client connection to its end.
+///
+/// The task's future is what every idle connection costs, so its long-lived part is kept
+/// small: the CONNECT phase and the final flush are boxed (each lives only while it runs), and
+/// the connected phase waits on one hand-written poll ([`ConnectedSignals`]) instead of a
+/// `select!` that would keep a future per branch (docs/decisions/0004-idle-connection-memory.md).
 pub async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: Arc<ListenerContext>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let max_packet_size = broker.config().max_packet_size as usize;
+    // Used in place, not destructured: moving the parts out would give them a second slot in
+    // this future.
+    let Some(mut accepted) = Box::pin(accept(&mut stream, peer, &broker, &listener, shutdown)).await else {
+        return;
+    };
+    let (how, reason) =
+        run_connected(&mut accepted.connection, &mut stream, &mut accepted.rbuf, &mut accepted.wbuf, max_packet_size)
+            .await;
+    let client_id = Arc::clone(accepted.connection.client_id());
+    let Accepted { connection, mut wbuf, .. } = accepted;
+    // Settle the session and the will before the socket closes, so a client that reconnects
+    // as soon as it sees the close finds the session as this connection left it.
+    connection.close(how, Instant::now());
+    Box::pin(flush_and_close(&mut stream, &mut wbuf)).await;
+    info!(%peer, %client_id, reason = %reason, "client disconnected");
+}
+
+/// A connection whose CONNECT was accepted, with the CONNACK (and any resent messages) in
+/// `wbuf` and whatever followed the CONNECT in `rbuf`.
+struct Accepted {
+    connection: ClientConnection,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+/// The CONNECT phase: reads the first packet, in time, and hands it to the broker. Refusals
+/// are answered and closed here; `None` means the connection is over.
+async fn accept(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    listener: &ListenerContext,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Accepted> {
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let max_packet_size = broker.config().max_packet_size as usize;
 
-    // Phase 1: the CONNECT must come first (MQTT-3.1.0-1), and in time.
+    // The CONNECT must come first (MQTT-3.1.0-1), and in time.
     let connect_timeout = Duration::from_millis(broker.config().connect_timeout_ms);
     let first = tokio::select! {
-        first = read_first_packet(&mut reader, &mut rbuf, max_packet_size) => first,
+        first = read_first_packet(stream, &mut rbuf, max_packet_size) => first,
         _ = tokio::time::sleep(connect_timeout) => {
             debug!(%peer, "no CONNECT in time, closing");
-            return;
+            return None;
         }
-        _ = shutdown.changed() => return,
+        _ = shutdown.changed() => return None,
     };
     let connect = match first {
         Ok(Packet::Connect(connect)) => connect,
         Ok(other) => {
             info!(%peer, kind = other.kind(), "first packet is not CONNECT, closing (MQTT-3.1.0-1)");
-            return;
+            return None;
         }
         Err(FirstPacketError::Decode(DecodeError::UnsupportedProtocol { name, level, known_name })) => {
             info!(%peer, %name, level, "unsupported protocol version, refusing");
@@ -73,17 +115,17 @@ pub async fn serve(
                 let version = if level >= 5 { ProtocolVersion::V5 } else { ProtocolVersion::V311 };
                 let connack = ConnAck { reason: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, ..ConnAck::default() };
                 let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
-                flush_and_close(&mut writer, &mut wbuf).await;
+                flush_and_close(stream, &mut wbuf).await;
             }
-            return;
+            return None;
         }
         Err(FirstPacketError::Decode(error)) => {
             info!(%peer, %error, "malformed CONNECT, closing");
-            return;
+            return None;
         }
         Err(FirstPacketError::Io(error)) => {
             debug!(%peer, %error, "connection closed before CONNECT");
-            return;
+            return None;
         }
     };
 
@@ -99,66 +141,73 @@ pub async fn serve(
         ConnectOutcome::Refused { connack, reason } => {
             info!(%peer, client_id = %requested_id, code = %connack.reason, reason, "connection refused");
             let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
-            flush_and_close(&mut writer, &mut wbuf).await;
-            return;
+            flush_and_close(stream, &mut wbuf).await;
+            return None;
         }
     };
-    let client_id = Arc::clone(connection.client_id());
     info!(
-        %peer, %client_id, ?version, clean_start, keep_alive = connection.keep_alive(),
+        %peer, client_id = %connection.client_id(), ?version, clean_start, keep_alive = connection.keep_alive(),
         session_present = connack.session_present, "client connected"
     );
     let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
     connection.resume(Instant::now(), &mut wbuf);
+    Some(Accepted { connection: *connection, rbuf, wbuf })
+}
 
-    let (how, reason) =
-        run_connected(&mut connection, &mut reader, &mut writer, &mut rbuf, &mut wbuf, max_packet_size, &mut shutdown)
-            .await;
-    // Settle the session and the will before the socket closes, so a client that reconnects
-    // as soon as it sees the close finds the session as this connection left it.
-    connection.close(how, Instant::now());
-    flush_and_close(&mut writer, &mut wbuf).await;
-    info!(%peer, %client_id, reason = %reason, "client disconnected");
+/// What woke the connected phase; every signal that was ready in one poll, so that a busy
+/// one (say, a subscriber's queue rung by every publisher) cannot starve the others.
+#[derive(Default)]
+struct ConnectedSignals {
+    durable: Option<Result<Ticket, DurableError>>,
+    kicked: Option<ReasonCode>,
+    keep_alive: bool,
+    written: Option<std::io::Result<usize>>,
+    woken: bool,
+    room: bool,
+    readable: Option<std::io::Result<()>>,
+}
+
+impl ConnectedSignals {
+    fn any(&self) -> bool {
+        self.durable.is_some()
+            || self.kicked.is_some()
+            || self.keep_alive
+            || self.written.is_some()
+            || self.woken
+            || self.room
+            || self.readable.is_some()
+    }
 }
 
 /// The connected phase; returns how and why it ended, with any last packets in `wbuf`.
 async fn run_connected(
     connection: &mut ClientConnection,
-    reader: &mut OwnedReadHalf,
-    writer: &mut OwnedWriteHalf,
+    stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     max_packet_size: usize,
-    shutdown: &mut watch::Receiver<bool>,
 ) -> (CloseKind, String) {
-    let version = connection.version();
-    let session = Arc::clone(connection.session());
     let kick = Arc::clone(connection.kick());
-    // MQTT-3.1.2-24: one and a half times the keep alive without a packet closes the connection.
-    let keep_alive = match connection.keep_alive() {
-        0 => None,
-        secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
-    };
-    let far_future = Duration::from_secs(86_400 * 365);
-    let mut more_ready = true;
-    let writer_handle = connection.broker().journal().map(|journal| journal.writer().clone());
+    let broker = Arc::clone(connection.broker());
     let mut frames = FrameContext {
-        version,
+        version: connection.version(),
         max_packet_size,
-        keep_alive,
-        writer: writer_handle.clone(),
-        deadline: tokio::time::Instant::now() + keep_alive.unwrap_or(far_future),
+        // MQTT-3.1.2-24: one and a half times the keep alive without a packet closes the
+        // connection.
+        keep_alive: match connection.keep_alive() {
+            0 => None,
+            secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
+        },
+        writer: broker.journal().map(|journal| journal.writer().clone()),
+        deadline: tokio::time::Instant::now(),
     };
+    frames.deadline += frames.keep_alive.unwrap_or(Duration::from_secs(86_400 * 365));
+    let mut more_ready = true;
     let mut held = HeldResponses::default();
     let mut read_size = ReadSize::default();
-    let broker = Arc::clone(connection.broker());
-    // Subscribers over their queue bound that this client published to: while any is, this
-    // client is not read (pacing, DESIGN.md "Bounds and back-pressure"), for at most
-    // slow_consumer_timeout_ms.
-    let mut paced: Vec<Arc<Session>> = Vec::new();
-    let mut pace_deadline = tokio::time::Instant::now();
-    let mut pace_progress = 0u64;
-    let pace_timeout = Duration::from_millis(broker.config().slow_consumer_timeout_ms);
+    // Rarely active, so boxed while they are: an idle connection keeps a null pointer each.
+    let mut pacing: Option<Box<Pacing>> = None;
+    let mut durable = None;
     // One timer for the keep alive, re-armed only when it fires early: packets move
     // `frames.deadline` without touching the timer, so a busy connection does not register a
     // timer per packet.
@@ -169,93 +218,110 @@ async fn run_connected(
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
             more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
         }
+        if durable.is_none() {
+            if let (Some(ticket), Some(writer)) = (held.first_ticket(), &frames.writer) {
+                durable = Some(Box::pin(wait_durable(writer.clone(), ticket)));
+            }
+        }
+        if let Some(pacing) = pacing.as_mut() {
+            pacing.arm(&broker);
+        }
         let room = wbuf.len() < WRITE_HIGH_WATER;
-        // Rarely active, so boxed only when they are: an idle connection's task stays small.
-        let pacing =
-            only_if(paced.first().map(|s| Box::pin(wait_for_room(Arc::clone(&broker), Arc::clone(s), pace_deadline))));
-        let durable = only_if(
-            held.first_ticket()
-                .zip(writer_handle.clone())
-                .map(|(ticket, writer)| Box::pin(wait_durable(writer, ticket))),
-        );
-        tokio::select! {
-            durable = durable => match durable {
-                Ok(committed) => held.release(committed, wbuf),
-                Err(error) => {
-                    tracing::error!(%error, "the store failed: acknowledgements cannot be given");
-                    connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure"), wbuf);
-                    return (CloseKind::Abnormal, format!("store failed: {error}"));
-                }
-            },
-            reason = kick.kicked() => {
-                connection.write_disconnect(reason, None, wbuf);
-                let how = if reason == ReasonCode::SESSION_TAKEN_OVER { CloseKind::TakenOver } else { CloseKind::Abnormal };
-                return (how, format!("kicked: {reason}"));
+        let signals = std::future::poll_fn(|cx| {
+            let mut signals = ConnectedSignals::default();
+            if let Some(Poll::Ready(result)) = durable.as_mut().map(|wait| wait.as_mut().poll(cx)) {
+                durable = None;
+                signals.durable = Some(result);
             }
-            _ = shutdown.changed() => {
-                connection.write_disconnect(ReasonCode::SERVER_SHUTTING_DOWN, None, wbuf);
-                return (CloseKind::ServerShutdown, "server shutting down".to_owned());
+            match kick.poll_signal(cx) {
+                Poll::Ready(Signal::Kicked(reason)) => signals.kicked = Some(reason),
+                Poll::Ready(Signal::Work) => signals.woken = true,
+                Poll::Pending => {}
             }
-            _ = &mut keep_alive_timer, if keep_alive.is_some() => {
-                if frames.deadline > tokio::time::Instant::now() {
-                    keep_alive_timer.as_mut().reset(frames.deadline);
-                    continue;
+            signals.keep_alive = frames.keep_alive.is_some() && keep_alive_timer.as_mut().poll(cx).is_ready();
+            if !wbuf.is_empty() {
+                if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, &wbuf[..]) {
+                    signals.written = Some(written);
                 }
+            }
+            match pacing.as_mut() {
+                Some(pacing) => signals.room = pacing.poll_room(cx).is_ready(),
+                None if room => {
+                    if let Poll::Ready(readable) = stream.poll_read_ready(cx) {
+                        signals.readable = Some(readable);
+                    }
+                }
+                None => {}
+            }
+            if signals.any() {
+                Poll::Ready(signals)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+
+        match signals.durable {
+            Some(Ok(committed)) => held.release(committed, wbuf),
+            Some(Err(error)) => {
+                tracing::error!(%error, "the store failed: acknowledgements cannot be given");
+                connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure"), wbuf);
+                return (CloseKind::Abnormal, format!("store failed: {error}"));
+            }
+            None => {}
+        }
+        if let Some(reason) = signals.kicked {
+            connection.write_disconnect(reason, None, wbuf);
+            return match reason {
+                ReasonCode::SESSION_TAKEN_OVER => (CloseKind::TakenOver, format!("kicked: {reason}")),
+                ReasonCode::SERVER_SHUTTING_DOWN => (CloseKind::ServerShutdown, "server shutting down".to_owned()),
+                _ => (CloseKind::Abnormal, format!("kicked: {reason}")),
+            };
+        }
+        if signals.keep_alive {
+            if frames.deadline > tokio::time::Instant::now() {
+                keep_alive_timer.as_mut().reset(frames.deadline);
+            } else {
                 connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, Some("keep alive timeout"), wbuf);
                 return (CloseKind::Abnormal, "keep alive timeout".to_owned());
             }
-            written = writer.write(&wbuf[..]), if !wbuf.is_empty() => match written {
-                Ok(0) | Err(_) => return (CloseKind::Abnormal, "write failed".to_owned()),
-                Ok(n) => {
-                    wbuf.advance(n);
-                    if wbuf.is_empty() {
-                        *wbuf = BytesMut::new(); // an idle connection holds no write buffer
-                    }
-                }
-            },
-            _ = session.woken(), if room => more_ready = true,
-            _ = pacing => {
-                paced.retain(|session| !session.has_room(broker.config()));
-                if !paced.is_empty() && tokio::time::Instant::now() >= pace_deadline {
-                    // The timeout is for subscribers that stopped consuming: one that consumed
-                    // while we waited is merely contended, and pacing goes on.
-                    let progress: u64 = paced.iter().map(|s| s.progress()).sum();
-                    if progress != pace_progress {
-                        pace_progress = progress;
-                        pace_deadline = tokio::time::Instant::now() + pace_timeout;
-                        continue;
-                    }
-                    let disconnect = broker.config().slow_consumer_policy == midge_broker::SlowConsumerPolicy::Disconnect;
-                    for session in paced.drain(..) {
-                        tracing::warn!(
-                            publisher = %connection.client_id(), subscriber = %session.client_id(),
-                            "slow consumer: queue still full after slow_consumer_timeout_ms, applying the policy"
-                        );
-                        session.shed(disconnect);
-                    }
-                }
-                if paced.is_empty() {
-                    if let Some(keep_alive) = keep_alive {
-                        // Not reading was our doing: the client's keep alive starts again.
-                        frames.deadline = tokio::time::Instant::now() + keep_alive;
-                    }
-                    // Frames left buffered when pacing began come before any new read.
-                    if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
-                        return end;
-                    }
-                    more_ready = true;
-                    start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout, &mut pace_progress);
+        }
+        match signals.written {
+            Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
+            Some(Ok(n)) => {
+                wbuf.advance(n);
+                if wbuf.is_empty() {
+                    *wbuf = BytesMut::new(); // an idle connection holds no write buffer
                 }
             }
-            readable = reader.readable(), if room && paced.is_empty() => {
-                if let Err(error) = readable {
-                    return (CloseKind::Abnormal, format!("read error: {error}"));
+            None => {}
+        }
+        if signals.woken {
+            more_ready = true;
+        }
+        if signals.room {
+            let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(&broker, connection.client_id()));
+            if !still_paced {
+                if let Some(keep_alive) = frames.keep_alive {
+                    // Not reading was our doing: the client's keep alive starts again.
+                    frames.deadline = tokio::time::Instant::now() + keep_alive;
                 }
+                // Frames left buffered when pacing began come before any new read.
+                if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
+                    return end;
+                }
+                more_ready = true;
+                pacing = Pacing::start(connection, &broker);
+            }
+        }
+        match signals.readable {
+            // Pacing may have begun above, from frames left buffered: then this read waits.
+            Some(Ok(())) if pacing.is_none() => {
                 // The buffer is allocated only once bytes are waiting, and dropped again when
                 // every frame in it is decoded: an idle connection holds no read buffer.
                 rbuf.reserve(read_size.room_for_next_read(rbuf, max_packet_size));
                 let offered = rbuf.capacity() - rbuf.len();
-                match reader.try_read_buf(rbuf) {
+                match stream.try_read_buf(rbuf) {
                     Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
@@ -265,9 +331,85 @@ async fn run_connected(
                     return end;
                 }
                 more_ready = true;
-                start_pacing(connection, &mut paced, &mut pace_deadline, pace_timeout, &mut pace_progress);
+                pacing = Pacing::start(connection, &broker);
+            }
+            Some(Ok(())) => {}
+            Some(Err(error)) => return (CloseKind::Abnormal, format!("read error: {error}")),
+            None => {}
+        }
+    }
+}
+
+/// A paced client (DESIGN.md "Bounds and back-pressure"): the subscribers over their queue
+/// bound that its last messages reached. While any is, the client is not read, for at most
+/// `slow_consumer_timeout_ms` without progress; then the slow-consumer policy applies.
+struct Pacing {
+    subscribers: Vec<Arc<Session>>,
+    deadline: tokio::time::Instant,
+    /// The subscribers' summed progress when the deadline was set.
+    progress: u64,
+    /// The wait for the first subscriber's room or the deadline; rebuilt after each wake.
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Pacing {
+    /// Starts pacing if the client's last packets found congested subscribers.
+    fn start(connection: &mut ClientConnection, broker: &Broker) -> Option<Box<Self>> {
+        let subscribers = connection.take_congested();
+        if subscribers.is_empty() {
+            return None;
+        }
+        let progress = subscribers.iter().map(|s| s.progress()).sum();
+        let deadline = tokio::time::Instant::now() + Self::timeout(broker);
+        Some(Box::new(Self { subscribers, deadline, progress, wait: None }))
+    }
+
+    fn timeout(broker: &Broker) -> Duration {
+        Duration::from_millis(broker.config().slow_consumer_timeout_ms)
+    }
+
+    /// Makes sure a wait is in place for the first subscriber still paced on.
+    fn arm(&mut self, broker: &Arc<Broker>) {
+        if self.wait.is_none() {
+            if let Some(first) = self.subscribers.first() {
+                self.wait = Some(Box::pin(wait_for_room(Arc::clone(broker), Arc::clone(first), self.deadline)));
             }
         }
+    }
+
+    /// `Ready` when the wait is over (room, or the deadline).
+    fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let Some(wait) = self.wait.as_mut() else { return Poll::Pending };
+        let ready = wait.as_mut().poll(cx);
+        if ready.is_ready() {
+            self.wait = None;
+        }
+        ready
+    }
+
+    /// After a wait: drops the subscribers that have room, applies the policy at the deadline
+    /// to those that took nothing meanwhile, and says whether pacing goes on.
+    fn recheck(&mut self, broker: &Broker, publisher: &str) -> bool {
+        self.subscribers.retain(|session| !session.has_room(broker.config()));
+        if !self.subscribers.is_empty() && tokio::time::Instant::now() >= self.deadline {
+            // The timeout is for subscribers that stopped consuming: one that consumed while
+            // we waited is merely contended, and pacing goes on.
+            let progress: u64 = self.subscribers.iter().map(|s| s.progress()).sum();
+            if progress != self.progress {
+                self.progress = progress;
+                self.deadline = tokio::time::Instant::now() + Self::timeout(broker);
+            } else {
+                let disconnect = broker.config().slow_consumer_policy == SlowConsumerPolicy::Disconnect;
+                for session in self.subscribers.drain(..) {
+                    tracing::warn!(
+                        %publisher, subscriber = %session.client_id(),
+                        "slow consumer: queue still full after slow_consumer_timeout_ms, applying the policy"
+                    );
+                    session.shed(disconnect);
+                }
+            }
+        }
+        !self.subscribers.is_empty()
     }
 }
 
@@ -334,22 +476,6 @@ fn process_frames(
     Ok(())
 }
 
-/// Starts pacing this client if its last packets found congested subscribers.
-fn start_pacing(
-    connection: &mut ClientConnection,
-    paced: &mut Vec<Arc<Session>>,
-    pace_deadline: &mut tokio::time::Instant,
-    pace_timeout: Duration,
-    pace_progress: &mut u64,
-) {
-    let congested = connection.take_congested();
-    if !congested.is_empty() {
-        *pace_progress = congested.iter().map(|s| s.progress()).sum();
-        *paced = congested;
-        *pace_deadline = tokio::time::Instant::now() + pace_timeout;
-    }
-}
-
 /// Responses that must not be sent before a store ticket is durable (an acknowledgement
 /// promises that the message is stored), in the order they were written. Once one response
 /// waits, every later response waits behind it, so acknowledgements keep their order.
@@ -385,15 +511,6 @@ impl HeldResponses {
             let (_, bytes) = self.queue.pop_front().expect("front exists");
             wbuf.extend_from_slice(&bytes);
         }
-    }
-}
-
-/// Runs `future` if there is one; otherwise never completes (a disabled `select!` branch whose
-/// inactive state costs one pointer).
-async fn only_if<F: std::future::Future>(future: Option<std::pin::Pin<Box<F>>>) -> F::Output {
-    match future {
-        Some(future) => future.await,
-        None => std::future::pending().await,
     }
 }
 

@@ -94,7 +94,10 @@ impl Server {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         info!("shutting down");
+        // Listeners, housekeeping and connections still before CONNECT watch the channel;
+        // connected clients are kicked through their sessions.
         let _ = self.shutdown.send(true);
+        self.broker.shut_down();
         self.tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             info!("some connections did not close in time");
