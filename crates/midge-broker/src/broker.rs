@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 use crate::config::BrokerConfig;
 use crate::hash::ProcessSeeded;
 use crate::journal::Journal;
+use crate::keep_alive::KeepAlives;
 use crate::message::Message;
 use crate::protocol::ClientConnection;
 use crate::retained::RetainedStore;
@@ -109,6 +110,8 @@ pub struct Broker {
     stats: Stats,
     /// Set by [`Broker::shut_down`]: connections attaching from then on are kicked at once.
     shutting_down: AtomicBool,
+    /// Every connection's keep alive deadline; the server sweeps it.
+    keep_alives: KeepAlives,
 }
 
 impl std::fmt::Debug for Broker {
@@ -136,6 +139,7 @@ impl Broker {
             id_seed: ahash::RandomState::new(),
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
+            keep_alives: KeepAlives::new(Instant::now()),
         })
     }
 
@@ -187,7 +191,7 @@ impl Broker {
 
     /// Handles a CONNECT: checks it, finds or creates the session, takes it over from a
     /// connection that holds it (MQTT-3.1.4-2), and builds the CONNACK.
-    pub fn connect(self: &Arc<Self>, connect: Box<Connect>, context: &ConnectContext) -> ConnectOutcome {
+    pub fn connect(self: &Arc<Self>, connect: Box<Connect>, context: &ConnectContext, now: Instant) -> ConnectOutcome {
         let version = connect.protocol;
         let refuse = |reason: ReasonCode, why: &'static str| {
             let mut properties = Properties::default();
@@ -269,7 +273,9 @@ impl Broker {
         let receive_maximum = connect.properties.receive_maximum.unwrap_or(u16::MAX);
         let window = usize::from(receive_maximum.min(self.config.max_inflight_messages));
         let conn_id = self.next_id();
-        let kick = Arc::new(Kick::default());
+
+        let kick = Arc::new(Kick::with_keep_alive(keep_alive));
+        self.keep_alives.watch(Arc::clone(&kick), now);
 
         // Find or create the session.
         let (session, session_present, ended) = {
@@ -791,6 +797,12 @@ impl Broker {
             restored.sessions += 1;
         }
         restored
+    }
+
+    /// The keep alive deadlines of the connections, for the server to sweep every
+    /// [`crate::keep_alive::SWEEP_INTERVAL`] and for connections to record what they hear.
+    pub fn keep_alives(&self) -> &KeepAlives {
+        &self.keep_alives
     }
 
     /// Begins shutting down: every attached connection is kicked with Server Shutting Down

@@ -9,6 +9,7 @@
 //! - [`session`]: per-client session state: queue, in-flight window, packet ids.
 //! - [`message`]: a message as the broker shares it among receivers.
 //! - [`journal`]: what is written to the store, and what waits for it.
+//! - [`keep_alive`]: every connection's keep alive deadline, swept together.
 //! - [`router`]: the subscription index.
 //! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
 //! - [`stats`], the counters the broker keeps; [`hash`], the seeded hasher of client-keyed maps.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod doorbell;
 pub mod hash;
 pub mod journal;
+pub mod keep_alive;
 pub mod message;
 pub mod protocol;
 pub mod retained;

@@ -188,6 +188,12 @@ impl ClientConnection {
         &self.session
     }
 
+    /// Records that the client was heard from at `now`, for its keep alive (MQTT-3.1.2-24):
+    /// once per read batch that held a complete packet is enough.
+    pub fn heard(&self, now: Instant) {
+        self.kick.heard(self.broker.keep_alives().millis(now));
+    }
+
     /// The kick handle, whose [`Kick::kicked`] signals that the connection must close.
     pub fn kick(&self) -> &Arc<Kick> {
         &self.kick

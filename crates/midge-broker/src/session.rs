@@ -15,7 +15,7 @@
 //! writer's queue may be taken.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,6 +59,11 @@ pub struct Kick {
     bell: Doorbell,
     /// The reason to close; 0 (never a close reason) while the connection may stay.
     reason: AtomicU8,
+    /// One and a half times the keep alive, in milliseconds; 0 without a keep alive.
+    keep_alive_limit_ms: u32,
+    /// When the client was last heard from, on [`crate::keep_alive::KeepAlives::millis`]'s
+    /// clock. Written by the connection per read batch, read by the keep alive sweep.
+    heard_ms: AtomicU64,
 }
 
 /// What a connection's [`Kick`] says when it rings.
@@ -71,6 +76,32 @@ pub enum Signal {
 }
 
 impl Kick {
+    /// A connection's kick with a keep alive of `keep_alive_secs` (0: none). MQTT-3.1.2-24:
+    /// one and a half times the keep alive without a packet closes the connection.
+    pub fn with_keep_alive(keep_alive_secs: u16) -> Self {
+        Self { keep_alive_limit_ms: u32::from(keep_alive_secs) * 1500, ..Self::default() }
+    }
+
+    /// Records that the client was heard from at `millis` (see [`crate::keep_alive`]).
+    pub fn heard(&self, millis: u64) {
+        self.heard_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// One and a half times the keep alive, in milliseconds; 0 without one.
+    pub fn keep_alive_limit_ms(&self) -> u32 {
+        self.keep_alive_limit_ms
+    }
+
+    /// When the keep alive runs out unless the client is heard from again.
+    pub(crate) fn deadline_ms(&self) -> u64 {
+        self.heard_ms.load(Ordering::Relaxed).saturating_add(u64::from(self.keep_alive_limit_ms))
+    }
+
+    /// Whether the connection was told to close.
+    pub fn is_kicked(&self) -> bool {
+        self.reason.load(Ordering::Acquire) != 0
+    }
+
     /// Asks the connection to close with `reason`.
     pub fn kick(&self, reason: ReasonCode) {
         self.reason.store(reason.0, Ordering::Release);

@@ -136,7 +136,7 @@ async fn accept(
     let clean_start = connect.clean_start;
     let requested_id = connect.client_id.to_string();
     let context = ConnectContext { peer: peer.to_string(), allow_anonymous: listener.allow_anonymous };
-    let (mut connection, connack) = match broker.connect(connect, &context) {
+    let (mut connection, connack) = match broker.connect(connect, &context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),
         ConnectOutcome::Refused { connack, reason } => {
             info!(%peer, client_id = %requested_id, code = %connack.reason, reason, "connection refused");
@@ -160,7 +160,6 @@ async fn accept(
 struct ConnectedSignals {
     durable: Option<Result<Ticket, DurableError>>,
     kicked: Option<ReasonCode>,
-    keep_alive: bool,
     written: Option<std::io::Result<usize>>,
     woken: bool,
     room: bool,
@@ -171,7 +170,6 @@ impl ConnectedSignals {
     fn any(&self) -> bool {
         self.durable.is_some()
             || self.kicked.is_some()
-            || self.keep_alive
             || self.written.is_some()
             || self.woken
             || self.room
@@ -189,30 +187,19 @@ async fn run_connected(
 ) -> (CloseKind, String) {
     let kick = Arc::clone(connection.kick());
     let broker = Arc::clone(connection.broker());
-    let mut frames = FrameContext {
+    let frames = FrameContext {
         version: connection.version(),
         max_packet_size,
-        // MQTT-3.1.2-24: one and a half times the keep alive without a packet closes the
-        // connection.
-        keep_alive: match connection.keep_alive() {
-            0 => None,
-            secs => Some(Duration::from_millis(u64::from(secs) * 1500)),
-        },
         writer: broker.journal().map(|journal| journal.writer().clone()),
-        deadline: tokio::time::Instant::now(),
     };
-    frames.deadline += frames.keep_alive.unwrap_or(Duration::from_secs(86_400 * 365));
     let mut more_ready = true;
     let mut held = HeldResponses::default();
     let mut read_size = ReadSize::default();
     // Rarely active, so boxed while they are: an idle connection keeps a null pointer each.
     let mut pacing: Option<Box<Pacing>> = None;
     let mut durable = None;
-    // One timer for the keep alive, re-armed only when it fires early: packets move
-    // `frames.deadline` without touching the timer, so a busy connection does not register a
-    // timer per packet.
-    let keep_alive_timer = tokio::time::sleep_until(frames.deadline);
-    tokio::pin!(keep_alive_timer);
+    // The keep alive (MQTT-3.1.2-24) has no timer here: the broker sweeps every connection's
+    // deadline and kicks the silent ones with 0x8D (midge_broker::keep_alive).
 
     loop {
         if more_ready && wbuf.len() < WRITE_HIGH_WATER {
@@ -238,7 +225,6 @@ async fn run_connected(
                 Poll::Ready(Signal::Work) => signals.woken = true,
                 Poll::Pending => {}
             }
-            signals.keep_alive = frames.keep_alive.is_some() && keep_alive_timer.as_mut().poll(cx).is_ready();
             if !wbuf.is_empty() {
                 if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, &wbuf[..]) {
                     signals.written = Some(written);
@@ -274,17 +260,10 @@ async fn run_connected(
             connection.write_disconnect(reason, None, wbuf);
             return match reason {
                 ReasonCode::SESSION_TAKEN_OVER => (CloseKind::TakenOver, format!("kicked: {reason}")),
+                ReasonCode::KEEP_ALIVE_TIMEOUT => (CloseKind::Abnormal, "keep alive timeout".to_owned()),
                 ReasonCode::SERVER_SHUTTING_DOWN => (CloseKind::ServerShutdown, "server shutting down".to_owned()),
                 _ => (CloseKind::Abnormal, format!("kicked: {reason}")),
             };
-        }
-        if signals.keep_alive {
-            if frames.deadline > tokio::time::Instant::now() {
-                keep_alive_timer.as_mut().reset(frames.deadline);
-            } else {
-                connection.write_disconnect(ReasonCode::KEEP_ALIVE_TIMEOUT, Some("keep alive timeout"), wbuf);
-                return (CloseKind::Abnormal, "keep alive timeout".to_owned());
-            }
         }
         match signals.written {
             Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
@@ -300,14 +279,12 @@ async fn run_connected(
             more_ready = true;
         }
         if signals.room {
+            // Not reading a paced client is our doing: its keep alive does not run meanwhile.
+            connection.heard(Instant::now());
             let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(&broker, connection.client_id()));
             if !still_paced {
-                if let Some(keep_alive) = frames.keep_alive {
-                    // Not reading was our doing: the client's keep alive starts again.
-                    frames.deadline = tokio::time::Instant::now() + keep_alive;
-                }
                 // Frames left buffered when pacing began come before any new read.
-                if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
+                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
                     return end;
                 }
                 more_ready = true;
@@ -327,7 +304,7 @@ async fn run_connected(
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(got) => read_size.observe(got, offered),
                 }
-                if let Err(end) = process_frames(&mut frames, connection, rbuf, wbuf, &mut held) {
+                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
                     return end;
                 }
                 more_ready = true;
@@ -413,15 +390,11 @@ impl Pacing {
     }
 }
 
-/// What [`process_frames`] works with across calls: the connection's fixed settings and its
-/// keep alive deadline.
+/// What [`process_frames`] works with across calls: the connection's fixed settings.
 struct FrameContext {
     version: ProtocolVersion,
     max_packet_size: usize,
-    keep_alive: Option<Duration>,
     writer: Option<WriterHandle>,
-    /// When the keep alive runs out; every complete packet moves it.
-    deadline: tokio::time::Instant,
 }
 
 /// Decodes and handles the complete frames in `rbuf`, writing responses into `wbuf` (holding
@@ -429,7 +402,7 @@ struct FrameContext {
 /// PUBLISH found a subscriber over its queue bound: the client is paced between packets, so
 /// one read of many small PUBLISHes cannot overshoot the bound. `Err` ends the connection.
 fn process_frames(
-    frames: &mut FrameContext,
+    frames: &FrameContext,
     connection: &mut ClientConnection,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
@@ -438,11 +411,14 @@ fn process_frames(
     let now = Instant::now();
     // Every subscriber this read's messages reach is woken once, when the batch ends.
     let _wakes = midge_broker::wake_batch::WakeBatch::begin();
+    let mut heard = false;
     loop {
         match decode_packet(rbuf, frames.version, frames.max_packet_size) {
             Ok(Some(packet)) => {
-                if let Some(keep_alive) = frames.keep_alive {
-                    frames.deadline = tokio::time::Instant::now() + keep_alive;
+                if !heard {
+                    // A complete packet: the keep alive starts again (MQTT-3.1.2-24).
+                    connection.heard(now);
+                    heard = true;
                 }
                 let mark = wbuf.len();
                 let handled = connection.handle(packet, now, wbuf);

@@ -143,13 +143,22 @@ fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<Disk
     Ok((broker, Some(writer)))
 }
 
-/// Periodic work: session expiry, delayed wills, retained message expiry.
+/// Periodic work: session expiry, delayed wills, retained message expiry, and every
+/// connection's keep alive (swept together rather than a timer per connection).
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keep_alive = tokio::time::interval(midge_broker::keep_alive::SWEEP_INTERVAL);
+    keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => broker.tick(Instant::now()),
+            _ = keep_alive.tick() => {
+                let kicked = broker.keep_alives().sweep(Instant::now());
+                if kicked > 0 {
+                    tracing::debug!(kicked, "keep alive: closing silent connections");
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

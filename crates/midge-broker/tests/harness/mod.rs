@@ -50,7 +50,7 @@ impl World {
     pub fn connect(&self, connect: Connect) -> Result<(Client, ConnAck), ConnAck> {
         let context = ConnectContext { peer: "test".into(), allow_anonymous: true };
         let version = connect.protocol;
-        match self.broker.connect(Box::new(connect), &context) {
+        match self.broker.connect(Box::new(connect), &context, self.now) {
             ConnectOutcome::Accepted { mut connection, connack } => {
                 let mut out = BytesMut::new();
                 connection.resume(self.now, &mut out);
