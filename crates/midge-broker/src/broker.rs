@@ -515,7 +515,7 @@ impl Broker {
         options.qos = options.qos.min(QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce));
         {
             let state = session.lock();
-            if !state.subscriptions.contains_key(filter.as_str())
+            if !state.subscriptions.contains(filter.as_str())
                 && state.subscriptions.len() >= self.config.max_subscriptions_per_client
             {
                 return ReasonCode::QUOTA_EXCEEDED;
@@ -528,7 +528,7 @@ impl Broker {
             shared: shared.map(|_| Arc::from(filter.as_str())),
         };
         let existed = self.router.write().subscribe(filter, session.id(), subscriber).is_some();
-        session.lock().subscriptions.insert(filter.as_str().to_owned(), StoredSubscription { options, id });
+        session.lock().subscriptions.insert(filter.as_str(), StoredSubscription { options, id });
 
         // Retained messages: never for shared subscriptions (MQTT 5.0 section 4.8.2); otherwise
         // as Retain Handling says (MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11); a replaced
@@ -614,7 +614,7 @@ impl Broker {
         }
         let (filters, will) = {
             let mut state = session.lock();
-            let filters: Vec<String> = state.subscriptions.drain().map(|(filter, _)| filter).collect();
+            let filters = state.subscriptions.take_filters();
             (filters, state.delayed_will.take())
         };
         {
@@ -772,7 +772,7 @@ impl Broker {
                         Subscriber { session: Arc::clone(&session), options, id: subscription.identifier, shared };
                     router.subscribe(&filter, session.id(), subscriber);
                     let stored = StoredSubscription { options, id: subscription.identifier };
-                    session.lock().subscriptions.insert(filter, stored);
+                    session.lock().subscriptions.insert(&filter, stored);
                     restored.subscriptions += 1;
                 }
             }

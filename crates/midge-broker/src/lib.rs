@@ -6,7 +6,8 @@
 //! - [`config`]: every capability and bound, with defaults and reasons (`[mqtt]` in the config).
 //! - [`broker`]: shared state and cross-session operations (connect, route, subscribe, expiry).
 //! - [`protocol`]: one connection's protocol state machine.
-//! - [`session`]: per-client session state: queue, in-flight window, packet ids.
+//! - [`session`]: per-client session state: queue, in-flight window, packet ids;
+//!   [`subscription_set`], the session's own list of its subscriptions.
 //! - [`message`]: a message as the broker shares it among receivers.
 //! - [`journal`]: what is written to the store, and what waits for it.
 //! - [`keep_alive`]: every connection's keep alive deadline, swept together.
@@ -29,6 +30,7 @@ pub mod retained_tree;
 pub mod router;
 pub mod session;
 pub mod stats;
+pub mod subscription_set;
 pub mod wake_batch;
 
 pub use broker::{Broker, ConnectContext, ConnectOutcome, Published, Restored};

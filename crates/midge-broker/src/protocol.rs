@@ -25,6 +25,22 @@ use crate::session::{AckOutcome, Kick, Outgoing, Queued, Session};
 /// enqueueing to a busy subscriber are not held up for long.
 const DRAIN_BATCH: usize = 32;
 
+thread_local! {
+    /// The batch [`ClientConnection::drain`] fills and writes out, one per thread rather than
+    /// one per connection: a connection that once drained a full batch would otherwise keep
+    /// its capacity for as long as it stays connected.
+    static DRAIN_SCRATCH: std::cell::RefCell<Vec<Outgoing>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A v5 connection's topic aliases (MQTT 5.0 section 3.3.2.3.4), both directions.
+#[derive(Debug, Default)]
+struct TopicAliases {
+    /// Set by the client: index = alias - 1, grown as aliases are used.
+    inbound: Vec<Option<TopicName>>,
+    /// Set by the broker towards the client.
+    outbound: HashMap<TopicName, u16, ProcessSeeded>,
+}
+
 /// A protocol violation by the client: the connection is closed, after a v5 DISCONNECT with
 /// `reason` (MQTT-4.13.1-1), and the will is published.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,19 +99,15 @@ pub struct ClientConnection {
     connect_expiry: u32,
     /// Boxed: most clients have none, and a `Will` carries a whole `Properties`.
     will: Option<Box<Will>>,
-    /// Topic aliases the client set (index = alias - 1), grown as aliases are used: most
-    /// clients use none, and an idle connection should not hold a table for them.
-    inbound_aliases: Vec<Option<TopicName>>,
+    /// v5 topic aliases, allocated on first use: most clients use none, and an idle
+    /// connection should not hold tables for them.
+    aliases: Option<Box<TopicAliases>>,
     /// The Topic Alias Maximum granted to the client (0 for 3.1.1).
     alias_slots: u16,
-    /// Topic aliases the broker set towards the client.
-    outbound_aliases: HashMap<TopicName, u16, ProcessSeeded>,
     /// The client's Topic Alias Maximum (0: the broker sends none).
     client_alias_maximum: u16,
     /// The client's Maximum Packet Size.
     client_max_packet_size: u32,
-    /// Reused between drains.
-    scratch: Vec<Outgoing>,
     /// The store ticket that the responses written for the current packet must wait for.
     hold: Option<Ticket>,
     /// Subscribers this client's messages found over their queue bound: the server stops
@@ -119,9 +131,8 @@ impl ClientConnection {
             keep_alive,
             connect_expiry,
             will: connect.will.clone().map(Box::new),
-            inbound_aliases: Vec::new(),
+            aliases: None,
             alias_slots,
-            outbound_aliases: HashMap::default(),
             client_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
             // MQTT-3.1.2-24: outbound packets are bounded by the client's limit alone; the
             // server's max_packet_size bounds what it accepts.
@@ -130,7 +141,6 @@ impl ClientConnection {
             session,
             conn_id,
             kick,
-            scratch: Vec::new(),
             hold: None,
             congested: Vec::new(),
         }
@@ -370,17 +380,18 @@ impl ClientConnection {
             return Err(violation(ReasonCode::TOPIC_ALIAS_INVALID, "topic alias out of range"));
         };
         if publish.topic.is_empty() {
-            match self.inbound_aliases.get(slot) {
+            match self.aliases.as_ref().and_then(|aliases| aliases.inbound.get(slot)) {
                 Some(Some(topic)) => publish.topic = topic.clone(),
                 _ => return Err(violation(ReasonCode::PROTOCOL_ERROR, "unknown topic alias")),
             }
         } else {
             // Copy the topic so the alias table does not pin the read buffer.
             let owned = TopicName::new(&publish.topic).expect("already a valid topic");
-            if slot >= self.inbound_aliases.len() {
-                self.inbound_aliases.resize(slot + 1, None);
+            let inbound = &mut self.aliases.get_or_insert_with(Box::default).inbound;
+            if slot >= inbound.len() {
+                inbound.resize(slot + 1, None);
             }
-            self.inbound_aliases[slot] = Some(owned);
+            inbound[slot] = Some(owned);
         }
         Ok(())
     }
@@ -400,7 +411,7 @@ impl ClientConnection {
     /// Moves queued messages into `out` while the client's window allows and `out` holds fewer
     /// than `limit` bytes. Returns whether more may be ready (call again once `out` drains).
     pub fn drain(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {
-        let mut outgoing = std::mem::take(&mut self.scratch);
+        let mut outgoing = DRAIN_SCRATCH.with(|scratch| std::mem::take(&mut *scratch.borrow_mut()));
         let max_size = self.client_max_packet_size as usize;
         let version = self.version;
         let aliases = self.client_alias_maximum > 0;
@@ -426,7 +437,7 @@ impl ClientConnection {
                 self.broker.stats().messages_sent.add(sent); // once per batch, not per message
             }
         }
-        self.scratch = outgoing;
+        DRAIN_SCRATCH.with(|scratch| *scratch.borrow_mut() = outgoing);
         more
     }
 
@@ -468,15 +479,16 @@ impl ClientConnection {
         if self.client_alias_maximum == 0 {
             return (true, None);
         }
-        if let Some(&alias) = self.outbound_aliases.get(topic) {
+        let outbound = &mut self.aliases.get_or_insert_with(Box::default).outbound;
+        if let Some(&alias) = outbound.get(topic) {
             return (false, Some(alias));
         }
-        let next = self.outbound_aliases.len() + 1;
+        let next = outbound.len() + 1;
         if next > usize::from(self.client_alias_maximum) {
             return (true, None);
         }
         let alias = next as u16;
-        self.outbound_aliases.insert(topic.clone(), alias);
+        outbound.insert(topic.clone(), alias);
         (true, Some(alias))
     }
 

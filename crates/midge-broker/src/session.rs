@@ -14,7 +14,7 @@
 //! retained locks (docs/locks.md). Under it, a message's durable-reference lock and the store
 //! writer's queue may be taken.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +30,7 @@ use crate::doorbell::Doorbell;
 use crate::hash::ProcessSeeded;
 use crate::journal::Journal;
 use crate::message::Message;
+use crate::subscription_set::SubscriptionSet;
 
 /// Subscription identifiers that matched one message, usually none or one.
 pub type SubscriptionIds = SmallVec<[u32; 1]>;
@@ -252,7 +253,7 @@ pub(crate) struct SessionState {
     pub(crate) expiry_interval: u32,
     /// When a detached session expires.
     pub(crate) expires_at: Option<Instant>,
-    pub(crate) subscriptions: HashMap<String, StoredSubscription, ProcessSeeded>,
+    pub(crate) subscriptions: SubscriptionSet,
     queue: VecDeque<Entry>,
     queued_bytes: usize,
     inflight: BTreeMap<u16, Inflight>,
@@ -311,7 +312,7 @@ impl Session {
                 protocol,
                 expiry_interval,
                 expires_at: None,
-                subscriptions: HashMap::default(),
+                subscriptions: SubscriptionSet::default(),
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 inflight: BTreeMap::new(),

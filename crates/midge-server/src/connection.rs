@@ -33,11 +33,16 @@ const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection may take to flush its last packets (DISCONNECT, CONNACK).
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What a listener tells its connections.
+/// What a listener gives its connections; one `Arc` of it per connection task.
 #[derive(Debug, Clone)]
 pub struct ListenerContext {
+    /// The broker core.
+    pub broker: Arc<Broker>,
     /// Whether anonymous clients are allowed.
     pub allow_anonymous: bool,
+    /// Server shutdown, watched by connections still before CONNECT (connected ones are
+    /// kicked through their sessions: [`Broker::shut_down`]).
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Drives one client connection to its end.
@@ -46,29 +51,20 @@ pub struct ListenerContext {
 /// small: the CONNECT phase and the final flush are boxed (each lives only while it runs), and
 /// the connected phase waits on one hand-written poll ([`ConnectedSignals`]) instead of a
 /// `select!` that would keep a future per branch (docs/decisions/0004-idle-connection-memory.md).
-pub async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    listener: Arc<ListenerContext>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let max_packet_size = broker.config().max_packet_size as usize;
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, listener: Arc<ListenerContext>) {
     // Used in place, not destructured: moving the parts out would give them a second slot in
     // this future.
-    let Some(mut accepted) = Box::pin(accept(&mut stream, peer, &broker, &listener, shutdown)).await else {
+    let Some(mut accepted) = Box::pin(accept(&mut stream, peer, &listener)).await else {
         return;
     };
     let (how, reason) =
-        run_connected(&mut accepted.connection, &mut stream, &mut accepted.rbuf, &mut accepted.wbuf, max_packet_size)
-            .await;
-    let client_id = Arc::clone(accepted.connection.client_id());
+        run_connected(&mut accepted.connection, &mut stream, &mut accepted.rbuf, &mut accepted.wbuf).await;
     let Accepted { connection, mut wbuf, .. } = accepted;
+    info!(%peer, client_id = %connection.client_id(), reason = %reason, "client disconnected");
     // Settle the session and the will before the socket closes, so a client that reconnects
     // as soon as it sees the close finds the session as this connection left it.
     connection.close(how, Instant::now());
     Box::pin(flush_and_close(&mut stream, &mut wbuf)).await;
-    info!(%peer, %client_id, reason = %reason, "client disconnected");
 }
 
 /// A connection whose CONNECT was accepted, with the CONNACK (and any resent messages) in
@@ -81,13 +77,9 @@ struct Accepted {
 
 /// The CONNECT phase: reads the first packet, in time, and hands it to the broker. Refusals
 /// are answered and closed here; `None` means the connection is over.
-async fn accept(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    broker: &Arc<Broker>,
-    listener: &ListenerContext,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<Accepted> {
+async fn accept(stream: &mut TcpStream, peer: SocketAddr, listener: &ListenerContext) -> Option<Accepted> {
+    let broker = &listener.broker;
+    let mut shutdown = listener.shutdown.clone();
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let max_packet_size = broker.config().max_packet_size as usize;
@@ -183,13 +175,12 @@ async fn run_connected(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
-    max_packet_size: usize,
 ) -> (CloseKind, String) {
     let kick = Arc::clone(connection.kick());
-    let broker = Arc::clone(connection.broker());
+    let broker = connection.broker();
     let frames = FrameContext {
         version: connection.version(),
-        max_packet_size,
+        max_packet_size: broker.config().max_packet_size as usize,
         writer: broker.journal().map(|journal| journal.writer().clone()),
     };
     let mut more_ready = true;
@@ -211,9 +202,8 @@ async fn run_connected(
             }
         }
         if let Some(pacing) = pacing.as_mut() {
-            pacing.arm(&broker);
+            pacing.arm();
         }
-        let room = wbuf.len() < WRITE_HIGH_WATER;
         let signals = std::future::poll_fn(|cx| {
             let mut signals = ConnectedSignals::default();
             if let Some(Poll::Ready(result)) = durable.as_mut().map(|wait| wait.as_mut().poll(cx)) {
@@ -232,7 +222,7 @@ async fn run_connected(
             }
             match pacing.as_mut() {
                 Some(pacing) => signals.room = pacing.poll_room(cx).is_ready(),
-                None if room => {
+                None if wbuf.len() < WRITE_HIGH_WATER => {
                     if let Poll::Ready(readable) = stream.poll_read_ready(cx) {
                         signals.readable = Some(readable);
                     }
@@ -281,14 +271,14 @@ async fn run_connected(
         if signals.room {
             // Not reading a paced client is our doing: its keep alive does not run meanwhile.
             connection.heard(Instant::now());
-            let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(&broker, connection.client_id()));
+            let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
             if !still_paced {
                 // Frames left buffered when pacing began come before any new read.
                 if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
                     return end;
                 }
                 more_ready = true;
-                pacing = Pacing::start(connection, &broker);
+                pacing = Pacing::start(connection);
             }
         }
         match signals.readable {
@@ -296,7 +286,7 @@ async fn run_connected(
             Some(Ok(())) if pacing.is_none() => {
                 // The buffer is allocated only once bytes are waiting, and dropped again when
                 // every frame in it is decoded: an idle connection holds no read buffer.
-                rbuf.reserve(read_size.room_for_next_read(rbuf, max_packet_size));
+                rbuf.reserve(read_size.room_for_next_read(rbuf, frames.max_packet_size));
                 let offered = rbuf.capacity() - rbuf.len();
                 match stream.try_read_buf(rbuf) {
                     Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
@@ -308,7 +298,7 @@ async fn run_connected(
                     return end;
                 }
                 more_ready = true;
-                pacing = Pacing::start(connection, &broker);
+                pacing = Pacing::start(connection);
             }
             Some(Ok(())) => {}
             Some(Err(error)) => return (CloseKind::Abnormal, format!("read error: {error}")),
@@ -321,6 +311,7 @@ async fn run_connected(
 /// bound that its last messages reached. While any is, the client is not read, for at most
 /// `slow_consumer_timeout_ms` without progress; then the slow-consumer policy applies.
 struct Pacing {
+    broker: Arc<Broker>,
     subscribers: Vec<Arc<Session>>,
     deadline: tokio::time::Instant,
     /// The subscribers' summed progress when the deadline was set.
@@ -331,14 +322,15 @@ struct Pacing {
 
 impl Pacing {
     /// Starts pacing if the client's last packets found congested subscribers.
-    fn start(connection: &mut ClientConnection, broker: &Broker) -> Option<Box<Self>> {
+    fn start(connection: &mut ClientConnection) -> Option<Box<Self>> {
         let subscribers = connection.take_congested();
         if subscribers.is_empty() {
             return None;
         }
+        let broker = Arc::clone(connection.broker());
         let progress = subscribers.iter().map(|s| s.progress()).sum();
-        let deadline = tokio::time::Instant::now() + Self::timeout(broker);
-        Some(Box::new(Self { subscribers, deadline, progress, wait: None }))
+        let deadline = tokio::time::Instant::now() + Self::timeout(&broker);
+        Some(Box::new(Self { broker, subscribers, deadline, progress, wait: None }))
     }
 
     fn timeout(broker: &Broker) -> Duration {
@@ -346,10 +338,10 @@ impl Pacing {
     }
 
     /// Makes sure a wait is in place for the first subscriber still paced on.
-    fn arm(&mut self, broker: &Arc<Broker>) {
+    fn arm(&mut self) {
         if self.wait.is_none() {
             if let Some(first) = self.subscribers.first() {
-                self.wait = Some(Box::pin(wait_for_room(Arc::clone(broker), Arc::clone(first), self.deadline)));
+                self.wait = Some(Box::pin(wait_for_room(Arc::clone(&self.broker), Arc::clone(first), self.deadline)));
             }
         }
     }
@@ -366,7 +358,8 @@ impl Pacing {
 
     /// After a wait: drops the subscribers that have room, applies the policy at the deadline
     /// to those that took nothing meanwhile, and says whether pacing goes on.
-    fn recheck(&mut self, broker: &Broker, publisher: &str) -> bool {
+    fn recheck(&mut self, publisher: &str) -> bool {
+        let broker = &*self.broker;
         self.subscribers.retain(|session| !session.has_room(broker.config()));
         if !self.subscribers.is_empty() && tokio::time::Instant::now() >= self.deadline {
             // The timeout is for subscribers that stopped consuming: one that consumed while
@@ -457,7 +450,11 @@ fn process_frames(
 /// waits, every later response waits behind it, so acknowledgements keep their order.
 #[derive(Debug, Default)]
 struct HeldResponses {
-    queue: std::collections::VecDeque<(Ticket, BytesMut)>,
+    /// Allocated while responses wait and freed when none does: most connections never hold
+    /// one (no persistence, or QoS 0), and an idle one should not keep the queue. Boxed so
+    /// that the empty state costs one pointer in every connection's task, not four words.
+    #[expect(clippy::box_collection, reason = "the Box is what keeps the idle connection small")]
+    queue: Option<Box<std::collections::VecDeque<(Ticket, BytesMut)>>>,
 }
 
 impl HeldResponses {
@@ -466,26 +463,30 @@ impl HeldResponses {
     fn hold_back(&mut self, ticket: Option<Ticket>, mark: usize, wbuf: &mut BytesMut, writer: Option<&WriterHandle>) {
         let committed = writer.map_or(Ticket(0), WriterHandle::committed);
         let waiting = ticket.filter(|t| *t > committed);
-        let ticket = match (waiting, self.queue.back()) {
+        let ticket = match (waiting, self.queue.as_ref().and_then(|queue| queue.back())) {
             (None, None) => return,
             (Some(t), None) => t,
             (t, Some((last, _))) => t.map_or(*last, |t| t.max(*last)),
         };
         let bytes = wbuf.split_off(mark);
         if !bytes.is_empty() {
-            self.queue.push_back((ticket, bytes));
+            self.queue.get_or_insert_with(Box::default).push_back((ticket, bytes));
         }
     }
 
     fn first_ticket(&self) -> Option<Ticket> {
-        self.queue.front().map(|(ticket, _)| *ticket)
+        self.queue.as_ref().and_then(|queue| queue.front()).map(|(ticket, _)| *ticket)
     }
 
     /// Appends to `wbuf` every response whose ticket is now durable.
     fn release(&mut self, committed: Ticket, wbuf: &mut BytesMut) {
-        while self.queue.front().is_some_and(|(ticket, _)| *ticket <= committed) {
-            let (_, bytes) = self.queue.pop_front().expect("front exists");
+        let Some(queue) = self.queue.as_mut() else { return };
+        while queue.front().is_some_and(|(ticket, _)| *ticket <= committed) {
+            let (_, bytes) = queue.pop_front().expect("front exists");
             wbuf.extend_from_slice(&bytes);
+        }
+        if queue.is_empty() {
+            self.queue = None;
         }
     }
 }

@@ -19,7 +19,11 @@ pub async fn accept_loop(
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let context = Arc::new(ListenerContext { allow_anonymous: config.allow_anonymous });
+    let context = Arc::new(ListenerContext {
+        broker: Arc::clone(&broker),
+        allow_anonymous: config.allow_anonymous,
+        shutdown: shutdown.clone(),
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -27,13 +31,7 @@ pub async fn accept_loop(
                     if let Err(error) = stream.set_nodelay(true) {
                         warn!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    tasks.spawn(connection::serve(
-                        stream,
-                        peer,
-                        Arc::clone(&broker),
-                        Arc::clone(&context),
-                        shutdown.clone(),
-                    ));
+                    tasks.spawn(connection::serve(stream, peer, Arc::clone(&context)));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: log, pause briefly, keep serving.

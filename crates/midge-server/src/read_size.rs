@@ -19,13 +19,14 @@ const SHORT_READS_TO_SHRINK: u8 = 4;
 /// The read size of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadSize {
-    offer: usize,
+    /// At most [`MAX_READ`]: 32 bits keep this in every connection at 8 bytes.
+    offer: u32,
     short_reads: u8,
 }
 
 impl Default for ReadSize {
     fn default() -> Self {
-        Self { offer: MIN_READ, short_reads: 0 }
+        Self { offer: MIN_READ as u32, short_reads: 0 }
     }
 }
 
@@ -36,21 +37,21 @@ impl ReadSize {
     pub fn room_for_next_read(&self, buffered: &[u8], max_packet_size: usize) -> usize {
         match check_frame(buffered) {
             Ok(Some(header)) if header.total_len() <= max_packet_size => {
-                header.total_len().saturating_sub(buffered.len()).max(self.offer)
+                header.total_len().saturating_sub(buffered.len()).max(self.offer as usize)
             }
-            _ => self.offer,
+            _ => self.offer as usize,
         }
     }
 
     /// Adapts the offer to a read of `got` bytes into `offered` free bytes.
     pub fn observe(&mut self, got: usize, offered: usize) {
         if got >= offered {
-            self.offer = (self.offer * 2).min(MAX_READ);
+            self.offer = (self.offer * 2).min(MAX_READ as u32);
             self.short_reads = 0;
         } else if got < offered / 2 {
             self.short_reads += 1;
             if self.short_reads >= SHORT_READS_TO_SHRINK {
-                self.offer = (self.offer / 2).max(MIN_READ);
+                self.offer = (self.offer / 2).max(MIN_READ as u32);
                 self.short_reads = 0;
             }
         } else {
@@ -68,14 +69,14 @@ mod tests {
         let mut size = ReadSize::default();
         assert_eq!(size.room_for_next_read(&[], 1 << 20), MIN_READ);
         for _ in 0..20 {
-            let offered = size.offer;
+            let offered = size.offer as usize;
             size.observe(offered, offered);
         }
-        assert_eq!(size.offer, MAX_READ);
+        assert_eq!(size.offer as usize, MAX_READ);
         for _ in 0..(SHORT_READS_TO_SHRINK as usize * 20) {
-            size.observe(2, size.offer);
+            size.observe(2, size.offer as usize);
         }
-        assert_eq!(size.offer, MIN_READ);
+        assert_eq!(size.offer as usize, MIN_READ);
     }
 
     #[test]
