@@ -6,17 +6,17 @@
 //! children sit in a short vector scanned linearly, with no hashing. Past [`PROMOTE_AT`] children
 //! (`site/` with one child per site) they move to a hash map, also inline in the node. The map's
 //! hasher is seeded at random once per process, because levels come from clients and an unseeded
-//! hash would let them pick colliding names. Levels up to [`INLINE_LEVEL`] bytes are stored in
+//! hash would let them pick colliding names. Short levels are stored in
 //! the entry itself ([`LevelKey`]), so comparing one does not follow a pointer either.
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use ahash::{AHasher, RandomState};
 
 use super::arena::NodeId;
+use super::level_key::LevelKey;
 
 /// Children beyond which lookups hash instead of comparing levels one by one. Scanning 8 entries
 /// (8 length comparisons, the odd short `memcmp`, all in 4 cache lines) costs about what hashing
@@ -26,69 +26,6 @@ const PROMOTE_AT: usize = 8;
 /// Children at or below which a hash map goes back to a vector, freeing the map's table. Lower
 /// than [`PROMOTE_AT`] so a node hovering around the threshold does not convert on every change.
 const DEMOTE_AT: usize = PROMOTE_AT / 2;
-
-/// Bytes of a level kept inline. 22 makes [`LevelKey`] 24 bytes, the size of the boxed form plus
-/// its tag, and covers the levels real topics are made of (names, ids, short hashes).
-const INLINE_LEVEL: usize = 22;
-
-/// A level string, inline when short. Compared and hashed as bytes, exactly as `[u8]` is, so that
-/// maps keyed by it can be searched with a borrowed `&[u8]`.
-#[derive(Clone)]
-pub(crate) enum LevelKey {
-    /// Up to [`INLINE_LEVEL`] bytes.
-    Inline {
-        /// How many bytes of `bytes` are used.
-        len: u8,
-        /// The level, then zeros.
-        bytes: [u8; INLINE_LEVEL],
-    },
-    /// A longer level.
-    Heap(Box<[u8]>),
-}
-
-impl LevelKey {
-    fn new(level: &str) -> Self {
-        let level = level.as_bytes();
-        if level.len() <= INLINE_LEVEL {
-            let mut bytes = [0; INLINE_LEVEL];
-            bytes[..level.len()].copy_from_slice(level);
-            // Lossless: at most INLINE_LEVEL, checked just above.
-            LevelKey::Inline { len: level.len() as u8, bytes }
-        } else {
-            LevelKey::Heap(level.into())
-        }
-    }
-
-    /// The level's bytes (UTF-8, but only ever compared).
-    #[inline]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            LevelKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            LevelKey::Heap(bytes) => bytes,
-        }
-    }
-}
-
-impl PartialEq for LevelKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for LevelKey {}
-
-impl Hash for LevelKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The same as hashing the `[u8]`, which `Borrow<[u8]>` requires.
-        self.as_bytes().hash(state)
-    }
-}
-
-impl Borrow<[u8]> for LevelKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
 
 /// Literal children of one node: level string to child node.
 #[derive(Default)]
@@ -111,8 +48,8 @@ impl LevelMap {
         let level = level.as_bytes();
         match self {
             LevelMap::Empty => None,
-            LevelMap::One(key, id) => (key.as_bytes() == level).then_some(*id),
-            LevelMap::Few(few) => few.iter().find(|(key, _)| key.as_bytes() == level).map(|&(_, id)| id),
+            LevelMap::One(key, id) => key.matches(level).then_some(*id),
+            LevelMap::Few(few) => few.iter().find(|(key, _)| key.matches(level)).map(|&(_, id)| id),
             LevelMap::Many(many) => many.get(level).copied(),
         }
     }
@@ -155,14 +92,14 @@ impl LevelMap {
             LevelMap::Empty => None,
             LevelMap::One(key, id) => {
                 let id = *id;
-                if key.as_bytes() != level {
+                if !key.matches(level) {
                     return None;
                 }
                 *self = LevelMap::Empty;
                 Some(id)
             }
             LevelMap::Few(few) => {
-                let at = few.iter().position(|(key, _)| key.as_bytes() == level)?;
+                let at = few.iter().position(|(key, _)| key.matches(level))?;
                 let (_, id) = few.swap_remove(at);
                 if few.len() == 1 {
                     if let Some((key, last)) = few.pop() {

@@ -62,6 +62,7 @@
 
 pub(crate) mod arena;
 pub(crate) mod keyed_vec;
+pub(crate) mod level_key;
 pub(crate) mod level_map;
 
 #[cfg(test)]
@@ -174,8 +175,9 @@ impl<K, V> Router<K, V> {
     /// name (no wildcard characters [MQTT-4.7.1-1]); anything else is matched literally. Does
     /// not allocate unless the walk needs more than [`INLINE_STACK`] pending branches.
     pub fn match_topic<'a>(&'a self, topic: &str, mut visit: impl FnMut(Match<'a, K, V>)) {
-        // Each entry: a node reached, and the topic left to match below it (`None`: all levels
-        // consumed, the node stands for the whole topic).
+        // Each entry: a node reached through `+`, and the topic left to match below it (`None`:
+        // all levels consumed, the node stands for the whole topic). The literal child is not
+        // stacked: the walk goes straight down to it, so only `+` branches wait here.
         let mut stack: SmallVec<[(NodeId, Option<&str>); INLINE_STACK]> = SmallVec::new();
 
         let root = &self.nodes[NodeId::ROOT];
@@ -189,11 +191,9 @@ impl<K, V> Router<K, V> {
                 stack.push((plus, rest));
             }
         }
-        if let Some(child) = root.children.get(first) {
-            stack.push((child, rest));
-        }
+        let mut next = root.children.get(first).map(|child| (child, rest));
 
-        while let Some((id, rest)) = stack.pop() {
+        while let Some((id, rest)) = next.or_else(|| stack.pop()) {
             let node = &self.nodes[id];
             // `#` below this node matches whether levels remain or not: with none left it
             // matches the parent level (`sport/#` matches `sport`).
@@ -204,15 +204,14 @@ impl<K, V> Router<K, V> {
                 if let Some(subs) = &node.exact {
                     subs.visit(&mut visit);
                 }
+                next = None;
                 continue;
             };
             let (level, rest) = split_level(rest);
             if let Some(plus) = node.single_level {
                 stack.push((plus, rest));
             }
-            if let Some(child) = node.children.get(level) {
-                stack.push((child, rest));
-            }
+            next = node.children.get(level).map(|child| (child, rest));
         }
     }
 }
