@@ -5,15 +5,11 @@
 //! `memcmp` (a fifth of a match's instructions, measured), so [`LevelKey::matches`] compares the
 //! lengths and then the bytes in a few word-sized loads, with no call.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
-
 /// Bytes of a level kept inline. 22 makes [`LevelKey`] 24 bytes, the size of the boxed form plus
 /// its tag, and covers the levels real topics are made of (names, ids, short hashes).
 pub(crate) const INLINE_LEVEL: usize = 22;
 
-/// A level string, inline when short. Compared and hashed as bytes, exactly as `[u8]` is, so that
-/// maps keyed by it can be searched with a borrowed `&[u8]`.
+/// A level string, inline when short.
 #[derive(Clone)]
 pub(crate) enum LevelKey {
     /// Up to [`INLINE_LEVEL`] bytes.
@@ -59,27 +55,6 @@ impl LevelKey {
             }
             LevelKey::Heap(bytes) => **bytes == *level,
         }
-    }
-}
-
-impl PartialEq for LevelKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.matches(other.as_bytes())
-    }
-}
-
-impl Eq for LevelKey {}
-
-impl Hash for LevelKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The same as hashing the `[u8]`, which `Borrow<[u8]>` requires.
-        self.as_bytes().hash(state)
-    }
-}
-
-impl Borrow<[u8]> for LevelKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
     }
 }
 

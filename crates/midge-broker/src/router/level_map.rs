@@ -4,27 +4,21 @@
 //! roughly one cache miss per pointer it follows; this map is laid out to follow few. Most nodes
 //! have exactly one child (`site/42/dev` has just `dev`): it is kept inline in the node. A few
 //! children sit in a short vector scanned linearly, with no hashing. Past [`PROMOTE_AT`] children
-//! (`site/` with one child per site) they move to a hash map, also inline in the node. The map's
-//! hasher is seeded at random once per process, because levels come from clients and an unseeded
-//! hash would let them pick colliding names. Short levels are stored in
+//! (`site/` with one child per site) they move to a hash table ([`LevelTable`]), also inline in
+//! the node, keyed with a secret seed because levels come from clients. Short levels are stored in
 //! the entry itself ([`LevelKey`]), so comparing one does not follow a pointer either.
-
-use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::OnceLock;
-
-use ahash::{AHasher, RandomState};
 
 use super::arena::NodeId;
 use super::level_key::LevelKey;
+use super::level_table::LevelTable;
 
 /// Children beyond which lookups hash instead of comparing levels one by one. Scanning 8 entries
-/// (8 length comparisons, the odd short `memcmp`, all in 4 cache lines) costs about what hashing
+/// (8 length comparisons, the odd short compare, all in 4 cache lines) costs about what hashing
 /// one short level and probing the table does.
 const PROMOTE_AT: usize = 8;
 
-/// Children at or below which a hash map goes back to a vector, freeing the map's table. Lower
-/// than [`PROMOTE_AT`] so a node hovering around the threshold does not convert on every change.
+/// Children at or below which a hash table goes back to a vector, freeing the table. Lower than
+/// [`PROMOTE_AT`] so a node hovering around the threshold does not convert on every change.
 const DEMOTE_AT: usize = PROMOTE_AT / 2;
 
 /// Literal children of one node: level string to child node.
@@ -38,7 +32,7 @@ pub(crate) enum LevelMap {
     /// Two to [`PROMOTE_AT`] children, scanned in insertion order.
     Few(Vec<(LevelKey, NodeId)>),
     /// More children, hashed.
-    Many(HashMap<LevelKey, NodeId, LevelHasher>),
+    Many(LevelTable),
 }
 
 impl LevelMap {
@@ -50,7 +44,7 @@ impl LevelMap {
             LevelMap::Empty => None,
             LevelMap::One(key, id) => key.matches(level).then_some(*id),
             LevelMap::Few(few) => few.iter().find(|(key, _)| key.matches(level)).map(|&(_, id)| id),
-            LevelMap::Many(many) => many.get(level).copied(),
+            LevelMap::Many(many) => many.get(level),
         }
     }
 
@@ -73,8 +67,10 @@ impl LevelMap {
                 *self = LevelMap::Few(few);
             }
             LevelMap::Few(few) => {
-                let mut many = HashMap::with_capacity_and_hasher(few.len() * 2, LevelHasher);
-                many.extend(few);
+                let mut many = LevelTable::with_capacity(few.len() * 2);
+                for (key, id) in few {
+                    many.insert(key, id);
+                }
                 many.insert(key, id);
                 *self = LevelMap::Many(many);
             }
@@ -140,20 +136,67 @@ impl LevelMap {
     }
 }
 
-/// The hasher of every [`LevelMap`]: ahash with keys drawn at random once per process.
-///
-/// A zero-sized builder keeps the map inline in the node at 32 bytes, where a per-map
-/// `ahash::RandomState` would add 32 more to every node, child or not. One secret seed per
-/// process protects against chosen collisions as well as one per map: an attacker learns neither.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct LevelHasher;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl BuildHasher for LevelHasher {
-    type Hasher = AHasher;
+    fn id(n: usize) -> NodeId {
+        NodeId::from_index(n)
+    }
 
-    #[inline]
-    fn build_hasher(&self) -> AHasher {
-        static SEEDED: OnceLock<RandomState> = OnceLock::new();
-        SEEDED.get_or_init(RandomState::new).build_hasher()
+    fn shape(map: &LevelMap) -> &'static str {
+        match map {
+            LevelMap::Empty => "empty",
+            LevelMap::One(..) => "one",
+            LevelMap::Few(_) => "few",
+            LevelMap::Many(_) => "many",
+        }
+    }
+
+    #[test]
+    fn grows_through_every_shape_and_back() {
+        let mut map = LevelMap::default();
+        let levels: Vec<String> = (0..3 * PROMOTE_AT).map(|n| format!("level{n}")).collect();
+        for (n, level) in levels.iter().enumerate() {
+            map.insert(level, id(n));
+            let expected = match n + 1 {
+                1 => "one",
+                len if len <= PROMOTE_AT => "few",
+                _ => "many",
+            };
+            assert_eq!(shape(&map), expected, "after {} inserts", n + 1);
+            for (m, level) in levels.iter().enumerate().take(n + 1) {
+                assert_eq!(map.get(level), Some(id(m)));
+            }
+            assert_eq!(map.get("absent"), None);
+        }
+        let mut left = levels.len();
+        for (n, level) in levels.iter().enumerate() {
+            assert_eq!(map.remove(level), Some(id(n)));
+            assert_eq!(map.remove(level), None);
+            left -= 1;
+            assert_eq!(map.iter().count(), left);
+            for (m, level) in levels.iter().enumerate().skip(n + 1) {
+                assert_eq!(map.get(level), Some(id(m)));
+            }
+        }
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn demotes_only_well_below_the_promotion_threshold() {
+        let mut map = LevelMap::default();
+        for n in 0..=PROMOTE_AT {
+            map.insert(&n.to_string(), id(n));
+        }
+        assert_eq!(shape(&map), "many");
+        // Hovering around the threshold does not convert back and forth.
+        map.remove("0");
+        assert_eq!(shape(&map), "many");
+        for n in 1..=PROMOTE_AT - DEMOTE_AT {
+            map.remove(&n.to_string());
+        }
+        assert_eq!(shape(&map), "few");
+        assert_eq!(map.iter().count(), DEMOTE_AT);
     }
 }

@@ -64,6 +64,7 @@ pub(crate) mod arena;
 pub(crate) mod keyed_vec;
 pub(crate) mod level_key;
 pub(crate) mod level_map;
+pub(crate) mod level_table;
 
 #[cfg(test)]
 pub(crate) mod tests;
