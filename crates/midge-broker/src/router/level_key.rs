@@ -47,7 +47,7 @@ impl LevelKey {
     }
 
     /// Whether this is `level`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn matches(&self, level: &[u8]) -> bool {
         match self {
             LevelKey::Inline { len, bytes } => {
@@ -60,7 +60,7 @@ impl LevelKey {
 
 /// `a == b` for two slices of the same length, at most [`INLINE_LEVEL`] bytes, without a call:
 /// two possibly overlapping loads per side cover any length within a power-of-two bracket.
-#[inline]
+#[inline(always)]
 fn short_eq(a: &[u8], b: &[u8]) -> bool {
     debug_assert_eq!(a.len(), b.len());
     let n = a.len();

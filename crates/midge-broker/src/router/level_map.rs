@@ -37,7 +37,11 @@ pub(crate) enum LevelMap {
 
 impl LevelMap {
     /// The child reached through `level`.
-    #[inline]
+    ///
+    /// Inlined into the walk: the common shapes (none, one child) are a few instructions, less
+    /// than the call's register saves and restores cost (measured: a quarter of a lookup). The
+    /// hash table's probe stays a call.
+    #[inline(always)]
     pub(crate) fn get(&self, level: &str) -> Option<NodeId> {
         let level = level.as_bytes();
         match self {

@@ -43,8 +43,9 @@ impl LevelTable {
         self.len
     }
 
-    /// The child reached through `level`.
-    #[inline]
+    /// The child reached through `level`. Kept out of line: `LevelMap::get` is inlined into the
+    /// walk, and hashing is too long to copy at each of its call sites.
+    #[inline(never)]
     pub(crate) fn get(&self, level: &[u8]) -> Option<NodeId> {
         let mask = self.slots.len() - 1;
         let mut at = slot_of(level, mask);
