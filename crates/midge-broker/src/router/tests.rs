@@ -418,6 +418,25 @@ fn deep_topics_match_without_overflowing() {
 }
 
 #[test]
+fn the_last_group_leaving_frees_the_group_list() {
+    let mut router = Router::new();
+    router.subscribe("$share/g/a/b", 1, 0);
+    router.subscribe("$share/h/a/b", 2, 0);
+    router.subscribe("a/b", 3, 0);
+    assert_eq!(router.unsubscribe("$share/g/a/b", &1), Some(0));
+    assert_eq!(router.unsubscribe("$share/h/a/b", &2), Some(0));
+    assert_eq!(router.unsubscribe("$share/h/a/b", &2), None, "the group list is gone");
+    assert_eq!(rows(&router, "a/b"), [(None, "a/b".to_owned(), 3)]);
+    // A group can come back after the list was freed.
+    router.subscribe("$share/g/a/b", 1, 0);
+    assert_eq!(rows(&router, "a/b"), [(None, "a/b".to_owned(), 3), (Some("g".to_owned()), "a/b".to_owned(), 1)]);
+    router.unsubscribe("a/b", &3);
+    router.unsubscribe("$share/g/a/b", &1);
+    assert!(router.is_empty());
+    assert_eq!(router.node_count(), 1, "pruned once both the direct list and the groups are empty");
+}
+
+#[test]
 fn unsubscribe_prunes_back_to_the_root() {
     let filters = [
         "a/b/c",
@@ -548,6 +567,8 @@ fn a_node_fits_a_cache_line() {
     assert_eq!(std::mem::size_of::<LevelMap>(), 32);
     assert!(std::mem::size_of::<Node<u64, u8>>() <= 64);
     assert_eq!(std::mem::align_of::<Node<u64, u8>>(), 64);
+    // A filter's subscriptions fit one 64-byte allocator block with its 8-byte header.
+    assert_eq!(std::mem::size_of::<Subscriptions<u64, u8>>(), 56);
 }
 
 // ---- property tests -------------------------------------------------------------------------
