@@ -65,6 +65,7 @@ pub(crate) mod keyed_vec;
 pub(crate) mod level_key;
 pub(crate) mod level_map;
 pub(crate) mod level_table;
+pub(crate) mod one_or_vec;
 
 #[cfg(test)]
 pub(crate) mod tests;
