@@ -48,15 +48,16 @@
 //! # Structure
 //!
 //! A trie over filter levels, nodes in an arena (`arena.rs`) addressed by 32-bit ids. Each node
-//! has its literal children in a `LevelMap` (seeded hash map once large), one slot for the `+`
+//! has its literal children in a `LevelMap` (keyed hash table once large), one slot for the `+`
 //! child, the subscriptions whose filter ends at the node, and those whose filter is the node's
 //! path followed by `#` (kept in the node itself: `#` is always last, so it needs no child node).
 //! `$`-topics need no separate root: skipping the root's `+` child and `#` subscriptions when the
 //! topic's first level starts with `$` has the same effect. Shared subscriptions are groups kept
 //! beside the ordinary subscribers of their filter's node.
 //!
-//! Matching walks the trie depth-first with a small inline stack, taking levels from the topic as
-//! it goes: no allocation unless a topic has more than [`INLINE_STACK`] branches pending at once.
+//! Matching walks the trie depth-first, taking levels from the topic as it goes, following each
+//! literal child directly and keeping `+` branches on a small inline stack: no allocation unless
+//! a topic has more than [`INLINE_STACK`] branches pending at once.
 //! Empty nodes are pruned on unsubscribe and their slots reused, so memory follows the live
 //! subscriptions, not the history of churn.
 
@@ -80,10 +81,11 @@ use self::arena::{Arena, NodeId};
 use self::keyed_vec::KeyedVec;
 use self::level_map::LevelMap;
 
-/// Pending branches a match keeps on its stack before spilling to the heap. Each node taken off
-/// the stack puts back at most two (its `+` child and its literal child, one level deeper), so the
-/// stack never holds more than one entry per topic level plus one: 16 covers any topic of up to
-/// 15 levels whatever the filters. A deeper topic still matches, at the cost of one allocation.
+/// Pending branches a match keeps on its stack before spilling to the heap. The walk follows a
+/// node's literal child directly and stacks only its `+` child, one level deeper; entries are
+/// popped deepest first, so the stack holds at most one per topic level: 16 covers any topic of
+/// up to 16 levels whatever the filters. A deeper topic still matches, at the cost of one
+/// allocation.
 pub const INLINE_STACK: usize = 16;
 
 /// The subscription index: topic filters to subscribers, searched by topic name.

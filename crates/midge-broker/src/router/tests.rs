@@ -562,6 +562,26 @@ fn matching_does_not_allocate() {
 }
 
 #[test]
+fn a_topic_of_inline_stack_levels_does_not_spill() {
+    // A `+` beside every literal level of `a/a/.../a`: walking the literal path stacks one `+`
+    // branch per level, the most the stack can hold for a topic this deep.
+    let mut router = Router::new();
+    let topic = vec!["a"; INLINE_STACK].join("/");
+    router.subscribe(&topic, 0, 0);
+    for depth in 0..INLINE_STACK {
+        let mut levels = vec!["a"; depth];
+        levels.push("+");
+        router.subscribe(&levels.join("/"), 1 + depth as u32, 0);
+    }
+    let before = allocations();
+    let mut found = 0;
+    router.match_topic(&topic, |_| found += 1);
+    assert_eq!(allocations(), before, "match_topic allocated");
+    // The exact filter, and `a/.../a/+` with the `+` at the last level.
+    assert_eq!(found, 2);
+}
+
+#[test]
 fn a_node_fits_a_cache_line() {
     // Matching touches one node per level; keeping each within 64 bytes keeps it one cache miss.
     assert_eq!(std::mem::size_of::<LevelMap>(), 32);
