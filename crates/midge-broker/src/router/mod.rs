@@ -47,13 +47,15 @@
 //!
 //! # Structure
 //!
-//! A trie over filter levels, nodes in an arena (`arena.rs`) addressed by 32-bit ids. Each node
-//! has its literal children in a `LevelMap` (keyed hash table once large), one slot for the `+`
-//! child, the subscriptions whose filter ends at the node, and those whose filter is the node's
-//! path followed by `#` (kept in the node itself: `#` is always last, so it needs no child node).
-//! `$`-topics need no separate root: skipping the root's `+` child and `#` subscriptions when the
-//! topic's first level starts with `$` has the same effect. Shared subscriptions are groups kept
-//! beside the ordinary subscribers of their filter's node.
+//! Filters without wildcards (no `+`, no final `#`) match one topic each, themselves: they are
+//! kept in a hash index by that topic (`exact_index.rs`), and a match looks the whole topic up
+//! once. The other filters are in a trie over filter levels, nodes in an arena (`arena.rs`)
+//! addressed by 32-bit ids. Each node has its literal children in a `LevelMap` (keyed hash table
+//! once large), one slot for the `+` child, the subscriptions whose filter ends at the node, and
+//! those whose filter is the node's path followed by `#` (kept in the node itself: `#` is always
+//! last, so it needs no child node). `$`-topics need no separate root: skipping the root's `+`
+//! child and `#` subscriptions when the topic's first level starts with `$` has the same effect.
+//! Shared subscriptions are groups kept beside the ordinary subscribers of their filter.
 //!
 //! Matching walks the trie depth-first, taking levels from the topic as it goes, following each
 //! literal child directly and keeping `+` branches on a small inline stack: no allocation unless
@@ -62,6 +64,7 @@
 //! subscriptions, not the history of churn.
 
 pub(crate) mod arena;
+pub(crate) mod exact_index;
 pub(crate) mod keyed_vec;
 pub(crate) mod level_key;
 pub(crate) mod level_map;
@@ -78,6 +81,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use smallvec::SmallVec;
 
 use self::arena::{Arena, NodeId};
+use self::exact_index::{ExactIndex, Keyed};
 use self::keyed_vec::KeyedVec;
 use self::level_map::LevelMap;
 
@@ -97,7 +101,9 @@ pub const INLINE_STACK: usize = 16;
 /// Matching borrows the index shared, so the broker keeps it behind a read-write lock: publishes
 /// match under the read lock, subscribe and unsubscribe take the write lock.
 pub struct Router<K, V> {
-    /// The trie. The root stands for the empty path before the first level.
+    /// Filters without `+` or a final `#`, by the topic they match.
+    exact: ExactIndex<Subscriptions<K, V>>,
+    /// The trie of the other filters. The root stands for the empty path before the first level.
     nodes: Arena<Node<K, V>>,
     /// Subscriptions held, shared group members included.
     len: usize,
@@ -146,7 +152,7 @@ pub fn pick_round_robin<'a, T>(members: &'a [T], cursor: &AtomicUsize) -> Option
 impl<K, V> Router<K, V> {
     /// An empty index.
     pub fn new() -> Self {
-        Router { nodes: Arena::new(), len: 0, generation: 0 }
+        Router { exact: ExactIndex::default(), nodes: Arena::new(), len: 0, generation: 0 }
     }
 
     /// Subscriptions held, shared group members included.
@@ -165,7 +171,8 @@ impl<K, V> Router<K, V> {
         self.generation
     }
 
-    /// Trie nodes in use, the root included: 1 when empty. For memory metrics and tests.
+    /// Trie nodes in use, the root included: 1 when empty. Only filters with a wildcard use
+    /// nodes; exact filters are indexed apart. For memory metrics and tests.
     pub fn node_count(&self) -> usize {
         self.nodes.live()
     }
@@ -183,6 +190,10 @@ impl<K, V> Router<K, V> {
         // all levels consumed, the node stands for the whole topic). The literal child is not
         // stacked: the walk goes straight down to it, so only `+` branches wait here.
         let mut stack: SmallVec<[(NodeId, Option<&str>); INLINE_STACK]> = SmallVec::new();
+
+        if let Some(subs) = self.exact.get(topic) {
+            subs.visit(&mut visit);
+        }
 
         let root = &self.nodes[NodeId::ROOT];
         let (first, rest) = split_level(topic);
@@ -229,24 +240,24 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
     /// ordinary level, and `$share/{group}` with no `/{rest}` is an ordinary filter.
     pub fn subscribe(&mut self, filter: &str, key: K, value: V) -> Option<V> {
         let (group, filter) = split_shared(filter);
-        let (id, slot) = self.make_path(filter);
-        let node = &mut self.nodes[id];
-        let subs = match slot {
-            Slot::Exact => &mut node.exact,
-            Slot::MultiLevel => &mut node.multi_level,
-        };
-        let subs = subs.get_or_insert_with(|| Box::new(Subscriptions::new(filter)));
-        let replaced = match group {
-            None => subs.direct.insert(key, value),
-            Some(group) => {
-                let groups = subs.groups.get_or_insert_with(Box::default);
-                let at = match groups.position(group) {
-                    Some(at) => at,
-                    None => groups.push(group.into(), Group::default()),
-                };
-                groups.value_mut(at).members.insert(key, value)
+        let subs = if is_exact(filter) {
+            if self.exact.get_mut(filter).is_none() {
+                self.exact.insert(Box::new(Subscriptions::new(filter)));
             }
+            match self.exact.get_mut(filter) {
+                Some(subs) => subs,
+                None => unreachable!("inserted just above"),
+            }
+        } else {
+            let (id, slot) = self.make_path(filter);
+            let node = &mut self.nodes[id];
+            let subs = match slot {
+                Slot::Exact => &mut node.exact,
+                Slot::MultiLevel => &mut node.multi_level,
+            };
+            subs.get_or_insert_with(|| Box::new(Subscriptions::new(filter)))
         };
+        let replaced = subs.insert(group, key, value);
         if replaced.is_none() {
             self.len += 1;
         }
@@ -259,6 +270,16 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
     /// changes. Nodes left empty are pruned and their slots reused.
     pub fn unsubscribe(&mut self, filter: &str, key: &K) -> Option<V> {
         let (group, filter) = split_shared(filter);
+        if is_exact(filter) {
+            let subs = self.exact.get_mut(filter)?;
+            let removed = subs.remove(group, key)?;
+            if subs.is_empty() {
+                self.exact.remove(filter);
+            }
+            self.len -= 1;
+            self.generation += 1;
+            return Some(removed);
+        }
 
         // Walk down, remembering each step so empty nodes can be unlinked on the way back.
         let mut path: SmallVec<[(NodeId, Edge<'_>); INLINE_STACK]> = SmallVec::new();
@@ -286,22 +307,7 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
             Slot::MultiLevel => &mut node.multi_level,
         };
         let subs = subs_slot.as_mut()?;
-        let removed = match group {
-            None => subs.direct.remove(key)?,
-            Some(group) => {
-                let groups = subs.groups.as_mut()?;
-                let at = groups.position(group)?;
-                let members = &mut groups.value_mut(at).members;
-                let removed = members.remove(key)?;
-                if members.is_empty() {
-                    groups.remove(group);
-                    if groups.is_empty() {
-                        subs.groups = None;
-                    }
-                }
-                removed
-            }
-        };
+        let removed = subs.remove(group, key)?;
         if subs.is_empty() {
             *subs_slot = None;
         }
@@ -474,6 +480,48 @@ impl<K, V> Subscriptions<K, V> {
         }
     }
 
+    /// Adds `key`'s subscription, to `group` if given, or replaces it; returns the replaced value.
+    fn insert(&mut self, group: Option<&str>, key: K, value: V) -> Option<V>
+    where
+        K: Clone + Eq + Hash,
+    {
+        match group {
+            None => self.direct.insert(key, value),
+            Some(group) => {
+                let groups = self.groups.get_or_insert_with(Box::default);
+                let at = match groups.position(group) {
+                    Some(at) => at,
+                    None => groups.push(group.into(), Group::default()),
+                };
+                groups.value_mut(at).members.insert(key, value)
+            }
+        }
+    }
+
+    /// Removes `key`'s subscription, from `group` if given; returns its value. A group left
+    /// empty is dropped, and the group list with the last group.
+    fn remove(&mut self, group: Option<&str>, key: &K) -> Option<V>
+    where
+        K: Clone + Eq + Hash,
+    {
+        match group {
+            None => self.direct.remove(key),
+            Some(group) => {
+                let groups = self.groups.as_mut()?;
+                let at = groups.position(group)?;
+                let members = &mut groups.value_mut(at).members;
+                let removed = members.remove(key)?;
+                if members.is_empty() {
+                    groups.remove(group);
+                    if groups.is_empty() {
+                        self.groups = None;
+                    }
+                }
+                Some(removed)
+            }
+        }
+    }
+
     /// Whether no subscriber and no group is left.
     fn is_empty(&self) -> bool {
         self.direct.is_empty() && self.groups.is_none()
@@ -521,6 +569,24 @@ pub(crate) fn split_level(s: &str) -> (&str, Option<&str>) {
     match s.as_bytes().iter().position(|&b| b == b'/') {
         Some(at) => (&s[..at], Some(&s[at + 1..])),
         None => (s, None),
+    }
+}
+
+/// Whether `filter` has no wildcard: no `+` level and no final `#` level. Such a filter matches
+/// exactly one topic, itself (a `#` that is not last is an ordinary level, as in the trie).
+fn is_exact(filter: &str) -> bool {
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level == "+" || (level == "#" && levels.peek().is_none()) {
+            return false;
+        }
+    }
+    true
+}
+
+impl<K, V> Keyed for Subscriptions<K, V> {
+    fn key(&self) -> &str {
+        &self.filter
     }
 }
 
