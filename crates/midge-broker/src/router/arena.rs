@@ -22,7 +22,7 @@ impl NodeId {
         (self.0.get() - 1) as usize
     }
 
-    fn from_index(index: usize) -> NodeId {
+    pub(crate) fn from_index(index: usize) -> NodeId {
         let id = u32::try_from(index + 1)
             .ok()
             .and_then(NonZeroU32::new)

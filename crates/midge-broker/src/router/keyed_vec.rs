@@ -6,15 +6,16 @@
 //! a popular filter with many thousands of subscribers gets an index so that subscribing each of
 //! them is not quadratic.
 //!
-//! Keeping the first pair inline (a `SmallVec`) was measured and dropped: with the bench's million
-//! subscriptions it saved no cache miss per match (cachegrind) and cost 9% more memory, as every
-//! subscription list grows by the inline slot and the shared groups' list with it.
+//! The first pair is kept inline ([`OneOrVec`]): most filters have one subscriber, which then
+//! needs no allocation of its own and no cache line of its own when matched.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
 use ahash::RandomState;
+
+use super::one_or_vec::OneOrVec;
 
 /// Length beyond which a key index is kept. Scanning 16 small keys is about as fast as hashing
 /// one, and the index costs a copy of every key, so short lists go without.
@@ -23,7 +24,7 @@ const INDEX_AT: usize = 16;
 /// `(key, value)` pairs with unique keys, in no particular order (removal swaps the last pair in).
 pub(crate) struct KeyedVec<Q, T> {
     /// The pairs, densely packed.
-    items: Vec<(Q, T)>,
+    items: OneOrVec<(Q, T)>,
     /// Key to position in `items`, present while `items` is longer than [`INDEX_AT`] / 2 after
     /// having grown past [`INDEX_AT`]. Seeded: keys may derive from client input. Boxed so that
     /// the common short list pays 8 bytes for it, not the 80 of an inline map and its hasher.
@@ -33,7 +34,7 @@ pub(crate) struct KeyedVec<Q, T> {
 
 impl<Q, T> Default for KeyedVec<Q, T> {
     fn default() -> Self {
-        KeyedVec { items: Vec::new(), index: None }
+        KeyedVec { items: OneOrVec::default(), index: None }
     }
 }
 
@@ -41,7 +42,7 @@ impl<Q, T> KeyedVec<Q, T> {
     /// The pairs, for walking.
     #[inline]
     pub(crate) fn as_slice(&self) -> &[(Q, T)] {
-        &self.items
+        self.items.as_slice()
     }
 
     /// Whether there is no pair.
@@ -59,19 +60,19 @@ impl<Q: Clone + Eq + Hash, T> KeyedVec<Q, T> {
     {
         match &self.index {
             Some(index) => index.get(key).copied(),
-            None => self.items.iter().position(|(k, _)| k.borrow() == key),
+            None => self.items.as_slice().iter().position(|(k, _)| k.borrow() == key),
         }
     }
 
     /// The value at `position`. Panics if out of bounds, like slice indexing.
     pub(crate) fn value_mut(&mut self, position: usize) -> &mut T {
-        &mut self.items[position].1
+        &mut self.items.as_mut_slice()[position].1
     }
 
     /// Inserts or replaces; returns the replaced value.
     pub(crate) fn insert(&mut self, key: Q, value: T) -> Option<T> {
         if let Some(at) = self.position(&key) {
-            return Some(std::mem::replace(&mut self.items[at].1, value));
+            return Some(std::mem::replace(self.value_mut(at), value));
         }
         self.push(key, value);
         None
@@ -84,14 +85,10 @@ impl<Q: Clone + Eq + Hash, T> KeyedVec<Q, T> {
         if let Some(index) = &mut self.index {
             index.insert(key.clone(), at);
         }
-        if self.items.is_empty() {
-            // Most filters have exactly one subscriber: do not reserve four slots for it.
-            self.items.reserve_exact(1);
-        }
         self.items.push((key, value));
         if self.index.is_none() && self.items.len() > INDEX_AT {
             let mut index = HashMap::with_capacity_and_hasher(self.items.len(), RandomState::new());
-            index.extend(self.items.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)));
+            index.extend(self.items.as_slice().iter().enumerate().map(|(i, (k, _))| (k.clone(), i)));
             self.index = Some(Box::new(index));
         }
         at
@@ -107,7 +104,7 @@ impl<Q: Clone + Eq + Hash, T> KeyedVec<Q, T> {
         let (_, value) = self.items.swap_remove(at);
         if let Some(index) = &mut self.index {
             index.remove(key);
-            if let Some((moved, _)) = self.items.get(at) {
+            if let Some((moved, _)) = self.items.as_slice().get(at) {
                 let slot = index.get_mut::<Q>(moved);
                 debug_assert!(slot.is_some(), "every pair is indexed");
                 if let Some(slot) = slot {
@@ -117,11 +114,6 @@ impl<Q: Clone + Eq + Hash, T> KeyedVec<Q, T> {
             if self.items.len() <= INDEX_AT / 2 {
                 self.index = None;
             }
-        }
-        // Give memory back after a large list shrank, so churn on a popular filter does not keep
-        // its peak allocation forever.
-        if self.items.capacity() > 8 && self.items.len() * 4 < self.items.capacity() {
-            self.items.shrink_to(self.items.len() * 2);
         }
         Some(value)
     }

@@ -4,91 +4,22 @@
 //! roughly one cache miss per pointer it follows; this map is laid out to follow few. Most nodes
 //! have exactly one child (`site/42/dev` has just `dev`): it is kept inline in the node. A few
 //! children sit in a short vector scanned linearly, with no hashing. Past [`PROMOTE_AT`] children
-//! (`site/` with one child per site) they move to a hash map, also inline in the node. The map's
-//! hasher is seeded at random once per process, because levels come from clients and an unseeded
-//! hash would let them pick colliding names. Levels up to [`INLINE_LEVEL`] bytes are stored in
+//! (`site/` with one child per site) they move to a hash table ([`LevelTable`]), also inline in
+//! the node, keyed with a secret seed because levels come from clients. Short levels are stored in
 //! the entry itself ([`LevelKey`]), so comparing one does not follow a pointer either.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::OnceLock;
-
-use ahash::{AHasher, RandomState};
-
 use super::arena::NodeId;
+use super::level_key::LevelKey;
+use super::level_table::LevelTable;
 
 /// Children beyond which lookups hash instead of comparing levels one by one. Scanning 8 entries
-/// (8 length comparisons, the odd short `memcmp`, all in 4 cache lines) costs about what hashing
+/// (8 length comparisons, the odd short compare, all in 4 cache lines) costs about what hashing
 /// one short level and probing the table does.
 const PROMOTE_AT: usize = 8;
 
-/// Children at or below which a hash map goes back to a vector, freeing the map's table. Lower
-/// than [`PROMOTE_AT`] so a node hovering around the threshold does not convert on every change.
+/// Children at or below which a hash table goes back to a vector, freeing the table. Lower than
+/// [`PROMOTE_AT`] so a node hovering around the threshold does not convert on every change.
 const DEMOTE_AT: usize = PROMOTE_AT / 2;
-
-/// Bytes of a level kept inline. 22 makes [`LevelKey`] 24 bytes, the size of the boxed form plus
-/// its tag, and covers the levels real topics are made of (names, ids, short hashes).
-const INLINE_LEVEL: usize = 22;
-
-/// A level string, inline when short. Compared and hashed as bytes, exactly as `[u8]` is, so that
-/// maps keyed by it can be searched with a borrowed `&[u8]`.
-#[derive(Clone)]
-pub(crate) enum LevelKey {
-    /// Up to [`INLINE_LEVEL`] bytes.
-    Inline {
-        /// How many bytes of `bytes` are used.
-        len: u8,
-        /// The level, then zeros.
-        bytes: [u8; INLINE_LEVEL],
-    },
-    /// A longer level.
-    Heap(Box<[u8]>),
-}
-
-impl LevelKey {
-    fn new(level: &str) -> Self {
-        let level = level.as_bytes();
-        if level.len() <= INLINE_LEVEL {
-            let mut bytes = [0; INLINE_LEVEL];
-            bytes[..level.len()].copy_from_slice(level);
-            // Lossless: at most INLINE_LEVEL, checked just above.
-            LevelKey::Inline { len: level.len() as u8, bytes }
-        } else {
-            LevelKey::Heap(level.into())
-        }
-    }
-
-    /// The level's bytes (UTF-8, but only ever compared).
-    #[inline]
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        match self {
-            LevelKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            LevelKey::Heap(bytes) => bytes,
-        }
-    }
-}
-
-impl PartialEq for LevelKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for LevelKey {}
-
-impl Hash for LevelKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // The same as hashing the `[u8]`, which `Borrow<[u8]>` requires.
-        self.as_bytes().hash(state)
-    }
-}
-
-impl Borrow<[u8]> for LevelKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
 
 /// Literal children of one node: level string to child node.
 #[derive(Default)]
@@ -101,19 +32,23 @@ pub(crate) enum LevelMap {
     /// Two to [`PROMOTE_AT`] children, scanned in insertion order.
     Few(Vec<(LevelKey, NodeId)>),
     /// More children, hashed.
-    Many(HashMap<LevelKey, NodeId, LevelHasher>),
+    Many(LevelTable),
 }
 
 impl LevelMap {
     /// The child reached through `level`.
-    #[inline]
+    ///
+    /// Inlined into the walk: the common shapes (none, one child) are a few instructions, less
+    /// than the call's register saves and restores cost (measured: a quarter of a lookup). The
+    /// hash table's probe stays a call.
+    #[inline(always)]
     pub(crate) fn get(&self, level: &str) -> Option<NodeId> {
         let level = level.as_bytes();
         match self {
             LevelMap::Empty => None,
-            LevelMap::One(key, id) => (key.as_bytes() == level).then_some(*id),
-            LevelMap::Few(few) => few.iter().find(|(key, _)| key.as_bytes() == level).map(|&(_, id)| id),
-            LevelMap::Many(many) => many.get(level).copied(),
+            LevelMap::One(key, id) => key.matches(level).then_some(*id),
+            LevelMap::Few(few) => few.iter().find(|(key, _)| key.matches(level)).map(|&(_, id)| id),
+            LevelMap::Many(many) => many.get(level),
         }
     }
 
@@ -136,8 +71,10 @@ impl LevelMap {
                 *self = LevelMap::Few(few);
             }
             LevelMap::Few(few) => {
-                let mut many = HashMap::with_capacity_and_hasher(few.len() * 2, LevelHasher);
-                many.extend(few);
+                let mut many = LevelTable::with_capacity(few.len() * 2);
+                for (key, id) in few {
+                    many.insert(key, id);
+                }
                 many.insert(key, id);
                 *self = LevelMap::Many(many);
             }
@@ -155,14 +92,14 @@ impl LevelMap {
             LevelMap::Empty => None,
             LevelMap::One(key, id) => {
                 let id = *id;
-                if key.as_bytes() != level {
+                if !key.matches(level) {
                     return None;
                 }
                 *self = LevelMap::Empty;
                 Some(id)
             }
             LevelMap::Few(few) => {
-                let at = few.iter().position(|(key, _)| key.as_bytes() == level)?;
+                let at = few.iter().position(|(key, _)| key.matches(level))?;
                 let (_, id) = few.swap_remove(at);
                 if few.len() == 1 {
                     if let Some((key, last)) = few.pop() {
@@ -203,20 +140,67 @@ impl LevelMap {
     }
 }
 
-/// The hasher of every [`LevelMap`]: ahash with keys drawn at random once per process.
-///
-/// A zero-sized builder keeps the map inline in the node at 32 bytes, where a per-map
-/// `ahash::RandomState` would add 32 more to every node, child or not. One secret seed per
-/// process protects against chosen collisions as well as one per map: an attacker learns neither.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct LevelHasher;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl BuildHasher for LevelHasher {
-    type Hasher = AHasher;
+    fn id(n: usize) -> NodeId {
+        NodeId::from_index(n)
+    }
 
-    #[inline]
-    fn build_hasher(&self) -> AHasher {
-        static SEEDED: OnceLock<RandomState> = OnceLock::new();
-        SEEDED.get_or_init(RandomState::new).build_hasher()
+    fn shape(map: &LevelMap) -> &'static str {
+        match map {
+            LevelMap::Empty => "empty",
+            LevelMap::One(..) => "one",
+            LevelMap::Few(_) => "few",
+            LevelMap::Many(_) => "many",
+        }
+    }
+
+    #[test]
+    fn grows_through_every_shape_and_back() {
+        let mut map = LevelMap::default();
+        let levels: Vec<String> = (0..3 * PROMOTE_AT).map(|n| format!("level{n}")).collect();
+        for (n, level) in levels.iter().enumerate() {
+            map.insert(level, id(n));
+            let expected = match n + 1 {
+                1 => "one",
+                len if len <= PROMOTE_AT => "few",
+                _ => "many",
+            };
+            assert_eq!(shape(&map), expected, "after {} inserts", n + 1);
+            for (m, level) in levels.iter().enumerate().take(n + 1) {
+                assert_eq!(map.get(level), Some(id(m)));
+            }
+            assert_eq!(map.get("absent"), None);
+        }
+        let mut left = levels.len();
+        for (n, level) in levels.iter().enumerate() {
+            assert_eq!(map.remove(level), Some(id(n)));
+            assert_eq!(map.remove(level), None);
+            left -= 1;
+            assert_eq!(map.iter().count(), left);
+            for (m, level) in levels.iter().enumerate().skip(n + 1) {
+                assert_eq!(map.get(level), Some(id(m)));
+            }
+        }
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn demotes_only_well_below_the_promotion_threshold() {
+        let mut map = LevelMap::default();
+        for n in 0..=PROMOTE_AT {
+            map.insert(&n.to_string(), id(n));
+        }
+        assert_eq!(shape(&map), "many");
+        // Hovering around the threshold does not convert back and forth.
+        map.remove("0");
+        assert_eq!(shape(&map), "many");
+        for n in 1..=PROMOTE_AT - DEMOTE_AT {
+            map.remove(&n.to_string());
+        }
+        assert_eq!(shape(&map), "few");
+        assert_eq!(map.iter().count(), DEMOTE_AT);
     }
 }

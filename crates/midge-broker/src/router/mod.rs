@@ -47,22 +47,29 @@
 //!
 //! # Structure
 //!
-//! A trie over filter levels, nodes in an arena (`arena.rs`) addressed by 32-bit ids. Each node
-//! has its literal children in a `LevelMap` (seeded hash map once large), one slot for the `+`
-//! child, the subscriptions whose filter ends at the node, and those whose filter is the node's
-//! path followed by `#` (kept in the node itself: `#` is always last, so it needs no child node).
-//! `$`-topics need no separate root: skipping the root's `+` child and `#` subscriptions when the
-//! topic's first level starts with `$` has the same effect. Shared subscriptions are groups kept
-//! beside the ordinary subscribers of their filter's node.
+//! Filters without wildcards (no `+`, no final `#`) match one topic each, themselves: they are
+//! kept in a hash index by that topic (`exact_index.rs`), and a match looks the whole topic up
+//! once. The other filters are in a trie over filter levels, nodes in an arena (`arena.rs`)
+//! addressed by 32-bit ids. Each node has its literal children in a `LevelMap` (keyed hash table
+//! once large), one slot for the `+` child, the subscriptions whose filter ends at the node, and
+//! those whose filter is the node's path followed by `#` (kept in the node itself: `#` is always
+//! last, so it needs no child node). `$`-topics need no separate root: skipping the root's `+`
+//! child and `#` subscriptions when the topic's first level starts with `$` has the same effect.
+//! Shared subscriptions are groups kept beside the ordinary subscribers of their filter.
 //!
-//! Matching walks the trie depth-first with a small inline stack, taking levels from the topic as
-//! it goes: no allocation unless a topic has more than [`INLINE_STACK`] branches pending at once.
+//! Matching walks the trie depth-first, taking levels from the topic as it goes, following each
+//! literal child directly and keeping `+` branches on a small inline stack: no allocation unless
+//! a topic has more than [`INLINE_STACK`] branches pending at once.
 //! Empty nodes are pruned on unsubscribe and their slots reused, so memory follows the live
 //! subscriptions, not the history of churn.
 
 pub(crate) mod arena;
+pub(crate) mod exact_index;
 pub(crate) mod keyed_vec;
+pub(crate) mod level_key;
 pub(crate) mod level_map;
+pub(crate) mod level_table;
+pub(crate) mod one_or_vec;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -74,13 +81,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use smallvec::SmallVec;
 
 use self::arena::{Arena, NodeId};
+use self::exact_index::{ExactIndex, Keyed};
 use self::keyed_vec::KeyedVec;
 use self::level_map::LevelMap;
 
-/// Pending branches a match keeps on its stack before spilling to the heap. Each node taken off
-/// the stack puts back at most two (its `+` child and its literal child, one level deeper), so the
-/// stack never holds more than one entry per topic level plus one: 16 covers any topic of up to
-/// 15 levels whatever the filters. A deeper topic still matches, at the cost of one allocation.
+/// Pending branches a match keeps on its stack before spilling to the heap. The walk follows a
+/// node's literal child directly and stacks only its `+` child, one level deeper; entries are
+/// popped deepest first, so the stack holds at most one per topic level: 16 covers any topic of
+/// up to 16 levels whatever the filters. A deeper topic still matches, at the cost of one
+/// allocation.
 pub const INLINE_STACK: usize = 16;
 
 /// The subscription index: topic filters to subscribers, searched by topic name.
@@ -92,7 +101,9 @@ pub const INLINE_STACK: usize = 16;
 /// Matching borrows the index shared, so the broker keeps it behind a read-write lock: publishes
 /// match under the read lock, subscribe and unsubscribe take the write lock.
 pub struct Router<K, V> {
-    /// The trie. The root stands for the empty path before the first level.
+    /// Filters without `+` or a final `#`, by the topic they match.
+    exact: ExactIndex<Subscriptions<K, V>>,
+    /// The trie of the other filters. The root stands for the empty path before the first level.
     nodes: Arena<Node<K, V>>,
     /// Subscriptions held, shared group members included.
     len: usize,
@@ -141,7 +152,7 @@ pub fn pick_round_robin<'a, T>(members: &'a [T], cursor: &AtomicUsize) -> Option
 impl<K, V> Router<K, V> {
     /// An empty index.
     pub fn new() -> Self {
-        Router { nodes: Arena::new(), len: 0, generation: 0 }
+        Router { exact: ExactIndex::default(), nodes: Arena::new(), len: 0, generation: 0 }
     }
 
     /// Subscriptions held, shared group members included.
@@ -160,7 +171,8 @@ impl<K, V> Router<K, V> {
         self.generation
     }
 
-    /// Trie nodes in use, the root included: 1 when empty. For memory metrics and tests.
+    /// Trie nodes in use, the root included: 1 when empty. Only filters with a wildcard use
+    /// nodes; exact filters are indexed apart. For memory metrics and tests.
     pub fn node_count(&self) -> usize {
         self.nodes.live()
     }
@@ -174,9 +186,14 @@ impl<K, V> Router<K, V> {
     /// name (no wildcard characters [MQTT-4.7.1-1]); anything else is matched literally. Does
     /// not allocate unless the walk needs more than [`INLINE_STACK`] pending branches.
     pub fn match_topic<'a>(&'a self, topic: &str, mut visit: impl FnMut(Match<'a, K, V>)) {
-        // Each entry: a node reached, and the topic left to match below it (`None`: all levels
-        // consumed, the node stands for the whole topic).
+        // Each entry: a node reached through `+`, and the topic left to match below it (`None`:
+        // all levels consumed, the node stands for the whole topic). The literal child is not
+        // stacked: the walk goes straight down to it, so only `+` branches wait here.
         let mut stack: SmallVec<[(NodeId, Option<&str>); INLINE_STACK]> = SmallVec::new();
+
+        if let Some(subs) = self.exact.get(topic) {
+            subs.visit(&mut visit);
+        }
 
         let root = &self.nodes[NodeId::ROOT];
         let (first, rest) = split_level(topic);
@@ -189,11 +206,9 @@ impl<K, V> Router<K, V> {
                 stack.push((plus, rest));
             }
         }
-        if let Some(child) = root.children.get(first) {
-            stack.push((child, rest));
-        }
+        let mut next = root.children.get(first).map(|child| (child, rest));
 
-        while let Some((id, rest)) = stack.pop() {
+        while let Some((id, rest)) = next.or_else(|| stack.pop()) {
             let node = &self.nodes[id];
             // `#` below this node matches whether levels remain or not: with none left it
             // matches the parent level (`sport/#` matches `sport`).
@@ -204,15 +219,14 @@ impl<K, V> Router<K, V> {
                 if let Some(subs) = &node.exact {
                     subs.visit(&mut visit);
                 }
+                next = None;
                 continue;
             };
             let (level, rest) = split_level(rest);
             if let Some(plus) = node.single_level {
                 stack.push((plus, rest));
             }
-            if let Some(child) = node.children.get(level) {
-                stack.push((child, rest));
-            }
+            next = node.children.get(level).map(|child| (child, rest));
         }
     }
 }
@@ -226,23 +240,24 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
     /// ordinary level, and `$share/{group}` with no `/{rest}` is an ordinary filter.
     pub fn subscribe(&mut self, filter: &str, key: K, value: V) -> Option<V> {
         let (group, filter) = split_shared(filter);
-        let (id, slot) = self.make_path(filter);
-        let node = &mut self.nodes[id];
-        let subs = match slot {
-            Slot::Exact => &mut node.exact,
-            Slot::MultiLevel => &mut node.multi_level,
-        };
-        let subs = subs.get_or_insert_with(|| Box::new(Subscriptions::new(filter)));
-        let replaced = match group {
-            None => subs.direct.insert(key, value),
-            Some(group) => {
-                let at = match subs.groups.position(group) {
-                    Some(at) => at,
-                    None => subs.groups.push(group.into(), Group::default()),
-                };
-                subs.groups.value_mut(at).members.insert(key, value)
+        let subs = if is_exact(filter) {
+            if self.exact.get_mut(filter).is_none() {
+                self.exact.insert(Box::new(Subscriptions::new(filter)));
             }
+            match self.exact.get_mut(filter) {
+                Some(subs) => subs,
+                None => unreachable!("inserted just above"),
+            }
+        } else {
+            let (id, slot) = self.make_path(filter);
+            let node = &mut self.nodes[id];
+            let subs = match slot {
+                Slot::Exact => &mut node.exact,
+                Slot::MultiLevel => &mut node.multi_level,
+            };
+            subs.get_or_insert_with(|| Box::new(Subscriptions::new(filter)))
         };
+        let replaced = subs.insert(group, key, value);
         if replaced.is_none() {
             self.len += 1;
         }
@@ -255,6 +270,16 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
     /// changes. Nodes left empty are pruned and their slots reused.
     pub fn unsubscribe(&mut self, filter: &str, key: &K) -> Option<V> {
         let (group, filter) = split_shared(filter);
+        if is_exact(filter) {
+            let subs = self.exact.get_mut(filter)?;
+            let removed = subs.remove(group, key)?;
+            if subs.is_empty() {
+                self.exact.remove(filter);
+            }
+            self.len -= 1;
+            self.generation += 1;
+            return Some(removed);
+        }
 
         // Walk down, remembering each step so empty nodes can be unlinked on the way back.
         let mut path: SmallVec<[(NodeId, Edge<'_>); INLINE_STACK]> = SmallVec::new();
@@ -282,18 +307,7 @@ impl<K: Clone + Eq + Hash, V> Router<K, V> {
             Slot::MultiLevel => &mut node.multi_level,
         };
         let subs = subs_slot.as_mut()?;
-        let removed = match group {
-            None => subs.direct.remove(key)?,
-            Some(group) => {
-                let at = subs.groups.position(group)?;
-                let members = &mut subs.groups.value_mut(at).members;
-                let removed = members.remove(key)?;
-                if members.is_empty() {
-                    subs.groups.remove(group);
-                }
-                removed
-            }
-        };
+        let removed = subs.remove(group, key)?;
         if subs.is_empty() {
             *subs_slot = None;
         }
@@ -429,19 +443,27 @@ impl<K, V> Node<K, V> {
 }
 
 /// The subscriptions to one filter. Boxed in the node: most nodes are inner nodes with none.
+///
+/// 56 bytes, one 64-byte allocator block (a test checks): every matching publish reads all of it,
+/// and there is one per filter, so both the lines a match touches and the memory a million
+/// filters take follow its size.
 struct Subscriptions<K, V> {
+    /// Ordinary subscribers.
+    direct: KeyedVec<K, V>,
     /// The filter (without `$share/{group}/`), kept so a match can name it without rebuilding it
     /// from the path.
     filter: Box<str>,
-    /// Ordinary subscribers.
-    direct: KeyedVec<K, V>,
-    /// Shared subscription groups by name, none empty.
-    groups: KeyedVec<Box<str>, Group<K, V>>,
+    /// Shared subscription groups by name, none empty; `None` rather than an empty list, as
+    /// most filters have no group and the list inline would cost them 32 bytes each.
+    groups: Option<Box<Groups<K, V>>>,
 }
+
+/// Shared subscription groups of one filter, by name.
+type Groups<K, V> = KeyedVec<Box<str>, Group<K, V>>;
 
 impl<K, V> Subscriptions<K, V> {
     fn new(filter: &str) -> Self {
-        Subscriptions { filter: filter.into(), direct: KeyedVec::default(), groups: KeyedVec::default() }
+        Subscriptions { direct: KeyedVec::default(), filter: filter.into(), groups: None }
     }
 
     /// Hands every subscription to `visit`.
@@ -451,14 +473,58 @@ impl<K, V> Subscriptions<K, V> {
         for (key, value) in self.direct.as_slice() {
             visit(Match::Direct { filter, key, value });
         }
-        for (group, Group { members, cursor }) in self.groups.as_slice() {
-            visit(Match::Shared { group, filter, members: members.as_slice(), cursor });
+        if let Some(groups) = &self.groups {
+            for (group, Group { members, cursor }) in groups.as_slice() {
+                visit(Match::Shared { group, filter, members: members.as_slice(), cursor });
+            }
+        }
+    }
+
+    /// Adds `key`'s subscription, to `group` if given, or replaces it; returns the replaced value.
+    fn insert(&mut self, group: Option<&str>, key: K, value: V) -> Option<V>
+    where
+        K: Clone + Eq + Hash,
+    {
+        match group {
+            None => self.direct.insert(key, value),
+            Some(group) => {
+                let groups = self.groups.get_or_insert_with(Box::default);
+                let at = match groups.position(group) {
+                    Some(at) => at,
+                    None => groups.push(group.into(), Group::default()),
+                };
+                groups.value_mut(at).members.insert(key, value)
+            }
+        }
+    }
+
+    /// Removes `key`'s subscription, from `group` if given; returns its value. A group left
+    /// empty is dropped, and the group list with the last group.
+    fn remove(&mut self, group: Option<&str>, key: &K) -> Option<V>
+    where
+        K: Clone + Eq + Hash,
+    {
+        match group {
+            None => self.direct.remove(key),
+            Some(group) => {
+                let groups = self.groups.as_mut()?;
+                let at = groups.position(group)?;
+                let members = &mut groups.value_mut(at).members;
+                let removed = members.remove(key)?;
+                if members.is_empty() {
+                    groups.remove(group);
+                    if groups.is_empty() {
+                        self.groups = None;
+                    }
+                }
+                Some(removed)
+            }
         }
     }
 
     /// Whether no subscriber and no group is left.
     fn is_empty(&self) -> bool {
-        self.direct.is_empty() && self.groups.is_empty()
+        self.direct.is_empty() && self.groups.is_none()
     }
 }
 
@@ -503,6 +569,24 @@ pub(crate) fn split_level(s: &str) -> (&str, Option<&str>) {
     match s.as_bytes().iter().position(|&b| b == b'/') {
         Some(at) => (&s[..at], Some(&s[at + 1..])),
         None => (s, None),
+    }
+}
+
+/// Whether `filter` has no wildcard: no `+` level and no final `#` level. Such a filter matches
+/// exactly one topic, itself (a `#` that is not last is an ordinary level, as in the trie).
+fn is_exact(filter: &str) -> bool {
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level == "+" || (level == "#" && levels.peek().is_none()) {
+            return false;
+        }
+    }
+    true
+}
+
+impl<K, V> Keyed for Subscriptions<K, V> {
+    fn key(&self) -> &str {
+        &self.filter
     }
 }
 

@@ -418,6 +418,25 @@ fn deep_topics_match_without_overflowing() {
 }
 
 #[test]
+fn the_last_group_leaving_frees_the_group_list() {
+    let mut router = Router::new();
+    router.subscribe("$share/g/a/b", 1, 0);
+    router.subscribe("$share/h/a/b", 2, 0);
+    router.subscribe("a/b", 3, 0);
+    assert_eq!(router.unsubscribe("$share/g/a/b", &1), Some(0));
+    assert_eq!(router.unsubscribe("$share/h/a/b", &2), Some(0));
+    assert_eq!(router.unsubscribe("$share/h/a/b", &2), None, "the group list is gone");
+    assert_eq!(rows(&router, "a/b"), [(None, "a/b".to_owned(), 3)]);
+    // A group can come back after the list was freed.
+    router.subscribe("$share/g/a/b", 1, 0);
+    assert_eq!(rows(&router, "a/b"), [(None, "a/b".to_owned(), 3), (Some("g".to_owned()), "a/b".to_owned(), 1)]);
+    router.unsubscribe("a/b", &3);
+    router.unsubscribe("$share/g/a/b", &1);
+    assert!(router.is_empty());
+    assert_eq!(router.node_count(), 1, "pruned once both the direct list and the groups are empty");
+}
+
+#[test]
 fn unsubscribe_prunes_back_to_the_root() {
     let filters = [
         "a/b/c",
@@ -439,7 +458,10 @@ fn unsubscribe_prunes_back_to_the_root() {
         router.subscribe(filter, key as u32, 0);
     }
     assert_eq!(router.len(), filters.len());
-    assert!(router.node_count() > 10);
+    // Nodes for the wildcard filters (root, a, a/b, a/+, a/+/c, +, +/+, +/+/+, $SYS); the exact
+    // ones are in the exact index, `a/b/c` once for its direct subscriber and its group.
+    assert_eq!(router.node_count(), 9);
+    assert_eq!(router.exact.len(), 6);
     // Remove in an order different from insertion, checking the rest still match.
     for (key, filter) in filters.iter().enumerate().rev() {
         assert_eq!(router.unsubscribe(filter, &(key as u32)), Some(0), "{filter}");
@@ -447,17 +469,41 @@ fn unsubscribe_prunes_back_to_the_root() {
     }
     assert!(router.is_empty());
     assert_eq!(router.node_count(), 1, "only the root is left");
+    assert_eq!(router.exact.len(), 0);
 }
 
 #[test]
 fn a_subtree_is_kept_while_it_holds_subscriptions() {
-    let mut router = router_with(&["a/b/c", "a/b"]);
+    let mut router = router_with(&["a/b/c/#", "a/b/#"]);
     assert_eq!(router.node_count(), 4);
-    router.unsubscribe("a/b", &1);
+    router.unsubscribe("a/b/#", &1);
     assert_eq!(router.node_count(), 4, "a/b is still on the way to a/b/c");
-    assert_eq!(filters_matching(&router, "a/b/c"), ["a/b/c"]);
-    router.unsubscribe("a/b/c", &1);
+    assert_eq!(filters_matching(&router, "a/b/c"), ["a/b/c/#"]);
+    router.unsubscribe("a/b/c/#", &1);
     assert_eq!(router.node_count(), 1);
+}
+
+#[test]
+fn exact_filters_take_no_trie_node() {
+    // Filters with no `+` and no final `#` are indexed by the topic they match; `#` elsewhere
+    // and `$share/{group}` without a filter are ordinary levels, exact too.
+    let exact = ["a/b", "a", "/", "a//b", "$SYS/x", "a/#/c", "$share/g", "$share/g/a/b"];
+    let mut router = router_with(&exact);
+    assert_eq!(router.node_count(), 1);
+    assert_eq!(router.exact.len(), exact.len() - 1, "a/b once, with a direct subscriber and a group");
+    assert_eq!(rows(&router, "a/b"), [(None, "a/b".to_owned(), 1), (Some("g".to_owned()), "a/b".to_owned(), 1)]);
+    assert_eq!(filters_matching(&router, "a/#/c"), ["a/#/c"]);
+    assert_eq!(filters_matching(&router, "$share/g"), ["$share/g"]);
+    assert!(filters_matching(&router, "a/b/").is_empty());
+    // Beside wildcard filters matching the same topic, each is visited once.
+    router.subscribe("a/+", 1, 0);
+    router.subscribe("a/#", 1, 0);
+    assert_eq!(filters_matching(&router, "a/b"), ["a/#", "a/+", "a/b", "a/b"]);
+    for filter in exact {
+        assert_eq!(router.unsubscribe(filter, &1), Some(0), "{filter}");
+    }
+    assert_eq!(router.exact.len(), 0);
+    assert_eq!(router.len(), 2);
 }
 
 #[test]
@@ -482,19 +528,20 @@ fn churn_reuses_node_slots() {
 #[test]
 fn level_map_promotion_keeps_children_reachable() {
     let mut router = Router::new();
+    // A wildcard below each, so that the levels are trie nodes (exact filters are not).
     for i in 0..100u32 {
-        router.subscribe(&format!("n/{i}"), i, 0);
+        router.subscribe(&format!("n/{i}/+"), i, 0);
     }
     for i in 0..100u32 {
-        assert_eq!(rows(&router, &format!("n/{i}")), [(None, format!("n/{i}"), i)]);
+        assert_eq!(rows(&router, &format!("n/{i}/x")), [(None, format!("n/{i}/+"), i)]);
     }
     for i in 0..97u32 {
-        router.unsubscribe(&format!("n/{i}"), &i);
+        router.unsubscribe(&format!("n/{i}/+"), &i);
     }
     for i in 97..100u32 {
-        assert_eq!(rows(&router, &format!("n/{i}")), [(None, format!("n/{i}"), i)]);
+        assert_eq!(rows(&router, &format!("n/{i}/x")), [(None, format!("n/{i}/+"), i)]);
     }
-    assert_eq!(router.node_count(), 1 + 1 + 3);
+    assert_eq!(router.node_count(), 1 + 1 + 3 * 2);
 }
 
 #[test]
@@ -543,11 +590,33 @@ fn matching_does_not_allocate() {
 }
 
 #[test]
+fn a_topic_of_inline_stack_levels_does_not_spill() {
+    // A `+` beside every literal level of `a/a/.../a`: walking the literal path stacks one `+`
+    // branch per level, the most the stack can hold for a topic this deep.
+    let mut router = Router::new();
+    let topic = vec!["a"; INLINE_STACK].join("/");
+    router.subscribe(&topic, 0, 0);
+    for depth in 0..INLINE_STACK {
+        let mut levels = vec!["a"; depth];
+        levels.push("+");
+        router.subscribe(&levels.join("/"), 1 + depth as u32, 0);
+    }
+    let before = allocations();
+    let mut found = 0;
+    router.match_topic(&topic, |_| found += 1);
+    assert_eq!(allocations(), before, "match_topic allocated");
+    // The exact filter, and `a/.../a/+` with the `+` at the last level.
+    assert_eq!(found, 2);
+}
+
+#[test]
 fn a_node_fits_a_cache_line() {
     // Matching touches one node per level; keeping each within 64 bytes keeps it one cache miss.
-    assert_eq!(std::mem::size_of::<LevelMap>(), 40);
+    assert_eq!(std::mem::size_of::<LevelMap>(), 32);
     assert!(std::mem::size_of::<Node<u64, u8>>() <= 64);
     assert_eq!(std::mem::align_of::<Node<u64, u8>>(), 64);
+    // A filter's subscriptions fit one 64-byte allocator block with its 8-byte header.
+    assert_eq!(std::mem::size_of::<Subscriptions<u64, u8>>(), 56);
 }
 
 // ---- property tests -------------------------------------------------------------------------
