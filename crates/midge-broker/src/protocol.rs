@@ -193,7 +193,7 @@ impl ClientConnection {
         &self.broker
     }
 
-    /// The session, whose [`Session::woken`] signals queued work.
+    /// The session this connection is attached to.
     pub fn session(&self) -> &Arc<Session> {
         &self.session
     }

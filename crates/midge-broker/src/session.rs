@@ -4,7 +4,8 @@
 //! It owns the client's subscriptions, its bounded queue of messages waiting to be sent, the
 //! outbound messages in flight with their packet ids, and the inbound QoS 2 packet ids awaiting
 //! PUBREL. Publishers enqueue under the session's short lock and never wait for the receiver;
-//! the attached connection is woken through [`Session::woken`] and drains the queue itself.
+//! the attached connection is woken through its [`Kick`] (see [`Kick::poll_signal`]) and drains the
+//! queue itself.
 //!
 //! A persistent session (expiry interval above 0) mirrors its deliveries and QoS 2 state into
 //! the store through a [`Journal`]; each change is submitted while the session lock is held, so
