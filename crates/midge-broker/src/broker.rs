@@ -43,7 +43,9 @@ pub(crate) struct Subscriber {
 /// What publishing a message did.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// Sessions it was queued for.
+    /// Sessions it was queued for (for a QoS 0 message routed inside a
+    /// [`crate::delivery_batch::DeliveryBatch`]: sessions it was deferred for, some of which may
+    /// still drop it as offline or full; nothing is acknowledged for QoS 0).
     pub delivered: usize,
     /// The ticket that makes it durable (retained update, persistent deliveries), which the
     /// publisher's acknowledgement waits for.
@@ -436,25 +438,56 @@ impl Broker {
         let mut delivered = 0;
         let mut ticket = None;
         let mut congested = Vec::new();
-        for (session, item) in targets {
-            match session.enqueue(item, &self.config, self.journal.as_ref(), true) {
-                EnqueueOutcome::Queued(written) => {
-                    delivered += 1;
-                    ticket = ticket.max(written);
-                }
-                EnqueueOutcome::QueuedCongested(written) => {
-                    delivered += 1;
-                    ticket = ticket.max(written);
-                    congested.push(session);
-                }
-                EnqueueOutcome::DroppedQueueFull => {
-                    self.stats.messages_dropped.add(1);
-                    tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
-                }
-                EnqueueOutcome::DroppedOffline => {}
+        if message.qos == QoS::AtMostOnce {
+            // Nothing the publisher is told depends on these enqueues: defer them to the end of
+            // its read batch, one lock per session (crate::delivery_batch).
+            if let Some(deferred) = crate::delivery_batch::defer_all(self, &mut targets) {
+                return (deferred, None, congested);
             }
+        } else {
+            // This publisher's earlier QoS 0 messages go first, to keep its order.
+            crate::delivery_batch::flush();
+        }
+        for (session, item) in targets {
+            delivered += self.enqueue_now(&session, item, &mut ticket, &mut congested);
         }
         (delivered, ticket, congested)
+    }
+
+    /// Enqueues one routed delivery; returns 1 if it was queued, 0 if dropped.
+    fn enqueue_now(
+        &self,
+        session: &Arc<Session>,
+        item: Queued,
+        ticket: &mut Option<Ticket>,
+        congested: &mut Vec<Arc<Session>>,
+    ) -> usize {
+        match session.enqueue(item, &self.config, self.journal.as_ref(), true) {
+            EnqueueOutcome::Queued(written) => {
+                *ticket = (*ticket).max(written);
+                1
+            }
+            EnqueueOutcome::QueuedCongested(written) => {
+                *ticket = (*ticket).max(written);
+                congested.push(Arc::clone(session));
+                1
+            }
+            EnqueueOutcome::DroppedQueueFull => {
+                self.stats.messages_dropped.add(1);
+                tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
+                0
+            }
+            EnqueueOutcome::DroppedOffline => 0,
+        }
+    }
+
+    /// Enqueues the QoS 0 deliveries a read batch deferred for `session` (crate::delivery_batch).
+    pub(crate) fn enqueue_deferred(&self, session: &Session, items: Vec<Queued>) {
+        let dropped = session.enqueue_many(items, &self.config, self.journal.as_ref());
+        if dropped > 0 {
+            self.stats.messages_dropped.add(dropped as u64);
+            tracing::debug!(client_id = %session.client_id(), dropped, "queue full, messages dropped");
+        }
     }
 
     /// Handles a SUBSCRIBE for `session`; returns one reason code per filter and the ticket the

@@ -14,11 +14,13 @@
 //! - [`router`]: the subscription index.
 //! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
 //! - [`stats`], the counters the broker keeps; [`hash`], the seeded hasher of client-keyed maps.
-//! - [`wake_batch`]: one wake-up per subscriber per read batch; [`doorbell`], the wake-up itself.
+//! - [`wake_batch`]: one wake-up per subscriber per read batch; [`doorbell`], the wake-up itself;
+//!   [`delivery_batch`], one lock per subscriber per read batch of QoS 0 messages.
 #![deny(missing_docs)]
 
 pub mod broker;
 pub mod config;
+pub mod delivery_batch;
 pub mod doorbell;
 pub mod hash;
 pub mod journal;

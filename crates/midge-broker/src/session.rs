@@ -361,9 +361,47 @@ impl Session {
         pace: bool,
     ) -> EnqueueOutcome {
         let mut state = self.state.lock();
+        let (outcome, wake) = self.enqueue_locked(&mut state, item, config, journal, pace);
+        drop(state);
+        if let Some(kick) = wake {
+            // Now, or once at the end of the publisher's read batch (see `wake_batch`).
+            crate::wake_batch::wake(kick);
+        }
+        outcome
+    }
+
+    /// Offers several messages under one lock (the QoS 0 deliveries of a read batch, see
+    /// [`crate::delivery_batch`]), none of them paced. Returns how many were dropped because the
+    /// queue was full.
+    pub fn enqueue_many(&self, items: Vec<Queued>, config: &BrokerConfig, journal: Option<&Journal>) -> usize {
+        let mut dropped = 0;
+        let mut wake = None;
+        let mut state = self.state.lock();
+        for item in items {
+            let (outcome, woken) = self.enqueue_locked(&mut state, item, config, journal, false);
+            dropped += usize::from(outcome == EnqueueOutcome::DroppedQueueFull);
+            wake = wake.or(woken);
+        }
+        drop(state);
+        if let Some(kick) = wake {
+            crate::wake_batch::wake(kick);
+        }
+        dropped
+    }
+
+    /// [`Session::enqueue`] with the lock held; also returns the connection to wake, if the
+    /// queue was empty.
+    fn enqueue_locked(
+        &self,
+        state: &mut SessionState,
+        item: Queued,
+        config: &BrokerConfig,
+        journal: Option<&Journal>,
+        pace: bool,
+    ) -> (EnqueueOutcome, Option<Arc<Kick>>) {
         let online = state.attached.is_some();
         if !online && item.qos == QoS::AtMostOnce && !config.queue_qos0_messages {
-            return EnqueueOutcome::DroppedOffline;
+            return (EnqueueOutcome::DroppedOffline, None);
         }
         let bytes = item.message.payload.len();
         let over_count = state.queue.len() >= config.max_queued_messages;
@@ -378,7 +416,7 @@ impl Session {
                 || (config.max_queued_bytes != 0 && state.queued_bytes + bytes > 2 * config.max_queued_bytes);
             if !pace || !online || item.qos == QoS::AtMostOnce || hard || state.shedding {
                 state.dropped += 1;
-                return EnqueueOutcome::DroppedQueueFull;
+                return (EnqueueOutcome::DroppedQueueFull, None);
             }
             congested = true;
             state.congested = true;
@@ -397,16 +435,14 @@ impl Session {
         }
         state.queue.push_back(Entry { seq, item, durable: ticket.is_some(), maybe_sent: false });
         let wake = if was_empty { state.attached.as_ref().map(|a| Arc::clone(&a.kick)) } else { None };
-        drop(state);
-        if let Some(kick) = wake {
-            // Now, or once at the end of the publisher's read batch (see `wake_batch`).
-            crate::wake_batch::wake(kick);
-        }
-        if congested {
-            EnqueueOutcome::QueuedCongested(ticket)
-        } else {
-            EnqueueOutcome::Queued(ticket)
-        }
+        let outcome = if congested { EnqueueOutcome::QueuedCongested(ticket) } else { EnqueueOutcome::Queued(ticket) };
+        (outcome, wake)
+    }
+
+    /// Messages waiting in the queue (not in flight). For tests.
+    #[cfg(test)]
+    pub(crate) fn queued_len(&self) -> usize {
+        self.state.lock().queue.len()
     }
 
     /// Wakes the attached connection, if there is one.

@@ -402,8 +402,11 @@ fn process_frames(
     held: &mut HeldResponses,
 ) -> Result<(), (CloseKind, String)> {
     let now = Instant::now();
-    // Every subscriber this read's messages reach is woken once, when the batch ends.
+    // Every subscriber this read's messages reach is woken once, when the batch ends, and its
+    // lock is taken once for the batch's QoS 0 messages. Dropped in reverse order: deliveries
+    // are flushed first, then the sessions they reached are woken.
     let _wakes = midge_broker::wake_batch::WakeBatch::begin();
+    let _deliveries = midge_broker::delivery_batch::DeliveryBatch::begin(connection.broker());
     let mut heard = false;
     loop {
         match decode_packet(rbuf, frames.version, frames.max_packet_size) {
