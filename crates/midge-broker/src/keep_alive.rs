@@ -7,8 +7,12 @@
 //! last heard from its client (one relaxed store per read batch, in its [`Kick`]); the deadlines
 //! live in one map, keyed by sweep slot, that holds each connection once. A sweep looks only at
 //! the slots that are due: a connection heard from meanwhile is filed again under its new
-//! deadline, one that was not is kicked with Keep Alive Timeout (0x8D). An idle connection
-//! with keep alive 60 s is looked at once every 90 s.
+//! deadline, one that was not is kicked with Keep Alive Timeout (0x8D).
+//!
+//! A connection is filed at most [`FILE_AHEAD`] ahead, even when its deadline is later: an
+//! ended connection is dropped from the map the next time it is looked at, so with keep alives
+//! of hours a churn of short connections would otherwise leave their entries for hours. An idle
+//! connection is looked at every 10 s; its deadline itself does not change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +26,10 @@ use crate::session::Kick;
 /// Deadlines are rounded up to this granularity; the server sweeps this often, so a silent
 /// client is closed between 1.5 times its keep alive and that plus one slot.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How far ahead a connection is filed at most: an ended connection's entry lasts at most this
+/// long, whatever its keep alive.
+pub const FILE_AHEAD: Duration = Duration::from_secs(10);
 
 /// The keep alive deadlines of the connections that have one.
 #[derive(Debug)]
@@ -51,8 +59,9 @@ impl KeepAlives {
         if kick.keep_alive_limit_ms() == 0 {
             return;
         }
-        kick.heard(self.millis(now));
-        let slot = slot_of(kick.deadline_ms());
+        let now_ms = self.millis(now);
+        kick.heard(now_ms);
+        let slot = slot_to_look(kick.deadline_ms(), now_ms);
         self.due.lock().entry(slot).or_default().push(kick);
     }
 
@@ -82,7 +91,7 @@ impl KeepAlives {
                 kick.kick(ReasonCode::KEEP_ALIVE_TIMEOUT);
                 kicked += 1;
             } else {
-                again.push((slot_of(deadline), kick));
+                again.push((slot_to_look(deadline, now_ms), kick));
             }
         }
         if !again.is_empty() {
@@ -109,9 +118,11 @@ fn slot_ms() -> u64 {
     SWEEP_INTERVAL.as_millis() as u64
 }
 
-/// The first sweep slot at or after `deadline_ms`.
-fn slot_of(deadline_ms: u64) -> u64 {
-    deadline_ms.div_ceil(slot_ms())
+/// The sweep slot to look at a connection in: its deadline's, or [`FILE_AHEAD`] from now if
+/// that is sooner.
+fn slot_to_look(deadline_ms: u64, now_ms: u64) -> u64 {
+    let horizon_ms = now_ms + FILE_AHEAD.as_millis() as u64;
+    deadline_ms.min(horizon_ms).div_ceil(slot_ms())
 }
 
 #[cfg(test)]
@@ -152,6 +163,18 @@ mod tests {
         assert_eq!(alives.sweep(start + Duration::from_millis(4_900)), 0);
         assert_eq!(alives.sweep(start + Duration::from_secs(5)), 1);
         assert_eq!(kicked_reason(&kick), Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    }
+
+    #[test]
+    fn an_ended_connection_with_a_long_keep_alive_is_forgotten_within_file_ahead() {
+        let start = Instant::now();
+        let alives = KeepAlives::new(start);
+        alives.watch(Arc::new(Kick::with_keep_alive(u16::MAX)), start); // ended at once
+        let live = Arc::new(Kick::with_keep_alive(u16::MAX));
+        alives.watch(Arc::clone(&live), start);
+        assert_eq!(alives.sweep(start + FILE_AHEAD), 0);
+        assert_eq!(alives.len(), 1, "the ended one is gone, the live one filed again");
+        assert_eq!(kicked_reason(&live), None, "its deadline is hours away");
     }
 
     #[test]
