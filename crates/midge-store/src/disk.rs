@@ -23,6 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use crate::batch::Batch;
+use crate::compactor::Compactor;
 use crate::error::StoreError;
 use crate::layout::{self, Read, RowVisitor, Table, WriteSet, META_COMMIT_SEQ, META_FORMAT_VERSION, META_STORE_ID};
 use crate::migrate::{self, FORMAT_VERSION};
@@ -50,6 +51,8 @@ const MAX_MEMTABLE_BYTES: u64 = 4 * 1024 * 1024;
 /// The store on disk: one directory, safe from `kill -9` for every commit and from power loss
 /// for commits made with [`Flush::Disk`] or followed by [`Store::sync`].
 pub struct DiskStore {
+    /// Compacts the tables deletes fill; first, so it stops before the engine closes.
+    compactor: Compactor,
     /// The data directory, for errors.
     dir: PathBuf,
     /// The engine's directory, for errors about its files.
@@ -99,6 +102,12 @@ impl DiskStore {
     /// The store's identifier, chosen at creation.
     pub fn store_id(&self) -> u128 {
         self.store_id
+    }
+
+    /// Full compactions of the delivery and message tables so far (see `compactor.rs`): how
+    /// often deleted records had piled up to twice the tables' compacted size.
+    pub fn compactions(&self) -> u64 {
+        self.compactor.compactions()
     }
 
     /// Bytes the store's files take on disk (allocated blocks): what "the store stays flat"
@@ -232,7 +241,13 @@ impl DiskStore {
             .write(true)
             .open(&watermark_path)
             .map_err(|source| StoreError::Io { path: watermark_path, source })?;
+        let compactor = Compactor::start(vec![
+            tables[Table::Messages as usize].clone(),
+            tables[Table::Deliveries as usize].clone(),
+        ])
+        .map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         let mut store = DiskStore {
+            compactor,
             dir: dir.to_path_buf(),
             engine_dir,
             db,

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+mod compactor;
 pub mod disk;
 pub mod error;
 mod layout;
