@@ -6,7 +6,6 @@
 //! nothing in the waiter. It has one waiter at a time (the attached connection); a ring with no
 //! one waiting is kept until the next poll, like `Notify::notify_one`'s permit.
 
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
@@ -39,14 +38,6 @@ impl Doorbell {
         } else {
             Poll::Pending
         }
-    }
-
-    /// Waits for a ring.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a ring is consumed only by the poll that returns it.
-    pub async fn rung(&self) {
-        poll_fn(|cx| self.poll_rung(cx)).await;
     }
 }
 
@@ -97,7 +88,7 @@ mod tests {
         for _ in 0..1_000 {
             let ringer = Arc::clone(&bell);
             let thread = std::thread::spawn(move || ringer.ring());
-            runtime.block_on(bell.rung());
+            runtime.block_on(std::future::poll_fn(|cx| bell.poll_rung(cx)));
             thread.join().expect("ringer");
         }
     }

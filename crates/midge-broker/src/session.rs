@@ -301,6 +301,14 @@ impl SessionState {
     pub(crate) fn is_attached(&self) -> bool {
         self.attached.is_some()
     }
+
+    /// Wakes the attached connection, if there is one. Called with the lock already held by
+    /// whoever freed a slot or queued work, so that waking costs no second lock.
+    pub(crate) fn ring_attached(&self) {
+        if let Some(attached) = &self.attached {
+            attached.kick.ring();
+        }
+    }
 }
 
 impl Session {
@@ -447,9 +455,7 @@ impl Session {
 
     /// Wakes the attached connection, if there is one.
     pub fn wake(&self) {
-        if let Some(attached) = self.state.lock().attached.as_ref() {
-            attached.kick.ring();
-        }
+        self.state.lock().ring_attached();
     }
 
     /// Whether the queue is back under half its bound (or the session is no longer connected,
@@ -510,8 +516,7 @@ impl Session {
         state.protocol = protocol;
         state.expiry_interval = expiry_interval;
         state.expires_at = None;
-        drop(state);
-        self.wake();
+        state.ring_attached();
         previous
     }
 
@@ -633,8 +638,7 @@ impl Session {
                 if entry.durable {
                     self.forget_delivery(journal, entry.seq, &entry.item.message);
                 }
-                drop(state);
-                self.wake();
+                state.ring_attached();
                 AckOutcome::Completed
             }
             _ => AckOutcome::Unknown,
@@ -655,8 +659,7 @@ impl Session {
             if entry.durable {
                 self.forget_delivery(journal, entry.seq, &entry.item.message);
             }
-            drop(state);
-            self.wake();
+            state.ring_attached();
             return AckOutcome::Completed;
         }
         if entry.stage == InflightStage::AwaitingComp {
