@@ -485,3 +485,25 @@ fn read_batch_defers_qos0_but_keeps_publish_order_across_qos_mqtt_4_6_0_5() {
     }
     assert_eq!(payloads(&subscriber.publishes(world.now)), ["0c"], "the rest when the batch ends");
 }
+
+/// Shutdown reaches connected clients through their kick with Server Shutting Down (0x8B), and
+/// a client whose CONNECT is accepted after shutdown began is kicked at once, not left running.
+#[test]
+fn shutdown_kicks_connected_clients_and_later_arrivals_with_0x8b() {
+    use midge_broker::session::Signal;
+    use std::task::{Context, Poll, Waker};
+
+    let world = World::new();
+    let before = world.client(connect(V5, "before"));
+    world.broker.shut_down();
+    let after = world.client(connect(V5, "after"));
+    for (name, client) in [("before", &before), ("after", &after)] {
+        let kick = client.connection.as_ref().expect("connected").kick();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            kick.poll_signal(&mut cx),
+            Poll::Ready(Signal::Kicked(ReasonCode::SERVER_SHUTTING_DOWN)),
+            "{name} shutdown"
+        );
+    }
+}
