@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 
-use midge_broker::router::Router;
+use midge_broker::Router;
 
 /// Devices per site in the exact filters.
 const DEVICES_PER_SITE: u64 = 1_000;

@@ -1,6 +1,6 @@
-//! The broker's side of durable storage: it turns broker state into `midge-store` records and
-//! submits them to the group-commit writer, which hands back tickets that acknowledgements wait
-//! for (DESIGN.md, "Durability").
+//! The broker's side of durable storage: it turns broker state into records and submits them
+//! through the [`Durability`] port, which hands back tickets that acknowledgements wait for
+//! (DESIGN.md, "Durability").
 //!
 //! What is written, and what waits for it:
 //! - a message delivered to a persistent session: the message (once) and a delivery record, put
@@ -15,58 +15,34 @@
 //! a queued message is not written at all: packet ids follow the delivery order
 //! (`session::packet_id_for`), so a restored session resends with the original ids anyway.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use midge_store::{Batch, MessageId, MessageRecord, SubmitError, Ticket, WriterHandle};
-
 use crate::message::Message;
+use crate::ports::durability::{Change, Changes, Durability, StoredMessage, Ticket};
 
-/// A ticket no commit reaches: what a failed submission returns, so that whatever waits on it
-/// fails instead of acknowledging.
-pub const NEVER: Ticket = Ticket(u64::MAX);
-
-/// Submits records to the store writer and converts between the monotonic clock the broker
-/// runs on and the wall clock records are stored in.
-#[derive(Clone)]
-pub struct Journal {
-    writer: WriterHandle,
+/// Submits records through the durability port and converts between the monotonic clock the
+/// broker runs on and the wall clock records are stored in.
+#[derive(Debug, Clone)]
+pub(crate) struct Journal {
+    store: Arc<dyn Durability>,
     clock: WallClock,
 }
 
-impl std::fmt::Debug for Journal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").finish_non_exhaustive()
-    }
-}
-
 impl Journal {
-    /// A journal writing through `writer`.
-    pub fn new(writer: WriterHandle) -> Self {
-        Self { writer, clock: WallClock::now() }
+    /// A journal writing to `store`.
+    pub(crate) fn new(store: Arc<dyn Durability>) -> Self {
+        Self { store, clock: WallClock::now() }
     }
 
-    /// The writer, whose [`WriterHandle::durable`] tells when a ticket is committed.
-    pub fn writer(&self) -> &WriterHandle {
-        &self.writer
-    }
-
-    /// Submits `batch`. When the writer is far behind this blocks the caller until it catches
-    /// up: that is the back-pressure a stalled disk must put on publishers (bounded by the
-    /// writer's `max_pending_bytes`). A failed writer gives [`NEVER`].
-    pub fn submit(&self, batch: Batch) -> Ticket {
-        match self.writer.submit(batch) {
-            Ok(ticket) => ticket,
-            Err(SubmitError::Full(batch)) => self.writer.submit_blocking(batch).unwrap_or(NEVER),
-            Err(error) => {
-                tracing::error!(%error, "store writer refused a batch; acknowledgements stop");
-                NEVER
-            }
-        }
+    /// Submits `changes` (see [`Durability::submit`]).
+    pub(crate) fn submit(&self, changes: Changes) -> Ticket {
+        self.store.submit(changes)
     }
 
     /// The record of `message`.
-    pub fn message_record(&self, message: &Message) -> MessageRecord {
-        MessageRecord {
+    pub(crate) fn message_record(&self, message: &Message) -> StoredMessage {
+        StoredMessage {
             topic: message.topic.to_string(),
             payload: message.payload.clone(),
             qos: message.qos.as_u8(),
@@ -78,12 +54,12 @@ impl Journal {
     }
 
     /// Wall-clock milliseconds for a monotonic instant.
-    pub fn unix_ms(&self, at: Instant) -> u64 {
+    pub(crate) fn unix_ms(&self, at: Instant) -> u64 {
         self.clock.unix_ms(at)
     }
 
     /// The monotonic instant for wall-clock milliseconds.
-    pub fn instant(&self, unix_ms: u64) -> Instant {
+    pub(crate) fn instant(&self, unix_ms: u64) -> Instant {
         self.clock.instant(unix_ms)
     }
 
@@ -91,11 +67,11 @@ impl Journal {
     /// first one adds the message's own record to `batch`. `batch` is submitted before the
     /// message's lock is released, so a reference and the message's deletion by a concurrent
     /// last release are always submitted in the order they happened.
-    pub fn add_reference(&self, message: &Message, mut batch: Batch) -> Ticket {
+    pub(crate) fn add_reference(&self, message: &Message, mut batch: Changes) -> Ticket {
         let mut durable = message.durable.lock();
         if !durable.stored {
-            let mut first = Batch::new();
-            first.put_message(MessageId(message.id), self.message_record(message));
+            let mut first = Changes::new();
+            first.push(Change::PutMessage { id: message.id, record: self.message_record(message) });
             first.append(&mut batch);
             batch = first;
             durable.stored = true;
@@ -105,11 +81,11 @@ impl Journal {
     }
 
     /// Drops a durable reference to `message`; the last one deletes the message's record.
-    pub fn release_reference(&self, message: &Message, mut batch: Batch) -> Ticket {
+    pub(crate) fn release_reference(&self, message: &Message, mut batch: Changes) -> Ticket {
         let mut durable = message.durable.lock();
         durable.references = durable.references.saturating_sub(1);
         if durable.references == 0 && durable.stored {
-            batch.delete_message(MessageId(message.id));
+            batch.push(Change::DeleteMessage(message.id));
             durable.stored = false;
         }
         self.submit(batch)

@@ -9,31 +9,24 @@
 //! the slots that are due: a connection heard from meanwhile is filed again under its new
 //! deadline, one that was not is kicked with Keep Alive Timeout (0x8D).
 //!
-//! A connection is filed at most [`FILE_AHEAD`] ahead, even when its deadline is later: an
+//! A connection is filed at most [`KEEP_ALIVE_FILE_AHEAD`] ahead, even when its deadline is later: an
 //! ended connection is dropped from the map the next time it is looked at, so with keep alives
 //! of hours a churn of short connections would otherwise leave their entries for hours. An idle
 //! connection is looked at every 10 s; its deadline itself does not change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use midge_codec::ReasonCode;
 use parking_lot::Mutex;
 
-use crate::session::Kick;
-
-/// Deadlines are rounded up to this granularity; the server sweeps this often, so a silent
-/// client is closed between 1.5 times its keep alive and that plus one slot.
-pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How far ahead a connection is filed at most: an ended connection's entry lasts at most this
-/// long, whatever its keep alive.
-pub const FILE_AHEAD: Duration = Duration::from_secs(10);
+use crate::kick::Kick;
+use crate::limits::{KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP};
 
 /// The keep alive deadlines of the connections that have one.
 #[derive(Debug)]
-pub struct KeepAlives {
+pub(crate) struct KeepAlives {
     /// Where the millisecond clock of [`Kick::heard`] starts.
     epoch: Instant,
     /// Sweep slot (deadline in milliseconds / slot length, rounded up) to the connections
@@ -43,19 +36,19 @@ pub struct KeepAlives {
 
 impl KeepAlives {
     /// An empty set; `now` starts its millisecond clock.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self { epoch: now, due: Mutex::new(BTreeMap::new()) }
     }
 
     /// `now` on the clock connections record their last packet with.
-    pub fn millis(&self, now: Instant) -> u64 {
+    pub(crate) fn millis(&self, now: Instant) -> u64 {
         // Saturating: an instant before the epoch (a test's clock) counts as the epoch.
         u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Watches `kick`'s connection, heard from at `now`. A connection without a keep alive
     /// (limit 0) is not watched.
-    pub fn watch(&self, kick: Arc<Kick>, now: Instant) {
+    pub(crate) fn watch(&self, kick: Arc<Kick>, now: Instant) {
         if kick.keep_alive_limit_ms() == 0 {
             return;
         }
@@ -67,7 +60,7 @@ impl KeepAlives {
 
     /// Kicks the connections silent past their deadline at `now`, files the others again under
     /// their new deadline, and forgets connections that are gone. Returns how many it kicked.
-    pub fn sweep(&self, now: Instant) -> usize {
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
         let now_ms = self.millis(now);
         let mut looked_at = Vec::new();
         {
@@ -103,32 +96,36 @@ impl KeepAlives {
         kicked
     }
 
-    /// Connections watched (including ended ones not swept yet). For tests and metrics.
-    pub fn len(&self) -> usize {
+    /// Connections watched (including ended ones not swept yet).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.due.lock().values().map(Vec::len).sum()
     }
 
     /// Whether no connection is watched.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 fn slot_ms() -> u64 {
-    SWEEP_INTERVAL.as_millis() as u64
+    KEEP_ALIVE_SWEEP.as_millis() as u64
 }
 
-/// The sweep slot to look at a connection in: its deadline's, or [`FILE_AHEAD`] from now if
+/// The sweep slot to look at a connection in: its deadline's, or [`KEEP_ALIVE_FILE_AHEAD`] from now if
 /// that is sooner.
 fn slot_to_look(deadline_ms: u64, now_ms: u64) -> u64 {
-    let horizon_ms = now_ms + FILE_AHEAD.as_millis() as u64;
+    let horizon_ms = now_ms + KEEP_ALIVE_FILE_AHEAD.as_millis() as u64;
     deadline_ms.min(horizon_ms).div_ceil(slot_ms())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Signal;
+    use std::time::Duration;
+
+    use crate::kick::Signal;
 
     fn kicked_reason(kick: &Kick) -> Option<ReasonCode> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -172,7 +169,7 @@ mod tests {
         alives.watch(Arc::new(Kick::with_keep_alive(u16::MAX)), start); // ended at once
         let live = Arc::new(Kick::with_keep_alive(u16::MAX));
         alives.watch(Arc::clone(&live), start);
-        assert_eq!(alives.sweep(start + FILE_AHEAD), 0);
+        assert_eq!(alives.sweep(start + KEEP_ALIVE_FILE_AHEAD), 0);
         assert_eq!(alives.len(), 1, "the ended one is gone, the live one filed again");
         assert_eq!(kicked_reason(&live), None, "its deadline is hours away");
     }

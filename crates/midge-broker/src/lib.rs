@@ -1,40 +1,61 @@
 //! The Midge broker core, without I/O: sessions, the subscription index, retained messages,
 //! wills, QoS state and limits. The server feeds it decoded packets and a clock value; it
-//! answers with bytes to write and wakes the sessions that have messages to send.
+//! answers with bytes to write and wakes the sessions that have messages to send. What it does
+//! not do itself (keep state on disk, decide who may connect and what they may do, carry
+//! messages to clients that do not speak MQTT) it asks of [`ports`].
 //!
-//! # Layout
-//! - [`config`]: every capability and bound, with defaults and reasons (`[mqtt]` in the config).
-//! - [`broker`]: shared state and cross-session operations (connect, route, subscribe, expiry).
-//! - [`protocol`]: one connection's protocol state machine.
-//! - [`session`]: per-client session state: queue, in-flight window, packet ids;
-//!   [`subscription_set`], the session's own list of its subscriptions.
-//! - [`message`]: a message as the broker shares it among receivers.
-//! - [`journal`]: what is written to the store, and what waits for it.
-//! - [`keep_alive`]: every connection's keep alive deadline, swept together.
-//! - [`router`]: the subscription index.
-//! - [`retained`]: retained messages and their expiry; [`retained_tree`] finds them by filter.
-//! - [`stats`], the counters the broker keeps; [`hash`], the seeded hasher of client-keyed maps.
-//! - [`wake_batch`]: one wake-up per subscriber per read batch; [`doorbell`], the wake-up itself;
-//!   [`delivery_batch`], one lock per subscriber per read batch of QoS 0 messages.
+//! # The public face
+//! - [`Broker`]: the shared state; [`Broker::check_connect`] then
+//!   [`ClientConnection::accept`] connect a client; [`Broker::end_batch`] ends a read batch;
+//!   [`Broker::tick`] and [`Broker::sweep_keep_alives`] are the periodic work.
+//! - [`ClientConnection`]: one connection's protocol state; [`ReadBatch`], the effects one read
+//!   of its packets defers; [`Kick`], how it is woken or told to close.
+//! - [`Message`], [`Queued`], [`Outgoing`]: what a sink is given; [`Session`], what pacing waits on.
+//! - [`Limits`]: every capability and bound; [`Stats`]: the counters.
+//! - [`ports`]: durability, authentication, authorization, egress.
+//! - [`Router`]: the subscription index, public for its benchmark.
+//!
+//! # Layout (private modules)
+//! - `broker/`: connect, publish, subscribe, end, restore, and the shared state.
+//! - `connection/`: one connection: packets, publish, egress, close.
+//! - `session/`: queue, in-flight window, inbound QoS 2, attachment, records, subscriptions.
+//! - `route/`: the subscriber a subscription holds, shared groups, overlap, the read batch.
+//! - `router/`: the subscription index; `retained/`: retained messages.
+//! - `journal`: what is written to the store; `keep_alive`: every connection's deadline;
+//!   `kick`, `doorbell`: waking a connection; `delivery`: a message on its way to a session;
+//!   `message`, `limits`, `stats`, `hash`.
+//!
+//! Modules depend one way: `connection` → `broker` → `route` → `session` → `delivery` →
+//! `message`, with `ports`, `limits`, `journal`, `kick` and `stats` below them all.
 #![deny(missing_docs)]
 
-pub mod broker;
-pub mod config;
-pub mod delivery_batch;
-pub mod doorbell;
-pub mod hash;
-pub mod journal;
-pub mod keep_alive;
-pub mod message;
-pub mod protocol;
-pub mod retained;
-pub mod retained_tree;
-pub mod router;
-pub mod session;
-pub mod stats;
-pub mod subscription_set;
-pub mod wake_batch;
+mod broker;
+mod connection;
+mod delivery;
+mod doorbell;
+mod hash;
+mod journal;
+mod keep_alive;
+mod kick;
+mod limits;
+mod message;
+pub mod ports;
+mod retained;
+mod route;
+mod router;
+mod session;
+mod stats;
 
-pub use broker::{Broker, ConnectContext, ConnectOutcome, Published, Restored};
-pub use config::{BrokerConfig, SlowConsumerPolicy};
-pub use protocol::{ClientConnection, CloseKind, Flow, Violation};
+pub use broker::{Broker, ConnectRequest, Refusal, Restored};
+pub use connection::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Violation};
+pub use delivery::{Outgoing, Queued, SubscriptionIds};
+pub use kick::{Kick, Signal};
+pub use limits::{
+    LimitError, Limits, SlowConsumerPolicy, DEFERRED_DELIVERIES, DRAIN_BATCH, KEEP_ALIVE_FILE_AHEAD,
+    KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE,
+};
+pub use message::Message;
+pub use route::read_batch::ReadBatch;
+pub use router::{Match, Router};
+pub use session::Session;
+pub use stats::{Counter, Stats, StatsSnapshot};

@@ -21,7 +21,7 @@ struct Shard(AtomicU64);
 
 impl Counter {
     /// Adds `n`.
-    pub fn add(&self, n: u64) {
+    pub(crate) fn add(&self, n: u64) {
         self.shards[shard_index()].0.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -59,6 +59,34 @@ pub struct Stats {
     pub messages_dropped: Counter,
     /// Wills published.
     pub wills_published: Counter,
+}
+
+/// The counters' values at one moment (each read on its own: fine for reporting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// CONNECTs accepted.
+    pub connections_accepted: u64,
+    /// PUBLISHes (and wills) received for routing.
+    pub messages_received: u64,
+    /// PUBLISHes written to clients.
+    pub messages_sent: u64,
+    /// Messages dropped at a bound (see [`Stats::messages_dropped`]).
+    pub messages_dropped: u64,
+    /// Wills published.
+    pub wills_published: u64,
+}
+
+impl Stats {
+    /// Every counter's value, for logs, `$SYS` and metrics.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections_accepted: self.connections_accepted.get(),
+            messages_received: self.messages_received.get(),
+            messages_sent: self.messages_sent.get(),
+            messages_dropped: self.messages_dropped.get(),
+            wills_published: self.wills_published.get(),
+        }
+    }
 }
 
 #[cfg(test)]

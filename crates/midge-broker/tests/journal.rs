@@ -1,17 +1,13 @@
-//! The broker's use of the store, without sockets, on the in-memory store: what is written,
-//! what waits for it, and that a restore brings back what was acknowledged.
+//! The broker's use of the durability port, without sockets, on a store in memory: what is
+//! written, what waits for it, and that a restore brings back what was acknowledged.
 
 mod harness;
 
+use std::sync::Arc;
+
 use harness::*;
-use midge_broker::journal::Journal;
 use midge_broker::CloseKind;
 use midge_codec::{Packet, Properties, PubResponse, QoS};
-use midge_store::{MemoryStore, Snapshot, Store, Writer, WriterConfig};
-
-fn writer(store: MemoryStore) -> Writer<MemoryStore> {
-    Writer::start(store, WriterConfig::default()).unwrap()
-}
 
 fn persistent(version: midge_codec::ProtocolVersion, id: &str) -> midge_codec::Connect {
     let mut packet = connect(version, id);
@@ -22,8 +18,8 @@ fn persistent(version: midge_codec::ProtocolVersion, id: &str) -> midge_codec::C
 
 #[test]
 fn clean_sessions_and_qos0_never_touch_the_store() {
-    let writer = writer(MemoryStore::new());
-    let world = World::with_journal(Journal::new(writer.handle()), Snapshot::default());
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_store(&store);
     let mut subscriber = world.client(connect(V5, "s"));
     subscriber.subscribe(vec![sub("t", QoS::ExactlyOnce)], Properties::default(), world.now);
     let mut publisher = world.client(connect(V5, "p"));
@@ -33,14 +29,13 @@ fn clean_sessions_and_qos0_never_touch_the_store() {
     }
     subscriber.close(CloseKind::Normal, world.now);
     publisher.close(CloseKind::Abnormal, world.now);
-    let store = writer.shutdown().unwrap();
-    assert_eq!(store.commits(), 0, "clean sessions wrote to the store");
+    assert_eq!(store.submissions(), 0, "clean sessions wrote to the store");
 }
 
 #[test]
 fn puback_waits_for_the_delivery_to_a_persistent_session_and_restore_brings_it_back_mqtt_4_4_0_1() {
-    let writer_one = writer(MemoryStore::new());
-    let world = World::with_journal(Journal::new(writer_one.handle()), Snapshot::default());
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_store(&store);
     let mut subscriber = world.client(persistent(V5, "keeper"));
     subscriber.subscribe(vec![sub("p/#", QoS::ExactlyOnce)], Properties::default(), world.now);
     assert!(subscriber.hold().is_some(), "SUBACK waits for the subscription to be stored");
@@ -56,14 +51,11 @@ fn puback_waits_for_the_delivery_to_a_persistent_session_and_restore_brings_it_b
     assert_eq!(ack.packet_id, pid(2));
     publisher.publish(publish("p/2", "two", QoS::ExactlyOnce, false), world.now);
     assert!(publisher.hold().unwrap() > ticket);
-    writer_one.handle().wait_durable(ticket).unwrap();
 
     // Restart: a new broker on what the store holds.
-    let store = writer_one.shutdown().unwrap();
-    let mut snapshot = store.load().unwrap();
-    assert!(snapshot.repair().is_empty(), "nothing half written");
-    let writer_two = writer(store);
-    let world = World::with_journal(Journal::new(writer_two.handle()), snapshot);
+    drop((subscriber, publisher, world));
+    let store = Arc::new(store.reopened());
+    let world = World::with_store(&store);
     assert_eq!(world.broker.retained_count(), 1);
     let (mut back, connack) = world.connect(persistent(V5, "keeper")).unwrap();
     assert!(connack.session_present);
@@ -80,18 +72,17 @@ fn puback_waits_for_the_delivery_to_a_persistent_session_and_restore_brings_it_b
     back.send(Packet::PubRec(PubResponse::success(id)), world.now).unwrap();
     assert!(back.hold().is_some(), "PUBREL waits for the PUBREC stage to be stored");
     back.send(Packet::PubComp(PubResponse::success(id)), world.now).unwrap();
-    let store = writer_two.shutdown().unwrap();
-    let snapshot = store.load().unwrap();
-    let session = &snapshot.sessions["keeper"];
+    let held = store.recovered();
+    let session = held.sessions.iter().find(|s| s.client_id == "keeper").expect("the session is kept");
     assert!(session.deliveries.is_empty(), "acknowledged deliveries are deleted: {:?}", session.deliveries);
-    assert_eq!(snapshot.messages.len(), 1, "only the retained message is left");
-    assert_eq!(snapshot.retained.len(), 1);
+    assert_eq!(held.messages.len(), 1, "only the retained message is left");
+    assert_eq!(held.retained.len(), 1);
 }
 
 #[test]
 fn ending_a_persistent_session_deletes_it_and_its_messages() {
-    let writer = writer(MemoryStore::new());
-    let world = World::with_journal(Journal::new(writer.handle()), Snapshot::default());
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_store(&store);
     let mut subscriber = world.client(persistent(V311, "gone"));
     subscriber.subscribe(vec![sub("g", QoS::AtLeastOnce)], Properties::default(), world.now);
     subscriber.close(CloseKind::Normal, world.now);
@@ -100,8 +91,7 @@ fn ending_a_persistent_session_deletes_it_and_its_messages() {
     // A clean session with the same client id ends the stored one (MQTT-3.1.2-6).
     let clean = world.client(connect(V311, "gone"));
     drop(clean);
-    let store = writer.shutdown().unwrap();
-    let snapshot = store.load().unwrap();
-    assert!(snapshot.sessions.is_empty(), "{:?}", snapshot.sessions.keys());
-    assert!(snapshot.messages.is_empty(), "the queued message's record went with the session");
+    let held = store.recovered();
+    assert!(held.sessions.is_empty(), "{:?}", held.sessions);
+    assert!(held.messages.is_empty(), "the queued message's record went with the session");
 }

@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use midge_broker::{BrokerConfig, CloseKind};
+use midge_broker::{CloseKind, Limits};
 use midge_codec::{Packet, Properties, PubResponse, QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 
 #[test]
@@ -349,7 +349,7 @@ fn shared_subscription_gives_each_message_to_one_member_and_redelivers_on_leave(
 
 #[test]
 fn server_capabilities_are_enforced() {
-    let config = BrokerConfig { max_qos: 1, retain_available: false, ..BrokerConfig::default() };
+    let config = Limits { max_qos: 1, retain_available: false, ..Limits::default() };
     let world = World::with(config);
     let (mut client, connack) = world.connect(connect(V5, "c")).unwrap();
     assert_eq!(connack.properties.maximum_qos, Some(QoS::AtLeastOnce));
@@ -377,7 +377,7 @@ fn empty_client_id_rules_mqtt_3_1_3_8() {
 
 #[test]
 fn offline_queue_is_bounded_and_counts_drops() {
-    let config = BrokerConfig { max_queued_messages: 3, ..BrokerConfig::default() };
+    let config = Limits { max_queued_messages: 3, ..Limits::default() };
     let world = World::with(config);
     let mut persistent = connect(V311, "bounded");
     persistent.clean_start = false;
@@ -439,7 +439,7 @@ fn v5_delayed_will_of_a_session_ended_by_clean_start_takeover_is_published_at_on
 
 #[test]
 fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_qos1() {
-    let config = BrokerConfig { max_queued_messages: 3, max_inflight_messages: 1, ..BrokerConfig::default() };
+    let config = Limits { max_queued_messages: 3, max_inflight_messages: 1, ..Limits::default() };
     let world = World::with(config);
     let mut subscriber = world.client(connect(V311, "slow"));
     subscriber.subscribe(vec![sub("b", QoS::AtLeastOnce)], Properties::default(), world.now);
@@ -462,27 +462,30 @@ fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_q
 }
 
 /// The QoS 0 messages of a read batch are enqueued when the batch ends, one lock per session
-/// (midge_broker::delivery_batch), yet a publisher's messages still reach a subscriber in the
+/// (midge_broker::ReadBatch), yet a publisher's messages still reach a subscriber in the
 /// order it sent them: a QoS 1 message first enqueues the QoS 0 ones before it. MQTT-4.6.0-5
 /// asks for the order per QoS; Midge keeps it across QoS too.
 #[test]
 fn read_batch_defers_qos0_but_keeps_publish_order_across_qos_mqtt_4_6_0_5() {
-    use midge_broker::delivery_batch::DeliveryBatch;
-    use midge_broker::wake_batch::WakeBatch;
+    use midge_broker::ReadBatch;
 
     let world = World::new();
     let mut subscriber = world.client(connect(V311, "s"));
     subscriber.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
     let mut publisher = world.client(connect(V311, "p"));
-    {
-        let _wakes = WakeBatch::begin();
-        let _deliveries = DeliveryBatch::begin(&world.broker);
-        publisher.publish(publish("t", "0a", QoS::AtMostOnce, false), world.now);
-        assert!(subscriber.publishes(world.now).is_empty(), "a QoS 0 delivery waits for the batch's end");
-        publisher.publish(publish("t", "1b", QoS::AtLeastOnce, false), world.now);
-        publisher.publish(publish("t", "0c", QoS::AtMostOnce, false), world.now);
-        assert_eq!(payloads(&subscriber.publishes(world.now)), ["0a", "1b"], "0a is flushed before 1b");
-    }
+    let mut batch = ReadBatch::new();
+    let mut send = |payload: &str, qos: QoS, id: u16| {
+        let mut packet = publish("t", payload, qos, false);
+        packet.packet_id = (qos != QoS::AtMostOnce).then(|| pid(id));
+        publisher.send_in(Packet::Publish(packet), world.now, &mut batch).unwrap();
+    };
+    send("0a", QoS::AtMostOnce, 0);
+    assert!(subscriber.publishes(world.now).is_empty(), "a QoS 0 delivery waits for the batch's end");
+    send("1b", QoS::AtLeastOnce, 1);
+    send("0c", QoS::AtMostOnce, 0);
+    assert_eq!(payloads(&subscriber.publishes(world.now)), ["0a", "1b"], "0a is enqueued before 1b");
+    world.broker.end_batch(&mut batch);
+    assert!(batch.is_empty());
     assert_eq!(payloads(&subscriber.publishes(world.now)), ["0c"], "the rest when the batch ends");
 }
 
@@ -490,7 +493,7 @@ fn read_batch_defers_qos0_but_keeps_publish_order_across_qos_mqtt_4_6_0_5() {
 /// a client whose CONNECT is accepted after shutdown began is kicked at once, not left running.
 #[test]
 fn shutdown_kicks_connected_clients_and_later_arrivals_with_0x8b() {
-    use midge_broker::session::Signal;
+    use midge_broker::Signal;
     use std::task::{Context, Poll, Waker};
 
     let world = World::new();

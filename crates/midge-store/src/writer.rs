@@ -140,6 +140,12 @@ pub struct WriterHandle {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").field("committed", &self.committed()).finish_non_exhaustive()
+    }
+}
+
 impl<S: Store> Writer<S> {
     /// Starts the writer thread on `store`.
     pub fn start(store: S, config: WriterConfig) -> Result<Writer<S>, StoreError> {

@@ -77,6 +77,7 @@ impl<N: Default> Arena<N> {
     }
 
     /// Every slot, live or free (free slots hold `N::default()`).
+    #[cfg(test)]
     pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut N> {
         self.nodes.iter_mut()
     }

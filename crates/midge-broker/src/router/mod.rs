@@ -76,7 +76,7 @@ pub(crate) mod tests;
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use smallvec::SmallVec;
 
@@ -131,12 +131,15 @@ pub enum Match<'a, K, V> {
         /// The group's members, never empty.
         members: &'a [(K, V)],
         /// The group's round-robin position, advanced through a shared borrow so that matching
-        /// needs only the read lock. See [`pick_round_robin`].
+        /// needs only the read lock. See `route::shared::pick_member`.
         cursor: &'a AtomicUsize,
     },
 }
 
-/// The next member of a shared group, in turn: `None` only if `members` is empty.
+/// The next member of a shared group, in turn: `None` only if `members` is empty. The broker
+/// prefers connected members (`route::shared::pick_member`); this plain rotation is what the
+/// router's tests check the cursor with.
+#[cfg(test)]
 ///
 /// Concurrent publishes each advance the cursor once, so members still alternate under load. A
 /// caller wanting another policy (skip offline members, least loaded) reads `cursor` itself.
@@ -145,7 +148,7 @@ pub fn pick_round_robin<'a, T>(members: &'a [T], cursor: &AtomicUsize) -> Option
         return None;
     }
     // Relaxed: the cursor only spreads load; no other memory is published through it.
-    let turn = cursor.fetch_add(1, Ordering::Relaxed);
+    let turn = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     members.get(turn % members.len())
 }
 
@@ -532,7 +535,7 @@ impl<K, V> Subscriptions<K, V> {
 struct Group<K, V> {
     /// The members, never empty while the group is stored.
     members: KeyedVec<K, V>,
-    /// Round-robin position, see [`pick_round_robin`].
+    /// Round-robin position, see `route::shared::pick_member`.
     cursor: AtomicUsize,
 }
 

@@ -1,15 +1,22 @@
 //! Drives the broker core without sockets: a test client builds packets, hands them to its
-//! `ClientConnection` with an explicit clock, and decodes what the broker wrote back.
+//! `ClientConnection` with an explicit clock, and decodes what the broker wrote back. A store in
+//! memory ([`MemoryDurability`]) stands behind the durability port.
 #![allow(dead_code)]
 // A refused CONNACK is returned by value for readable tests; its size does not matter here.
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use midge_broker::ports::auth::{AnonymousOnly, Authenticator, Decision, Verdict};
+use midge_broker::ports::durability::{
+    Change, Changes, Durability, Recovered, RecoveredSession, StoredDelivery, StoredMessage, StoredSession,
+    StoredSubscription, Ticket,
+};
 use midge_broker::{
-    Broker, BrokerConfig, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Violation,
+    Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Limits, ReadBatch, Violation,
 };
 use midge_codec::{
     decode_packet, ConnAck, Connect, MqttString, Packet, PacketId, Properties, ProtocolVersion, PubResponse, Publish,
@@ -27,18 +34,18 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        Self::with(BrokerConfig::default())
+        Self::with(Limits::default())
     }
 
-    pub fn with(config: BrokerConfig) -> Self {
-        Self { broker: Broker::new(config), now: Instant::now() }
+    pub fn with(limits: Limits) -> Self {
+        Self { broker: Broker::new(limits), now: Instant::now() }
     }
 
-    /// A broker writing through `journal`, with the state `snapshot` restored.
-    pub fn with_journal(journal: midge_broker::journal::Journal, snapshot: midge_store::Snapshot) -> Self {
-        let broker = Broker::with_journal(BrokerConfig::default(), Some(journal));
+    /// A broker keeping its durable state in `store`, with what `store` holds restored.
+    pub fn with_store(store: &Arc<MemoryDurability>) -> Self {
+        let broker = Broker::with_store(Limits::default(), Arc::clone(store) as Arc<dyn Durability>);
         let now = Instant::now();
-        broker.restore(snapshot, now);
+        broker.restore(store.recovered(), now);
         Self { broker, now }
     }
 
@@ -48,15 +55,30 @@ impl World {
     }
 
     pub fn connect(&self, connect: Connect) -> Result<(Client, ConnAck), ConnAck> {
-        let context = ConnectContext { peer: "test".into(), allow_anonymous: true };
+        self.connect_through(connect, &AnonymousOnly { allow_anonymous: true }, &ConnectContext::default())
+    }
+
+    /// Connects in the two steps the server takes: the broker checks the CONNECT, then
+    /// `authenticator` decides (a later verdict is awaited), then the connection is accepted.
+    pub fn connect_through(
+        &self,
+        connect: Connect,
+        authenticator: &dyn Authenticator,
+        context: &ConnectContext,
+    ) -> Result<(Client, ConnAck), ConnAck> {
         let version = connect.protocol;
-        match self.broker.connect(Box::new(connect), &context, self.now) {
+        let request = self.broker.check_connect(Box::new(connect)).map_err(|refusal| refusal.connack)?;
+        let verdict = match authenticator.authenticate(&request.credentials("test")) {
+            Decision::Now(verdict) => verdict,
+            Decision::Later(later) => block_on(later),
+        };
+        match ClientConnection::accept(&self.broker, request, verdict, context, self.now) {
             ConnectOutcome::Accepted { mut connection, connack } => {
                 let mut out = BytesMut::new();
                 connection.resume(self.now, &mut out);
                 Ok((Client { connection: Some(connection), version, out, next_id: 1 }, connack))
             }
-            ConnectOutcome::Refused { connack, .. } => Err(connack),
+            ConnectOutcome::Refused(refusal) => Err(refusal.connack),
         }
     }
 
@@ -127,15 +149,24 @@ impl Client {
         self.connection.as_mut().expect("connected")
     }
 
+    /// Sends one packet as a read of its own: its read batch ends before this returns.
     pub fn send(&mut self, packet: Packet, now: Instant) -> Result<Flow, Violation> {
+        let mut batch = ReadBatch::new();
+        let result = self.send_in(packet, now, &mut batch);
+        self.conn().broker().end_batch(&mut batch);
+        result
+    }
+
+    /// Sends one packet within `batch`, a read the caller ends.
+    pub fn send_in(&mut self, packet: Packet, now: Instant, batch: &mut ReadBatch) -> Result<Flow, Violation> {
         let mut out = std::mem::take(&mut self.out);
-        let result = self.conn().handle(packet, now, &mut out);
+        let result = self.conn().handle(packet, now, batch, &mut out);
         self.out = out;
         result
     }
 
     /// The store ticket the responses to the last packet wait for.
-    pub fn hold(&mut self) -> Option<midge_store::Ticket> {
+    pub fn hold(&mut self) -> Option<Ticket> {
         self.conn().take_hold()
     }
 
@@ -216,4 +247,162 @@ impl Client {
 
 pub fn payloads(publishes: &[Publish]) -> Vec<String> {
     publishes.iter().map(|p| String::from_utf8_lossy(&p.payload).into_owned()).collect()
+}
+
+/// Runs a future to its end on a runtime of its own (a later authentication verdict).
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
+}
+
+/// A store in memory behind the durability port: applies each submission at once (so every
+/// ticket is durable when returned) and gives back what it holds as a restart would read it.
+#[derive(Debug, Default)]
+pub struct MemoryDurability {
+    state: Mutex<Model>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    submissions: u64,
+    messages: BTreeMap<u64, StoredMessage>,
+    retained: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, SessionModel>,
+}
+
+#[derive(Debug, Default)]
+struct SessionModel {
+    record: Option<StoredSession>,
+    subscriptions: BTreeMap<String, StoredSubscription>,
+    deliveries: BTreeMap<u64, StoredDelivery>,
+    inbound_qos2: BTreeSet<u16>,
+}
+
+impl Durability for MemoryDurability {
+    fn submit(&self, changes: Changes) -> Ticket {
+        let mut model = self.state.lock().unwrap();
+        for change in changes {
+            model.apply(change);
+        }
+        model.submissions += 1;
+        Ticket(model.submissions)
+    }
+}
+
+impl Model {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::PutMessage { id, record } => {
+                self.messages.insert(id, record);
+            }
+            Change::DeleteMessage(id) => {
+                self.messages.remove(&id);
+            }
+            Change::PutRetained { topic, message } => {
+                self.retained.insert(topic, message);
+            }
+            Change::DeleteRetained(topic) => {
+                self.retained.remove(&topic);
+            }
+            Change::PutSession { client_id, record } => {
+                self.sessions.entry(client_id).or_default().record = Some(record);
+            }
+            Change::DeleteSession(client_id) => {
+                self.sessions.remove(&client_id);
+            }
+            Change::PutSubscription { client_id, filter, record } => {
+                self.sessions.entry(client_id).or_default().subscriptions.insert(filter, record);
+            }
+            Change::DeleteSubscription { client_id, filter } => {
+                self.sessions.entry(client_id).or_default().subscriptions.remove(&filter);
+            }
+            Change::PutDelivery { client_id, seq, record } => {
+                self.sessions.entry(client_id).or_default().deliveries.insert(seq, record);
+            }
+            Change::DeleteDelivery { client_id, seq } => {
+                self.sessions.entry(client_id).or_default().deliveries.remove(&seq);
+            }
+            Change::PutInboundQos2 { client_id, packet_id } => {
+                self.sessions.entry(client_id).or_default().inbound_qos2.insert(packet_id);
+            }
+            Change::DeleteInboundQos2 { client_id, packet_id } => {
+                self.sessions.entry(client_id).or_default().inbound_qos2.remove(&packet_id);
+            }
+        }
+    }
+}
+
+impl MemoryDurability {
+    /// How many submissions it took.
+    pub fn submissions(&self) -> u64 {
+        self.state.lock().unwrap().submissions
+    }
+
+    /// A store holding what this one holds, as a restarted process would find it.
+    pub fn reopened(&self) -> Self {
+        let held = self.state.lock().unwrap();
+        let sessions = held
+            .sessions
+            .iter()
+            .map(|(id, s)| {
+                let copy = SessionModel {
+                    record: s.record.clone(),
+                    subscriptions: s.subscriptions.clone(),
+                    deliveries: s.deliveries.clone(),
+                    inbound_qos2: s.inbound_qos2.clone(),
+                };
+                (id.clone(), copy)
+            })
+            .collect();
+        let model = Model {
+            submissions: 0,
+            messages: held.messages.clone(),
+            retained: held.retained.clone(),
+            sessions,
+        };
+        Self { state: Mutex::new(model) }
+    }
+
+    /// What a restart would read.
+    pub fn recovered(&self) -> Recovered {
+        let model = self.state.lock().unwrap();
+        Recovered {
+            messages: model.messages.iter().map(|(id, m)| (*id, m.clone())).collect(),
+            retained: model.retained.iter().map(|(t, id)| (t.clone(), *id)).collect(),
+            sessions: model
+                .sessions
+                .iter()
+                .filter_map(|(client_id, s)| {
+                    Some(RecoveredSession {
+                        client_id: client_id.clone(),
+                        record: s.record.clone()?,
+                        subscriptions: s.subscriptions.iter().map(|(f, r)| (f.clone(), *r)).collect(),
+                        deliveries: s.deliveries.iter().map(|(seq, d)| (*seq, d.clone())).collect(),
+                        inbound_qos2: s.inbound_qos2.iter().copied().collect(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An authenticator that answers later, as a password hash off the runtime or an HTTP call
+/// would: it allows `user` with password `secret`, as user "user", and denies everyone else.
+#[derive(Debug)]
+pub struct LaterAuthenticator;
+
+impl Authenticator for LaterAuthenticator {
+    fn authenticate(&self, credentials: &midge_broker::ports::auth::Credentials<'_>) -> Decision {
+        let good = credentials.username == Some("user") && credentials.password == Some(b"secret".as_slice());
+        Decision::Later(Box::pin(async move {
+            tokio::task::yield_now().await; // answered after a turn of the runtime, not at once
+            if good {
+                Verdict::Allow(midge_broker::ports::auth::Identity { username: Some(Arc::from("user")) })
+            } else {
+                Verdict::Deny {
+                    reason: ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+                    detail: "wrong user name or password".into(),
+                }
+            }
+        }))
+    }
 }

@@ -9,15 +9,25 @@
 
 use std::collections::HashMap;
 
+use midge_codec::SubscriptionOptions;
+
 use crate::hash::ProcessSeeded;
-use crate::session::StoredSubscription;
+
+/// A subscription as the session remembers it, to restore and to unsubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredSubscription {
+    /// Its options.
+    pub(crate) options: SubscriptionOptions,
+    /// Its v5 subscription identifier.
+    pub(crate) id: Option<u32>,
+}
 
 /// Entries kept in the vector before switching to a hash map.
-pub const SMALL_LIMIT: usize = 8;
+pub(crate) const SMALL_LIMIT: usize = 8;
 
 /// A session's subscriptions by filter.
 #[derive(Debug)]
-pub enum SubscriptionSet {
+pub(crate) enum SubscriptionSet {
     /// Up to [`SMALL_LIMIT`] entries, scanned.
     Small(Vec<(Box<str>, StoredSubscription)>),
     /// More, hashed.
@@ -32,7 +42,7 @@ impl Default for SubscriptionSet {
 
 impl SubscriptionSet {
     /// Subscriptions held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             SubscriptionSet::Small(entries) => entries.len(),
             SubscriptionSet::Large(map) => map.len(),
@@ -40,12 +50,13 @@ impl SubscriptionSet {
     }
 
     /// Whether none is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether `filter` is held.
-    pub fn contains(&self, filter: &str) -> bool {
+    pub(crate) fn contains(&self, filter: &str) -> bool {
         match self {
             SubscriptionSet::Small(entries) => entries.iter().any(|(f, _)| &**f == filter),
             SubscriptionSet::Large(map) => map.contains_key(filter),
@@ -53,7 +64,7 @@ impl SubscriptionSet {
     }
 
     /// Adds `filter`, or replaces its options (MQTT-3.8.4-3).
-    pub fn insert(&mut self, filter: &str, subscription: StoredSubscription) {
+    pub(crate) fn insert(&mut self, filter: &str, subscription: StoredSubscription) {
         match self {
             SubscriptionSet::Small(entries) => {
                 if let Some(entry) = entries.iter_mut().find(|(f, _)| &**f == filter) {
@@ -75,7 +86,7 @@ impl SubscriptionSet {
     }
 
     /// Removes `filter`; returns whether it was held.
-    pub fn remove(&mut self, filter: &str) -> bool {
+    pub(crate) fn remove(&mut self, filter: &str) -> bool {
         match self {
             SubscriptionSet::Small(entries) => match entries.iter().position(|(f, _)| &**f == filter) {
                 Some(at) => {
@@ -92,7 +103,7 @@ impl SubscriptionSet {
     }
 
     /// Empties the set, returning the filters it held.
-    pub fn take_filters(&mut self) -> Vec<Box<str>> {
+    pub(crate) fn take_filters(&mut self) -> Vec<Box<str>> {
         match std::mem::take(self) {
             SubscriptionSet::Small(entries) => entries.into_iter().map(|(filter, _)| filter).collect(),
             SubscriptionSet::Large(map) => map.into_keys().collect(),
@@ -102,8 +113,6 @@ impl SubscriptionSet {
 
 #[cfg(test)]
 mod tests {
-    use midge_codec::SubscriptionOptions;
-
     use super::*;
 
     fn subscription(id: u32) -> StoredSubscription {

@@ -39,11 +39,13 @@ impl<V> RetainedTree<V> {
     }
 
     /// Whether no entry is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// Trie nodes in use, the root included: 1 when empty. For memory metrics and tests.
+    /// Trie nodes in use, the root included: 1 when empty.
+    #[cfg(test)]
     pub fn node_count(&self) -> usize {
         self.nodes.live()
     }
@@ -94,7 +96,8 @@ impl<V> RetainedTree<V> {
     }
 
     /// Keeps only the entries for which `keep(topic, value)` is true (to drop expired messages),
-    /// pruning the nodes left empty.
+    /// pruning the nodes left empty. Expiry uses the store's index instead (`retained`).
+    #[cfg(test)]
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
         // Walk the slots directly (free ones hold no entry), collecting the dropped topics to
         // prune afterwards: pruning needs each node's path, which only the topic gives.

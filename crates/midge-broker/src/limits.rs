@@ -1,17 +1,18 @@
-//! Every capability and bound of the broker core, with its default and the reason for it.
+//! Every capability and bound of the broker core, with its default and the reason for it, and
+//! every bound derived from them, named once here.
 //!
-//! This is the `[mqtt]` table of the config file. Every capability announced in CONNACK comes
-//! from here, and the broker enforces what it announces.
+//! [`Limits`] is what the server's `[mqtt]` config table becomes (the TOML schema lives in the
+//! server). Every capability announced in CONNACK comes from here, and the broker enforces what
+//! it announces.
 
-use serde::Deserialize;
+use std::time::Duration;
 
 /// Largest packet MQTT can express: a 4-byte remaining length of 268,435,455 plus the header.
 pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_455 + 5;
 
-/// Broker behaviour settings (`[mqtt]` in the config file).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct BrokerConfig {
+/// The broker's capabilities and bounds (the server fills them from `[mqtt]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
     /// Highest QoS granted or accepted; announced as Maximum QoS (v5 CONNACK). A v5 PUBLISH
     /// above it is a protocol violation (0x9B, MQTT-3.2.2-11).
     pub max_qos: u8,
@@ -73,7 +74,7 @@ pub struct BrokerConfig {
     pub max_topic_levels: usize,
 }
 
-impl Default for BrokerConfig {
+impl Default for Limits {
     fn default() -> Self {
         Self {
             max_qos: 2,
@@ -100,9 +101,62 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Deliveries a read batch defers before it enqueues them anyway, so a batch to many
+/// subscribers stays bounded in memory: 4,096 × about 48 bytes (`route::read_batch`).
+pub const DEFERRED_DELIVERIES: usize = 4_096;
+
+/// Most messages moved from a session's queue under one hold of its lock, so publishers
+/// enqueueing to a busy subscriber are not held up for long.
+pub const DRAIN_BATCH: usize = 32;
+
+/// Keep alive deadlines are rounded up to this granularity and swept this often, so a silent
+/// client is closed between 1.5 times its keep alive and that plus one slot (`keep_alive`).
+pub const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(100);
+
+/// How far ahead a connection's keep alive is filed at most: an ended connection's entry lasts
+/// at most this long, whatever its keep alive (`keep_alive`).
+pub const KEEP_ALIVE_FILE_AHEAD: Duration = Duration::from_secs(10);
+
+/// Bounds derived from the settings, each computed in one place.
+impl Limits {
+    /// The queue length no message goes beyond, even one a paced publisher may still add.
+    /// Pacing stops each publisher after the message that found the queue full, so the
+    /// overshoot is about one message per publisher; this is the safety net behind it: twice
+    /// the bound, and at least 1,024 more, for many publishers at a small bound.
+    pub fn hard_queued_messages(&self) -> usize {
+        (2 * self.max_queued_messages).max(self.max_queued_messages + 1024)
+    }
+
+    /// The queued payload bytes no message goes beyond (0: no byte bound), for the same reason
+    /// as [`Limits::hard_queued_messages`].
+    pub fn hard_queued_bytes(&self) -> usize {
+        2 * self.max_queued_bytes
+    }
+
+    /// Where a congested queue lets its paced publishers go again: half the bound, so they are
+    /// not released and stopped again on every message.
+    pub fn low_water(&self) -> usize {
+        self.max_queued_messages / 2
+    }
+
+    /// The outbound in-flight window of a client with Receive Maximum `client_maximum`.
+    pub fn outbound_window(&self, client_maximum: u16) -> usize {
+        usize::from(client_maximum.min(self.max_inflight_messages))
+    }
+
+    /// How long a paced publisher waits for a subscriber that takes nothing.
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.slow_consumer_timeout_ms)
+    }
+
+    /// How long a new connection may take to send CONNECT.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
 /// What to do with a connected subscriber that stays behind.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SlowConsumerPolicy {
     /// Drop (and count) messages beyond the queue's hard bound.
     #[default]
@@ -113,18 +167,18 @@ pub enum SlowConsumerPolicy {
 
 /// A setting that is out of its valid range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("[mqtt] {key}: {problem}")]
-pub struct ConfigError {
+#[error("{key}: {problem}")]
+pub struct LimitError {
     /// The setting's key.
     pub key: &'static str,
     /// What is wrong with it.
     pub problem: &'static str,
 }
 
-impl BrokerConfig {
-    /// Checks ranges that serde's types do not express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |key, problem| Err(ConfigError { key, problem });
+impl Limits {
+    /// Checks ranges that the types do not express.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        let fail = |key, problem| Err(LimitError { key, problem });
         if self.max_qos > 2 {
             return fail("max_qos", "must be 0, 1 or 2");
         }

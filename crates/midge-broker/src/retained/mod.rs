@@ -1,16 +1,18 @@
 //! The retained messages: a [`RetainedTree`] searched by filter on subscribe, and an index of
 //! the ones that expire, so the periodic sweep costs what expires rather than what is kept.
 
+mod tree;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::message::Message;
-use crate::retained_tree::RetainedTree;
+use self::tree::RetainedTree;
 
 /// Retained messages by topic, with their expiry index.
 #[derive(Debug, Default)]
-pub struct RetainedStore {
+pub(crate) struct RetainedStore {
     tree: RetainedTree<Arc<Message>>,
     /// `(expires_at, topic)` of exactly the stored messages that expire: entries are removed
     /// when their message is replaced or cleared, so the index never outgrows the store.
@@ -69,11 +71,13 @@ impl RetainedStore {
     }
 
     /// Whether none is.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }
 
-    /// Entries in the expiry index (for tests and metrics).
+    /// Entries in the expiry index.
+    #[cfg(test)]
     pub fn expiring_len(&self) -> usize {
         self.expiring.len()
     }

@@ -1,0 +1,271 @@
+//! The connect pipeline, in two steps around authentication:
+//! 1. [`Broker::check_connect`]: the CONNECT against the protocol and the limits (enhanced
+//!    authentication, the will, keep alive, the client identifier, session expiry);
+//! 2. after an authenticator allowed the client, [`Broker::admit`]: find or create the session,
+//!    take it over from the connection that holds it, and build the CONNACK.
+
+use std::borrow::Cow;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::{ConnAck, Connect, MqttString, Properties, ProtocolVersion, QoS, ReasonCode};
+
+use super::state::Broker;
+use crate::kick::Kick;
+use crate::limits::PROTOCOL_MAX_PACKET_SIZE;
+use crate::ports::auth::Credentials;
+use crate::session::Session;
+
+/// A CONNECT the broker checked, waiting for an authenticator's verdict.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    pub(crate) connect: Box<Connect>,
+    /// The client identifier: the client's, or one the broker assigned.
+    pub(crate) client_id: Arc<str>,
+    /// Whether the broker assigned it (v5 tells the client in CONNACK).
+    pub(crate) assigned: bool,
+    /// The keep alive in force, in seconds.
+    pub(crate) keep_alive: u16,
+    /// The Server Keep Alive to announce, when it differs from the client's.
+    pub(crate) server_keep_alive: Option<u16>,
+    /// The Session Expiry Interval the client asked for.
+    pub(crate) requested_expiry: u32,
+    /// The one granted.
+    pub(crate) granted_expiry: u32,
+}
+
+impl ConnectRequest {
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.connect.protocol
+    }
+
+    /// The client identifier (assigned when the client sent none).
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    /// Whether the client asked for a clean start.
+    pub fn clean_start(&self) -> bool {
+        self.connect.clean_start
+    }
+
+    /// What an authenticator decides on, for a client connecting from `peer`.
+    pub fn credentials<'a>(&'a self, peer: &'a str) -> Credentials<'a> {
+        Credentials {
+            client_id: &self.client_id,
+            username: self.connect.username.as_deref(),
+            password: self.connect.password.as_deref(),
+            peer,
+        }
+    }
+}
+
+/// A refused CONNECT: send the CONNACK and close.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The CONNACK with the failure code (a v5 one with the reason as Reason String).
+    pub connack: ConnAck,
+    /// Why, for the log.
+    pub reason: Cow<'static, str>,
+}
+
+impl Refusal {
+    /// A refusal of a client speaking `version` with `code`, because of `why`.
+    pub fn new(version: ProtocolVersion, code: ReasonCode, why: impl Into<Cow<'static, str>>) -> Self {
+        let why = why.into();
+        let mut properties = Properties::default();
+        if version.is_v5() {
+            properties.reason_string = MqttString::new(&why).ok();
+        }
+        Self { connack: ConnAck { session_present: false, reason: code, properties }, reason: why }
+    }
+}
+
+/// A session the new connection is attached to.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) session: Arc<Session>,
+    pub(crate) conn_id: u64,
+    pub(crate) kick: Arc<Kick>,
+    pub(crate) connack: ConnAck,
+}
+
+impl Broker {
+    /// Step 1 of a CONNECT: checks it against the protocol and the limits, assigning a client
+    /// identifier when the client sent none.
+    pub fn check_connect(&self, connect: Box<Connect>) -> Result<ConnectRequest, Refusal> {
+        let version = connect.protocol;
+        let refuse = |code, why: &'static str| Err(Refusal::new(version, code, why));
+        let limits = &self.limits;
+
+        if connect.properties.authentication_method.is_some() {
+            // Enhanced authentication is not offered (MQTT 5.0 section 4.12).
+            return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported");
+        }
+        if let Some(will) = &connect.will {
+            if will.qos.as_u8() > limits.max_qos {
+                // MQTT-3.2.2-12: a will QoS above Maximum QoS is refused with 0x9B.
+                return refuse(ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the server's maximum");
+            }
+            if will.retain && !limits.retain_available {
+                // MQTT-3.2.2-13.
+                return refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retained will while retain is unavailable");
+            }
+            if let Err(why) = self.check_topic_levels(&will.topic) {
+                return refuse(ReasonCode::TOPIC_NAME_INVALID, why);
+            }
+        }
+
+        // Keep alive (mosquitto's max_keepalive semantics, see Limits::max_keepalive).
+        let mut keep_alive = connect.keep_alive;
+        let mut server_keep_alive = None;
+        let limited = limits.max_keepalive < u16::MAX;
+        if limited && (keep_alive > limits.max_keepalive || keep_alive == 0) {
+            if version.is_v5() {
+                keep_alive = limits.max_keepalive;
+                server_keep_alive = Some(keep_alive);
+            } else {
+                return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "keep alive above max_keepalive");
+            }
+        }
+
+        // Client identifier rules.
+        let mut assigned = false;
+        let client_id: Arc<str> = if connect.client_id.is_empty() {
+            match version {
+                // MQTT 3.1 requires 1 to 23 characters.
+                ProtocolVersion::V31 => return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id"),
+                // MQTT-3.1.3-8: empty id with clean session 0 is refused with 0x02.
+                ProtocolVersion::V311 if !connect.clean_start => {
+                    return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client id without clean session")
+                }
+                _ if !limits.allow_zero_length_clientid => {
+                    return refuse(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, "empty client ids are not allowed")
+                }
+                _ => {
+                    assigned = version.is_v5();
+                    self.assign_client_id().into()
+                }
+            }
+        } else {
+            Arc::from(connect.client_id.as_str())
+        };
+
+        let requested_expiry = match version {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            _ if connect.clean_start => 0,
+            _ => u32::MAX,
+        };
+        let granted_expiry = requested_expiry.min(limits.max_session_expiry_interval);
+        Ok(ConnectRequest {
+            connect,
+            client_id,
+            assigned,
+            keep_alive,
+            server_keep_alive,
+            requested_expiry,
+            granted_expiry,
+        })
+    }
+
+    /// Step 2 of a CONNECT, once the client is authenticated: finds or creates the session,
+    /// takes it over from a connection that holds it (MQTT-3.1.4-2), and builds the CONNACK.
+    pub(crate) fn admit(&self, request: &ConnectRequest, now: Instant) -> Admitted {
+        let connect = &request.connect;
+        let version = connect.protocol;
+        let client_id = &request.client_id;
+        let granted_expiry = request.granted_expiry;
+        let window = self.limits.outbound_window(connect.properties.receive_maximum.unwrap_or(u16::MAX));
+        let conn_id = self.next_id();
+
+        let kick = Arc::new(Kick::with_keep_alive(request.keep_alive));
+        self.watch_keep_alive(Arc::clone(&kick), now);
+
+        // Find or create the session.
+        let (session, session_present, ended) = {
+            let mut sessions = self.sessions.lock();
+            match sessions.get(client_id).cloned() {
+                Some(existing) if !connect.clean_start && !existing.lock().ended => (existing, true, None),
+                existing => {
+                    let session = Arc::new(Session::new(self.next_id(), client_id.clone(), version, granted_expiry));
+                    sessions.insert(client_id.clone(), Arc::clone(&session));
+                    (session, false, existing)
+                }
+            }
+        };
+        if let Some(old) = ended {
+            // Clean start: the old session ends now (MQTT-3.1.2-4); its holder is told.
+            if let Some(old_kick) = old.lock().attached_kick() {
+                old_kick.kick(ReasonCode::SESSION_TAKEN_OVER);
+            }
+            self.finish_session(&old);
+        }
+        if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
+            // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
+            previous.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        // Attached, then checked: a shutdown that started meanwhile either found this attachment
+        // or set the flag before it (both take the session's lock), so no connection is missed.
+        if self.shutting_down.load(Ordering::SeqCst) {
+            kick.kick(ReasonCode::SERVER_SHUTTING_DOWN);
+        }
+        // MQTT-3.1.3-9: a new connection to the session before the will delay ran out cancels it.
+        session.lock().delayed_will = None;
+        if granted_expiry > 0 {
+            self.save_session(&session);
+        }
+        self.stats.connections_accepted.add(1);
+        let properties = if version.is_v5() { self.connack_properties(request) } else { Properties::default() };
+        let connack = ConnAck { session_present, reason: ReasonCode::SUCCESS, properties };
+        Admitted { session, conn_id, kick, connack }
+    }
+
+    /// The v5 CONNACK properties: what was assigned or changed, and every capability that
+    /// differs from the protocol's default.
+    fn connack_properties(&self, request: &ConnectRequest) -> Properties {
+        let limits = &self.limits;
+        let mut properties = Properties::default();
+        if request.assigned {
+            properties.assigned_client_identifier =
+                Some(MqttString::new(&request.client_id).expect("assigned ids are ASCII"));
+        }
+        properties.server_keep_alive = request.server_keep_alive;
+        if request.granted_expiry != request.requested_expiry {
+            properties.session_expiry_interval = Some(request.granted_expiry);
+        }
+        if limits.receive_maximum != u16::MAX {
+            properties.receive_maximum = Some(limits.receive_maximum);
+        }
+        if limits.max_qos < 2 {
+            properties.maximum_qos = QoS::from_u8(limits.max_qos);
+        }
+        if !limits.retain_available {
+            properties.retain_available = Some(false);
+        }
+        if limits.max_packet_size < PROTOCOL_MAX_PACKET_SIZE {
+            properties.maximum_packet_size = Some(limits.max_packet_size);
+        }
+        if limits.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        }
+        if !limits.wildcard_subscription_available {
+            properties.wildcard_subscription_available = Some(false);
+        }
+        if !limits.subscription_identifier_available {
+            properties.subscription_identifier_available = Some(false);
+        }
+        if !limits.shared_subscription_available {
+            properties.shared_subscription_available = Some(false);
+        }
+        properties
+    }
+
+    fn assign_client_id(&self) -> String {
+        let mut hasher = self.id_seed.build_hasher();
+        hasher.write_u64(self.next_id());
+        format!("midge-{:016x}", hasher.finish())
+    }
+}

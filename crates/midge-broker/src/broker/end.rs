@@ -1,0 +1,83 @@
+//! Ending a session: out of the session map and the router, its shared-subscription messages to
+//! other members, its records out of the store, and a will still waiting on its delay published.
+
+use std::sync::Arc;
+
+use super::state::Broker;
+use crate::route::shared::pick_member;
+use crate::router::Match;
+use crate::delivery::Queued;
+use crate::session::Session;
+
+impl Broker {
+    /// Ends a session: removes it from the map (if it is still the one there), drops its
+    /// subscriptions, hands its undelivered shared-subscription messages to other members, and
+    /// publishes a will still waiting on its delay (MQTT 5.0 section 3.1.3.2.2: the will is sent
+    /// when the delay passes or the session ends, whichever is first).
+    pub(crate) fn finish_session(&self, session: &Arc<Session>) {
+        self.finish_session_if(session, false);
+    }
+
+    /// Ends `session` unless it has ended already, or (with `only_detached`) a connection has
+    /// attached to it meanwhile. Returns whether it ended it.
+    pub(crate) fn finish_session_if(&self, session: &Arc<Session>, only_detached: bool) -> bool {
+        {
+            let mut state = session.lock();
+            if state.ended || (only_detached && state.is_attached()) {
+                return false;
+            }
+            state.ended = true;
+        }
+        {
+            let mut sessions = self.sessions.lock();
+            if sessions.get(session.client_id()).is_some_and(|s| Arc::ptr_eq(s, session)) {
+                sessions.remove(session.client_id());
+            }
+        }
+        let (filters, will) = {
+            let mut state = session.lock();
+            let filters = state.subscriptions.take_filters();
+            (filters, state.delayed_will.take())
+        };
+        {
+            let mut router = self.router.write();
+            for filter in &filters {
+                router.unsubscribe(filter, &session.id());
+            }
+        }
+        for item in session.take_shared_undelivered(self.journal.as_ref()) {
+            self.redeliver_shared(item);
+        }
+        if let Some(journal) = &self.journal {
+            session.delete_records(journal);
+        }
+        if let Some((_, will)) = will {
+            self.publish_will(will);
+        }
+        true
+    }
+
+    /// Sends a message that a departed member of a shared subscription did not acknowledge to
+    /// another member.
+    fn redeliver_shared(&self, item: Queued) {
+        let Some(shared) = item.shared.clone() else {
+            return;
+        };
+        let Some((group, filter)) = shared.strip_prefix("$share/").and_then(|rest| rest.split_once('/')) else {
+            return;
+        };
+        let mut target = None;
+        self.router.read().match_topic(&item.message.topic, |found| {
+            if let Match::Shared { group: g, filter: f, members, cursor } = found {
+                if g == group && f == filter && target.is_none() {
+                    target = pick_member(members, cursor).map(|(_, m)| Arc::clone(&m.session));
+                }
+            }
+        });
+        if let Some(session) = target {
+            if let (_, Some(kick)) = session.enqueue(item, &self.limits, self.journal.as_ref(), false) {
+                kick.ring();
+            }
+        }
+    }
+}

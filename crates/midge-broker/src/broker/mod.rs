@@ -1,0 +1,22 @@
+//! The broker: shared state and the operations that cross sessions.
+//!
+//! # Layout
+//! - `state`: the shared state (session map, router, retained store, store journal, counters),
+//!   the periodic sweep, keep alives and shutdown.
+//! - `connect`: the connect pipeline, checked then admitted around authentication.
+//! - `publish`: the retained store, routing, enqueueing, and ending a read batch.
+//! - `subscribe`: subscribe and unsubscribe.
+//! - `end`: ending a session.
+//! - `restore`: recovery from the store.
+
+mod connect;
+mod end;
+mod publish;
+mod restore;
+mod state;
+mod subscribe;
+
+pub(crate) use connect::Admitted;
+pub use connect::{ConnectRequest, Refusal};
+pub use restore::Restored;
+pub use state::Broker;

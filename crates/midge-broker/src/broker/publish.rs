@@ -1,0 +1,170 @@
+//! Publishing: the retained store, routing a message to its subscribers, and enqueueing to each
+//! session, with QoS 0 deliveries deferred to the end of the publisher's read batch.
+
+use std::sync::Arc;
+
+use midge_codec::QoS;
+
+use super::state::Broker;
+use crate::message::Message;
+use crate::ports::durability::{Change, Changes, Ticket};
+use crate::route::overlap::{merge_overlapping, Targets};
+use crate::route::read_batch::ReadBatch;
+use crate::route::shared::pick_member;
+use crate::router::Match;
+use crate::session::{EnqueueOutcome, Session};
+
+/// What publishing a message did.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// Sessions it was queued for (for a QoS 0 message deferred in a read batch: sessions it
+    /// was deferred for, some of which may still drop it as offline or full; nothing is
+    /// acknowledged for QoS 0).
+    pub(crate) delivered: usize,
+    /// The ticket that makes it durable (retained update, persistent deliveries), which the
+    /// publisher's acknowledgement waits for.
+    pub(crate) ticket: Option<Ticket>,
+    /// Connected subscribers whose queues are over their bound: the publisher is paced until
+    /// they have room (empty, and not allocated, in the common case).
+    pub(crate) congested: Vec<Arc<Session>>,
+}
+
+impl Broker {
+    /// Publishes a message within a publisher's read batch: updates the retained store when it
+    /// is retained, then delivers it to every matching subscription.
+    pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
+        self.stats.messages_received.add(1);
+        let mut ticket = None;
+        if message.retain {
+            let mut retained = self.retained.write();
+            let previous = retained.set(&message);
+            // Submitted under the retained lock, so the store sees retained updates of one topic
+            // in the order they were made.
+            if let Some(journal) = &self.journal {
+                let topic = message.topic.to_string();
+                let mut changes = Changes::new();
+                if message.payload.is_empty() {
+                    changes.push(Change::DeleteRetained(topic));
+                    ticket = Some(journal.submit(changes));
+                } else {
+                    changes.push(Change::PutRetained { topic, message: message.id });
+                    ticket = Some(journal.add_reference(&message, changes));
+                }
+                if let Some(previous) = previous {
+                    journal.release_reference(&previous, Changes::new());
+                }
+            }
+        }
+        let (delivered, routed, congested) = self.route(&message, batch);
+        Published { delivered, ticket: ticket.max(routed), congested }
+    }
+
+    /// Publishes a message outside any read batch (wills, redeliveries): its deliveries are
+    /// enqueued and their sessions woken before this returns.
+    pub(crate) fn publish_now(&self, message: Arc<Message>) {
+        let mut batch = ReadBatch::new();
+        self.publish(message, &mut batch);
+        self.end_batch(&mut batch);
+    }
+
+    /// Publishes a will message now.
+    pub(crate) fn publish_will(&self, will: Arc<Message>) {
+        self.stats.wills_published.add(1);
+        self.publish_now(will);
+    }
+
+    /// Ends a read batch: enqueues the QoS 0 deliveries it deferred, one lock per session, then
+    /// wakes every session its messages reached, once each. Call it once the read's packets
+    /// are handled, before anything else is read.
+    pub fn end_batch(&self, batch: &mut ReadBatch) {
+        self.enqueue_deferred(batch);
+        for kick in batch.take_wakes() {
+            kick.ring();
+        }
+    }
+
+    /// Delivers a message to its subscribers; the publisher never waits for them. Returns how
+    /// many sessions it was queued for, the ticket of the last delivery record written, and
+    /// the congested subscribers.
+    fn route(&self, message: &Arc<Message>, batch: &mut ReadBatch) -> (usize, Option<Ticket>, Vec<Arc<Session>>) {
+        let mut targets = Targets::new();
+        let mut direct_filters = 0usize;
+        let mut last_filter: Option<*const u8> = None;
+        {
+            let router = self.router.read();
+            router.match_topic(&message.topic, |found| match found {
+                Match::Direct { value, filter, .. } => {
+                    if value.options.no_local && message.publisher == Some(value.session.id()) {
+                        return; // MQTT-3.8.3-3
+                    }
+                    if last_filter != Some(filter.as_ptr()) {
+                        last_filter = Some(filter.as_ptr());
+                        direct_filters += 1;
+                    }
+                    targets.push((Arc::clone(&value.session), value.delivery(message)));
+                }
+                Match::Shared { members, cursor, .. } => {
+                    if let Some((_, member)) = pick_member(members, cursor) {
+                        targets.push((Arc::clone(&member.session), member.delivery(message)));
+                    }
+                }
+            });
+        }
+        // One filter's subscribers are distinct sessions: only several filters can overlap.
+        if direct_filters > 1 {
+            merge_overlapping(&mut targets);
+        }
+        let mut congested = Vec::new();
+        if message.qos == QoS::AtMostOnce {
+            // Nothing the publisher is told depends on these enqueues: defer them to the end of
+            // its read batch, one lock per session.
+            let deferred = targets.len();
+            if batch.defer(&mut targets) {
+                self.enqueue_deferred(batch); // bounded: DEFERRED_DELIVERIES
+            }
+            return (deferred, None, congested);
+        }
+        // This publisher's earlier QoS 0 messages go first, to keep its order.
+        self.enqueue_deferred(batch);
+        let mut delivered = 0;
+        let mut ticket = None;
+        for (session, item) in targets {
+            let (outcome, wake) = session.enqueue(item, &self.limits, self.journal.as_ref(), true);
+            if let Some(kick) = wake {
+                batch.wake_later(kick);
+            }
+            match outcome {
+                EnqueueOutcome::Queued(written) => {
+                    ticket = ticket.max(written);
+                    delivered += 1;
+                }
+                EnqueueOutcome::QueuedCongested(written) => {
+                    ticket = ticket.max(written);
+                    congested.push(session);
+                    delivered += 1;
+                }
+                EnqueueOutcome::DroppedQueueFull => {
+                    self.stats.messages_dropped.add(1);
+                    tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
+                }
+                EnqueueOutcome::DroppedOffline => {}
+            }
+        }
+        (delivered, ticket, congested)
+    }
+
+    /// Enqueues what `batch` deferred, each session under one lock; their wake-ups stay in the
+    /// batch.
+    fn enqueue_deferred(&self, batch: &mut ReadBatch) {
+        for (session, items) in batch.take_deferred() {
+            let (dropped, wake) = session.enqueue_many(items, &self.limits, self.journal.as_ref());
+            if dropped > 0 {
+                self.stats.messages_dropped.add(dropped as u64);
+                tracing::debug!(client_id = %session.client_id(), dropped, "queue full, messages dropped");
+            }
+            if let Some(kick) = wake {
+                batch.wake_later(kick);
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! A connection's end: the will published, parked for its delay or discarded, as the way the
+//! connection ended requires; the session detached, and ended if it does not outlive the
+//! connection.
+
+use std::time::{Duration, Instant};
+
+use super::state::{ClientConnection, CloseKind};
+use crate::ports::access::Action;
+
+impl ClientConnection {
+    /// Ends the connection: publishes or schedules the will as `how` requires, detaches from
+    /// the session, and ends the session if it does not outlive the connection.
+    pub fn close(mut self, how: CloseKind, now: Instant) {
+        let will = match how {
+            CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => self.will.take(),
+            CloseKind::Normal | CloseKind::ServerShutdown => None,
+        };
+        // The will is checked against the client's rights when it is published (a delayed one:
+        // when it is parked, with the rights the client had then).
+        let will = will.filter(|will| {
+            let allowed = self.permits(Action::Publish, &will.topic);
+            if !allowed {
+                tracing::info!(client_id = %self.client_id(), topic = %will.topic, "will refused by the ACL");
+            }
+            allowed
+        });
+        let detached = self.session.detach(self.conn_id, now);
+        let expiry = self.session.lock().expiry_interval;
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            let publish_now = if delay == 0 || (detached && expiry == 0) {
+                true
+            } else if detached {
+                // MQTT 5.0 section 3.1.3.2.2: published when the delay or the session ends,
+                // whichever is first. Checked under the session lock, so a session ending
+                // concurrently either publishes the parked will or makes us publish it.
+                let mut state = self.session.lock();
+                if state.ended {
+                    true
+                } else {
+                    let due = now + Duration::from_secs(u64::from(delay));
+                    state.delayed_will = Some((due, self.broker.will_message(&will, Some(self.session.id()), due)));
+                    false
+                }
+            } else {
+                // Taken over: by a clean start, which ended this session (publish now), or by a
+                // connection that resumed it, which cancels a delayed will (MQTT-3.1.3-9).
+                self.session.lock().ended
+            };
+            if publish_now {
+                self.broker.publish_will(self.broker.will_message(&will, Some(self.session.id()), now));
+            } else if self.session.lock().persistent() {
+                self.broker.save_session(&self.session); // the parked will is durable too
+            }
+        }
+        if detached && expiry == 0 && how != CloseKind::ServerShutdown {
+            self.broker.finish_session(&self.session);
+        } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
+            self.broker.save_session(&self.session); // when it expires, now that it is detached
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Messages out: moving what the session's queue and window allow into an [`Egress`], and the
+//! MQTT encoder the connection driver uses (topic aliases towards the client, its Maximum Packet
+//! Size), plus the control packets the connection writes.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use midge_codec::{
+    encode_packet, encode_publish, encoded_len, publish_len, Disconnect, Packet, PacketId, Properties,
+    ProtocolVersion, PubResponse, PublishHeader, QoS, ReasonCode, TopicName,
+};
+
+use super::state::{ClientConnection, TopicAliases};
+use crate::delivery::{Outgoing, Queued, ReadyBatch};
+use crate::limits::DRAIN_BATCH;
+use crate::ports::access::Action;
+use crate::ports::egress::Egress;
+
+impl ClientConnection {
+    /// Writes what a reconnecting persistent session must resend first (MQTT-4.4.0-1).
+    pub fn resume(&mut self, now: Instant, out: &mut BytesMut) {
+        let resends = self.session.resend_inflight(self.conn_id);
+        let mut sink = self.mqtt_egress(out, usize::MAX);
+        for outgoing in resends {
+            sink.send(outgoing, now);
+        }
+    }
+
+    /// Moves queued messages into `out` as MQTT packets while the client's window allows and
+    /// `out` holds fewer than `limit` bytes. Returns whether more may be ready (call again once
+    /// `out` drains).
+    pub fn drain(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {
+        let mut sink = MqttEgress {
+            version: self.version,
+            client_alias_maximum: self.client_alias_maximum,
+            client_max_packet_size: self.client_max_packet_size,
+            aliases: &mut self.aliases,
+            out,
+            limit,
+        };
+        drain_session(&self.broker, &self.session, self.conn_id, &mut self.access, now, &mut sink)
+    }
+
+    /// Moves queued messages into `sink` while the client's window and the sink allow; returns
+    /// whether more may be ready. QoS 1/2 messages stay in flight until
+    /// [`acknowledge`](Self::acknowledge)d.
+    pub fn drain_to(&mut self, now: Instant, sink: &mut impl Egress) -> bool {
+        drain_session(&self.broker, &self.session, self.conn_id, &mut self.access, now, sink)
+    }
+
+    fn mqtt_egress<'a>(&'a mut self, out: &'a mut BytesMut, limit: usize) -> MqttEgress<'a> {
+        MqttEgress {
+            version: self.version,
+            client_alias_maximum: self.client_alias_maximum,
+            client_max_packet_size: self.client_max_packet_size,
+            aliases: &mut self.aliases,
+            out,
+            limit,
+        }
+    }
+
+    /// Encodes a control packet. Acks carry no reason strings or user properties, so a client
+    /// that asked for no problem information (MQTT-3.1.2-29) needs no special case.
+    pub(super) fn write(&self, packet: &Packet, out: &mut BytesMut) {
+        write(packet, self.version, out);
+    }
+
+    /// Writes the DISCONNECT a v5 client is sent before the server closes (MQTT-4.13.1-1);
+    /// nothing for 3.x, which has no server DISCONNECT.
+    /// `detail` becomes the Reason String, which DISCONNECT may carry even when the client asked
+    /// for no problem information (MQTT-3.1.2-29).
+    pub fn write_disconnect(&self, reason: ReasonCode, detail: Option<&str>, out: &mut BytesMut) {
+        if self.version.is_v5() {
+            let properties = Properties {
+                reason_string: detail.and_then(|d| midge_codec::MqttString::new(d).ok()),
+                ..Properties::default()
+            };
+            let mut packet = Packet::Disconnect(Disconnect { reason, properties });
+            if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+                // MQTT-3.14.2-3: drop the Reason String rather than exceed the client's limit.
+                packet = Packet::Disconnect(Disconnect { reason, properties: Properties::default() });
+            }
+            self.write(&packet, out);
+        }
+    }
+}
+
+/// Moves ready messages from `session` into `sink`, [`DRAIN_BATCH`] at a time, dropping (and
+/// counting) the expired ones, those the sink refuses and those the reader may not receive.
+fn drain_session(
+    broker: &crate::Broker,
+    session: &crate::Session,
+    conn_id: u64,
+    access: &mut Option<Box<crate::ports::access::AccessCache>>,
+    now: Instant,
+    sink: &mut impl Egress,
+) -> bool {
+    let mut ready = ReadyBatch::new();
+    let mut more = true;
+    while more && sink.has_room() {
+        let deliverable = |item: &Queued| {
+            let readable = access.as_mut().map_or(true, |access| access.allows(Action::Receive, &item.message.topic));
+            readable && sink.accepts(item, now)
+        };
+        let dropped = session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready);
+        if dropped > 0 {
+            broker.stats().messages_dropped.add(dropped as u64);
+        }
+        more = ready.len() == DRAIN_BATCH;
+        let mut sent = 0;
+        for outgoing in ready.drain(..) {
+            sent += u64::from(sink.send(outgoing, now));
+        }
+        if sent > 0 {
+            broker.stats().messages_sent.add(sent); // once per batch, not per message
+        }
+    }
+    more
+}
+
+/// The MQTT encoding of a connection's outgoing messages into its write buffer.
+struct MqttEgress<'a> {
+    version: ProtocolVersion,
+    /// The client's Topic Alias Maximum (0: the broker sends none).
+    client_alias_maximum: u16,
+    /// The client's Maximum Packet Size.
+    client_max_packet_size: u32,
+    aliases: &'a mut Option<Box<TopicAliases>>,
+    out: &'a mut BytesMut,
+    /// Bytes in `out` above which no more is taken.
+    limit: usize,
+}
+
+impl Egress for MqttEgress<'_> {
+    fn accepts(&mut self, item: &Queued, now: Instant) -> bool {
+        let aliases = self.client_alias_maximum > 0;
+        full_publish_len(item, self.version, aliases, now) <= self.client_max_packet_size as usize
+    }
+
+    fn send(&mut self, outgoing: Outgoing, now: Instant) -> bool {
+        match outgoing {
+            Outgoing::PubRel(id) => {
+                write(&Packet::PubRel(PubResponse::success(id)), self.version, self.out);
+                false
+            }
+            Outgoing::Publish { item, packet_id, dup } => {
+                let v5 = self.version.is_v5();
+                let (topic, alias) = if v5 { self.outbound_alias(&item.message.topic) } else { (true, None) };
+                let message = &item.message;
+                let header = PublishHeader {
+                    dup,
+                    qos: item.qos,
+                    retain: item.retain,
+                    topic: if topic { &message.topic } else { "" },
+                    packet_id,
+                    shared_properties: if v5 { &message.shared_properties } else { &[] },
+                    message_expiry_interval: if v5 { message.remaining_expiry(now) } else { None },
+                    topic_alias: alias,
+                    subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
+                };
+                if let Err(error) = encode_publish(self.out, self.version, &header, &message.payload) {
+                    tracing::warn!(%error, "message too large to encode, dropped");
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.out.len() < self.limit
+    }
+}
+
+impl MqttEgress<'_> {
+    /// Chooses how to name `topic` to a v5 client: `(send_topic, alias)`. A known topic goes
+    /// by alias alone; a new one gets the next free alias while the client's Topic Alias
+    /// Maximum allows (MQTT-3.3.2-10: never above it); after that topics are sent in full.
+    fn outbound_alias(&mut self, topic: &TopicName) -> (bool, Option<u16>) {
+        if self.client_alias_maximum == 0 {
+            return (true, None);
+        }
+        let outbound = &mut self.aliases.get_or_insert_with(Box::default).outbound;
+        if let Some(&alias) = outbound.get(topic) {
+            return (false, Some(alias));
+        }
+        let next = outbound.len() + 1;
+        if next > usize::from(self.client_alias_maximum) {
+            return (true, None);
+        }
+        let alias = next as u16;
+        outbound.insert(topic.clone(), alias);
+        (true, Some(alias))
+    }
+}
+
+/// Encodes a control packet.
+fn write(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
+    if let Err(error) = encode_packet(packet, version, out) {
+        tracing::warn!(%error, kind = packet.kind(), "cannot encode packet");
+    }
+}
+
+/// The size of a PUBLISH of `item` with its full topic (and an alias, when the client accepts
+/// them): an upper bound of what is sent, used for the client's Maximum Packet Size.
+fn full_publish_len(item: &Queued, version: ProtocolVersion, aliases: bool, now: Instant) -> usize {
+    let v5 = version.is_v5();
+    let message = &item.message;
+    let header = PublishHeader {
+        dup: false,
+        qos: item.qos,
+        retain: item.retain,
+        topic: &message.topic,
+        packet_id: if item.qos == QoS::AtMostOnce { None } else { PacketId::new(1) },
+        shared_properties: if v5 { &message.shared_properties } else { &[] },
+        message_expiry_interval: if v5 { message.remaining_expiry(now) } else { None },
+        topic_alias: if v5 && aliases { Some(1) } else { None },
+        subscription_identifiers: if v5 { &item.subscription_ids } else { &[] },
+    };
+    publish_len(&header, message.payload.len(), version)
+}

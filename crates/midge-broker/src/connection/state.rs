@@ -1,0 +1,169 @@
+//! One client connection's protocol state, and what its operations tell the server.
+//!
+//! It owns what belongs to a network connection rather than a session (MQTT 5.0 section
+//! 3.3.2.3.4: topic aliases live only as long as the connection), the will, the client's limits
+//! (Maximum Packet Size, Topic Alias Maximum), and its cached authorization answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::{ProtocolVersion, ReasonCode, TopicName, Will};
+
+use crate::broker::Broker;
+use crate::hash::ProcessSeeded;
+use crate::kick::Kick;
+use crate::ports::access::{AccessCache, Action};
+use crate::ports::durability::Ticket;
+use crate::session::Session;
+
+/// A v5 connection's topic aliases (MQTT 5.0 section 3.3.2.3.4), both directions.
+#[derive(Debug, Default)]
+pub(super) struct TopicAliases {
+    /// Set by the client: index = alias - 1, grown as aliases are used.
+    pub(super) inbound: Vec<Option<TopicName>>,
+    /// Set by the broker towards the client.
+    pub(super) outbound: HashMap<TopicName, u16, ProcessSeeded>,
+}
+
+/// A protocol violation by the client: the connection is closed, after a v5 DISCONNECT with
+/// `reason` (MQTT-4.13.1-1), and the will is published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail} ({reason})")]
+pub struct Violation {
+    /// The reason code sent in DISCONNECT.
+    pub reason: ReasonCode,
+    /// What the client did, for the log.
+    pub detail: &'static str,
+}
+
+pub(super) fn violation(reason: ReasonCode, detail: &'static str) -> Violation {
+    Violation { reason, detail }
+}
+
+/// What the server should do after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The client sent DISCONNECT: close the connection; `with_will` for v5 reason 0x04.
+    Disconnect {
+        /// Whether the client asked for its will to be published (0x04).
+        with_will: bool,
+    },
+}
+
+/// How a connection ended, which decides whether the will is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// DISCONNECT with reason 0x00: the will is discarded (MQTT-3.1.2-10, MQTT-3.14.4-3).
+    Normal,
+    /// v5 DISCONNECT with 0x04: the will is published.
+    NormalWithWill,
+    /// Network error, keep alive timeout, protocol violation: the will is published
+    /// (MQTT-3.1.2-8).
+    Abnormal,
+    /// Another connection took the session over (MQTT-3.1.4-3).
+    TakenOver,
+    /// The server is shutting down: the will is not published, since every client is going.
+    ServerShutdown,
+}
+
+/// The protocol state of one connected client.
+#[derive(Debug)]
+pub struct ClientConnection {
+    pub(super) broker: Arc<Broker>,
+    pub(super) session: Arc<Session>,
+    pub(super) conn_id: u64,
+    pub(super) kick: Arc<Kick>,
+    pub(super) version: ProtocolVersion,
+    /// Keep alive in force, in seconds (0: none).
+    pub(super) keep_alive: u16,
+    /// Session Expiry Interval granted at CONNECT; a DISCONNECT may not raise it from 0
+    /// (MQTT-3.14.2-2).
+    pub(super) connect_expiry: u32,
+    /// Boxed: most clients have none, and a `Will` carries a whole `Properties`.
+    pub(super) will: Option<Box<Will>>,
+    /// v5 topic aliases, allocated on first use: most clients use none, and an idle
+    /// connection should not hold tables for them.
+    pub(super) aliases: Option<Box<TopicAliases>>,
+    /// The Topic Alias Maximum granted to the client (0 for 3.1.1).
+    pub(super) alias_slots: u16,
+    /// The client's Topic Alias Maximum (0: the broker sends none).
+    pub(super) client_alias_maximum: u16,
+    /// The client's Maximum Packet Size.
+    pub(super) client_max_packet_size: u32,
+    /// Cached authorization answers; `None` where everything is allowed (nothing is asked).
+    pub(super) access: Option<Box<AccessCache>>,
+    /// The store ticket that the responses written for the current packet must wait for.
+    pub(super) hold: Option<Ticket>,
+    /// Subscribers this client's messages found over their queue bound: the server stops
+    /// reading from this client until they have room.
+    pub(super) congested: Vec<Arc<Session>>,
+}
+
+impl ClientConnection {
+    /// Whether the last packets found a congested subscriber other than this client.
+    pub fn is_congested(&self) -> bool {
+        let own = self.session.id();
+        self.congested.iter().any(|s| s.id() != own)
+    }
+
+    /// Takes the congested subscribers the last packets ran into (never this client's own
+    /// session: pacing a client for itself would stop it reading its own acknowledgements).
+    pub fn take_congested(&mut self) -> Vec<Arc<Session>> {
+        let own = self.session.id();
+        let mut congested = std::mem::take(&mut self.congested);
+        congested.retain(|s| s.id() != own);
+        congested.sort_by_key(|s| s.id());
+        congested.dedup_by_key(|s| s.id());
+        congested
+    }
+
+    /// Takes the ticket the bytes written by the last [`handle`](Self::handle) must wait for
+    /// before they are sent (an acknowledgement is a promise that the message is durable).
+    pub fn take_hold(&mut self) -> Option<Ticket> {
+        self.hold.take()
+    }
+
+    pub(super) fn hold_for(&mut self, ticket: Option<Ticket>) {
+        self.hold = self.hold.max(ticket);
+    }
+
+    /// Whether the client may do `action` on `topic` (always, without an authorizer).
+    pub(super) fn permits(&mut self, action: Action, topic: &str) -> bool {
+        self.access.as_mut().map_or(true, |access| access.allows(action, topic))
+    }
+
+    /// The protocol version.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        self.session.client_id()
+    }
+
+    /// The keep alive in force, in seconds; 0 means none.
+    pub fn keep_alive(&self) -> u16 {
+        self.keep_alive
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Records that the client was heard from at `now`, for its keep alive (MQTT-3.1.2-24):
+    /// once per read batch that held a complete packet is enough.
+    pub fn heard(&self, now: Instant) {
+        self.broker.heard(&self.kick, now);
+    }
+
+    /// The kick handle, whose [`Kick::poll_signal`] says that the session has work or that the
+    /// connection must close.
+    pub fn kick(&self) -> &Arc<Kick> {
+        &self.kick
+    }
+}

@@ -1,0 +1,84 @@
+//! The authorization port: what a client may publish, subscribe to and receive.
+//!
+//! An [`Authorizer`] answers for an [`Identity`] and a topic (or filter). The connection asks it
+//! on every inbound PUBLISH (v5: PUBACK/PUBREC 0x87; 3.x: acknowledged and not routed, as
+//! mosquitto does), every SUBSCRIBE filter (v5 SUBACK 0x87, 3.x 0x80), every message it is
+//! about to send (so retained, shared and queued messages are checked against the reader's
+//! rights when they are sent), and a will when it is published. Answers are cached per
+//! connection ([`AccessCache`]) and dropped when the authorizer's [`Authorizer::generation`]
+//! moves (a reload).
+//!
+//! A listener without one allows everything, at no cost on the message path: the connection
+//! keeps no cache and asks nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::hash::ProcessSeeded;
+use crate::ports::auth::Identity;
+
+/// What a client wants to do with a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Publish to a topic name (its will included).
+    Publish,
+    /// Subscribe to a topic filter.
+    Subscribe,
+    /// Receive a message published to a topic name.
+    Receive,
+}
+
+/// Decides what an identity may do.
+pub trait Authorizer: Send + Sync + std::fmt::Debug {
+    /// Whether `identity`, connected as `client_id`, may do `action` on `topic` (a filter for
+    /// [`Action::Subscribe`], a topic name otherwise).
+    fn allows(&self, identity: &Identity, client_id: &str, action: Action, topic: &str) -> bool;
+
+    /// Changes whenever the rules change, so connections drop what they cached.
+    fn generation(&self) -> u64 {
+        0
+    }
+}
+
+/// Cached answers held per connection: at most [`AccessCache::CAPACITY`], then it starts over.
+#[derive(Debug)]
+pub struct AccessCache {
+    authorizer: Arc<dyn Authorizer>,
+    identity: Identity,
+    client_id: Arc<str>,
+    generation: u64,
+    /// Answers by action ([`Action`] as index) and topic.
+    answers: [HashMap<Box<str>, bool, ProcessSeeded>; 3],
+    /// Answers held in all three maps.
+    held: usize,
+}
+
+impl AccessCache {
+    /// Answers kept before the cache is emptied: bounds a connection's memory whatever topics it
+    /// uses, while a device's handful of topics stays cached.
+    pub const CAPACITY: usize = 256;
+
+    /// A cache of `authorizer`'s answers for `identity`.
+    pub fn new(authorizer: Arc<dyn Authorizer>, identity: Identity, client_id: Arc<str>) -> Self {
+        let generation = authorizer.generation();
+        Self { authorizer, identity, client_id, generation, answers: Default::default(), held: 0 }
+    }
+
+    /// Whether the client may do `action` on `topic`.
+    pub fn allows(&mut self, action: Action, topic: &str) -> bool {
+        let generation = self.authorizer.generation();
+        if generation != self.generation || self.held >= Self::CAPACITY {
+            self.generation = generation;
+            self.answers.iter_mut().for_each(HashMap::clear);
+            self.held = 0;
+        }
+        let answers = &mut self.answers[action as usize];
+        if let Some(&answer) = answers.get(topic) {
+            return answer;
+        }
+        let answer = self.authorizer.allows(&self.identity, &self.client_id, action, topic);
+        answers.insert(topic.into(), answer);
+        self.held += 1;
+        answer
+    }
+}

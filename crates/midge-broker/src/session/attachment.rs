@@ -1,0 +1,44 @@
+//! Attaching a connection to the session and detaching it: the session outlives its
+//! connections, and a new connection takes it over from the one before (MQTT-3.1.4-2).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::ProtocolVersion;
+
+use super::state::{Attachment, Session};
+use crate::kick::Kick;
+
+impl Session {
+    /// Attaches a new connection. Returns the connection previously attached, to be kicked.
+    pub(crate) fn attach(
+        &self,
+        conn_id: u64,
+        kick: Arc<Kick>,
+        window: usize,
+        protocol: ProtocolVersion,
+        expiry_interval: u32,
+    ) -> Option<Arc<Kick>> {
+        let mut state = self.state.lock();
+        let previous = state.attached.replace(Attachment { conn_id, kick, window }).map(|a| a.kick);
+        state.protocol = protocol;
+        state.expiry_interval = expiry_interval;
+        state.expires_at = None;
+        state.ring_attached();
+        previous
+    }
+
+    /// Detaches `conn_id` if it is still the attached connection; returns whether it was.
+    pub(crate) fn detach(&self, conn_id: u64, now: Instant) -> bool {
+        let mut state = self.state.lock();
+        if state.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
+            return false;
+        }
+        state.attached = None;
+        state.expires_at = match state.expiry_interval {
+            u32::MAX => None,
+            secs => Some(now + std::time::Duration::from_secs(u64::from(secs))),
+        };
+        true
+    }
+}

@@ -1,0 +1,219 @@
+//! The session's queue: offering messages to it within its bounds, handing them to the attached
+//! connection within its in-flight window, and the pacing state that tells a publisher when a
+//! congested subscriber has room again (DESIGN.md, "Bounds and back-pressure").
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::{QoS, ReasonCode};
+
+use super::inflight::packet_id_for;
+use super::records::delivery_record;
+use super::state::{EnqueueOutcome, Entry, Inflight, InflightStage, Session, SessionState};
+use crate::delivery::{Outgoing, Queued, ReadyBatch};
+use crate::journal::Journal;
+use crate::kick::Kick;
+use crate::limits::Limits;
+use crate::ports::durability::{Change, Changes, DeliveryStage};
+
+impl Session {
+    /// Offers a message. Called by the router's caller with no other lock held. For a
+    /// persistent session the delivery is written to the store (QoS 1/2, and QoS 0 queued
+    /// offline), and the outcome carries the ticket the publisher's acknowledgement waits for.
+    /// Also returns the connection to wake, when the queue was empty: the caller rings it now
+    /// or once at the end of its read batch.
+    ///
+    /// `pace` says whether the caller can pace its source (a publisher's connection): only then
+    /// may a connected subscriber's QoS 1/2 message be queued beyond the bound. Retained
+    /// messages sent on subscribe and redeliveries cannot be paced and respect the bound.
+    pub(crate) fn enqueue(
+        &self,
+        item: Queued,
+        limits: &Limits,
+        journal: Option<&Journal>,
+        pace: bool,
+    ) -> (EnqueueOutcome, Option<Arc<Kick>>) {
+        let mut state = self.state.lock();
+        self.enqueue_locked(&mut state, item, limits, journal, pace)
+    }
+
+    /// Offers several messages under one lock (the QoS 0 deliveries of a read batch, see
+    /// `route::read_batch`), none of them paced. Returns how many were dropped because the queue
+    /// was full, and the connection to wake.
+    pub(crate) fn enqueue_many(
+        &self,
+        items: Vec<Queued>,
+        limits: &Limits,
+        journal: Option<&Journal>,
+    ) -> (usize, Option<Arc<Kick>>) {
+        let mut dropped = 0;
+        let mut wake = None;
+        let mut state = self.state.lock();
+        for item in items {
+            let (outcome, woken) = self.enqueue_locked(&mut state, item, limits, journal, false);
+            dropped += usize::from(outcome == EnqueueOutcome::DroppedQueueFull);
+            wake = wake.or(woken);
+        }
+        (dropped, wake)
+    }
+
+    /// [`Session::enqueue`] with the lock held.
+    fn enqueue_locked(
+        &self,
+        state: &mut SessionState,
+        item: Queued,
+        limits: &Limits,
+        journal: Option<&Journal>,
+        pace: bool,
+    ) -> (EnqueueOutcome, Option<Arc<Kick>>) {
+        let online = state.attached.is_some();
+        if !online && item.qos == QoS::AtMostOnce && !limits.queue_qos0_messages {
+            return (EnqueueOutcome::DroppedOffline, None);
+        }
+        let bytes = item.message.payload.len();
+        let over_count = state.queue.len() >= limits.max_queued_messages;
+        let over_bytes = limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.max_queued_bytes;
+        let mut congested = false;
+        if over_count || over_bytes {
+            // A connected subscriber's QoS 1/2 messages are kept: the publisher is paced instead,
+            // up to the hard bound (Limits::hard_queued_messages).
+            let hard = state.queue.len() >= limits.hard_queued_messages()
+                || (limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.hard_queued_bytes());
+            if !pace || !online || item.qos == QoS::AtMostOnce || hard || state.shedding {
+                state.dropped += 1;
+                return (EnqueueOutcome::DroppedQueueFull, None);
+            }
+            congested = true;
+            state.congested = true;
+            state.low_water = limits.low_water();
+        }
+        let was_empty = state.queue.is_empty();
+        state.queued_bytes += bytes;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let mut ticket = None;
+        let durable_kind = item.qos != QoS::AtMostOnce || !online;
+        if let Some(journal) = journal.filter(|_| state.persistent() && durable_kind) {
+            let mut changes = Changes::new();
+            let record = delivery_record(&item, DeliveryStage::Queued);
+            changes.push(Change::PutDelivery { client_id: self.client_id.to_string(), seq, record });
+            ticket = Some(journal.add_reference(&item.message, changes));
+        }
+        state.queue.push_back(Entry { seq, item, durable: ticket.is_some(), maybe_sent: false });
+        let wake = if was_empty { state.attached.as_ref().map(|a| Arc::clone(&a.kick)) } else { None };
+        let outcome = if congested { EnqueueOutcome::QueuedCongested(ticket) } else { EnqueueOutcome::Queued(ticket) };
+        (outcome, wake)
+    }
+
+    /// Messages waiting in the queue (not in flight). For tests.
+    #[cfg(test)]
+    pub(crate) fn queued_len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Moves up to `max` queued messages into `out` for the attached connection `conn_id`,
+    /// assigning packet ids to QoS 1/2 ones while the in-flight window allows. Expired
+    /// messages are dropped (MQTT-3.3.2-5), and so are messages `deliverable` rejects (larger
+    /// than the client's Maximum Packet Size, MQTT-3.1.2-25, or not readable by it). Returns how
+    /// many messages were dropped.
+    pub(crate) fn take_ready(
+        &self,
+        conn_id: u64,
+        now: Instant,
+        max: usize,
+        mut deliverable: impl FnMut(&Queued) -> bool,
+        journal: Option<&Journal>,
+        out: &mut ReadyBatch,
+    ) -> usize {
+        let mut state = self.state.lock();
+        let Some(window) = state.attached.as_ref().filter(|a| a.conn_id == conn_id).map(|a| a.window) else {
+            return 0;
+        };
+        let low_water = state.low_water;
+        let mut dropped = 0;
+        let mut taken = 0;
+        while taken < max {
+            let Some(front) = state.queue.front() else { break };
+            let packet_id = packet_id_for(front.seq);
+            if front.item.qos != QoS::AtMostOnce
+                && (state.inflight.len() >= window || state.inflight.contains_key(&packet_id.get()))
+            {
+                // The window is full, or a much older message still holds this packet id.
+                break;
+            }
+            let Entry { seq, item, durable, maybe_sent } = state.queue.pop_front().expect("front exists");
+            state.queued_bytes -= item.message.payload.len();
+            if item.message.is_expired(now) || !deliverable(&item) {
+                dropped += 1;
+                if durable {
+                    self.forget_delivery(journal, seq, &item.message);
+                }
+                continue;
+            }
+            taken += 1;
+            if item.qos == QoS::AtMostOnce {
+                if durable {
+                    self.forget_delivery(journal, seq, &item.message);
+                }
+                out.push(Outgoing::Publish { item, packet_id: None, dup: false });
+                continue;
+            }
+            let entry = Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck, durable };
+            state.inflight.insert(packet_id.get(), entry);
+            out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });
+        }
+        state.dropped += dropped as u64;
+        state.taken_total += (taken + dropped) as u64;
+        if (state.congested || state.shedding) && taken + dropped > 0 && state.queue.len() <= low_water {
+            state.congested = false;
+            state.shedding = false;
+            drop(state);
+            self.room.notify_waiters();
+        }
+        dropped
+    }
+
+    /// Whether the queue is back under its low water mark (or the session is no longer
+    /// connected, in which case pacing for it is pointless).
+    pub fn has_room(&self, limits: &Limits) -> bool {
+        let state = self.state.lock();
+        state.attached.is_none() || state.ended || state.queue.len() <= limits.low_water()
+    }
+
+    /// Waits until [`has_room`](Self::has_room) is true.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it holds nothing but a registration with the session's notifier.
+    pub async fn wait_for_room(&self, limits: &Limits) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a wake-up between the two is not lost.
+            notified.as_mut().enable();
+            if self.has_room(limits) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// How many messages the session's queue has given up so far, to tell a subscriber that is
+    /// busy (this moves) from one that is stuck.
+    pub fn progress(&self) -> u64 {
+        self.state.lock().taken_total
+    }
+
+    /// Applies the slow-consumer policy after publishers waited too long: from now on messages
+    /// beyond the bound are dropped (counted) until the queue has room again; with `disconnect`
+    /// the attached connection is also kicked with 0x97.
+    pub fn shed(&self, disconnect: bool) {
+        let mut state = self.state.lock();
+        state.shedding = true;
+        let kick = if disconnect { state.attached_kick() } else { None };
+        drop(state);
+        self.room.notify_waiters();
+        if let Some(kick) = kick {
+            kick.kick(ReasonCode::QUOTA_EXCEEDED);
+        }
+    }
+}

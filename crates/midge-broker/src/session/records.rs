@@ -1,0 +1,161 @@
+//! The session's durable life: its records in the store, what a restart brings back, and what
+//! ending it deletes or hands on.
+
+use std::time::Instant;
+
+use midge_codec::{QoS, RetainHandling, SubscriptionOptions};
+
+use super::state::{Entry, Inflight, InflightStage, Session};
+use crate::delivery::Queued;
+use crate::journal::Journal;
+use crate::message::Message;
+use crate::ports::durability::{Change, Changes, DeliveryStage, StoredDelivery, StoredSession, StoredWill};
+
+impl Session {
+    /// Deletes a delivery's record and its reference to the message. Called with the session
+    /// lock held, so it is ordered after the record's put.
+    pub(super) fn forget_delivery(&self, journal: Option<&Journal>, seq: u64, message: &Message) {
+        if let Some(journal) = journal {
+            let mut changes = Changes::new();
+            changes.push(Change::DeleteDelivery { client_id: self.client_id.to_string(), seq });
+            journal.release_reference(message, changes);
+        }
+    }
+
+    /// Takes every message this session holds for delivery (queued and in flight, not yet past
+    /// PUBREC) that came through a shared subscription, for handing to another member when the
+    /// session ends. Their records here are released.
+    pub(crate) fn take_shared_undelivered(&self, journal: Option<&Journal>) -> Vec<Queued> {
+        let mut state = self.state.lock();
+        let mut taken: Vec<Queued> = Vec::new();
+        let inflight = std::mem::take(&mut state.inflight);
+        for (id, entry) in inflight {
+            if entry.item.shared.is_some() && entry.stage == InflightStage::AwaitingAck {
+                if entry.durable {
+                    self.forget_delivery(journal, entry.seq, &entry.item.message);
+                }
+                taken.push(entry.item);
+            } else {
+                state.inflight.insert(id, entry);
+            }
+        }
+        let queue = std::mem::take(&mut state.queue);
+        for entry in queue {
+            if entry.item.shared.is_some() {
+                state.queued_bytes -= entry.item.message.payload.len();
+                if entry.durable {
+                    self.forget_delivery(journal, entry.seq, &entry.item.message);
+                }
+                taken.push(entry.item);
+            } else {
+                state.queue.push_back(entry);
+            }
+        }
+        taken
+    }
+
+    /// Ends the session's durable life: deletes its records, and releases its deliveries'
+    /// references to their messages. Called once, when the session ends.
+    pub(crate) fn delete_records(&self, journal: &Journal) {
+        let mut state = self.state.lock();
+        if state.stored {
+            let mut changes = Changes::new();
+            changes.push(Change::DeleteSession(self.client_id.to_string()));
+            journal.submit(changes);
+            state.stored = false;
+        }
+        let queue = std::mem::take(&mut state.queue);
+        let inflight = std::mem::take(&mut state.inflight);
+        state.queued_bytes = 0;
+        let durable = queue
+            .into_iter()
+            .filter(|e| e.durable)
+            .map(|e| e.item.message)
+            .chain(inflight.into_values().filter(|e| e.durable).map(|e| e.item.message));
+        for message in durable {
+            journal.release_reference(&message, Changes::new());
+        }
+    }
+
+    /// The session's record for the store.
+    pub(crate) fn record(&self, journal: &Journal) -> StoredSession {
+        let mut state = self.state.lock();
+        state.stored = true;
+        StoredSession {
+            session_id: self.id,
+            protocol_level: state.protocol.level(),
+            expiry_interval: state.expiry_interval,
+            expires_at_unix_ms: state.expires_at.map(|at| journal.unix_ms(at)),
+            delayed_will: state.delayed_will.as_ref().map(|(due, will)| StoredWill {
+                due_unix_ms: journal.unix_ms(*due),
+                topic: will.topic.to_string(),
+                payload: will.payload.clone(),
+                qos: will.qos.as_u8(),
+                retain: will.retain,
+                properties: will.shared_properties.clone(),
+            }),
+        }
+    }
+
+    /// Restores a delivery read from the store (recovery only, before any connection).
+    pub(crate) fn restore_delivery(&self, seq: u64, item: Queued, stage: DeliveryStage) {
+        let mut session = self.state.lock();
+        session.next_seq = session.next_seq.max(seq + 1);
+        match stage {
+            DeliveryStage::Queued => {
+                session.queued_bytes += item.message.payload.len();
+                session.queue.push_back(Entry { seq, item, durable: true, maybe_sent: true });
+            }
+            DeliveryStage::Inflight { packet_id, awaiting_pubcomp } => {
+                let stage = if awaiting_pubcomp { InflightStage::AwaitingComp } else { InflightStage::AwaitingAck };
+                session.inflight.insert(packet_id, Inflight { seq, item, stage, durable: true });
+            }
+        }
+    }
+
+    /// Restores the expiry countdown of a session read from the store: from the stored
+    /// deadline, or from `now` when the broker stopped while its client was connected.
+    pub(crate) fn restore_expiry(&self, expires_at: Option<Instant>, now: Instant) {
+        let mut state = self.state.lock();
+        state.stored = true;
+        state.expires_at = match (expires_at, state.expiry_interval) {
+            (Some(at), _) => Some(at),
+            (None, u32::MAX) => None,
+            (None, secs) => Some(now + std::time::Duration::from_secs(u64::from(secs))),
+        };
+    }
+}
+
+/// The store record of a delivery.
+pub(super) fn delivery_record(item: &Queued, stage: DeliveryStage) -> StoredDelivery {
+    StoredDelivery {
+        message: item.message.id,
+        qos: item.qos.as_u8(),
+        retain: item.retain,
+        subscription_ids: item.subscription_ids.to_vec(),
+        shared: item.shared.as_deref().map(str::to_owned),
+        stage,
+    }
+}
+
+/// The v5 subscription options byte, as the store keeps it.
+pub(crate) fn options_byte(options: SubscriptionOptions) -> u8 {
+    options.qos.as_u8()
+        | u8::from(options.no_local) << 2
+        | u8::from(options.retain_as_published) << 3
+        | (options.retain_handling as u8) << 4
+}
+
+/// The subscription options of a stored options byte.
+pub(crate) fn options_from_byte(byte: u8) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos: QoS::from_u8(byte & 0b11).unwrap_or(QoS::AtMostOnce),
+        no_local: byte & 0b100 != 0,
+        retain_as_published: byte & 0b1000 != 0,
+        retain_handling: match (byte >> 4) & 0b11 {
+            1 => RetainHandling::SendIfNew,
+            2 => RetainHandling::DoNotSend,
+            _ => RetainHandling::SendAtSubscribe,
+        },
+    }
+}

@@ -1,0 +1,212 @@
+//! The session's data: what it holds for its client and the types its operations exchange.
+//! The operations live beside this file, one job each (`queue`, `inflight`, `inbound`,
+//! `records`, `attachment`).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use midge_codec::ProtocolVersion;
+use parking_lot::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+use super::subscriptions::SubscriptionSet;
+use crate::delivery::Queued;
+use crate::hash::ProcessSeeded;
+use crate::kick::Kick;
+use crate::message::Message;
+use crate::ports::durability::Ticket;
+
+/// One session, shared by the broker's session map, the router and the attached connection.
+#[derive(Debug)]
+pub struct Session {
+    /// Unique per session object (a new session for the same client id gets a new one): the
+    /// router's key and the publisher id used for No Local.
+    pub(super) id: u64,
+    /// The client identifier.
+    pub(super) client_id: Arc<str>,
+    /// Everything mutable, behind a short lock.
+    pub(super) state: Mutex<SessionState>,
+    /// Wakes publishers paced by this session when its queue is back under its bound.
+    pub(super) room: Notify,
+}
+
+/// Where an outbound QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InflightStage {
+    /// Sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    AwaitingAck,
+    /// PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+/// A queued delivery and its place in the session's delivery order.
+#[derive(Debug)]
+pub(super) struct Entry {
+    /// Assigned at enqueue, increasing; fixes the packet id (see `inflight::packet_id_for`) and
+    /// keys the delivery's record in the store.
+    pub(super) seq: u64,
+    pub(super) item: Queued,
+    /// Whether a delivery record for it is in the store (to be deleted when it is done).
+    pub(super) durable: bool,
+    /// Restored from the store: it may have been sent before the restart, so it goes out with
+    /// DUP set.
+    pub(super) maybe_sent: bool,
+}
+
+/// An outbound QoS 1/2 message sent and not yet acknowledged.
+#[derive(Debug)]
+pub(super) struct Inflight {
+    /// Send order, so resends keep the original order (MQTT-4.6.0-1).
+    pub(super) seq: u64,
+    pub(super) item: Queued,
+    pub(super) stage: InflightStage,
+    pub(super) durable: bool,
+}
+
+/// The connection a session is attached to.
+#[derive(Debug)]
+pub(super) struct Attachment {
+    pub(super) conn_id: u64,
+    pub(super) kick: Arc<Kick>,
+    /// Outbound window: min(client's Receive Maximum, max_inflight_messages).
+    pub(super) window: usize,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnqueueOutcome {
+    /// Queued for delivery; the ticket, if any, makes its delivery record durable.
+    Queued(Option<Ticket>),
+    /// Queued beyond the session's bound because its client is connected and the message is
+    /// QoS 1/2: the publisher must be paced until [`Session::has_room`].
+    QueuedCongested(Option<Ticket>),
+    /// Dropped because the session's queue is full (counted).
+    DroppedQueueFull,
+    /// Dropped because the session is offline and does not keep QoS 0 (not an error).
+    DroppedOffline,
+}
+
+/// The outcome of an acknowledgement from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckOutcome {
+    /// The packet id was in flight at the stage the ack belongs to; the slot is freed.
+    Completed,
+    /// PUBREC accepted: send PUBREL once the ticket (if any) is durable.
+    SendPubRel(Option<Ticket>),
+    /// Unknown packet id (MQTT 5 answers PUBREL with 0x92 in that case).
+    Unknown,
+}
+
+/// Everything mutable about a session.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    pub(super) attached: Option<Attachment>,
+    /// Version of the last connection, for encoding resends.
+    pub(crate) protocol: ProtocolVersion,
+    /// Session Expiry Interval in seconds: 0 ends the session with its connection, u32::MAX
+    /// never expires (3.1.1 persistent sessions).
+    pub(crate) expiry_interval: u32,
+    /// When a detached session expires.
+    pub(crate) expires_at: Option<Instant>,
+    pub(crate) subscriptions: SubscriptionSet,
+    pub(super) queue: VecDeque<Entry>,
+    pub(super) queued_bytes: usize,
+    pub(super) inflight: BTreeMap<u16, Inflight>,
+    /// Sequence number of the next enqueued delivery.
+    pub(crate) next_seq: u64,
+    /// Inbound QoS 2 packet ids received and PUBREC'd but not yet released: a resent PUBLISH
+    /// with one of these ids is not delivered again (MQTT-4.3.3-10).
+    pub(super) inbound_qos2: HashSet<u16, ProcessSeeded>,
+    /// A will whose delay has not run out, as the message it becomes, and when it is due
+    /// (MQTT-3.1.3-9).
+    pub(crate) delayed_will: Option<(Instant, Arc<Message>)>,
+    /// Set when the session has ended (expired, or replaced by a clean start): a will that
+    /// arrives afterwards from its last connection is published at once, not parked here.
+    pub(crate) ended: bool,
+    /// Messages this session dropped because a bound was hit.
+    pub(super) dropped: u64,
+    /// Whether the session's record was ever written to the store, so that ending it needs a
+    /// delete (a clean session that never was persistent costs the store nothing).
+    pub(crate) stored: bool,
+    /// Set when publishers are being paced for this session; cleared when the queue drains to
+    /// the low water mark.
+    pub(super) congested: bool,
+    /// Where paced publishers are let go again ([`crate::limits::Limits::low_water`], set when
+    /// pacing begins).
+    pub(super) low_water: usize,
+    /// Messages taken from the queue so far: a paced publisher's timeout counts only while
+    /// this does not move (the subscriber is stuck, not merely busy).
+    pub(super) taken_total: u64,
+    /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
+    /// has room again.
+    pub(super) shedding: bool,
+}
+
+impl SessionState {
+    /// Whether the session outlives its connection, and so is kept in the store.
+    pub(crate) fn persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+
+    /// The kick handle of the attached connection.
+    pub(crate) fn attached_kick(&self) -> Option<Arc<Kick>> {
+        self.attached.as_ref().map(|a| Arc::clone(&a.kick))
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+
+    /// Wakes the attached connection, if there is one. Called with the lock already held by
+    /// whoever freed a slot or queued work, so that waking costs no second lock.
+    pub(super) fn ring_attached(&self) {
+        if let Some(attached) = &self.attached {
+            attached.kick.ring();
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(id: u64, client_id: Arc<str>, protocol: ProtocolVersion, expiry_interval: u32) -> Self {
+        Self {
+            id,
+            client_id,
+            state: Mutex::new(SessionState {
+                attached: None,
+                protocol,
+                expiry_interval,
+                expires_at: None,
+                subscriptions: SubscriptionSet::default(),
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                inflight: BTreeMap::new(),
+                next_seq: 0,
+                inbound_qos2: HashSet::default(),
+                delayed_will: None,
+                ended: false,
+                dropped: 0,
+                stored: false,
+                congested: false,
+                low_water: 0,
+                taken_total: 0,
+                shedding: false,
+            }),
+            room: Notify::new(),
+        }
+    }
+
+    /// The unique id of this session object.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &Arc<str> {
+        &self.client_id
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+}
