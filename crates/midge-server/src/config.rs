@@ -1,10 +1,12 @@
 //! The configuration file (TOML) and the defaults `midge serve` runs with when given none.
 //! Every key is documented in docs/configuration.md.
 
+mod mqtt;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use midge_broker::BrokerConfig;
+pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
 
 /// The whole configuration.
@@ -17,7 +19,7 @@ pub struct ServerConfig {
     /// Logging (`[log]`).
     pub log: LogConfig,
     /// Broker behaviour (`[mqtt]`).
-    pub mqtt: BrokerConfig,
+    pub mqtt: MqttConfig,
     /// Durable storage (`[store]`).
     pub store: StoreConfig,
 }
@@ -116,12 +118,12 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}: [mqtt] {source}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// Which setting and why.
-        source: midge_broker::config::ConfigError,
+        source: midge_broker::LimitError,
     },
 }
 
@@ -137,7 +139,7 @@ impl ServerConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        config.mqtt.validate().map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
+        config.mqtt.limits().map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
         Ok(config)
     }
 

@@ -1,18 +1,26 @@
 //! Midge's network side: everything with a socket or a timer.
 //!
 //! # Layout
-//! - [`config`]: the TOML configuration and the no-config defaults.
+//! - [`config`]: the TOML configuration and the no-config defaults; `[mqtt]` becomes the core's
+//!   `Limits`.
 //! - [`listener`]: binding listeners and accepting connections.
-//! - [`connection`]: the per-connection driver task.
+//! - [`transport`]: what a connection's bytes travel over (TCP today).
+//! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
+//!   acknowledgements, pacing.
 //! - [`read_size`]: how much buffer each read is offered.
+//! - [`store`]: the embedded store behind the core's durability port.
+//! - [`limits`]: the server's own bounds.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
 pub mod config;
-pub mod connection;
+pub mod conn;
+pub mod limits;
 pub mod listener;
 pub mod read_size;
 pub mod server;
+pub mod store;
+pub mod transport;
 
 pub use config::{ListenerConfig, ServerConfig};
 pub use server::{Server, ServerError};

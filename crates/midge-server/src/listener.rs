@@ -2,28 +2,22 @@
 
 use std::sync::Arc;
 
-use midge_broker::Broker;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::ListenerConfig;
-use crate::connection::{self, ListenerContext};
+use crate::conn::{self as connection, ListenerContext};
 
 /// Accepts connections on `listener` until shutdown, spawning a driver task for each.
 pub async fn accept_loop(
     listener: TcpListener,
     config: ListenerConfig,
-    broker: Arc<Broker>,
+    context: Arc<ListenerContext>,
     tasks: TaskTracker,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let context = Arc::new(ListenerContext {
-        broker: Arc::clone(&broker),
-        allow_anonymous: config.allow_anonymous,
-        shutdown: shutdown.clone(),
-    });
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {

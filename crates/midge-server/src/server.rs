@@ -5,15 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use midge_broker::journal::Journal;
-use midge_broker::Broker;
-use midge_store::{DiskStore, Store, Writer, WriterConfig};
+use midge_broker::ports::auth::AnonymousOnly;
+use midge_broker::{Broker, KEEP_ALIVE_SWEEP};
+use midge_store::{DiskStore, Writer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::ServerConfig;
+use crate::conn::ListenerContext;
 use crate::listener;
 
 /// How often expiries and delayed wills are checked; their resolution is one second in the
@@ -28,6 +29,9 @@ pub enum ServerError {
     /// The store could not be opened or read; the message names the directory and what to do.
     #[error("cannot use the store: {0}")]
     Store(#[from] midge_store::StoreError),
+    /// A setting of `[mqtt]` is out of range.
+    #[error("[mqtt] {0}")]
+    Limits(#[from] midge_broker::LimitError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,13 +71,14 @@ impl Server {
             let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
             info!(local_addr = %local, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
             local_addrs.push(local);
-            tasks.spawn(listener::accept_loop(
-                socket,
-                listener_config,
-                Arc::clone(&broker),
-                tasks.clone(),
-                shutdown_rx.clone(),
-            ));
+            let context = Arc::new(ListenerContext {
+                broker: Arc::clone(&broker),
+                authenticator: Arc::new(AnonymousOnly { allow_anonymous: listener_config.allow_anonymous }),
+                authorizer: None,
+                store: writer.as_ref().map(Writer::handle),
+                shutdown: shutdown_rx.clone(),
+            });
+            tasks.spawn(listener::accept_loop(socket, listener_config, context, tasks.clone(), shutdown_rx.clone()));
         }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, local_addrs, shutdown, tasks, writer })
@@ -102,6 +107,15 @@ impl Server {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
             info!("some connections did not close in time");
         }
+        let stats = self.broker.stats().snapshot();
+        info!(
+            connections = stats.connections_accepted,
+            received = stats.messages_received,
+            sent = stats.messages_sent,
+            dropped = stats.messages_dropped,
+            wills = stats.wills_published,
+            "totals since start"
+        );
         if let Some(writer) = self.writer {
             // Commits and fsyncs what is pending, whatever the sync policy.
             match tokio::task::spawn_blocking(move || writer.shutdown()).await {
@@ -117,24 +131,13 @@ impl Server {
 /// Builds the broker: with persistence, opens the store, repairs what a crash left half done,
 /// starts the writer and restores the stored state.
 fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<DiskStore>>), ServerError> {
+    let limits = config.mqtt.limits()?;
     if !config.store.persistence {
         info!("persistence is off: state is kept in memory only");
-        return Ok((Broker::new(config.mqtt.clone()), None));
+        return Ok((Broker::new(limits), None));
     }
     let dir = &config.store.data_dir;
-    let store = DiskStore::open(dir)?;
-    let mut snapshot = store.load()?;
-    let cleanup = snapshot.repair();
-    let writer = Writer::start(store, WriterConfig { policy: config.store.sync.policy(), ..WriterConfig::default() })?;
-    if !cleanup.is_empty() {
-        info!(operations = cleanup.len(), "store: removing what an interrupted run left half written");
-        let handle = writer.handle();
-        if let Ok(ticket) = handle.submit_blocking(cleanup) {
-            let _ = handle.wait_durable(ticket);
-        }
-    }
-    let broker = Broker::with_journal(config.mqtt.clone(), Some(Journal::new(writer.handle())));
-    let restored = broker.restore(snapshot, Instant::now());
+    let (broker, writer, restored) = crate::store::open(dir, limits, config.store.sync.policy())?;
     info!(
         data_dir = %dir.display(), sync = ?config.store.sync, sessions = restored.sessions,
         subscriptions = restored.subscriptions, queued = restored.deliveries, retained = restored.retained,
@@ -148,13 +151,13 @@ fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<Disk
 async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut keep_alive = tokio::time::interval(midge_broker::keep_alive::SWEEP_INTERVAL);
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE_SWEEP);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interval.tick() => broker.tick(Instant::now()),
             _ = keep_alive.tick() => {
-                let kicked = broker.keep_alives().sweep(Instant::now());
+                let kicked = broker.sweep_keep_alives(Instant::now());
                 if kicked > 0 {
                     tracing::debug!(kicked, "keep alive: closing silent connections");
                 }

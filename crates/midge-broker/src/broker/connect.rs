@@ -96,9 +96,9 @@ pub(crate) struct Admitted {
 impl Broker {
     /// Step 1 of a CONNECT: checks it against the protocol and the limits, assigning a client
     /// identifier when the client sent none.
-    pub fn check_connect(&self, connect: Box<Connect>) -> Result<ConnectRequest, Refusal> {
+    pub fn check_connect(&self, connect: Box<Connect>) -> Result<ConnectRequest, Box<Refusal>> {
         let version = connect.protocol;
-        let refuse = |code, why: &'static str| Err(Refusal::new(version, code, why));
+        let refuse = |code, why: &'static str| Err(Box::new(Refusal::new(version, code, why)));
         let limits = &self.limits;
 
         if connect.properties.authentication_method.is_some() {

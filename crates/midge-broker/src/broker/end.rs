@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::state::Broker;
+use crate::delivery::Queued;
 use crate::route::shared::pick_member;
 use crate::router::Match;
-use crate::delivery::Queued;
 use crate::session::Session;
 
 impl Broker {

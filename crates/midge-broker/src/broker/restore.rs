@@ -8,10 +8,10 @@ use std::time::Instant;
 use midge_codec::{ProtocolVersion, QoS, TopicName};
 
 use super::state::Broker;
+use crate::delivery::Queued;
 use crate::message::Message;
 use crate::ports::durability::{Recovered, StoredWill};
 use crate::route::subscriber::Subscriber;
-use crate::delivery::Queued;
 use crate::session::{options_from_byte, Session, StoredSubscription};
 
 /// What [`Broker::restore`] brought back, for the startup log.
@@ -131,8 +131,7 @@ impl Broker {
         let topic = TopicName::new(&will.topic).ok()?;
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let qos = QoS::from_u8(will.qos)?;
-        let message =
-            Message::restored(id, topic, will.payload, qos, will.retain, will.properties, None, None, 0);
+        let message = Message::restored(id, topic, will.payload, qos, will.retain, will.properties, None, None, 0);
         Some((journal.instant(will.due_unix_ms), Arc::new(message)))
     }
 }

@@ -141,7 +141,8 @@ impl Broker {
     pub(crate) fn save_session(&self, session: &Session) -> Option<Ticket> {
         let journal = self.journal.as_ref()?;
         let mut changes = Changes::new();
-        changes.push(Change::PutSession { client_id: session.client_id().to_string(), record: session.record(journal) });
+        changes
+            .push(Change::PutSession { client_id: session.client_id().to_string(), record: session.record(journal) });
         Some(journal.submit(changes))
     }
 

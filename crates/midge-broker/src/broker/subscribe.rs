@@ -7,11 +7,11 @@ use std::time::Instant;
 use midge_codec::{QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter, Unsubscribe};
 
 use super::state::Broker;
+use crate::delivery::Queued;
 use crate::message::Message;
 use crate::ports::durability::{Change, Changes, StoredSubscription as SubscriptionRow, Ticket};
 use crate::route::shared::parse_shared;
 use crate::route::subscriber::Subscriber;
-use crate::delivery::Queued;
 use crate::session::{options_byte, Session, StoredSubscription};
 
 impl Broker {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use midge_codec::{
-    encode_packet, encode_publish, encoded_len, publish_len, Disconnect, Packet, PacketId, Properties,
-    ProtocolVersion, PubResponse, PublishHeader, QoS, ReasonCode, TopicName,
+    encode_packet, encode_publish, encoded_len, publish_len, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
+    PubResponse, PublishHeader, QoS, ReasonCode, TopicName,
 };
 
 use super::state::{ClientConnection, TopicAliases};
@@ -99,7 +99,7 @@ fn drain_session(
     let mut more = true;
     while more && sink.has_room() {
         let deliverable = |item: &Queued| {
-            let readable = access.as_mut().map_or(true, |access| access.allows(Action::Receive, &item.message.topic));
+            let readable = access.as_mut().is_none_or(|access| access.allows(Action::Receive, &item.message.topic));
             readable && sink.accepts(item, now)
         };
         let dropped = session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready);

@@ -109,7 +109,7 @@ impl ClientConnection {
         }
         let access = &mut self.access;
         let permitted = |filter: &midge_codec::TopicFilter| {
-            let allowed = access.as_mut().map_or(true, |access| access.allows(Action::Subscribe, filter));
+            let allowed = access.as_mut().is_none_or(|access| access.allows(Action::Subscribe, filter));
             if !allowed {
                 tracing::debug!(%filter, "subscription refused by the ACL");
             }

@@ -132,7 +132,7 @@ impl ClientConnection {
 
     /// Whether the client may do `action` on `topic` (always, without an authorizer).
     pub(super) fn permits(&mut self, action: Action, topic: &str) -> bool {
-        self.access.as_mut().map_or(true, |access| access.allows(action, topic))
+        self.access.as_mut().is_none_or(|access| access.allows(action, topic))
     }
 
     /// The protocol version.

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::message::Message;
 use self::tree::RetainedTree;
+use crate::message::Message;
 
 /// Retained messages by topic, with their expiry index.
 #[derive(Debug, Default)]

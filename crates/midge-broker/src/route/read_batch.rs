@@ -20,10 +20,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::overlap::Targets;
+use crate::delivery::Queued;
 use crate::hash::ProcessSeeded;
 use crate::kick::Kick;
 use crate::limits::DEFERRED_DELIVERIES;
-use crate::delivery::Queued;
 use crate::session::Session;
 
 /// The deferred deliveries and wake-ups of one read. Empty, it holds no allocation.

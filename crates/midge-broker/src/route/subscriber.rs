@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use midge_codec::SubscriptionOptions;
 
-use crate::message::Message;
 use crate::delivery::Queued;
+use crate::message::Message;
 use crate::session::Session;
 
 /// One subscription as the router holds it.

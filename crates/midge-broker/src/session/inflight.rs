@@ -106,10 +106,10 @@ mod tests {
     use midge_codec::{Properties, ProtocolVersion, Publish, TopicName};
 
     use super::*;
+    use crate::delivery::{Queued, ReadyBatch, SubscriptionIds};
     use crate::kick::Kick;
     use crate::limits::Limits;
     use crate::message::Message;
-    use crate::delivery::{Queued, ReadyBatch, SubscriptionIds};
 
     fn qos1(payload: &str) -> Queued {
         let publish = Publish {

@@ -33,6 +33,6 @@ mod state;
 mod subscriptions;
 
 pub(crate) use records::{options_byte, options_from_byte};
-pub(crate) use state::{AckOutcome, EnqueueOutcome};
 pub use state::Session;
+pub(crate) use state::{AckOutcome, EnqueueOutcome};
 pub(crate) use subscriptions::StoredSubscription;

@@ -353,12 +353,8 @@ impl MemoryDurability {
                 (id.clone(), copy)
             })
             .collect();
-        let model = Model {
-            submissions: 0,
-            messages: held.messages.clone(),
-            retained: held.retained.clone(),
-            sessions,
-        };
+        let model =
+            Model { submissions: 0, messages: held.messages.clone(), retained: held.retained.clone(), sessions };
         Self { state: Mutex::new(model) }
     }
 

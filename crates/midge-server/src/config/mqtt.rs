@@ -1,0 +1,151 @@
+//! The `[mqtt]` table: the broker core's capabilities and bounds as the config file names them,
+//! turned into the core's [`Limits`] (whose documentation gives each setting's reason and
+//! default; docs/configuration.md gives them to users).
+
+use midge_broker::{LimitError, Limits, SlowConsumerPolicy};
+use serde::Deserialize;
+
+/// The `[mqtt]` table. Every key defaults to [`Limits::default`]'s value.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// [`Limits::max_qos`].
+    pub max_qos: u8,
+    /// [`Limits::retain_available`].
+    pub retain_available: bool,
+    /// [`Limits::max_packet_size`].
+    pub max_packet_size: u32,
+    /// [`Limits::topic_alias_maximum`].
+    pub topic_alias_maximum: u16,
+    /// [`Limits::receive_maximum`].
+    pub receive_maximum: u16,
+    /// [`Limits::max_keepalive`].
+    pub max_keepalive: u16,
+    /// [`Limits::wildcard_subscription_available`].
+    pub wildcard_subscription_available: bool,
+    /// [`Limits::shared_subscription_available`].
+    pub shared_subscription_available: bool,
+    /// [`Limits::subscription_identifier_available`].
+    pub subscription_identifier_available: bool,
+    /// [`Limits::max_inflight_messages`].
+    pub max_inflight_messages: u16,
+    /// [`Limits::max_queued_messages`].
+    pub max_queued_messages: usize,
+    /// [`Limits::max_queued_bytes`].
+    pub max_queued_bytes: usize,
+    /// [`Limits::queue_qos0_messages`].
+    pub queue_qos0_messages: bool,
+    /// [`Limits::slow_consumer_timeout_ms`].
+    pub slow_consumer_timeout_ms: u64,
+    /// [`Limits::slow_consumer_policy`]: `"drop"` or `"disconnect"`.
+    pub slow_consumer_policy: SlowConsumerSetting,
+    /// [`Limits::connect_timeout_ms`].
+    pub connect_timeout_ms: u64,
+    /// [`Limits::max_session_expiry_interval`].
+    pub max_session_expiry_interval: u32,
+    /// [`Limits::allow_zero_length_clientid`].
+    pub allow_zero_length_clientid: bool,
+    /// [`Limits::max_subscriptions_per_client`].
+    pub max_subscriptions_per_client: usize,
+    /// [`Limits::max_topic_levels`].
+    pub max_topic_levels: usize,
+}
+
+/// `slow_consumer_policy` as the config file spells it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowConsumerSetting {
+    /// [`SlowConsumerPolicy::Drop`].
+    Drop,
+    /// [`SlowConsumerPolicy::Disconnect`].
+    Disconnect,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        Self {
+            max_qos: limits.max_qos,
+            retain_available: limits.retain_available,
+            max_packet_size: limits.max_packet_size,
+            topic_alias_maximum: limits.topic_alias_maximum,
+            receive_maximum: limits.receive_maximum,
+            max_keepalive: limits.max_keepalive,
+            wildcard_subscription_available: limits.wildcard_subscription_available,
+            shared_subscription_available: limits.shared_subscription_available,
+            subscription_identifier_available: limits.subscription_identifier_available,
+            max_inflight_messages: limits.max_inflight_messages,
+            max_queued_messages: limits.max_queued_messages,
+            max_queued_bytes: limits.max_queued_bytes,
+            queue_qos0_messages: limits.queue_qos0_messages,
+            slow_consumer_timeout_ms: limits.slow_consumer_timeout_ms,
+            slow_consumer_policy: match limits.slow_consumer_policy {
+                SlowConsumerPolicy::Drop => SlowConsumerSetting::Drop,
+                SlowConsumerPolicy::Disconnect => SlowConsumerSetting::Disconnect,
+            },
+            connect_timeout_ms: limits.connect_timeout_ms,
+            max_session_expiry_interval: limits.max_session_expiry_interval,
+            allow_zero_length_clientid: limits.allow_zero_length_clientid,
+            max_subscriptions_per_client: limits.max_subscriptions_per_client,
+            max_topic_levels: limits.max_topic_levels,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The core's limits, checked.
+    pub fn limits(&self) -> Result<Limits, LimitError> {
+        let limits = Limits {
+            max_qos: self.max_qos,
+            retain_available: self.retain_available,
+            max_packet_size: self.max_packet_size,
+            topic_alias_maximum: self.topic_alias_maximum,
+            receive_maximum: self.receive_maximum,
+            max_keepalive: self.max_keepalive,
+            wildcard_subscription_available: self.wildcard_subscription_available,
+            shared_subscription_available: self.shared_subscription_available,
+            subscription_identifier_available: self.subscription_identifier_available,
+            max_inflight_messages: self.max_inflight_messages,
+            max_queued_messages: self.max_queued_messages,
+            max_queued_bytes: self.max_queued_bytes,
+            queue_qos0_messages: self.queue_qos0_messages,
+            slow_consumer_timeout_ms: self.slow_consumer_timeout_ms,
+            slow_consumer_policy: match self.slow_consumer_policy {
+                SlowConsumerSetting::Drop => SlowConsumerPolicy::Drop,
+                SlowConsumerSetting::Disconnect => SlowConsumerPolicy::Disconnect,
+            },
+            connect_timeout_ms: self.connect_timeout_ms,
+            max_session_expiry_interval: self.max_session_expiry_interval,
+            allow_zero_length_clientid: self.allow_zero_length_clientid,
+            max_subscriptions_per_client: self.max_subscriptions_per_client,
+            max_topic_levels: self.max_topic_levels,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_cores_and_round_trip() {
+        assert_eq!(MqttConfig::default().limits(), Ok(Limits::default()));
+    }
+
+    #[test]
+    fn every_key_reaches_the_limits() {
+        let config: MqttConfig = toml::from_str(
+            "max_qos = 1\nmax_queued_messages = 7\nslow_consumer_policy = \"disconnect\"\nmax_topic_levels = 9\n",
+        )
+        .expect("parses");
+        let limits = config.limits().expect("valid");
+        assert_eq!(limits.max_qos, 1);
+        assert_eq!(limits.max_queued_messages, 7);
+        assert_eq!(limits.slow_consumer_policy, SlowConsumerPolicy::Disconnect);
+        assert_eq!(limits.max_topic_levels, 9);
+        let bad = MqttConfig { max_qos: 3, ..MqttConfig::default() };
+        assert_eq!(bad.limits().unwrap_err().key, "max_qos");
+    }
+}

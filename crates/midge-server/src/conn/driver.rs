@@ -1,0 +1,267 @@
+//! The connected phase: one hand-written poll over every signal a connection waits on, and each
+//! read's packets handled as one read batch.
+//!
+//! The task waits on: the transport readable, the transport writable (while bytes are
+//! pending), its session's wake-up and its kick (takeover, server shutdown, keep alive), and
+//! while they are pending the store's commit and a paced subscriber's room. Writes are batched:
+//! everything produced since the last write goes out in one `write` call. While the write
+//! buffer is above [`WRITE_HIGH_WATER`] the task stops reading from the client and stops
+//! draining its queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use midge_broker::ports::durability::Ticket;
+use midge_broker::{ClientConnection, CloseKind, Flow, ReadBatch, Signal};
+use midge_codec::{decode_packet, ProtocolVersion, ReasonCode};
+use midge_store::{DurableError, WriterHandle};
+
+use super::held::{wait_durable, HeldResponses};
+use super::pacing::Pacing;
+use crate::limits::WRITE_HIGH_WATER;
+use crate::read_size::ReadSize;
+use crate::transport::Transport;
+
+/// What woke the connected phase; every signal that was ready in one poll, so that a busy
+/// one (say, a subscriber's queue rung by every publisher) cannot starve the others.
+#[derive(Default)]
+struct ConnectedSignals {
+    durable: Option<Result<Ticket, DurableError>>,
+    kicked: Option<ReasonCode>,
+    written: Option<std::io::Result<usize>>,
+    woken: bool,
+    room: bool,
+    readable: Option<std::io::Result<()>>,
+}
+
+impl ConnectedSignals {
+    fn any(&self) -> bool {
+        self.durable.is_some()
+            || self.kicked.is_some()
+            || self.written.is_some()
+            || self.woken
+            || self.room
+            || self.readable.is_some()
+    }
+}
+
+/// How a connection ended, and why (for the log).
+pub(super) type Ending = (CloseKind, String);
+
+/// The connected phase; returns how and why it ended, with any last packets in `wbuf`.
+pub(super) async fn run_connected<T: Transport>(
+    connection: &mut ClientConnection,
+    stream: &mut T,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    store: Option<&WriterHandle>,
+) -> Ending {
+    let kick = std::sync::Arc::clone(connection.kick());
+    let frames = FrameContext {
+        version: connection.version(),
+        max_packet_size: connection.broker().limits().max_packet_size as usize,
+        writer: store.cloned(),
+    };
+    let mut more_ready = true;
+    let mut held = HeldResponses::default();
+    let mut read_size = ReadSize::default();
+    // Rarely active, so boxed while they are: an idle connection keeps a null pointer each.
+    let mut pacing: Option<Box<Pacing>> = None;
+    let mut durable = None;
+    // The keep alive (MQTT-3.1.2-24) has no timer here: the broker sweeps every connection's
+    // deadline and kicks the silent ones with 0x8D.
+
+    loop {
+        if more_ready && wbuf.len() < WRITE_HIGH_WATER {
+            more_ready = connection.drain(Instant::now(), wbuf, WRITE_HIGH_WATER);
+        }
+        if durable.is_none() {
+            if let (Some(ticket), Some(writer)) = (held.first_ticket(), &frames.writer) {
+                durable = Some(Box::pin(wait_durable(writer.clone(), ticket)));
+            }
+        }
+        if let Some(pacing) = pacing.as_mut() {
+            pacing.arm();
+        }
+        let signals = std::future::poll_fn(|cx| {
+            let mut signals = ConnectedSignals::default();
+            if let Some(Poll::Ready(result)) = durable.as_mut().map(|wait| wait.as_mut().poll(cx)) {
+                durable = None;
+                signals.durable = Some(result);
+            }
+            match kick.poll_signal(cx) {
+                Poll::Ready(Signal::Kicked(reason)) => signals.kicked = Some(reason),
+                Poll::Ready(Signal::Work) => signals.woken = true,
+                Poll::Pending => {}
+            }
+            if !wbuf.is_empty() {
+                if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, &wbuf[..]) {
+                    signals.written = Some(written);
+                }
+            }
+            match pacing.as_mut() {
+                Some(pacing) => signals.room = pacing.poll_room(cx).is_ready(),
+                None if wbuf.len() < WRITE_HIGH_WATER => {
+                    if let Poll::Ready(readable) = stream.poll_read_ready(cx) {
+                        signals.readable = Some(readable);
+                    }
+                }
+                None => {}
+            }
+            if signals.any() {
+                Poll::Ready(signals)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+
+        match signals.durable {
+            Some(Ok(committed)) => held.release(committed, wbuf),
+            Some(Err(error)) => {
+                tracing::error!(%error, "the store failed: acknowledgements cannot be given");
+                connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure"), wbuf);
+                return (CloseKind::Abnormal, format!("store failed: {error}"));
+            }
+            None => {}
+        }
+        if let Some(reason) = signals.kicked {
+            connection.write_disconnect(reason, None, wbuf);
+            return match reason {
+                ReasonCode::SESSION_TAKEN_OVER => (CloseKind::TakenOver, format!("kicked: {reason}")),
+                ReasonCode::KEEP_ALIVE_TIMEOUT => (CloseKind::Abnormal, "keep alive timeout".to_owned()),
+                ReasonCode::SERVER_SHUTTING_DOWN => (CloseKind::ServerShutdown, "server shutting down".to_owned()),
+                _ => (CloseKind::Abnormal, format!("kicked: {reason}")),
+            };
+        }
+        match signals.written {
+            Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
+            Some(Ok(n)) => {
+                wbuf.advance(n);
+                if wbuf.is_empty() {
+                    *wbuf = BytesMut::new(); // an idle connection holds no write buffer
+                }
+            }
+            None => {}
+        }
+        if signals.woken {
+            more_ready = true;
+        }
+        if signals.room {
+            // Not reading a paced client is our doing: its keep alive does not run meanwhile.
+            connection.heard(Instant::now());
+            let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
+            if !still_paced {
+                // Frames left buffered when pacing began come before any new read.
+                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
+                    return end;
+                }
+                more_ready = true;
+                pacing = Pacing::start(connection);
+            }
+        }
+        match signals.readable {
+            // Pacing may have begun above, from frames left buffered: then this read waits.
+            Some(Ok(())) if pacing.is_none() => {
+                // The buffer is allocated only once bytes are waiting, and dropped again when
+                // every frame in it is decoded: an idle connection holds no read buffer.
+                rbuf.reserve(read_size.room_for_next_read(rbuf, frames.max_packet_size));
+                let offered = rbuf.capacity() - rbuf.len();
+                match stream.try_read_buf(rbuf) {
+                    Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
+                    Ok(got) => read_size.observe(got, offered),
+                }
+                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
+                    return end;
+                }
+                more_ready = true;
+                pacing = Pacing::start(connection);
+            }
+            Some(Ok(())) => {}
+            Some(Err(error)) => return (CloseKind::Abnormal, format!("read error: {error}")),
+            None => {}
+        }
+    }
+}
+
+/// What [`process_frames`] works with across calls: the connection's fixed settings.
+struct FrameContext {
+    version: ProtocolVersion,
+    max_packet_size: usize,
+    writer: Option<WriterHandle>,
+}
+
+/// Decodes and handles the complete frames in `rbuf` as one read batch, writing responses into
+/// `wbuf` (holding back those that wait for the store). Stops early, leaving the rest buffered,
+/// when a PUBLISH found a subscriber over its queue bound: the client is paced between packets,
+/// so one read of many small PUBLISHes cannot overshoot the bound. `Err` ends the connection.
+///
+/// The batch ends before this returns, whatever happened: the QoS 0 messages it deferred are
+/// enqueued (one lock per subscriber), then every subscriber they reached is woken once.
+fn process_frames(
+    frames: &FrameContext,
+    connection: &mut ClientConnection,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    held: &mut HeldResponses,
+) -> Result<(), Ending> {
+    let mut batch = ReadBatch::new();
+    let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch);
+    connection.broker().end_batch(&mut batch);
+    if rbuf.is_empty() {
+        *rbuf = BytesMut::new(); // an idle connection holds no read buffer
+    }
+    handled
+}
+
+/// The packets of one read, within `batch`.
+fn handle_frames(
+    frames: &FrameContext,
+    connection: &mut ClientConnection,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    held: &mut HeldResponses,
+    batch: &mut ReadBatch,
+) -> Result<(), Ending> {
+    let now = Instant::now();
+    let mut heard = false;
+    loop {
+        match decode_packet(rbuf, frames.version, frames.max_packet_size) {
+            Ok(Some(packet)) => {
+                if !heard {
+                    // A complete packet: the keep alive starts again (MQTT-3.1.2-24).
+                    connection.heard(now);
+                    heard = true;
+                }
+                let mark = wbuf.len();
+                let handled = connection.handle(packet, now, batch, wbuf);
+                held.hold_back(connection.take_hold(), mark, wbuf, frames.writer.as_ref());
+                match handled {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Disconnect { with_will }) => {
+                        let how = if with_will { CloseKind::NormalWithWill } else { CloseKind::Normal };
+                        return Err((how, "client sent DISCONNECT".to_owned()));
+                    }
+                    Err(violation) => {
+                        connection.write_disconnect(violation.reason, Some(violation.detail), wbuf);
+                        return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
+                    }
+                }
+                if connection.is_congested() {
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                let detail = error.to_string();
+                connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
+                return Err((CloseKind::Abnormal, format!("bad packet: {detail}")));
+            }
+        }
+    }
+}

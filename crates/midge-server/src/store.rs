@@ -1,0 +1,275 @@
+//! The embedded store (midge-store) behind the core's durability port: opening it, turning what
+//! it holds into what the core restores, and the core's changes into the store's batches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use midge_broker::ports::durability::{
+    Change, Changes, DeliveryStage, Durability, Recovered, RecoveredSession, StoredDelivery, StoredMessage,
+    StoredSession, StoredSubscription, StoredWill, Ticket,
+};
+use midge_broker::{Broker, Limits, Restored};
+use midge_store::{
+    Batch, DeliveryRecord, DeliveryState, DiskStore, MessageId, MessageRecord, Op, SessionRecord, Snapshot, Store,
+    StoreError, SubmitError, SubscriptionRecord, SyncPolicy, WillRecord, Writer, WriterConfig, WriterHandle,
+};
+
+/// The store's group-commit writer as the core's [`Durability`].
+#[derive(Debug, Clone)]
+pub struct StoreDurability {
+    writer: WriterHandle,
+}
+
+impl StoreDurability {
+    /// The port over `writer`.
+    pub fn new(writer: WriterHandle) -> Self {
+        Self { writer }
+    }
+
+    /// The writer, for waiting until a ticket is durable.
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
+    }
+}
+
+impl Durability for StoreDurability {
+    /// When the writer is far behind this blocks the caller until it catches up: that is the
+    /// back-pressure a stalled disk must put on publishers (bounded by the writer's
+    /// `max_pending_bytes`). A failed writer gives [`Ticket::NEVER`].
+    fn submit(&self, changes: Changes) -> Ticket {
+        let batch = Batch::from(changes.into_iter().map(op).collect::<Vec<Op>>());
+        let submitted = match self.writer.submit(batch) {
+            Err(SubmitError::Full(batch)) => self.writer.submit_blocking(batch),
+            other => other,
+        };
+        match submitted {
+            Ok(ticket) => Ticket(ticket.0),
+            Err(error) => {
+                tracing::error!(%error, "store writer refused a batch; acknowledgements stop");
+                Ticket::NEVER
+            }
+        }
+    }
+}
+
+/// A broker on the store in `dir`: opens it, repairs what a crash left half done, starts the
+/// writer and restores the stored state.
+pub fn open(
+    dir: &Path,
+    limits: Limits,
+    policy: SyncPolicy,
+) -> Result<(Arc<Broker>, Writer<DiskStore>, Restored), StoreError> {
+    let store = DiskStore::open(dir)?;
+    let mut snapshot = store.load()?;
+    let cleanup = snapshot.repair();
+    let writer = Writer::start(store, WriterConfig { policy, ..WriterConfig::default() })?;
+    if !cleanup.is_empty() {
+        tracing::info!(operations = cleanup.len(), "store: removing what an interrupted run left half written");
+        let handle = writer.handle();
+        if let Ok(ticket) = handle.submit_blocking(cleanup) {
+            let _ = handle.wait_durable(ticket);
+        }
+    }
+    let durability = Arc::new(StoreDurability::new(writer.handle()));
+    let broker = Broker::with_store(limits, durability);
+    let restored = broker.restore(recovered(snapshot), std::time::Instant::now());
+    Ok((broker, writer, restored))
+}
+
+/// What the core restores from a repaired snapshot.
+pub fn recovered(snapshot: Snapshot) -> Recovered {
+    Recovered {
+        messages: snapshot.messages.into_iter().map(|(id, record)| (id.0, message(record))).collect(),
+        retained: snapshot.retained.into_iter().map(|(topic, id)| (topic, id.0)).collect(),
+        sessions: snapshot
+            .sessions
+            .into_iter()
+            .map(|(client_id, stored)| RecoveredSession {
+                client_id,
+                record: session(stored.record),
+                subscriptions: stored
+                    .subscriptions
+                    .into_iter()
+                    .map(|(filter, s)| (filter, StoredSubscription { options: s.options, identifier: s.identifier }))
+                    .collect(),
+                deliveries: stored.deliveries.into_iter().map(|(seq, d)| (seq, delivery(d))).collect(),
+                inbound_qos2: stored.inbound_qos2,
+            })
+            .collect(),
+    }
+}
+
+fn message(record: MessageRecord) -> StoredMessage {
+    StoredMessage {
+        topic: record.topic,
+        payload: record.payload,
+        qos: record.qos,
+        retain: record.retain,
+        shared_properties: record.shared_properties,
+        expires_at_unix_ms: record.expires_at_unix_ms,
+        publisher_session: record.publisher_session,
+    }
+}
+
+fn session(record: SessionRecord) -> StoredSession {
+    StoredSession {
+        session_id: record.session_id,
+        protocol_level: record.protocol_level,
+        expiry_interval: record.expiry_interval,
+        expires_at_unix_ms: record.expires_at_unix_ms,
+        delayed_will: record.delayed_will.map(|will| StoredWill {
+            due_unix_ms: will.due_unix_ms,
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: will.properties,
+        }),
+    }
+}
+
+fn delivery(record: DeliveryRecord) -> StoredDelivery {
+    StoredDelivery {
+        message: record.message.0,
+        qos: record.qos,
+        retain: record.retain,
+        subscription_ids: record.subscription_ids,
+        shared: record.shared,
+        stage: match record.state {
+            DeliveryState::Queued => DeliveryStage::Queued,
+            DeliveryState::Inflight { packet_id, awaiting_pubcomp } => {
+                DeliveryStage::Inflight { packet_id, awaiting_pubcomp }
+            }
+        },
+    }
+}
+
+/// The store's operation for one of the core's changes.
+fn op(change: Change) -> Op {
+    match change {
+        Change::PutMessage { id, record } => Op::PutMessage(
+            MessageId(id),
+            MessageRecord {
+                topic: record.topic,
+                payload: record.payload,
+                qos: record.qos,
+                retain: record.retain,
+                shared_properties: record.shared_properties,
+                expires_at_unix_ms: record.expires_at_unix_ms,
+                publisher_session: record.publisher_session,
+            },
+        ),
+        Change::DeleteMessage(id) => Op::DeleteMessage(MessageId(id)),
+        Change::PutRetained { topic, message } => Op::PutRetained { topic, message: MessageId(message) },
+        Change::DeleteRetained(topic) => Op::DeleteRetained(topic),
+        Change::PutSession { client_id, record } => Op::PutSession {
+            client_id,
+            record: SessionRecord {
+                session_id: record.session_id,
+                protocol_level: record.protocol_level,
+                expiry_interval: record.expiry_interval,
+                expires_at_unix_ms: record.expires_at_unix_ms,
+                delayed_will: record.delayed_will.map(|will| WillRecord {
+                    due_unix_ms: will.due_unix_ms,
+                    topic: will.topic,
+                    payload: will.payload,
+                    qos: will.qos,
+                    retain: will.retain,
+                    properties: will.properties,
+                }),
+            },
+        },
+        Change::DeleteSession(client_id) => Op::DeleteSession(client_id),
+        Change::PutSubscription { client_id, filter, record } => Op::PutSubscription {
+            client_id,
+            filter,
+            record: SubscriptionRecord { options: record.options, identifier: record.identifier },
+        },
+        Change::DeleteSubscription { client_id, filter } => Op::DeleteSubscription { client_id, filter },
+        Change::PutDelivery { client_id, seq, record } => Op::PutDelivery {
+            client_id,
+            seq,
+            record: DeliveryRecord {
+                message: MessageId(record.message),
+                qos: record.qos,
+                retain: record.retain,
+                subscription_ids: record.subscription_ids,
+                shared: record.shared,
+                state: match record.stage {
+                    DeliveryStage::Queued => DeliveryState::Queued,
+                    DeliveryStage::Inflight { packet_id, awaiting_pubcomp } => {
+                        DeliveryState::Inflight { packet_id, awaiting_pubcomp }
+                    }
+                },
+            },
+        },
+        Change::DeleteDelivery { client_id, seq } => Op::DeleteDelivery { client_id, seq },
+        Change::PutInboundQos2 { client_id, packet_id } => Op::PutInboundQos2 { client_id, packet_id },
+        Change::DeleteInboundQos2 { client_id, packet_id } => Op::DeleteInboundQos2 { client_id, packet_id },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use midge_store::MemoryStore;
+
+    use super::*;
+
+    /// Every change the core makes comes back from the store as the core wrote it.
+    #[test]
+    fn changes_written_through_the_port_come_back_as_written() {
+        let writer = Writer::start(MemoryStore::new(), WriterConfig::default()).expect("writer");
+        let port = StoreDurability::new(writer.handle());
+        let stored = StoredMessage {
+            topic: "a/b".into(),
+            payload: Bytes::from_static(b"x"),
+            qos: 1,
+            retain: true,
+            shared_properties: Bytes::from_static(b"\x01\x01"),
+            expires_at_unix_ms: Some(7),
+            publisher_session: Some(3),
+        };
+        let will = StoredWill {
+            due_unix_ms: 9,
+            topic: "w".into(),
+            payload: Bytes::from_static(b"bye"),
+            qos: 2,
+            retain: false,
+            properties: Bytes::new(),
+        };
+        let record = StoredSession {
+            session_id: 4,
+            protocol_level: 5,
+            expiry_interval: 60,
+            expires_at_unix_ms: Some(11),
+            delayed_will: Some(will),
+        };
+        let subscription = StoredSubscription { options: 0x21, identifier: Some(8) };
+        let stage = DeliveryStage::Inflight { packet_id: 12, awaiting_pubcomp: true };
+        let delivery =
+            StoredDelivery { message: 1, qos: 2, retain: false, subscription_ids: vec![8], shared: None, stage };
+        let mut changes = Changes::new();
+        changes
+            .push(Change::PutMessage { id: 1, record: stored.clone() })
+            .push(Change::PutRetained { topic: "a/b".into(), message: 1 })
+            .push(Change::PutSession { client_id: "c".into(), record: record.clone() })
+            .push(Change::PutSubscription { client_id: "c".into(), filter: "a/+".into(), record: subscription })
+            .push(Change::PutDelivery { client_id: "c".into(), seq: 5, record: delivery.clone() })
+            .push(Change::PutInboundQos2 { client_id: "c".into(), packet_id: 6 });
+        let ticket = port.submit(changes);
+        writer.handle().wait_durable(midge_store::Ticket(ticket.0)).expect("durable");
+        let snapshot = writer.shutdown().expect("shut down").load().expect("load");
+        let back = recovered(snapshot);
+        assert_eq!(back.messages, vec![(1, stored)]);
+        assert_eq!(back.retained, vec![("a/b".to_owned(), 1)]);
+        let expected = RecoveredSession {
+            client_id: "c".into(),
+            record,
+            subscriptions: vec![("a/+".into(), subscription)],
+            deliveries: vec![(5, delivery)],
+            inbound_qos2: vec![6],
+        };
+        assert_eq!(back.sessions, vec![expected]);
+    }
+}

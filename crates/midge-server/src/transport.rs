@@ -1,0 +1,38 @@
+//! What a connection's bytes travel over. TCP is the first transport; TLS and WebSocket streams
+//! implement the same trait.
+//!
+//! The connection driver never keeps a read buffer while a client is idle: it waits until the
+//! transport says bytes can be read ([`Transport::poll_read_ready`]), and only then allocates a
+//! buffer and reads what is there without waiting ([`Transport::try_read_buf`]). A plain socket
+//! answers from the kernel's readiness; a transport with its own framing (TLS records, WebSocket
+//! frames) answers from its inner socket's readiness and decodes in `try_read_buf`, returning
+//! `WouldBlock` when a record or frame is still incomplete. Writes go through `AsyncWrite`, one
+//! call per batch of packets.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// A connection's byte stream.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// `Ready` when a read may find bytes (or the end of the stream, or an error); registers
+    /// `cx` otherwise. A spurious `Ready` is allowed: the read then says `WouldBlock`.
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Appends what can be read now to `buf` (whose spare capacity the caller reserved);
+    /// `Ok(0)` is the end of the stream, `WouldBlock` means nothing yet.
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+}
+
+impl Transport for TcpStream {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+
+    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        TcpStream::try_read_buf(self, buf)
+    }
+}
