@@ -1,0 +1,219 @@
+//! The core's ports driven without sockets: an authenticator that answers later, an authorizer
+//! checked on publish, subscribe, delivery and wills, and a sink that takes messages as values.
+
+mod harness;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use harness::*;
+use midge_broker::ports::access::{Action, Authorizer};
+use midge_broker::ports::auth::Identity;
+use midge_broker::ports::egress::Egress;
+use midge_broker::{CloseKind, ConnectContext, Outgoing, Queued};
+use midge_codec::{MqttString, Packet, Properties, QoS, ReasonCode};
+
+/// Authentication decided later (as a password hash off the runtime or an HTTP call would) is
+/// what CONNACK answers with: a wrong password is refused with its reason code, the right one
+/// connects.
+#[test]
+fn a_later_verdict_decides_before_connack() {
+    let world = World::new();
+    for (version, password, expected) in [
+        (V5, "wrong", Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD)),
+        (V311, "wrong", Some(ReasonCode::BAD_USER_NAME_OR_PASSWORD)),
+        (V5, "secret", None),
+    ] {
+        let mut packet = connect(version, "device");
+        packet.username = Some(MqttString::new("user").unwrap());
+        packet.password = Some(bytes::Bytes::from(password));
+        let outcome = world.connect_through(packet, &LaterAuthenticator, &ConnectContext::default());
+        match (outcome, expected) {
+            (Err(connack), Some(code)) => assert_eq!(connack.reason, code, "{version:?} {password}"),
+            (Ok((_, connack)), None) => assert_eq!(connack.reason, ReasonCode::SUCCESS),
+            (Ok(_), Some(code)) => panic!("{version:?} {password}: accepted, expected {code}"),
+            (Err(connack), None) => panic!("{version:?} {password}: refused with {}", connack.reason),
+        }
+    }
+}
+
+/// Anonymous clients are let in only where the listener allows them (today's rule).
+#[test]
+fn anonymous_only_refuses_without_allow_anonymous() {
+    use midge_broker::ports::auth::AnonymousOnly;
+    let world = World::new();
+    let closed = AnonymousOnly { allow_anonymous: false };
+    let refused = world.connect_through(connect(V5, "anon"), &closed, &ConnectContext::default()).unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::NOT_AUTHORIZED);
+    let mut named = connect(V311, "named");
+    named.username = Some(MqttString::new("u").unwrap());
+    let refused = world.connect_through(named, &closed, &ConnectContext::default()).unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+}
+
+/// Rules for the tests: "user" may publish and read `open/#` only; nobody may touch `secret/#`;
+/// everyone else may do everything. Counts the questions, to show answers are cached.
+#[derive(Debug, Default)]
+struct Rules {
+    asked: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Authorizer for Rules {
+    fn allows(&self, identity: &Identity, _client_id: &str, action: Action, topic: &str) -> bool {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        if topic.starts_with("secret") {
+            return false;
+        }
+        match identity.username.as_deref() {
+            Some("user") => topic.starts_with("open") || (action == Action::Subscribe && topic == "#"),
+            _ => true,
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+fn with_rules(world: &World, rules: &Arc<Rules>, version: midge_codec::ProtocolVersion, id: &str) -> Client {
+    let mut packet = connect(version, id);
+    packet.username = Some(MqttString::new("user").unwrap());
+    packet.password = Some(bytes::Bytes::from("secret"));
+    let context = ConnectContext { peer: "test".into(), authorizer: Some(Arc::clone(rules) as Arc<dyn Authorizer>) };
+    world.connect_through(packet, &LaterAuthenticator, &context).expect("accepted").0
+}
+
+/// A publish the client may not make is not routed: v5 is told 0x87 in PUBACK and PUBREC,
+/// 3.1.1 is acknowledged as usual (it has no code for it), as mosquitto does.
+#[test]
+fn a_refused_publish_is_not_routed_and_v5_is_told_0x87() {
+    let world = World::new();
+    let rules = Arc::new(Rules::default());
+    let mut reader = world.client(connect(V5, "reader"));
+    reader.subscribe(vec![sub("#", QoS::ExactlyOnce)], Properties::default(), world.now);
+    for version in [V5, V311] {
+        let mut writer = with_rules(&world, &rules, version, "writer");
+        let ack = writer.publish(publish("closed/1", "no", QoS::AtLeastOnce, false), world.now).unwrap();
+        let rec = writer.publish(publish("closed/2", "no", QoS::ExactlyOnce, false), world.now).unwrap();
+        writer.publish(publish("closed/0", "no", QoS::AtMostOnce, false), world.now);
+        let expected = if version.is_v5() { ReasonCode::NOT_AUTHORIZED } else { ReasonCode::SUCCESS };
+        assert_eq!((ack.reason, rec.reason), (expected, expected), "{version:?}");
+        assert!(reader.publishes(world.now).is_empty(), "{version:?}: refused messages were routed");
+        writer.publish(publish("open/1", "yes", QoS::AtLeastOnce, false), world.now);
+        assert_eq!(payloads(&reader.publishes(world.now)), ["yes"]);
+        writer.close(CloseKind::Normal, world.now);
+    }
+}
+
+/// A filter the client may not subscribe to is refused with 0x87 (3.1.1: 0x80, which the codec
+/// writes for any failure), the others in the same SUBSCRIBE are granted.
+#[test]
+fn a_refused_subscription_gets_0x87_and_the_others_are_granted() {
+    let world = World::new();
+    let rules = Arc::new(Rules::default());
+    let mut client = with_rules(&world, &rules, V5, "sub");
+    let reasons = client.subscribe(
+        vec![sub("secret/#", QoS::AtLeastOnce), sub("open/#", QoS::AtLeastOnce)],
+        Properties::default(),
+        world.now,
+    );
+    assert_eq!(reasons, [ReasonCode::NOT_AUTHORIZED, ReasonCode::GRANTED_QOS_1]);
+}
+
+/// Delivery is checked against the reader's rights when a message is sent, so a wide filter
+/// does not reach what the reader may not read: not live messages, not retained ones.
+#[test]
+fn delivery_is_checked_against_the_readers_rights_retained_included() {
+    let world = World::new();
+    let rules = Arc::new(Rules::default());
+    let mut publisher = world.client(connect(V5, "anyone"));
+    publisher.publish(publish("closed/retained", "hidden", QoS::AtLeastOnce, true), world.now);
+    publisher.publish(publish("open/retained", "shown", QoS::AtLeastOnce, true), world.now);
+    let mut reader = with_rules(&world, &rules, V5, "reader");
+    reader.subscribe(vec![sub("#", QoS::AtLeastOnce)], Properties::default(), world.now);
+    assert_eq!(payloads(&reader.publishes(world.now)), ["shown"], "retained: only what the reader may read");
+    publisher.publish(publish("closed/live", "hidden", QoS::AtMostOnce, false), world.now);
+    publisher.publish(publish("open/live", "live", QoS::AtMostOnce, false), world.now);
+    assert_eq!(payloads(&reader.publishes(world.now)), ["live"]);
+    let asked = rules.asked.load(Ordering::SeqCst);
+    publisher.publish(publish("open/live", "again", QoS::AtMostOnce, false), world.now);
+    assert_eq!(payloads(&reader.publishes(world.now)), ["again"]);
+    assert_eq!(rules.asked.load(Ordering::SeqCst), asked, "the answer for a topic is cached");
+    rules.generation.fetch_add(1, Ordering::SeqCst); // a reload
+    publisher.publish(publish("open/live", "after", QoS::AtMostOnce, false), world.now);
+    reader.publishes(world.now);
+    assert!(rules.asked.load(Ordering::SeqCst) > asked, "a new generation drops the cache");
+}
+
+/// A will is checked against the client's rights when it is published.
+#[test]
+fn a_will_the_client_may_not_publish_is_not_published() {
+    let world = World::new();
+    let rules = Arc::new(Rules::default());
+    let mut watcher = world.client(connect(V5, "watcher"));
+    watcher.subscribe(vec![sub("#", QoS::AtMostOnce)], Properties::default(), world.now);
+    for (topic, published) in [("closed/will", false), ("open/will", true)] {
+        let mut packet = connect(V5, "dying");
+        packet.username = Some(MqttString::new("user").unwrap());
+        packet.password = Some(bytes::Bytes::from("secret"));
+        packet.will = Some(will(topic, "gone", QoS::AtMostOnce, false));
+        let context =
+            ConnectContext { peer: "test".into(), authorizer: Some(Arc::clone(&rules) as Arc<dyn Authorizer>) };
+        let (mut dying, _) = world.connect_through(packet, &LaterAuthenticator, &context).expect("accepted");
+        dying.close(CloseKind::Abnormal, world.now);
+        assert_eq!(!watcher.publishes(world.now).is_empty(), published, "{topic}");
+    }
+}
+
+/// A sink that is not an MQTT socket: it collects messages as values and acknowledges them.
+#[derive(Default)]
+struct Collector {
+    got: Vec<(String, QoS, Option<midge_codec::PacketId>)>,
+    room: usize,
+}
+
+impl Egress for Collector {
+    fn accepts(&mut self, _item: &Queued, _now: Instant) -> bool {
+        true
+    }
+
+    fn send(&mut self, outgoing: Outgoing, _now: Instant) -> bool {
+        match outgoing {
+            Outgoing::Publish { item, packet_id, .. } => {
+                let payload = String::from_utf8_lossy(&item.message.payload).into_owned();
+                self.got.push((payload, item.qos, packet_id));
+                true
+            }
+            Outgoing::PubRel(_) => false,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.got.len() < self.room
+    }
+}
+
+/// A session's messages reach a non-MQTT sink as values, within the in-flight window; QoS 1
+/// ones stay in flight until the sink acknowledges them.
+#[test]
+fn a_sink_takes_messages_as_values_within_the_window() {
+    let world = World::with(midge_broker::Limits { max_inflight_messages: 2, ..Default::default() });
+    let mut subscriber = world.client(connect(V5, "sink"));
+    subscriber.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    for i in 0..3 {
+        publisher.publish(publish("t", &format!("m{i}"), QoS::AtLeastOnce, false), world.now);
+    }
+    let connection = subscriber.connection.as_mut().expect("connected");
+    let mut sink = Collector { room: 10, ..Collector::default() };
+    connection.drain_to(world.now, &mut sink);
+    let taken: Vec<&str> = sink.got.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(taken, ["m0", "m1"], "two in flight");
+    assert!(sink.got.iter().all(|(_, qos, id)| *qos == QoS::AtLeastOnce && id.is_some()));
+    connection.acknowledge(sink.got[0].2.unwrap());
+    connection.drain_to(world.now, &mut sink);
+    assert_eq!(sink.got.last().map(|(p, _, _)| p.as_str()), Some("m2"), "acknowledged: room for the next");
+    assert!(subscriber.recv_all(world.now).iter().all(|p| !matches!(p, Packet::Publish(_))), "no MQTT bytes");
+}
