@@ -56,6 +56,7 @@ pub use limits::{
 };
 pub use message::Message;
 pub use route::read_batch::ReadBatch;
+pub use route::subscriber::Remote;
 pub use router::{Match, Router};
 pub use session::Session;
 pub use stats::{Counter, Stats, StatsSnapshot};

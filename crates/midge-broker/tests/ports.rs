@@ -217,3 +217,59 @@ fn a_sink_takes_messages_as_values_within_the_window() {
     assert_eq!(sink.got.last().map(|(p, _, _)| p.as_str()), Some("m2"), "acknowledged: room for the next");
     assert!(subscriber.recv_all(world.now).iter().all(|p| !matches!(p, Packet::Publish(_))), "no MQTT bytes");
 }
+
+/// A routing target that is not a local session: it records what it is forwarded.
+#[derive(Debug, Default)]
+struct Recorder {
+    got: std::sync::Mutex<Vec<(String, QoS, Vec<u32>)>>,
+}
+
+/// The broker's handle on a shared [`Recorder`].
+#[derive(Debug)]
+struct RecorderHandle(Arc<Recorder>);
+
+impl midge_broker::ports::remote::RemoteTarget for RecorderHandle {
+    fn forward(&self, delivery: Queued) {
+        let payload = String::from_utf8_lossy(&delivery.message.payload).into_owned();
+        self.0.got.lock().unwrap().push((payload, delivery.qos, delivery.subscription_ids.to_vec()));
+    }
+}
+
+/// A remote target subscribed beside a local session gets each matching message once (its
+/// overlapping filters merged, at its granted QoS), and is a member of a shared group like a
+/// session: the group's messages alternate between the local and the remote member.
+#[test]
+fn a_remote_target_is_routed_to_beside_local_sessions() {
+    use midge_codec::{SubscriptionOptions, TopicFilter};
+    let world = World::new();
+    let recorder = Arc::new(Recorder::default());
+    let remote = world.broker.remote_target(Box::new(RecorderHandle(Arc::clone(&recorder))));
+    let qos1 = SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() };
+    for filter in ["a/#", "a/+", "$share/g/jobs"] {
+        let granted = world.broker.subscribe_remote(&remote, &TopicFilter::new(filter).unwrap(), qos1);
+        assert_eq!(granted, ReasonCode::GRANTED_QOS_1);
+    }
+    let mut local = world.client(connect(V5, "local"));
+    local.subscribe(
+        vec![sub("a/#", QoS::AtMostOnce), sub("$share/g/jobs", QoS::AtMostOnce)],
+        Properties::default(),
+        world.now,
+    );
+    let mut publisher = world.client(connect(V5, "p"));
+    publisher.publish(publish("a/b", "both", QoS::ExactlyOnce, false), world.now);
+    assert_eq!(payloads(&local.publishes(world.now)), ["both"]);
+    let got: Vec<_> = recorder.got.lock().unwrap().drain(..).collect();
+    assert_eq!(got, [("both".to_owned(), QoS::AtLeastOnce, vec![])], "once, though two filters match");
+
+    for i in 0..4 {
+        publisher.publish(publish("jobs", &format!("job{i}"), QoS::AtMostOnce, false), world.now);
+    }
+    let to_local = payloads(&local.publishes(world.now));
+    let to_remote: Vec<String> = recorder.got.lock().unwrap().drain(..).map(|(payload, _, _)| payload).collect();
+    assert_eq!((to_local.len(), to_remote.len()), (2, 2), "in turn: {to_local:?} {to_remote:?}");
+
+    assert!(world.broker.unsubscribe_remote(&remote, &TopicFilter::new("a/#").unwrap()));
+    assert!(world.broker.unsubscribe_remote(&remote, &TopicFilter::new("a/+").unwrap()));
+    publisher.publish(publish("a/b", "local only", QoS::AtMostOnce, false), world.now);
+    assert!(recorder.got.lock().unwrap().is_empty(), "unsubscribed");
+}

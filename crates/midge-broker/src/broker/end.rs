@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::state::Broker;
 use crate::delivery::Queued;
 use crate::route::shared::pick_member;
+use crate::route::subscriber::Target;
 use crate::router::Match;
 use crate::session::Session;
 
@@ -70,14 +71,18 @@ impl Broker {
         self.router.read().match_topic(&item.message.topic, |found| {
             if let Match::Shared { group: g, filter: f, members, cursor } = found {
                 if g == group && f == filter && target.is_none() {
-                    target = pick_member(members, cursor).map(|(_, m)| Arc::clone(&m.session));
+                    target = pick_member(members, cursor).map(|(_, m)| m.target.clone());
                 }
             }
         });
-        if let Some(session) = target {
-            if let (_, Some(kick)) = session.enqueue(item, &self.limits, self.journal.as_ref(), false) {
-                kick.ring();
+        match target {
+            Some(Target::Local(session)) => {
+                if let (_, Some(kick)) = session.enqueue(item, &self.limits, self.journal.as_ref(), false) {
+                    kick.ring();
+                }
             }
+            Some(Target::Remote(remote)) => remote.target.forward(item),
+            None => {}
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - `publish`: the retained store, routing, enqueueing, and ending a read batch.
 //! - `subscribe`: subscribe and unsubscribe.
 //! - `end`: ending a session.
+//! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
 
 mod connect;
 mod end;
 mod publish;
+mod remote;
 mod restore;
 mod state;
 mod subscribe;

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use midge_codec::QoS;
 
 use super::state::Broker;
+use crate::delivery::Queued;
 use crate::message::Message;
 use crate::ports::durability::{Change, Changes, Ticket};
 use crate::route::overlap::{merge_overlapping, Targets};
 use crate::route::read_batch::ReadBatch;
 use crate::route::shared::pick_member;
+use crate::route::subscriber::{Remote, Target};
 use crate::router::Match;
 use crate::session::{EnqueueOutcome, Session};
 
@@ -88,24 +90,33 @@ impl Broker {
     /// the congested subscribers.
     fn route(&self, message: &Arc<Message>, batch: &mut ReadBatch) -> (usize, Option<Ticket>, Vec<Arc<Session>>) {
         let mut targets = Targets::new();
+        let mut remotes = RemoteTargets::new();
         let mut direct_filters = 0usize;
         let mut last_filter: Option<*const u8> = None;
         {
             let router = self.router.read();
             router.match_topic(&message.topic, |found| match found {
                 Match::Direct { value, filter, .. } => {
-                    if value.options.no_local && message.publisher == Some(value.session.id()) {
-                        return; // MQTT-3.8.3-3
-                    }
                     if last_filter != Some(filter.as_ptr()) {
                         last_filter = Some(filter.as_ptr());
                         direct_filters += 1;
                     }
-                    targets.push((Arc::clone(&value.session), value.delivery(message)));
+                    match &value.target {
+                        Target::Local(session) => {
+                            if value.options.no_local && message.publisher == Some(session.id()) {
+                                return; // MQTT-3.8.3-3
+                            }
+                            targets.push((Arc::clone(session), value.delivery(message)));
+                        }
+                        Target::Remote(remote) => remotes.push((Arc::clone(remote), value.delivery(message))),
+                    }
                 }
                 Match::Shared { members, cursor, .. } => {
                     if let Some((_, member)) = pick_member(members, cursor) {
-                        targets.push((Arc::clone(&member.session), member.delivery(message)));
+                        match &member.target {
+                            Target::Local(session) => targets.push((Arc::clone(session), member.delivery(message))),
+                            Target::Remote(remote) => remotes.push((Arc::clone(remote), member.delivery(message))),
+                        }
                     }
                 }
             });
@@ -114,6 +125,7 @@ impl Broker {
         if direct_filters > 1 {
             merge_overlapping(&mut targets);
         }
+        let forwarded = forward_remote(remotes);
         let mut congested = Vec::new();
         if message.qos == QoS::AtMostOnce {
             // Nothing the publisher is told depends on these enqueues: defer them to the end of
@@ -122,11 +134,11 @@ impl Broker {
             if batch.defer(&mut targets) {
                 self.enqueue_deferred(batch); // bounded: DEFERRED_DELIVERIES
             }
-            return (deferred, None, congested);
+            return (deferred + forwarded, None, congested);
         }
         // This publisher's earlier QoS 0 messages go first, to keep its order.
         self.enqueue_deferred(batch);
-        let mut delivered = 0;
+        let mut delivered = forwarded;
         let mut ticket = None;
         for (session, item) in targets {
             let (outcome, wake) = session.enqueue(item, &self.limits, self.journal.as_ref(), true);
@@ -167,4 +179,32 @@ impl Broker {
             }
         }
     }
+}
+
+/// Deliveries to remote targets: none on a broker without any, and no allocation then.
+type RemoteTargets = Vec<(Arc<Remote>, Queued)>;
+
+/// Hands each remote target its deliveries, one per target (overlapping subscriptions merged
+/// as for sessions: the highest QoS, every identifier). Returns how many targets it reached.
+fn forward_remote(mut remotes: RemoteTargets) -> usize {
+    if remotes.is_empty() {
+        return 0;
+    }
+    remotes.sort_by_key(|(remote, _)| remote.key);
+    let mut merged: RemoteTargets = Vec::with_capacity(remotes.len());
+    for (remote, item) in remotes {
+        match merged.last_mut() {
+            Some((last, into)) if last.key == remote.key && into.shared.is_none() && item.shared.is_none() => {
+                into.qos = into.qos.max(item.qos);
+                into.retain |= item.retain;
+                into.subscription_ids.extend(item.subscription_ids);
+            }
+            _ => merged.push((remote, item)),
+        }
+    }
+    let reached = merged.len();
+    for (remote, item) in merged {
+        remote.target.forward(item);
+    }
+    reached
 }

@@ -94,8 +94,7 @@ impl Broker {
                 for (filter, subscription) in stored.subscriptions {
                     let options = options_from_byte(subscription.options);
                     let shared = filter.starts_with("$share/").then(|| Arc::from(filter.as_str()));
-                    let subscriber =
-                        Subscriber { session: Arc::clone(&session), options, id: subscription.identifier, shared };
+                    let subscriber = Subscriber::local(Arc::clone(&session), options, subscription.identifier, shared);
                     router.subscribe(&filter, session.id(), subscriber);
                     let remembered = StoredSubscription { options, id: subscription.identifier };
                     session.lock().subscriptions.insert(&filter, remembered);

@@ -112,12 +112,8 @@ impl Broker {
                 return ReasonCode::QUOTA_EXCEEDED;
             }
         }
-        let subscriber = Subscriber {
-            session: Arc::clone(session),
-            options,
-            id,
-            shared: shared.map(|_| Arc::from(filter.as_str())),
-        };
+        let subscriber =
+            Subscriber::local(Arc::clone(session), options, id, shared.map(|_| Arc::from(filter.as_str())));
         let existed = self.router.write().subscribe(filter, session.id(), subscriber).is_some();
         session.lock().subscriptions.insert(filter.as_str(), StoredSubscription { options, id });
 

@@ -29,6 +29,6 @@ pub(crate) fn pick_member<'a>(members: &'a [(u64, Subscriber)], cursor: &AtomicU
     let start = cursor.fetch_add(1, Ordering::Relaxed);
     (0..members.len())
         .map(|i| &members[(start + i) % members.len()])
-        .find(|(_, m)| m.session.lock().is_attached())
+        .find(|(_, m)| m.target.is_connected())
         .or_else(|| members.get(start % members.len()))
 }
