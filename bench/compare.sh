@@ -7,6 +7,8 @@
 #   bench/compare.sh                      the whole matrix, 3 rounds
 #   ROUNDS=1 DURATION=1 bench/compare.sh  a quick look
 #   BROKERS="midge mosquitto" ONLY="fanout-100 latency" bench/compare.sh
+#   MIDGE_BASE=/path/to/old/midge BROKERS="midge midge-base" UPDATE_DOC=0 bench/compare.sh
+#                                         an A/B run of a change against the build before it
 #
 # Installs what is missing (mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
 # into bench/.peers) and builds midge in release mode. Every broker and bench it starts is
@@ -73,7 +75,7 @@ import glob, json, os, statistics, sys
 
 work, rounds, duration, warmup, elapsed, brokers = sys.argv[1:7]
 brokers = brokers.split()
-names = {"midge": "Midge", "mosquitto": "mosquitto", "nats": "NATS", "rumqttd": "rumqttd"}
+names = {"midge": "Midge", "midge-base": "Midge (base)", "mosquitto": "mosquitto", "nats": "NATS", "rumqttd": "rumqttd"}
 results = {}
 for path in sorted(glob.glob(os.path.join(work, "results", "*.json"))):
     scenario, broker, _round, _ = os.path.basename(path).rsplit(".", 3)

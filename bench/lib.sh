@@ -54,14 +54,16 @@ install_peers() {
             exit 1
         fi
     done
+    # Only the peers this run uses (BROKERS, when the caller sets it).
+    local wanted=" ${BROKERS:-mosquitto nats rumqttd} "
     local missing=()
-    command -v mosquitto >/dev/null || missing+=(mosquitto)
-    command -v nats-server >/dev/null || missing+=(nats-server)
+    [[ $wanted == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null && missing+=(mosquitto)
+    [[ $wanted == *" nats "* ]] && ! command -v nats-server >/dev/null && missing+=(nats-server)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-    if [[ ! -x $RUMQTTD ]]; then
+    if [[ $wanted == *" rumqttd "* && ! -x $RUMQTTD ]]; then
         log "installing rumqttd 0.20.0 into bench/.peers (once)"
         cargo install rumqttd --version 0.20.0 --root "$ROOT/bench/.peers" --quiet
     fi
@@ -97,17 +99,22 @@ wait_port() {
 }
 
 # start_broker NAME DIR [MIDGE_STORE_TOML] [MOSQUITTO_EXTRA]: starts broker NAME (midge,
-# mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID and
-# BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
+# midge-base, mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID
+# and BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
+# midge-base is another build of midge, the binary MIDGE_BASE names, for A/B runs of a change.
 start_broker() {
     local name=$1 dir=$2 store=${3:-$'[store]\npersistence = false'} extra=${4:-}
     mkdir -p "$dir"
     free_port BROKER_PORT
     case $name in
-    midge)
+    midge | midge-base)
+        local binary=$MIDGE
+        if [[ $name == midge-base ]]; then
+            binary=${MIDGE_BASE:?MIDGE_BASE must name the baseline midge binary}
+        fi
         printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n\n[log]\nlevel = "warn"\n\n%s\n' \
             "$BROKER_PORT" "$store" >"$dir/midge.toml"
-        (cd "$dir" && exec "$MIDGE" serve -c midge.toml) >"$dir/broker.log" 2>&1 &
+        (cd "$dir" && exec "$binary" serve -c midge.toml) >"$dir/broker.log" 2>&1 &
         ;;
     mosquitto)
         # mosquitto started as root runs as the mosquitto user: it must be able to write DIR.
