@@ -51,8 +51,8 @@ pub use connection::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome
 pub use delivery::{Outgoing, Queued, SubscriptionIds};
 pub use kick::{Kick, Signal};
 pub use limits::{
-    LimitError, Limits, SlowConsumerPolicy, DEFERRED_DELIVERIES, DRAIN_BATCH, KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP,
-    PROTOCOL_MAX_PACKET_SIZE,
+    LimitError, Limits, SlowConsumerPolicy, ACCESS_CACHE_ANSWERS, DEFERRED_DELIVERIES, DRAIN_BATCH,
+    KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE,
 };
 pub use message::Message;
 pub use route::read_batch::ReadBatch;

@@ -109,6 +109,11 @@ pub const DEFERRED_DELIVERIES: usize = 4_096;
 /// enqueueing to a busy subscriber are not held up for long.
 pub const DRAIN_BATCH: usize = 32;
 
+/// Authorization answers a connection caches before it empties its cache and starts over:
+/// bounds a connection's memory whatever topics it uses, while a device's handful of topics
+/// stays cached (`ports::access`).
+pub const ACCESS_CACHE_ANSWERS: usize = 256;
+
 /// Keep alive deadlines are rounded up to this granularity and swept this often, so a silent
 /// client is closed between 1.5 times its keep alive and that plus one slot (`keep_alive`).
 pub const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(100);

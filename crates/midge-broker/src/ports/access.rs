@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::hash::ProcessSeeded;
+use crate::limits::ACCESS_CACHE_ANSWERS;
 use crate::ports::auth::Identity;
 
 /// What a client wants to do with a topic.
@@ -40,7 +41,7 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Cached answers held per connection: at most [`AccessCache::CAPACITY`], then it starts over.
+/// Cached answers held per connection: at most [`ACCESS_CACHE_ANSWERS`], then it starts over.
 #[derive(Debug)]
 pub struct AccessCache {
     authorizer: Arc<dyn Authorizer>,
@@ -54,10 +55,6 @@ pub struct AccessCache {
 }
 
 impl AccessCache {
-    /// Answers kept before the cache is emptied: bounds a connection's memory whatever topics it
-    /// uses, while a device's handful of topics stays cached.
-    pub const CAPACITY: usize = 256;
-
     /// A cache of `authorizer`'s answers for `identity`.
     pub fn new(authorizer: Arc<dyn Authorizer>, identity: Identity, client_id: Arc<str>) -> Self {
         let generation = authorizer.generation();
@@ -67,7 +64,7 @@ impl AccessCache {
     /// Whether the client may do `action` on `topic`.
     pub fn allows(&mut self, action: Action, topic: &str) -> bool {
         let generation = self.authorizer.generation();
-        if generation != self.generation || self.held >= Self::CAPACITY {
+        if generation != self.generation || self.held >= ACCESS_CACHE_ANSWERS {
             self.generation = generation;
             self.answers.iter_mut().for_each(HashMap::clear);
             self.held = 0;
