@@ -152,3 +152,117 @@ async fn read_first_packet<R: AsyncRead + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    use midge_broker::ports::auth::{Authenticator, Credentials, Identity};
+    use midge_broker::{Broker, Limits};
+    use midge_codec::{Connect, MqttString, Properties};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Answers after `wait`: allows user "late", and never answers for anyone else.
+    #[derive(Debug)]
+    struct Slow {
+        release: Arc<tokio::sync::Notify>,
+    }
+
+    impl Authenticator for Slow {
+        fn authenticate(&self, credentials: &Credentials<'_>) -> Decision {
+            let release = Arc::clone(&self.release);
+            let allowed = credentials.username == Some("late");
+            let verdict: Pin<Box<dyn Future<Output = Verdict> + Send>> = Box::pin(async move {
+                if !allowed {
+                    std::future::pending::<()>().await;
+                }
+                release.notified().await;
+                Verdict::Allow(Identity { username: Some(Arc::from("late")) })
+            });
+            Decision::Later(verdict)
+        }
+    }
+
+    async fn connected_pair() -> (TcpStream, TcpStream, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, peer) = listener.accept().await.expect("accept");
+        (client, server, peer)
+    }
+
+    async fn send_connect(client: &mut TcpStream, username: &str) {
+        let connect = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: MqttString::new(username).expect("id"),
+            will: None,
+            username: Some(MqttString::new(username).expect("name")),
+            password: None,
+            properties: Properties::default(),
+        };
+        let mut out = BytesMut::new();
+        encode_packet(&Packet::Connect(Box::new(connect)), ProtocolVersion::V5, &mut out).expect("encode");
+        client.write_all(&out).await.expect("write");
+    }
+
+    async fn read_connack(client: &mut TcpStream) -> ConnAck {
+        let mut rbuf = BytesMut::new();
+        loop {
+            if let Some(packet) = decode_packet(&mut rbuf, ProtocolVersion::V5, 1 << 16).expect("a valid packet") {
+                let Packet::ConnAck(connack) = packet else { panic!("expected CONNACK, got {packet:?}") };
+                return connack;
+            }
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_buf(&mut rbuf));
+            assert!(read.await.expect("CONNACK in time").expect("read") > 0, "closed before CONNACK");
+        }
+    }
+
+    /// A listener's context, and the shutdown sender that must outlive it (a dropped sender
+    /// reads as shutdown).
+    fn listener(
+        authenticator: Arc<dyn Authenticator>,
+        connect_timeout_ms: u64,
+    ) -> (ListenerContext, tokio::sync::watch::Sender<bool>) {
+        let (shutdown_sender, shutdown) = tokio::sync::watch::channel(false);
+        let context = ListenerContext {
+            broker: Broker::new(Limits { connect_timeout_ms, ..Limits::default() }),
+            authenticator,
+            authorizer: None,
+            store: None,
+            shutdown,
+        };
+        (context, shutdown_sender)
+    }
+
+    /// A verdict that comes later is waited for: CONNACK goes out only once it is in.
+    #[tokio::test]
+    async fn a_later_verdict_is_awaited_before_connack() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (context, _shutdown) = listener(Arc::new(Slow { release: Arc::clone(&release) }), 10_000);
+        let (mut client, mut server, peer) = connected_pair().await;
+        send_connect(&mut client, "late").await;
+        let accepting = tokio::spawn(async move { accept(&mut server, peer, &context).await.is_some() });
+        tokio::task::yield_now().await;
+        assert!(!accepting.is_finished(), "no CONNACK before the verdict");
+        release.notify_one();
+        assert!(accepting.await.expect("task"), "accepted");
+    }
+
+    /// An authenticator that never answers cannot hold a connection past the connect timeout:
+    /// the client is refused with Server Unavailable (0x88).
+    #[tokio::test]
+    async fn a_verdict_that_never_comes_is_refused_at_the_connect_timeout() {
+        let (context, _shutdown) = listener(Arc::new(Slow { release: Arc::new(tokio::sync::Notify::new()) }), 200);
+        let (mut client, mut server, peer) = connected_pair().await;
+        send_connect(&mut client, "never").await;
+        let accepted = accept(&mut server, peer, &context).await;
+        assert!(accepted.is_none());
+        assert_eq!(read_connack(&mut client).await.reason, ReasonCode::SERVER_UNAVAILABLE);
+    }
+}
