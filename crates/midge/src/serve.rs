@@ -1,4 +1,5 @@
 //! `midge serve`: loads the config, sets up logging, runs the broker until SIGINT or SIGTERM.
+//! SIGHUP is logged and otherwise ignored until reload exists.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,30 +63,43 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Handlers first: a supervisor that sends SIGTERM as soon as the listener is logged must
         // find them installed, not the default action (which kills without a clean shutdown).
-        let signals = ShutdownSignals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
+        let signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
         let server = Server::start(config).await?;
         server.run_until(signals.received()).await;
         anyhow::Ok(())
     })
 }
 
-/// SIGINT and SIGTERM, listened for from the moment they are installed.
-struct ShutdownSignals {
+/// SIGINT, SIGTERM and SIGHUP, listened for from the moment they are installed.
+struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    /// SIGHUP is what logrotate's postrotate scripts and mosquitto admins send to ask for a
+    /// reload. Its default action kills the process, so it is caught even though reload does
+    /// not exist yet.
+    hangup: tokio::signal::unix::Signal,
 }
 
-impl ShutdownSignals {
+impl Signals {
     fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 
-    /// Completes on the first SIGINT or SIGTERM.
+    /// Completes on the first SIGINT or SIGTERM; logs every SIGHUP meanwhile.
     async fn received(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return tracing::info!("SIGINT received"),
+                _ = self.terminate.recv() => return tracing::info!("SIGTERM received"),
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP received: reload is not supported yet, nothing changed");
+                }
+            }
         }
     }
 }
