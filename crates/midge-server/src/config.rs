@@ -96,11 +96,12 @@ impl Default for LogConfig {
 /// Default port of the local listener.
 pub const DEFAULT_PORT: u16 = 1883;
 
-/// Why a configuration cannot be used.
+/// Why a configuration cannot be used. A cause is the error's `source()`, not part of its
+/// message, so that `midge serve`'s report of the whole chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -116,7 +117,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("invalid config file {path}: {source}")]
+    #[error("invalid config file {path}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -158,7 +159,20 @@ pub fn default_listener(port: u16) -> ListenerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error;
+
     use super::*;
+
+    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
+    fn report(error: &dyn Error) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        text
+    }
 
     #[test]
     fn empty_file_gives_defaults_and_the_local_listener() {
@@ -208,8 +222,16 @@ mod tests {
         let err = ServerConfig::parse("[mqtt]\nmax_qoss = 1\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("max_qoss"), "{err}");
         let err = ServerConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).unwrap_err();
-        assert!(err.to_string().contains("max_qos"), "{err}");
+        assert_eq!(report(&err), "invalid config file m.toml: [mqtt] max_qos: must be 0, 1 or 2");
         let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("m.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_reported_with_the_os_error_once() {
+        let err = ServerConfig::load(Path::new("/nonexistent/midge.toml")).unwrap_err();
+        let report = report(&err);
+        assert!(report.starts_with("cannot read config file /nonexistent/midge.toml: "), "{report}");
+        assert_eq!(report.matches("No such file or directory").count(), 1, "{report}");
     }
 }

@@ -23,13 +23,17 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
+///
+/// Each variant's cause is its `source()`, not part of its message: `midge serve` prints the
+/// whole chain (`{error:#}`), so a cause in both would be printed twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store could not be opened or read; the message names the directory and what to do.
-    #[error("cannot use the store: {0}")]
+    /// The store could not be opened or read; the store's error names the directory and what
+    /// to do.
+    #[error("cannot use the store")]
     Store(#[from] midge_store::StoreError),
     /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -161,5 +165,34 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
+    fn report(error: &dyn Error) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_report_prints_each_cause_once() {
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let os_text = in_use().to_string();
+        let bind = ServerError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 1883)), source: in_use() };
+        assert_eq!(report(&bind), format!("cannot listen on 127.0.0.1:1883: {os_text}"));
+        let store = ServerError::Store(midge_store::StoreError::Io { path: PathBuf::from("/d"), error: in_use() });
+        assert_eq!(report(&store).matches(&os_text).count(), 1, "{}", report(&store));
     }
 }

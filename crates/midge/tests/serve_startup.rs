@@ -1,0 +1,35 @@
+//! `midge serve` at start: what it refuses and how it says so (one clear message, a non-zero
+//! exit), and what it does before serving.
+
+mod interop_common;
+mod support;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use interop_common::run_bounded;
+use support::midge_bin;
+
+/// How long a `midge serve` that must fail at start may take.
+const FAIL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `midge serve ARGS` with the default log filter (no RUST_LOG from the test's environment).
+fn serve(args: &[&str]) -> Command {
+    let mut command = Command::new(midge_bin());
+    command.arg("serve").args(args).env_remove("RUST_LOG");
+    command
+}
+
+#[test]
+fn a_taken_port_is_reported_once_with_the_os_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (status, output) = run_bounded(serve(&["-p", &port, "--data-dir", data.to_str().unwrap()]), FAIL_TIMEOUT);
+    assert!(!status.success(), "started on a taken port: {output}");
+    assert!(output.contains(&format!("127.0.0.1:{port}")), "the error names the address: {output}");
+    let os_text = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
+    assert_eq!(output.matches(&os_text).count(), 1, "the OS error once: {output}");
+}
