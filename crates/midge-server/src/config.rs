@@ -84,7 +84,37 @@ pub struct ListenerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter: "info", "debug", "midge_server=debug,info", ... `RUST_LOG` overrides.
+    /// Checked by [`check_log_filter`].
     pub level: String,
+}
+
+/// The level names a log filter may use, as `tracing` spells them (case does not matter).
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `[log] level` filter: comma-separated directives, each a level (`info`) or
+/// `TARGET=LEVEL` (`midge_server=debug`, also with `tracing`'s span syntax before the `=`).
+///
+/// A check of its own rather than `tracing_subscriber::EnvFilter::try_new`, for two reasons.
+/// `EnvFilter` takes a bare word that is not a level as a target name enabled at every level, so
+/// `level = "loud"` parses, enables only a target called `loud`, and the broker logs nothing at
+/// all: exactly the mistake to catch. And which subscriber formats the logs is the binary's
+/// choice, so the server library does not depend on `tracing-subscriber`. The price is that a
+/// bare target (`midge_server`, meaning every level) must be written `midge_server=trace`.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word.trim()));
+    if filter.trim().is_empty() {
+        return Err("empty: write a level such as \"info\"".to_owned());
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!("{directive:?} is neither a level ({}) nor TARGET=LEVEL", LOG_LEVELS.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 impl Default for LogConfig {
@@ -116,6 +146,16 @@ pub enum ConfigError {
         /// What the parser says, with line and column.
         message: String,
     },
+    /// `[log] level` is not a filter Midge accepts.
+    #[error("invalid config file {path}: [log] level = {level:?}: {problem}")]
+    LogLevel {
+        /// The file.
+        path: PathBuf,
+        /// The filter as written.
+        level: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A value is out of range.
     #[error("invalid config file {path}")]
     Invalid {
@@ -139,6 +179,11 @@ impl ServerConfig {
         let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         config.mqtt.validate().map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
+        check_log_filter(&config.log.level).map_err(|problem| ConfigError::LogLevel {
+            path: path.to_owned(),
+            level: config.log.level.clone(),
+            problem,
+        })?;
         Ok(config)
     }
 
@@ -225,6 +270,32 @@ mod tests {
         assert_eq!(report(&err), "invalid config file m.toml: [mqtt] max_qos: must be 0, 1 or 2");
         let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("m.toml"), "{err}");
+    }
+
+    #[test]
+    fn log_levels_and_per_target_filters_are_accepted() {
+        for level in ["info", "DEBUG", " warn ", "off", "trace", "midge_server=debug,info", "info,fjall=warn,"] {
+            let text = format!("[log]\nlevel = {level:?}\n");
+            assert!(ServerConfig::parse(&text, Path::new("x.toml")).is_ok(), "{level:?}");
+        }
+        assert!(check_log_filter("midge_server::connection=trace").is_ok());
+        assert!(check_log_filter("midge_server[connect{client_id=a}]=debug").is_ok());
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_a_config_error_naming_the_file_and_the_key() {
+        for level in ["loud", "", "info,verbose", "midge_server=loud", "=debug", "midge_server"] {
+            let text = format!("[log]\nlevel = {level:?}\n");
+            let err = ServerConfig::parse(&text, Path::new("l.toml")).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("l.toml") && message.contains("[log] level"), "{level:?}: {message}");
+        }
+        let err = ServerConfig::parse("[log]\nlevel = \"loud\"\n", Path::new("l.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config file l.toml: [log] level = \"loud\": \"loud\" is neither a level \
+             (off, error, warn, info, debug, trace) nor TARGET=LEVEL"
+        );
     }
 
     #[test]

@@ -33,3 +33,18 @@ fn a_taken_port_is_reported_once_with_the_os_error() {
     let os_text = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
     assert_eq!(output.matches(&os_text).count(), 1, "the OS error once: {output}");
 }
+
+#[test]
+fn an_unknown_log_level_is_refused_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("midge.toml");
+    std::fs::write(
+        &config,
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n\n[log]\nlevel = \"loud\"\n\n[store]\npersistence = false\n",
+    )
+    .unwrap();
+    let (status, output) = run_bounded(serve(&["-c", config.to_str().unwrap()]), FAIL_TIMEOUT);
+    assert!(!status.success(), "started with level = \"loud\": {output}");
+    assert!(output.contains(&config.display().to_string()), "the error names the file: {output}");
+    assert!(output.contains("level") && output.contains("loud"), "the error names the key: {output}");
+}
