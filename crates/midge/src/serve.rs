@@ -51,8 +51,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.store.data_dir = dir;
     }
     let level = if args.verbose { "debug" } else { config.log.level.as_str() };
+    let directives = quiet_storage_engine(level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&directives))
         .with_context(|| format!("invalid log level {level:?}"))?;
     // Colours only on a terminal: log files and test harnesses read plain `key=value` fields.
     let ansi = std::io::stderr().is_terminal();
@@ -68,6 +69,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.run_until(signals.received()).await;
         anyhow::Ok(())
     })
+}
+
+/// Targets of the storage engine (fjall and its LSM tree), which log at INFO what an operator
+/// does not need: "Creating database", a "Finished ingestion writer" per table, ... about eight
+/// lines at every start.
+const STORAGE_ENGINE_TARGETS: [&str; 2] = ["fjall", "lsm_tree"];
+
+/// The log filter for `level` with the storage engine's targets held at WARN, unless `level`
+/// names them itself (`RUST_LOG`, when set, replaces the whole filter instead).
+fn quiet_storage_engine(level: &str) -> String {
+    let mut filter = level.to_owned();
+    for target in STORAGE_ENGINE_TARGETS {
+        if !level.split(',').any(|directive| directive.trim().starts_with(target)) {
+            filter.push_str(&format!(",{target}=warn"));
+        }
+    }
+    filter
 }
 
 /// SIGINT, SIGTERM and SIGHUP, listened for from the moment they are installed.
@@ -101,5 +119,18 @@ impl Signals {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_engine_is_held_at_warn_unless_named() {
+        assert_eq!(quiet_storage_engine("info"), "info,fjall=warn,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("debug"), "debug,fjall=warn,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("info,fjall=debug"), "info,fjall=debug,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("lsm_tree::tree=trace"), "lsm_tree::tree=trace,fjall=warn");
     }
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use interop_common::run_bounded;
-use support::midge_bin;
+use support::{midge_bin, TestBroker};
 
 /// How long a `midge serve` that must fail at start may take.
 const FAIL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,4 +47,24 @@ fn an_unknown_log_level_is_refused_naming_the_file_and_the_key() {
     assert!(!status.success(), "started with level = \"loud\": {output}");
     assert!(output.contains(&config.display().to_string()), "the error names the file: {output}");
     assert!(output.contains("level") && output.contains("loud"), "the error names the key: {output}");
+}
+
+/// fjall and lsm_tree log about eight INFO lines at every start; at the default level they are
+/// held back (WARN and above still show).
+#[test]
+fn the_storage_engine_does_not_log_at_the_default_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = TestBroker::start_midge_args(&["-p", "0", "--data-dir", data.to_str().unwrap()]);
+    broker.wait_for_log("store opened", Duration::from_secs(10));
+    let log = broker.log();
+    // `2026-01-01T00:00:00Z  INFO fjall::db: Creating database at ...`: the third field is
+    // the target.
+    let engine = |line: &&String| {
+        let target = line.split_whitespace().nth(2).unwrap_or_default();
+        target.starts_with("fjall") || target.starts_with("lsm_tree")
+    };
+    let engine_lines: Vec<_> = log.iter().filter(engine).collect();
+    assert!(engine_lines.is_empty(), "storage engine lines at the default level: {engine_lines:#?}");
+    assert!(broker.terminate().success());
 }

@@ -79,11 +79,17 @@ impl TestBroker {
         std::fs::write(&config, text).expect("write config");
         let mut command = Command::new(midge_bin());
         command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
-        Self::spawn(command, Target::Midge, dir, |line| {
-            let (_, rest) = line.split_once("local_addr=")?;
-            let addr = rest.split_whitespace().next()?;
-            addr.trim_matches('"').parse().ok()
-        })
+        Self::spawn(command, Target::Midge, dir, local_addr)
+    }
+
+    /// `midge serve ARGS`, run in a temporary directory with the default log filter (no
+    /// `RUST_LOG`). The arguments must make it listen on a port it reports (`-p 0`, or a config
+    /// with port 0).
+    pub fn start_midge_args(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(midge_bin());
+        command.arg("serve").args(args).env_remove("RUST_LOG").current_dir(dir.path());
+        Self::spawn(command, Target::Midge, dir, local_addr)
     }
 
     /// Debian's `mosquitto -c FILE` with one listener on a free loopback port, anonymous access,
@@ -198,6 +204,13 @@ impl Drop for TestBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in a midge `listening ... local_addr=IP:PORT` line.
+pub fn local_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("local_addr=")?;
+    let addr = rest.split_whitespace().next()?;
+    addr.trim_matches('"').parse().ok()
 }
 
 /// The `midge` binary of this build.
