@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use midge_broker::BrokerConfig;
 use serde::Deserialize;
 
+use crate::bind::BindAddr;
+pub use crate::bind::DEFAULT_PORT;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -71,8 +74,10 @@ impl SyncSetting {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Address and port, e.g. "0.0.0.0:1883"; port 0 picks a free port (logged as local_addr).
-    pub bind: SocketAddr,
+    /// Address or host name, with or without a port: "0.0.0.0:1883", "[::1]:1884", "0.0.0.0",
+    /// "localhost" (the forms are in [`crate::bind`]). No port means 1883; port 0 picks a free
+    /// port (logged as local_addr).
+    pub bind: BindAddr,
     /// Whether clients without a user name may connect. Default false for configured
     /// listeners, as in mosquitto 2: opening a port to a network is a decision to make twice.
     #[serde(default)]
@@ -122,9 +127,6 @@ impl Default for LogConfig {
         Self { level: "info".to_owned() }
     }
 }
-
-/// Default port of the local listener.
-pub const DEFAULT_PORT: u16 = 1883;
 
 /// Why a configuration cannot be used. A cause is the error's `source()`, not part of its
 /// message, so that `midge serve`'s report of the whole chain prints it once.
@@ -199,7 +201,7 @@ impl ServerConfig {
 
 /// The listener `midge serve` opens with no config: loopback only, anonymous allowed.
 pub fn default_listener(port: u16) -> ListenerConfig {
-    ListenerConfig { bind: SocketAddr::from(([127, 0, 0, 1], port)), allow_anonymous: true }
+    ListenerConfig { bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))), allow_anonymous: true }
 }
 
 #[cfg(test)]
@@ -268,8 +270,20 @@ mod tests {
         assert!(err.to_string().contains("max_qoss"), "{err}");
         let err = ServerConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).unwrap_err();
         assert_eq!(report(&err), "invalid config file m.toml: [mqtt] max_qos: must be 0, 1 or 2");
-        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml")).unwrap_err();
-        assert!(err.to_string().contains("m.toml"), "{err}");
+        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense here\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("m.toml") && err.to_string().contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn bind_takes_names_and_addresses_without_a_port() {
+        for (bind, port) in
+            [("localhost:1884", 1884), ("localhost", 1883), ("0.0.0.0", 1883), ("::1", 1883), ("[::1]:1884", 1884)]
+        {
+            let text = format!("[[listener]]\nbind = {bind:?}\n");
+            let config = ServerConfig::parse(&text, Path::new("x.toml")).unwrap_or_else(|e| panic!("{bind}: {e}"));
+            assert_eq!(config.listener[0].bind.to_string(), bind);
+            assert_eq!(config.listener[0].bind.port(), port, "{bind}");
+        }
     }
 
     #[test]

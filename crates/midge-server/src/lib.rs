@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`config`]: the TOML configuration and the no-config defaults.
+//! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
 //! - [`listener`]: binding listeners and accepting connections.
 //! - [`connection`]: the per-connection driver task.
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
+pub mod bind;
 pub mod config;
 pub mod connection;
 pub mod listener;

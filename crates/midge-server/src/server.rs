@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use midge_broker::journal::Journal;
 use midge_broker::Broker;
 use midge_store::{DiskStore, Store, Writer, WriterConfig};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::bind::BindAddr;
 use crate::config::ServerConfig;
 use crate::listener;
 
@@ -32,9 +32,23 @@ pub enum ServerError {
     /// to do.
     #[error("cannot use the store")]
     Store(#[from] midge_store::StoreError),
-    /// A listener could not bind.
-    #[error("cannot listen on {addr}")]
+    /// A listener's host name did not resolve.
+    #[error("listener {listener} (bind = \"{bind}\"): cannot resolve the host name")]
+    Resolve {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// Its `bind` as written.
+        bind: BindAddr,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
+    /// A listener could not bind one of its addresses.
+    #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// Its `bind` as written.
+        bind: BindAddr,
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
@@ -65,19 +79,19 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
         let mut local_addrs = Vec::new();
-        for listener_config in config.effective_listeners() {
-            let addr = listener_config.bind;
-            let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-            let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-            info!(local_addr = %local, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
-            local_addrs.push(local);
-            tasks.spawn(listener::accept_loop(
-                socket,
-                listener_config,
-                Arc::clone(&broker),
-                tasks.clone(),
-                shutdown_rx.clone(),
-            ));
+        for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
+            let sockets = listener::bind(index + 1, &listener_config).await?;
+            for (socket, local) in sockets {
+                info!(local_addr = %local, bind = %listener_config.bind, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
+                local_addrs.push(local);
+                tasks.spawn(listener::accept_loop(
+                    socket,
+                    listener_config.clone(),
+                    Arc::clone(&broker),
+                    tasks.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
         }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, local_addrs, shutdown, tasks, writer })
@@ -190,8 +204,16 @@ mod tests {
     fn a_report_prints_each_cause_once() {
         let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
         let os_text = in_use().to_string();
-        let bind = ServerError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 1883)), source: in_use() };
-        assert_eq!(report(&bind), format!("cannot listen on 127.0.0.1:1883: {os_text}"));
+        let bind = ServerError::Bind {
+            listener: 2,
+            bind: BindAddr::parse("localhost").unwrap(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            source: in_use(),
+        };
+        assert_eq!(
+            report(&bind),
+            format!("listener 2 (bind = \"localhost\"): cannot listen on 127.0.0.1:1883: {os_text}")
+        );
         let store = ServerError::Store(midge_store::StoreError::Io { path: PathBuf::from("/d"), error: in_use() });
         assert_eq!(report(&store).matches(&os_text).count(), 1, "{}", report(&store));
     }

@@ -68,3 +68,20 @@ fn the_storage_engine_does_not_log_at_the_default_level() {
     assert!(engine_lines.is_empty(), "storage engine lines at the default level: {engine_lines:#?}");
     assert!(broker.terminate().success());
 }
+
+/// A `bind` name that does not resolve stops the start with an error naming the listener
+/// (`.invalid` never resolves: RFC 6761).
+#[test]
+fn a_bind_name_that_does_not_resolve_is_reported_with_its_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("midge.toml");
+    let text = "[[listener]]\nbind = \"127.0.0.1:0\"\n\n[[listener]]\nbind = \"no-such-host.invalid:1884\"\n\n\
+                [store]\npersistence = false\n";
+    std::fs::write(&config, text).unwrap();
+    let (status, output) = run_bounded(serve(&["-c", config.to_str().unwrap()]), FAIL_TIMEOUT);
+    assert!(!status.success(), "started with a bind that does not resolve: {output}");
+    assert!(
+        output.contains("listener 2 (bind = \"no-such-host.invalid:1884\"): cannot resolve the host name: "),
+        "{output}"
+    );
+}
