@@ -73,14 +73,20 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds every listener and starts serving.
+    /// Binds every listener, opens the store, and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        // Listeners first: a taken port or a name that does not resolve must stop the start
+        // before the store's directory is created, locked or repaired. Clients that connect
+        // meanwhile wait in the listen backlog until the accept loops start.
+        let mut bound = Vec::new();
+        for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
+            bound.push((listener::bind(index + 1, &listener_config).await?, listener_config));
+        }
         let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
         let mut local_addrs = Vec::new();
-        for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
-            let sockets = listener::bind(index + 1, &listener_config).await?;
+        for (sockets, listener_config) in bound {
             for (socket, local) in sockets {
                 info!(local_addr = %local, bind = %listener_config.bind, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
                 local_addrs.push(local);

@@ -34,6 +34,19 @@ fn a_taken_port_is_reported_once_with_the_os_error() {
     assert_eq!(output.matches(&os_text).count(), 1, "the OS error once: {output}");
 }
 
+/// Every listener binds before the store is opened: a start that fails on a taken port leaves
+/// no store directory behind.
+#[test]
+fn a_taken_port_fails_the_start_before_the_store_directory_is_created() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let (status, output) = run_bounded(serve(&["-p", &port, "--data-dir", data.to_str().unwrap()]), FAIL_TIMEOUT);
+    assert!(!status.success(), "started on a taken port: {output}");
+    assert!(!data.exists(), "{} was created before the bind failed: {output}", data.display());
+}
+
 #[test]
 fn an_unknown_log_level_is_refused_naming_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
