@@ -5,10 +5,11 @@ mod support;
 #[path = "conformance_wire/mod.rs"]
 mod wire;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-use support::{local_addr, TestBroker};
-use wire::{Client, Connect, Version};
+use support::TestBroker;
+use wire::{Client, Connect, Version, WAIT};
 
 /// `midge serve -c FILE` where FILE holds `toml` and keeps nothing on disk.
 fn serve_with(dir: &Path, toml: &str) -> TestBroker {
@@ -23,11 +24,12 @@ fn serve_with(dir: &Path, toml: &str) -> TestBroker {
 fn a_host_name_is_resolved_and_reached_on_each_address() {
     let dir = tempfile::tempdir().unwrap();
     let broker = serve_with(dir.path(), "[[listener]]\nbind = \"localhost:0\"\nallow_anonymous = true\n");
-    let addrs: Vec<_> = broker.log().iter().filter(|l| l.contains("listening")).filter_map(|l| local_addr(l)).collect();
-    assert!(!addrs.is_empty());
-    for addr in &addrs {
-        assert!(addr.ip().is_loopback() && addr.port() == broker.port(), "{addrs:?}");
-        let mut client = Client::open_at(*addr, Version::V3_1_1);
+    let addrs: Vec<SocketAddr> = ("localhost", broker.port()).to_socket_addrs().unwrap().collect();
+    assert!(addrs.contains(&broker.addr), "{} is not one of localhost's {addrs:?}", broker.addr);
+    for addr in addrs {
+        let line = broker.wait_for_log(&format!("local_addr={addr} "), WAIT);
+        assert!(line.contains("listening"), "{line}");
+        let mut client = Client::open_at(addr, Version::V3_1_1);
         let connack = client.handshake(&Connect::new(Version::V3_1_1, "via-localhost"));
         assert_eq!(connack.code, 0, "{addr}: {connack:?}");
     }

@@ -131,12 +131,15 @@ impl TestBroker {
                 if std::env::var_os("MIDGE_TEST_ECHO").is_some() {
                     eprintln!("[broker] {line}");
                 }
-                if let Some(addr) = ready(&line) {
+                // Logged before the broker is reported ready, so that a test can find the line
+                // that made it ready.
+                let addr = ready(&line);
+                log_writer.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
                 }
-                log_writer.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(START_TIMEOUT) {
