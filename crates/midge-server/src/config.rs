@@ -2,6 +2,7 @@
 //! Every key is documented in docs/configuration.md.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use midge_broker::BrokerConfig;
@@ -70,10 +71,13 @@ impl SyncSetting {
     }
 }
 
-/// One listening socket.
+/// One listener (`[[listener]]`), as mosquitto's `listener` with its per-listener options.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// What it speaks (mosquitto's `protocol`): only `"mqtt"`, MQTT over TCP, is built so far.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
     /// Address or host name, with or without a port: "0.0.0.0:1883", "[::1]:1884", "0.0.0.0",
     /// "localhost" (the forms are in [`crate::bind`]). No port means 1883; port 0 picks a free
     /// port (logged as local_addr).
@@ -82,6 +86,95 @@ pub struct ListenerConfig {
     /// listeners, as in mosquitto 2: opening a port to a network is a decision to make twice.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Most connections open at once through this listener (mosquitto's `max_connections`);
+    /// one more is closed as soon as it is accepted. Default: no limit.
+    #[serde(default)]
+    pub max_connections: MaxConnections,
+}
+
+/// What a listener speaks (`protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+#[non_exhaustive]
+pub enum ListenerProtocol {
+    /// MQTT over TCP (mosquitto's `protocol mqtt`, its default).
+    #[default]
+    Mqtt,
+}
+
+/// The protocols mosquitto's `protocol` also takes that Midge does not build yet.
+const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 2] = ["websockets", "mqtt-sn"];
+
+impl TryFrom<String> for ListenerProtocol {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "mqtt" => Ok(Self::Mqtt),
+            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => {
+                Err(format!("protocol {other:?} is not available yet: only \"mqtt\" listeners can be built"))
+            }
+            other => Err(format!(
+                "unknown protocol {other:?}: expected \"mqtt\" ({} are not available yet)",
+                PROTOCOLS_NOT_YET_AVAILABLE.map(|p| format!("{p:?}")).join(" and ")
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mqtt => f.write_str("mqtt"),
+        }
+    }
+}
+
+/// A listener's `max_connections`: no limit (the key left out, or -1 as in mosquitto), or at
+/// least 1. 0 is refused: a listener that takes no client is one to remove.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct MaxConnections(Option<NonZeroUsize>);
+
+impl MaxConnections {
+    /// No limit.
+    pub const UNLIMITED: Self = Self(None);
+
+    /// At most `max` connections open at once.
+    pub fn at_most(max: NonZeroUsize) -> Self {
+        Self(Some(max))
+    }
+
+    /// The limit; `None` for none.
+    pub fn get(self) -> Option<usize> {
+        self.0.map(NonZeroUsize::get)
+    }
+}
+
+impl TryFrom<i64> for MaxConnections {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, String> {
+        match value {
+            -1 => Ok(Self::UNLIMITED),
+            0 => Err("max_connections = 0 would refuse every client: use at least 1, or -1 (or leave \
+                      the key out) for no limit"
+                .to_owned()),
+            _ => match usize::try_from(value).ok().and_then(NonZeroUsize::new) {
+                Some(max) => Ok(Self::at_most(max)),
+                None => Err(format!("max_connections = {value}: use at least 1, or -1 for no limit")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for MaxConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(max) => max.fmt(f),
+            None => f.write_str("unlimited"),
+        }
+    }
 }
 
 /// Logging settings.
@@ -201,7 +294,12 @@ impl ServerConfig {
 
 /// The listener `midge serve` opens with no config: loopback only, anonymous allowed.
 pub fn default_listener(port: u16) -> ListenerConfig {
-    ListenerConfig { bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))), allow_anonymous: true }
+    ListenerConfig {
+        protocol: ListenerProtocol::Mqtt,
+        bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
+        allow_anonymous: true,
+        max_connections: MaxConnections::UNLIMITED,
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +370,30 @@ mod tests {
         assert_eq!(report(&err), "invalid config file m.toml: [mqtt] max_qos: must be 0, 1 or 2");
         let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense here\"\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("m.toml") && err.to_string().contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn listener_protocol_and_max_connections() {
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"))
+        };
+        let listener = parse("").unwrap().listener.remove(0);
+        assert_eq!((listener.protocol, listener.max_connections), (ListenerProtocol::Mqtt, MaxConnections::UNLIMITED));
+        assert_eq!(listener.max_connections.get(), None);
+        assert_eq!(parse("protocol = \"mqtt\"").unwrap().listener[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
+        assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
+        for (extra, expected) in [
+            ("protocol = \"websockets\"", "protocol \"websockets\" is not available yet"),
+            ("protocol = \"mqtt-sn\"", "protocol \"mqtt-sn\" is not available yet"),
+            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\""),
+            ("max_connections = 0", "max_connections = 0 would refuse every client"),
+            ("max_connections = -2", "max_connections = -2: use at least 1"),
+            ("max_connections = \"many\"", "max_connections"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains(expected), "{extra}: {err}");
+        }
     }
 
     #[test]

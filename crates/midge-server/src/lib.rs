@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: the TOML configuration and the no-config defaults.
 //! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
-//! - [`listener`]: binding listeners and accepting connections.
+//! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
+//!   of a running listener.
 //! - [`connection`]: the per-connection driver task.
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
@@ -17,4 +18,5 @@ pub mod read_size;
 pub mod server;
 
 pub use config::{ListenerConfig, ServerConfig};
+pub use listener::{ListenerCounters, ListenerHandle};
 pub use server::{Server, ServerError};

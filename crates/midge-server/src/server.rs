@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::bind::BindAddr;
 use crate::config::ServerConfig;
-use crate::listener;
+use crate::listener::{BoundListener, ListenerHandle};
 
 /// How often expiries and delayed wills are checked; their resolution is one second in the
 /// protocol, so a finer tick buys nothing.
@@ -59,8 +59,11 @@ pub enum ServerError {
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
-    local_addrs: Vec<SocketAddr>,
+    /// The listeners, in config order. A closed one stays here: shutdown waits for the
+    /// connections it accepted.
+    listeners: Vec<ListenerHandle>,
     shutdown: watch::Sender<bool>,
+    /// The housekeeping task.
     tasks: TaskTracker,
     /// The store writer, flushed and closed at shutdown.
     writer: Option<Writer<DiskStore>>,
@@ -68,7 +71,7 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addrs", &self.local_addrs).finish_non_exhaustive()
+        f.debug_struct("Server").field("listeners", &self.listeners).finish_non_exhaustive()
     }
 }
 
@@ -80,32 +83,25 @@ impl Server {
         // meanwhile wait in the listen backlog until the accept loops start.
         let mut bound = Vec::new();
         for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
-            bound.push((listener::bind(index + 1, &listener_config).await?, listener_config));
+            bound.push(BoundListener::bind(index + 1, listener_config).await?);
         }
         let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let listeners =
+            bound.into_iter().map(|listener| listener.start(Arc::clone(&broker), shutdown_rx.clone())).collect();
         let tasks = TaskTracker::new();
-        let mut local_addrs = Vec::new();
-        for (sockets, listener_config) in bound {
-            for (socket, local) in sockets {
-                info!(local_addr = %local, bind = %listener_config.bind, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
-                local_addrs.push(local);
-                tasks.spawn(listener::accept_loop(
-                    socket,
-                    listener_config.clone(),
-                    Arc::clone(&broker),
-                    tasks.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
-        }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self { broker, local_addrs, shutdown, tasks, writer })
+        Ok(Self { broker, listeners, shutdown, tasks, writer })
+    }
+
+    /// The listeners, in config order.
+    pub fn listeners(&self) -> &[ListenerHandle] {
+        &self.listeners
     }
 
     /// The addresses the listeners are bound to, in config order.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().flat_map(|listener| listener.local_addrs().iter().copied()).collect()
     }
 
     /// The broker core.
@@ -118,12 +114,21 @@ impl Server {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         info!("shutting down");
-        // Listeners, housekeeping and connections still before CONNECT watch the channel;
-        // connected clients are kicked through their sessions.
+        for listener in &self.listeners {
+            listener.close().await;
+        }
+        // Housekeeping and connections still before CONNECT watch the channel; connected
+        // clients are kicked through their sessions.
         let _ = self.shutdown.send(true);
         self.broker.shut_down();
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+        let ended = async {
+            self.tasks.wait().await;
+            for listener in &self.listeners {
+                listener.connections_ended().await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, ended).await.is_err() {
             info!("some connections did not close in time");
         }
         if let Some(writer) = self.writer {
