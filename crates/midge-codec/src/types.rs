@@ -117,9 +117,22 @@ impl MqttString {
     }
 
     /// The string.
+    ///
+    /// Unchecked, because it is on the hot path: the broker takes a topic as a `&str` for every
+    /// delivery (`&message.topic` in the fan-out encoder) and several times per PUBLISH it routes.
+    /// Measured with `cargo bench -p midge-codec --bench mqtt_string` (2 shared cores, criterion
+    /// spread about ±10 %): a checked `std::str::from_utf8(..).expect(..)` costs 7.6 to 9.3 ns
+    /// per call on ASCII topics of 8 and 46 bytes and 37 ns on a 55-byte topic with accented
+    /// letters, against 0.6 ns here (the same as `as_bytes`); writing one PUBLISH per subscriber
+    /// goes from 39 to 51 ns per delivery (46-byte ASCII topic, +30 %) and from 37 to 72 ns
+    /// (non-ASCII, +95 %); decoding a PUBLISH and taking its topic four times, from 366 to
+    /// 390 ns (+7 %) and from 433 to 609 ns (+41 %).
+    #[allow(unsafe_code)]
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor checks that the bytes are valid UTF-8, and the bytes are
-        // immutable afterwards.
+        debug_assert!(std::str::from_utf8(&self.0).is_ok(), "an MqttString holds valid UTF-8");
+        // SAFETY: the field is private and only `from_bytes` (which `new` calls) and `default`
+        // (empty) build a value: `from_bytes` checks that the bytes are valid UTF-8, and `Bytes`
+        // never changes them afterwards.
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 

@@ -4,10 +4,14 @@
 mod mqtt;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
+
+use crate::bind::BindAddr;
+pub use crate::bind::DEFAULT_PORT;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -69,16 +73,110 @@ impl SyncSetting {
     }
 }
 
-/// One listening socket.
+/// One listener (`[[listener]]`), as mosquitto's `listener` with its per-listener options.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Address and port, e.g. "0.0.0.0:1883"; port 0 picks a free port (logged as local_addr).
-    pub bind: SocketAddr,
+    /// What it speaks (mosquitto's `protocol`): only `"mqtt"`, MQTT over TCP, is built so far.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// Address or host name, with or without a port: "0.0.0.0:1883", "[::1]:1884", "0.0.0.0",
+    /// "localhost" (the forms are in [`crate::bind`]). No port means 1883; port 0 picks a free
+    /// port (logged as local_addr).
+    pub bind: BindAddr,
     /// Whether clients without a user name may connect. Default false for configured
     /// listeners, as in mosquitto 2: opening a port to a network is a decision to make twice.
     #[serde(default)]
     pub allow_anonymous: bool,
+    /// Most connections open at once through this listener (mosquitto's `max_connections`);
+    /// one more is closed as soon as it is accepted. Default: no limit.
+    #[serde(default)]
+    pub max_connections: MaxConnections,
+}
+
+/// What a listener speaks (`protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+#[non_exhaustive]
+pub enum ListenerProtocol {
+    /// MQTT over TCP (mosquitto's `protocol mqtt`, its default).
+    #[default]
+    Mqtt,
+}
+
+/// The protocols mosquitto's `protocol` also takes that Midge does not build yet.
+const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 2] = ["websockets", "mqtt-sn"];
+
+impl TryFrom<String> for ListenerProtocol {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "mqtt" => Ok(Self::Mqtt),
+            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => {
+                Err(format!("protocol {other:?} is not available yet: only \"mqtt\" listeners can be built"))
+            }
+            other => Err(format!(
+                "unknown protocol {other:?}: expected \"mqtt\" ({} are not available yet)",
+                PROTOCOLS_NOT_YET_AVAILABLE.map(|p| format!("{p:?}")).join(" and ")
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenerProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mqtt => f.write_str("mqtt"),
+        }
+    }
+}
+
+/// A listener's `max_connections`: no limit (the key left out, or -1 as in mosquitto), or at
+/// least 1. 0 is refused: a listener that takes no client is one to remove.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct MaxConnections(Option<NonZeroUsize>);
+
+impl MaxConnections {
+    /// No limit.
+    pub const UNLIMITED: Self = Self(None);
+
+    /// At most `max` connections open at once.
+    pub fn at_most(max: NonZeroUsize) -> Self {
+        Self(Some(max))
+    }
+
+    /// The limit; `None` for none.
+    pub fn get(self) -> Option<usize> {
+        self.0.map(NonZeroUsize::get)
+    }
+}
+
+impl TryFrom<i64> for MaxConnections {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, String> {
+        match value {
+            -1 => Ok(Self::UNLIMITED),
+            0 => Err("max_connections = 0 would refuse every client: use at least 1, or -1 (or leave \
+                      the key out) for no limit"
+                .to_owned()),
+            _ => match usize::try_from(value).ok().and_then(NonZeroUsize::new) {
+                Some(max) => Ok(Self::at_most(max)),
+                None => Err(format!("max_connections = {value}: use at least 1, or -1 for no limit")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for MaxConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(max) => max.fmt(f),
+            None => f.write_str("unlimited"),
+        }
+    }
 }
 
 /// Logging settings.
@@ -86,7 +184,37 @@ pub struct ListenerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter: "info", "debug", "midge_server=debug,info", ... `RUST_LOG` overrides.
+    /// Checked by [`check_log_filter`].
     pub level: String,
+}
+
+/// The level names a log filter may use, as `tracing` spells them (case does not matter).
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a `[log] level` filter: comma-separated directives, each a level (`info`) or
+/// `TARGET=LEVEL` (`midge_server=debug`, also with `tracing`'s span syntax before the `=`).
+///
+/// A check of its own rather than `tracing_subscriber::EnvFilter::try_new`, for two reasons.
+/// `EnvFilter` takes a bare word that is not a level as a target name enabled at every level, so
+/// `level = "loud"` parses, enables only a target called `loud`, and the broker logs nothing at
+/// all: exactly the mistake to catch. And which subscriber formats the logs is the binary's
+/// choice, so the server library does not depend on `tracing-subscriber`. The price is that a
+/// bare target (`midge_server`, meaning every level) must be written `midge_server=trace`.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word.trim()));
+    if filter.trim().is_empty() {
+        return Err("empty: write a level such as \"info\"".to_owned());
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!("{directive:?} is neither a level ({}) nor TARGET=LEVEL", LOG_LEVELS.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 impl Default for LogConfig {
@@ -95,14 +223,12 @@ impl Default for LogConfig {
     }
 }
 
-/// Default port of the local listener.
-pub const DEFAULT_PORT: u16 = 1883;
-
-/// Why a configuration cannot be used.
+/// Why a configuration cannot be used. A cause is the error's `source()`, not part of its
+/// message, so that `midge serve`'s report of the whole chain prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -117,13 +243,24 @@ pub enum ConfigError {
         /// What the parser says, with line and column.
         message: String,
     },
-    /// A value is out of range.
-    #[error("invalid config file {path}: [mqtt] {source}")]
+    /// `[log] level` is not a filter Midge accepts.
+    #[error("invalid config file {path}: [log] level = {level:?}: {problem}")]
+    LogLevel {
+        /// The file.
+        path: PathBuf,
+        /// The filter as written.
+        level: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A value of `[mqtt]` is out of range. The setting and the problem are this error's own
+    /// message (not a source), so they are printed once.
+    #[error("invalid config file {path}: [mqtt] {limit}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// Which setting and why.
-        source: midge_broker::LimitError,
+        limit: midge_broker::LimitError,
     },
 }
 
@@ -139,7 +276,12 @@ impl ServerConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        config.mqtt.limits().map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
+        config.mqtt.limits().map_err(|limit| ConfigError::Invalid { path: path.to_owned(), limit })?;
+        check_log_filter(&config.log.level).map_err(|problem| ConfigError::LogLevel {
+            path: path.to_owned(),
+            level: config.log.level.clone(),
+            problem,
+        })?;
         Ok(config)
     }
 
@@ -155,12 +297,30 @@ impl ServerConfig {
 
 /// The listener `midge serve` opens with no config: loopback only, anonymous allowed.
 pub fn default_listener(port: u16) -> ListenerConfig {
-    ListenerConfig { bind: SocketAddr::from(([127, 0, 0, 1], port)), allow_anonymous: true }
+    ListenerConfig {
+        protocol: ListenerProtocol::Mqtt,
+        bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
+        allow_anonymous: true,
+        max_connections: MaxConnections::UNLIMITED,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error;
+
     use super::*;
+
+    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
+    fn report(error: &dyn Error) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        text
+    }
 
     #[test]
     fn empty_file_gives_defaults_and_the_local_listener() {
@@ -210,8 +370,78 @@ mod tests {
         let err = ServerConfig::parse("[mqtt]\nmax_qoss = 1\n", Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("max_qoss"), "{err}");
         let err = ServerConfig::parse("[mqtt]\nmax_qos = 3\n", Path::new("m.toml")).unwrap_err();
-        assert!(err.to_string().contains("max_qos"), "{err}");
-        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense\"\n", Path::new("m.toml")).unwrap_err();
-        assert!(err.to_string().contains("m.toml"), "{err}");
+        assert_eq!(report(&err), "invalid config file m.toml: [mqtt] max_qos: must be 0, 1 or 2");
+        let err = ServerConfig::parse("[[listener]]\nbind = \"nonsense here\"\n", Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("m.toml") && err.to_string().contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn listener_protocol_and_max_connections() {
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"))
+        };
+        let listener = parse("").unwrap().listener.remove(0);
+        assert_eq!((listener.protocol, listener.max_connections), (ListenerProtocol::Mqtt, MaxConnections::UNLIMITED));
+        assert_eq!(listener.max_connections.get(), None);
+        assert_eq!(parse("protocol = \"mqtt\"").unwrap().listener[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
+        assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
+        for (extra, expected) in [
+            ("protocol = \"websockets\"", "protocol \"websockets\" is not available yet"),
+            ("protocol = \"mqtt-sn\"", "protocol \"mqtt-sn\" is not available yet"),
+            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\""),
+            ("max_connections = 0", "max_connections = 0 would refuse every client"),
+            ("max_connections = -2", "max_connections = -2: use at least 1"),
+            ("max_connections = \"many\"", "max_connections"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains("p.toml") && err.contains(expected), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn bind_takes_names_and_addresses_without_a_port() {
+        for (bind, port) in
+            [("localhost:1884", 1884), ("localhost", 1883), ("0.0.0.0", 1883), ("::1", 1883), ("[::1]:1884", 1884)]
+        {
+            let text = format!("[[listener]]\nbind = {bind:?}\n");
+            let config = ServerConfig::parse(&text, Path::new("x.toml")).unwrap_or_else(|e| panic!("{bind}: {e}"));
+            assert_eq!(config.listener[0].bind.to_string(), bind);
+            assert_eq!(config.listener[0].bind.port(), port, "{bind}");
+        }
+    }
+
+    #[test]
+    fn log_levels_and_per_target_filters_are_accepted() {
+        for level in ["info", "DEBUG", " warn ", "off", "trace", "midge_server=debug,info", "info,fjall=warn,"] {
+            let text = format!("[log]\nlevel = {level:?}\n");
+            assert!(ServerConfig::parse(&text, Path::new("x.toml")).is_ok(), "{level:?}");
+        }
+        assert!(check_log_filter("midge_server::connection=trace").is_ok());
+        assert!(check_log_filter("midge_server[connect{client_id=a}]=debug").is_ok());
+    }
+
+    #[test]
+    fn an_unknown_log_level_is_a_config_error_naming_the_file_and_the_key() {
+        for level in ["loud", "", "info,verbose", "midge_server=loud", "=debug", "midge_server"] {
+            let text = format!("[log]\nlevel = {level:?}\n");
+            let err = ServerConfig::parse(&text, Path::new("l.toml")).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("l.toml") && message.contains("[log] level"), "{level:?}: {message}");
+        }
+        let err = ServerConfig::parse("[log]\nlevel = \"loud\"\n", Path::new("l.toml")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid config file l.toml: [log] level = \"loud\": \"loud\" is neither a level \
+             (off, error, warn, info, debug, trace) nor TARGET=LEVEL"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_reported_with_the_os_error_once() {
+        let err = ServerConfig::load(Path::new("/nonexistent/midge.toml")).unwrap_err();
+        let report = report(&err);
+        assert!(report.starts_with("cannot read config file /nonexistent/midge.toml: "), "{report}");
+        assert_eq!(report.matches("No such file or directory").count(), 1, "{report}");
     }
 }

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: the TOML configuration and the no-config defaults; `[mqtt]` becomes the core's
 //!   `Limits`.
-//! - [`listener`]: binding listeners and accepting connections.
+//! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
+//! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
+//!   of a running listener.
 //! - [`transport`]: what a connection's bytes travel over (TCP today).
 //! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
 //!   acknowledgements, pacing.
@@ -13,6 +15,7 @@
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
+pub mod bind;
 pub mod config;
 pub mod conn;
 pub mod limits;
@@ -23,4 +26,5 @@ pub mod store;
 pub mod transport;
 
 pub use config::{ListenerConfig, ServerConfig};
+pub use listener::{ListenerCounters, ListenerHandle};
 pub use server::{Server, ServerError};

@@ -1,42 +1,327 @@
-//! Listening sockets: bind, accept, and hand each connection to its own task.
+//! Listeners: binding their sockets, accepting connections under `max_connections`, and the
+//! [`ListenerHandle`] a running listener is known by.
+//!
+//! A listener is one `[[listener]]` of the config. It may have several sockets (a `bind` name
+//! that resolves to several addresses) and has one accept loop for all of them, so its
+//! connection limit is checked in one place. Its connections run on its own task tracker: the
+//! tracker's length is the listener's count of open connections, at no cost to the connection
+//! tasks (each carries a tracker token either way).
 
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use midge_broker::ports::auth::AnonymousOnly;
+use midge_broker::Broker;
+use midge_store::WriterHandle;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::ListenerConfig;
 use crate::conn::{self as connection, ListenerContext};
+use crate::server::ServerError;
 
-/// Accepts connections on `listener` until shutdown, spawning a driver task for each.
-pub async fn accept_loop(
-    listener: TcpListener,
+/// How often at most a full listener warns that it is closing new connections; refusals in
+/// between are counted and reported with the next warning. A client that reconnects in a tight
+/// loop must not be able to flood the log, and one line a second still shows that it happens.
+const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long accepting pauses after an error (out of file descriptors and the like), so that a
+/// persistent error does not spin the loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// A listener whose sockets are bound but which does not accept yet: binding every listener
+/// before anything else starts lets a taken port stop the start with nothing to undo.
+#[derive(Debug)]
+pub struct BoundListener {
+    index: usize,
     config: ListenerConfig,
+    sockets: Vec<TcpListener>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl BoundListener {
+    /// Binds every address of listener number `index` (from 1, for messages): one socket per
+    /// address its `bind` resolves to. With port 0, the first socket picks a free port and the
+    /// others take the same one, so a name listens on one port whatever its addresses.
+    pub async fn bind(index: usize, config: ListenerConfig) -> Result<Self, ServerError> {
+        let bind = &config.bind;
+        let addrs = bind.resolve().await.map_err(|source| ServerError::Resolve {
+            listener: index,
+            bind: bind.clone(),
+            source,
+        })?;
+        let mut sockets = Vec::with_capacity(addrs.len());
+        let mut local_addrs: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+        for mut addr in addrs {
+            if let Some(first) = local_addrs.first() {
+                if addr.port() == 0 {
+                    addr.set_port(first.port());
+                }
+            }
+            let failed = |source| ServerError::Bind { listener: index, bind: bind.clone(), addr, source };
+            let socket = TcpListener::bind(addr).await.map_err(failed)?;
+            local_addrs.push(socket.local_addr().map_err(failed)?);
+            sockets.push(socket);
+        }
+        Ok(Self { index, config, sockets, local_addrs })
+    }
+
+    /// The addresses its sockets are bound to.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Starts accepting. Its clients are authenticated by the listener's own settings; `store`
+    /// is the store's writer whose commits release held acknowledgements. Connections before
+    /// CONNECT watch `shutdown`; connected ones are stopped through the broker
+    /// ([`Broker::shut_down`]).
+    pub fn start(
+        self,
+        broker: Arc<Broker>,
+        store: Option<WriterHandle>,
+        shutdown: watch::Receiver<bool>,
+    ) -> ListenerHandle {
+        let Self { index, config, sockets, local_addrs } = self;
+        for local_addr in &local_addrs {
+            info!(
+                listener = index, %local_addr, bind = %config.bind, protocol = %config.protocol,
+                allow_anonymous = config.allow_anonymous, max_connections = %config.max_connections,
+                "listening (mqtt over tcp)"
+            );
+        }
+        let counters = Arc::new(Counters::default());
+        let connections = TaskTracker::new();
+        let (stop, stop_rx) = watch::channel(false);
+        let accept_loop = TaskTracker::new();
+        accept_loop.spawn(
+            AcceptLoop {
+                index,
+                config: config.clone(),
+                context: Arc::new(ListenerContext {
+                    broker,
+                    authenticator: Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous }),
+                    authorizer: None,
+                    store,
+                    shutdown,
+                }),
+                counters: Arc::clone(&counters),
+                connections: connections.clone(),
+                warnings: FullWarnings::default(),
+            }
+            .run(sockets, stop_rx),
+        );
+        accept_loop.close();
+        ListenerHandle { index, config, local_addrs, counters, connections, stop, accept_loop }
+    }
+}
+
+/// A running listener: its addresses, its config, its counters, and a way to close it without
+/// touching the other listeners, so that a reload can add, change or close listeners one by one.
+/// Dropping the handle closes the listener too.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    /// Its place in the config, from 1, as logs and errors name it.
+    index: usize,
+    config: ListenerConfig,
+    local_addrs: Vec<SocketAddr>,
+    counters: Arc<Counters>,
+    /// Its connections; their number is the listener's count of open connections.
+    connections: TaskTracker,
+    /// Tells the accept loop to stop.
+    stop: watch::Sender<bool>,
+    /// The accept loop alone, to learn when it has ended and dropped the sockets.
+    accept_loop: TaskTracker,
+}
+
+impl ListenerHandle {
+    /// Its place in the config, from 1.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The config it runs with.
+    pub fn config(&self) -> &ListenerConfig {
+        &self.config
+    }
+
+    /// The addresses it listens on (several when its `bind` name resolved to several).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Its counters now.
+    pub fn counters(&self) -> ListenerCounters {
+        ListenerCounters {
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            refused_max_connections: self.counters.refused_max_connections.load(Ordering::Relaxed),
+            accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
+            open: self.connections.len(),
+        }
+    }
+
+    /// Stops accepting and closes the sockets, and returns once they are closed, so their
+    /// addresses can be bound again. Connections it accepted carry on until they end or the
+    /// server shuts down; other listeners are not touched. Closing twice does nothing more.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: once called, the listener closes whether or not the call is awaited to the
+    /// end.
+    pub async fn close(&self) {
+        let _ = self.stop.send(true);
+        self.connections.close();
+        self.accept_loop.wait().await;
+    }
+
+    /// Whether it has stopped accepting.
+    pub fn is_closed(&self) -> bool {
+        self.accept_loop.is_empty()
+    }
+
+    /// Waits until every connection it accepted has ended; after [`close`](Self::close) only.
+    pub(crate) async fn connections_ended(&self) {
+        self.connections.wait().await;
+    }
+}
+
+/// A listener's counters at one moment, from [`ListenerHandle::counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerCounters {
+    /// Connections accepted and handed to a connection task.
+    pub accepted: u64,
+    /// Connections closed as soon as they were accepted because `max_connections` were open.
+    pub refused_max_connections: u64,
+    /// Failed accepts (out of file descriptors and the like).
+    pub accept_errors: u64,
+    /// Connections open now.
+    pub open: usize,
+}
+
+/// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
+/// on its own, nothing is ordered by them.
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    refused_max_connections: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+/// The task that accepts a listener's connections.
+struct AcceptLoop {
+    index: usize,
+    config: ListenerConfig,
+    /// What every connection of this listener is given.
     context: Arc<ListenerContext>,
-    tasks: TaskTracker,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if let Err(error) = stream.set_nodelay(true) {
-                        warn!(%peer, %error, "cannot set TCP_NODELAY");
+    counters: Arc<Counters>,
+    connections: TaskTracker,
+    warnings: FullWarnings,
+}
+
+impl AcceptLoop {
+    /// Accepts on every socket until told to stop (or the handle is dropped), then drops them.
+    async fn run(mut self, sockets: Vec<TcpListener>, mut stop: watch::Receiver<bool>) {
+        let mut first = 0;
+        loop {
+            tokio::select! {
+                accepted = accept_any(&sockets, &mut first) => match accepted {
+                    Ok((stream, peer)) => self.admit(stream, peer),
+                    Err(error) => {
+                        self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(listener = self.index, %error, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     }
-                    tasks.spawn(connection::serve(stream, peer, Arc::clone(&context)));
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        drop(sockets);
+        info!(listener = self.index, bind = %self.config.bind, "listener closed");
+    }
+
+    /// Hands an accepted connection to its own task, or closes it at once when the listener
+    /// already has `max_connections` open: before any buffer, task or broker state exists for it.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Some(max) = self.config.max_connections.get() {
+            if self.connections.len() >= max {
+                let total = self.counters.refused_max_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                drop(stream);
+                if let Some(refused) = self.warnings.refused(Instant::now()) {
+                    warn!(
+                        listener = self.index, bind = %self.config.bind, max_connections = max, refused, total,
+                        %peer, "listener full: closing new connections at once (max_connections)"
+                    );
                 }
-                Err(error) => {
-                    // Out of file descriptors and the like: log, pause briefly, keep serving.
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            },
-            _ = shutdown.changed() => {
-                info!(bind = %config.bind, "listener closed");
                 return;
             }
         }
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = stream.set_nodelay(true) {
+            warn!(%peer, %error, "cannot set TCP_NODELAY");
+        }
+        self.connections.spawn(connection::serve(stream, peer, Arc::clone(&self.context)));
+    }
+}
+
+/// The next connection on any of `sockets`, trying them from `first` on (which then moves on by
+/// one) so that a busy socket cannot starve the others.
+///
+/// # Cancel safety
+/// Cancel safe: a socket gives up a connection only in the poll that returns it.
+async fn accept_any(sockets: &[TcpListener], first: &mut usize) -> std::io::Result<(TcpStream, SocketAddr)> {
+    poll_fn(|cx| {
+        let count = sockets.len();
+        for offset in 0..count {
+            let socket = &sockets[(*first + offset) % count];
+            if let Poll::Ready(result) = socket.poll_accept(cx) {
+                *first = (*first + 1) % count;
+                return Poll::Ready(result);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The rate limit of a full listener's warning: at most one per [`FULL_WARNING_INTERVAL`].
+#[derive(Debug, Default)]
+struct FullWarnings {
+    /// When the last warning was logged.
+    last: Option<Instant>,
+    /// Refusals since then, the one being recorded included.
+    since_last: u64,
+}
+
+impl FullWarnings {
+    /// Records a refusal at `now`. Returns the number of refusals to report when a warning is
+    /// due, `None` when the last one was less than [`FULL_WARNING_INTERVAL`] ago.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.since_last += 1;
+        if self.last.is_some_and(|last| now.saturating_duration_since(last) < FULL_WARNING_INTERVAL) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since_last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_listener_warns_at_most_once_a_second_and_counts_what_it_did_not_log() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut warnings = FullWarnings::default();
+        assert_eq!(warnings.refused(at(0)), Some(1));
+        assert_eq!(warnings.refused(at(10)), None);
+        assert_eq!(warnings.refused(at(999)), None);
+        assert_eq!(warnings.refused(at(1000)), Some(3), "the two held back and this one");
+        assert_eq!(warnings.refused(at(1500)), None);
+        assert_eq!(warnings.refused(at(5000)), Some(2));
     }
 }

@@ -5,17 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use midge_broker::ports::auth::AnonymousOnly;
 use midge_broker::{Broker, KEEP_ALIVE_SWEEP};
 use midge_store::{DiskStore, Writer};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::bind::BindAddr;
 use crate::config::ServerConfig;
-use crate::conn::ListenerContext;
-use crate::listener;
+use crate::listener::{BoundListener, ListenerHandle};
 
 /// How often expiries and delayed wills are checked; their resolution is one second in the
 /// protocol, so a finer tick buys nothing.
@@ -24,17 +22,36 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
+///
+/// Each variant's cause is its `source()`, not part of its message: `midge serve` prints the
+/// whole chain (`{error:#}`), so a cause in both would be printed twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store could not be opened or read; the message names the directory and what to do.
-    #[error("cannot use the store: {0}")]
+    /// The store could not be opened or read; the store's error names the directory and what
+    /// to do.
+    #[error("cannot use the store")]
     Store(#[from] midge_store::StoreError),
-    /// A setting of `[mqtt]` is out of range.
+    /// A setting of `[mqtt]` is out of range (a config built in code; files are checked when
+    /// they are read).
     #[error("[mqtt] {0}")]
-    Limits(#[from] midge_broker::LimitError),
-    /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    Limits(midge_broker::LimitError),
+    /// A listener's host name did not resolve.
+    #[error("listener {listener} (bind = \"{bind}\"): cannot resolve the host name")]
+    Resolve {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// Its `bind` as written.
+        bind: BindAddr,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
+    /// A listener could not bind one of its addresses.
+    #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// Its `bind` as written.
+        bind: BindAddr,
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
@@ -45,8 +62,11 @@ pub enum ServerError {
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
-    local_addrs: Vec<SocketAddr>,
+    /// The listeners, in config order. A closed one stays here: shutdown waits for the
+    /// connections it accepted.
+    listeners: Vec<ListenerHandle>,
     shutdown: watch::Sender<bool>,
+    /// The housekeeping task.
     tasks: TaskTracker,
     /// The store writer, flushed and closed at shutdown.
     writer: Option<Writer<DiskStore>>,
@@ -54,39 +74,40 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("local_addrs", &self.local_addrs).finish_non_exhaustive()
+        f.debug_struct("Server").field("listeners", &self.listeners).finish_non_exhaustive()
     }
 }
 
 impl Server {
-    /// Binds every listener and starts serving.
+    /// Binds every listener, opens the store, and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        // Listeners first: a taken port or a name that does not resolve must stop the start
+        // before the store's directory is created, locked or repaired. Clients that connect
+        // meanwhile wait in the listen backlog until the accept loops start.
+        let mut bound = Vec::new();
+        for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
+            bound.push(BoundListener::bind(index + 1, listener_config).await?);
+        }
         let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let store = writer.as_ref().map(Writer::handle);
+        let listeners = bound
+            .into_iter()
+            .map(|listener| listener.start(Arc::clone(&broker), store.clone(), shutdown_rx.clone()))
+            .collect();
         let tasks = TaskTracker::new();
-        let mut local_addrs = Vec::new();
-        for listener_config in config.effective_listeners() {
-            let addr = listener_config.bind;
-            let socket = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-            let local = socket.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-            info!(local_addr = %local, allow_anonymous = listener_config.allow_anonymous, "listening (mqtt over tcp)");
-            local_addrs.push(local);
-            let context = Arc::new(ListenerContext {
-                broker: Arc::clone(&broker),
-                authenticator: Arc::new(AnonymousOnly { allow_anonymous: listener_config.allow_anonymous }),
-                authorizer: None,
-                store: writer.as_ref().map(Writer::handle),
-                shutdown: shutdown_rx.clone(),
-            });
-            tasks.spawn(listener::accept_loop(socket, listener_config, context, tasks.clone(), shutdown_rx.clone()));
-        }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self { broker, local_addrs, shutdown, tasks, writer })
+        Ok(Self { broker, listeners, shutdown, tasks, writer })
+    }
+
+    /// The listeners, in config order.
+    pub fn listeners(&self) -> &[ListenerHandle] {
+        &self.listeners
     }
 
     /// The addresses the listeners are bound to, in config order.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().flat_map(|listener| listener.local_addrs().iter().copied()).collect()
     }
 
     /// The broker core.
@@ -99,12 +120,21 @@ impl Server {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         info!("shutting down");
-        // Listeners, housekeeping and connections still before CONNECT watch the channel;
-        // connected clients are kicked through their sessions.
+        for listener in &self.listeners {
+            listener.close().await;
+        }
+        // Housekeeping and connections still before CONNECT watch the channel; connected
+        // clients are kicked through their sessions.
         let _ = self.shutdown.send(true);
         self.broker.shut_down();
         self.tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_err() {
+        let ended = async {
+            self.tasks.wait().await;
+            for listener in &self.listeners {
+                listener.connections_ended().await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, ended).await.is_err() {
             info!("some connections did not close in time");
         }
         let stats = self.broker.stats().snapshot();
@@ -131,7 +161,7 @@ impl Server {
 /// Builds the broker: with persistence, opens the store, repairs what a crash left half done,
 /// starts the writer and restores the stored state.
 fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<DiskStore>>), ServerError> {
-    let limits = config.mqtt.limits()?;
+    let limits = config.mqtt.limits().map_err(ServerError::Limits)?;
     if !config.store.persistence {
         info!("persistence is off: state is kept in memory only");
         return Ok((Broker::new(limits), None));
@@ -164,5 +194,42 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
+    fn report(error: &dyn Error) -> String {
+        let mut text = error.to_string();
+        let mut cause = error.source();
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_report_prints_each_cause_once() {
+        let in_use = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let os_text = in_use().to_string();
+        let bind = ServerError::Bind {
+            listener: 2,
+            bind: BindAddr::parse("localhost").unwrap(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            source: in_use(),
+        };
+        assert_eq!(
+            report(&bind),
+            format!("listener 2 (bind = \"localhost\"): cannot listen on 127.0.0.1:1883: {os_text}")
+        );
+        let store = ServerError::Store(midge_store::StoreError::Io { path: PathBuf::from("/d"), error: in_use() });
+        assert_eq!(report(&store).matches(&os_text).count(), 1, "{}", report(&store));
     }
 }

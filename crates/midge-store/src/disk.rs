@@ -86,7 +86,7 @@ impl DiskStore {
     /// An older format is migrated in place.
     pub fn open(dir: impl AsRef<Path>) -> Result<DiskStore, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|error| StoreError::Io { path: dir.to_path_buf(), error })?;
         let marker_path = dir.join(MARKER_FILE);
         match read_marker(&marker_path)? {
             None => Self::create(dir),
@@ -119,7 +119,7 @@ impl DiskStore {
     /// A new store in `dir`, which must be empty but for an engine directory left by a creation
     /// that was interrupted before the marker was written (it holds no broker data then).
     fn create(dir: &Path) -> Result<DiskStore, StoreError> {
-        let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+        let io = |error| StoreError::Io { path: dir.to_path_buf(), error };
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let entry = entry.map_err(io)?;
             let name = entry.file_name();
@@ -223,7 +223,7 @@ impl DiskStore {
         let (db, tables) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(fjall::Error::Locked)) => return Err(StoreError::Locked { path: dir.to_path_buf() }),
-            Ok(Err(fjall::Error::Io(source))) => return Err(StoreError::Io { path: engine_dir, source }),
+            Ok(Err(fjall::Error::Io(error))) => return Err(StoreError::Io { path: engine_dir, error }),
             Ok(Err(e)) => {
                 return Err(StoreError::Corrupt { path: engine_dir, detail: format!("the engine cannot open it: {e}") })
             }
@@ -240,12 +240,12 @@ impl DiskStore {
             .truncate(false)
             .write(true)
             .open(&watermark_path)
-            .map_err(|source| StoreError::Io { path: watermark_path, source })?;
+            .map_err(|error| StoreError::Io { path: watermark_path, error })?;
         let compactor = Compactor::start(vec![
             tables[Table::Messages as usize].clone(),
             tables[Table::Deliveries as usize].clone(),
         ])
-        .map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        .map_err(|error| StoreError::Io { path: dir.to_path_buf(), error })?;
         let mut store = DiskStore {
             compactor,
             dir: dir.to_path_buf(),
@@ -307,7 +307,7 @@ impl DiskStore {
 
     fn read_error(&self, e: fjall::Error) -> StoreError {
         match e {
-            fjall::Error::Io(source) => StoreError::Io { path: self.engine_dir.clone(), source },
+            fjall::Error::Io(error) => StoreError::Io { path: self.engine_dir.clone(), error },
             e => StoreError::Corrupt { path: self.engine_dir.clone(), detail: format!("reading failed: {e}") },
         }
     }
@@ -375,7 +375,7 @@ fn read_marker(path: &Path) -> Result<Option<Marker>, StoreError> {
     let text = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StoreError::Io { path: path.to_path_buf(), source }),
+        Err(error) => return Err(StoreError::Io { path: path.to_path_buf(), error }),
     };
     let corrupt = |detail: &str| StoreError::Corrupt { path: path.to_path_buf(), detail: detail.to_owned() };
     let text = String::from_utf8(text).map_err(|_| corrupt("not UTF-8 text"))?;
@@ -410,7 +410,7 @@ fn write_marker(dir: &Path, marker: Marker) -> Result<(), StoreError> {
     );
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| StoreError::Io { path, source }
+        move |error| StoreError::Io { path, error }
     };
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(text.as_bytes()).map_err(io(&tmp))?;
@@ -426,7 +426,7 @@ fn read_watermark(path: &Path) -> Result<u64, StoreError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(source) => return Err(StoreError::Io { path: path.to_path_buf(), source }),
+        Err(error) => return Err(StoreError::Io { path: path.to_path_buf(), error }),
     };
     if bytes.is_empty() {
         return Ok(0);
@@ -463,7 +463,7 @@ fn new_store_id() -> u128 {
 
 /// Allocated bytes of every file under `dir`.
 fn dir_usage(dir: &Path) -> Result<u64, StoreError> {
-    let io = |source| StoreError::Io { path: dir.to_path_buf(), source };
+    let io = |error| StoreError::Io { path: dir.to_path_buf(), error };
     let mut total = 0;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;

@@ -14,13 +14,17 @@ use crate::batch::Batch;
 #[non_exhaustive]
 pub enum StoreError {
     /// The operating system refused an operation on a file or directory.
-    #[error("store I/O error on {path}: {source}")]
+    ///
+    /// The OS error is part of the message and deliberately not this error's `source()`: store
+    /// errors are logged with `%error` (by the writer, the broker's journal, the connections),
+    /// which shows only the message, while a report that walks the chain (`midge serve`'s
+    /// `{error:#}`) would print a source twice.
+    #[error("store I/O error on {path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The store holds data this Midge cannot read, or has lost data it had made durable.
     #[error(
@@ -103,4 +107,23 @@ pub enum DurableError {
     /// The writer shut down before committing the ticket.
     #[error("the store writer shut down before the ticket was committed")]
     Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn io_error_is_in_the_message_and_not_repeated_by_a_chain_report() {
+        let error = StoreError::Io {
+            path: PathBuf::from("/var/lib/midge"),
+            error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let message = error.to_string();
+        assert!(message.contains("/var/lib/midge"), "{message}");
+        assert!(message.contains("permission denied"), "{message}");
+        assert!(error.source().is_none(), "a chain report would print the OS error twice");
+    }
 }

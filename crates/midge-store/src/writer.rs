@@ -165,7 +165,7 @@ impl<S: Store> Writer<S> {
         let thread = std::thread::Builder::new()
             .name("midge-store-writer".into())
             .spawn(move || run(store, thread_shared))
-            .map_err(|source| StoreError::Io { path: "<writer thread>".into(), source })?;
+            .map_err(|error| StoreError::Io { path: "<writer thread>".into(), error })?;
         Ok(Writer { shared, thread: Some(thread) })
     }
 

@@ -1,4 +1,5 @@
 //! `midge serve`: loads the config, sets up logging, runs the broker until SIGINT or SIGTERM.
+//! SIGHUP is logged and otherwise ignored until reload exists.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,8 +51,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.store.data_dir = dir;
     }
     let level = if args.verbose { "debug" } else { config.log.level.as_str() };
+    let directives = quiet_storage_engine(level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&directives))
         .with_context(|| format!("invalid log level {level:?}"))?;
     // Colours only on a terminal: log files and test harnesses read plain `key=value` fields.
     let ansi = std::io::stderr().is_terminal();
@@ -62,30 +64,73 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Handlers first: a supervisor that sends SIGTERM as soon as the listener is logged must
         // find them installed, not the default action (which kills without a clean shutdown).
-        let signals = ShutdownSignals::install().context("cannot install the SIGINT/SIGTERM handlers")?;
+        let signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
         let server = Server::start(config).await?;
         server.run_until(signals.received()).await;
         anyhow::Ok(())
     })
 }
 
-/// SIGINT and SIGTERM, listened for from the moment they are installed.
-struct ShutdownSignals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
+/// Targets of the storage engine (fjall and its LSM tree), which log at INFO what an operator
+/// does not need: "Creating database", a "Finished ingestion writer" per table, ... about eight
+/// lines at every start.
+const STORAGE_ENGINE_TARGETS: [&str; 2] = ["fjall", "lsm_tree"];
+
+/// The log filter for `level` with the storage engine's targets held at WARN, unless `level`
+/// names them itself (`RUST_LOG`, when set, replaces the whole filter instead).
+fn quiet_storage_engine(level: &str) -> String {
+    let mut filter = level.to_owned();
+    for target in STORAGE_ENGINE_TARGETS {
+        if !level.split(',').any(|directive| directive.trim().starts_with(target)) {
+            filter.push_str(&format!(",{target}=warn"));
+        }
+    }
+    filter
 }
 
-impl ShutdownSignals {
+/// SIGINT, SIGTERM and SIGHUP, listened for from the moment they are installed.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    /// SIGHUP is what logrotate's postrotate scripts and mosquitto admins send to ask for a
+    /// reload. Its default action kills the process, so it is caught even though reload does
+    /// not exist yet.
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
     fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 
-    /// Completes on the first SIGINT or SIGTERM.
+    /// Completes on the first SIGINT or SIGTERM; logs every SIGHUP meanwhile.
     async fn received(mut self) {
-        tokio::select! {
-            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return tracing::info!("SIGINT received"),
+                _ = self.terminate.recv() => return tracing::info!("SIGTERM received"),
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP received: reload is not supported yet, nothing changed");
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_storage_engine_is_held_at_warn_unless_named() {
+        assert_eq!(quiet_storage_engine("info"), "info,fjall=warn,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("debug"), "debug,fjall=warn,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("info,fjall=debug"), "info,fjall=debug,lsm_tree=warn");
+        assert_eq!(quiet_storage_engine("lsm_tree::tree=trace"), "lsm_tree::tree=trace,fjall=warn");
     }
 }

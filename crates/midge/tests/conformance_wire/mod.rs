@@ -23,7 +23,7 @@ pub mod frame;
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 // Each test file uses its own subset of these.
@@ -129,8 +129,14 @@ pub struct Client {
 impl Client {
     /// A TCP connection to the broker, with nothing sent yet.
     pub fn open(broker: &TestBroker, version: Version) -> Self {
+        Self::open_at(broker.addr, version)
+    }
+
+    /// A TCP connection to one of the broker's addresses (a broker with several listeners),
+    /// with nothing sent yet.
+    pub fn open_at(addr: SocketAddr, version: Version) -> Self {
         Self {
-            stream: connect_tcp(broker),
+            stream: connect_tcp_at(addr),
             version,
             pending: Vec::new(),
             backlog: VecDeque::new(),
@@ -469,12 +475,12 @@ impl Client {
     }
 }
 
-/// A TCP connection to the broker. Retries a refused connection for a moment: mosquitto logs the
-/// line the harness waits for just before it starts listening.
-fn connect_tcp(broker: &TestBroker) -> TcpStream {
+/// A TCP connection to the broker at `addr`. Retries a refused connection for a moment:
+/// mosquitto logs the line the harness waits for just before it starts listening.
+fn connect_tcp_at(addr: SocketAddr) -> TcpStream {
     let deadline = Instant::now() + WAIT;
     loop {
-        match TcpStream::connect(broker.addr) {
+        match TcpStream::connect(addr) {
             Ok(stream) => {
                 stream.set_nodelay(true).expect("TCP_NODELAY");
                 return stream;
@@ -482,7 +488,7 @@ fn connect_tcp(broker: &TestBroker) -> TcpStream {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => panic!("cannot connect to the broker at {}: {e}", broker.addr),
+            Err(e) => panic!("cannot connect to the broker at {addr}: {e}"),
         }
     }
 }

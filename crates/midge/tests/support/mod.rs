@@ -79,11 +79,17 @@ impl TestBroker {
         std::fs::write(&config, text).expect("write config");
         let mut command = Command::new(midge_bin());
         command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
-        Self::spawn(command, Target::Midge, dir, |line| {
-            let (_, rest) = line.split_once("local_addr=")?;
-            let addr = rest.split_whitespace().next()?;
-            addr.trim_matches('"').parse().ok()
-        })
+        Self::spawn(command, Target::Midge, dir, local_addr)
+    }
+
+    /// `midge serve ARGS`, run in a temporary directory with the default log filter (no
+    /// `RUST_LOG`). The arguments must make it listen on a port it reports (`-p 0`, or a config
+    /// with port 0).
+    pub fn start_midge_args(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new(midge_bin());
+        command.arg("serve").args(args).env_remove("RUST_LOG").current_dir(dir.path());
+        Self::spawn(command, Target::Midge, dir, local_addr)
     }
 
     /// Debian's `mosquitto -c FILE` with one listener on a free loopback port, anonymous access,
@@ -125,12 +131,15 @@ impl TestBroker {
                 if std::env::var_os("MIDGE_TEST_ECHO").is_some() {
                     eprintln!("[broker] {line}");
                 }
-                if let Some(addr) = ready(&line) {
+                // Logged before the broker is reported ready, so that a test can find the line
+                // that made it ready.
+                let addr = ready(&line);
+                log_writer.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
                 }
-                log_writer.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(START_TIMEOUT) {
@@ -198,6 +207,13 @@ impl Drop for TestBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in a midge `listening ... local_addr=IP:PORT` line.
+pub fn local_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("local_addr=")?;
+    let addr = rest.split_whitespace().next()?;
+    addr.trim_matches('"').parse().ok()
 }
 
 /// The `midge` binary of this build.
