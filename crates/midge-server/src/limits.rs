@@ -1,5 +1,5 @@
-//! The server's own bounds, each named once with its reason (the broker core's are in
-//! `midge_broker::Limits`).
+//! The server's own bounds and intervals, each named once with its reason (the broker core's
+//! are in `midge_broker::Limits`; the adaptive read sizes are in `read_size`).
 
 use std::time::Duration;
 
@@ -11,3 +11,19 @@ pub const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection may take to flush its last packets (DISCONNECT, CONNACK): a
 /// client that stopped reading must not hold its task.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long accepting pauses after an error (out of file descriptors and the like), so that a
+/// persistent error does not spin the accept loop.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often at most a full listener warns that it is closing new connections; refusals in
+/// between are counted and reported with the next warning. A client that reconnects in a tight
+/// loop must not be able to flood the log, and one line a second still shows that it happens.
+pub const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often expiries and delayed wills are checked; their resolution is one second in the
+/// protocol, so a finer tick buys nothing.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for connections to say goodbye before the store is closed anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use midge_broker::ports::auth::AnonymousOnly;
 use midge_broker::Broker;
@@ -24,15 +24,8 @@ use tracing::{info, warn};
 
 use crate::config::ListenerConfig;
 use crate::conn::{self as connection, ListenerContext};
+use crate::limits::{ACCEPT_ERROR_PAUSE, FULL_WARNING_INTERVAL};
 use crate::server::ServerError;
-
-/// How often at most a full listener warns that it is closing new connections; refusals in
-/// between are counted and reported with the next warning. A client that reconnects in a tight
-/// loop must not be able to flood the log, and one line a second still shows that it happens.
-const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(1);
-/// How long accepting pauses after an error (out of file descriptors and the like), so that a
-/// persistent error does not spin the loop.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// A listener whose sockets are bound but which does not accept yet: binding every listener
 /// before anything else starts lets a taken port stop the start with nothing to undo.
@@ -310,6 +303,8 @@ impl FullWarnings {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

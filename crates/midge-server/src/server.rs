@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use midge_broker::{Broker, KEEP_ALIVE_SWEEP};
 use midge_store::{DiskStore, Writer};
@@ -13,13 +13,8 @@ use tracing::info;
 
 use crate::bind::BindAddr;
 use crate::config::ServerConfig;
+use crate::limits::{HOUSEKEEPING_INTERVAL, SHUTDOWN_GRACE};
 use crate::listener::{BoundListener, ListenerHandle};
-
-/// How often expiries and delayed wills are checked; their resolution is one second in the
-/// protocol, so a finer tick buys nothing.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
-/// How long shutdown waits for connections to say goodbye.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the server could not start.
 ///
