@@ -3,7 +3,7 @@
 # rewriting one marked section of docs/benchmarks.md. Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MIDGE=$ROOT/target/release/midge
+MIDGE=${CARGO_TARGET_DIR:-$ROOT/target}/release/midge
 RUMQTTD=$ROOT/bench/.peers/bin/rumqttd
 DOC=${DOC:-$ROOT/docs/benchmarks.md}
 
