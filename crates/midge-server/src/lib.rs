@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: the TOML configuration and the no-config defaults; `[mqtt]` becomes the core's
 //!   `Limits`.
+//! - [`auth`]: a listener's security (who may connect, what its clients may do).
 //! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
 //! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
 //!   of a running listener.
@@ -15,6 +16,7 @@
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod bind;
 pub mod config;
 pub mod conn;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use midge_broker::ports::auth::AnonymousOnly;
 use midge_broker::Broker;
 use midge_store::WriterHandle;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +21,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::auth::ListenerSecurity;
 use crate::config::ListenerConfig;
 use crate::conn::{self as connection, ListenerContext};
 use crate::limits::{ACCEPT_ERROR_PAUSE, FULL_WARNING_INTERVAL};
@@ -33,6 +33,8 @@ use crate::server::ServerError;
 pub struct BoundListener {
     index: usize,
     config: ListenerConfig,
+    /// Who may connect and what its clients may do, loaded from its settings.
+    security: ListenerSecurity,
     sockets: Vec<TcpListener>,
     local_addrs: Vec<SocketAddr>,
 }
@@ -61,7 +63,9 @@ impl BoundListener {
             local_addrs.push(socket.local_addr().map_err(failed)?);
             sockets.push(socket);
         }
-        Ok(Self { index, config, sockets, local_addrs })
+        let security =
+            ListenerSecurity::load(&config).map_err(|source| ServerError::Security { listener: index, source })?;
+        Ok(Self { index, config, security, sockets, local_addrs })
     }
 
     /// The addresses its sockets are bound to.
@@ -79,7 +83,7 @@ impl BoundListener {
         store: Option<WriterHandle>,
         shutdown: watch::Receiver<bool>,
     ) -> ListenerHandle {
-        let Self { index, config, sockets, local_addrs } = self;
+        let Self { index, config, security, sockets, local_addrs } = self;
         for local_addr in &local_addrs {
             info!(
                 listener = index, %local_addr, bind = %config.bind, protocol = %config.protocol,
@@ -97,8 +101,8 @@ impl BoundListener {
                 config: config.clone(),
                 context: Arc::new(ListenerContext {
                     broker,
-                    authenticator: Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous }),
-                    authorizer: None,
+                    authenticator: security.authenticator,
+                    authorizer: security.authorizer,
                     store,
                     shutdown,
                 }),

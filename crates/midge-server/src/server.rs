@@ -40,6 +40,14 @@ pub enum ServerError {
         /// What the resolver said.
         source: std::io::Error,
     },
+    /// A listener's security settings name a file that cannot be used.
+    #[error("listener {listener}")]
+    Security {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// What is wrong, naming the file.
+        source: crate::auth::SecurityError,
+    },
     /// A listener could not bind one of its addresses.
     #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {
