@@ -92,6 +92,10 @@ pub struct ListenerConfig {
     /// one more is closed as soon as it is accepted. Default: no limit.
     #[serde(default)]
     pub max_connections: MaxConnections,
+    /// An ACL file in mosquitto's format (mosquitto's `acl_file`): what this listener's clients
+    /// may publish, subscribe to and receive (docs/security.md). None: everything.
+    #[serde(default)]
+    pub acl_file: Option<PathBuf>,
 }
 
 /// What a listener speaks (`protocol`).
@@ -302,6 +306,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
         allow_anonymous: true,
         max_connections: MaxConnections::UNLIMITED,
+        acl_file: None,
     }
 }
 

@@ -3,28 +3,14 @@
 //!
 //! `mosquitto_sub` runs with `-d`, so its debug lines tell when its SUBSCRIBE has been
 //! acknowledged; only then is anything published, so no test sleeps. Messages are printed with a
-//! `-F` format that starts with [`MESSAGE`], which tells them from the debug lines. Every process
+//! `-F` format that starts with a marker, which tells them from the debug lines. Every process
 //! and every wait is bounded.
 
 mod interop_common;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use interop_common::run_bounded;
+use interop_common::mosquitto::{publish, Sub};
 use support::TestBroker;
-
-/// How long any one client process or awaited line may take.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// `mosquitto_sub -W`: it gives up by itself after this many seconds.
-const SUB_TIMEOUT_SECS: &str = "10";
-
-/// How a received message line starts (`@` and `%` are format sequences, so neither is used).
-const MESSAGE: &str = "MSG|";
 
 /// The `-V` names of the protocol versions.
 const V31: &str = "mqttv31";
@@ -33,111 +19,6 @@ const V5: &str = "mqttv5";
 
 /// A payload with spaces and non-ASCII UTF-8, passed as one argument.
 const PAYLOAD: &str = "hello from mosquitto_pub, ünïcødé €";
-
-/// A running `mosquitto_sub -d`, its stdout read line by line on a thread.
-struct Sub {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Sub {
-    /// Starts `mosquitto_sub -V version -i id -t topic -q qos -C count -W 10 -d -F format`.
-    fn start(broker: &TestBroker, version: &str, id: &str, topic: &str, qos: u8, count: u32, format: &str) -> Self {
-        Self::start_with(broker, version, id, &["-t", topic, "-q", &qos.to_string(), "-C", &count.to_string()], format)
-    }
-
-    /// Starts `mosquitto_sub -V version -i id ARGS -W 10 -d -F format`.
-    fn start_with(broker: &TestBroker, version: &str, id: &str, args: &[&str], format: &str) -> Self {
-        // With stdout a pipe, mosquitto_sub buffers its debug lines until it exits; line
-        // buffering lets the SUBACK line through as it happens.
-        let mut command = Command::new("stdbuf");
-        command.args(["-oL", "mosquitto_sub"]);
-        connection_args(&mut command, broker, version, id);
-        command.args(args).args(["-W", SUB_TIMEOUT_SECS, "-d", "-F"]).arg(format!("{MESSAGE}{format}"));
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("start mosquitto_sub (apt-get install mosquitto-clients)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits for a line containing `needle` and returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => {
-                    panic!("no line containing {needle:?} ({e}); mosquitto_sub printed:\n{}", self.seen.join("\n"))
-                }
-            }
-        }
-    }
-
-    /// Waits for the SUBACK and returns the QoS granted to the (single) subscription.
-    fn wait_subscribed(&mut self) -> u8 {
-        let line = self.wait_for("Subscribed (mid:");
-        let granted = line.rsplit(':').next().unwrap().trim();
-        granted.parse().unwrap_or_else(|_| panic!("granted QoS in {line:?}"))
-    }
-
-    /// Waits for the process to exit (after `-C` messages) and returns the message lines, without
-    /// the [`MESSAGE`] prefix.
-    fn messages(mut self) -> Vec<String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                // The reader thread ends when stdout closes, that is when the process exits.
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("mosquitto_sub did not exit; it printed:\n{}", self.seen.join("\n"))
-                }
-            }
-        }
-        let status = self.child.wait().expect("wait for mosquitto_sub");
-        assert!(status.success(), "mosquitto_sub failed ({status}); it printed:\n{}", self.seen.join("\n"));
-        self.seen.iter().filter_map(|line| line.strip_prefix(MESSAGE)).map(str::to_owned).collect()
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Adds `-h 127.0.0.1 -p PORT -V version -i id`.
-fn connection_args(command: &mut Command, broker: &TestBroker, version: &str, id: &str) {
-    command.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-V", version, "-i", id]);
-}
-
-/// Runs `mosquitto_pub` with `args` and asserts it succeeds within [`WAIT`].
-fn publish(broker: &TestBroker, version: &str, id: &str, args: &[&str]) {
-    let mut command = Command::new("mosquitto_pub");
-    connection_args(&mut command, broker, version, id);
-    command.args(args);
-    let (status, output) = run_bounded(command, WAIT);
-    assert!(status.success(), "mosquitto_pub {args:?} failed ({status}):\n{output}");
-}
 
 /// A subscriber at `qos` receives a message published at `qos`, unaltered, at that QoS and with
 /// RETAIN 0.

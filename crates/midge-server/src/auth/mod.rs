@@ -6,6 +6,8 @@
 //! loaded when the listener is bound, so a bad file stops the start with an error naming the
 //! file, before anything else is opened.
 
+pub mod acl_file;
+
 use std::sync::Arc;
 
 use midge_broker::ports::access::Authorizer;
@@ -16,7 +18,11 @@ use crate::config::ListenerConfig;
 /// Why a listener's security settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SecurityError {}
+pub enum SecurityError {
+    /// The `acl_file` cannot be read or parsed (the message names the file and line).
+    #[error(transparent)]
+    AclFile(#[from] acl_file::AclFileError),
+}
 
 /// What a listener's connections are checked against.
 #[derive(Debug, Clone)]
@@ -40,7 +46,8 @@ fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, Secu
     Ok(Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous }))
 }
 
-/// What clients may do: everything, without an ACL file.
-fn authorizer(_config: &ListenerConfig) -> Result<Option<Arc<dyn Authorizer>>, SecurityError> {
-    Ok(None)
+/// What clients may do: what the `acl_file` grants, or everything without one.
+fn authorizer(config: &ListenerConfig) -> Result<Option<Arc<dyn Authorizer>>, SecurityError> {
+    let Some(path) = &config.acl_file else { return Ok(None) };
+    Ok(Some(Arc::new(acl_file::AclFile::load(path)?)))
 }

@@ -1,6 +1,8 @@
 //! What the `interop_*` tests share beyond the harness in `support`.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;

@@ -71,10 +71,16 @@ impl TestBroker {
     /// `midge serve -c FILE` with `extra_toml` appended to a config that has one listener on
     /// 127.0.0.1:0.
     pub fn start_midge_with(extra_toml: &str) -> Self {
+        Self::start_midge_listener_with("", extra_toml)
+    }
+
+    /// [`TestBroker::start_midge_with`] with `listener_toml` added to the listener's table, e.g.
+    /// "acl_file = \"/tmp/x/acl\"\n".
+    pub fn start_midge_listener_with(listener_toml: &str, extra_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("midge.toml");
         let text = format!(
-            "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[log]\nlevel = \"debug\"\n\n{extra_toml}\n"
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n{listener_toml}\n[log]\nlevel = \"debug\"\n\n{extra_toml}\n"
         );
         std::fs::write(&config, text).expect("write config");
         let mut command = Command::new(midge_bin());
