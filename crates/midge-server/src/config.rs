@@ -312,20 +312,8 @@ pub fn default_listener(port: u16) -> ListenerConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error;
-
     use super::*;
-
-    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
-    fn report(error: &dyn Error) -> String {
-        let mut text = error.to_string();
-        let mut cause = error.source();
-        while let Some(error) = cause {
-            text.push_str(&format!(": {error}"));
-            cause = error.source();
-        }
-        text
-    }
+    use crate::test_support::report;
 
     #[test]
     fn empty_file_gives_defaults_and_the_local_listener() {

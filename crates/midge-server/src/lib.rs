@@ -27,6 +27,9 @@ pub mod server;
 pub mod store;
 pub mod transport;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::{ListenerConfig, ServerConfig};
 pub use listener::{ListenerCounters, ListenerHandle};
 pub use server::{Server, ServerError};

@@ -202,21 +202,10 @@ async fn housekeeping(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
 
 #[cfg(test)]
 mod tests {
-    use std::error::Error;
     use std::path::PathBuf;
 
     use super::*;
-
-    /// The error and its causes as `midge serve` prints them (anyhow's `{:#}`).
-    fn report(error: &dyn Error) -> String {
-        let mut text = error.to_string();
-        let mut cause = error.source();
-        while let Some(error) = cause {
-            text.push_str(&format!(": {error}"));
-            cause = error.source();
-        }
-        text
-    }
+    use crate::test_support::report;
 
     #[test]
     fn a_report_prints_each_cause_once() {
