@@ -18,6 +18,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The TLS handshake failed (an untrusted or expired certificate, a name mismatch, a
+    /// refused client certificate).
+    #[error("TLS with {address} failed: {source}")]
+    Tls {
+        /// `host:port` as given.
+        address: String,
+        /// What the handshake said.
+        #[source]
+        source: io::Error,
+    },
     /// The broker answered CONNECT with a failure code.
     #[error("connection refused: {}", describe(*reason, reason_string.as_deref()))]
     Refused {

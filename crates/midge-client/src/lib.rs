@@ -40,12 +40,14 @@ pub mod error;
 pub mod options;
 mod packet_ids;
 mod session;
+pub mod tls;
 mod transport;
 
 pub use client::Client;
 pub use error::Error;
 pub use options::{Backoff, ConnectOptions, ServerAddress, DEFAULT_PORT, MAX_PACKET_SIZE};
 pub use session::{Event, Trace, Tracer};
+pub use tls::{Tls, TlsError, TlsOptions, TlsVersion};
 pub use transport::Transport;
 
 /// The codec's packet types, re-exported so users need no second dependency.

@@ -1,22 +1,27 @@
-//! How bytes reach the broker. Today plain TCP; TLS and WebSocket become further [`Transport`]
-//! variants whose `open` returns the same [`Link`], so nothing above this file changes.
+//! How bytes reach the broker: plain TCP or TLS over it; a WebSocket becomes a further
+//! [`Transport`] variant whose `open` returns the same [`Link`], so nothing above this file
+//! changes.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::Error;
 use crate::options::ServerAddress;
+use crate::tls::Tls;
 
 /// The kinds of transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Transport {
     /// MQTT over plain TCP.
     #[default]
     Tcp,
+    /// MQTT over TLS over TCP.
+    Tls(Tls),
 }
 
 /// An open connection split into halves, so the client can wait for input while a write is in
@@ -31,16 +36,26 @@ pub(crate) struct Link {
 
 /// Opens the transport to `server`, from `local_address` when one is given.
 pub(crate) async fn open(server: &ServerAddress, nodelay: bool, local_address: Option<IpAddr>) -> Result<Link, Error> {
-    match server.transport {
+    let address = format!("{}:{}", server.host, server.port);
+    let connected = match local_address {
+        None => TcpStream::connect((server.host.as_str(), server.port)).await,
+        Some(local) => connect_from(local, &server.host, server.port).await,
+    };
+    let stream = connected.map_err(|source| Error::Connect { address: address.clone(), source })?;
+    stream.set_nodelay(nodelay).map_err(|source: io::Error| Error::Connect { address: address.clone(), source })?;
+    match &server.transport {
         Transport::Tcp => {
-            let address = format!("{}:{}", server.host, server.port);
-            let connected = match local_address {
-                None => TcpStream::connect((server.host.as_str(), server.port)).await,
-                Some(local) => connect_from(local, &server.host, server.port).await,
-            };
-            let stream = connected.map_err(|source| Error::Connect { address: address.clone(), source })?;
-            stream.set_nodelay(nodelay).map_err(|source: io::Error| Error::Connect { address, source })?;
             let (reader, writer) = stream.into_split();
+            Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
+        }
+        Transport::Tls(tls) => {
+            let name = ServerName::try_from(server.host.clone()).map_err(|e| Error::Tls {
+                address: address.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, e),
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
+            let stream = connector.connect(name, stream).await.map_err(|source| Error::Tls { address, source })?;
+            let (reader, writer) = tokio::io::split(stream);
             Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
         }
     }

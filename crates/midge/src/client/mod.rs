@@ -11,12 +11,13 @@ pub mod format;
 pub mod properties;
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{ArgAction, Args};
 use midge_client::codec::{MqttString, Packet, ProtocolVersion, QoS, ReasonCode, TopicName, Will};
-use midge_client::{ConnectOptions, Error, Trace, Tracer};
+use midge_client::{ConnectOptions, Error, TlsOptions, TlsVersion, Trace, Tracer};
 
 use properties::CommandProperties;
 
@@ -126,6 +127,31 @@ pub struct ConnectArgs {
         help_heading = "MQTT 5"
     )]
     pub property: Vec<String>,
+    /// Trust the CA certificates in this PEM file; turns TLS on (port 8883 unless -p says).
+    #[arg(long = "cafile", value_name = "FILE", help_heading = "TLS")]
+    pub cafile: Option<PathBuf>,
+    /// Trust the CA certificates in the PEM files of this directory; turns TLS on.
+    #[arg(long = "capath", value_name = "DIR", help_heading = "TLS")]
+    pub capath: Option<PathBuf>,
+    /// Trust the system's CA certificates; turns TLS on.
+    #[arg(long = "tls-use-os-certs", help_heading = "TLS")]
+    pub tls_use_os_certs: bool,
+    /// This client's certificate chain (PEM), for brokers that ask for one; needs --key.
+    #[arg(long = "cert", value_name = "FILE", help_heading = "TLS")]
+    pub cert: Option<PathBuf>,
+    /// This client's private key (PEM); needs --cert.
+    #[arg(long = "key", value_name = "FILE", help_heading = "TLS")]
+    pub key: Option<PathBuf>,
+    /// Do not check that the broker's certificate names the host connected to (the chain is
+    /// still verified). For testing only.
+    #[arg(long = "insecure", help_heading = "TLS")]
+    pub insecure: bool,
+    /// Oldest TLS version accepted: tlsv1.3 or tlsv1.2 [default: tlsv1.2].
+    #[arg(long = "tls-version", value_name = "VERSION", help_heading = "TLS")]
+    pub tls_version: Option<String>,
+    /// ALPN protocol to offer, e.g. mqtt.
+    #[arg(long = "tls-alpn", value_name = "PROTOCOL", help_heading = "TLS")]
+    pub tls_alpn: Option<String>,
     /// Print every packet sent and received, and SUBACK results, to stdout.
     #[arg(short = 'd', long = "debug", help_heading = "Output")]
     pub debug: bool,
@@ -173,6 +199,7 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
     let mut username = args.username.clone();
     let mut password = args.password.clone();
     let mut url_topic = None;
+    let mut url_tls = false;
     if let Some(url) = &args.url {
         let parsed = parse_url(url)?;
         host = parsed.host;
@@ -180,6 +207,11 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
         username = parsed.username.or(username);
         password = parsed.password.or(password);
         url_topic = Some(parsed.topic);
+        url_tls = parsed.tls;
+    }
+    let tls = tls_options(args, url_tls)?;
+    if tls.is_some() && args.port.is_none() && args.url.is_none() {
+        port = DEFAULT_TLS_PORT;
     }
     if args.id.is_some() && args.id_prefix.is_some() {
         return Err("Error: -i and -I argument cannot be used together.".into());
@@ -249,6 +281,10 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
     };
 
     let mut options = ConnectOptions::new(host, port);
+    if let Some(tls) = tls {
+        let tls = midge_client::Tls::new(&tls).map_err(|error| format!("Error: {error}"))?;
+        options.server.transport = midge_client::Transport::Tls(tls);
+    }
     options.version = version;
     options.client_id = client_id;
     options.clean_start = !args.persistent;
@@ -287,8 +323,45 @@ pub fn leading_int(text: &str) -> i64 {
     text[..end].parse().unwrap_or(0)
 }
 
+/// The MQTT port over TLS.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
+
+/// The TLS settings of the flags, or `None` for plain TCP. TLS is on with any of --cafile,
+/// --capath and --tls-use-os-certs, as in mosquitto, or with an `mqtts://` URL (which trusts the
+/// system's roots when no CA is given).
+fn tls_options(args: &ConnectArgs, url_tls: bool) -> Result<Option<TlsOptions>, String> {
+    let trusted = args.cafile.is_some() || args.capath.is_some() || args.tls_use_os_certs;
+    let other = args.cert.is_some() || args.key.is_some() || args.insecure || args.tls_version.is_some();
+    if !trusted && !url_tls {
+        if other {
+            return Err("Error: TLS options need --cafile, --capath or --tls-use-os-certs.".into());
+        }
+        return Ok(None);
+    }
+    if args.cert.is_some() != args.key.is_some() {
+        return Err("Error: Both certfile and keyfile must be provided if one of them is set.".into());
+    }
+    let min_version = match args.tls_version.as_deref() {
+        None | Some("tlsv1.2") => TlsVersion::Tls12,
+        Some("tlsv1.3") => TlsVersion::Tls13,
+        Some(other) => return Err(format!("Error: Unsupported TLS version {other:?}: use tlsv1.2 or tlsv1.3.")),
+    };
+    Ok(Some(TlsOptions {
+        ca_file: args.cafile.clone(),
+        ca_path: args.capath.clone(),
+        os_certs: args.tls_use_os_certs || !trusted,
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        danger_insecure_names: args.insecure,
+        min_version,
+        alpn: args.tls_alpn.iter().cloned().collect(),
+    }))
+}
+
 /// A parsed `-L` URL.
 struct Url {
+    /// `mqtts://`.
+    tls: bool,
     host: String,
     port: u16,
     username: Option<String>,
@@ -296,11 +369,13 @@ struct Url {
     topic: String,
 }
 
-/// `mqtt://[user[:password]@]host[:port]/topic`. `mqtts://` and `ws://` need TLS or WebSocket,
-/// which midge does not have yet.
+/// `mqtt://[user[:password]@]host[:port]/topic`, or `mqtts://` for TLS (port 8883 by
+/// default). `ws://` needs WebSockets, which midge does not have yet.
 fn parse_url(url: &str) -> Result<Url, String> {
-    let Some(rest) = url.strip_prefix("mqtt://") else {
-        return Err("Error: unsupported URL scheme.".into());
+    let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => return Err("Error: unsupported URL scheme.".into()),
     };
     let Some((authority, topic)) = rest.split_once('/') else {
         return Err("Error: Invalid URL for -L argument specified - topic missing.".into());
@@ -327,9 +402,9 @@ fn parse_url(url: &str) -> Result<Url, String> {
             };
             (host.to_string(), port)
         }
-        None => (address.to_string(), midge_client::DEFAULT_PORT),
+        None => (address.to_string(), if tls { DEFAULT_TLS_PORT } else { midge_client::DEFAULT_PORT }),
     };
-    Ok(Url { host, port, username, password, topic: topic.to_string() })
+    Ok(Url { tls, host, port, username, password, topic: topic.to_string() })
 }
 
 /// Prints a usage error as mosquitto does and returns its exit code.
@@ -353,6 +428,8 @@ pub fn report(error: &Error, tool: Tool, quiet: bool) -> u8 {
 pub fn describe(error: &Error, tool: Tool) -> (String, u8) {
     match error {
         Error::Connect { source, .. } => (format!("Error: {}", strerror(source)), exit::FAILURE),
+        // mosquitto_pub and mosquitto_sub say "A TLS error occurred." and exit with 1.
+        Error::Tls { source, .. } => (format!("Error: A TLS error occurred: {source}."), exit::FAILURE),
         Error::Refused { reason, reason_string, version } => {
             let code = error.connack_code().unwrap_or(exit::FAILURE);
             let mut text = if version.is_v5() {
