@@ -13,6 +13,7 @@
 //! - [`Message`], [`Queued`], [`Outgoing`]: what a sink is given; [`Session`], what pacing waits on.
 //! - [`Limits`]: every capability and bound; [`Stats`]: the counters.
 //! - [`ports`]: durability, authentication, authorization, egress.
+//! - [`filters`]: topic filters against topic names and each other, for rules that name filters.
 //! - [`Router`]: the subscription index, public for its benchmark.
 //!
 //! # Layout (private modules)
@@ -33,6 +34,7 @@ mod broker;
 mod connection;
 mod delivery;
 mod doorbell;
+pub mod filters;
 mod hash;
 mod journal;
 mod keep_alive;

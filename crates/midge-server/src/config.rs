@@ -96,6 +96,9 @@ pub struct ListenerConfig {
     /// may publish, subscribe to and receive (docs/security.md). None: everything.
     #[serde(default)]
     pub acl_file: Option<PathBuf>,
+    /// JSON Web Tokens in the password field (`[listener.jwt]`, docs/security.md).
+    #[serde(default)]
+    pub jwt: Option<crate::auth::jwt::JwtConfig>,
 }
 
 /// What a listener speaks (`protocol`).
@@ -307,6 +310,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         allow_anonymous: true,
         max_connections: MaxConnections::UNLIMITED,
         acl_file: None,
+        jwt: None,
     }
 }
 

@@ -52,9 +52,8 @@ impl ClientConnection {
         };
         let Admitted { session, conn_id, kick, connack } = broker.admit(&request, now);
         let connect = &request.connect;
-        let access = context.authorizer.as_ref().map(|authorizer| {
-            Box::new(AccessCache::new(Arc::clone(authorizer), identity, Arc::clone(&request.client_id)))
-        });
+        let access =
+            AccessCache::new(context.authorizer.clone(), identity, Arc::clone(&request.client_id)).map(Box::new);
         let connection = ClientConnection {
             version: connect.protocol,
             keep_alive: request.keep_alive,

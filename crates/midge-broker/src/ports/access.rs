@@ -42,9 +42,11 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
 }
 
 /// Cached answers held per connection: at most [`ACCESS_CACHE_ANSWERS`], then it starts over.
+/// An answer is the listener's authorizer's and the client's own grants' (a token's claims),
+/// both of which must allow.
 #[derive(Debug)]
 pub struct AccessCache {
-    authorizer: Arc<dyn Authorizer>,
+    authorizer: Option<Arc<dyn Authorizer>>,
     identity: Identity,
     client_id: Arc<str>,
     generation: u64,
@@ -55,15 +57,19 @@ pub struct AccessCache {
 }
 
 impl AccessCache {
-    /// A cache of `authorizer`'s answers for `identity`.
-    pub fn new(authorizer: Arc<dyn Authorizer>, identity: Identity, client_id: Arc<str>) -> Self {
-        let generation = authorizer.generation();
-        Self { authorizer, identity, client_id, generation, answers: Default::default(), held: 0 }
+    /// A cache of `authorizer`'s answers for `identity`, limited by the identity's own grants.
+    /// `None` when there is nothing to ask (no authorizer, no grants).
+    pub fn new(authorizer: Option<Arc<dyn Authorizer>>, identity: Identity, client_id: Arc<str>) -> Option<Self> {
+        if authorizer.is_none() && identity.grants.is_none() {
+            return None;
+        }
+        let generation = authorizer.as_ref().map_or(0, |a| a.generation());
+        Some(Self { authorizer, identity, client_id, generation, answers: Default::default(), held: 0 })
     }
 
     /// Whether the client may do `action` on `topic`.
     pub fn allows(&mut self, action: Action, topic: &str) -> bool {
-        let generation = self.authorizer.generation();
+        let generation = self.authorizer.as_ref().map_or(0, |a| a.generation());
         if generation != self.generation || self.held >= ACCESS_CACHE_ANSWERS {
             self.generation = generation;
             self.answers.iter_mut().for_each(HashMap::clear);
@@ -73,7 +79,9 @@ impl AccessCache {
         if let Some(&answer) = answers.get(topic) {
             return answer;
         }
-        let answer = self.authorizer.allows(&self.identity, &self.client_id, action, topic);
+        let granted = self.identity.grants.as_ref().is_none_or(|grants| grants.allows(action, topic));
+        let answer = granted
+            && self.authorizer.as_ref().is_none_or(|a| a.allows(&self.identity, &self.client_id, action, topic));
         answers.insert(topic.into(), answer);
         self.held += 1;
         answer

@@ -36,6 +36,33 @@ pub struct Identity {
     /// The user name the client is known by (its User Name, or one a backend chose); `None`
     /// for an anonymous client.
     pub username: Option<Arc<str>>,
+    /// Topic filters the client's own credentials limit it to (a token's claims); `None` when
+    /// they name none. Checked on top of the listener's authorizer.
+    pub grants: Option<Arc<Grants>>,
+}
+
+/// What a client's credentials allow it, as topic filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Filters it may publish to.
+    pub publish: Vec<String>,
+    /// Filters it may subscribe to and receive from.
+    pub subscribe: Vec<String>,
+}
+
+impl Grants {
+    /// Whether these grants allow `action` on `topic` (a filter for subscribing): publishing to
+    /// a topic some publish filter matches, receiving what some subscribe filter matches, and
+    /// subscribing to a filter some subscribe filter covers.
+    pub fn allows(&self, action: crate::ports::access::Action, topic: &str) -> bool {
+        use crate::filters::{covers, matches};
+        use crate::ports::access::Action;
+        match action {
+            Action::Publish => self.publish.iter().any(|f| matches(f, topic)),
+            Action::Receive => self.subscribe.iter().any(|f| matches(f, topic)),
+            Action::Subscribe => self.subscribe.iter().any(|f| covers(f, topic)),
+        }
+    }
 }
 
 /// An authenticator's answer.
@@ -86,7 +113,7 @@ pub struct AnonymousOnly {
 impl Authenticator for AnonymousOnly {
     fn authenticate(&self, credentials: &Credentials<'_>) -> Decision {
         let verdict = match (credentials.username, self.allow_anonymous) {
-            (username, true) => Verdict::Allow(Identity { username: username.map(Arc::from) }),
+            (username, true) => Verdict::Allow(Identity { username: username.map(Arc::from), grants: None }),
             (None, false) => Verdict::Deny {
                 reason: ReasonCode::NOT_AUTHORIZED,
                 detail: "anonymous clients are not allowed on this listener".into(),

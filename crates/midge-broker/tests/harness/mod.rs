@@ -392,7 +392,7 @@ impl Authenticator for LaterAuthenticator {
         Decision::Later(Box::pin(async move {
             tokio::task::yield_now().await; // answered after a turn of the runtime, not at once
             if good {
-                Verdict::Allow(midge_broker::ports::auth::Identity { username: Some(Arc::from("user")) })
+                Verdict::Allow(midge_broker::ports::auth::Identity { username: Some(Arc::from("user")), grants: None })
             } else {
                 Verdict::Deny {
                     reason: ReasonCode::BAD_USER_NAME_OR_PASSWORD,

@@ -7,6 +7,8 @@
 //! file, before anything else is opened.
 
 pub mod acl_file;
+pub mod chain;
+pub mod jwt;
 
 use std::sync::Arc;
 
@@ -22,6 +24,9 @@ pub enum SecurityError {
     /// The `acl_file` cannot be read or parsed (the message names the file and line).
     #[error(transparent)]
     AclFile(#[from] acl_file::AclFileError),
+    /// `[listener.jwt]` cannot be used (the message names the file or the key).
+    #[error(transparent)]
+    Jwt(#[from] jwt::JwtError),
 }
 
 /// What a listener's connections are checked against.
@@ -40,10 +45,19 @@ impl ListenerSecurity {
     }
 }
 
-/// Who may connect: without a password file, anonymous clients where `allow_anonymous` is set
-/// and nobody else (mosquitto 2's rule).
+/// Who may connect: the listener's backends in turn ([`chain::Chain`]); anonymous clients where
+/// `allow_anonymous` is set. Without any backend, anonymous clients where `allow_anonymous` is
+/// set and nobody else (mosquitto 2's rule without a password file).
 fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, SecurityError> {
-    Ok(Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous }))
+    let anonymous = AnonymousOnly { allow_anonymous: config.allow_anonymous };
+    let mut backends: Vec<Arc<dyn Authenticator>> = Vec::new();
+    if let Some(jwt) = &config.jwt {
+        backends.push(Arc::new(jwt::JwtAuthenticator::load(jwt)?));
+    }
+    if backends.is_empty() {
+        return Ok(Arc::new(anonymous));
+    }
+    Ok(Arc::new(chain::Chain { anonymous, backends }))
 }
 
 /// What clients may do: what the `acl_file` grants, or everything without one.

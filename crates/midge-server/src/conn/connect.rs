@@ -182,7 +182,7 @@ mod tests {
                     std::future::pending::<()>().await;
                 }
                 release.notified().await;
-                Verdict::Allow(Identity { username: Some(Arc::from("late")) })
+                Verdict::Allow(Identity { username: Some(Arc::from("late")), grants: None })
             });
             Decision::Later(verdict)
         }
