@@ -99,6 +99,50 @@ pub struct ListenerConfig {
     /// JSON Web Tokens in the password field (`[listener.jwt]`, docs/security.md).
     #[serde(default)]
     pub jwt: Option<crate::auth::jwt::JwtConfig>,
+
+    // TLS (crate::tls): the listener is TLS when `certfile` and `keyfile` are set.
+    /// The server's certificate chain, PEM: its own certificate first, then any intermediate
+    /// CAs (mosquitto's `certfile`).
+    #[serde(default)]
+    pub certfile: Option<PathBuf>,
+    /// The server's private key, PEM: PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519
+    /// (mosquitto's `keyfile`).
+    #[serde(default)]
+    pub keyfile: Option<PathBuf>,
+    /// The lowest TLS version accepted: `"tlsv1.2"` or `"tlsv1.3"`. Default: both.
+    #[serde(default)]
+    pub tls_version: Option<TlsVersion>,
+    /// CAs (PEM) whose client certificates are trusted.
+    #[serde(default)]
+    pub cafile: Option<PathBuf>,
+    /// A directory of PEM files of trusted client CAs.
+    #[serde(default)]
+    pub capath: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) checked against client certificates.
+    #[serde(default)]
+    pub crlfile: Option<PathBuf>,
+    /// Whether a client must present a certificate signed by a trusted CA. Default false: a
+    /// certificate offered is verified, none is needed.
+    #[serde(default)]
+    pub require_certificate: bool,
+    /// The client certificate's subject CN is the client's user name; its CONNECT user name and
+    /// password are ignored, and the password check is not made (as mosquitto).
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    /// The client certificate's whole subject (RFC 2253, as OpenSSL prints it) is its user name.
+    #[serde(default)]
+    pub use_subject_as_username: bool,
+}
+
+/// A TLS listener's lowest TLS version (`tls_version`), spelt as mosquitto spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[serde(rename = "tlsv1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "tlsv1.3")]
+    Tls13,
 }
 
 /// What a listener speaks (`protocol`).
@@ -311,6 +355,15 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         max_connections: MaxConnections::UNLIMITED,
         acl_file: None,
         jwt: None,
+        certfile: None,
+        keyfile: None,
+        tls_version: None,
+        cafile: None,
+        capath: None,
+        crlfile: None,
+        require_certificate: false,
+        use_identity_as_username: false,
+        use_subject_as_username: false,
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
 //! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
 //!   of a running listener.
-//! - [`transport`]: what a connection's bytes travel over (TCP today).
+//! - [`transport`]: what a connection's bytes travel over (TCP, TLS).
+//! - [`tls`]: a TLS listener's certificates, keys, CAs and CRLs, loaded into rustls.
 //! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
 //!   acknowledgements, pacing.
 //! - [`read_size`]: how much buffer each read is offered.
@@ -25,6 +26,7 @@ pub mod listener;
 pub mod read_size;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::config::ListenerConfig;
 use crate::conn::{self as connection, ListenerContext};
 use crate::limits::{ACCEPT_ERROR_PAUSE, FULL_WARNING_INTERVAL};
 use crate::server::ServerError;
+use crate::tls::TlsListener;
 
 /// A listener whose sockets are bound but which does not accept yet: binding every listener
 /// before anything else starts lets a taken port stop the start with nothing to undo.
@@ -35,6 +36,8 @@ pub struct BoundListener {
     config: ListenerConfig,
     /// Who may connect and what its clients may do, loaded from its settings.
     security: ListenerSecurity,
+    /// Its TLS acceptor, loaded from its settings; `None` for plain TCP.
+    tls: Option<Arc<TlsListener>>,
     sockets: Vec<TcpListener>,
     local_addrs: Vec<SocketAddr>,
 }
@@ -65,7 +68,9 @@ impl BoundListener {
         }
         let security =
             ListenerSecurity::load(&config).map_err(|source| ServerError::Security { listener: index, source })?;
-        Ok(Self { index, config, security, sockets, local_addrs })
+        let tls =
+            TlsListener::load(&config).map_err(|source| ServerError::Tls { listener: index, source })?.map(Arc::new);
+        Ok(Self { index, config, security, tls, sockets, local_addrs })
     }
 
     /// The addresses its sockets are bound to.
@@ -83,12 +88,13 @@ impl BoundListener {
         store: Option<WriterHandle>,
         shutdown: watch::Receiver<bool>,
     ) -> ListenerHandle {
-        let Self { index, config, security, sockets, local_addrs } = self;
+        let Self { index, config, security, tls, sockets, local_addrs } = self;
+        let transport = if tls.is_some() { "tls" } else { "tcp" };
         for local_addr in &local_addrs {
             info!(
                 listener = index, %local_addr, bind = %config.bind, protocol = %config.protocol,
                 allow_anonymous = config.allow_anonymous, max_connections = %config.max_connections,
-                "listening (mqtt over tcp)"
+                "listening (mqtt over {transport})"
             );
         }
         let counters = Arc::new(Counters::default());
@@ -109,11 +115,12 @@ impl BoundListener {
                 counters: Arc::clone(&counters),
                 connections: connections.clone(),
                 warnings: FullWarnings::default(),
+                tls: tls.clone(),
             }
             .run(sockets, stop_rx),
         );
         accept_loop.close();
-        ListenerHandle { index, config, local_addrs, counters, connections, stop, accept_loop }
+        ListenerHandle { index, config, local_addrs, counters, tls, connections, stop, accept_loop }
     }
 }
 
@@ -127,6 +134,8 @@ pub struct ListenerHandle {
     config: ListenerConfig,
     local_addrs: Vec<SocketAddr>,
     counters: Arc<Counters>,
+    /// Its TLS acceptor (for its handshake counter); `None` for plain TCP.
+    tls: Option<Arc<TlsListener>>,
     /// Its connections; their number is the listener's count of open connections.
     connections: TaskTracker,
     /// Tells the accept loop to stop.
@@ -158,6 +167,7 @@ impl ListenerHandle {
             refused_max_connections: self.counters.refused_max_connections.load(Ordering::Relaxed),
             accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
             open: self.connections.len(),
+            tls_handshake_failures: self.tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
         }
     }
 
@@ -196,6 +206,9 @@ pub struct ListenerCounters {
     pub accept_errors: u64,
     /// Connections open now.
     pub open: usize,
+    /// TLS handshakes that failed or did not finish within the connect timeout (0 on a TCP
+    /// listener).
+    pub tls_handshake_failures: u64,
 }
 
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
@@ -216,6 +229,8 @@ struct AcceptLoop {
     counters: Arc<Counters>,
     connections: TaskTracker,
     warnings: FullWarnings,
+    /// The TLS acceptor each connection's task runs its handshake with; `None` for plain TCP.
+    tls: Option<Arc<TlsListener>>,
 }
 
 impl AcceptLoop {
@@ -259,7 +274,13 @@ impl AcceptLoop {
         if let Err(error) = stream.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        self.connections.spawn(connection::serve(stream, peer, Arc::clone(&self.context)));
+        let context = Arc::clone(&self.context);
+        match &self.tls {
+            // The handshake runs in the connection's task, never here: a slow client cannot
+            // hold up the accept loop.
+            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, Arc::clone(tls), context)),
+            None => self.connections.spawn(connection::serve(stream, peer, context)),
+        };
     }
 }
 

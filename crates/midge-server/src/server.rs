@@ -48,6 +48,14 @@ pub enum ServerError {
         /// What is wrong, naming the file.
         source: crate::auth::SecurityError,
     },
+    /// A listener's TLS settings cannot be used; the cause names the key and the file.
+    #[error("listener {listener}: TLS")]
+    Tls {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// What is wrong, naming the file.
+        source: crate::tls::TlsError,
+    },
     /// A listener could not bind one of its addresses.
     #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {

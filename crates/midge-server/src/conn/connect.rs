@@ -1,19 +1,19 @@
 //! The CONNECT phase: the first packet, in time (MQTT-3.1.0-1); the broker's checks; the
 //! listener's authenticator, awaited when it answers later; then the CONNACK, or a refusal.
-//! The connect timeout covers all of it, from accept to CONNACK.
+//! The connect timeout covers all of it, from accept to CONNACK (a TLS handshake included).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use midge_broker::ports::auth::{Decision, Verdict};
+use midge_broker::ports::auth::{Decision, Identity, Verdict};
 use midge_broker::{ClientConnection, ConnectContext, ConnectOutcome, Refusal};
 use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, info};
 
 use super::close::flush_and_close;
-use super::ListenerContext;
+use super::{ClientAuth, ListenerContext};
 use crate::read_size::ReadSize;
 use crate::transport::Transport;
 
@@ -27,9 +27,12 @@ pub(super) struct Accepted {
 
 /// Runs the CONNECT phase. Refusals are answered and closed here; `None` means the connection
 /// is over.
+/// `auth` says where the client's identity comes from; `deadline` ends the connect timeout.
 pub(super) async fn accept<T: Transport>(
     stream: &mut T,
     peer: SocketAddr,
+    auth: ClientAuth,
+    deadline: tokio::time::Instant,
     listener: &ListenerContext,
 ) -> Option<Accepted> {
     let broker = &listener.broker;
@@ -37,7 +40,6 @@ pub(super) async fn accept<T: Transport>(
     let mut rbuf = BytesMut::new();
     let mut wbuf = BytesMut::new();
     let max_packet_size = broker.limits().max_packet_size as usize;
-    let deadline = tokio::time::Instant::now() + broker.limits().connect_timeout();
 
     let first = tokio::select! {
         first = read_first_packet(stream, &mut rbuf, max_packet_size) => first,
@@ -95,7 +97,17 @@ pub(super) async fn accept<T: Transport>(
     };
     // Step 2: who the client is, within what is left of the connect timeout.
     let peer_text = peer.to_string();
-    let verdict = match listener.authenticator.authenticate(&request.credentials(&peer_text)) {
+    let decision = match auth {
+        ClientAuth::Connect => listener.authenticator.authenticate(&request.credentials(&peer_text)),
+        ClientAuth::Certificate(Ok(username)) => {
+            Decision::Now(Verdict::Allow(Identity { username: Some(username), grants: None }))
+        }
+        ClientAuth::Certificate(Err(why)) => Decision::Now(Verdict::Deny {
+            reason: ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            detail: format!("{why}: this listener takes user names from client certificates").into(),
+        }),
+    };
+    let verdict = match decision {
         Decision::Now(verdict) => verdict,
         Decision::Later(later) => tokio::select! {
             verdict = later => verdict,
@@ -107,6 +119,10 @@ pub(super) async fn accept<T: Transport>(
         },
     };
     let clean_start = request.clean_start();
+    let username = match &verdict {
+        Verdict::Allow(identity) => identity.username.clone(),
+        Verdict::Deny { .. } => None,
+    };
     let context = ConnectContext { peer: peer_text, authorizer: listener.authorizer.clone() };
     let (mut connection, connack) = match ClientConnection::accept(broker, request, verdict, &context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),
@@ -117,7 +133,7 @@ pub(super) async fn accept<T: Transport>(
         }
     };
     info!(
-        %peer, client_id = %connection.client_id(), ?version, clean_start, keep_alive = connection.keep_alive(),
+        %peer, client_id = %connection.client_id(), username = username.as_deref().unwrap_or(""), ?version, clean_start, keep_alive = connection.keep_alive(),
         session_present = connack.session_present, "client connected"
     );
     let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
@@ -159,13 +175,14 @@ mod tests {
     use std::pin::Pin;
     use std::sync::Arc;
 
-    use midge_broker::ports::auth::{Authenticator, Credentials, Identity};
+    use midge_broker::ports::auth::{Authenticator, Credentials};
     use midge_broker::{Broker, Limits};
     use midge_codec::{Connect, MqttString, Properties};
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::conn::connect_deadline;
 
     /// Answers after `wait`: allows user "late", and never answers for anyone else.
     #[derive(Debug)]
@@ -247,7 +264,9 @@ mod tests {
         let (context, _shutdown) = listener(Arc::new(Slow { release: Arc::clone(&release) }), 10_000);
         let (mut client, mut server, peer) = connected_pair().await;
         send_connect(&mut client, "late").await;
-        let accepting = tokio::spawn(async move { accept(&mut server, peer, &context).await.is_some() });
+        let accepting = tokio::spawn(async move {
+            accept(&mut server, peer, ClientAuth::Connect, connect_deadline(&context), &context).await.is_some()
+        });
         tokio::task::yield_now().await;
         assert!(!accepting.is_finished(), "no CONNACK before the verdict");
         release.notify_one();
@@ -261,7 +280,7 @@ mod tests {
         let (context, _shutdown) = listener(Arc::new(Slow { release: Arc::new(tokio::sync::Notify::new()) }), 200);
         let (mut client, mut server, peer) = connected_pair().await;
         send_connect(&mut client, "never").await;
-        let accepted = accept(&mut server, peer, &context).await;
+        let accepted = accept(&mut server, peer, ClientAuth::Connect, connect_deadline(&context), &context).await;
         assert!(accepted.is_none());
         assert_eq!(read_connack(&mut client).await.reason, ReasonCode::SERVER_UNAVAILABLE);
     }

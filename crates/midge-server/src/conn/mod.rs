@@ -2,6 +2,8 @@
 //! packets, hands them to the broker core, and writes what the core produces.
 //!
 //! # Layout
+//! - `handshake`: a TLS listener's handshake, within the connect timeout, and the user name a
+//!   client certificate gives.
 //! - `connect`: the CONNECT phase: the first packet in time, the broker's checks, the
 //!   listener's authenticator, the CONNACK.
 //! - `driver`: the connected phase, one hand-written poll over every signal, and each read's
@@ -13,6 +15,7 @@
 mod close;
 mod connect;
 mod driver;
+mod handshake;
 mod held;
 mod pacing;
 
@@ -24,9 +27,11 @@ use midge_broker::ports::access::Authorizer;
 use midge_broker::ports::auth::Authenticator;
 use midge_broker::Broker;
 use midge_store::WriterHandle;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::tls::TlsListener;
 use crate::transport::Transport;
 
 /// What a listener gives its connections; one `Arc` of it per connection task.
@@ -46,16 +51,59 @@ pub struct ListenerContext {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// How the CONNECT phase learns who the client is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// From the CONNECT's User Name and Password, judged by the listener's authenticator.
+    Connect,
+    /// From the client's TLS certificate (`use_identity_as_username`,
+    /// `use_subject_as_username`): the name taken from it, or why none could be. The
+    /// certificate, verified in the handshake, is the proof: the CONNECT's User Name and
+    /// Password are ignored and the authenticator is not asked, as mosquitto does not check
+    /// passwords on such a listener ("Authentication assumed to be cleared"). A client without a
+    /// name is refused with Bad User Name or Password, as mosquitto refuses it.
+    Certificate(Result<Arc<str>, &'static str>),
+}
+
 /// Drives one client connection to its end.
 ///
 /// The task's future is what every idle connection costs, so its long-lived part is kept
 /// small: the CONNECT phase and the final flush are boxed (each lives only while it runs), and
 /// the connected phase waits on one hand-written poll instead of a `select!` that would keep a
 /// future per branch (docs/decisions/0004-idle-connection-memory.md).
-pub async fn serve<T: Transport>(mut stream: T, peer: SocketAddr, listener: Arc<ListenerContext>) {
+pub async fn serve<T: Transport>(stream: T, peer: SocketAddr, listener: Arc<ListenerContext>) {
+    let deadline = connect_deadline(&listener);
+    serve_from_connect(stream, peer, ClientAuth::Connect, deadline, listener).await;
+}
+
+/// Drives one connection of a TLS listener to its end: the handshake first, in this task (a
+/// slow client holds up no one else) and within the connect timeout, which runs from accept to
+/// CONNACK across both; then as [`serve`].
+pub async fn serve_tls(socket: TcpStream, peer: SocketAddr, tls: Arc<TlsListener>, listener: Arc<ListenerContext>) {
+    let deadline = connect_deadline(&listener);
+    // Boxed: it lives only while it runs (and `tls` is dropped with it).
+    let Some((stream, auth)) = Box::pin(handshake::handshake(socket, peer, tls, &listener, deadline)).await else {
+        return;
+    };
+    serve_from_connect(stream, peer, auth, deadline, listener).await;
+}
+
+/// When a connection accepted now must have sent its CONNECT and been answered.
+fn connect_deadline(listener: &ListenerContext) -> tokio::time::Instant {
+    tokio::time::Instant::now() + listener.broker.limits().connect_timeout()
+}
+
+/// The CONNECT phase, the connected phase and the close.
+async fn serve_from_connect<T: Transport>(
+    mut stream: T,
+    peer: SocketAddr,
+    auth: ClientAuth,
+    deadline: tokio::time::Instant,
+    listener: Arc<ListenerContext>,
+) {
     // Used in place, not destructured: moving the parts out would give them a second slot in
     // this future.
-    let Some(mut accepted) = Box::pin(connect::accept(&mut stream, peer, &listener)).await else {
+    let Some(mut accepted) = Box::pin(connect::accept(&mut stream, peer, auth, deadline, &listener)).await else {
         return;
     };
     let (how, reason) = driver::run_connected(

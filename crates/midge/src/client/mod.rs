@@ -608,7 +608,9 @@ mod tests {
         );
         let url = parse_url("mqtt://localhost/t").unwrap();
         assert_eq!((url.port, url.username), (1883, None));
-        assert_eq!(parse_url("mqtts://h/t").err().unwrap(), "Error: unsupported URL scheme.");
+        let url = parse_url("mqtts://h/t").unwrap();
+        assert_eq!((url.tls, url.port), (true, 8883), "mqtts:// is TLS, on 8883 by default");
+        assert_eq!(parse_url("ws://h/t").err().unwrap(), "Error: unsupported URL scheme.");
         assert!(parse_url("mqtt://h").err().unwrap().contains("topic missing"));
     }
 

@@ -1,5 +1,5 @@
-//! What a connection's bytes travel over. TCP is the first transport; TLS and WebSocket streams
-//! implement the same trait.
+//! What a connection's bytes travel over: TCP ([`tcp`]) and TLS over TCP ([`tls`]); WebSocket
+//! streams will implement the same trait.
 //!
 //! The connection driver never keeps a read buffer while a client is idle: it waits until the
 //! transport says bytes can be read ([`Transport::poll_read_ready`]), and only then allocates a
@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+
+mod tcp;
+mod tls;
 
 /// A connection's byte stream.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -25,14 +27,4 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Appends what can be read now to `buf` (whose spare capacity the caller reserved);
     /// `Ok(0)` is the end of the stream, `WouldBlock` means nothing yet.
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
-}
-
-impl Transport for TcpStream {
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        TcpStream::poll_read_ready(self, cx)
-    }
-
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        TcpStream::try_read_buf(self, buf)
-    }
 }
