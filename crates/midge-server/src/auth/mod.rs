@@ -6,6 +6,8 @@
 //! loaded when the listener is bound, so a bad file stops the start with an error naming the
 //! file, before anything else is opened.
 
+pub mod password_file;
+
 use std::sync::Arc;
 
 use midge_broker::ports::access::Authorizer;
