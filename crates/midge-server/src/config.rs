@@ -92,6 +92,12 @@ pub struct ListenerConfig {
     /// one more is closed as soon as it is accepted. Default: no limit.
     #[serde(default)]
     pub max_connections: MaxConnections,
+    /// mosquitto's `password_file`: users and their password hashes (`$7$` or `$6$`, as
+    /// `mosquitto_passwd` and `midge passwd` write them). Clients that give a user name must
+    /// give its password; clients without one follow `allow_anonymous`. Read when the listener
+    /// is bound: a missing or malformed file stops the start. Default: none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// What a listener speaks (`protocol`).
@@ -302,6 +308,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
         allow_anonymous: true,
         max_connections: MaxConnections::UNLIMITED,
+        password_file: None,
     }
 }
 
@@ -397,6 +404,15 @@ mod tests {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains("p.toml") && err.contains(expected), "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn listener_password_file() {
+        let parse = |extra: &str| ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"));
+        assert_eq!(parse("").unwrap().listener[0].password_file, None);
+        let config = parse("password_file = \"/etc/midge/passwords\"").unwrap();
+        assert_eq!(config.listener[0].password_file.as_deref(), Some(Path::new("/etc/midge/passwords")));
+        assert!(parse("password_file = 1").unwrap_err().to_string().contains("password_file"));
     }
 
     #[test]

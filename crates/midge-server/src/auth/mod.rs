@@ -14,11 +14,17 @@ use midge_broker::ports::access::Authorizer;
 use midge_broker::ports::auth::{AnonymousOnly, Authenticator};
 
 use crate::config::ListenerConfig;
+use password_file::{PasswordFile, PasswordFileAuthenticator, PasswordFileError};
 
 /// Why a listener's security settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SecurityError {}
+pub enum SecurityError {
+    /// The listener's `password_file` cannot be read or has a line Midge cannot use; the
+    /// message names the file (and the line).
+    #[error(transparent)]
+    PasswordFile(#[from] PasswordFileError),
+}
 
 /// What a listener's connections are checked against.
 #[derive(Debug, Clone)]
@@ -36,10 +42,19 @@ impl ListenerSecurity {
     }
 }
 
-/// Who may connect: without a password file, anonymous clients where `allow_anonymous` is set
-/// and nobody else (mosquitto 2's rule).
+/// Who may connect (mosquitto 2's rules): with a `password_file`, clients with a user name and
+/// its password, and anonymous clients where `allow_anonymous` is set; without one, anonymous
+/// clients where `allow_anonymous` is set and nobody else. The file is read now, once: it is
+/// read again only when the listener is bound again (no reload on SIGHUP yet).
 fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, SecurityError> {
-    Ok(Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous }))
+    match &config.password_file {
+        Some(path) => {
+            let file = PasswordFile::load(path)?;
+            tracing::info!(bind = %config.bind, password_file = %path.display(), users = file.len(), "password file loaded");
+            Ok(Arc::new(PasswordFileAuthenticator::new(file, config.allow_anonymous)))
+        }
+        None => Ok(Arc::new(AnonymousOnly { allow_anonymous: config.allow_anonymous })),
+    }
 }
 
 /// What clients may do: everything, without an ACL file.
