@@ -14,15 +14,18 @@
 //!
 //! Where it differs from mosquitto_passwd, it is safer, never incompatible:
 //! - The file is replaced atomically (a temporary file beside it, fsynced, then renamed), so a
-//!   crash leaves the old file or the new one; an existing file keeps its permissions, a new
-//!   one is created readable by its owner only (0600).
+//!   crash leaves the old file or the new one. An existing file keeps its permissions and, where
+//!   allowed (as root), its owner, so a broker that reads it as another user still can; a new
+//!   one gets 0666 less the umask, as mosquitto_passwd 2.0 creates it (a broker that drops
+//!   privileges, as Debian's mosquitto does, must be able to read it: tighten it with chmod and
+//!   chown for that user).
 //! - Comments and blank lines are kept (mosquitto_passwd calls a file with them corrupt).
 //! - `-U` leaves lines that already hold a `$6$`/`$7$` hash alone instead of hashing the hash,
 //!   and honours `-H` and `-I`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -259,8 +262,8 @@ fn execute(plan: Plan) -> Result<(), Failure> {
             update_user(&old, username, &password, plan.algorithm)?
         }
     };
-    let permissions = fs::metadata(&path).map(|m| m.permissions()).ok();
-    replace(&path, &new, permissions)
+    let metadata = fs::metadata(&path).ok();
+    replace(&path, &new, metadata.as_ref())
         .map_err(|e| fail(format!("Error occurred updating password file {}: {}.", path.display(), strerror(&e))))
 }
 
@@ -376,9 +379,10 @@ fn prompt(text: &str) -> Result<String, Failure> {
 }
 
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory,
-/// written and fsynced, renamed over it, and the directory fsynced. `permissions` are the old
-/// file's; a new file gets 0600.
-fn replace(path: &Path, contents: &str, permissions: Option<fs::Permissions>) -> io::Result<()> {
+/// written and fsynced, renamed over it, and the directory fsynced. `old` is the replaced
+/// file's metadata: its permissions are kept, and its owner where the OS allows; without one
+/// the file gets 0666 less the umask.
+fn replace(path: &Path, contents: &str, old: Option<&fs::Metadata>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -386,9 +390,15 @@ fn replace(path: &Path, contents: &str, permissions: Option<fs::Permissions>) ->
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.midge-passwd.{}", std::process::id()));
     let written = (|| {
+        // 0600 until the contents are there; then the old file's mode, or the usual one.
         let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
-        if let Some(permissions) = permissions {
-            file.set_permissions(fs::Permissions::from_mode(permissions.mode()))?;
+        match old {
+            Some(old) => {
+                // Only root may give a file away; anyone else keeps it as theirs.
+                let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+                file.set_permissions(fs::Permissions::from_mode(old.permissions().mode()))?;
+            }
+            None => file.set_permissions(fs::Permissions::from_mode(0o666 & !umask()))?,
         }
         file.write_all(contents.as_bytes())?;
         file.sync_all()?;
@@ -403,6 +413,15 @@ fn replace(path: &Path, contents: &str, permissions: Option<fs::Permissions>) ->
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// The process's umask (read by setting it, then setting it back: there is no other way).
+fn umask() -> u32 {
+    // SAFETY: umask(2) cannot fail and touches only the process's file mode mask; it is set
+    // back at once. Nothing else in `midge passwd` creates files meanwhile (one thread).
+    let mask = unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(mask) };
+    u32::from(mask)
 }
 
 /// The OS's text for an error, without Rust's " (os error N)", as C's strerror prints it.
