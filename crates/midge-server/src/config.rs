@@ -408,7 +408,9 @@ mod tests {
 
     #[test]
     fn listener_password_file() {
-        let parse = |extra: &str| ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"));
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"))
+        };
         assert_eq!(parse("").unwrap().listener[0].password_file, None);
         let config = parse("password_file = \"/etc/midge/passwords\"").unwrap();
         assert_eq!(config.listener[0].password_file.as_deref(), Some(Path::new("/etc/midge/passwords")));

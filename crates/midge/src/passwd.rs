@@ -453,7 +453,8 @@ mod tests {
     #[test]
     fn command_lines_read_as_mosquitto_passwd_reads_them() {
         let pbkdf2 = |n| Algorithm::Sha512Pbkdf2 { iterations: NonZeroU32::new(n).unwrap() };
-        let update = |password: Option<&str>| Action::Update { username: "u".into(), password: password.map(Into::into) };
+        let update =
+            |password: Option<&str>| Action::Update { username: "u".into(), password: password.map(Into::into) };
         let cases = [
             ("f u", update(None), pbkdf2(101)),
             ("-b f u p", update(Some("p")), pbkdf2(101)),
@@ -510,7 +511,10 @@ mod tests {
         assert!(hash.parse::<PasswordHash>().unwrap().verify(b"pw"));
         let added = update_user(old, "carol", "pw", Algorithm::default()).unwrap();
         assert!(added.starts_with(&format!("{old}\ncarol:$7$101$")), "{added}");
-        assert_eq!(update_user("nonsense\n", "a", "p", Algorithm::Sha512).unwrap_err().0, "Error: Corrupt password file at line 1.");
+        assert_eq!(
+            update_user("nonsense\n", "a", "p", Algorithm::Sha512).unwrap_err().0,
+            "Error: Corrupt password file at line 1."
+        );
     }
 
     #[test]

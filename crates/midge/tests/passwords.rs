@@ -158,7 +158,8 @@ fn midge_passwd_files_work_with_mosquitto_and_midge() {
 
     for broker in [start_mosquitto(&file), start_midge(dir.path(), &file, false)] {
         for version in ["mqttv311", "mqttv5"] {
-            for login in [("alice", "secret"), ("bob", "hunter2"), ("carol", "new"), ("erin", "plain text"), ("frank", "typed")]
+            for login in
+                [("alice", "secret"), ("bob", "hunter2"), ("carol", "new"), ("erin", "plain text"), ("frank", "typed")]
             {
                 assert_accepted(&broker, version, Some(login));
             }
@@ -205,7 +206,13 @@ fn a_bad_password_file_stops_the_start() {
     std::fs::write(&malformed, "# users\nalice:$7$101$c2FsdHNhbHRzYWx0$dG9vc2hvcnQ=\n").unwrap();
     let cases: [(&PathBuf, String); 2] = [
         (&missing, format!("cannot read password file {}: No such file or directory", missing.display())),
-        (&malformed, format!("invalid password file {}, line 2: user \"alice\": the hash is not 64 bytes long", malformed.display())),
+        (
+            &malformed,
+            format!(
+                "invalid password file {}, line 2: user \"alice\": the hash is not 64 bytes long",
+                malformed.display()
+            ),
+        ),
     ];
     for (file, expected) in cases {
         let config = dir.path().join("midge.toml");
@@ -305,9 +312,7 @@ fn a_storm_of_wrong_passwords_does_not_stall_a_subscriber() {
     };
     let storm_started = Instant::now();
     let addr = broker.addr;
-    let storm: Vec<_> = (0..STORM)
-        .map(|i| std::thread::spawn(move || wrong_password_connect(addr, i)))
-        .collect();
+    let storm: Vec<_> = (0..STORM).map(|i| std::thread::spawn(move || wrong_password_connect(addr, i))).collect();
     let codes: Vec<u8> = storm.into_iter().map(|t| t.join().unwrap()).collect();
     let storm_ended = Instant::now();
     // A little after the storm, so the last gap is measured too.

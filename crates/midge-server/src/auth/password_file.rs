@@ -249,8 +249,7 @@ impl PasswordFile {
         let mut lines_of = HashMap::new();
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
-            let invalid =
-                |problem: String| PasswordFileError::Line { path: path.to_owned(), line: number, problem };
+            let invalid = |problem: String| PasswordFileError::Line { path: path.to_owned(), line: number, problem };
             let Some((user, hash)) = split_line(line).map_err(|problem| invalid(problem.to_owned()))? else {
                 continue;
             };
@@ -319,9 +318,8 @@ pub struct PasswordFileAuthenticator {
 /// What an unknown user's password is verified against, so that refusing an unknown user
 /// takes as long as refusing a wrong password (the default algorithm) and the time does not
 /// tell who exists.
-static UNKNOWN_USER: LazyLock<Arc<PasswordHash>> = LazyLock::new(|| {
-    Arc::new(PasswordHash::with_salt(b"", b"midge-no-user".to_vec(), Algorithm::default()))
-});
+static UNKNOWN_USER: LazyLock<Arc<PasswordHash>> =
+    LazyLock::new(|| Arc::new(PasswordHash::with_salt(b"", b"midge-no-user".to_vec(), Algorithm::default())));
 
 impl PasswordFileAuthenticator {
     /// An authenticator over `file`.
@@ -432,7 +430,11 @@ mod tests {
         for (hash, password, algorithm) in [
             (ALICE_7, "secret", Algorithm::default()),
             (BOB_6, "pw", Algorithm::Sha512),
-            (CAROL_7_1000, "pässwörd with spaces", Algorithm::Sha512Pbkdf2 { iterations: NonZeroU32::new(1000).unwrap() }),
+            (
+                CAROL_7_1000,
+                "pässwörd with spaces",
+                Algorithm::Sha512Pbkdf2 { iterations: NonZeroU32::new(1000).unwrap() },
+            ),
             (DAVE_7_EMPTY, "", Algorithm::default()),
         ] {
             let parsed: PasswordHash = hash.parse().unwrap();
@@ -557,10 +559,7 @@ mod tests {
             assert_eq!(decide(authenticator, credentials(Some("carol"), Some(b"secret"))).await, bad);
             assert_eq!(decide(authenticator, credentials(Some("alice"), None)).await, bad);
         }
-        assert!(matches!(
-            strict.authenticate(&credentials(Some("alice"), Some(b"secret"))),
-            Decision::Later(_)
-        ));
+        assert!(matches!(strict.authenticate(&credentials(Some("alice"), Some(b"secret"))), Decision::Later(_)));
         assert_eq!(
             decide(&strict, credentials(None, None)).await,
             Verdict::Deny {
