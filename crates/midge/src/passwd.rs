@@ -421,6 +421,8 @@ fn umask() -> u32 {
     // back at once. Nothing else in `midge passwd` creates files meanwhile (one thread).
     let mask = unsafe { libc::umask(0o022) };
     unsafe { libc::umask(mask) };
+    // mode_t is u32 on Linux, u16 on macOS.
+    #[allow(clippy::useless_conversion)]
     u32::from(mask)
 }
 
