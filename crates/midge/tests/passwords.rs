@@ -369,3 +369,45 @@ fn wrong_password_connect(addr: std::net::SocketAddr, i: usize) -> u8 {
     assert_eq!(connack[..3], [0x20, 2, 0], "CONNACK header");
     connack[3]
 }
+
+/// `midge passwd` fails as mosquitto_passwd does: the same exit code and message on stderr for
+/// bad command lines, a missing file, an unknown user to delete, and an empty or mismatched
+/// password typed at the prompts (answered on stdin).
+#[test]
+fn midge_passwd_fails_like_mosquitto_passwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("existing");
+    passwd(mosquitto_passwd(), &["-c", "-b", "FILE", "alice", "secret"], &existing);
+    let existing = existing.to_str().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&[], ""),
+        (&["-c", "-D", existing, "u"], ""),
+        (&["-b", "-D", existing, "u"], ""),
+        (&["-H", "md5", "-b", existing, "u", "p"], ""),
+        (&["-H"], ""),
+        (&["-I", "0", "-b", existing, "u", "p"], ""),
+        (&["-c", "-b", existing, "u"], ""),
+        (&["-U"], ""),
+        (&["-b", existing, "a:b", "p"], ""),
+        (&["-D", missing, "u"], ""),
+        (&["-b", missing, "u", "p"], ""),
+        (&["-D", existing, "nobody"], ""),
+        (&[existing, "bob"], "\n\n"),
+        (&[existing, "bob"], "one\ntwo\n"),
+    ];
+    for (args, input) in cases {
+        let outcome = |mut command: Command| {
+            command.args(*args);
+            let done = cli_common::Running::start(command, Some(input.as_bytes().to_vec())).finish();
+            (done.code(), done.stderr)
+        };
+        let ours = outcome(midge_passwd());
+        let theirs = outcome(mosquitto_passwd());
+        assert_ne!(ours.0, 0, "{args:?}");
+        assert_eq!(ours, theirs, "{args:?} with input {input:?}");
+    }
+    let text = std::fs::read_to_string(existing).unwrap();
+    assert!(text.starts_with("alice:$7$") && text.lines().count() == 1, "unchanged: {text}");
+}
