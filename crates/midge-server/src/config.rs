@@ -99,6 +99,12 @@ pub struct ListenerConfig {
     /// JSON Web Tokens in the password field (`[listener.jwt]`, docs/security.md).
     #[serde(default)]
     pub jwt: Option<crate::auth::jwt::JwtConfig>,
+    /// mosquitto's `password_file`: users and their password hashes (`$7$` or `$6$`, as
+    /// `mosquitto_passwd` and `midge passwd` write them). Clients that give a user name must
+    /// give its password; clients without one follow `allow_anonymous`. Read when the listener
+    /// is bound: a missing or malformed file stops the start. Default: none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 
     // TLS (crate::tls): the listener is TLS when `certfile` and `keyfile` are set.
     /// The server's certificate chain, PEM: its own certificate first, then any intermediate
@@ -364,6 +370,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         require_certificate: false,
         use_identity_as_username: false,
         use_subject_as_username: false,
+        password_file: None,
     }
 }
 
@@ -447,6 +454,17 @@ mod tests {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains("p.toml") && err.contains(expected), "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn listener_password_file() {
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0\"\n{extra}\n"), Path::new("p.toml"))
+        };
+        assert_eq!(parse("").unwrap().listener[0].password_file, None);
+        let config = parse("password_file = \"/etc/midge/passwords\"").unwrap();
+        assert_eq!(config.listener[0].password_file.as_deref(), Some(Path::new("/etc/midge/passwords")));
+        assert!(parse("password_file = 1").unwrap_err().to_string().contains("password_file"));
     }
 
     #[test]

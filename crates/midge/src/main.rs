@@ -7,12 +7,14 @@
 //! - `shell`: `midge shell`, an interactive client.
 //! - `client`: what the client tools share (connection flags, `-D`, `-F` output, error table).
 //! - `bench`: `midge bench`, a load generator that measures a broker (see docs/benchmarks.md).
+//! - `passwd`: `midge passwd`, mosquitto_passwd's flags and behaviour for password files.
 //!
 //! Errors of `serve` are reported at this edge with `anyhow`: a message and a non-zero exit.
 //! The client tools return mosquitto's exit codes themselves.
 
 mod bench;
 mod client;
+mod passwd;
 mod publish;
 mod serve;
 mod shell;
@@ -49,6 +51,8 @@ enum Command {
     Shell(shell::ShellArgs),
     /// Measure a broker: throughput, loss, latency, connections.
     Bench(bench::BenchArgs),
+    /// Manage password files (like mosquitto_passwd).
+    Passwd(passwd::PasswdArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
         Command::Sub(args) => return ExitCode::from(subscribe::run(args)),
         Command::Shell(args) => return ExitCode::from(shell::run(args)),
         Command::Bench(args) => return bench::run(args),
+        Command::Passwd(args) => return ExitCode::from(passwd::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,9 +14,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::filters::{covers, matches};
 use crate::hash::ProcessSeeded;
 use crate::limits::ACCESS_CACHE_ANSWERS;
-use crate::ports::auth::Identity;
 
 /// What a client wants to do with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +27,39 @@ pub enum Action {
     Subscribe,
     /// Receive a message published to a topic name.
     Receive,
+}
+
+/// Who a connected client is, as authorization sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The user name the client is known by (its User Name, or one a backend chose); `None`
+    /// for an anonymous client.
+    pub username: Option<Arc<str>>,
+    /// Topic filters the client's own credentials limit it to (a token's claims); `None` when
+    /// they name none. Checked on top of the listener's authorizer.
+    pub grants: Option<Arc<Grants>>,
+}
+
+/// What a client's credentials allow it, as topic filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Filters it may publish to.
+    pub publish: Vec<String>,
+    /// Filters it may subscribe to and receive from.
+    pub subscribe: Vec<String>,
+}
+
+impl Grants {
+    /// Whether these grants allow `action` on `topic` (a filter for subscribing): publishing to
+    /// a topic some publish filter matches, receiving what some subscribe filter matches, and
+    /// subscribing to a filter some subscribe filter covers.
+    pub fn allows(&self, action: Action, topic: &str) -> bool {
+        match action {
+            Action::Publish => self.publish.iter().any(|f| matches(f, topic)),
+            Action::Receive => self.subscribe.iter().any(|f| matches(f, topic)),
+            Action::Subscribe => self.subscribe.iter().any(|f| covers(f, topic)),
+        }
+    }
 }
 
 /// Decides what an identity may do.

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use midge_codec::ReasonCode;
 
+pub use super::access::{Grants, Identity};
+
 /// What a client presents when it connects.
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
@@ -28,41 +30,6 @@ pub struct Credentials<'a> {
     pub password: Option<&'a [u8]>,
     /// The peer's address, for logs and address-based rules.
     pub peer: &'a str,
-}
-
-/// Who a connected client is, as authorization sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    /// The user name the client is known by (its User Name, or one a backend chose); `None`
-    /// for an anonymous client.
-    pub username: Option<Arc<str>>,
-    /// Topic filters the client's own credentials limit it to (a token's claims); `None` when
-    /// they name none. Checked on top of the listener's authorizer.
-    pub grants: Option<Arc<Grants>>,
-}
-
-/// What a client's credentials allow it, as topic filters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Filters it may publish to.
-    pub publish: Vec<String>,
-    /// Filters it may subscribe to and receive from.
-    pub subscribe: Vec<String>,
-}
-
-impl Grants {
-    /// Whether these grants allow `action` on `topic` (a filter for subscribing): publishing to
-    /// a topic some publish filter matches, receiving what some subscribe filter matches, and
-    /// subscribing to a filter some subscribe filter covers.
-    pub fn allows(&self, action: crate::ports::access::Action, topic: &str) -> bool {
-        use crate::filters::{covers, matches};
-        use crate::ports::access::Action;
-        match action {
-            Action::Publish => self.publish.iter().any(|f| matches(f, topic)),
-            Action::Receive => self.subscribe.iter().any(|f| matches(f, topic)),
-            Action::Subscribe => self.subscribe.iter().any(|f| covers(f, topic)),
-        }
-    }
 }
 
 /// An authenticator's answer.

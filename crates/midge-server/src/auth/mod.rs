@@ -9,6 +9,7 @@
 pub mod acl_file;
 pub mod chain;
 pub mod jwt;
+pub mod password_file;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use midge_broker::ports::access::Authorizer;
 use midge_broker::ports::auth::{AnonymousOnly, Authenticator};
 
 use crate::config::ListenerConfig;
+use password_file::{PasswordFile, PasswordFileAuthenticator, PasswordFileError};
 
 /// Why a listener's security settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,10 @@ pub enum SecurityError {
     /// `[listener.jwt]` cannot be used (the message names the file or the key).
     #[error(transparent)]
     Jwt(#[from] jwt::JwtError),
+    /// The listener's `password_file` cannot be read or has a line Midge cannot use; the
+    /// message names the file (and the line).
+    #[error(transparent)]
+    PasswordFile(#[from] PasswordFileError),
 }
 
 /// What a listener's connections are checked against.
@@ -45,12 +51,19 @@ impl ListenerSecurity {
     }
 }
 
-/// Who may connect: the listener's backends in turn ([`chain::Chain`]); anonymous clients where
-/// `allow_anonymous` is set. Without any backend, anonymous clients where `allow_anonymous` is
-/// set and nobody else (mosquitto 2's rule without a password file).
+/// Who may connect: the listener's backends in turn ([`chain::Chain`]: its `password_file`,
+/// then its JWT settings); anonymous clients where `allow_anonymous` is set. Without any
+/// backend, anonymous clients where `allow_anonymous` is set and nobody else (mosquitto 2's rule
+/// without a password file). Files are read now, once: again only when the listener is bound
+/// again (no reload on SIGHUP yet).
 fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, SecurityError> {
     let anonymous = AnonymousOnly { allow_anonymous: config.allow_anonymous };
     let mut backends: Vec<Arc<dyn Authenticator>> = Vec::new();
+    if let Some(path) = &config.password_file {
+        let file = PasswordFile::load(path)?;
+        tracing::info!(bind = %config.bind, password_file = %path.display(), users = file.len(), "password file loaded");
+        backends.push(Arc::new(PasswordFileAuthenticator::new(file, config.allow_anonymous)));
+    }
     if let Some(jwt) = &config.jwt {
         backends.push(Arc::new(jwt::JwtAuthenticator::load(jwt)?));
     }
