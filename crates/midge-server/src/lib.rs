@@ -34,4 +34,16 @@ mod test_support;
 
 pub use config::{ListenerConfig, ServerConfig};
 pub use listener::{ListenerCounters, ListenerHandle};
-pub use server::{Server, ServerError};
+pub use server::{Reloader, Server, ServerError};
+
+/// An error and its causes on one line, as `midge serve` prints a startup error: for errors
+/// that are logged rather than returned to the binary's edge.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    text
+}

@@ -10,7 +10,7 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -101,26 +101,27 @@ impl BoundListener {
         let connections = TaskTracker::new();
         let (stop, stop_rx) = watch::channel(false);
         let accept_loop = TaskTracker::new();
+        let context = ListenerContext {
+            broker,
+            authenticator: security.authenticator,
+            authorizer: security.authorizer,
+            store,
+            shutdown,
+        };
+        let current = Arc::new(RwLock::new(Current { context: Arc::new(context), tls }));
         accept_loop.spawn(
             AcceptLoop {
                 index,
                 config: config.clone(),
-                context: Arc::new(ListenerContext {
-                    broker,
-                    authenticator: security.authenticator,
-                    authorizer: security.authorizer,
-                    store,
-                    shutdown,
-                }),
+                current: Arc::clone(&current),
                 counters: Arc::clone(&counters),
                 connections: connections.clone(),
                 warnings: FullWarnings::default(),
-                tls: tls.clone(),
             }
             .run(sockets, stop_rx),
         );
         accept_loop.close();
-        ListenerHandle { index, config, local_addrs, counters, tls, connections, stop, accept_loop }
+        ListenerHandle { index, config, local_addrs, counters, current, connections, stop, accept_loop }
     }
 }
 
@@ -134,8 +135,8 @@ pub struct ListenerHandle {
     config: ListenerConfig,
     local_addrs: Vec<SocketAddr>,
     counters: Arc<Counters>,
-    /// Its TLS acceptor (for its handshake counter); `None` for plain TCP.
-    tls: Option<Arc<TlsListener>>,
+    /// What new connections are given, swapped by [`ListenerHandle::reload`].
+    current: Arc<RwLock<Current>>,
     /// Its connections; their number is the listener's count of open connections.
     connections: TaskTracker,
     /// Tells the accept loop to stop.
@@ -167,7 +168,7 @@ impl ListenerHandle {
             refused_max_connections: self.counters.refused_max_connections.load(Ordering::Relaxed),
             accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
             open: self.connections.len(),
-            tls_handshake_failures: self.tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
+            tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
         }
     }
 
@@ -182,6 +183,29 @@ impl ListenerHandle {
         let _ = self.stop.send(true);
         self.connections.close();
         self.accept_loop.wait().await;
+    }
+
+    /// Reads its files again (password file, ACL file, JWT keys, TLS certificate, key, CAs and
+    /// CRLs) and gives what they now say to every connection accepted from now on; connected
+    /// clients keep what they started with and stay connected. A file that cannot be used
+    /// changes nothing: the error names it, and the listener keeps its last good settings.
+    pub fn reload(&self) -> Result<(), ServerError> {
+        let listener = self.index;
+        let security =
+            ListenerSecurity::load(&self.config).map_err(|source| ServerError::Security { listener, source })?;
+        let tls =
+            TlsListener::load(&self.config).map_err(|source| ServerError::Tls { listener, source })?.map(Arc::new);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let old = &current.context;
+        let context = ListenerContext {
+            broker: Arc::clone(&old.broker),
+            authenticator: security.authenticator,
+            authorizer: security.authorizer,
+            store: old.store.clone(),
+            shutdown: old.shutdown.clone(),
+        };
+        *current = Current { context: Arc::new(context), tls };
+        Ok(())
     }
 
     /// Whether it has stopped accepting.
@@ -224,11 +248,20 @@ struct Counters {
 struct AcceptLoop {
     index: usize,
     config: ListenerConfig,
-    /// What every connection of this listener is given.
-    context: Arc<ListenerContext>,
+    /// What each new connection is given; a reload swaps it.
+    current: Arc<RwLock<Current>>,
     counters: Arc<Counters>,
     connections: TaskTracker,
     warnings: FullWarnings,
+}
+
+/// What a listener gives each new connection, read from its files when it is bound and again on
+/// every reload ([`ListenerHandle::reload`]). Swapped whole, so a connection keeps what it
+/// started with: new settings apply to new connections, and connected clients stay.
+#[derive(Debug)]
+struct Current {
+    /// The broker, the listener's authenticator and authorizer, the store's writer.
+    context: Arc<ListenerContext>,
     /// The TLS acceptor each connection's task runs its handshake with; `None` for plain TCP.
     tls: Option<Arc<TlsListener>>,
 }
@@ -274,14 +307,23 @@ impl AcceptLoop {
         if let Err(error) = stream.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let context = Arc::clone(&self.context);
-        match &self.tls {
+        let (context, tls) = {
+            let current = read(&self.current);
+            (Arc::clone(&current.context), current.tls.clone())
+        };
+        match tls {
             // The handshake runs in the connection's task, never here: a slow client cannot
             // hold up the accept loop.
-            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, Arc::clone(tls), context)),
+            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
             None => self.connections.spawn(connection::serve(stream, peer, context)),
         };
     }
+}
+
+/// The current settings. A panic while they were being swapped left them whole (the swap is one
+/// assignment), so a poisoned lock is read as it is.
+fn read(current: &RwLock<Current>) -> std::sync::RwLockReadGuard<'_, Current> {
+    current.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The next connection on any of `sockets`, trying them from `first` on (which then moves on by

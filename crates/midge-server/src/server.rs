@@ -74,8 +74,8 @@ pub enum ServerError {
 pub struct Server {
     broker: Arc<Broker>,
     /// The listeners, in config order. A closed one stays here: shutdown waits for the
-    /// connections it accepted.
-    listeners: Vec<ListenerHandle>,
+    /// connections it accepted. Shared with the [`Reloader`].
+    listeners: Arc<Vec<ListenerHandle>>,
     shutdown: watch::Sender<bool>,
     /// The housekeeping task.
     tasks: TaskTracker,
@@ -102,10 +102,12 @@ impl Server {
         let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = writer.as_ref().map(Writer::handle);
-        let listeners = bound
-            .into_iter()
-            .map(|listener| listener.start(Arc::clone(&broker), store.clone(), shutdown_rx.clone()))
-            .collect();
+        let listeners = Arc::new(
+            bound
+                .into_iter()
+                .map(|listener| listener.start(Arc::clone(&broker), store.clone(), shutdown_rx.clone()))
+                .collect(),
+        );
         let tasks = TaskTracker::new();
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, listeners, shutdown, tasks, writer })
@@ -126,12 +128,17 @@ impl Server {
         &self.broker
     }
 
+    /// What reloads the listeners' files while the server runs (on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader { listeners: Arc::clone(&self.listeners) }
+    }
+
     /// Serves until `signal` completes, then shuts down: listeners close, v5 clients are sent
     /// DISCONNECT 0x8B, and connections get [`SHUTDOWN_GRACE`] to finish.
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         info!("shutting down");
-        for listener in &self.listeners {
+        for listener in self.listeners.iter() {
             listener.close().await;
         }
         // Housekeeping and connections still before CONNECT watch the channel; connected
@@ -141,7 +148,7 @@ impl Server {
         self.tasks.close();
         let ended = async {
             self.tasks.wait().await;
-            for listener in &self.listeners {
+            for listener in self.listeners.iter() {
                 listener.connections_ended().await;
             }
         };
@@ -166,6 +173,38 @@ impl Server {
             }
         }
         info!("stopped");
+    }
+}
+
+/// Reloads every listener's files ([`ListenerHandle::reload`]): what mosquitto does on SIGHUP
+/// for its password, ACL and certificate files. The config file itself is not read again yet.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    listeners: Arc<Vec<ListenerHandle>>,
+}
+
+impl Reloader {
+    /// Reloads each listener in turn; one whose files cannot be used keeps its last good
+    /// settings, and the error, naming the file, is logged. Returns how many failed.
+    pub fn reload(&self) -> usize {
+        let mut failed = 0;
+        for listener in self.listeners.iter().filter(|listener| !listener.is_closed()) {
+            match listener.reload() {
+                Ok(()) => info!(
+                    listener = listener.index(),
+                    "listener reloaded: new connections use its files as they are now"
+                ),
+                Err(error) => {
+                    failed += 1;
+                    tracing::error!(
+                        listener = listener.index(),
+                        error = %crate::error_chain(&error),
+                        "reload failed: the listener keeps its last good settings"
+                    );
+                }
+            }
+        }
+        failed
     }
 }
 

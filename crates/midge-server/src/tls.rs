@@ -122,9 +122,9 @@ impl TlsListener {
     /// The listener's TLS acceptor, or `None` for a plain TCP listener (no `certfile` and no
     /// `keyfile`). Reads every file the settings name.
     ///
-    /// Reload on SIGHUP (mosquitto re-reads certificates, keys and CRLs then) is not built yet:
-    /// it would call this again and swap the `Arc<TlsListener>` the accept loop hands new
-    /// connections (`listener.rs`, `AcceptLoop::tls`); connections already open keep theirs.
+    /// A reload (SIGHUP, [`crate::ListenerHandle::reload`]) calls this again and swaps the
+    /// `Arc<TlsListener>` the accept loop hands new connections; connections already open keep
+    /// theirs.
     pub fn load(config: &ListenerConfig) -> Result<Option<Self>, TlsError> {
         let username = match (config.use_identity_as_username, config.use_subject_as_username) {
             (true, true) => {

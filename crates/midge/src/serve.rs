@@ -1,5 +1,5 @@
 //! `midge serve`: loads the config, sets up logging, runs the broker until SIGINT or SIGTERM.
-//! SIGHUP is logged and otherwise ignored until reload exists.
+//! SIGHUP reloads the listeners' files (passwords, ACLs, JWT keys, TLS certificates).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -66,7 +66,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // find them installed, not the default action (which kills without a clean shutdown).
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
         let server = Server::start(config).await?;
-        server.run_until(signals.received()).await;
+        let reloader = server.reloader();
+        server.run_until(signals.received(move || reloader.reload())).await;
         anyhow::Ok(())
     })
 }
@@ -93,8 +94,7 @@ struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     /// SIGHUP is what logrotate's postrotate scripts and mosquitto admins send to ask for a
-    /// reload. Its default action kills the process, so it is caught even though reload does
-    /// not exist yet.
+    /// reload (its default action would kill the process).
     hangup: tokio::signal::unix::Signal,
 }
 
@@ -108,14 +108,16 @@ impl Signals {
         })
     }
 
-    /// Completes on the first SIGINT or SIGTERM; logs every SIGHUP meanwhile.
-    async fn received(mut self) {
+    /// Completes on the first SIGINT or SIGTERM; calls `reload` on every SIGHUP meanwhile (the
+    /// listeners' password, ACL, JWT key and TLS files are read again; the config file is not).
+    async fn received(mut self, reload: impl Fn() -> usize) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return tracing::info!("SIGINT received"),
                 _ = self.terminate.recv() => return tracing::info!("SIGTERM received"),
                 _ = self.hangup.recv() => {
-                    tracing::info!("SIGHUP received: reload is not supported yet, nothing changed");
+                    tracing::info!("SIGHUP received: reloading the listeners' files (the config file is not read again yet)");
+                    reload();
                 }
             }
         }

@@ -263,3 +263,30 @@ fn a_bad_tls_file_stops_the_start_with_a_message_naming_it() {
         assert!(output.contains("listener 1: TLS"), "the listener is named: {output}");
     }
 }
+
+/// SIGHUP reads the certificate and key again: a listener started with an expired certificate
+/// serves the renewed one from then on, without a restart. A broken key file on a later reload
+/// changes nothing: the renewed certificate stays in use.
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_the_last_good_one() {
+    let pki = Pki::new();
+    pki.issue("server", "localhost", 2, Some((2000, 2001)));
+    let broker = pki.serve("", "");
+    let (ok, output) = publish(&broker, &pki.path("ca.pem"), "tls/renewed", &[]);
+    assert!(!ok, "the expired certificate was accepted: {output}");
+    pki.issue("server", "localhost", 3, None);
+    let hangup = || {
+        let status = Command::new("kill").args(["-HUP", &broker.pid().to_string()]).status().expect("kill");
+        assert!(status.success());
+    };
+    hangup();
+    broker.wait_for_log("listener reloaded", Duration::from_secs(10));
+    let (ok, output) = publish(&broker, &pki.path("ca.pem"), "tls/renewed", &[]);
+    assert!(ok, "the renewed certificate: {output}");
+    pki.write("server.key", "not a key\n");
+    hangup();
+    let failure = broker.wait_for_log("reload failed", Duration::from_secs(10));
+    assert!(failure.contains("server.key"), "{failure}");
+    let (ok, output) = publish(&broker, &pki.path("ca.pem"), "tls/renewed", &[]);
+    assert!(ok, "the last good certificate stays: {output}");
+}

@@ -27,9 +27,10 @@
 //! readable topics (`#` for a client that may read `public/#`) is granted and delivery keeps
 //! the rest from it, as in mosquitto. A filter a deny rule covers entirely is refused too.
 //!
-//! The file is read when the listener starts; reload on SIGHUP is issue 16's, and will hand a new
-//! [`AclFile`] to new connections while [`Authorizer::generation`] tells connected ones to drop
-//! what they cached.
+//! The file is read when the listener starts and on SIGHUP (`ListenerHandle::reload`), which
+//! hands a new [`AclFile`] to new connections; connected clients keep the rules they connected
+//! with. (An authorizer whose rules change in place would move [`Authorizer::generation`] so
+//! that connections drop what they cached.)
 
 use std::path::{Path, PathBuf};
 

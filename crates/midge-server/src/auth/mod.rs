@@ -55,7 +55,7 @@ impl ListenerSecurity {
 /// then its JWT settings); anonymous clients where `allow_anonymous` is set. Without any
 /// backend, anonymous clients where `allow_anonymous` is set and nobody else (mosquitto 2's rule
 /// without a password file). Files are read now, once: again only when the listener is bound
-/// again (no reload on SIGHUP yet).
+/// again by a reload (SIGHUP, [`crate::ListenerHandle::reload`]).
 fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, SecurityError> {
     let anonymous = AnonymousOnly { allow_anonymous: config.allow_anonymous };
     let mut backends: Vec<Arc<dyn Authenticator>> = Vec::new();

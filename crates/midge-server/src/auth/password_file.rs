@@ -25,8 +25,8 @@
 //! pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at once in the whole process.
 //!
 //! # Reload
-//! The file is read once, when its listener is bound; reading it again on SIGHUP (mosquitto
-//! does) comes with reload (issue 16). Until then a changed file takes effect at the next start.
+//! The file is read when its listener is bound, and again on SIGHUP
+//! ([`crate::ListenerHandle::reload`]), as mosquitto does: new connections use the new file.
 
 use std::collections::HashMap;
 use std::fmt;
