@@ -99,6 +99,9 @@ pub struct ListenerConfig {
     /// JSON Web Tokens in the password field (`[listener.jwt]`, docs/security.md).
     #[serde(default)]
     pub jwt: Option<crate::auth::jwt::JwtConfig>,
+    /// An HTTP service that decides who may connect (`[listener.http_auth]`, docs/security.md).
+    #[serde(default)]
+    pub http_auth: Option<crate::auth::http::HttpAuthConfig>,
     /// mosquitto's `password_file`: users and their password hashes (`$7$` or `$6$`, as
     /// `mosquitto_passwd` and `midge passwd` write them). Clients that give a user name must
     /// give its password; clients without one follow `allow_anonymous`. Read when the listener
@@ -361,6 +364,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         max_connections: MaxConnections::UNLIMITED,
         acl_file: None,
         jwt: None,
+        http_auth: None,
         certfile: None,
         keyfile: None,
         tls_version: None,

@@ -8,6 +8,7 @@
 
 pub mod acl_file;
 pub mod chain;
+pub mod http;
 pub mod jwt;
 pub mod password_file;
 
@@ -29,6 +30,9 @@ pub enum SecurityError {
     /// `[listener.jwt]` cannot be used (the message names the file or the key).
     #[error(transparent)]
     Jwt(#[from] jwt::JwtError),
+    /// `[listener.http_auth]` cannot be used (the message names the key).
+    #[error(transparent)]
+    HttpAuth(#[from] http::HttpAuthError),
     /// The listener's `password_file` cannot be read or has a line Midge cannot use; the
     /// message names the file (and the line).
     #[error(transparent)]
@@ -52,7 +56,7 @@ impl ListenerSecurity {
 }
 
 /// Who may connect: the listener's backends in turn ([`chain::Chain`]: its `password_file`,
-/// then its JWT settings); anonymous clients where `allow_anonymous` is set. Without any
+/// then its JWT settings, then its HTTP service); anonymous clients where `allow_anonymous` is set. Without any
 /// backend, anonymous clients where `allow_anonymous` is set and nobody else (mosquitto 2's rule
 /// without a password file). Files are read now, once: again only when the listener is bound
 /// again by a reload (SIGHUP, [`crate::ListenerHandle::reload`]).
@@ -66,6 +70,9 @@ fn authenticator(config: &ListenerConfig) -> Result<Arc<dyn Authenticator>, Secu
     }
     if let Some(jwt) = &config.jwt {
         backends.push(Arc::new(jwt::JwtAuthenticator::load(jwt)?));
+    }
+    if let Some(http_auth) = &config.http_auth {
+        backends.push(Arc::new(http::HttpAuthenticator::new(http_auth)?));
     }
     if backends.is_empty() {
         return Ok(Arc::new(anonymous));
