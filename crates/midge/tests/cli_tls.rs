@@ -4,78 +4,18 @@
 
 mod interop_common;
 mod support;
+mod tls_common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use interop_common::mosquitto::Sub;
 use interop_common::run_bounded;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 use support::{midge_bin, TestBroker};
+use tls_common::Pki;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A CA and what it signed, written as PEM files into a directory mosquitto (which drops to its
-/// own user) can read.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let pki = Self { dir };
-        let (ca, ca_key) = pki.ca("ca");
-        pki.leaf("server", vec!["localhost".to_owned()], &ca, &ca_key);
-        pki.leaf("client", Vec::new(), &ca, &ca_key);
-        pki.ca("other-ca");
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let path = self.path(name);
-        std::fs::write(&path, text).expect("write pem");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    }
-
-    /// A self-signed CA, written as NAME.pem.
-    fn ca(&self, name: &str) -> (Certificate, KeyPair) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, format!("Midge test {name}"));
-        let cert = params.self_signed(&key).expect("self-signed");
-        self.write(&format!("{name}.pem"), &cert.pem());
-        (cert, key)
-    }
-
-    /// A certificate for `names` signed by the CA, written as NAME.pem and NAME.key.
-    fn leaf(&self, name: &str, names: Vec<String>, ca: &Certificate, ca_key: &KeyPair) {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(names).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, ca, ca_key).expect("signed");
-        self.write(&format!("{name}.pem"), &cert.pem());
-        self.write(&format!("{name}.key"), &key.serialize_pem());
-    }
-
-    /// mosquitto's TLS settings for its listener.
-    fn mosquitto_listener(&self, require_certificate: bool) -> String {
-        format!(
-            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\n",
-            self.path("ca.pem").display(),
-            self.path("server.pem").display(),
-            self.path("server.key").display()
-        )
-    }
-}
 
 fn arg(path: &Path) -> String {
     path.display().to_string()
@@ -101,7 +41,7 @@ fn tls_sub(broker: &TestBroker, pki: &Pki, id: &str, topic: &str, extra: &[Strin
 /// --cafile turns TLS on: the message reaches mosquitto_sub over TLS.
 #[test]
 fn pub_over_tls_with_cafile() {
-    let pki = Pki::new();
+    let pki = Pki::new(&["localhost"]);
     let broker = TestBroker::start_mosquitto(&pki.mosquitto_listener(false));
     let mut sub = tls_sub(&broker, &pki, "tls-sub", "tls/a", &[]);
     sub.wait_subscribed();
@@ -114,7 +54,7 @@ fn pub_over_tls_with_cafile() {
 /// A broker whose certificate the client's CA did not sign is refused: exit 1, a TLS error.
 #[test]
 fn an_untrusted_broker_is_refused() {
-    let pki = Pki::new();
+    let pki = Pki::new(&["localhost"]);
     let broker = TestBroker::start_mosquitto(&pki.mosquitto_listener(false));
     let args = ["--cafile", &arg(&pki.path("other-ca.pem")), "-h", "localhost", "-t", "t", "-m", "x"];
     let (code, output) = midge_pub(&broker, &args.map(String::from));
@@ -126,7 +66,7 @@ fn an_untrusted_broker_is_refused() {
 /// (the chain is still checked).
 #[test]
 fn a_name_mismatch_is_refused_unless_insecure() {
-    let pki = Pki::new();
+    let pki = Pki::new(&["localhost"]);
     let broker = TestBroker::start_mosquitto(&pki.mosquitto_listener(false));
     let base = ["--cafile", &arg(&pki.path("ca.pem")), "-h", "127.0.0.1", "-t", "t", "-m", "x"].map(String::from);
     let (code, output) = midge_pub(&broker, &base);
@@ -144,7 +84,7 @@ fn a_name_mismatch_is_refused_unless_insecure() {
 /// refuses a client without one.
 #[test]
 fn client_certificates() {
-    let pki = Pki::new();
+    let pki = Pki::new(&["localhost"]);
     let broker = TestBroker::start_mosquitto(&pki.mosquitto_listener(true));
     let base = ["--cafile", &arg(&pki.path("ca.pem")), "-h", "localhost", "-t", "t", "-m", "x"].map(String::from);
     let (code, output) = midge_pub(&broker, &base);
@@ -163,7 +103,7 @@ fn client_certificates() {
 /// `-L mqtts://host:port/topic` is TLS.
 #[test]
 fn an_mqtts_url_is_tls() {
-    let pki = Pki::new();
+    let pki = Pki::new(&["localhost"]);
     let broker = TestBroker::start_mosquitto(&pki.mosquitto_listener(false));
     let mut sub = tls_sub(&broker, &pki, "url-sub", "url/t", &[]);
     sub.wait_subscribed();

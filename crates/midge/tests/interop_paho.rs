@@ -6,6 +6,7 @@
 
 mod interop_common;
 mod support;
+mod tls_common;
 
 use support::TestBroker;
 
@@ -20,12 +21,30 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// Runs `python3 interop.py --host 127.0.0.1 --port PORT ARGS` against a fresh broker.
 fn scenario(args: &[&str]) {
-    let broker = TestBroker::start();
+    run_scenario(&TestBroker::start(), &[], args);
+}
+
+/// Runs the script against `broker` with `options` (before the scenario) and `args`.
+fn run_scenario(broker: &TestBroker, options: &[&str], args: &[&str]) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/paho/interop.py");
     let mut command = Command::new("python3");
-    command.arg(&script).args(["--host", "127.0.0.1", "--port", &broker.port().to_string()]).args(args);
+    command.arg(&script).args(["--host", "127.0.0.1", "--port", &broker.port().to_string()]).args(options).args(args);
     let (status, output) = run_bounded(command, SCRIPT_TIMEOUT);
-    assert!(status.success(), "paho scenario {args:?} failed ({status}):\n{output}");
+    assert!(status.success(), "paho scenario {options:?} {args:?} failed ({status}):\n{output}");
+}
+
+/// paho over TLS, trusting the test CA, to a midge TLS listener: round trips at QoS 1 and 2 for
+/// 3.1.1 and 5.
+#[test]
+fn paho_round_trips_over_tls() {
+    let pki = tls_common::Pki::new(&["127.0.0.1", "localhost"]);
+    let broker = TestBroker::start_midge_listener_with(&pki.midge_listener(), "");
+    let cafile = pki.arg("ca.pem");
+    for protocol in ["3.1.1", "5"] {
+        for qos in ["1", "2"] {
+            run_scenario(&broker, &["--cafile", &cafile], &["roundtrip", "--protocol", protocol, "--qos", qos]);
+        }
+    }
 }
 
 #[test]

@@ -61,6 +61,10 @@ class Peer:
         self.subacks = {}
         self.disconnected = False
         self.messages = queue.Queue()
+        if args.cafile:
+            self.client.tls_set(ca_certs=args.cafile)
+        if args.username:
+            self.client.username_pw_set(args.username, args.password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -236,6 +240,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cafile", help="TLS, trusting the CA certificates in this PEM file")
+    parser.add_argument("--username")
+    parser.add_argument("--password")
     scenarios = parser.add_subparsers(dest="scenario", required=True)
     roundtrip = scenarios.add_parser("roundtrip", help=scenario_roundtrip.__doc__)
     roundtrip.add_argument("--protocol", choices=sorted(PROTOCOLS), required=True)
