@@ -20,7 +20,7 @@ impl ClientConnection {
     /// Writes what a reconnecting persistent session must resend first (MQTT-4.4.0-1).
     pub fn resume(&mut self, now: Instant, out: &mut BytesMut) {
         let resends = self.session.resend_inflight(self.conn_id);
-        let mut sink = self.mqtt_egress(out, usize::MAX);
+        let mut sink = MqttEgress::new(self, out, usize::MAX);
         for outgoing in resends {
             sink.send(outgoing, now);
         }
@@ -30,6 +30,7 @@ impl ClientConnection {
     /// `out` holds fewer than `limit` bytes. Returns whether more may be ready (call again once
     /// `out` drains).
     pub fn drain(&mut self, now: Instant, out: &mut BytesMut, limit: usize) -> bool {
+        // The sink borrows the alias table, the drain the access cache: two fields, not `self`.
         let mut sink = MqttEgress {
             version: self.version,
             client_alias_maximum: self.client_alias_maximum,
@@ -46,17 +47,6 @@ impl ClientConnection {
     /// [`acknowledge`](Self::acknowledge)d.
     pub fn drain_to(&mut self, now: Instant, sink: &mut impl Egress) -> bool {
         drain_session(&self.broker, &self.session, self.conn_id, &mut self.access, now, sink)
-    }
-
-    fn mqtt_egress<'a>(&'a mut self, out: &'a mut BytesMut, limit: usize) -> MqttEgress<'a> {
-        MqttEgress {
-            version: self.version,
-            client_alias_maximum: self.client_alias_maximum,
-            client_max_packet_size: self.client_max_packet_size,
-            aliases: &mut self.aliases,
-            out,
-            limit,
-        }
     }
 
     /// Encodes a control packet. Acks carry no reason strings or user properties, so a client
@@ -172,7 +162,19 @@ impl Egress for MqttEgress<'_> {
     }
 }
 
-impl MqttEgress<'_> {
+impl<'a> MqttEgress<'a> {
+    /// The encoder of `connection`'s messages into `out`, up to `limit` bytes.
+    fn new(connection: &'a mut ClientConnection, out: &'a mut BytesMut, limit: usize) -> Self {
+        Self {
+            version: connection.version,
+            client_alias_maximum: connection.client_alias_maximum,
+            client_max_packet_size: connection.client_max_packet_size,
+            aliases: &mut connection.aliases,
+            out,
+            limit,
+        }
+    }
+
     /// Chooses how to name `topic` to a v5 client: `(send_topic, alias)`. A known topic goes
     /// by alias alone; a new one gets the next free alias while the client's Topic Alias
     /// Maximum allows (MQTT-3.3.2-10: never above it); after that topics are sent in full.

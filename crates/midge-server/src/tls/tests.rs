@@ -2,7 +2,6 @@
 //! Certificates and keys are made here with rcgen (RSA keys with the `openssl` CLI: ring cannot
 //! generate them); none is committed.
 
-use std::error::Error as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -61,19 +60,8 @@ fn listener(certfile: &Path, keyfile: &Path) -> ListenerConfig {
     ListenerConfig { certfile: Some(certfile.to_owned()), keyfile: Some(keyfile.to_owned()), ..default_listener(0) }
 }
 
-/// The error and its causes, as `midge serve` prints them.
-fn report(error: &TlsError) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(&format!(": {error}"));
-        cause = error.source();
-    }
-    text
-}
-
 fn load_error(config: &ListenerConfig) -> String {
-    report(&TlsListener::load(config).expect_err("the settings are refused"))
+    crate::error_chain(&TlsListener::load(config).expect_err("the settings are refused"))
 }
 
 /// The private key inside a PKCS#8 PEM key: PKCS#1 for RSA, SEC1 for EC (PrivateKeyInfo's
