@@ -27,6 +27,9 @@ pub struct Queued {
     /// The `$share/{group}/{filter}` it came through, so that it can go to another member if this
     /// session ends before acknowledging it (MQTT 5.0 section 4.8.2).
     pub shared: Option<Arc<str>>,
+    /// How many members of its shared group it was handed on from because they may not read it
+    /// (at most [`crate::SHARED_HAND_ONS`]).
+    pub handed_on: u8,
 }
 
 /// A message handed to the connection to send.

@@ -54,7 +54,7 @@ pub use delivery::{Outgoing, Queued, SubscriptionIds};
 pub use kick::{Kick, Signal};
 pub use limits::{
     LimitError, Limits, SlowConsumerPolicy, ACCESS_CACHE_ANSWERS, DEFERRED_DELIVERIES, DRAIN_BATCH,
-    KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE,
+    KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE, SHARED_HAND_ONS,
 };
 pub use message::Message;
 pub use route::read_batch::ReadBatch;

@@ -114,6 +114,11 @@ pub const DRAIN_BATCH: usize = 32;
 /// stays cached (`ports::access`).
 pub const ACCESS_CACHE_ANSWERS: usize = 256;
 
+/// How many times a shared-subscription message is handed on to another member of its group
+/// because the member it was given to may not read it: a group none of whose members may read a
+/// message must not pass it round for ever (`connection/egress.rs`).
+pub const SHARED_HAND_ONS: u8 = 8;
+
 /// Keep alive deadlines are rounded up to this granularity and swept this often, so a silent
 /// client is closed between 1.5 times its keep alive and that plus one slot (`keep_alive`).
 pub const KEEP_ALIVE_SWEEP: Duration = Duration::from_millis(100);

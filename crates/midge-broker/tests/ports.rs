@@ -67,7 +67,10 @@ impl Authorizer for Rules {
             return false;
         }
         match identity.username.as_deref() {
-            Some("user") => topic.starts_with("open") || (action == Action::Subscribe && topic == "#"),
+            Some("user") => {
+                topic.starts_with("open")
+                    || (action == Action::Subscribe && (topic == "#" || topic.starts_with("$share/")))
+            }
             _ => true,
         }
     }
@@ -272,4 +275,24 @@ fn a_remote_target_is_routed_to_beside_local_sessions() {
     assert!(world.broker.unsubscribe_remote(&remote, &TopicFilter::new("a/+").unwrap()));
     publisher.publish(publish("a/b", "local only", QoS::AtMostOnce, false), world.now);
     assert!(recorder.got.lock().unwrap().is_empty(), "unsubscribed");
+}
+
+/// A shared-subscription message given to a member that may not read it goes to another member
+/// of the group instead of being lost (MQTT 5.0 section 4.8.2: each message to one member).
+#[test]
+fn a_shared_message_a_member_may_not_read_goes_to_another_member() {
+    let world = World::new();
+    let rules = Arc::new(Rules::default());
+    let mut restricted = with_rules(&world, &rules, V5, "restricted");
+    restricted.subscribe(vec![sub("$share/g/jobs", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut reader = world.client(connect(V5, "reader"));
+    reader.subscribe(vec![sub("$share/g/jobs", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    for i in 0..4 {
+        publisher.publish(publish("jobs", &format!("job{i}"), QoS::AtLeastOnce, false), world.now);
+        assert!(restricted.publishes(world.now).is_empty(), "the restricted member may not read jobs");
+    }
+    let mut got = payloads(&reader.publishes(world.now));
+    got.sort();
+    assert_eq!(got, ["job0", "job1", "job2", "job3"], "every job reached the member that may read it");
 }

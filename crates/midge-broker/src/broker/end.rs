@@ -58,9 +58,9 @@ impl Broker {
         true
     }
 
-    /// Sends a message that a departed member of a shared subscription did not acknowledge to
-    /// another member.
-    fn redeliver_shared(&self, item: Queued) {
+    /// Sends a message of a shared subscription to another member of its group: one a departed
+    /// member did not acknowledge, or one its member may not read.
+    pub(crate) fn redeliver_shared(&self, item: Queued) {
         let Some(shared) = item.shared.clone() else {
             return;
         };

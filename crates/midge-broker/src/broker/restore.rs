@@ -111,6 +111,7 @@ impl Broker {
                     retain: delivery.retain,
                     subscription_ids: delivery.subscription_ids.into_iter().collect(),
                     shared: delivery.shared.map(Arc::from),
+                    handed_on: 0,
                 };
                 session.restore_delivery(seq, item, delivery.stage);
                 restored.deliveries += 1;

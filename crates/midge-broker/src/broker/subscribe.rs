@@ -136,6 +136,7 @@ impl Broker {
                     retain: true,
                     subscription_ids: id.into_iter().collect(),
                     shared: None,
+                    handed_on: 0,
                     message,
                 };
                 if let (_, Some(kick)) = session.enqueue(item, &self.limits, self.journal.as_ref(), false) {

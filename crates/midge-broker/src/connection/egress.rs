@@ -12,7 +12,7 @@ use midge_codec::{
 
 use super::state::{ClientConnection, TopicAliases};
 use crate::delivery::{Outgoing, Queued, ReadyBatch};
-use crate::limits::DRAIN_BATCH;
+use crate::limits::{DRAIN_BATCH, SHARED_HAND_ONS};
 use crate::ports::access::Action;
 use crate::ports::egress::Egress;
 
@@ -86,15 +86,25 @@ fn drain_session(
     sink: &mut impl Egress,
 ) -> bool {
     let mut ready = ReadyBatch::new();
+    let mut handed_on: Vec<Queued> = Vec::new();
     let mut more = true;
     while more && sink.has_room() {
         let deliverable = |item: &Queued| {
             let readable = access.as_mut().is_none_or(|access| access.allows(Action::Receive, &item.message.topic));
+            if !readable && item.shared.is_some() && item.handed_on < SHARED_HAND_ONS {
+                // Another member of the group may read it (MQTT 5.0 section 4.8.2 gives each
+                // message to one member, not to this one in particular).
+                handed_on.push(Queued { handed_on: item.handed_on + 1, ..item.clone() });
+            }
             readable && sink.accepts(item, now)
         };
         let dropped = session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready);
+        let dropped = dropped - handed_on.len();
         if dropped > 0 {
             broker.stats().messages_dropped.add(dropped as u64);
+        }
+        for item in handed_on.drain(..) {
+            broker.redeliver_shared(item);
         }
         more = ready.len() == DRAIN_BATCH;
         let mut sent = 0;

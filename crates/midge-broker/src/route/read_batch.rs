@@ -128,8 +128,14 @@ mod tests {
             payload: Bytes::from_static(b"x"),
         };
         let message = Arc::new(Message::new(1, &publish, None, Instant::now()));
-        let item =
-            Queued { message, qos: QoS::AtMostOnce, retain: false, subscription_ids: Default::default(), shared: None };
+        let item = Queued {
+            message,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            subscription_ids: Default::default(),
+            shared: None,
+            handed_on: 0,
+        };
         (0..count).map(|_| (Arc::clone(session), item.clone())).collect()
     }
 

@@ -73,6 +73,7 @@ impl Subscriber {
             retain: message.retain && self.options.retain_as_published,
             subscription_ids: self.id.map(NonZeroU32::get).into_iter().collect(),
             shared: self.shared.clone(),
+            handed_on: 0,
         }
     }
 }

@@ -127,6 +127,7 @@ mod tests {
             retain: false,
             subscription_ids: SubscriptionIds::new(),
             shared: None,
+            handed_on: 0,
         }
     }
 
