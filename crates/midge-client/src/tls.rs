@@ -1,6 +1,7 @@
 //! TLS to the broker (rustls): which servers to trust, the client's own certificate, and the
 //! settings mosquitto_pub and mosquitto_sub take (`--cafile`, `--capath`, `--tls-use-os-certs`,
-//! `--cert`, `--key`, `--insecure`, `--tls-version`, `--tls-alpn`).
+//! `--cert`, `--key`, `--insecure`, `--tls-version`, `--tls-alpn`), and whether sessions are
+//! resumed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct TlsOptions {
     pub min_version: TlsVersion,
     /// ALPN protocols to offer (`--tls-alpn`).
     pub alpn: Vec<String>,
+    /// Every connection makes a full handshake: no session is cached and none resumed (rustls
+    /// otherwise keeps a session cache shared by the connections of one [`Tls`]). Slower; for
+    /// load generators that measure the handshake, as `midge bench` does.
+    pub no_resumption: bool,
 }
 
 /// Why TLS settings cannot be used; each names the file and what is wrong.
@@ -131,6 +136,9 @@ impl Tls {
             _ => return Err(TlsError::Settings("--cert and --key go together".to_owned())),
         };
         config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        if options.no_resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(Self { config: Arc::new(config) })
     }
 }
