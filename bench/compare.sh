@@ -11,7 +11,7 @@
 #                                         an A/B run of a change against the build before it
 #   TLS=1 bench/compare.sh                the matrix and its TLS rows
 #   BROKERS="midge mosquitto" ONLY="fanout-100-tls pairs-100-tls conns-2000-tls" bench/compare.sh
-#                                         the TLS rows alone
+#                                         the TLS rows alone, into the "compare-tls" section
 #
 # The TLS rows (names ending in -tls) are not in the default matrix, which stays as long as it
 # was: they run with TLS=1 or when ONLY names them, against midge and mosquitto only (NATS and
@@ -232,7 +232,14 @@ if failed:
 EOF
 
 cat "$WORK/section.md"
+# A run of TLS rows alone has its own section, so it does not replace the matrix's figures.
+section=compare
+only_tls=1
+for name in $ONLY; do
+    [[ $name == *-tls ]] || only_tls=0
+done
+[[ -n $ONLY && $only_tls == 1 ]] && section=compare-tls
 if [[ $UPDATE_DOC == 1 ]]; then
-    replace_section compare "$WORK/section.md"
-    log "docs/benchmarks.md updated"
+    replace_section "$section" "$WORK/section.md"
+    log "docs/benchmarks.md updated ($section section)"
 fi
