@@ -213,3 +213,35 @@ impl ServerCertVerifier for AnyName {
         self.0.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+
+    /// Options trusting a fresh CA, written to the temporary directory (removed by the test).
+    fn options(name: &str) -> TlsOptions {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let path = std::env::temp_dir().join(format!("midge-client-{}-{name}.pem", std::process::id()));
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        TlsOptions { ca_file: Some(path), ..TlsOptions::default() }
+    }
+
+    #[test]
+    fn sessions_are_resumed_unless_no_resumption_says_otherwise() {
+        // rustls names the store that keeps nothing NoClientSessionStorage; its Debug output is
+        // the only view of the store from outside rustls.
+        let resumption = |options: &TlsOptions| format!("{:?}", Tls::new(options).unwrap().config.resumption);
+        let resumed = options("resumed");
+        assert!(!resumption(&resumed).contains("NoClientSessionStorage"), "{}", resumption(&resumed));
+        let full = TlsOptions { no_resumption: true, ..options("full") };
+        assert!(resumption(&full).contains("NoClientSessionStorage"), "{}", resumption(&full));
+        assert!(resumption(&full).contains("tls12_resumption: Disabled"), "{}", resumption(&full));
+        for options in [resumed, full] {
+            let _ = std::fs::remove_file(options.ca_file.unwrap());
+        }
+    }
+}
