@@ -81,7 +81,7 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
     let clients: Vec<Client> = results
         .into_iter()
         .filter_map(|result| match result {
-            Ok(Idle::Connected(client)) => Some(client),
+            Ok(Idle::Connected(client)) => Some(*client),
             _ => None,
         })
         .collect();
@@ -122,8 +122,8 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
 
 /// What became of one connection attempt that the broker answered.
 enum Idle {
-    /// Connected and subscribed.
-    Connected(Client),
+    /// Connected and subscribed (boxed: a client is large beside a refusal).
+    Connected(Box<Client>),
     /// Refused in the CONNACK; the message says why.
     Refused(String),
 }
@@ -146,7 +146,7 @@ async fn connect_idle(settings: Arc<Settings>, index: usize) -> Result<Idle, Str
             Err(error) => return Err(error.to_string()),
         };
         subscribe(&mut client, filter, settings.qos).await?;
-        Ok(Idle::Connected(client))
+        Ok(Idle::Connected(Box::new(client)))
     };
     tokio::time::timeout(super::traffic::SETUP_TIMEOUT, attempt)
         .await
