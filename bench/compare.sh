@@ -9,6 +9,16 @@
 #   BROKERS="midge mosquitto" ONLY="fanout-100 latency" bench/compare.sh
 #   MIDGE_BASE=/path/to/old/midge BROKERS="midge midge-base" UPDATE_DOC=0 bench/compare.sh
 #                                         an A/B run of a change against the build before it
+#   TLS=1 bench/compare.sh                the matrix and its TLS rows
+#   BROKERS="midge mosquitto" ONLY="fanout-100-tls pairs-100-tls conns-2000-tls" bench/compare.sh
+#                                         the TLS rows alone, into the "compare-tls" section
+#
+# The TLS rows (names ending in -tls) are not in the default matrix, which stays as long as it
+# was: they run with TLS=1 or when ONLY names them, against midge and mosquitto only (NATS and
+# rumqttd are skipped for them). The script makes a throwaway CA and server certificate with
+# openssl in its work directory (TLS_KEY=ec, the default, or rsa), gives both brokers a TLS
+# listener with them, and the bench trusts the CA with --cafile. Every bench connection makes a
+# full handshake (no session resumption), so conns-2000-tls measures TLS handshakes per second.
 #
 # Installs what is missing (mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
 # into bench/.peers) and builds midge in release mode. Every broker and bench it starts is
@@ -22,6 +32,7 @@ WARMUP=${WARMUP:-1}
 BROKERS=${BROKERS:-midge mosquitto nats rumqttd}
 ONLY=${ONLY:-}
 UPDATE_DOC=${UPDATE_DOC:-1}
+TLS=${TLS:-0}
 
 # name|arguments of `midge bench` (64-byte payloads and QoS 0 unless said).
 MATRIX=(
@@ -33,7 +44,20 @@ MATRIX=(
     "fanin-100-qos1|fanin --publishers 100 -q 1"
     "latency-10k|latency --rate 10000"
     "conns-19000|conns --connections 19000"
+    "fanout-100-tls|fanout --subscribers 100"
+    "pairs-100-tls|pairs --pairs 100"
+    "conns-2000-tls|conns --connections 2000"
 )
+
+# Whether scenario NAME runs in this invocation.
+selected() {
+    local name=$1
+    if [[ -n $ONLY ]]; then
+        [[ " $ONLY " == *" $name "* ]]
+    else
+        [[ $name != *-tls || $TLS == 1 ]]
+    fi
+}
 
 WORK=$(mktemp -d /tmp/midge-compare.XXXXXX)
 trap stop_all EXIT
@@ -44,24 +68,39 @@ started=$(date +%s)
 install_peers
 mkdir -p "$WORK/results"
 describe_machine >"$WORK/machine.md"
+for entry in "${MATRIX[@]}"; do
+    if [[ ${entry%%|*} == *-tls ]] && selected "${entry%%|*}"; then
+        make_tls_files "$WORK/tls"
+        # mosquitto, as its own user, must reach the files through the work directory.
+        chmod a+rx "$WORK"
+        echo "- TLS rows: server key ${TLS_KEY:-ec} (TLS_KEY), a throwaway CA, every connection a full handshake" >>"$WORK/machine.md"
+        break
+    fi
+done
 
 brokers=($BROKERS)
 for ((round = 1; round <= ROUNDS; round++)); do
     for entry in "${MATRIX[@]}"; do
         name=${entry%%|*}
         read -r -a args <<<"${entry#*|}"
-        if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then
-            continue
+        selected "$name" || continue
+        tls=() broker_tls=''
+        if [[ $name == *-tls ]]; then
+            tls=(--cafile "$WORK/tls/ca.pem")
+            broker_tls=$WORK/tls
         fi
         # The brokers take turns, each round starting with the next one, so none is always
         # measured right after the same neighbour.
         for ((turn = 0; turn < ${#brokers[@]}; turn++)); do
             broker=${brokers[$(((turn + round - 1) % ${#brokers[@]}))]}
+            if [[ -n $broker_tls && $broker != midge* && $broker != mosquitto ]]; then
+                continue
+            fi
             dir=$WORK/$broker-$name-$round
-            start_broker "$broker" "$dir" || continue
+            BROKER_TLS=$broker_tls start_broker "$broker" "$dir" || continue
             out=$WORK/results/$name.$broker.$round.json
             log "round $round/$ROUNDS: $name on $broker"
-            run_bench "${args[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" \
+            run_bench "${args[@]}" "${tls[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" \
                 --warmup "$WARMUP" -d "$DURATION" --json --quiet >"$out" 2>"$out.err" ||
                 log "  failed: $(tail -1 "$out.err")"
             stop_pid "$BROKER_PID"
@@ -111,6 +150,7 @@ def per_cpu(r):
 
 # (label, getter, format, higher is better)
 traffic = [
+    ("published msg/s", lambda r: r.get("sent_per_s"), "rate", True),
     ("delivered msg/s", lambda r: r["delivered_per_s"], "rate", True),
     ("delivered per broker CPU-s", per_cpu, "rate", True),
     ("broker CPU s", lambda r: r.get("broker_cpu_s"), "s", False),
@@ -119,6 +159,7 @@ traffic = [
     ("bench CPU s", lambda r: r.get("bench_cpu_s"), "s", False),
 ]
 latency_rows = [
+    ("published msg/s", lambda r: r.get("sent_per_s"), "rate", True),
     ("delivered msg/s", lambda r: r["delivered_per_s"], "rate", True),
     ("p50", latency("p50"), "us", False),
     ("p90", latency("p90"), "us", False),
@@ -130,6 +171,7 @@ latency_rows = [
 ]
 conns_rows = [
     ("connected", lambda r: r.get("connected"), "count", True),
+    ("failed", lambda r: r.get("failed"), "count", False),
     ("connect rate /s", lambda r: r.get("connect_per_s"), "rate", True),
     ("resident memory per connection", lambda r: r.get("rss_per_connection_bytes"), "bytes", False),
     ("broker CPU s to connect", lambda r: r.get("broker_cpu_s"), "s", False),
@@ -138,6 +180,8 @@ titles = {
     "fanout-1": "fan-out 1→1", "fanout-100": "fan-out 1→100", "fanout-1000": "fan-out 1→1000",
     "fanin-100": "fan-in 100→1", "pairs-100": "pairs 100", "fanin-100-qos1": "fan-in 100→1, QoS 1",
     "latency-10k": "latency at 10,000 msg/s", "conns-19000": "19,000 idle connections",
+    "fanout-100-tls": "fan-out 1→100 over TLS", "pairs-100-tls": "pairs 100 over TLS",
+    "conns-2000-tls": "2,000 connections over TLS (connect rate = full handshakes/s)",
 }
 peers = [b for b in brokers if b != "midge"]
 header = ["scenario", "measure"] + [names.get(b, b) for b in brokers]
@@ -188,7 +232,14 @@ if failed:
 EOF
 
 cat "$WORK/section.md"
+# A run of TLS rows alone has its own section, so it does not replace the matrix's figures.
+section=compare
+only_tls=1
+for name in $ONLY; do
+    [[ $name == *-tls ]] || only_tls=0
+done
+[[ -n $ONLY && $only_tls == 1 ]] && section=compare-tls
 if [[ $UPDATE_DOC == 1 ]]; then
-    replace_section compare "$WORK/section.md"
-    log "docs/benchmarks.md updated"
+    replace_section "$section" "$WORK/section.md"
+    log "docs/benchmarks.md updated ($section section)"
 fi

@@ -1,6 +1,7 @@
-# What bench/compare.sh and bench/persistence.sh share: installing the peer brokers, free
-# loopback ports, starting a broker and stopping it by its PID, the machine's description, and
-# rewriting one marked section of docs/benchmarks.md. Sourced, not run.
+# What bench/compare.sh, bench/persistence.sh and bench/auth_storm.sh share: installing the peer
+# brokers, free loopback ports, a throwaway CA, starting a broker (optionally with TLS or a
+# password file) and stopping it by its PID, the machine's description, and rewriting one marked
+# section of docs/benchmarks.md. Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MIDGE=${CARGO_TARGET_DIR:-$ROOT/target}/release/midge
@@ -98,12 +99,48 @@ wait_port() {
     return 1
 }
 
+# make_tls_files DIR: a throwaway CA (DIR/ca.pem) and a server certificate for 127.0.0.1 and
+# localhost signed by it (DIR/server.pem, DIR/server.key), made with openssl, valid 2 days.
+# TLS_KEY picks the key type: ec (P-256, the default) or rsa (2048 bits). Every file and DIR
+# are world-readable: mosquitto reads them after dropping to its own user.
+make_tls_files() {
+    local dir=$1 newkey
+    case ${TLS_KEY:-ec} in
+    ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+    rsa) newkey=(-newkey rsa:2048) ;;
+    *)
+        log "TLS_KEY must be ec or rsa"
+        return 1
+        ;;
+    esac
+    mkdir -p "$dir"
+    openssl req -x509 -nodes "${newkey[@]}" -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 2 \
+        -subj "/CN=Midge bench CA" -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    openssl req -new -nodes "${newkey[@]}" -keyout "$dir/server.key" -out "$dir/server.csr" \
+        -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+        >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+    chmod a+rx "$dir"
+    chmod a+r "$dir"/*
+}
+
 # start_broker NAME DIR [MIDGE_STORE_TOML] [MOSQUITTO_EXTRA]: starts broker NAME (midge,
 # midge-base, mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID
 # and BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
 # midge-base is another build of midge, the binary MIDGE_BASE names, for A/B runs of a change.
+# Midge and mosquitto only: with BROKER_TLS set to a directory made by make_tls_files, the
+# listener is TLS with its server.pem and server.key; with BROKER_PASSWORDS set to a password
+# file, clients that give a user name are checked against it (anonymous ones still allowed).
 start_broker() {
     local name=$1 dir=$2 store=${3:-$'[store]\npersistence = false'} extra=${4:-}
+    local tls=${BROKER_TLS:-} passwords=${BROKER_PASSWORDS:-}
+    if [[ (-n $tls || -n $passwords) && $name != midge* && $name != mosquitto ]]; then
+        log "$name: TLS and password files are set up for midge and mosquitto only"
+        return 1
+    fi
     mkdir -p "$dir"
     free_port BROKER_PORT
     case $name in
@@ -112,8 +149,11 @@ start_broker() {
         if [[ $name == midge-base ]]; then
             binary=${MIDGE_BASE:?MIDGE_BASE must name the baseline midge binary}
         fi
-        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n\n[log]\nlevel = "warn"\n\n%s\n' \
-            "$BROKER_PORT" "$store" >"$dir/midge.toml"
+        local listener=''
+        [[ -n $tls ]] && listener+=$'certfile = "'$tls$'/server.pem"\nkeyfile = "'$tls$'/server.key"\n'
+        [[ -n $passwords ]] && listener+=$'password_file = "'$passwords$'"\n'
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n%s\n[log]\nlevel = "warn"\n\n%s\n' \
+            "$BROKER_PORT" "$listener" "$store" >"$dir/midge.toml"
         (cd "$dir" && exec "$binary" serve -c midge.toml) >"$dir/broker.log" 2>&1 &
         ;;
     mosquitto)
@@ -121,6 +161,9 @@ start_broker() {
         chmod a+rwx "$dir"
         local persistence='persistence false'
         [[ $extra == *persistence* ]] && persistence=''
+        # The listener's TLS files and the password file (one listener: they apply to it).
+        [[ -n $tls ]] && extra+=$'\ncafile '$tls$'/ca.pem\ncertfile '$tls$'/server.pem\nkeyfile '$tls$'/server.key'
+        [[ -n $passwords ]] && extra+=$'\npassword_file '$passwords
         printf 'listener %s 127.0.0.1\nallow_anonymous true\n%s\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n' \
             "$BROKER_PORT" "$persistence" "$extra" >"$dir/mosquitto.conf"
         mosquitto -c "$dir/mosquitto.conf" >"$dir/broker.log" 2>&1 &

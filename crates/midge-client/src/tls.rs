@@ -1,6 +1,7 @@
 //! TLS to the broker (rustls): which servers to trust, the client's own certificate, and the
 //! settings mosquitto_pub and mosquitto_sub take (`--cafile`, `--capath`, `--tls-use-os-certs`,
-//! `--cert`, `--key`, `--insecure`, `--tls-version`, `--tls-alpn`).
+//! `--cert`, `--key`, `--insecure`, `--tls-version`, `--tls-alpn`), and whether sessions are
+//! resumed.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct TlsOptions {
     pub min_version: TlsVersion,
     /// ALPN protocols to offer (`--tls-alpn`).
     pub alpn: Vec<String>,
+    /// Every connection makes a full handshake: no session is cached and none resumed (rustls
+    /// otherwise keeps a session cache shared by the connections of one [`Tls`]). Slower; for
+    /// load generators that measure the handshake, as `midge bench` does.
+    pub no_resumption: bool,
 }
 
 /// Why TLS settings cannot be used; each names the file and what is wrong.
@@ -131,6 +136,9 @@ impl Tls {
             _ => return Err(TlsError::Settings("--cert and --key go together".to_owned())),
         };
         config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        if options.no_resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(Self { config: Arc::new(config) })
     }
 }
@@ -203,5 +211,37 @@ impl ServerCertVerifier for AnyName {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+
+    /// Options trusting a fresh CA, written to the temporary directory (removed by the test).
+    fn options(name: &str) -> TlsOptions {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let path = std::env::temp_dir().join(format!("midge-client-{}-{name}.pem", std::process::id()));
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        TlsOptions { ca_file: Some(path), ..TlsOptions::default() }
+    }
+
+    #[test]
+    fn sessions_are_resumed_unless_no_resumption_says_otherwise() {
+        // rustls names the store that keeps nothing NoClientSessionStorage; its Debug output is
+        // the only view of the store from outside rustls.
+        let resumption = |options: &TlsOptions| format!("{:?}", Tls::new(options).unwrap().config.resumption);
+        let resumed = options("resumed");
+        assert!(!resumption(&resumed).contains("NoClientSessionStorage"), "{}", resumption(&resumed));
+        let full = TlsOptions { no_resumption: true, ..options("full") };
+        assert!(resumption(&full).contains("NoClientSessionStorage"), "{}", resumption(&full));
+        assert!(resumption(&full).contains("tls12_resumption: Disabled"), "{}", resumption(&full));
+        for options in [resumed, full] {
+            let _ = std::fs::remove_file(options.ca_file.unwrap());
+        }
     }
 }

@@ -1,12 +1,17 @@
 //! `midge bench`: each scenario runs briefly against a test broker and its `--json` report
 //! holds sane numbers. Nothing here asserts speed: performance is shown by the benchmarks
 //! (docs/benchmarks.md), never by tests. Each run is about a second, bounded by the bench's
-//! own budget and by [`WAIT`], after which the process is killed by its PID.
+//! own budget and by [`WAIT`], after which the process is killed by its PID. TLS runs trust a
+//! CA made here with rcgen; password runs use a file made by Debian's `mosquitto_passwd`.
 
 mod cli_common;
 mod support;
 
+use std::path::Path;
+use std::process::Command;
+
 use cli_common::{midge, run, Finished};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::Value;
 use support::{free_port, TestBroker};
 
@@ -142,4 +147,56 @@ fn bad_arguments_exit_2_and_an_unreachable_broker_exits_1() {
     let finished = run(command);
     assert_eq!(finished.code(), 1, "{finished:?}");
     assert!(finished.stderr.contains("cannot connect"), "{finished:?}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as `ca.pem`, `server.pem` and
+/// `server.key` in `dir`; returns the listener keys of a TLS listener using them.
+fn tls_files(dir: &Path) -> String {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "Midge bench test CA");
+    let ca = params.self_signed(&ca_key).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    let server = params.signed_by(&key, &ca, &ca_key).expect("server certificate");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(dir.join("server.pem"), server.pem()).expect("write");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write");
+    format!("certfile = {:?}\nkeyfile = {:?}\n", dir.join("server.pem"), dir.join("server.key"))
+}
+
+#[test]
+fn pairs_and_conns_over_tls_lose_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start_midge_listener_with(&tls_files(dir.path()), "");
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().expect("utf-8 path");
+    let report = bench(&broker, &["pairs", "--pairs", "2", "-q", "1", "--rate", "1000", "--cafile", ca]);
+    assert_eq!(report["tls"], true, "{report}");
+    assert_traffic(&report);
+    assert_nothing_lost(&report);
+    let report = bench(&broker, &["conns", "--connections", "20", "--concurrency", "5", "--cafile", ca]);
+    assert_eq!((number(&report, "connected"), number(&report, "failed")), (20.0, 0.0), "{report}");
+    assert!(number(&report, "connect_per_s") > 0.0, "{report}");
+}
+
+#[test]
+fn credentials_from_u_and_p_log_in_and_a_wrong_password_is_counted_as_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwords = dir.path().join("passwords");
+    let mut command = Command::new("mosquitto_passwd");
+    command.arg("-c").arg("-b").arg(&passwords).args(["alice", "s3cret"]);
+    assert_eq!(run(command).code(), 0, "mosquitto_passwd failed");
+    let listener = format!("password_file = {:?}\n", passwords);
+    let broker = TestBroker::start_midge_listener_with(&listener, "");
+    let report =
+        bench(&broker, &["fanout", "--subscribers", "2", "-q", "1", "--rate", "1000", "-u", "alice", "-P", "s3cret"]);
+    assert_eq!(report["username"], "alice", "{report}");
+    assert_traffic(&report);
+    assert_nothing_lost(&report);
+    let report = bench(&broker, &["conns", "--connections", "20", "-u", "alice", "-P", "wrong"]);
+    assert_eq!(number(&report, "connected"), 0.0, "{report}");
+    assert_eq!((number(&report, "failed"), number(&report, "refused_connects")), (20.0, 20.0), "{report}");
+    assert!(report["first_error"].as_str().is_some_and(|error| error.contains("refused")), "{report}");
 }

@@ -7,6 +7,11 @@
 //! no source address runs out of ephemeral ports, however many runs in a row. The bench raises
 //! its own open files limit to the hard limit first; when that still does not allow K sockets,
 //! it connects as many as it can and says so.
+//!
+//! Over TLS every connection makes a full handshake (see `Settings`), so the connect rate is
+//! the broker's rate of TLS handshakes plus MQTT connections. Connections the broker refuses in
+//! its CONNACK (a wrong `-P`) are counted apart from other failures: `midge bench conns -P
+//! wrong` is a storm of refused logins (bench/auth_storm.sh).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +44,7 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
     let rss_before = settings.broker_pid.and_then(|pid| system::process_rss_kib(pid).ok());
 
     let started = Instant::now();
-    let (mut finished, mut failed, mut first_error) = (0usize, 0usize, None);
+    let (mut finished, mut failed, mut refused, mut first_error) = (0usize, 0usize, 0usize, None);
     let mut last_line = started;
     let progress = settings.progress;
     let results = connect_all(
@@ -48,14 +53,21 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
         |index| connect_idle(Arc::clone(&settings), index),
         |result| {
             finished += 1;
-            if let Err(error) = result {
-                failed += 1;
-                first_error.get_or_insert_with(|| error.clone());
+            match result {
+                Ok(Idle::Connected(_)) => {}
+                Ok(Idle::Refused(error)) => {
+                    (failed, refused) = (failed + 1, refused + 1);
+                    first_error.get_or_insert_with(|| error.clone());
+                }
+                Err(error) => {
+                    failed += 1;
+                    first_error.get_or_insert_with(|| error.clone());
+                }
             }
             if progress && last_line.elapsed() >= Duration::from_secs(1) {
                 last_line = Instant::now();
                 report::progress(format_args!(
-                    "conns: {} of {attempted} attempted, {failed} failed, {} conn/s",
+                    "conns: {} of {attempted} attempted, {failed} failed ({refused} refused), {} conn/s",
                     report::count(finished as f64),
                     report::count(finished as f64 / started.elapsed().as_secs_f64())
                 ));
@@ -66,7 +78,13 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
     let connect_seconds = started.elapsed().as_secs_f64();
     let cpu_after_connect = system::own_cpu_seconds();
     let broker_cpu_after_connect = settings.broker_pid.and_then(|pid| system::process_cpu_seconds(pid).ok());
-    let clients: Vec<Client> = results.into_iter().filter_map(Result::ok).collect();
+    let clients: Vec<Client> = results
+        .into_iter()
+        .filter_map(|result| match result {
+            Ok(Idle::Connected(client)) => Some(*client),
+            _ => None,
+        })
+        .collect();
     if progress {
         report::progress(format_args!(
             "conns: {} connected in {connect_seconds:.2} s; holding them for {:.1} s",
@@ -93,6 +111,7 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
             attempted,
             connected,
             failed,
+            refused,
             connect_seconds,
             open_files_limit: open_files,
             source_addresses: if settings.source_address(0).is_some() { SOURCE_ADDRESSES.min(attempted) } else { 1 },
@@ -101,8 +120,16 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
     })
 }
 
+/// What became of one connection attempt that the broker answered.
+enum Idle {
+    /// Connected and subscribed (boxed: a client is large beside a refusal).
+    Connected(Box<Client>),
+    /// Refused in the CONNACK; the message says why.
+    Refused(String),
+}
+
 /// Connects idle client `index` and subscribes it to its own topic.
-async fn connect_idle(settings: Arc<Settings>, index: usize) -> Result<Client, String> {
+async fn connect_idle(settings: Arc<Settings>, index: usize) -> Result<Idle, String> {
     let mut options = settings.options(format!("mb{}-c{index}", settings.run_id));
     options.local_address = settings.source_address(index);
     // No PINGREQ is due while the connections are held (the bench does not poll them).
@@ -111,9 +138,15 @@ async fn connect_idle(settings: Arc<Settings>, index: usize) -> Result<Client, S
     let filter =
         TopicFilter::new(&format!("{}/conns/{index}", settings.prefix())).map_err(|error| error.to_string())?;
     let attempt = async {
-        let mut client = Client::connect(options).await.map_err(|error| error.to_string())?;
+        let mut client = match Client::connect(options).await {
+            Ok(client) => client,
+            Err(error @ midge_client::Error::Refused { .. }) => {
+                return Ok(Idle::Refused(format!("connection {index}: {error}")));
+            }
+            Err(error) => return Err(error.to_string()),
+        };
         subscribe(&mut client, filter, settings.qos).await?;
-        Ok(client)
+        Ok(Idle::Connected(Box::new(client)))
     };
     tokio::time::timeout(super::traffic::SETUP_TIMEOUT, attempt)
         .await

@@ -32,10 +32,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{ArgAction, Args, ValueEnum};
 use midge_client::codec::{ProtocolVersion, QoS};
-use midge_client::ConnectOptions;
+use midge_client::{ConnectOptions, Tls, TlsOptions, Transport};
 
+use crate::client::{tls_options, TlsArgs, DEFAULT_TLS_PORT};
 use report::Report;
 
 /// What to measure.
@@ -82,7 +84,11 @@ Examples:
   midge bench pairs --pairs 100 -d 10                  100 pairs on distinct topics for 10 s
   midge bench latency --rate 10000 -V 5                p50..p99.9 and max at 10,000 msg/s over MQTT 5
   midge bench conns --connections 19000 --broker-pid $(pidof mosquitto)
-                                                       connect rate and broker memory per connection"
+                                                       connect rate and broker memory per connection
+  midge bench conns --connections 2000 --cafile ca.pem -p 8883
+                                                       full TLS handshakes per second
+  midge bench conns --connections 1000 -u alice -P wrong
+                                                       a storm of refused connections, counted"
 )]
 pub struct BenchArgs {
     /// What to measure.
@@ -91,9 +97,15 @@ pub struct BenchArgs {
     /// Broker host.
     #[arg(short = 'h', long = "host", default_value = "127.0.0.1", help_heading = "Broker")]
     host: String,
-    /// Broker port.
-    #[arg(short = 'p', long = "port", default_value_t = 1883, help_heading = "Broker")]
-    port: u16,
+    /// Broker port [default: 1883, or 8883 with TLS].
+    #[arg(short = 'p', long = "port", help_heading = "Broker")]
+    port: Option<u16>,
+    /// User name of every client.
+    #[arg(short = 'u', long = "username", value_name = "USER", help_heading = "Broker")]
+    username: Option<String>,
+    /// Password of every client.
+    #[arg(short = 'P', long = "pw", value_name = "PASSWORD", help_heading = "Broker")]
+    password: Option<String>,
     /// Protocol version: 311 (3.1.1) or 5.
     #[arg(short = 'V', long = "protocol-version", default_value = "311", value_parser = parse_version, help_heading = "Broker")]
     version: ProtocolVersion,
@@ -149,6 +161,10 @@ pub struct BenchArgs {
     /// Worker threads of the bench [default: one per core].
     #[arg(long = "threads", value_name = "N", help_heading = "Run")]
     threads: Option<usize>,
+    /// TLS, with midge pub's flags. Every connection makes a full handshake (no session
+    /// resumption), so `conns` measures handshakes per second.
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Print the results as one JSON object instead of a table.
     #[arg(long = "json", help_heading = "Output")]
     json: bool,
@@ -169,6 +185,12 @@ pub struct Settings {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// TCP or TLS, one TLS configuration shared by every client.
+    pub transport: Transport,
+    /// User name of every client.
+    pub username: Option<String>,
+    /// Password of every client.
+    pub password: Option<String>,
     /// Protocol version.
     pub version: ProtocolVersion,
     /// QoS of publications and subscriptions.
@@ -249,11 +271,23 @@ impl Settings {
         if args.size < payload::HEADER_LEN || args.size > 16 * 1024 * 1024 {
             return Err(format!("--size must be between {} and 16777216 bytes", payload::HEADER_LEN));
         }
+        let tls = match tls_options(&args.tls, false)? {
+            Some(options) => {
+                let options = TlsOptions { no_resumption: true, ..options };
+                Some(Tls::new(&options).map_err(|error| format!("TLS: {error}"))?)
+            }
+            None => None,
+        };
+        // midge pub's rule: TLS without -p means the MQTT over TLS port.
+        let port = args.port.unwrap_or(if tls.is_some() { DEFAULT_TLS_PORT } else { midge_client::DEFAULT_PORT });
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Ok(Self {
             scenario,
             host: args.host.clone(),
-            port: args.port,
+            port,
+            transport: tls.map_or(Transport::Tcp, Transport::Tls),
+            username: args.username.clone(),
+            password: args.password.clone(),
             version: args.version,
             qos: QoS::from_u8(args.qos).unwrap_or_default(),
             size: args.size,
@@ -280,6 +314,9 @@ impl Settings {
         options.version = self.version;
         options.client_id = client_id;
         options.max_inflight = self.inflight;
+        options.server.transport = self.transport.clone();
+        options.username = self.username.clone();
+        options.password = self.password.clone().map(Bytes::from);
         options
     }
 
@@ -370,5 +407,79 @@ fn print(report: &Report, settings: &Settings, json: bool) {
         println!("{}", report.to_json(settings));
     } else {
         print!("{}", report.to_table(settings));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let command = Command::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).unwrap();
+        Settings::from_args(&command.args)
+    }
+
+    /// A CA certificate in a temporary directory, for `--cafile`.
+    fn ca_file() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        (dir, path.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn plain_tcp_on_1883_without_credentials_by_default() {
+        let settings = settings(&["pairs"]).unwrap();
+        assert_eq!((settings.port, &settings.transport), (1883, &Transport::Tcp));
+        let options = settings.options("id".into());
+        assert_eq!((options.username, options.password), (None, None));
+    }
+
+    #[test]
+    fn cafile_turns_tls_on_port_8883_unless_p_says_and_every_client_gets_it() {
+        let (_dir, ca) = ca_file();
+        for scenario in ["fanout", "fanin", "pairs", "latency", "conns"] {
+            let settings = settings(&[scenario, "--cafile", &ca]).unwrap();
+            assert!(matches!(settings.transport, Transport::Tls(_)), "{scenario}");
+            assert_eq!(settings.port, DEFAULT_TLS_PORT, "{scenario}: midge pub's default port over TLS");
+            let options = settings.options("c".into());
+            assert_eq!((options.server.transport, options.server.port), (settings.transport.clone(), 8883));
+        }
+        let settings = settings(&["conns", "--cafile", &ca, "-p", "18883", "--insecure", "--tls-version", "tlsv1.3"]);
+        assert_eq!(settings.unwrap().port, 18883);
+    }
+
+    #[test]
+    fn tls_flags_are_checked_as_midge_pub_checks_them() {
+        let (_dir, ca) = ca_file();
+        let error = settings(&["fanout", "--insecure"]).unwrap_err();
+        assert!(error.contains("need --cafile"), "{error}");
+        let error = settings(&["fanout", "--cafile", &ca, "--cert", &ca]).unwrap_err();
+        assert!(error.contains("Both certfile and keyfile"), "{error}");
+        let error = settings(&["fanout", "--cafile", &ca, "--tls-version", "tlsv1.1"]).unwrap_err();
+        assert!(error.contains("Unsupported TLS version"), "{error}");
+        let error = settings(&["fanout", "--cafile", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+    }
+
+    #[test]
+    fn username_and_password_reach_every_client() {
+        let settings = settings(&["latency", "-u", "alice", "-P", "s3cret", "-p", "1884"]).unwrap();
+        let options = settings.options("c".into());
+        assert_eq!(options.username.as_deref(), Some("alice"));
+        assert_eq!(options.password.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!((options.server.port, &options.server.transport), (1884, &Transport::Tcp));
     }
 }

@@ -36,8 +36,10 @@ pub struct Connections {
     pub attempted: usize,
     /// Connected and subscribed.
     pub connected: usize,
-    /// Attempts that failed.
+    /// Attempts that failed, refusals included.
     pub failed: usize,
+    /// Attempts the broker refused in its CONNACK (bad user name or password, not authorised).
+    pub refused: usize,
     /// Seconds from the first connection attempt to the last SUBACK.
     pub connect_seconds: f64,
     /// The bench's open files limit after raising it.
@@ -120,6 +122,8 @@ impl Report {
             "scenario": settings.scenario.name(),
             "host": settings.host,
             "port": settings.port,
+            "tls": settings.transport != midge_client::Transport::Tcp,
+            "username": settings.username,
             "version": version_name(settings),
             "qos": settings.qos as u8,
             "size": settings.size,
@@ -178,6 +182,7 @@ impl Report {
                 "attempted": connections.attempted,
                 "connected": connections.connected,
                 "failed": connections.failed,
+                "refused_connects": connections.refused,
                 "target_reached": connections.connected == connections.target,
                 "connect_s": round(connections.connect_seconds, 3),
                 "connect_per_s": round(rate, 1),
@@ -303,11 +308,12 @@ impl Report {
             out,
             "connected",
             format!(
-                "{} of {} (attempted {}, failed {}) over {} source addresses",
+                "{} of {} (attempted {}, failed {}, refused {}) over {} source addresses",
                 count(connections.connected as f64),
                 count(connections.target as f64),
                 count(connections.attempted as f64),
                 connections.failed,
+                connections.refused,
                 connections.source_addresses
             ),
         );
@@ -354,6 +360,9 @@ fn describe(settings: &Settings) -> String {
         text.push_str(", persistent subscribers");
     }
     let _ = write!(text, ", {}:{}", settings.host, settings.port);
+    if settings.transport != midge_client::Transport::Tcp {
+        text.push_str(" over TLS (full handshakes)");
+    }
     text
 }
 

@@ -127,6 +127,24 @@ pub struct ConnectArgs {
         help_heading = "MQTT 5"
     )]
     pub property: Vec<String>,
+    /// The TLS flags.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Print every packet sent and received, and SUBACK results, to stdout.
+    #[arg(short = 'd', long = "debug", help_heading = "Output")]
+    pub debug: bool,
+    /// Do not print error messages.
+    #[arg(long = "quiet", help_heading = "Output")]
+    pub quiet: bool,
+    /// Print help (mosquitto's -h is the host, so help is --help only).
+    #[arg(long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// mosquitto_pub's TLS flags, shared by `midge pub`, `midge sub` and `midge bench`; checked by
+/// [`tls_options`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
     /// Trust the CA certificates in this PEM file; turns TLS on (port 8883 unless -p says).
     #[arg(long = "cafile", value_name = "FILE", help_heading = "TLS")]
     pub cafile: Option<PathBuf>,
@@ -152,15 +170,6 @@ pub struct ConnectArgs {
     /// ALPN protocol to offer, e.g. mqtt.
     #[arg(long = "tls-alpn", value_name = "PROTOCOL", help_heading = "TLS")]
     pub tls_alpn: Option<String>,
-    /// Print every packet sent and received, and SUBACK results, to stdout.
-    #[arg(short = 'd', long = "debug", help_heading = "Output")]
-    pub debug: bool,
-    /// Do not print error messages.
-    #[arg(long = "quiet", help_heading = "Output")]
-    pub quiet: bool,
-    /// Print help (mosquitto's -h is the host, so help is --help only).
-    #[arg(long = "help", action = ArgAction::Help)]
-    pub help: Option<bool>,
 }
 
 /// Checked connection settings.
@@ -209,7 +218,7 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
         url_topic = Some(parsed.topic);
         url_tls = parsed.tls;
     }
-    let tls = tls_options(args, url_tls)?;
+    let tls = tls_options(&args.tls, url_tls)?;
     if tls.is_some() && args.port.is_none() && args.url.is_none() {
         port = DEFAULT_TLS_PORT;
     }
@@ -327,9 +336,9 @@ pub fn leading_int(text: &str) -> i64 {
 pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 /// The TLS settings of the flags, or `None` for plain TCP. TLS is on with any of --cafile,
-/// --capath and --tls-use-os-certs, as in mosquitto, or with an `mqtts://` URL (which trusts the
-/// system's roots when no CA is given).
-fn tls_options(args: &ConnectArgs, url_tls: bool) -> Result<Option<TlsOptions>, String> {
+/// --capath and --tls-use-os-certs, as in mosquitto, or with an `mqtts://` URL (`url_tls`, which
+/// trusts the system's roots when no CA is given).
+pub fn tls_options(args: &TlsArgs, url_tls: bool) -> Result<Option<TlsOptions>, String> {
     let trusted = args.cafile.is_some() || args.capath.is_some() || args.tls_use_os_certs;
     let other = args.cert.is_some() || args.key.is_some() || args.insecure || args.tls_version.is_some();
     if !trusted && !url_tls {
@@ -355,6 +364,7 @@ fn tls_options(args: &ConnectArgs, url_tls: bool) -> Result<Option<TlsOptions>, 
         danger_insecure_names: args.insecure,
         min_version,
         alpn: args.tls_alpn.iter().cloned().collect(),
+        no_resumption: false,
     }))
 }
 
