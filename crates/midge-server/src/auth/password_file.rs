@@ -22,7 +22,7 @@
 //! A verification is one SHA-512 (`$6$`) or `2 × iterations` of them (`$7$`), and the
 //! iterations are the file's choice: `-I 100000` makes one take tens of milliseconds. So the
 //! [`PasswordFileAuthenticator`] answers [`Decision::Later`] and verifies on tokio's blocking
-//! pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at once in the whole process.
+//! pool, at most [`concurrent_verifications`] at once in the whole process.
 //!
 //! # Reload
 //! The file is read when its listener is bound, and again on SIGHUP
@@ -56,19 +56,23 @@ pub const SALT_LEN: usize = 12;
 /// Bytes of a hash: one SHA-512 output, what mosquitto writes and checks for both kinds.
 const HASH_LEN: usize = 64;
 
-/// Most password verifications running at once, in the whole process.
-///
-/// Why bounded: each one occupies a thread of tokio's blocking pool (up to 512 by default) for
-/// as long as the file's iteration count makes it take. Unbounded, a storm of wrong passwords
-/// would start hundreds of threads hashing at once, each with its stack, and take the CPU from
-/// the worker threads that serve connected clients. Four keeps verifications moving on a
-/// small machine while leaving the workers their cores; the ones waiting hold only their
-/// future (a copy of the password), and there are at most as many as connections being
-/// accepted, each bounded by the connect timeout.
-pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// How many verifications run at once in the whole process: half the cores, at least one. A
+/// verification holds a blocking-pool thread for as long as the file's iteration count makes it
+/// take. Unbounded, a storm of wrong passwords would start hundreds of threads hashing at once,
+/// each with its stack, and take the CPU from the worker threads that serve connected clients;
+/// half the cores leaves the workers the other half. Measured with `bench/auth_storm.sh` on 2
+/// cores: with four at once a connected client's p99 grew 12x during the storm, with one it
+/// grows far less (docs/benchmarks.md). The ones waiting hold only their future (a copy of the
+/// password), at most one per connection being accepted, each bounded by the connect timeout.
+pub fn concurrent_verifications() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+}
 
-/// Permits for [`MAX_CONCURRENT_VERIFICATIONS`], shared by every listener: the CPU is shared.
-static VERIFICATIONS: Semaphore = Semaphore::const_new(MAX_CONCURRENT_VERIFICATIONS);
+/// Permits for [`concurrent_verifications`], shared by every listener: the CPU is shared.
+fn verifications() -> &'static Semaphore {
+    static VERIFICATIONS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    VERIFICATIONS.get_or_init(|| Semaphore::new(concurrent_verifications()))
+}
 
 /// The detail of every refusal of a user name and password, whatever the cause: the client
 /// (which sees it as the MQTT 5 Reason String) is not told whether the user exists.
@@ -380,7 +384,7 @@ fn bad_user_name_or_password() -> Verdict {
     Verdict::Deny { reason: ReasonCode::BAD_USER_NAME_OR_PASSWORD, detail: BAD_USER_NAME_OR_PASSWORD.into() }
 }
 
-/// Verifies `password` on the blocking pool once one of the [`MAX_CONCURRENT_VERIFICATIONS`]
+/// Verifies `password` on the blocking pool once one of the [`concurrent_verifications`]
 /// permits is free. `None` if the verification did not finish (it panicked, or the runtime is
 /// shutting down).
 ///
@@ -389,7 +393,7 @@ fn bad_user_name_or_password() -> Verdict {
 /// finishes on its thread and then frees its permit.
 async fn verify_off_workers(hash: Arc<PasswordHash>, password: Vec<u8>) -> Option<bool> {
     // The semaphore is never closed, so acquiring fails only if it were.
-    let permit = VERIFICATIONS.acquire().await.ok()?;
+    let permit = verifications().acquire().await.ok()?;
     let verified = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         hash.verify(&password)
@@ -577,7 +581,7 @@ mod tests {
         let file = parse(&format!("alice:{ALICE_7}\n")).unwrap();
         let authenticator = Arc::new(PasswordFileAuthenticator::new(file, false));
         let mut tasks = Vec::new();
-        for i in 0..(MAX_CONCURRENT_VERIFICATIONS * 8) {
+        for i in 0..(concurrent_verifications() * 8) {
             let authenticator = Arc::clone(&authenticator);
             tasks.push(tokio::spawn(async move {
                 let password: &[u8] = if i % 2 == 0 { b"secret" } else { b"wrong" };
