@@ -50,8 +50,13 @@ impl Service {
     }
 
     fn broker(&self) -> TestBroker {
+        self.broker_with("")
+    }
+
+    /// A midge whose listener asks this service, with `extra` keys in `[listener.http_auth]`.
+    fn broker_with(&self, extra: &str) -> TestBroker {
         let listener = format!(
-            "[listener.http_auth]\nurl = \"http://127.0.0.1:{}/auth\"\ntimeout_ms = 500\ncache_seconds = 60\n",
+            "[listener.http_auth]\nurl = \"http://127.0.0.1:{}/auth\"\ntimeout_ms = 500\ncache_seconds = 60\n{extra}",
             self.port
         );
         TestBroker::start_midge_listener_with(&listener, "")
@@ -103,4 +108,18 @@ fn the_services_filters_limit_the_client() {
     let (ok, output) = publish_as(&broker, "good", "pw", "limited/in/cmd");
     assert!(ok, "{output}");
     assert_eq!(sub.messages(), ["limited/in/cmd|x"]);
+}
+
+/// With `acl_url`, a second service says what an allowed client may do: "good" may use good/#
+/// only; a client the ACL service answers 403 for has no rights at all.
+#[test]
+fn the_acl_service_gives_an_allowed_client_its_rights() {
+    let service = Service::start();
+    let broker = service.broker_with(&format!("acl_url = \"http://127.0.0.1:{}/acl\"\n", service.port));
+    let (ok, output) = publish_as(&broker, "good", "pw", "good/x");
+    assert!(ok, "{output}");
+    let (ok, output) = publish_as(&broker, "good", "pw", "other/x");
+    assert!(!ok && output.contains("RC:135"), "outside its rights: {output}");
+    let (ok, output) = publish_as(&broker, "limited", "pw", "limited/out/x");
+    assert!(!ok && output.contains("RC:135"), "403 from the ACL service: no rights: {output}");
 }

@@ -13,9 +13,14 @@
 //! status, no answer within `timeout_ms`, a service that cannot be reached) refuses it with
 //! Server Unavailable: the broker fails closed.
 //!
+//! With `acl_url`, a second service answers what an allowed client may do: the broker POSTs
+//! `{"clientid": …, "username": …}` to it, and a 2xx answer's `publish` and `subscribe` filters
+//! are the client's rights (an empty or missing list: none of that kind); a 4xx answer gives it
+//! none at all; anything else refuses the connection with Server Unavailable.
+//!
 //! Rights are asked for once, at connect, not per message: the authorization port is checked on
 //! the message path and must answer at once, so a per-topic HTTP call would stall deliveries.
-//! The answer's filters do that job instead.
+//! The filters the services give do that job instead.
 //!
 //! Calls are bounded: at most `max_in_flight` at once (others wait, within the connect timeout),
 //! and answers are cached for `cache_seconds`, at most `cache_entries` of them (keyed by client
@@ -44,6 +49,8 @@ use tokio::sync::Semaphore;
 pub struct HttpAuthConfig {
     /// Where to POST the credentials (`http://`).
     pub url: String,
+    /// Where to ask what an allowed client may do (`http://`); none: the `url`'s answer alone.
+    pub acl_url: Option<String>,
     /// How long an answer may take. Default 2,000 ms.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
@@ -101,6 +108,7 @@ pub struct HttpAuthenticator {
 struct Inner {
     config: HttpAuthConfig,
     uri: hyper::Uri,
+    acl_uri: Option<hyper::Uri>,
     client: Client<HttpConnector, Full<Bytes>>,
     in_flight: Semaphore,
     cache: Mutex<HashMap<[u8; 32], (Instant, Verdict)>>,
@@ -122,11 +130,8 @@ struct Allowed {
 impl HttpAuthenticator {
     /// Checks `config` and builds the client (no connection is made yet).
     pub fn new(config: &HttpAuthConfig) -> Result<Self, HttpAuthError> {
-        let bad = |problem: &str| HttpAuthError::Url { url: config.url.clone(), problem: problem.to_owned() };
-        let uri: hyper::Uri = config.url.parse().map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(bad("must be http://HOST[:PORT]/PATH (the service runs beside the broker)"));
-        }
+        let uri = http_uri(&config.url)?;
+        let acl_uri = config.acl_url.as_deref().map(http_uri).transpose()?;
         for (key, value) in [("max_in_flight", config.max_in_flight), ("cache_entries", config.cache_entries)] {
             if value == 0 {
                 return Err(HttpAuthError::Zero { key });
@@ -139,6 +144,7 @@ impl HttpAuthenticator {
         let inner = Inner {
             config: config.clone(),
             uri,
+            acl_uri,
             client,
             in_flight: Semaphore::new(config.max_in_flight),
             cache: Mutex::new(HashMap::new()),
@@ -160,11 +166,19 @@ impl Authenticator for HttpAuthenticator {
             "peer": credentials.peer,
         })
         .to_string();
+        let acl_body = serde_json::json!({
+            "clientid": credentials.client_id,
+            "username": credentials.username,
+        })
+        .to_string();
         let inner = Arc::clone(&self.inner);
         let client_id = credentials.client_id.to_owned();
         let username: Option<Arc<str>> = credentials.username.map(Arc::from);
         Decision::Later(Box::pin(async move {
             let mut verdict = inner.ask(body).await;
+            if let (Verdict::Allow(_), Some(acl_uri)) = (&verdict, &inner.acl_uri) {
+                verdict = inner.rights(acl_uri, acl_body).await;
+            }
             if let Verdict::Allow(identity) = &mut verdict {
                 identity.username = username;
             }
@@ -203,14 +217,15 @@ impl Inner {
         cache.insert(key, (Instant::now(), verdict));
     }
 
-    /// POSTs `body` and reads the verdict, within the timeout and the in-flight bound.
-    async fn ask(&self, body: String) -> Verdict {
+    /// POSTs `body` to `uri` within the timeout and the in-flight bound; the status and body,
+    /// or the refusal a failing service gives.
+    async fn post(&self, uri: &hyper::Uri, body: String) -> Result<(hyper::StatusCode, Bytes), Verdict> {
         let unavailable =
             |detail: String| Verdict::Deny { reason: ReasonCode::SERVER_UNAVAILABLE, detail: detail.into() };
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let call = async {
             let _permit = self.in_flight.acquire().await.map_err(|e| e.to_string())?;
-            let request = Request::post(self.uri.clone())
+            let request = Request::post(uri.clone())
                 .header(hyper::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| e.to_string())?;
@@ -219,10 +234,40 @@ impl Inner {
             let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
             Ok::<_, String>((status, bytes))
         };
-        let (status, bytes) = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return unavailable(format!("no answer within {} ms", self.config.timeout_ms)),
-            Ok(Err(error)) => return unavailable(format!("the service failed: {error}")),
-            Ok(Ok(answer)) => answer,
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err(unavailable(format!("no answer from {uri} within {} ms", self.config.timeout_ms))),
+            Ok(Err(error)) => Err(unavailable(format!("the service at {uri} failed: {error}"))),
+            Ok(Ok(answer)) => Ok(answer),
+        }
+    }
+
+    /// What the `acl_url` service says an allowed client may do.
+    async fn rights(&self, uri: &hyper::Uri, body: String) -> Verdict {
+        let (status, bytes) = match self.post(uri, body).await {
+            Ok(answer) => answer,
+            Err(refusal) => return refusal,
+        };
+        let grants = if status.is_success() {
+            let allowed: Allowed = serde_json::from_slice(&bytes).unwrap_or_default();
+            Grants { publish: allowed.publish.unwrap_or_default(), subscribe: allowed.subscribe.unwrap_or_default() }
+        } else if status.is_client_error() {
+            Grants::default() // no rights at all
+        } else {
+            return Verdict::Deny {
+                reason: ReasonCode::SERVER_UNAVAILABLE,
+                detail: format!("the ACL service said {status}").into(),
+            };
+        };
+        Verdict::Allow(Identity { username: None, grants: Some(Arc::new(grants)) })
+    }
+
+    /// POSTs the credentials and reads the verdict.
+    async fn ask(&self, body: String) -> Verdict {
+        let unavailable =
+            |detail: String| Verdict::Deny { reason: ReasonCode::SERVER_UNAVAILABLE, detail: detail.into() };
+        let (status, bytes) = match self.post(&self.uri, body).await {
+            Ok(answer) => answer,
+            Err(refusal) => return refusal,
         };
         if status.is_success() {
             let allowed: Allowed = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -257,4 +302,14 @@ fn cache_key(credentials: &Credentials<'_>) -> [u8; 32] {
         hasher.update(part);
     }
     hasher.finalize().into()
+}
+
+/// An `http://` URL of a service beside the broker.
+fn http_uri(url: &str) -> Result<hyper::Uri, HttpAuthError> {
+    let bad = |problem: &str| HttpAuthError::Url { url: url.to_owned(), problem: problem.to_owned() };
+    let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(bad("must be http://HOST[:PORT]/PATH (the service runs beside the broker)"));
+    }
+    Ok(uri)
 }

@@ -6,6 +6,7 @@ Listens on 127.0.0.1 on a free port and prints "port N" once it does. For POSTed
   user "slow"                         -> no answer for 30 s (the broker's timeout must act)
   user "broken"                       -> 500
   anyone else                         -> 403
+On /acl (the acl_url): user "good" -> 200 {"publish": ["good/#"], "subscribe": ["good/#"]}, else 403.
 Every request is appended, as one JSON line, to the file named by argv[1] (for the test to count).
 Stops after argv[2] seconds at the latest.
 """
@@ -25,6 +26,12 @@ class Handler(BaseHTTPRequestHandler):
         with open(LOG, "a") as log:
             log.write(json.dumps(body) + "\n")
         user, password = body.get("username"), body.get("password")
+        if self.path == "/acl":
+            if user == "good":
+                self.answer(200, {"publish": ["good/#"], "subscribe": ["good/#"]})
+            else:
+                self.answer(403, {})
+            return
         if user == "slow":
             time.sleep(30)
             return
