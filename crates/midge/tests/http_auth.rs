@@ -6,6 +6,7 @@
 
 mod interop_common;
 mod support;
+mod tls_common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -122,4 +123,24 @@ fn the_acl_service_gives_an_allowed_client_its_rights() {
     assert!(!ok && output.contains("RC:135"), "outside its rights: {output}");
     let (ok, output) = publish_as(&broker, "limited", "pw", "limited/out/x");
     assert!(!ok && output.contains("RC:135"), "403 from the ACL service: no rights: {output}");
+}
+
+/// Over TLS, the subject of the client's certificate is POSTed with its credentials.
+#[test]
+fn the_certificate_subject_goes_to_the_service() {
+    let service = Service::start();
+    let pki = tls_common::Pki::new(&["127.0.0.1", "localhost"]);
+    let listener = format!(
+        "{}cafile = {:?}\n[listener.http_auth]\nurl = \"http://127.0.0.1:{}/auth\"\n",
+        pki.midge_listener(),
+        pki.arg("ca.pem"),
+        service.port
+    );
+    let broker = TestBroker::start_midge_listener_with(&listener, "");
+    let tls = ["--cafile", &pki.arg("ca.pem"), "--cert", &pki.arg("client.pem"), "--key", &pki.arg("client.key")];
+    let args = [&tls[..], &["-u", "good", "-P", "pw", "-t", "t", "-m", "x", "-q", "1"]].concat();
+    let (status, output) = publish_output(&broker, V5, "cert-pub", &args);
+    assert!(status.success(), "{output}");
+    let requests = std::fs::read_to_string(&service.log).expect("log");
+    assert!(requests.contains("\"certificate_subject\": \"CN=client\""), "{requests}");
 }

@@ -59,6 +59,7 @@ impl ConnectRequest {
             username: self.connect.username.as_deref(),
             password: self.connect.password.as_deref(),
             peer,
+            certificate_subject: None,
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct Credentials<'a> {
     pub password: Option<&'a [u8]>,
     /// The peer's address, for logs and address-based rules.
     pub peer: &'a str,
+    /// The subject of the certificate the client presented over TLS (RFC 2253, as OpenSSL
+    /// prints it), verified in the handshake; `None` without one.
+    pub certificate_subject: Option<&'a str>,
 }
 
 /// An authenticator's answer.

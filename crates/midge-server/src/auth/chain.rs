@@ -102,7 +102,8 @@ mod tests {
     }
 
     fn verdict(chain: &Chain, username: Option<&str>) -> Verdict {
-        let credentials = Credentials { client_id: "c", username, password: None, peer: "p" };
+        let credentials =
+            Credentials { client_id: "c", username, password: None, peer: "p", certificate_subject: None };
         match chain.authenticate(&credentials) {
             Decision::Now(verdict) => verdict,
             Decision::Later(later) => {

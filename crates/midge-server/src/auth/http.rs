@@ -4,7 +4,8 @@
 //! For each client with credentials the broker POSTs JSON to `url`:
 //!
 //! ```json
-//! {"clientid": "sensor-7", "username": "alice", "password": "secret", "peer": "10.0.0.5:51234"}
+//! {"clientid": "sensor-7", "username": "alice", "password": "secret", "peer": "10.0.0.5:51234",
+//!  "certificate_subject": "CN=sensor-7,O=Example"}
 //! ```
 //!
 //! A 2xx answer allows the client; its body may name the filters the client may publish and
@@ -164,6 +165,7 @@ impl Authenticator for HttpAuthenticator {
             "username": credentials.username,
             "password": credentials.password.map(String::from_utf8_lossy),
             "peer": credentials.peer,
+            "certificate_subject": credentials.certificate_subject,
         })
         .to_string();
         let acl_body = serde_json::json!({

@@ -208,8 +208,13 @@ mod tests {
     }
 
     fn verdict(auth: &JwtAuthenticator, username: Option<&str>, token: &str) -> Verdict {
-        let credentials =
-            Credentials { client_id: "c", username, password: Some(token.as_bytes()), peer: "127.0.0.1:1" };
+        let credentials = Credentials {
+            client_id: "c",
+            username,
+            password: Some(token.as_bytes()),
+            peer: "127.0.0.1:1",
+            certificate_subject: None,
+        };
         match auth.authenticate(&credentials) {
             Decision::Now(verdict) => verdict,
             Decision::Later(_) => panic!("tokens are checked at once"),

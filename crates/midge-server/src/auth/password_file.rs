@@ -534,7 +534,7 @@ mod tests {
     }
 
     fn credentials<'a>(username: Option<&'a str>, password: Option<&'a [u8]>) -> Credentials<'a> {
-        Credentials { client_id: "c1", username, password, peer: "127.0.0.1:1" }
+        Credentials { client_id: "c1", username, password, peer: "127.0.0.1:1", certificate_subject: None }
     }
 
     async fn decide(authenticator: &PasswordFileAuthenticator, credentials: Credentials<'_>) -> Verdict {

@@ -98,7 +98,11 @@ pub(super) async fn accept<T: Transport>(
     // Step 2: who the client is, within what is left of the connect timeout.
     let peer_text = peer.to_string();
     let decision = match auth {
-        ClientAuth::Connect => listener.authenticator.authenticate(&request.credentials(&peer_text)),
+        ClientAuth::Connect { certificate_subject } => {
+            let mut credentials = request.credentials(&peer_text);
+            credentials.certificate_subject = certificate_subject.as_deref();
+            listener.authenticator.authenticate(&credentials)
+        }
         ClientAuth::Certificate(Ok(username)) => {
             Decision::Now(Verdict::Allow(Identity { username: Some(username), grants: None }))
         }
@@ -265,7 +269,15 @@ mod tests {
         let (mut client, mut server, peer) = connected_pair().await;
         send_connect(&mut client, "late").await;
         let accepting = tokio::spawn(async move {
-            accept(&mut server, peer, ClientAuth::Connect, connect_deadline(&context), &context).await.is_some()
+            accept(
+                &mut server,
+                peer,
+                ClientAuth::Connect { certificate_subject: None },
+                connect_deadline(&context),
+                &context,
+            )
+            .await
+            .is_some()
         });
         tokio::task::yield_now().await;
         assert!(!accepting.is_finished(), "no CONNACK before the verdict");
@@ -280,7 +292,14 @@ mod tests {
         let (context, _shutdown) = listener(Arc::new(Slow { release: Arc::new(tokio::sync::Notify::new()) }), 200);
         let (mut client, mut server, peer) = connected_pair().await;
         send_connect(&mut client, "never").await;
-        let accepted = accept(&mut server, peer, ClientAuth::Connect, connect_deadline(&context), &context).await;
+        let accepted = accept(
+            &mut server,
+            peer,
+            ClientAuth::Connect { certificate_subject: None },
+            connect_deadline(&context),
+            &context,
+        )
+        .await;
         assert!(accepted.is_none());
         assert_eq!(read_connack(&mut client).await.reason, ReasonCode::SERVER_UNAVAILABLE);
     }

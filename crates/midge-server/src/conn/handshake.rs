@@ -10,7 +10,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::{ClientAuth, ListenerContext};
-use crate::tls::{certificate_username, TlsListener};
+use crate::tls::{certificate_username, CertificateUsername, TlsListener};
 
 /// Runs the handshake until `deadline` (the connect timeout's end). `None` means the connection
 /// is over: the handshake failed (logged at debug with the peer and the reason, and counted),
@@ -41,7 +41,11 @@ pub(super) async fn handshake(
         _ = shutdown.changed() => return None,
     };
     let auth = match tls.username() {
-        None => ClientAuth::Connect,
+        None => {
+            let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+            let subject = certificate.and_then(|der| certificate_username(der, CertificateUsername::Subject).ok());
+            ClientAuth::Connect { certificate_subject: subject.map(Arc::from) }
+        }
         Some(how) => {
             let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
             ClientAuth::Certificate(match certificate {

@@ -54,8 +54,12 @@ pub struct ListenerContext {
 /// How the CONNECT phase learns who the client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientAuth {
-    /// From the CONNECT's User Name and Password, judged by the listener's authenticator.
-    Connect,
+    /// From the CONNECT's User Name and Password, judged by the listener's authenticator, which
+    /// is also given the subject of a client certificate presented over TLS.
+    Connect {
+        /// The verified client certificate's subject (RFC 2253), if the client presented one.
+        certificate_subject: Option<Arc<str>>,
+    },
     /// From the client's TLS certificate (`use_identity_as_username`,
     /// `use_subject_as_username`): the name taken from it, or why none could be. The
     /// certificate, verified in the handshake, is the proof: the CONNECT's User Name and
@@ -73,7 +77,7 @@ pub enum ClientAuth {
 /// future per branch (docs/decisions/0004-idle-connection-memory.md).
 pub async fn serve<T: Transport>(stream: T, peer: SocketAddr, listener: Arc<ListenerContext>) {
     let deadline = connect_deadline(&listener);
-    serve_from_connect(stream, peer, ClientAuth::Connect, deadline, listener).await;
+    serve_from_connect(stream, peer, ClientAuth::Connect { certificate_subject: None }, deadline, listener).await;
 }
 
 /// Drives one connection of a TLS listener to its end: the handshake first, in this task (a
