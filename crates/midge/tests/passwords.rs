@@ -315,14 +315,23 @@ fn a_storm_of_wrong_passwords_does_not_stall_a_subscriber() {
     let storm: Vec<_> = (0..STORM).map(|i| std::thread::spawn(move || wrong_password_connect(addr, i))).collect();
     let codes: Vec<u8> = storm.into_iter().map(|t| t.join().unwrap()).collect();
     let storm_ended = Instant::now();
-    // A little after the storm, so the last gap is measured too.
-    std::thread::sleep(TICK * 10);
+    // Ten more messages after the storm, so the last gap is measured too.
+    let mut arrivals = vec![first];
+    let mut last = String::new();
+    let mut after_storm = 0;
+    while after_storm < 10 {
+        let (at, line) = lines.recv_timeout(WAIT).expect("messages keep arriving");
+        if line.starts_with('m') {
+            arrivals.push(at);
+            last = line;
+            after_storm += usize::from(at > storm_ended);
+        }
+    }
     stop_tx.send(()).unwrap();
     let sent = ticker.join().unwrap();
 
     assert!(codes.iter().all(|&code| code == 4), "return codes: {codes:?}");
-    let mut arrivals = vec![first];
-    let mut last = String::new();
+    // What was sent before the ticker stopped still arrives.
     while let Ok((at, line)) = lines.recv_timeout(Duration::from_millis(500)) {
         if line.starts_with('m') {
             arrivals.push(at);
