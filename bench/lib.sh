@@ -131,14 +131,15 @@ make_tls_files() {
 # midge-base, mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID
 # and BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
 # midge-base is another build of midge, the binary MIDGE_BASE names, for A/B runs of a change.
-# Midge and mosquitto only: with BROKER_TLS set to a directory made by make_tls_files, the
+# With BROKER_TLS set to a directory made by make_tls_files (midge, mosquitto and NATS), the
 # listener is TLS with its server.pem and server.key; with BROKER_PASSWORDS set to a password
-# file, clients that give a user name are checked against it (anonymous ones still allowed).
+# file (midge and mosquitto), clients that give a user name are checked against it (anonymous
+# ones still allowed).
 start_broker() {
     local name=$1 dir=$2 store=${3:-$'[store]\npersistence = false'} extra=${4:-}
     local tls=${BROKER_TLS:-} passwords=${BROKER_PASSWORDS:-}
-    if [[ (-n $tls || -n $passwords) && $name != midge* && $name != mosquitto ]]; then
-        log "$name: TLS and password files are set up for midge and mosquitto only"
+    if [[ (-n $passwords && $name != midge* && $name != mosquitto) || (-n $tls && $name == rumqttd) ]]; then
+        log "$name: TLS is set up for midge, mosquitto and NATS, password files for midge and mosquitto only"
         return 1
     fi
     mkdir -p "$dir"
@@ -172,8 +173,11 @@ start_broker() {
         # MQTT in NATS needs JetStream, and JetStream needs a server name.
         local client_port
         free_port client_port
-        printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s }\n' \
-            "$client_port" "$dir" "$BROKER_PORT" >"$dir/nats.conf"
+        # With TLS, the MQTT listener gets the same server certificate as the others.
+        local mqtt_tls=''
+        [[ -n $tls ]] && mqtt_tls=", tls { cert_file: \"$tls/server.pem\", key_file: \"$tls/server.key\" }"
+        printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s%s }\n' \
+            "$client_port" "$dir" "$BROKER_PORT" "$mqtt_tls" >"$dir/nats.conf"
         nats-server -c "$dir/nats.conf" >"$dir/broker.log" 2>&1 &
         ;;
     rumqttd)
