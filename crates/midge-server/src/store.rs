@@ -144,41 +144,62 @@ fn delivery(record: DeliveryRecord) -> StoredDelivery {
     }
 }
 
+// The store's records from the core's: the converse of `message`, `session` and `delivery`
+// above, field by field, so that a field added to one side fails to compile here.
+
+fn message_record(message: StoredMessage) -> MessageRecord {
+    MessageRecord {
+        topic: message.topic,
+        payload: message.payload,
+        qos: message.qos,
+        retain: message.retain,
+        shared_properties: message.shared_properties,
+        expires_at_unix_ms: message.expires_at_unix_ms,
+        publisher_session: message.publisher_session,
+    }
+}
+
+fn session_record(session: StoredSession) -> SessionRecord {
+    SessionRecord {
+        session_id: session.session_id,
+        protocol_level: session.protocol_level,
+        expiry_interval: session.expiry_interval,
+        expires_at_unix_ms: session.expires_at_unix_ms,
+        delayed_will: session.delayed_will.map(|will| WillRecord {
+            due_unix_ms: will.due_unix_ms,
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: will.properties,
+        }),
+    }
+}
+
+fn delivery_record(delivery: StoredDelivery) -> DeliveryRecord {
+    DeliveryRecord {
+        message: MessageId(delivery.message),
+        qos: delivery.qos,
+        retain: delivery.retain,
+        subscription_ids: delivery.subscription_ids,
+        shared: delivery.shared,
+        state: match delivery.stage {
+            DeliveryStage::Queued => DeliveryState::Queued,
+            DeliveryStage::Inflight { packet_id, awaiting_pubcomp } => {
+                DeliveryState::Inflight { packet_id, awaiting_pubcomp }
+            }
+        },
+    }
+}
+
 /// The store's operation for one of the core's changes.
 fn op(change: Change) -> Op {
     match change {
-        Change::PutMessage { id, record } => Op::PutMessage(
-            MessageId(id),
-            MessageRecord {
-                topic: record.topic,
-                payload: record.payload,
-                qos: record.qos,
-                retain: record.retain,
-                shared_properties: record.shared_properties,
-                expires_at_unix_ms: record.expires_at_unix_ms,
-                publisher_session: record.publisher_session,
-            },
-        ),
+        Change::PutMessage { id, record } => Op::PutMessage(MessageId(id), message_record(record)),
         Change::DeleteMessage(id) => Op::DeleteMessage(MessageId(id)),
         Change::PutRetained { topic, message } => Op::PutRetained { topic, message: MessageId(message) },
         Change::DeleteRetained(topic) => Op::DeleteRetained(topic),
-        Change::PutSession { client_id, record } => Op::PutSession {
-            client_id,
-            record: SessionRecord {
-                session_id: record.session_id,
-                protocol_level: record.protocol_level,
-                expiry_interval: record.expiry_interval,
-                expires_at_unix_ms: record.expires_at_unix_ms,
-                delayed_will: record.delayed_will.map(|will| WillRecord {
-                    due_unix_ms: will.due_unix_ms,
-                    topic: will.topic,
-                    payload: will.payload,
-                    qos: will.qos,
-                    retain: will.retain,
-                    properties: will.properties,
-                }),
-            },
-        },
+        Change::PutSession { client_id, record } => Op::PutSession { client_id, record: session_record(record) },
         Change::DeleteSession(client_id) => Op::DeleteSession(client_id),
         Change::PutSubscription { client_id, filter, record } => Op::PutSubscription {
             client_id,
@@ -186,23 +207,9 @@ fn op(change: Change) -> Op {
             record: SubscriptionRecord { options: record.options, identifier: record.identifier },
         },
         Change::DeleteSubscription { client_id, filter } => Op::DeleteSubscription { client_id, filter },
-        Change::PutDelivery { client_id, seq, record } => Op::PutDelivery {
-            client_id,
-            seq,
-            record: DeliveryRecord {
-                message: MessageId(record.message),
-                qos: record.qos,
-                retain: record.retain,
-                subscription_ids: record.subscription_ids,
-                shared: record.shared,
-                state: match record.stage {
-                    DeliveryStage::Queued => DeliveryState::Queued,
-                    DeliveryStage::Inflight { packet_id, awaiting_pubcomp } => {
-                        DeliveryState::Inflight { packet_id, awaiting_pubcomp }
-                    }
-                },
-            },
-        },
+        Change::PutDelivery { client_id, seq, record } => {
+            Op::PutDelivery { client_id, seq, record: delivery_record(record) }
+        }
         Change::DeleteDelivery { client_id, seq } => Op::DeleteDelivery { client_id, seq },
         Change::PutInboundQos2 { client_id, packet_id } => Op::PutInboundQos2 { client_id, packet_id },
         Change::DeleteInboundQos2 { client_id, packet_id } => Op::DeleteInboundQos2 { client_id, packet_id },
