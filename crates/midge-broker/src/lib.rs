@@ -9,7 +9,8 @@
 //!   [`ClientConnection::accept`] connect a client; [`Broker::end_batch`] ends a read batch;
 //!   [`Broker::tick`] and [`Broker::sweep_keep_alives`] are the periodic work.
 //! - [`ClientConnection`]: one connection's protocol state; [`ReadBatch`], the effects one read
-//!   of its packets defers; [`Kick`], how it is woken or told to close.
+//!   of its packets defers, and the [`Congestion`] it ran into (whom its publisher is paced
+//!   for); [`Kick`], how it is woken or told to close.
 //! - [`Message`], [`Queued`], [`Outgoing`]: what a sink is given; [`Session`], what pacing waits on.
 //! - [`Limits`]: every capability and bound; [`Stats`]: the counters.
 //! - [`ports`]: durability, authentication, authorization, egress.
@@ -57,7 +58,7 @@ pub use limits::{
     KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE, SHARED_HAND_ONS,
 };
 pub use message::Message;
-pub use route::read_batch::ReadBatch;
+pub use route::read_batch::{Congestion, ReadBatch};
 pub use route::subscriber::Remote;
 pub use router::{Match, Router};
 pub use session::Session;

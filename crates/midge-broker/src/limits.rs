@@ -42,18 +42,28 @@ pub struct Limits {
     /// Outbound QoS 1/2 messages in flight per client, further bounded by the client's Receive
     /// Maximum. Default 20, as mosquitto's `max_inflight_messages`.
     pub max_inflight_messages: u16,
-    /// Messages queued per session beyond those in flight; beyond it QoS 0 messages are
-    /// dropped and counted, and so are QoS 1/2 messages for offline sessions. Default 1000, as
-    /// mosquitto's `max_queued_messages`.
+    /// Messages queued per session beyond those in flight. A connected subscriber over it paces
+    /// the publishers feeding it (see `pace_qos0`); an offline session over it drops what comes
+    /// and counts it. Default 1000, as mosquitto's `max_queued_messages` (its meaning for users
+    /// who set it; docs/decisions/0005-pace-qos0.md gives why it stays).
     pub max_queued_messages: usize,
     /// Bytes of payload queued per session; 0 means no byte bound (the message bound applies).
     pub max_queued_bytes: usize,
     /// Whether QoS 0 messages are queued for offline persistent sessions (mosquitto's
     /// `queue_qos0_messages`).
     pub queue_qos0_messages: bool,
+    /// Whether a connected subscriber's full queue paces the publishers of its QoS 0 messages
+    /// too (they are not read until it has room), as it does for QoS 1/2. Default true: a
+    /// subscriber that keeps consuming gets a whole burst, and the broker does not spend its CPU
+    /// reading messages only to drop them (docs/decisions/0005-pace-qos0.md). False: a QoS 0
+    /// message beyond the bound is dropped at once and counted, as mosquitto does.
+    pub pace_qos0: bool,
     /// How long publishers are paced (their sockets not read) for a connected subscriber whose
-    /// queue is full, before the slow-consumer policy applies. Pacing keeps every acknowledged
-    /// QoS 1/2 message while the subscriber is connected (DESIGN.md, "Bounds and back-pressure").
+    /// queue is full before the slow-consumer policy applies to it: when it has taken nothing
+    /// for this long, or when the publisher has been held up this long, every pause of it for
+    /// a full subscriber while another of its subscribers sat idle. A subscriber that keeps
+    /// consuming and holds up nobody else is never shed. Pacing keeps every message while the
+    /// subscriber is connected (DESIGN.md, "Bounds and back-pressure"; decisions 0003, 0005).
     pub slow_consumer_timeout_ms: u64,
     /// What happens to a connected subscriber still full after `slow_consumer_timeout_ms`:
     /// `"drop"` (further messages beyond the bound are dropped and counted, as mosquitto does) or
@@ -90,6 +100,7 @@ impl Default for Limits {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_messages: false,
+            pace_qos0: true,
             slow_consumer_timeout_ms: 5_000,
             slow_consumer_policy: SlowConsumerPolicy::Drop,
             connect_timeout_ms: 10_000,
@@ -104,6 +115,14 @@ impl Default for Limits {
 /// Deliveries a read batch defers before it enqueues them anyway, so a batch to many
 /// subscribers stays bounded in memory: 4,096 × about 48 bytes (`route::read_batch`).
 pub const DEFERRED_DELIVERIES: usize = 4_096;
+
+/// Deliveries a read batch defers to one session before it enqueues them anyway: a queue that
+/// crosses its bound is seen crossing it after at most this many more messages, and the
+/// publisher is paced from the next packet on. Overshoot is then at most this per worker
+/// thread feeding the session (plus one message per paced publisher), well inside
+/// [`Limits::hard_queued_messages`]'s 1,024 of headroom; one lock per 64 messages keeps most
+/// of what the read batch saves (`route::read_batch`).
+pub const DEFERRED_PER_SESSION: usize = 64;
 
 /// Most messages moved from a session's queue under one hold of its lock, so publishers
 /// enqueueing to a busy subscriber are not held up for long.

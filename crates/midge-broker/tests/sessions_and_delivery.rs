@@ -444,13 +444,14 @@ fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_q
     let mut subscriber = world.client(connect(V311, "slow"));
     subscriber.subscribe(vec![sub("b", QoS::AtLeastOnce)], Properties::default(), world.now);
     let mut publisher = world.client(connect(V311, "p"));
+    let mut paced_for = Vec::new();
     for i in 0..6 {
-        publisher.publish(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now);
+        let congestion = publisher.publish_read(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now);
+        paced_for.push(congestion.subscribers.len());
     }
-    assert!(publisher.connection.as_mut().unwrap().is_congested(), "the publisher is to be paced");
-    assert_eq!(publisher.connection.as_mut().unwrap().take_congested().len(), 1);
-    publisher.publish(publish("b", "qos0", QoS::AtMostOnce, false), world.now);
-    assert_eq!(world.broker.stats().messages_dropped.get(), 1, "only the QoS 0 message beyond the bound is dropped");
+    // Nothing is sent before the subscriber reads: three queued, the fourth finds the bound.
+    assert_eq!(paced_for, [0, 0, 0, 1, 1, 1], "the publisher is to be paced, not its messages dropped");
+    assert_eq!(world.broker.stats().messages_dropped.get(), 0);
     let mut received = Vec::new();
     while received.len() < 6 {
         let got = subscriber.publishes(world.now);
@@ -459,6 +460,100 @@ fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_q
         received.extend(payloads(&got));
     }
     assert_eq!(received, ["0", "1", "2", "3", "4", "5"]);
+}
+
+/// QoS 0 is paced as QoS 1/2 are (decision 0005): a connected subscriber's full queue paces the
+/// publisher instead of dropping its messages; `pace_qos0 = false` drops them at once, as before.
+#[test]
+fn connected_subscriber_over_its_bound_paces_qos0_publishers_unless_pace_qos0_is_off() {
+    for pace_qos0 in [true, false] {
+        let world = World::with(Limits { max_queued_messages: 3, pace_qos0, ..Limits::default() });
+        let mut subscriber = world.client(connect(V311, "slow"));
+        subscriber.subscribe(vec![sub("b", QoS::AtMostOnce)], Properties::default(), world.now);
+        let mut publisher = world.client(connect(V311, "p"));
+        let paced: Vec<usize> = (0..6)
+            .map(|i| publisher.publish_read(publish("b", &i.to_string(), QoS::AtMostOnce, false), world.now))
+            .map(|congestion| congestion.subscribers.len())
+            .collect();
+        if pace_qos0 {
+            // The fourth message takes the queue over its bound; the fifth is seen going to a
+            // subscriber over its bound as it is deferred.
+            assert_eq!(paced, [0, 0, 0, 1, 1, 1], "pace_qos0 = {pace_qos0}");
+            assert_eq!(world.broker.stats().messages_dropped.get(), 0);
+            assert_eq!(payloads(&subscriber.publishes(world.now)), ["0", "1", "2", "3", "4", "5"]);
+        } else {
+            assert_eq!(paced, [0; 6], "pace_qos0 = {pace_qos0}");
+            assert_eq!(world.broker.stats().messages_dropped.get(), 3);
+            assert_eq!(payloads(&subscriber.publishes(world.now)), ["0", "1", "2"]);
+        }
+    }
+}
+
+/// QoS 2 publishers are paced too (before issue 11 a QoS 2 publisher's congestion was ignored,
+/// and its messages beyond the hard bound were dropped).
+#[test]
+fn connected_subscriber_over_its_bound_paces_qos2_publishers() {
+    let world = World::with(Limits { max_queued_messages: 2, max_inflight_messages: 1, ..Limits::default() });
+    let mut subscriber = world.client(connect(V5, "slow"));
+    subscriber.subscribe(vec![sub("b", QoS::ExactlyOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    let paced: Vec<usize> = (0..5)
+        .map(|i| publisher.publish_read(publish("b", &i.to_string(), QoS::ExactlyOnce, false), world.now))
+        .map(|congestion| congestion.subscribers.len())
+        .collect();
+    assert_eq!(paced, [0, 0, 1, 1, 1]);
+}
+
+/// A client is never paced for its own session, nor are wills (nobody can be paced for them):
+/// over the bound they are dropped and counted.
+#[test]
+fn own_messages_and_wills_pace_nobody() {
+    let world = World::with(Limits { max_queued_messages: 2, ..Limits::default() });
+    let mut echo = world.client(connect(V311, "echo"));
+    echo.subscribe(vec![sub("e", QoS::AtMostOnce)], Properties::default(), world.now);
+    for i in 0..4 {
+        let congestion = echo.publish_read(publish("e", &i.to_string(), QoS::AtMostOnce, false), world.now);
+        assert!(congestion.is_empty(), "a client is not paced for itself");
+    }
+    let mut watcher = world.client(connect(V311, "watcher"));
+    watcher.subscribe(vec![sub("will/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    for n in 0..4 {
+        let mut dying = connect(V311, &format!("dying{n}"));
+        dying.will = Some(will(&format!("will/{n}"), "gone", QoS::AtMostOnce, false));
+        world.client(dying).close(CloseKind::Abnormal, world.now);
+    }
+    assert_eq!(watcher.publishes(world.now).len(), 2, "wills respect the bound");
+}
+
+/// A publisher that came to wait while the queue sat between its low water mark and its bound
+/// is let go when the queue drains, not left for its slow-consumer deadline: `has_room` holds
+/// exactly when the session wakes paced publishers.
+#[test]
+fn has_room_follows_the_wake_up_not_the_queue_length() {
+    let world = World::with(Limits { max_queued_messages: 4, max_inflight_messages: 1, ..Limits::default() });
+    let mut subscriber = world.client(connect(V311, "s"));
+    subscriber.subscribe(vec![sub("b", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V311, "p"));
+    let mut congested = None;
+    for i in 0..6 {
+        let congestion = publisher.publish_read(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now);
+        congested = congested.or(congestion.subscribers.into_iter().next());
+    }
+    let session = congested.expect("paced");
+    assert!(!session.has_room());
+    let mut acked = 0;
+    while !session.has_room() {
+        let got = subscriber.publishes(world.now);
+        subscriber.send(Packet::PubAck(PubResponse::success(got[0].packet_id.unwrap())), world.now).unwrap();
+        acked += 1;
+    }
+    // Six queued, taken one at a time: room once the queue is at its low water mark (2).
+    assert_eq!(acked, 4, "room at the low water mark");
+    // Refilled to between low water and the bound, nobody is paced and the room stays.
+    for i in 6..8 {
+        assert!(publisher.publish_read(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now).is_empty());
+    }
+    assert!(session.has_room(), "no publisher waits for a wake-up that would never come");
 }
 
 /// The QoS 0 messages of a read batch are enqueued when the batch ends, one lock per session

@@ -14,7 +14,7 @@ use crate::route::read_batch::ReadBatch;
 use crate::route::shared::pick_member;
 use crate::route::subscriber::{Remote, Target};
 use crate::router::Match;
-use crate::session::{EnqueueOutcome, Session};
+use crate::session::EnqueueOutcome;
 
 /// What publishing a message did.
 #[derive(Debug, Clone)]
@@ -26,9 +26,6 @@ pub(crate) struct Published {
     /// The ticket that makes it durable (retained update, persistent deliveries), which the
     /// publisher's acknowledgement waits for.
     pub(crate) ticket: Option<Ticket>,
-    /// Connected subscribers whose queues are over their bound: the publisher is paced until
-    /// they have room (empty, and not allocated, in the common case).
-    pub(crate) congested: Vec<Arc<Session>>,
 }
 
 impl Broker {
@@ -57,14 +54,14 @@ impl Broker {
                 }
             }
         }
-        let (delivered, routed, congested) = self.route(&message, batch);
-        Published { delivered, ticket: ticket.max(routed), congested }
+        let (delivered, routed) = self.route(&message, batch);
+        Published { delivered, ticket: ticket.max(routed) }
     }
 
     /// Publishes a message outside any read batch (wills, redeliveries): its deliveries are
     /// enqueued and their sessions woken before this returns.
     pub(crate) fn publish_now(&self, message: Arc<Message>) {
-        let mut batch = ReadBatch::new();
+        let mut batch = ReadBatch::unpaced();
         self.publish(message, &mut batch);
         self.end_batch(&mut batch);
     }
@@ -85,10 +82,10 @@ impl Broker {
         }
     }
 
-    /// Delivers a message to its subscribers; the publisher never waits for them. Returns how
-    /// many sessions it was queued for, the ticket of the last delivery record written, and
-    /// the congested subscribers.
-    fn route(&self, message: &Arc<Message>, batch: &mut ReadBatch) -> (usize, Option<Ticket>, Vec<Arc<Session>>) {
+    /// Delivers a message to its subscribers; the publisher never waits for them, it is paced
+    /// for the congested ones `batch` notes. Returns how many sessions it was queued for and the
+    /// ticket of the last delivery record written.
+    fn route(&self, message: &Arc<Message>, batch: &mut ReadBatch) -> (usize, Option<Ticket>) {
         let mut targets = Targets::new();
         let mut remotes = RemoteTargets::new();
         let mut direct_filters = 0usize;
@@ -126,33 +123,31 @@ impl Broker {
             merge_overlapping(&mut targets);
         }
         let forwarded = forward_remote(remotes);
-        let mut congested = Vec::new();
         if message.qos == QoS::AtMostOnce {
             // Nothing the publisher is told depends on these enqueues: defer them to the end of
             // its read batch, one lock per session.
             let deferred = targets.len();
-            if batch.defer(&mut targets) {
+            if batch.defer(&mut targets, message.publisher) {
                 self.enqueue_deferred(batch); // bounded: DEFERRED_DELIVERIES
             }
-            return (deferred + forwarded, None, congested);
+            return (deferred + forwarded, None);
         }
         // This publisher's earlier QoS 0 messages go first, to keep its order.
         self.enqueue_deferred(batch);
         let mut delivered = forwarded;
         let mut ticket = None;
+        let pace = batch.paces();
         for (session, item) in targets {
-            let (outcome, wake) = session.enqueue(item, &self.limits, self.journal.as_ref(), true);
-            if let Some(kick) = wake {
-                batch.wake_later(kick);
-            }
+            let (outcome, wake) = session.enqueue(item, &self.limits, self.journal.as_ref(), pace);
             match outcome {
                 EnqueueOutcome::Queued(written) => {
+                    batch.note_reached(&session);
                     ticket = ticket.max(written);
                     delivered += 1;
                 }
                 EnqueueOutcome::QueuedCongested(written) => {
                     ticket = ticket.max(written);
-                    congested.push(session);
+                    batch.note_congested(&session, message.publisher);
                     delivered += 1;
                 }
                 EnqueueOutcome::DroppedQueueFull => {
@@ -161,20 +156,31 @@ impl Broker {
                 }
                 EnqueueOutcome::DroppedOffline => {}
             }
+            if let Some(kick) = wake {
+                batch.wake_later(kick);
+            }
         }
-        (delivered, ticket, congested)
+        (delivered, ticket)
     }
 
     /// Enqueues what `batch` deferred, each session under one lock; their wake-ups stay in the
     /// batch.
     fn enqueue_deferred(&self, batch: &mut ReadBatch) {
+        let pace = batch.paces();
         for (session, items) in batch.take_deferred() {
-            let (dropped, wake) = session.enqueue_many(items, &self.limits, self.journal.as_ref());
-            if dropped > 0 {
-                self.stats.messages_dropped.add(dropped as u64);
-                tracing::debug!(client_id = %session.client_id(), dropped, "queue full, messages dropped");
+            // A read batch holds one publisher's messages.
+            let publisher = items.first().and_then(|item| item.message.publisher);
+            let outcome = session.enqueue_many(items, &self.limits, self.journal.as_ref(), pace);
+            if outcome.dropped > 0 {
+                self.stats.messages_dropped.add(outcome.dropped as u64);
+                tracing::debug!(client_id = %session.client_id(), dropped = outcome.dropped, "queue full, messages dropped");
             }
-            if let Some(kick) = wake {
+            if outcome.congested {
+                batch.note_congested(&session, publisher);
+            } else {
+                batch.note_reached(&session);
+            }
+            if let Some(kick) = outcome.wake {
                 batch.wake_later(kick);
             }
         }

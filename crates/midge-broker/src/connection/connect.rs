@@ -71,7 +71,6 @@ impl ClientConnection {
             conn_id,
             kick,
             hold: None,
-            congested: Vec::new(),
         };
         ConnectOutcome::Accepted { connection: Box::new(connection), connack }
     }

@@ -43,12 +43,10 @@ impl ClientConnection {
         let publisher = Some(self.session.id());
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => {
-                let published = broker.publish(broker.new_message(&publish, publisher, now), batch);
-                self.congested.extend(published.congested);
+                broker.publish(broker.new_message(&publish, publisher, now), batch);
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 let published = broker.publish(broker.new_message(&publish, publisher, now), batch);
-                self.congested.extend(published.congested);
                 // The PUBACK is a promise: it waits until the message is durable.
                 self.hold_for(published.ticket);
                 // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.

@@ -97,29 +97,9 @@ pub struct ClientConnection {
     pub(super) access: Option<Box<AccessCache>>,
     /// The store ticket that the responses written for the current packet must wait for.
     pub(super) hold: Option<Ticket>,
-    /// Subscribers this client's messages found over their queue bound: the server stops
-    /// reading from this client until they have room.
-    pub(super) congested: Vec<Arc<Session>>,
 }
 
 impl ClientConnection {
-    /// Whether the last packets found a congested subscriber other than this client.
-    pub fn is_congested(&self) -> bool {
-        let own = self.session.id();
-        self.congested.iter().any(|s| s.id() != own)
-    }
-
-    /// Takes the congested subscribers the last packets ran into (never this client's own
-    /// session: pacing a client for itself would stop it reading its own acknowledgements).
-    pub fn take_congested(&mut self) -> Vec<Arc<Session>> {
-        let own = self.session.id();
-        let mut congested = std::mem::take(&mut self.congested);
-        congested.retain(|s| s.id() != own);
-        congested.sort_by_key(|s| s.id());
-        congested.dedup_by_key(|s| s.id());
-        congested
-    }
-
     /// Takes the ticket the bytes written by the last [`handle`](Self::handle) must wait for
     /// before they are sent (an acknowledgement is a promise that the message is durable).
     pub fn take_hold(&mut self) -> Option<Ticket> {

@@ -15,15 +15,25 @@
 //! The connection driver owns the batch and ends it explicitly with
 //! [`Broker::end_batch`](crate::Broker::end_batch): first the deferred deliveries are enqueued,
 //! then the sessions they reached are woken. Nothing happens when a batch is dropped.
+//!
+//! The batch also gathers the [`Congestion`] its messages ran into: the subscribers over their
+//! queue bound, for whom the publisher is to be paced (decisions 0003 and 0005). A QoS 0
+//! delivery to a subscriber already over its bound is noted when it is deferred (a lock-free
+//! flag), so the driver stops decoding after that packet; one that finds the bound crossed when
+//! the deferred deliveries are enqueued is noted then. Either way nothing read is dropped, and
+//! the overshoot is at most one read's messages per publisher and worker thread, which
+//! [`Limits::hard_queued_messages`](crate::Limits::hard_queued_messages) leaves room for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use super::overlap::Targets;
 use crate::delivery::Queued;
 use crate::hash::ProcessSeeded;
 use crate::kick::Kick;
-use crate::limits::DEFERRED_DELIVERIES;
+use crate::limits::{DEFERRED_DELIVERIES, DEFERRED_PER_SESSION};
 use crate::session::Session;
 
 /// The deferred deliveries and wake-ups of one read. Empty, it holds no allocation.
@@ -39,12 +49,90 @@ pub struct ReadBatch {
     count: usize,
     /// Connections to wake when the batch ends.
     wakes: Vec<Arc<Kick>>,
+    /// Whether the batch's source can be paced: a connection's read can, a will or a
+    /// redelivery cannot (over the bound, their messages are dropped).
+    unpaced: bool,
+    /// What the batch's messages ran into.
+    congestion: Congestion,
+    /// The first few sessions the batch's messages reached that were not over their bound.
+    others: SmallVec<[Arc<Session>; OTHERS_NOTED]>,
+}
+
+/// How many of the subscribers a read reached besides the congested ones it remembers: enough
+/// to see whether pacing holds up any of them.
+const OTHERS_NOTED: usize = 4;
+
+/// The subscribers over their queue bound that a read's messages reached (never the
+/// publisher's own session: pacing a client for itself would stop it reading its own
+/// acknowledgements), and a few of the others it reached: if they sit idle while the
+/// publisher waits, the congested ones are holding them up (decision 0005's fairness).
+#[derive(Debug, Default)]
+pub struct Congestion {
+    /// Distinct once taken with [`ReadBatch::take_congestion`], ordered by session id.
+    pub subscribers: Vec<Arc<Session>>,
+    /// Up to four other subscribers the read reached, none of them congested.
+    pub others: Vec<Arc<Session>>,
+}
+
+impl Congestion {
+    /// Whether the publisher is to be paced.
+    pub fn is_empty(&self) -> bool {
+        self.subscribers.is_empty()
+    }
 }
 
 impl ReadBatch {
-    /// An empty batch.
+    /// An empty batch for one read of a publisher's packets: the caller paces the publisher
+    /// for the [`Congestion`] it takes from the batch once it has ended.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch whose source cannot be paced (wills, redeliveries).
+    pub(crate) fn unpaced() -> Self {
+        let mut batch = Self::default();
+        batch.unpaced = true;
+        batch
+    }
+
+    /// Whether the batch's source can be paced.
+    pub(crate) fn paces(&self) -> bool {
+        !self.unpaced
+    }
+
+    /// Notes that `session`, reached by a message of `publisher`, is over its bound.
+    pub(crate) fn note_congested(&mut self, session: &Arc<Session>, publisher: Option<u64>) {
+        if !self.unpaced && publisher != Some(session.id()) {
+            self.congestion.subscribers.push(Arc::clone(session));
+        }
+    }
+
+    /// Notes that a message of the batch reached `session`, which was not over its bound.
+    pub(crate) fn note_reached(&mut self, session: &Arc<Session>) {
+        if !self.unpaced && self.others.len() < OTHERS_NOTED && !self.others.iter().any(|s| s.id() == session.id()) {
+            self.others.push(Arc::clone(session));
+        }
+    }
+
+    /// Whether a message of the batch found a subscriber over its bound: the caller stops
+    /// handling the read's packets after the current one.
+    pub fn is_congested(&self) -> bool {
+        !self.congestion.subscribers.is_empty()
+    }
+
+    /// Takes what the batch's messages ran into, each subscriber once. Call it after
+    /// [`Broker::end_batch`](crate::Broker::end_batch), which may add to it.
+    pub fn take_congestion(&mut self) -> Congestion {
+        let mut congestion = std::mem::take(&mut self.congestion);
+        congestion.subscribers.sort_by_key(|s| s.id());
+        congestion.subscribers.dedup_by_key(|s| s.id());
+        // A session reached early in the read may be one congested by its end.
+        let subscribers = &congestion.subscribers;
+        congestion.others = std::mem::take(&mut self.others)
+            .into_iter()
+            .filter(|other| subscribers.binary_search_by_key(&other.id(), |s| s.id()).is_err())
+            .collect();
+        congestion
     }
 
     /// Whether nothing waits for the batch's end.
@@ -52,15 +140,23 @@ impl ReadBatch {
         self.count == 0 && self.wakes.is_empty()
     }
 
-    /// Defers every delivery in `targets` (draining it). Returns true once the batch holds
-    /// [`DEFERRED_DELIVERIES`]: the caller enqueues them now to keep the batch bounded.
-    pub(crate) fn defer(&mut self, targets: &mut Targets) -> bool {
+    /// Defers every delivery in `targets` (draining it), noting the sessions already over their
+    /// bound. Returns true once the batch holds [`DEFERRED_DELIVERIES`], or
+    /// [`DEFERRED_PER_SESSION`] for one session: the caller enqueues them now, to keep the
+    /// batch bounded and to see a queue crossing its bound soon after it does.
+    pub(crate) fn defer(&mut self, targets: &mut Targets, publisher: Option<u64>) -> bool {
         self.count += targets.len();
+        let mut longest = 0;
         for (session, item) in targets.drain(..) {
+            if session.is_over_bound() {
+                self.note_congested(&session, publisher);
+            }
             let slot = self.slot_for(session);
-            self.deferred[slot].1.push(item);
+            let items = &mut self.deferred[slot].1;
+            items.push(item);
+            longest = longest.max(items.len());
         }
-        self.count >= DEFERRED_DELIVERIES
+        self.count >= DEFERRED_DELIVERIES || longest >= DEFERRED_PER_SESSION
     }
 
     /// Takes the deferred deliveries, grouped by session.
@@ -117,7 +213,8 @@ mod tests {
     use crate::limits::Limits;
     use crate::message::Message;
 
-    fn targets(session: &Arc<Session>, count: usize) -> Targets {
+    /// `count` deliveries of one message to each of `sessions`.
+    fn targets_to(sessions: &[Arc<Session>], count: usize) -> Targets {
         let publish = Publish {
             dup: false,
             qos: QoS::AtMostOnce,
@@ -136,25 +233,51 @@ mod tests {
             shared: None,
             handed_on: 0,
         };
-        (0..count).map(|_| (Arc::clone(session), item.clone())).collect()
+        (0..count).flat_map(|_| sessions.iter().map(|session| (Arc::clone(session), item.clone()))).collect()
+    }
+
+    fn targets(session: &Arc<Session>, count: usize) -> Targets {
+        targets_to(std::slice::from_ref(session), count)
+    }
+
+    fn broker() -> Arc<Broker> {
+        Broker::new(Limits {
+            queue_qos0_messages: true,
+            max_queued_messages: 4 * DEFERRED_DELIVERIES,
+            ..Limits::default()
+        })
     }
 
     #[test]
-    fn deliveries_wait_for_the_batch_end_and_are_bounded() {
-        let limits =
-            Limits { queue_qos0_messages: true, max_queued_messages: 4 * DEFERRED_DELIVERIES, ..Limits::default() };
-        let broker = Broker::new(limits);
+    fn deliveries_wait_for_the_batch_end_and_are_bounded_in_all() {
+        let broker = broker();
+        let per_session = DEFERRED_PER_SESSION / 2;
+        let sessions: Vec<_> = (0..DEFERRED_DELIVERIES / per_session)
+            .map(|n| Arc::new(Session::new(n as u64, format!("s{n}").into(), ProtocolVersion::V311, 60)))
+            .collect();
+        let mut batch = ReadBatch::new();
+        for message in 1..per_session {
+            let mut one = targets_to(&sessions, 1);
+            assert!(!batch.defer(&mut one, None), "message {message}");
+            assert!(one.is_empty(), "taken by the batch");
+        }
+        assert!(sessions.iter().all(|s| s.queued_len() == 0), "deferred until the batch ends");
+        assert!(batch.defer(&mut targets_to(&sessions, 1), None), "full at the bound: the caller enqueues now");
+        batch.defer(&mut targets_to(&sessions, 1), None);
+        assert_eq!(sessions[0].queued_len(), 0, "nothing happens inside the batch by itself");
+        broker.end_batch(&mut batch);
+        assert!(sessions.iter().all(|s| s.queued_len() == per_session + 1), "all of it when the batch ends");
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn one_sessions_deliveries_are_bounded_so_a_crossed_bound_is_seen_soon() {
+        let broker = broker();
         let session = Arc::new(Session::new(1, "s".into(), ProtocolVersion::V311, 60));
         let mut batch = ReadBatch::new();
-        let mut first = targets(&session, DEFERRED_DELIVERIES - 1);
-        assert!(!batch.defer(&mut first));
-        assert!(first.is_empty(), "taken by the batch");
-        assert_eq!(session.queued_len(), 0, "deferred until the batch ends");
-        assert!(batch.defer(&mut targets(&session, 1)), "full at the bound: the caller enqueues now");
-        batch.defer(&mut targets(&session, 2));
-        assert_eq!(session.queued_len(), 0, "nothing happens inside the batch by itself");
+        assert!(!batch.defer(&mut targets(&session, DEFERRED_PER_SESSION - 1), None));
+        assert!(batch.defer(&mut targets(&session, 1), None), "the session's share is full");
         broker.end_batch(&mut batch);
-        assert_eq!(session.queued_len(), DEFERRED_DELIVERIES + 2, "all of it when the batch ends");
-        assert!(batch.is_empty());
+        assert_eq!(session.queued_len(), DEFERRED_PER_SESSION);
     }
 }

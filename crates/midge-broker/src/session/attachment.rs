@@ -1,6 +1,7 @@
 //! Attaching a connection to the session and detaching it: the session outlives its
 //! connections, and a new connection takes it over from the one before (MQTT-3.1.4-2).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +40,16 @@ impl Session {
             u32::MAX => None,
             secs => Some(now + std::time::Duration::from_secs(u64::from(secs))),
         };
+        // Offline, the session paces nobody (beyond its bound it drops): publishers waiting
+        // for its room go on now, not at their slow-consumer deadline.
+        let paced = state.congested || state.shedding;
+        state.congested = false;
+        state.shedding = false;
+        self.over_bound.store(false, Ordering::Relaxed);
+        drop(state);
+        if paced {
+            self.room.notify_waiters();
+        }
         true
     }
 }

@@ -2,6 +2,7 @@
 //! connection within its in-flight window, and the pacing state that tells a publisher when a
 //! congested subscriber has room again (DESIGN.md, "Bounds and back-pressure").
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use midge_codec::{QoS, ReasonCode};
 
 use super::inflight::packet_id_for;
 use super::records::delivery_record;
-use super::state::{EnqueueOutcome, Entry, Inflight, InflightStage, Session, SessionState};
+use super::state::{EnqueueOutcome, Entry, Inflight, InflightStage, ManyOutcome, Session, SessionState};
 use crate::delivery::{Outgoing, Queued, ReadyBatch};
 use crate::journal::Journal;
 use crate::kick::Kick;
@@ -24,8 +25,9 @@ impl Session {
     /// or once at the end of its read batch.
     ///
     /// `pace` says whether the caller can pace its source (a publisher's connection): only then
-    /// may a connected subscriber's QoS 1/2 message be queued beyond the bound. Retained
-    /// messages sent on subscribe and redeliveries cannot be paced and respect the bound.
+    /// may a connected subscriber's message be queued beyond the bound (QoS 0 only with
+    /// `pace_qos0`). Retained messages sent on subscribe, wills and redeliveries cannot be
+    /// paced and respect the bound.
     pub(crate) fn enqueue(
         &self,
         item: Queued,
@@ -38,23 +40,26 @@ impl Session {
     }
 
     /// Offers several messages under one lock (the QoS 0 deliveries of a read batch, see
-    /// `route::read_batch`), none of them paced. Returns how many were dropped because the queue
-    /// was full, and the connection to wake.
+    /// `route::read_batch`), paced as [`Session::enqueue`] says when `pace`.
     pub(crate) fn enqueue_many(
         &self,
         items: Vec<Queued>,
         limits: &Limits,
         journal: Option<&Journal>,
-    ) -> (usize, Option<Arc<Kick>>) {
-        let mut dropped = 0;
-        let mut wake = None;
+        pace: bool,
+    ) -> ManyOutcome {
+        let mut outcome = ManyOutcome::default();
         let mut state = self.state.lock();
         for item in items {
-            let (outcome, woken) = self.enqueue_locked(&mut state, item, limits, journal, false);
-            dropped += usize::from(outcome == EnqueueOutcome::DroppedQueueFull);
-            wake = wake.or(woken);
+            let (one, woken) = self.enqueue_locked(&mut state, item, limits, journal, pace);
+            match one {
+                EnqueueOutcome::DroppedQueueFull => outcome.dropped += 1,
+                EnqueueOutcome::QueuedCongested(_) => outcome.congested = true,
+                EnqueueOutcome::Queued(_) | EnqueueOutcome::DroppedOffline => {}
+            }
+            outcome.wake = outcome.wake.or(woken);
         }
-        (dropped, wake)
+        outcome
     }
 
     /// [`Session::enqueue`] with the lock held.
@@ -75,17 +80,21 @@ impl Session {
         let over_bytes = limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.max_queued_bytes;
         let mut congested = false;
         if over_count || over_bytes {
-            // A connected subscriber's QoS 1/2 messages are kept: the publisher is paced instead,
-            // up to the hard bound (Limits::hard_queued_messages).
+            // A connected subscriber's messages are kept: the publisher is paced instead, up to
+            // the hard bound (Limits::hard_queued_messages). QoS 0 too, unless `pace_qos0` is off.
             let hard = state.queue.len() >= limits.hard_queued_messages()
                 || (limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.hard_queued_bytes());
-            if !pace || !online || item.qos == QoS::AtMostOnce || hard || state.shedding {
+            let drop_qos0 = item.qos == QoS::AtMostOnce && !limits.pace_qos0;
+            if !pace || !online || drop_qos0 || hard || state.shedding {
                 state.dropped += 1;
                 return (EnqueueOutcome::DroppedQueueFull, None);
             }
             congested = true;
-            state.congested = true;
-            state.low_water = limits.low_water();
+            if !state.congested {
+                state.congested = true;
+                state.low_water = limits.low_water();
+                self.over_bound.store(true, Ordering::Relaxed);
+            }
         }
         let was_empty = state.queue.is_empty();
         state.queued_bytes += bytes;
@@ -164,33 +173,41 @@ impl Session {
         }
         state.dropped += dropped as u64;
         state.taken_total += (taken + dropped) as u64;
-        if (state.congested || state.shedding) && taken + dropped > 0 && state.queue.len() <= low_water {
-            state.congested = false;
+        if state.queue.is_empty() {
+            // Caught up: a shed subscriber is an ordinary one again.
             state.shedding = false;
+        }
+        if state.congested && taken + dropped > 0 && state.queue.len() <= low_water {
+            state.congested = false;
+            self.over_bound.store(false, Ordering::Relaxed);
             drop(state);
             self.room.notify_waiters();
         }
         dropped
     }
 
-    /// Whether the queue is back under its low water mark (or the session is no longer
-    /// connected, in which case pacing for it is pointless).
-    pub fn has_room(&self, limits: &Limits) -> bool {
+    /// Whether publishers need no longer be paced for this session: its queue has drained to
+    /// its low water mark since it went over its bound, the slow-consumer policy shed it, or it
+    /// is no longer connected (pacing for it is then pointless). Exactly the moments the
+    /// session wakes paced publishers: a test of the queue's length instead would leave a
+    /// publisher that came to wait while the queue sat between low water and the bound
+    /// waiting for a wake-up that never comes.
+    pub fn has_room(&self) -> bool {
         let state = self.state.lock();
-        state.attached.is_none() || state.ended || state.queue.len() <= limits.low_water()
+        state.attached.is_none() || state.ended || !state.congested || state.shedding
     }
 
     /// Waits until [`has_room`](Self::has_room) is true.
     ///
     /// # Cancel safety
     /// Cancel safe: it holds nothing but a registration with the session's notifier.
-    pub async fn wait_for_room(&self, limits: &Limits) {
+    pub async fn wait_for_room(&self) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             // Registered before the check, so a wake-up between the two is not lost.
             notified.as_mut().enable();
-            if self.has_room(limits) {
+            if self.has_room() {
                 return;
             }
             notified.await;
@@ -203,12 +220,25 @@ impl Session {
         self.state.lock().taken_total
     }
 
+    /// Whether the session has nothing queued: its subscriber waits for messages.
+    pub fn is_idle(&self) -> bool {
+        self.state.lock().queue.is_empty()
+    }
+
+    /// Whether publishers are to be paced for this session: its queue went over its bound and
+    /// has not yet drained to its low water mark, and no policy has shed it. Lock-free.
+    pub(crate) fn is_over_bound(&self) -> bool {
+        self.over_bound.load(Ordering::Relaxed)
+    }
+
     /// Applies the slow-consumer policy after publishers waited too long: from now on messages
-    /// beyond the bound are dropped (counted) until the queue has room again; with `disconnect`
-    /// the attached connection is also kicked with 0x97.
+    /// beyond the bound are dropped (counted) until the subscriber has caught up (its queue
+    /// empty), and nobody is paced for it; with `disconnect` the attached connection is also
+    /// kicked with 0x97.
     pub fn shed(&self, disconnect: bool) {
         let mut state = self.state.lock();
         state.shedding = true;
+        self.over_bound.store(false, Ordering::Relaxed);
         let kick = if disconnect { state.attached_kick() } else { None };
         drop(state);
         self.room.notify_waiters();

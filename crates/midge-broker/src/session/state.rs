@@ -3,6 +3,7 @@
 //! `records`, `attachment`).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +30,11 @@ pub struct Session {
     pub(super) state: Mutex<SessionState>,
     /// Wakes publishers paced by this session when its queue is back under its bound.
     pub(super) room: Notify,
+    /// `state.congested && !state.shedding`, readable without the lock: a publisher's read
+    /// batch defers QoS 0 deliveries without taking the session's lock, and this tells it to
+    /// stop reading after the current packet (`route::read_batch`). Written only when pacing
+    /// begins or ends, so reading it costs a load of a line the batch touches anyway.
+    pub(super) over_bound: AtomicBool,
 }
 
 /// Where an outbound QoS 1/2 message stands.
@@ -71,6 +77,17 @@ pub(super) struct Attachment {
     pub(super) kick: Arc<Kick>,
     /// Outbound window: min(client's Receive Maximum, max_inflight_messages).
     pub(super) window: usize,
+}
+
+/// What offering several messages to a session did ([`Session::enqueue_many`]).
+#[derive(Debug, Default)]
+pub(crate) struct ManyOutcome {
+    /// Messages dropped because the queue was full.
+    pub(crate) dropped: usize,
+    /// Whether the queue is over its bound: the publisher is to be paced.
+    pub(crate) congested: bool,
+    /// The connection to wake, when the queue was empty before (its subscriber sat idle).
+    pub(crate) wake: Option<Arc<Kick>>,
 }
 
 /// What happened to a message offered to a session.
@@ -139,7 +156,7 @@ pub(crate) struct SessionState {
     /// this does not move (the subscriber is stuck, not merely busy).
     pub(super) taken_total: u64,
     /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
-    /// has room again.
+    /// has emptied (the subscriber caught up).
     pub(super) shedding: bool,
 }
 
@@ -193,6 +210,7 @@ impl Session {
                 shedding: false,
             }),
             room: Notify::new(),
+            over_bound: AtomicBool::new(false),
         }
     }
 

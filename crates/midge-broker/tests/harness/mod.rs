@@ -16,7 +16,7 @@ use midge_broker::ports::durability::{
     StoredSubscription, Ticket,
 };
 use midge_broker::{
-    Broker, ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Limits, ReadBatch, Violation,
+    Broker, ClientConnection, CloseKind, Congestion, ConnectContext, ConnectOutcome, Flow, Limits, ReadBatch, Violation,
 };
 use midge_codec::{
     decode_packet, ConnAck, Connect, MqttString, Packet, PacketId, Properties, ProtocolVersion, PubResponse, Publish,
@@ -155,6 +155,19 @@ impl Client {
         let result = self.send_in(packet, now, &mut batch);
         self.conn().broker().end_batch(&mut batch);
         result
+    }
+
+    /// Sends one PUBLISH (given a packet id if its QoS needs one) as a read of its own, and
+    /// returns the congestion the read ran into: whom the server would pace this client for.
+    /// Acknowledgements stay unread.
+    pub fn publish_read(&mut self, mut publish: Publish, now: Instant) -> Congestion {
+        if publish.qos != QoS::AtMostOnce && publish.packet_id.is_none() {
+            publish.packet_id = Some(self.next_id());
+        }
+        let mut batch = ReadBatch::new();
+        self.send_in(Packet::Publish(publish), now, &mut batch).unwrap();
+        self.conn().broker().end_batch(&mut batch);
+        batch.take_congestion()
     }
 
     /// Sends one packet within `batch`, a read the caller ends.

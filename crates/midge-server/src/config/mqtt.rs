@@ -35,6 +35,8 @@ pub struct MqttConfig {
     pub max_queued_bytes: usize,
     /// [`Limits::queue_qos0_messages`].
     pub queue_qos0_messages: bool,
+    /// [`Limits::pace_qos0`].
+    pub pace_qos0: bool,
     /// [`Limits::slow_consumer_timeout_ms`].
     pub slow_consumer_timeout_ms: u64,
     /// [`Limits::slow_consumer_policy`]: `"drop"` or `"disconnect"`.
@@ -78,6 +80,7 @@ impl Default for MqttConfig {
             max_queued_messages: limits.max_queued_messages,
             max_queued_bytes: limits.max_queued_bytes,
             queue_qos0_messages: limits.queue_qos0_messages,
+            pace_qos0: limits.pace_qos0,
             slow_consumer_timeout_ms: limits.slow_consumer_timeout_ms,
             slow_consumer_policy: match limits.slow_consumer_policy {
                 SlowConsumerPolicy::Drop => SlowConsumerSetting::Drop,
@@ -109,6 +112,7 @@ impl MqttConfig {
             max_queued_messages: self.max_queued_messages,
             max_queued_bytes: self.max_queued_bytes,
             queue_qos0_messages: self.queue_qos0_messages,
+            pace_qos0: self.pace_qos0,
             slow_consumer_timeout_ms: self.slow_consumer_timeout_ms,
             slow_consumer_policy: match self.slow_consumer_policy {
                 SlowConsumerSetting::Drop => SlowConsumerPolicy::Drop,
@@ -137,7 +141,8 @@ mod tests {
     #[test]
     fn every_key_reaches_the_limits() {
         let config: MqttConfig = toml::from_str(
-            "max_qos = 1\nmax_queued_messages = 7\nslow_consumer_policy = \"disconnect\"\nmax_topic_levels = 9\n",
+            "max_qos = 1\nmax_queued_messages = 7\nslow_consumer_policy = \"disconnect\"\nmax_topic_levels = 9\n\
+             pace_qos0 = false\n",
         )
         .expect("parses");
         let limits = config.limits().expect("valid");
@@ -145,6 +150,7 @@ mod tests {
         assert_eq!(limits.max_queued_messages, 7);
         assert_eq!(limits.slow_consumer_policy, SlowConsumerPolicy::Disconnect);
         assert_eq!(limits.max_topic_levels, 9);
+        assert!(!limits.pace_qos0);
         let bad = MqttConfig { max_qos: 3, ..MqttConfig::default() };
         assert_eq!(bad.limits().unwrap_err().key, "max_qos");
     }

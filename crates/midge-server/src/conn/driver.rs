@@ -15,12 +15,12 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use midge_broker::ports::durability::Ticket;
-use midge_broker::{ClientConnection, CloseKind, Flow, ReadBatch, Signal};
+use midge_broker::{ClientConnection, CloseKind, Congestion, Flow, ReadBatch, Signal};
 use midge_codec::{decode_packet, ProtocolVersion, ReasonCode};
 use midge_store::{DurableError, WriterHandle};
 
 use super::held::{wait_durable, HeldResponses};
-use super::pacing::Pacing;
+use super::pacing::{HeldUp, Pacing};
 use crate::limits::WRITE_HIGH_WATER;
 use crate::read_size::ReadSize;
 use crate::transport::Transport;
@@ -70,6 +70,7 @@ pub(super) async fn run_connected<T: Transport>(
     let mut read_size = ReadSize::default();
     // Rarely active, so boxed while they are: an idle connection keeps a null pointer each.
     let mut pacing: Option<Box<Pacing>> = None;
+    let mut held_up: Option<Box<HeldUp>> = None;
     let mut durable = None;
     // The keep alive (MQTT-3.1.2-24) has no timer here: the broker sweeps every connection's
     // deadline and kicks the silent ones with 0x8D.
@@ -155,12 +156,15 @@ pub(super) async fn run_connected<T: Transport>(
             connection.heard(Instant::now());
             let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
             if !still_paced {
+                if let Some(done) = pacing.take() {
+                    held_up = (*done).finish();
+                }
                 // Frames left buffered when pacing began come before any new read.
-                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
-                    return end;
+                match process_frames(&frames, connection, rbuf, wbuf, &mut held) {
+                    Ok(congestion) => pacing = Pacing::start(connection, congestion, &mut held_up),
+                    Err(end) => return end,
                 }
                 more_ready = true;
-                pacing = Pacing::start(connection);
             }
         }
         match signals.readable {
@@ -176,11 +180,11 @@ pub(super) async fn run_connected<T: Transport>(
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(got) => read_size.observe(got, offered),
                 }
-                if let Err(end) = process_frames(&frames, connection, rbuf, wbuf, &mut held) {
-                    return end;
+                match process_frames(&frames, connection, rbuf, wbuf, &mut held) {
+                    Ok(congestion) => pacing = Pacing::start(connection, congestion, &mut held_up),
+                    Err(end) => return end,
                 }
                 more_ready = true;
-                pacing = Pacing::start(connection);
             }
             Some(Ok(())) => {}
             Some(Err(error)) => return (CloseKind::Abnormal, format!("read error: {error}")),
@@ -199,7 +203,8 @@ struct FrameContext {
 /// Decodes and handles the complete frames in `rbuf` as one read batch, writing responses into
 /// `wbuf` (holding back those that wait for the store). Stops early, leaving the rest buffered,
 /// when a PUBLISH found a subscriber over its queue bound: the client is paced between packets,
-/// so one read of many small PUBLISHes cannot overshoot the bound. `Err` ends the connection.
+/// so one read of many small PUBLISHes cannot overshoot the bound by much. Returns the
+/// congestion the client is to be paced for; `Err` ends the connection.
 ///
 /// The batch ends before this returns, whatever happened: the QoS 0 messages it deferred are
 /// enqueued (one lock per subscriber), then every subscriber they reached is woken once.
@@ -209,14 +214,14 @@ fn process_frames(
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     held: &mut HeldResponses,
-) -> Result<(), Ending> {
+) -> Result<Congestion, Ending> {
     let mut batch = ReadBatch::new();
     let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch);
     connection.broker().end_batch(&mut batch);
     if rbuf.is_empty() {
         *rbuf = BytesMut::new(); // an idle connection holds no read buffer
     }
-    handled
+    handled.map(|()| batch.take_congestion())
 }
 
 /// The packets of one read, within `batch`.
@@ -252,7 +257,7 @@ fn handle_frames(
                         return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
                     }
                 }
-                if connection.is_congested() {
+                if batch.is_congested() {
                     return Ok(());
                 }
             }

@@ -1,43 +1,96 @@
-//! A paced client (DESIGN.md "Bounds and back-pressure"): the subscribers over their queue
-//! bound that its last messages reached. While any is, the client is not read, for at most
-//! `slow_consumer_timeout_ms` without progress; then the slow-consumer policy applies.
+//! A paced client (DESIGN.md "Bounds and back-pressure"; decisions 0003 and 0005): the
+//! subscribers over their queue bound that its last messages reached. While any is, the client
+//! is not read. The slow-consumer policy applies to a subscriber that took nothing for
+//! `slow_consumer_timeout_ms`, and to the subscribers a client keeps waiting for while its
+//! other subscribers sit idle, once it has been held up that long ([`HeldUp`]): one slow
+//! subscriber among many holds the others up for no longer than the timeout, while one that
+//! keeps consuming and holds up nobody (it is its publisher's only subscriber, or all are
+//! behind alike) is never shed.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use midge_broker::{Broker, ClientConnection, Session, SlowConsumerPolicy};
+use midge_broker::{Broker, ClientConnection, Congestion, Session, SlowConsumerPolicy};
+use tokio::time::Instant;
+
+/// How long a client has been holding up idle subscribers: every pause of it since `since`
+/// ended with another subscriber of its read idle (its queue empty), and the pauses came no
+/// more than the timeout apart. A pause that ends with the others busy too (all behind alike)
+/// ends it. Kept by the connection between pauses, boxed: most clients never have one.
+#[derive(Debug)]
+pub(super) struct HeldUp {
+    since: Instant,
+    last_pause: Instant,
+}
 
 /// The subscribers a client waits for, and the wait.
 pub(super) struct Pacing {
     broker: Arc<Broker>,
     subscribers: Vec<Arc<Session>>,
-    deadline: tokio::time::Instant,
-    /// The subscribers' summed progress when the deadline was set.
+    /// A few other subscribers the same read reached: idle ones are held up by this pause.
+    others: Vec<Arc<Session>>,
+    /// When this pause began.
+    began: Instant,
+    held_up: Option<Box<HeldUp>>,
+    /// When to look again: the earlier of `progress_due` and the held-up limit.
+    deadline: Instant,
+    /// The subscribers' summed progress when it was last seen to move.
     progress: u64,
+    /// When the subscribers have gone the timeout without progress, unless it moves.
+    progress_due: Instant,
     /// The wait for the first subscriber's room or the deadline; rebuilt after each wake.
     wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Pacing {
-    /// Starts pacing if the client's last packets found congested subscribers.
-    pub(super) fn start(connection: &mut ClientConnection) -> Option<Box<Self>> {
-        let subscribers = connection.take_congested();
-        if subscribers.is_empty() {
+    /// Starts pacing if the client's last read found congested subscribers, carrying `held_up`
+    /// over from the pauses before (if the last one ended within the timeout). When the client
+    /// has held up idle subscribers for the timeout already, the ones it would wait for now are
+    /// shed at once.
+    pub(super) fn start(
+        connection: &ClientConnection,
+        congestion: Congestion,
+        held_up: &mut Option<Box<HeldUp>>,
+    ) -> Option<Box<Self>> {
+        if congestion.is_empty() {
             return None;
         }
         let broker = Arc::clone(connection.broker());
-        let progress = subscribers.iter().map(|s| s.progress()).sum();
-        let deadline = tokio::time::Instant::now() + broker.limits().slow_consumer_timeout();
-        Some(Box::new(Self { broker, subscribers, deadline, progress, wait: None }))
+        let timeout = broker.limits().slow_consumer_timeout();
+        let now = Instant::now();
+        let held_up = held_up.take().filter(|held| now.duration_since(held.last_pause) <= timeout);
+        let mut pacing = Self {
+            broker,
+            subscribers: congestion.subscribers,
+            others: congestion.others,
+            began: now,
+            held_up,
+            deadline: now,
+            progress: 0,
+            progress_due: now + timeout,
+            wait: None,
+        };
+        pacing.shed_if_held_up_too_long(connection.client_id(), now);
+        if pacing.subscribers.is_empty() {
+            return None;
+        }
+        pacing.progress = pacing.subscribers.iter().map(|s| s.progress()).sum();
+        pacing.deadline = pacing.next_deadline();
+        Some(Box::new(pacing))
+    }
+
+    /// Ends the pause, handing back what the next one carries over.
+    pub(super) fn finish(self) -> Option<Box<HeldUp>> {
+        self.held_up
     }
 
     /// Makes sure a wait is in place for the first subscriber still paced on.
     pub(super) fn arm(&mut self) {
         if self.wait.is_none() {
             if let Some(first) = self.subscribers.first() {
-                self.wait = Some(Box::pin(wait_for_room(Arc::clone(&self.broker), Arc::clone(first), self.deadline)));
+                self.wait = Some(Box::pin(wait_for_room(Arc::clone(first), self.deadline)));
             }
         }
     }
@@ -52,40 +105,83 @@ impl Pacing {
         ready
     }
 
-    /// After a wait: drops the subscribers that have room, applies the policy at the deadline
-    /// to those that took nothing meanwhile, and says whether pacing goes on.
+    /// After a wait: notes whether the pause held up an idle subscriber, drops the subscribers
+    /// that have room, applies the policy at the deadline to those that took nothing meanwhile
+    /// or have held up idle ones too long, and says whether pacing goes on.
     pub(super) fn recheck(&mut self, publisher: &str) -> bool {
-        let broker = &*self.broker;
-        self.subscribers.retain(|session| !session.has_room(broker.limits()));
-        if !self.subscribers.is_empty() && tokio::time::Instant::now() >= self.deadline {
+        let now = Instant::now();
+        self.note_held_up(now);
+        self.subscribers.retain(|session| !session.has_room());
+        self.shed_if_held_up_too_long(publisher, now);
+        if !self.subscribers.is_empty() && now >= self.progress_due {
             // The timeout is for subscribers that stopped consuming: one that consumed while
             // we waited is merely contended, and pacing goes on.
             let progress: u64 = self.subscribers.iter().map(|s| s.progress()).sum();
-            if progress != self.progress {
-                self.progress = progress;
-                self.deadline = tokio::time::Instant::now() + broker.limits().slow_consumer_timeout();
-            } else {
-                let disconnect = broker.limits().slow_consumer_policy == SlowConsumerPolicy::Disconnect;
+            if progress == self.progress {
                 for session in self.subscribers.drain(..) {
-                    tracing::warn!(
-                        %publisher, subscriber = %session.client_id(),
-                        "slow consumer: queue still full after slow_consumer_timeout_ms, applying the policy"
-                    );
-                    session.shed(disconnect);
+                    shed(&self.broker, publisher, &session, "its queue is still full after slow_consumer_timeout_ms");
                 }
+            } else {
+                self.progress = progress;
+                self.progress_due = now + self.broker.limits().slow_consumer_timeout();
             }
         }
+        self.deadline = self.next_deadline();
         !self.subscribers.is_empty()
     }
+
+    /// Whether this pause holds up another subscriber of the read: one of them sits idle.
+    fn note_held_up(&mut self, now: Instant) {
+        if self.others.iter().any(|other| other.is_idle()) {
+            let began = self.began;
+            let held = self.held_up.get_or_insert_with(|| Box::new(HeldUp { since: began, last_pause: now }));
+            held.last_pause = now;
+        } else {
+            self.held_up = None;
+        }
+    }
+
+    /// Applies the policy to the subscribers waited for once the client has held up idle
+    /// subscribers for the timeout.
+    fn shed_if_held_up_too_long(&mut self, publisher: &str, now: Instant) {
+        let timeout = self.broker.limits().slow_consumer_timeout();
+        if self.held_up.as_ref().is_some_and(|held| now.duration_since(held.since) >= timeout) {
+            for session in self.subscribers.drain(..) {
+                shed(
+                    &self.broker,
+                    publisher,
+                    &session,
+                    "it held up its publisher for slow_consumer_timeout_ms while other subscribers waited",
+                );
+            }
+            self.held_up = None;
+        }
+    }
+
+    /// When to look again: when the subscribers will have gone the timeout without progress,
+    /// or sooner when the client will have held up idle subscribers for the timeout.
+    fn next_deadline(&self) -> Instant {
+        let timeout = self.broker.limits().slow_consumer_timeout();
+        match &self.held_up {
+            Some(held) => (held.since + timeout).min(self.progress_due),
+            None => self.progress_due,
+        }
+    }
+}
+
+/// Applies the slow-consumer policy to `session`, which `publisher` was paced for.
+fn shed(broker: &Broker, publisher: &str, session: &Session, why: &str) {
+    tracing::warn!(%publisher, subscriber = %session.client_id(), "slow consumer: {why}, applying slow_consumer_policy");
+    session.shed(broker.limits().slow_consumer_policy == SlowConsumerPolicy::Disconnect);
 }
 
 /// Waits until `session` has room in its queue, or `until`.
 ///
 /// # Cancel safety
 /// Cancel safe: see [`Session::wait_for_room`].
-async fn wait_for_room(broker: Arc<Broker>, session: Arc<Session>, until: tokio::time::Instant) {
+async fn wait_for_room(session: Arc<Session>, until: Instant) {
     tokio::select! {
-        _ = session.wait_for_room(broker.limits()) => {}
+        _ = session.wait_for_room() => {}
         _ = tokio::time::sleep_until(until) => {}
     }
 }

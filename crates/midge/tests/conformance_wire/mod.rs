@@ -124,6 +124,8 @@ pub struct Client {
     backlog: VecDeque<Packet>,
     closed: bool,
     next_id: u16,
+    /// Bytes asked for per read (16 KiB unless a test makes the client a slow reader).
+    pub read_chunk: usize,
 }
 
 impl Client {
@@ -142,6 +144,7 @@ impl Client {
             backlog: VecDeque::new(),
             closed: false,
             next_id: 1,
+            read_chunk: 16 * 1024,
         }
     }
 
@@ -205,7 +208,8 @@ impl Client {
             let left = (deadline - now).max(Duration::from_millis(1));
             self.stream.set_read_timeout(Some(left)).expect("set_read_timeout");
             let mut buf = [0u8; 16 * 1024];
-            match self.stream.read(&mut buf) {
+            let chunk = self.read_chunk.clamp(1, buf.len());
+            match self.stream.read(&mut buf[..chunk]) {
                 Ok(0) => self.closed = true,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
@@ -220,6 +224,31 @@ impl Client {
                 }
                 Err(e) => panic!("read failed: {e}"),
             }
+        }
+    }
+
+    /// Reads up to `max` bytes without parsing them, for a reader that only counts what it
+    /// gets: bytes already buffered first, else what arrives within `timeout`. Returns how many
+    /// (0: nothing came, or the connection is closed).
+    pub fn read_raw(&mut self, max: usize, timeout: Duration) -> usize {
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(max);
+            self.pending.drain(..n);
+            return n;
+        }
+        if self.closed {
+            return 0;
+        }
+        let mut buf = vec![0u8; max.max(1)];
+        self.stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).expect("set_read_timeout");
+        match self.stream.read(&mut buf) {
+            Ok(0) => {
+                self.closed = true;
+                0
+            }
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => 0,
+            Err(e) => panic!("read failed: {e}"),
         }
     }
 
