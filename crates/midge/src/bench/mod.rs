@@ -141,9 +141,11 @@ pub struct BenchArgs {
     #[arg(long = "inflight", value_name = "N", default_value_t = 100, help_heading = "Load")]
     inflight: u16,
     /// QoS 0 messages in flight per subscriber, shared by the publishers it hears: a publisher
-    /// waits while it is that far ahead of the slowest subscriber hearing it, so the rate
-    /// measured is one the broker sustains with bounded queues. 0: no limit (flood).
-    #[arg(long = "window", value_name = "N", default_value_t = 1000, help_heading = "Load")]
+    /// waits while it is that far ahead of the slowest subscriber hearing it. The default is
+    /// ten times a broker's usual queue bound (mosquitto's and Midge's 1,000), so a burst
+    /// deeper than the queue shows what the broker does with it (drops count as not
+    /// delivered). 0: no limit (flood).
+    #[arg(long = "window", value_name = "N", default_value_t = 10_000, help_heading = "Load")]
     window: u64,
     /// Subscribers keep their session: Clean Session 0 (3.1.1), Clean Start 0 and an hour of
     /// Session Expiry (5). Their sessions are removed at the end.

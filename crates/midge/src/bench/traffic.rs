@@ -476,7 +476,7 @@ mod tests {
         assert!(plan.filters.iter().all(|filter| filter.as_str() == plan.topics[0].as_str()));
         assert_eq!(plan.sources, vec![0..1; 3]);
         assert_eq!(plan.listeners, [vec![0, 1, 2]]);
-        assert_eq!(plan.credit, [1000]);
+        assert_eq!(plan.credit, [10_000], "the default window");
     }
 
     #[test]
