@@ -92,7 +92,7 @@ impl Session {
             congested = true;
             if !state.congested {
                 state.congested = true;
-                state.low_water = limits.low_water();
+                state.low_water = u32::try_from(limits.low_water()).unwrap_or(u32::MAX);
                 self.over_bound.store(true, Ordering::Relaxed);
             }
         }
@@ -138,7 +138,7 @@ impl Session {
         let Some(window) = state.attached.as_ref().filter(|a| a.conn_id == conn_id).map(|a| a.window) else {
             return 0;
         };
-        let low_water = state.low_water;
+        let low_water = state.low_water as usize;
         let mut dropped = 0;
         let mut taken = 0;
         while taken < max {

@@ -150,8 +150,9 @@ pub(crate) struct SessionState {
     /// the low water mark.
     pub(super) congested: bool,
     /// Where paced publishers are let go again ([`crate::limits::Limits::low_water`], set when
-    /// pacing begins).
-    pub(super) low_water: usize,
+    /// pacing begins). 32 bits (saturating) keep a session within its allocator size class
+    /// beside `over_bound` (320 bytes under jemalloc; 8 more cost 64).
+    pub(super) low_water: u32,
     /// Messages taken from the queue so far: a paced publisher's timeout counts only while
     /// this does not move (the subscriber is stuck, not merely busy).
     pub(super) taken_total: u64,
@@ -226,5 +227,14 @@ impl Session {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
         self.state.lock()
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Every session costs its allocation: `Arc<Session>` (the two counts and the session) stays
+    /// within jemalloc's 320-byte size class; the next class is 384 (docs/decisions/0004).
+    #[test]
+    fn a_session_stays_within_its_allocator_size_class() {
+        assert!(16 + std::mem::size_of::<super::Session>() <= 320, "{} bytes", std::mem::size_of::<super::Session>());
     }
 }
