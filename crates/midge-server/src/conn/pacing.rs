@@ -15,12 +15,15 @@ use std::task::{Context, Poll};
 use midge_broker::{Broker, ClientConnection, Congestion, Session, SlowConsumerPolicy};
 use tokio::time::Instant;
 
-/// How long a client has been holding up idle subscribers: every pause of it since `since`
-/// ended with another subscriber of its read idle (its queue empty), and the pauses came no
-/// more than the timeout apart. A pause that ends with the others busy too (all behind alike)
-/// ends it. Kept by the connection between pauses, boxed: most clients never have one.
+/// How long one subscriber, `by`, has been holding up a client while its other subscribers sat
+/// idle: every pause of the client since `since` waited for `by` and ended with another
+/// subscriber of its read idle (its queue empty), and the pauses came no more than the timeout
+/// apart. A pause that ends with the others busy too (all behind alike) ends it, and one that
+/// waits for someone else starts a new one. Kept by the connection between pauses, boxed: most
+/// clients never have one.
 #[derive(Debug)]
 pub(super) struct HeldUp {
+    by: u64,
     since: Instant,
     last_pause: Instant,
 }
@@ -46,9 +49,8 @@ pub(super) struct Pacing {
 
 impl Pacing {
     /// Starts pacing if the client's last read found congested subscribers, carrying `held_up`
-    /// over from the pauses before (if the last one ended within the timeout). When the client
-    /// has held up idle subscribers for the timeout already, the ones it would wait for now are
-    /// shed at once.
+    /// over from the pauses before (if the last one ended within the timeout). A subscriber
+    /// that has held up idle ones for the timeout already is shed at once, not waited for.
     pub(super) fn start(
         connection: &ClientConnection,
         congestion: Congestion,
@@ -130,32 +132,37 @@ impl Pacing {
         !self.subscribers.is_empty()
     }
 
-    /// Whether this pause holds up another subscriber of the read: one of them sits idle.
+    /// Whether this wait held up another subscriber of the read (one of them sits idle), and
+    /// for whom it waited. Called before the subscribers with room are dropped.
     fn note_held_up(&mut self, now: Instant) {
-        if self.others.iter().any(|other| other.is_idle()) {
-            let began = self.began;
-            let held = self.held_up.get_or_insert_with(|| Box::new(HeldUp { since: began, last_pause: now }));
-            held.last_pause = now;
-        } else {
+        let Some(first) = self.subscribers.first() else { return };
+        if !self.others.iter().any(|other| other.is_idle()) {
             self.held_up = None;
+            return;
+        }
+        match self.held_up.as_mut() {
+            Some(held) if self.subscribers.iter().any(|s| s.id() == held.by) => held.last_pause = now,
+            _ => self.held_up = Some(Box::new(HeldUp { by: first.id(), since: self.began, last_pause: now })),
         }
     }
 
-    /// Applies the policy to the subscribers waited for once the client has held up idle
-    /// subscribers for the timeout.
+    /// Applies the policy to the subscriber that has held up idle ones for the timeout, if this
+    /// client waits for it.
     fn shed_if_held_up_too_long(&mut self, publisher: &str, now: Instant) {
         let timeout = self.broker.limits().slow_consumer_timeout();
-        if self.held_up.as_ref().is_some_and(|held| now.duration_since(held.since) >= timeout) {
-            for session in self.subscribers.drain(..) {
-                shed(
-                    &self.broker,
-                    publisher,
-                    &session,
-                    "it held up its publisher for slow_consumer_timeout_ms while other subscribers waited",
-                );
-            }
-            self.held_up = None;
-        }
+        let Some(by) = self.held_up.as_ref().filter(|held| now.duration_since(held.since) >= timeout).map(|h| h.by)
+        else {
+            return;
+        };
+        let Some(at) = self.subscribers.iter().position(|s| s.id() == by) else { return };
+        let session = self.subscribers.swap_remove(at);
+        shed(
+            &self.broker,
+            publisher,
+            &session,
+            "it held up its publisher for slow_consumer_timeout_ms while other subscribers waited",
+        );
+        self.held_up = None;
     }
 
     /// When to look again: when the subscribers will have gone the timeout without progress,
