@@ -266,7 +266,12 @@ impl DiskStore {
         self.keyspace(Table::Meta).get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| self.read_error(e))
     }
 
-    fn keyspace(&self, table: Table) -> &fjall::Keyspace {
+    /// The engine's directory, named in errors.
+    pub(crate) fn engine_dir(&self) -> &Path {
+        &self.engine_dir
+    }
+
+    pub(crate) fn keyspace(&self, table: Table) -> &fjall::Keyspace {
         &self.tables[table as usize]
     }
 

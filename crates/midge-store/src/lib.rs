@@ -32,6 +32,7 @@
 //! - [`writer`]: the group-commit [`Writer`] thread, [`SyncPolicy`] and [`Ticket`]s.
 //! - [`disk`]: [`DiskStore`], the store on disk (fjall), its files and open-time checks.
 //! - [`memory`]: [`MemoryStore`], for tests.
+//! - [`reader`]: [`Reader`], a session's committed queue read beside the writer.
 //! - `layout`: keys and value encoding shared by both stores; `migrate`: format versions.
 //! - [`error`]: [`StoreError`], [`SubmitError`], [`DurableError`].
 //!
@@ -46,6 +47,7 @@ pub mod error;
 mod layout;
 pub mod memory;
 mod migrate;
+pub mod reader;
 pub mod records;
 pub mod snapshot;
 pub mod store;
@@ -56,6 +58,7 @@ pub use disk::DiskStore;
 pub use error::{DurableError, StoreError, SubmitError};
 pub use memory::MemoryStore;
 pub use migrate::FORMAT_VERSION;
+pub use reader::Reader;
 pub use records::{
     DeliveryRecord, DeliveryState, MessageId, MessageRecord, SessionRecord, SubscriptionRecord, WillRecord,
 };
