@@ -1,17 +1,18 @@
 //! The embedded store (midge-store) behind the core's durability port: opening it, turning what
 //! it holds into what the core restores, and the core's changes into the store's batches.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use midge_broker::ports::durability::{
-    Change, Changes, DeliveryStage, Durability, Recovered, RecoveredSession, StoredDelivery, StoredMessage,
-    StoredSession, StoredSubscription, StoredWill, Ticket,
+    Change, Changes, DeliveryStage, Durability, QueueReadError, QueueSource, QueuedRecord, Recovered, RecoveredSession,
+    StoredDelivery, StoredMessage, StoredSession, StoredSubscription, StoredWill, Ticket,
 };
 use midge_broker::{Broker, Limits, Restored};
 use midge_store::{
-    Batch, DeliveryRecord, DeliveryState, DiskStore, MessageId, MessageRecord, Op, SessionRecord, Snapshot, Store,
-    StoreError, SubmitError, SubscriptionRecord, SyncPolicy, WillRecord, Writer, WriterConfig, WriterHandle,
+    Batch, DeliveryRecord, DeliveryState, DiskStore, MessageId, MessageRecord, Op, Reader, SessionRecord, Snapshot,
+    Store, StoreError, SubmitError, SubscriptionRecord, SyncPolicy, WillRecord, Writer, WriterConfig, WriterHandle,
 };
 
 /// The store's group-commit writer as the core's [`Durability`].
@@ -49,6 +50,42 @@ impl Durability for StoreDurability {
                 Ticket::NEVER
             }
         }
+    }
+}
+
+/// The store's [`Reader`] as the core's [`QueueSource`]: a session's committed deliveries, each
+/// with its message (read once per batch however many deliveries share it).
+#[derive(Debug, Clone)]
+pub struct StoreQueueSource {
+    reader: Reader,
+}
+
+impl StoreQueueSource {
+    /// The port over `reader` (`DiskStore::reader`, taken before the writer takes the store).
+    pub fn new(reader: Reader) -> Self {
+        Self { reader }
+    }
+}
+
+impl QueueSource for StoreQueueSource {
+    fn read_queue(&self, client_id: &str, from_seq: u64, limit: usize) -> Result<Vec<QueuedRecord>, QueueReadError> {
+        let failed = |error: StoreError| QueueReadError { client_id: client_id.to_owned(), detail: error.to_string() };
+        let rows = self.reader.deliveries(client_id, from_seq, limit).map_err(failed)?;
+        let mut messages: HashMap<u64, Option<StoredMessage>> = HashMap::new();
+        let mut records = Vec::with_capacity(rows.len());
+        for (seq, record) in rows {
+            let id = record.message.0;
+            let message = match messages.get(&id) {
+                Some(message) => message.clone(),
+                None => {
+                    let message = self.reader.message(MessageId(id)).map_err(failed)?.map(message);
+                    messages.insert(id, message.clone());
+                    message
+                }
+            };
+            records.push(QueuedRecord { seq, delivery: delivery(record), message });
+        }
+        Ok(records)
     }
 }
 
@@ -278,5 +315,52 @@ mod tests {
             inbound_qos2: vec![6],
         };
         assert_eq!(back.sessions, vec![expected]);
+    }
+
+    /// A session's queue written through the durability port reads back through the queue
+    /// source in seq order from any seq, each delivery with its message, and a delivery whose
+    /// message is gone with none.
+    #[test]
+    fn a_queue_written_through_the_port_reads_back_through_the_source() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = DiskStore::open(dir.path()).expect("open");
+        let source = StoreQueueSource::new(store.reader());
+        let writer = Writer::start(store, WriterConfig::default()).expect("writer");
+        let port = StoreDurability::new(writer.handle());
+        let message = |n: u8| StoredMessage {
+            topic: format!("sensor/{n}"),
+            payload: Bytes::from(vec![n; 3]),
+            qos: 1,
+            retain: false,
+            shared_properties: Bytes::new(),
+            expires_at_unix_ms: None,
+            publisher_session: Some(2),
+        };
+        let delivery = |message: u64| StoredDelivery {
+            message,
+            qos: 1,
+            retain: false,
+            subscription_ids: vec![],
+            shared: None,
+            stage: DeliveryStage::Queued,
+        };
+        let mut changes = Changes::new();
+        changes.push(Change::PutMessage { id: 1, record: message(1) });
+        changes.push(Change::PutMessage { id: 2, record: message(2) });
+        for seq in 1..=5 {
+            changes.push(Change::PutDelivery { client_id: "dev".into(), seq, record: delivery(1 + seq % 2) });
+        }
+        changes.push(Change::PutDelivery { client_id: "dev2".into(), seq: 1, record: delivery(1) });
+        changes.push(Change::PutDelivery { client_id: "dev".into(), seq: 9, record: delivery(3) });
+        let ticket = port.submit(changes);
+        writer.handle().wait_durable(midge_store::Ticket(ticket.0)).expect("durable");
+
+        let read = source.read_queue("dev", 2, 3).expect("read");
+        assert_eq!(read.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(read[0], QueuedRecord { seq: 2, delivery: delivery(1), message: Some(message(1)) });
+        assert_eq!(read[1], QueuedRecord { seq: 3, delivery: delivery(2), message: Some(message(2)) });
+        let tail = source.read_queue("dev", 5, 10).expect("read");
+        assert_eq!(tail.iter().map(|r| (r.seq, r.message.is_some())).collect::<Vec<_>>(), [(5, true), (9, false)]);
+        assert_eq!(source.read_queue("dev2", 0, 10).expect("read").len(), 1);
     }
 }

@@ -31,6 +31,38 @@ pub trait Durability: Send + Sync + std::fmt::Debug {
     fn submit(&self, changes: Changes) -> Ticket;
 }
 
+/// Reads a persistent session's queue back from the store, in seq order (decision 0006: an
+/// offline session's queue lives in the store and its client reads it back in batches when it
+/// returns). A source sees only what the store has committed: the caller waits for the ticket
+/// of the session's last write first. Reads may block on the disk; the server calls them off
+/// its async worker threads.
+pub trait QueueSource: Send + Sync + std::fmt::Debug {
+    /// Up to `limit` deliveries of `client_id` from `from_seq` on, each with its message
+    /// (`None` if the message is gone: expired and reclaimed, or never stored).
+    fn read_queue(&self, client_id: &str, from_seq: u64, limit: usize) -> Result<Vec<QueuedRecord>, QueueReadError>;
+}
+
+/// A delivery read back from the store, with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecord {
+    /// Its place in the session's delivery order.
+    pub seq: u64,
+    /// The delivery.
+    pub delivery: StoredDelivery,
+    /// Its message, if it is still stored.
+    pub message: Option<StoredMessage>,
+}
+
+/// A session's queue could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading the queue of {client_id} from the store: {detail}")]
+pub struct QueueReadError {
+    /// The session's client identifier.
+    pub client_id: String,
+    /// What went wrong, as the store says it.
+    pub detail: String,
+}
+
 /// One change to the durable state. Later changes to the same key win; [`Change::DeleteSession`]
 /// also removes the session's subscriptions, deliveries and inbound QoS 2 ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
