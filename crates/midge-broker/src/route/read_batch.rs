@@ -20,8 +20,10 @@
 //! queue bound, for whom the publisher is to be paced (decisions 0003 and 0005). A QoS 0
 //! delivery to a subscriber already over its bound is noted when it is deferred (a lock-free
 //! flag), so the driver stops decoding after that packet; one that finds the bound crossed when
-//! the deferred deliveries are enqueued is noted then. Either way nothing read is dropped, and
-//! the overshoot is at most one read's messages per publisher and worker thread, which
+//! the deferred deliveries are enqueued is noted then; a session's deferred deliveries are
+//! enqueued every [`DEFERRED_PER_SESSION`], so that happens soon after the crossing. Either way
+//! nothing read is dropped, and the overshoot is at most that many messages per worker thread
+//! plus one packet per paced publisher, which
 //! [`Limits::hard_queued_messages`](crate::Limits::hard_queued_messages) leaves room for.
 
 use std::collections::HashMap;
