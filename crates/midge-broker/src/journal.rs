@@ -14,25 +14,80 @@
 //! Deletions (acknowledged deliveries, expired messages) are submitted without waiting. Sending
 //! a queued message is not written at all: packet ids follow the delivery order
 //! (`session::packet_id_for`), so a restored session resends with the original ids anyway.
+//!
+//! A stored message's durable references are counted here, by message id, not in the message:
+//! a delivery that lives only in the store (an offline session's queue, decision 0006) keeps
+//! its message's record alive without the broker holding the message in memory.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
+
+use crate::hash::ProcessSeeded;
 use crate::message::Message;
 use crate::ports::durability::{Change, Changes, Durability, StoredMessage, Ticket};
 
-/// Submits records through the durability port and converts between the monotonic clock the
-/// broker runs on and the wall clock records are stored in.
+/// Submits records through the durability port, counts the durable references of stored
+/// messages, and converts between the monotonic clock the broker runs on and the wall clock
+/// records are stored in.
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
     store: Arc<dyn Durability>,
     clock: WallClock,
+    references: Arc<References>,
+}
+
+/// Locks over the reference counts: a message's count is changed, and its store operations
+/// submitted, under the lock of its shard, so a reference and a concurrent last release are
+/// submitted in the order they happened. Sharded so that publishers on different cores rarely
+/// meet on one lock.
+const REFERENCE_SHARDS: usize = 64;
+
+/// How many durable records (retained topics, deliveries of persistent sessions) refer to each
+/// stored message; a message is stored while its count is above 0.
+#[derive(Debug)]
+struct References {
+    shards: [Shard; REFERENCE_SHARDS],
+}
+
+impl Default for References {
+    fn default() -> Self {
+        Self { shards: std::array::from_fn(|_| Shard::default()) }
+    }
+}
+
+/// One shard, on a cache line of its own: neighbouring shards are taken by different threads.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(Mutex<HashMap<u64, u32, ProcessSeeded>>);
+
+impl References {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, u32, ProcessSeeded>> {
+        &self.shards[(id % REFERENCE_SHARDS as u64) as usize].0
+    }
 }
 
 impl Journal {
     /// A journal writing to `store`.
     pub(crate) fn new(store: Arc<dyn Durability>) -> Self {
-        Self { store, clock: WallClock::now() }
+        Self { store, clock: WallClock::now(), references: Arc::default() }
+    }
+
+    /// Sets the reference counts recovery found (one per retained topic and delivery record).
+    pub(crate) fn restore_references(&self, counts: impl IntoIterator<Item = (u64, u32)>) {
+        for (id, count) in counts {
+            if count > 0 {
+                self.references.shard(id).lock().insert(id, count);
+            }
+        }
+    }
+
+    /// The durable references to message `id` (0: not stored). For tests.
+    #[cfg(test)]
+    pub(crate) fn references(&self, id: u64) -> u32 {
+        self.references.shard(id).lock().get(&id).copied().unwrap_or(0)
     }
 
     /// Submits `changes` (see [`Durability::submit`]).
@@ -65,28 +120,30 @@ impl Journal {
 
     /// Counts a durable reference to `message` (a retained topic or a delivery record): the
     /// first one adds the message's own record to `batch`. `batch` is submitted before the
-    /// message's lock is released, so a reference and the message's deletion by a concurrent
+    /// count's lock is released, so a reference and the message's deletion by a concurrent
     /// last release are always submitted in the order they happened.
     pub(crate) fn add_reference(&self, message: &Message, mut batch: Changes) -> Ticket {
-        let mut durable = message.durable.lock();
-        if !durable.stored {
+        let mut counts = self.references.shard(message.id).lock();
+        let count = counts.entry(message.id).or_insert(0);
+        if *count == 0 {
             let mut first = Changes::new();
             first.push(Change::PutMessage { id: message.id, record: self.message_record(message) });
             first.append(&mut batch);
             batch = first;
-            durable.stored = true;
         }
-        durable.references += 1;
+        *count += 1;
         self.submit(batch)
     }
 
-    /// Drops a durable reference to `message`; the last one deletes the message's record.
-    pub(crate) fn release_reference(&self, message: &Message, mut batch: Changes) -> Ticket {
-        let mut durable = message.durable.lock();
-        durable.references = durable.references.saturating_sub(1);
-        if durable.references == 0 && durable.stored {
-            batch.push(Change::DeleteMessage(message.id));
-            durable.stored = false;
+    /// Drops a durable reference to message `id`; the last one deletes the message's record.
+    pub(crate) fn release_reference(&self, id: u64, mut batch: Changes) -> Ticket {
+        let mut counts = self.references.shard(id).lock();
+        if let Some(count) = counts.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&id);
+                batch.push(Change::DeleteMessage(id));
+            }
         }
         self.submit(batch)
     }
@@ -119,5 +176,87 @@ impl WallClock {
             let before = Duration::from_millis(self.unix_ms - unix_ms);
             self.instant.checked_sub(before).unwrap_or(self.instant)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use midge_codec::{Properties, Publish, QoS, TopicName};
+
+    use super::*;
+
+    /// A durability port that keeps what it was given.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Change>>);
+
+    impl Durability for Recorder {
+        fn submit(&self, changes: Changes) -> Ticket {
+            let mut seen = self.0.lock();
+            seen.extend(changes);
+            Ticket(seen.len() as u64)
+        }
+    }
+
+    fn message(id: u64) -> Message {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: TopicName::new("t").expect("valid"),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: Bytes::from_static(b"x"),
+        };
+        Message::new(id, &publish, None, Instant::now())
+    }
+
+    fn kinds(recorder: &Recorder) -> Vec<&'static str> {
+        recorder
+            .0
+            .lock()
+            .iter()
+            .map(|change| match change {
+                Change::PutMessage { .. } => "put message",
+                Change::DeleteMessage(_) => "delete message",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    /// The first reference stores the message, the last release deletes it, whatever holds
+    /// the message in memory meanwhile: counts are kept by id, in the journal.
+    #[test]
+    fn a_message_is_stored_while_any_record_refers_to_it() {
+        let recorder = Arc::new(Recorder::default());
+        let journal = Journal::new(recorder.clone());
+        let first = message(7);
+        journal.add_reference(&first, Changes::new());
+        drop(first);
+        journal.add_reference(&message(7), Changes::new());
+        assert_eq!(journal.references(7), 2);
+        journal.release_reference(7, Changes::new());
+        assert_eq!(kinds(&recorder), ["put message"], "still referred to");
+        journal.release_reference(7, Changes::new());
+        assert_eq!(kinds(&recorder), ["put message", "delete message"]);
+        assert_eq!(journal.references(7), 0);
+        journal.release_reference(7, Changes::new());
+        assert_eq!(kinds(&recorder), ["put message", "delete message"], "nothing more to release");
+    }
+
+    /// Counts recovery found continue: the message is stored, so a new reference adds none.
+    #[test]
+    fn restored_counts_continue() {
+        let recorder = Arc::new(Recorder::default());
+        let journal = Journal::new(recorder.clone());
+        journal.restore_references([(3, 1), (4, 0)]);
+        journal.add_reference(&message(3), Changes::new());
+        assert!(kinds(&recorder).is_empty(), "already stored");
+        journal.release_reference(3, Changes::new());
+        journal.release_reference(3, Changes::new());
+        assert_eq!(kinds(&recorder), ["delete message"]);
+        assert_eq!(journal.references(4), 0);
     }
 }

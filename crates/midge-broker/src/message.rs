@@ -11,9 +11,6 @@ use midge_codec::{encode_properties, Properties, Publish, QoS, TopicName, Will};
 pub struct Message {
     /// Unique within the broker's store: the key of its record when it is persisted.
     pub id: u64,
-    /// Durable references (retained topics, delivery records of persistent sessions). Changed
-    /// only through `Journal`, which submits the store operations under this lock.
-    pub(crate) durable: parking_lot::Mutex<DurableReferences>,
     /// The topic it was published to (never an alias).
     pub topic: TopicName,
     /// Its payload, in an allocation of its own (see [`Message::new`]).
@@ -77,7 +74,6 @@ impl Message {
         .expect("copied from a valid topic");
         Self {
             id,
-            durable: parking_lot::Mutex::default(),
             topic,
             payload: storage,
             qos,
@@ -88,8 +84,7 @@ impl Message {
         }
     }
 
-    /// A message restored from its stored record, with the durable references recovery counted
-    /// (0 for a message made from a stored will, which has no record of its own).
+    /// A message restored from its stored record (or from a stored will).
     #[allow(clippy::too_many_arguments)]
     pub fn restored(
         id: u64,
@@ -100,19 +95,8 @@ impl Message {
         shared_properties: Bytes,
         expires_at: Option<Instant>,
         publisher: Option<u64>,
-        references: u32,
     ) -> Self {
-        Self {
-            id,
-            durable: parking_lot::Mutex::new(DurableReferences { references, stored: references > 0 }),
-            topic,
-            payload,
-            qos,
-            retain,
-            shared_properties,
-            expires_at,
-            publisher,
-        }
+        Self { id, topic, payload, qos, retain, shared_properties, expires_at, publisher }
     }
 
     /// Whether the message has expired at `now`.
@@ -155,9 +139,13 @@ fn encode_shared_properties(properties: &Properties) -> Bytes {
     out.freeze()
 }
 
-/// How many durable records refer to a message, and whether its own record is stored.
-#[derive(Debug, Default)]
-pub(crate) struct DurableReferences {
-    pub(crate) references: u32,
-    pub(crate) stored: bool,
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// Every message costs its allocation: `Arc<Message>` (the two counts and the message)
+    /// stays within jemalloc's 160-byte size class (the next is 192). Reference counts for the
+    /// store live in the journal, not here.
+    #[test]
+    fn a_message_stays_within_its_allocator_size_class() {
+        assert!(16 + std::mem::size_of::<super::Message>() <= 160, "{} bytes", std::mem::size_of::<super::Message>());
+    }
 }

@@ -50,7 +50,7 @@ impl Broker {
                     ticket = Some(journal.add_reference(&message, changes));
                 }
                 if let Some(previous) = previous {
-                    journal.release_reference(&previous, Changes::new());
+                    journal.release_reference(previous.id, Changes::new());
                 }
             }
         }

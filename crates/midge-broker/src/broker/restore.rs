@@ -63,10 +63,11 @@ impl Broker {
                 record.shared_properties,
                 record.expires_at_unix_ms.map(|ms| journal.instant(ms)),
                 record.publisher_session,
-                references.get(&id).copied().unwrap_or(0),
             );
             messages.insert(id, Arc::new(message));
         }
+        // Counted for the messages restored: a skipped one is not stored for the broker.
+        journal.restore_references(references.into_iter().filter(|(id, _)| messages.contains_key(id)));
         {
             let mut retained = self.retained.write();
             for (_, id) in recovered.retained {
@@ -131,7 +132,7 @@ impl Broker {
         let topic = TopicName::new(&will.topic).ok()?;
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let qos = QoS::from_u8(will.qos)?;
-        let message = Message::restored(id, topic, will.payload, qos, will.retain, will.properties, None, None, 0);
+        let message = Message::restored(id, topic, will.payload, qos, will.retain, will.properties, None, None);
         Some((journal.instant(will.due_unix_ms), Arc::new(message)))
     }
 }

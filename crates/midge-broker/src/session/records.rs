@@ -18,7 +18,7 @@ impl Session {
         if let Some(journal) = journal {
             let mut changes = Changes::new();
             changes.push(Change::DeleteDelivery { client_id: self.client_id.to_string(), seq });
-            journal.release_reference(message, changes);
+            journal.release_reference(message.id, changes);
         }
     }
 
@@ -73,7 +73,7 @@ impl Session {
             .map(|e| e.item.message)
             .chain(inflight.into_values().filter(|e| e.durable).map(|e| e.item.message));
         for message in durable {
-            journal.release_reference(&message, Changes::new());
+            journal.release_reference(message.id, Changes::new());
         }
     }
 
