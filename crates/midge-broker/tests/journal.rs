@@ -95,3 +95,23 @@ fn ending_a_persistent_session_deletes_it_and_its_messages() {
     assert!(held.sessions.is_empty(), "{:?}", held.sessions);
     assert!(held.messages.is_empty(), "the queued message's record went with the session");
 }
+
+/// An expired retained message leaves the store with its record and its message
+/// (MQTT-3.3.2-5): a restart does not bring it back, and nothing of it is kept on disk.
+#[test]
+fn an_expired_retained_message_is_deleted_from_the_store() {
+    let store = Arc::new(MemoryDurability::default());
+    let mut world = World::with_store(&store);
+    let mut publisher = world.client(connect(V5, "pub"));
+    let mut short = publish("r/short", "soon gone", QoS::AtLeastOnce, true);
+    short.properties.message_expiry_interval = Some(5);
+    publisher.publish(short, world.now);
+    publisher.publish(publish("r/long", "kept", QoS::AtLeastOnce, true), world.now);
+    assert_eq!(store.recovered().retained.len(), 2);
+
+    world.advance(std::time::Duration::from_secs(6));
+    world.broker.tick(world.now);
+    let held = store.recovered();
+    assert_eq!(held.retained.iter().map(|(topic, _)| topic.as_str()).collect::<Vec<_>>(), ["r/long"]);
+    assert_eq!(held.messages.len(), 1, "the expired message's record is deleted");
+}

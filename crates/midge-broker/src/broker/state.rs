@@ -170,7 +170,18 @@ impl Broker {
                 tracing::debug!(client_id = %session.client_id(), "session expired");
             }
         }
-        let expired = self.retained.write().expire(now);
+        let mut retained = self.retained.write();
+        let expired = retained.expire(now);
+        if let Some(journal) = &self.journal {
+            // Deleted under the retained lock, in order with the topic's later updates: an
+            // expired retained message leaves the store too (MQTT-3.3.2-5), with its reference.
+            for message in &expired {
+                let mut changes = Changes::new();
+                changes.push(Change::DeleteRetained(message.topic.to_string()));
+                journal.release_reference(message.id, changes);
+            }
+        }
+        drop(retained);
         drop(expired); // freed outside the lock
     }
 
