@@ -204,6 +204,10 @@ impl Broker {
             }
             self.finish_session(&old);
         }
+        let (expires_at, will_due) = {
+            let state = session.lock();
+            (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due))
+        };
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
             previous.kick(ReasonCode::SESSION_TAKEN_OVER);
@@ -215,6 +219,10 @@ impl Broker {
         }
         // MQTT-3.1.3-9: a new connection to the session before the will delay ran out cancels it.
         session.lock().delayed_will = None;
+        // Attached, the session has no deadline: a client that reconnects over and over leaves
+        // no entries behind.
+        self.deadlines.cancel(expires_at, session.id());
+        self.deadlines.cancel(will_due, session.id());
         if granted_expiry > 0 {
             self.save_session(&session);
         }

@@ -7,10 +7,12 @@
 //! - `publish`: the retained store, routing, enqueueing, and ending a read batch.
 //! - `subscribe`: subscribe and unsubscribe.
 //! - `end`: ending a session.
+//! - `deadlines`: detached sessions' expiry and delayed wills, indexed by time.
 //! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
 
 mod connect;
+mod deadlines;
 mod end;
 mod publish;
 mod remote;

@@ -90,6 +90,13 @@ impl Broker {
                 Arc::new(Session::new(record.session_id, client_id.clone(), protocol, record.expiry_interval));
             session.restore_expiry(record.expires_at_unix_ms.map(|ms| journal.instant(ms)), now);
             session.lock().delayed_will = record.delayed_will.and_then(|will| self.restored_will(will));
+            let (expires_at, will_due) = {
+                let state = session.lock();
+                (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due))
+            };
+            for at in expires_at.into_iter().chain(will_due) {
+                self.deadlines.schedule(at, &session);
+            }
             {
                 let mut router = self.router.write();
                 for (filter, subscription) in stored.subscriptions {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use midge_codec::{ReasonCode, Will};
 use parking_lot::{Mutex, RwLock};
 
+use super::deadlines::Deadlines;
 use crate::hash::ProcessSeeded;
 use crate::journal::Journal;
 use crate::keep_alive::KeepAlives;
@@ -43,6 +44,8 @@ pub struct Broker {
     pub(super) shutting_down: AtomicBool,
     /// Every connection's keep alive deadline; the server sweeps it.
     pub(super) keep_alives: KeepAlives,
+    /// Detached sessions' expiry and delayed wills; `tick` takes what is due.
+    pub(super) deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for Broker {
@@ -76,6 +79,7 @@ impl Broker {
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
             keep_alives: KeepAlives::new(Instant::now()),
+            deadlines: Deadlines::default(),
         })
     }
 
@@ -146,11 +150,16 @@ impl Broker {
         Some(journal.submit(changes))
     }
 
+    /// Visits `session` at `at` for its expiry or delayed will (see [`Broker::tick`]).
+    pub(crate) fn schedule_deadline(&self, at: Instant, session: &Arc<Session>) {
+        self.deadlines.schedule(at, session);
+    }
+
     /// Runs timed work due at `now`: expires detached sessions (MQTT-3.1.2-23 / session expiry),
-    /// publishes delayed wills whose delay ran out, and drops expired retained messages.
+    /// publishes delayed wills whose delay ran out, and drops expired retained messages. Only
+    /// the sessions whose deadline has come are visited (`deadlines`), not every session.
     pub fn tick(&self, now: Instant) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
-        for session in sessions {
+        for session in self.deadlines.take_due(now) {
             let (expired, will) = {
                 let mut state = session.lock();
                 if state.is_attached() {

@@ -25,7 +25,13 @@ impl ClientConnection {
             allowed
         });
         let detached = self.session.detach(self.conn_id, now);
-        let expiry = self.session.lock().expiry_interval;
+        let (expiry, expires_at) = {
+            let state = self.session.lock();
+            (state.expiry_interval, state.expires_at)
+        };
+        if let Some(at) = expires_at.filter(|_| detached) {
+            self.broker.schedule_deadline(at, &self.session);
+        }
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             let publish_now = if delay == 0 || (detached && expiry == 0) {
@@ -40,6 +46,7 @@ impl ClientConnection {
                 } else {
                     let due = now + Duration::from_secs(u64::from(delay));
                     state.delayed_will = Some((due, self.broker.will_message(&will, Some(self.session.id()), due)));
+                    self.broker.schedule_deadline(due, &self.session);
                     false
                 }
             } else {
