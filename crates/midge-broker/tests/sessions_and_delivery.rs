@@ -3,7 +3,7 @@
 
 mod harness;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::*;
 use midge_broker::{CloseKind, Limits};
@@ -437,6 +437,14 @@ fn v5_delayed_will_of_a_session_ended_by_clean_start_takeover_is_published_at_on
     assert_eq!(payloads(&watcher.publishes(world.now)), ["ended"], "MQTT 5.0 section 3.1.3.2.2");
 }
 
+/// Publishes messages "0", "1", ... to `topic`, each as a read of its own, and returns for each
+/// how many subscribers the server would pace `publisher` for.
+fn paced_for_each(publisher: &mut Client, topic: &str, qos: QoS, count: usize, now: Instant) -> Vec<usize> {
+    (0..count)
+        .map(|i| publisher.publish_read(publish(topic, &i.to_string(), qos, false), now).subscribers.len())
+        .collect()
+}
+
 #[test]
 fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_qos1() {
     let config = Limits { max_queued_messages: 3, max_inflight_messages: 1, ..Limits::default() };
@@ -444,11 +452,7 @@ fn connected_subscriber_over_its_bound_paces_the_publisher_instead_of_dropping_q
     let mut subscriber = world.client(connect(V311, "slow"));
     subscriber.subscribe(vec![sub("b", QoS::AtLeastOnce)], Properties::default(), world.now);
     let mut publisher = world.client(connect(V311, "p"));
-    let mut paced_for = Vec::new();
-    for i in 0..6 {
-        let congestion = publisher.publish_read(publish("b", &i.to_string(), QoS::AtLeastOnce, false), world.now);
-        paced_for.push(congestion.subscribers.len());
-    }
+    let paced_for = paced_for_each(&mut publisher, "b", QoS::AtLeastOnce, 6, world.now);
     // Nothing is sent before the subscriber reads: three queued, the fourth finds the bound.
     assert_eq!(paced_for, [0, 0, 0, 1, 1, 1], "the publisher is to be paced, not its messages dropped");
     assert_eq!(world.broker.stats().messages_dropped.get(), 0);
@@ -471,10 +475,7 @@ fn connected_subscriber_over_its_bound_paces_qos0_publishers_unless_pace_qos0_is
         let mut subscriber = world.client(connect(V311, "slow"));
         subscriber.subscribe(vec![sub("b", QoS::AtMostOnce)], Properties::default(), world.now);
         let mut publisher = world.client(connect(V311, "p"));
-        let paced: Vec<usize> = (0..6)
-            .map(|i| publisher.publish_read(publish("b", &i.to_string(), QoS::AtMostOnce, false), world.now))
-            .map(|congestion| congestion.subscribers.len())
-            .collect();
+        let paced = paced_for_each(&mut publisher, "b", QoS::AtMostOnce, 6, world.now);
         if pace_qos0 {
             // The fourth message takes the queue over its bound; the fifth is seen going to a
             // subscriber over its bound as it is deferred.
@@ -497,10 +498,7 @@ fn connected_subscriber_over_its_bound_paces_qos2_publishers() {
     let mut subscriber = world.client(connect(V5, "slow"));
     subscriber.subscribe(vec![sub("b", QoS::ExactlyOnce)], Properties::default(), world.now);
     let mut publisher = world.client(connect(V5, "p"));
-    let paced: Vec<usize> = (0..5)
-        .map(|i| publisher.publish_read(publish("b", &i.to_string(), QoS::ExactlyOnce, false), world.now))
-        .map(|congestion| congestion.subscribers.len())
-        .collect();
+    let paced = paced_for_each(&mut publisher, "b", QoS::ExactlyOnce, 5, world.now);
     assert_eq!(paced, [0, 0, 1, 1, 1]);
 }
 
