@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 
 use crate::hash::ProcessSeeded;
 use crate::message::Message;
-use crate::ports::durability::{Change, Changes, Durability, StoredMessage, Ticket};
+use crate::ports::durability::{Change, Changes, Durability, QueueSource, StoredMessage, Ticket};
 
 /// Submits records through the durability port, counts the durable references of stored
 /// messages, and converts between the monotonic clock the broker runs on and the wall clock
@@ -35,6 +35,9 @@ use crate::ports::durability::{Change, Changes, Durability, StoredMessage, Ticke
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
     store: Arc<dyn Durability>,
+    /// Reads offline queues back; with it, a persistent session's queue moves to the store
+    /// while its client is away (decision 0006). Without it, queues stay in memory.
+    queues: Option<Arc<dyn QueueSource>>,
     clock: WallClock,
     references: Arc<References>,
 }
@@ -72,7 +75,24 @@ impl References {
 impl Journal {
     /// A journal writing to `store`.
     pub(crate) fn new(store: Arc<dyn Durability>) -> Self {
-        Self { store, clock: WallClock::now(), references: Arc::default() }
+        Self { store, queues: None, clock: WallClock::now(), references: Arc::default() }
+    }
+
+    /// A journal writing to `store` that keeps offline queues there, read back through
+    /// `queues`.
+    pub(crate) fn with_queues(store: Arc<dyn Durability>, queues: Arc<dyn QueueSource>) -> Self {
+        Self { queues: Some(queues), ..Self::new(store) }
+    }
+
+    /// Where offline queues are read back from, when they are kept in the store.
+    pub(crate) fn queues(&self) -> Option<&Arc<dyn QueueSource>> {
+        self.queues.as_ref()
+    }
+
+    /// A ticket at or after every change submitted so far: a reader that waits for it sees
+    /// them all.
+    pub(crate) fn barrier(&self) -> Ticket {
+        self.store.submit(Changes::new())
     }
 
     /// Sets the reference counts recovery found (one per retained topic and delivery record).
@@ -133,6 +153,40 @@ impl Journal {
         }
         *count += 1;
         self.submit(batch)
+    }
+
+    /// Drops one durable reference to each of `ids` whose records are deleted otherwise (a
+    /// session's prefix delete); a last one deletes its message's record. Submits only those.
+    pub(crate) fn release_references(&self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            let mut counts = self.references.shard(id).lock();
+            if let Some(count) = counts.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&id);
+                    let mut changes = Changes::new();
+                    changes.push(Change::DeleteMessage(id));
+                    self.submit(changes);
+                }
+            }
+        }
+    }
+
+    /// The message a stored record describes, with id `id` (`None` if the record is invalid:
+    /// a topic or QoS no message can have).
+    pub(crate) fn message_from_record(&self, id: u64, record: StoredMessage) -> Option<Message> {
+        let topic = midge_codec::TopicName::new(&record.topic).ok()?;
+        let qos = midge_codec::QoS::from_u8(record.qos)?;
+        Some(Message::restored(
+            id,
+            topic,
+            record.payload,
+            qos,
+            record.retain,
+            record.shared_properties,
+            record.expires_at_unix_ms.map(|ms| self.clock.instant(ms)),
+            record.publisher_session,
+        ))
     }
 
     /// Drops a durable reference to message `id`; the last one deletes the message's record.

@@ -50,12 +50,14 @@ mod session;
 mod stats;
 
 pub use broker::{Broker, ConnectRequest, Refusal, Restored};
-pub use connection::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, Violation};
+pub use connection::{
+    ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,
+};
 pub use delivery::{Outgoing, Queued, SubscriptionIds};
 pub use kick::{Kick, Signal};
 pub use limits::{
     LimitError, Limits, SlowConsumerPolicy, ACCESS_CACHE_ANSWERS, DEFERRED_DELIVERIES, DRAIN_BATCH,
-    KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE, SHARED_HAND_ONS,
+    KEEP_ALIVE_FILE_AHEAD, KEEP_ALIVE_SWEEP, PROTOCOL_MAX_PACKET_SIZE, READ_BACK_BATCH, SHARED_HAND_ONS,
 };
 pub use message::Message;
 pub use route::read_batch::{Congestion, ReadBatch};

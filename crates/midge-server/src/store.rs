@@ -90,13 +90,15 @@ impl QueueSource for StoreQueueSource {
 }
 
 /// A broker on the store in `dir`: opens it, repairs what a crash left half done, starts the
-/// writer and restores the stored state.
+/// writer and restores the stored state. Offline persistent sessions' queues are kept in the
+/// store and read back through a [`StoreQueueSource`] (decision 0006).
 pub fn open(
     dir: &Path,
     limits: Limits,
     policy: SyncPolicy,
 ) -> Result<(Arc<Broker>, Writer<DiskStore>, Restored), StoreError> {
     let store = DiskStore::open(dir)?;
+    let queues = Arc::new(StoreQueueSource::new(store.reader()));
     let mut snapshot = store.load()?;
     let cleanup = snapshot.repair();
     let writer = Writer::start(store, WriterConfig { policy, ..WriterConfig::default() })?;
@@ -108,7 +110,7 @@ pub fn open(
         }
     }
     let durability = Arc::new(StoreDurability::new(writer.handle()));
-    let broker = Broker::with_store(limits, durability);
+    let broker = Broker::with_store_and_queues(limits, durability, queues);
     let restored = broker.restore(recovered(snapshot), std::time::Instant::now());
     Ok((broker, writer, restored))
 }

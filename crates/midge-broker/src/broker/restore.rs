@@ -8,11 +8,10 @@ use std::time::Instant;
 use midge_codec::{ProtocolVersion, QoS, TopicName};
 
 use super::state::Broker;
-use crate::delivery::Queued;
 use crate::message::Message;
-use crate::ports::durability::{Recovered, StoredWill};
+use crate::ports::durability::{DeliveryStage, Recovered, StoredWill};
 use crate::route::subscriber::Subscriber;
-use crate::session::{options_from_byte, Session, StoredSubscription};
+use crate::session::{options_from_byte, queued_from_record, Session, StoredSubscription};
 
 /// What [`Broker::restore`] brought back, for the startup log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,20 +49,11 @@ impl Broker {
 
         let mut messages: HashMap<u64, Arc<Message>> = HashMap::with_capacity(recovered.messages.len());
         for (id, record) in recovered.messages {
-            let (Ok(topic), Some(qos)) = (TopicName::new(&record.topic), QoS::from_u8(record.qos)) else {
-                tracing::warn!(id, topic = %record.topic, "stored message with an invalid topic or QoS, skipped");
+            let topic = record.topic.clone();
+            let Some(message) = journal.message_from_record(id, record) else {
+                tracing::warn!(id, %topic, "stored message with an invalid topic or QoS, skipped");
                 continue;
             };
-            let message = Message::restored(
-                id,
-                topic,
-                record.payload,
-                qos,
-                record.retain,
-                record.shared_properties,
-                record.expires_at_unix_ms.map(|ms| journal.instant(ms)),
-                record.publisher_session,
-            );
             messages.insert(id, Arc::new(message));
         }
         // Counted for the messages restored: a skipped one is not stored for the broker.
@@ -109,19 +99,24 @@ impl Broker {
                     restored.subscriptions += 1;
                 }
             }
-            for (seq, delivery) in stored.deliveries {
-                let (Some(message), Some(qos)) = (messages.get(&delivery.message), QoS::from_u8(delivery.qos)) else {
+            // With offline queues in the store, what follows the last delivery in flight stays
+            // there until the client returns (decision 0006); what is in flight, and anything
+            // queued before it, is resent first from memory (MQTT-4.4.0-1).
+            let spill_from = if journal.queues().is_some() {
+                stored.deliveries.iter().rposition(|(_, d)| d.stage != DeliveryStage::Queued).map_or(0, |i| i + 1)
+            } else {
+                usize::MAX
+            };
+            for (index, (seq, delivery)) in stored.deliveries.into_iter().enumerate() {
+                let Some(message) = messages.get(&delivery.message) else { continue };
+                if index >= spill_from {
+                    session.restore_spilled(seq, delivery.message, message.payload.len());
+                    restored.deliveries += 1;
                     continue;
-                };
-                let item = Queued {
-                    message: Arc::clone(message),
-                    qos,
-                    retain: delivery.retain,
-                    subscription_ids: delivery.subscription_ids.into_iter().collect(),
-                    shared: delivery.shared.map(Arc::from),
-                    handed_on: 0,
-                };
-                session.restore_delivery(seq, item, delivery.stage);
+                }
+                let stage = delivery.stage;
+                let Some(item) = queued_from_record(delivery, Arc::clone(message)) else { continue };
+                session.restore_delivery(seq, item, stage);
                 restored.deliveries += 1;
             }
             for packet_id in stored.inbound_qos2 {

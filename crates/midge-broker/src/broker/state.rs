@@ -66,6 +66,17 @@ impl Broker {
         Self::build(limits, Some(Journal::new(store)))
     }
 
+    /// A broker that keeps its durable state in `store` and the queues of offline persistent
+    /// sessions there too, read back through `queues` when their clients return (decision
+    /// 0006): an offline session costs a few bytes per queued message, not the message.
+    pub fn with_store_and_queues(
+        limits: Limits,
+        store: Arc<dyn Durability>,
+        queues: Arc<dyn crate::ports::durability::QueueSource>,
+    ) -> Arc<Self> {
+        Self::build(limits, Some(Journal::with_queues(store, queues)))
+    }
+
     fn build(limits: Limits, journal: Option<Journal>) -> Arc<Self> {
         Arc::new(Self {
             limits,

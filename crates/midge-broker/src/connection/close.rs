@@ -24,7 +24,7 @@ impl ClientConnection {
             }
             allowed
         });
-        let detached = self.session.detach(self.conn_id, now);
+        let detached = self.session.detach(self.conn_id, now, self.broker.limits(), self.broker.journal());
         let (expiry, expires_at) = {
             let state = self.session.lock();
             (state.expiry_interval, state.expires_at)

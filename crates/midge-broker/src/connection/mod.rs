@@ -6,6 +6,7 @@
 //! - `connect`: the connection's start, from an authenticator's verdict.
 //! - `packets`: one handler per packet kind; `publish`: inbound PUBLISH.
 //! - `egress`: messages out, through an [`crate::ports::egress::Egress`] (MQTT's first).
+//! - `read_back`: a spilled session's queue read back from the store in batches.
 //! - `close`: the will, and detaching from the session.
 
 mod close;
@@ -13,7 +14,9 @@ mod connect;
 mod egress;
 mod packets;
 mod publish;
+mod read_back;
 mod state;
 
 pub use connect::{ConnectContext, ConnectOutcome};
+pub use read_back::{ReadBack, ReadBackBatch};
 pub use state::{ClientConnection, CloseKind, Flow, Violation};

@@ -8,7 +8,9 @@ use std::time::Instant;
 use midge_codec::ProtocolVersion;
 
 use super::state::{Attachment, Session};
+use crate::journal::Journal;
 use crate::kick::Kick;
+use crate::limits::Limits;
 
 impl Session {
     /// Attaches a new connection. Returns the connection previously attached, to be kicked.
@@ -29,8 +31,9 @@ impl Session {
         previous
     }
 
-    /// Detaches `conn_id` if it is still the attached connection; returns whether it was.
-    pub(crate) fn detach(&self, conn_id: u64, now: Instant) -> bool {
+    /// Detaches `conn_id` if it is still the attached connection; returns whether it was. A
+    /// persistent session's queue moves to the store, when offline queues are kept there.
+    pub(crate) fn detach(&self, conn_id: u64, now: Instant, limits: &Limits, journal: Option<&Journal>) -> bool {
         let mut state = self.state.lock();
         if state.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
             return false;
@@ -46,6 +49,9 @@ impl Session {
         state.congested = false;
         state.shedding = false;
         self.over_bound.store(false, Ordering::Relaxed);
+        if let Some(journal) = journal.filter(|j| j.queues().is_some() && state.persistent() && !state.ended) {
+            self.spill_queue(&mut state, limits, journal);
+        }
         drop(state);
         if paced {
             self.room.notify_waiters();

@@ -22,6 +22,7 @@
 //! - `inbound`: inbound QoS 2 ids.
 //! - `attachment`: attach and detach a connection.
 //! - `records`: the store records, restore, and what ending the session deletes.
+//! - `spill`: the queue continued in the store while the client is away, and read back.
 //! - `subscriptions`: the session's own list of its subscriptions.
 
 mod attachment;
@@ -29,10 +30,12 @@ mod inbound;
 mod inflight;
 mod queue;
 mod records;
+mod spill;
 mod state;
 mod subscriptions;
 
-pub(crate) use records::{options_byte, options_from_byte};
+pub(crate) use records::{options_byte, options_from_byte, queued_from_record};
+pub(crate) use spill::ReadRequest;
 pub use state::Session;
 pub(crate) use state::{AckOutcome, EnqueueOutcome};
 pub(crate) use subscriptions::StoredSubscription;

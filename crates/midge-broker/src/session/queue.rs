@@ -75,6 +75,13 @@ impl Session {
         if !online && item.qos == QoS::AtMostOnce && !limits.queue_qos0_messages {
             return (EnqueueOutcome::DroppedOffline, None);
         }
+        // An offline persistent session's queue, and a returning one's until it has read its
+        // backlog, continue in the store (decision 0006): in order, and at no memory cost.
+        if let Some(journal) = journal.filter(|j| j.queues().is_some()) {
+            if state.spill.is_some() || (!online && state.persistent()) {
+                return self.enqueue_to_store(state, item, limits, journal);
+            }
+        }
         let bytes = item.message.payload.len();
         let over_count = state.queue.len() >= limits.max_queued_messages;
         let over_bytes = limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.max_queued_bytes;
@@ -86,7 +93,7 @@ impl Session {
                 || (limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.hard_queued_bytes());
             let drop_qos0 = item.qos == QoS::AtMostOnce && !limits.pace_qos0;
             if !pace || !online || drop_qos0 || hard || state.shedding {
-                state.dropped += 1;
+                state.dropped = state.dropped.wrapping_add(1);
                 return (EnqueueOutcome::DroppedQueueFull, None);
             }
             congested = true;
@@ -171,8 +178,8 @@ impl Session {
             state.inflight.insert(packet_id.get(), entry);
             out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });
         }
-        state.dropped += dropped as u64;
-        state.taken_total += (taken + dropped) as u64;
+        state.dropped = state.dropped.wrapping_add(dropped as u32);
+        state.taken_total = state.taken_total.wrapping_add((taken + dropped) as u32);
         if state.queue.is_empty() {
             // Caught up: a shed subscriber is an ordinary one again.
             state.shedding = false;
@@ -217,12 +224,14 @@ impl Session {
     /// How many messages the session's queue has given up so far, to tell a subscriber that is
     /// busy (this moves) from one that is stuck.
     pub fn progress(&self) -> u64 {
-        self.state.lock().taken_total
+        u64::from(self.state.lock().taken_total)
     }
 
-    /// Whether the session has nothing queued: its subscriber waits for messages.
+    /// Whether the session has nothing queued, in memory or in the store: its subscriber
+    /// waits for messages.
     pub fn is_idle(&self) -> bool {
-        self.state.lock().queue.is_empty()
+        let state = self.state.lock();
+        state.queue.is_empty() && state.spill.is_none()
     }
 
     /// Whether publishers are to be paced for this session: its queue went over its bound and

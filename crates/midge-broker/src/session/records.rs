@@ -64,6 +64,7 @@ impl Session {
             journal.submit(changes);
             state.stored = false;
         }
+        self.release_spilled(&mut state, journal);
         let queue = std::mem::take(&mut state.queue);
         let inflight = std::mem::take(&mut state.inflight);
         state.queued_bytes = 0;
@@ -136,6 +137,18 @@ pub(super) fn delivery_record(item: &Queued, stage: DeliveryStage) -> StoredDeli
         shared: item.shared.as_deref().map(str::to_owned),
         stage,
     }
+}
+
+/// The delivery a stored record describes, of `message` (`None` for an invalid QoS).
+pub(crate) fn queued_from_record(delivery: StoredDelivery, message: std::sync::Arc<Message>) -> Option<Queued> {
+    Some(Queued {
+        message,
+        qos: QoS::from_u8(delivery.qos)?,
+        retain: delivery.retain,
+        subscription_ids: delivery.subscription_ids.into_iter().collect(),
+        shared: delivery.shared.map(std::sync::Arc::from),
+        handed_on: 0,
+    })
 }
 
 /// The v5 subscription options byte, as the store keeps it.

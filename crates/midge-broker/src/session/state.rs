@@ -35,6 +35,9 @@ pub struct Session {
     /// stop reading after the current packet (`route::read_batch`). Written only when pacing
     /// begins or ends, so reading it costs a load of a line the batch touches anyway.
     pub(super) over_bound: AtomicBool,
+    /// `state.spill.is_some()`, readable without the lock: the attached connection checks it
+    /// after every drain to know whether a batch is to be read back from the store.
+    pub(super) spilled: AtomicBool,
 }
 
 /// Where an outbound QoS 1/2 message stands.
@@ -115,6 +118,29 @@ pub(crate) enum AckOutcome {
     Unknown,
 }
 
+/// The part of a session's queue that is in the store: its deliveries are those of the session
+/// from `first_seq` on, in seq order, one per id here.
+#[derive(Debug)]
+pub(crate) struct Spill {
+    /// The message id of each delivery in the store, in delivery order.
+    pub(super) ids: VecDeque<u64>,
+    /// Where the first of them is, or after: reads start here.
+    pub(super) first_seq: u64,
+    /// Payload bytes of the deliveries in the store (for `max_offline_bytes`).
+    pub(super) bytes: u64,
+    /// A ticket at or after the write of every delivery here: a read waits for it, since the
+    /// store's reader sees committed data only.
+    pub(super) ticket: Ticket,
+    /// Deliveries below this seq may have been sent to the client before (restored after a
+    /// restart): they go out with DUP set.
+    pub(super) sent_below: u64,
+    /// The connection that is reading a batch back, if one is: one read at a time.
+    pub(super) reading: Option<u64>,
+    /// Messages dropped at the offline bound since the session spilled: the first is logged,
+    /// the total when the client has read its queue back.
+    pub(super) dropped: u64,
+}
+
 /// Everything mutable about a session.
 #[derive(Debug)]
 pub(crate) struct SessionState {
@@ -141,8 +167,11 @@ pub(crate) struct SessionState {
     /// Set when the session has ended (expired, or replaced by a clean start): a will that
     /// arrives afterwards from its last connection is published at once, not parked here.
     pub(crate) ended: bool,
-    /// Messages this session dropped because a bound was hit.
-    pub(super) dropped: u64,
+    /// Messages this session dropped because a bound was hit (wrapping: for logs).
+    pub(super) dropped: u32,
+    /// The queue's continuation in the store, while the session is offline or reading its
+    /// offline queue back (decision 0006). Boxed: most sessions never have one.
+    pub(super) spill: Option<Box<Spill>>,
     /// Whether the session's record was ever written to the store, so that ending it needs a
     /// delete (a clean session that never was persistent costs the store nothing).
     pub(crate) stored: bool,
@@ -154,8 +183,9 @@ pub(crate) struct SessionState {
     /// beside `over_bound` (320 bytes under jemalloc; 8 more cost 64).
     pub(super) low_water: u32,
     /// Messages taken from the queue so far: a paced publisher's timeout counts only while
-    /// this does not move (the subscriber is stuck, not merely busy).
-    pub(super) taken_total: u64,
+    /// this does not move (the subscriber is stuck, not merely busy). Wrapping: only whether it
+    /// moved matters, and 32 bits keep the session in its size class.
+    pub(super) taken_total: u32,
     /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
     /// has emptied (the subscriber caught up).
     pub(super) shedding: bool,
@@ -204,6 +234,7 @@ impl Session {
                 delayed_will: None,
                 ended: false,
                 dropped: 0,
+                spill: None,
                 stored: false,
                 congested: false,
                 low_water: 0,
@@ -212,6 +243,7 @@ impl Session {
             }),
             room: Notify::new(),
             over_bound: AtomicBool::new(false),
+            spilled: AtomicBool::new(false),
         }
     }
 

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use midge_broker::ports::auth::{AnonymousOnly, Authenticator, Decision, Verdict};
 use midge_broker::ports::durability::{
-    Change, Changes, Durability, Recovered, RecoveredSession, StoredDelivery, StoredMessage, StoredSession,
-    StoredSubscription, Ticket,
+    Change, Changes, Durability, QueueReadError, QueueSource, QueuedRecord, Recovered, RecoveredSession,
+    StoredDelivery, StoredMessage, StoredSession, StoredSubscription, Ticket,
 };
 use midge_broker::{
     Broker, ClientConnection, CloseKind, Congestion, ConnectContext, ConnectOutcome, Flow, Limits, ReadBatch, Violation,
@@ -44,6 +44,19 @@ impl World {
     /// A broker keeping its durable state in `store`, with what `store` holds restored.
     pub fn with_store(store: &Arc<MemoryDurability>) -> Self {
         let broker = Broker::with_store(Limits::default(), Arc::clone(store) as Arc<dyn Durability>);
+        let now = Instant::now();
+        broker.restore(store.recovered(), now);
+        Self { broker, now }
+    }
+
+    /// A broker keeping its durable state in `store`, offline queues there too (read back
+    /// through the store as a `QueueSource`), with `limits` and what `store` holds restored.
+    pub fn with_queues_in(store: &Arc<MemoryDurability>, limits: Limits) -> Self {
+        let broker = Broker::with_store_and_queues(
+            limits,
+            Arc::clone(store) as Arc<dyn Durability>,
+            Arc::clone(store) as Arc<dyn QueueSource>,
+        );
         let now = Instant::now();
         broker.restore(store.recovered(), now);
         Self { broker, now }
@@ -231,7 +244,14 @@ impl Client {
     pub fn recv(&mut self, now: Instant) -> Option<Packet> {
         if self.out.is_empty() {
             let mut out = std::mem::take(&mut self.out);
-            self.conn().drain(now, &mut out, usize::MAX);
+            loop {
+                self.conn().drain(now, &mut out, usize::MAX);
+                // As the server's driver does: a spilled session's queue is read back from the
+                // store when it runs low (every ticket of this store is durable at once).
+                let Some(request) = self.conn().read_back() else { break };
+                let batch = request.read();
+                self.conn().append_read_back(batch).expect("the store in memory cannot fail");
+            }
             self.out = out;
         }
         decode_packet(&mut self.out, self.version, usize::MAX).expect("broker wrote a valid packet")
@@ -344,7 +364,44 @@ impl Model {
     }
 }
 
+impl QueueSource for MemoryDurability {
+    fn read_queue(&self, client_id: &str, from_seq: u64, limit: usize) -> Result<Vec<QueuedRecord>, QueueReadError> {
+        let model = self.state.lock().unwrap();
+        let Some(session) = model.sessions.get(client_id) else { return Ok(Vec::new()) };
+        Ok(session
+            .deliveries
+            .range(from_seq..)
+            .take(limit)
+            .map(|(seq, delivery)| QueuedRecord {
+                seq: *seq,
+                delivery: delivery.clone(),
+                message: model.messages.get(&delivery.message).cloned(),
+            })
+            .collect())
+    }
+}
+
 impl MemoryDurability {
+    /// Messages stored.
+    pub fn message_count(&self) -> usize {
+        self.state.lock().unwrap().messages.len()
+    }
+
+    /// Deliveries stored for `client_id`.
+    pub fn delivery_count(&self, client_id: &str) -> usize {
+        self.state.lock().unwrap().sessions.get(client_id).map_or(0, |s| s.deliveries.len())
+    }
+
+    /// Deletes a message's record, as expiry's reclaiming will.
+    pub fn forget_message(&self, id: u64) {
+        self.state.lock().unwrap().messages.remove(&id);
+    }
+
+    /// Ids of the stored messages.
+    pub fn message_ids(&self) -> Vec<u64> {
+        self.state.lock().unwrap().messages.keys().copied().collect()
+    }
+
     /// How many submissions it took.
     pub fn submissions(&self) -> u64 {
         self.state.lock().unwrap().submissions

@@ -29,10 +29,15 @@ pub struct MqttConfig {
     pub subscription_identifier_available: bool,
     /// [`Limits::max_inflight_messages`].
     pub max_inflight_messages: u16,
-    /// [`Limits::max_queued_messages`].
-    pub max_queued_messages: usize,
-    /// [`Limits::max_queued_bytes`].
-    pub max_queued_bytes: usize,
+    /// [`Limits::max_queued_messages`]. Given alone, it bounds offline queues too, as in
+    /// mosquitto (see `offline_limits`).
+    pub max_queued_messages: Option<usize>,
+    /// [`Limits::max_queued_bytes`]; given alone, it bounds offline queues too.
+    pub max_queued_bytes: Option<usize>,
+    /// [`Limits::max_offline_messages`].
+    pub max_offline_messages: Option<usize>,
+    /// [`Limits::max_offline_bytes`].
+    pub max_offline_bytes: Option<usize>,
     /// [`Limits::queue_qos0_messages`].
     pub queue_qos0_messages: bool,
     /// [`Limits::pace_qos0`].
@@ -77,8 +82,10 @@ impl Default for MqttConfig {
             shared_subscription_available: limits.shared_subscription_available,
             subscription_identifier_available: limits.subscription_identifier_available,
             max_inflight_messages: limits.max_inflight_messages,
-            max_queued_messages: limits.max_queued_messages,
-            max_queued_bytes: limits.max_queued_bytes,
+            max_queued_messages: None,
+            max_queued_bytes: None,
+            max_offline_messages: None,
+            max_offline_bytes: None,
             queue_qos0_messages: limits.queue_qos0_messages,
             pace_qos0: limits.pace_qos0,
             slow_consumer_timeout_ms: limits.slow_consumer_timeout_ms,
@@ -98,6 +105,7 @@ impl Default for MqttConfig {
 impl MqttConfig {
     /// The core's limits, checked.
     pub fn limits(&self) -> Result<Limits, LimitError> {
+        let defaults = Limits::default();
         let limits = Limits {
             max_qos: self.max_qos,
             retain_available: self.retain_available,
@@ -109,8 +117,16 @@ impl MqttConfig {
             shared_subscription_available: self.shared_subscription_available,
             subscription_identifier_available: self.subscription_identifier_available,
             max_inflight_messages: self.max_inflight_messages,
-            max_queued_messages: self.max_queued_messages,
-            max_queued_bytes: self.max_queued_bytes,
+            max_queued_messages: self.max_queued_messages.unwrap_or(defaults.max_queued_messages),
+            max_queued_bytes: self.max_queued_bytes.unwrap_or(defaults.max_queued_bytes),
+            // mosquitto's `max_queued_messages` / `max_queued_bytes` bound a session's queue
+            // whether or not its client is connected: a user who sets only them keeps that
+            // meaning; the offline bounds default to sizes for an outage otherwise.
+            max_offline_messages: self
+                .max_offline_messages
+                .or(self.max_queued_messages)
+                .unwrap_or(defaults.max_offline_messages),
+            max_offline_bytes: self.max_offline_bytes.or(self.max_queued_bytes).unwrap_or(defaults.max_offline_bytes),
             queue_qos0_messages: self.queue_qos0_messages,
             pace_qos0: self.pace_qos0,
             slow_consumer_timeout_ms: self.slow_consumer_timeout_ms,
@@ -153,5 +169,36 @@ mod tests {
         assert!(!limits.pace_qos0);
         let bad = MqttConfig { max_qos: 3, ..MqttConfig::default() };
         assert_eq!(bad.limits().unwrap_err().key, "max_qos");
+    }
+
+    /// mosquitto's `max_queued_messages` and `max_queued_bytes`, given alone, bound a session's
+    /// queue offline too; the offline keys, given, win; neither given: sizes for an outage.
+    #[test]
+    fn max_queued_given_alone_keeps_mosquittos_meaning_offline() {
+        let limits =
+            |toml_text: &str| toml::from_str::<MqttConfig>(toml_text).expect("parses").limits().expect("valid");
+        let defaults = limits("");
+        assert_eq!((defaults.max_offline_messages, defaults.max_offline_bytes), (100_000, 64 << 20));
+        let mosquitto = limits(
+            "max_queued_messages = 500
+max_queued_bytes = 4096
+",
+        );
+        assert_eq!((mosquitto.max_offline_messages, mosquitto.max_offline_bytes), (500, 4096));
+        assert_eq!((mosquitto.max_queued_messages, mosquitto.max_queued_bytes), (500, 4096));
+        let both = limits(
+            "max_queued_messages = 500
+max_offline_messages = 9000
+max_offline_bytes = 0
+",
+        );
+        assert_eq!((both.max_offline_messages, both.max_offline_bytes), (9000, 0));
+        let zero = toml::from_str::<MqttConfig>(
+            "max_offline_messages = 0
+",
+        )
+        .expect("parses")
+        .limits();
+        assert_eq!(zero.unwrap_err().key, "max_offline_messages");
     }
 }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use midge_broker::ports::durability::Ticket;
-use midge_broker::{ClientConnection, CloseKind, Congestion, Flow, ReadBatch, Signal};
+use midge_broker::{ClientConnection, CloseKind, Congestion, Flow, ReadBack, ReadBackBatch, ReadBatch, Signal};
 use midge_codec::{decode_packet, ProtocolVersion, ReasonCode};
 use midge_store::{DurableError, WriterHandle};
 
@@ -34,6 +34,7 @@ struct ConnectedSignals {
     written: Option<std::io::Result<usize>>,
     woken: bool,
     room: bool,
+    read_back: Option<Result<ReadBackBatch, String>>,
     readable: Option<std::io::Result<()>>,
 }
 
@@ -44,9 +45,13 @@ impl ConnectedSignals {
             || self.written.is_some()
             || self.woken
             || self.room
+            || self.read_back.is_some()
             || self.readable.is_some()
     }
 }
+
+/// A batch of the offline queue on its way from the store, or why it could not be read.
+type PendingReadBack = Pin<Box<dyn Future<Output = Result<ReadBackBatch, String>> + Send>>;
 
 /// How a connection ended, and why (for the log).
 pub(super) type Ending = (CloseKind, String);
@@ -72,6 +77,8 @@ pub(super) async fn run_connected<T: Transport>(
     let mut pacing: Option<Box<Pacing>> = None;
     let mut held_up: Option<Box<HeldUp>> = None;
     let mut durable = None;
+    // A batch of the session's offline queue being read back from the store (decision 0006).
+    let mut read_back: Option<PendingReadBack> = None;
     // The keep alive (MQTT-3.1.2-24) has no timer here: the broker sweeps every connection's
     // deadline and kicks the silent ones with 0x8D.
 
@@ -84,6 +91,11 @@ pub(super) async fn run_connected<T: Transport>(
                 durable = Some(Box::pin(wait_durable(writer.clone(), ticket)));
             }
         }
+        if read_back.is_none() {
+            if let Some(request) = connection.read_back() {
+                read_back = Some(Box::pin(read_back_batch(request, frames.writer.clone())));
+            }
+        }
         if let Some(pacing) = pacing.as_mut() {
             pacing.arm();
         }
@@ -92,6 +104,10 @@ pub(super) async fn run_connected<T: Transport>(
             if let Some(Poll::Ready(result)) = durable.as_mut().map(|wait| wait.as_mut().poll(cx)) {
                 durable = None;
                 signals.durable = Some(result);
+            }
+            if let Some(Poll::Ready(batch)) = read_back.as_mut().map(|read| read.as_mut().poll(cx)) {
+                read_back = None;
+                signals.read_back = Some(batch);
             }
             match kick.poll_signal(cx) {
                 Poll::Ready(Signal::Kicked(reason)) => signals.kicked = Some(reason),
@@ -151,6 +167,16 @@ pub(super) async fn run_connected<T: Transport>(
         if signals.woken {
             more_ready = true;
         }
+        if let Some(batch) = signals.read_back {
+            match batch.map(|batch| connection.append_read_back(batch).map_err(|error| error.to_string())) {
+                Ok(Ok(_)) => more_ready = true,
+                Ok(Err(error)) | Err(error) => {
+                    tracing::error!(client_id = %connection.client_id(), %error, "reading the offline queue back failed");
+                    connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("storage failure"), wbuf);
+                    return (CloseKind::Abnormal, format!("store read failed: {error}"));
+                }
+            }
+        }
         if signals.room {
             // Not reading a paced client is our doing: its keep alive does not run meanwhile.
             connection.heard(Instant::now());
@@ -191,6 +217,18 @@ pub(super) async fn run_connected<T: Transport>(
             None => {}
         }
     }
+}
+
+/// Reads a batch of the session's offline queue once the store has committed what it needs,
+/// on a blocking thread (the read may wait on the disk; the async workers must not).
+///
+/// # Cancel safety
+/// Cancel safe: a dropped read is void (the session lets the next connection read again).
+async fn read_back_batch(request: ReadBack, writer: Option<WriterHandle>) -> Result<ReadBackBatch, String> {
+    if let Some(writer) = writer {
+        writer.durable(midge_store::Ticket(request.ticket().0)).await.map_err(|error| error.to_string())?;
+    }
+    tokio::task::spawn_blocking(move || request.read()).await.map_err(|error| error.to_string())
 }
 
 /// What [`process_frames`] works with across calls: the connection's fixed settings.
