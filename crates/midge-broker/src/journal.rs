@@ -19,7 +19,7 @@
 //! a delivery that lives only in the store (an offline session's queue, decision 0006) keeps
 //! its message's record alive without the broker holding the message in memory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,26 +49,46 @@ pub(crate) struct Journal {
 const REFERENCE_SHARDS: usize = 64;
 
 /// How many durable records (retained topics, deliveries of persistent sessions) refer to each
-/// stored message; a message is stored while its count is above 0.
+/// stored message; a message is stored while its count is above 0. Stored messages that expire
+/// are also indexed by when, so that [`Journal::expire_messages`] deletes their records when
+/// due without any queue being read (decision 0006): an offline session's queue may hold them
+/// on disk only.
 #[derive(Debug)]
 struct References {
     shards: [Shard; REFERENCE_SHARDS],
+    /// (due, id) of every stored message with an expiry; the lock is taken only for those.
+    expiring: Mutex<BTreeSet<(u32, u64)>>,
 }
 
 impl Default for References {
     fn default() -> Self {
-        Self { shards: std::array::from_fn(|_| Shard::default()) }
+        Self { shards: std::array::from_fn(|_| Shard::default()), expiring: Mutex::default() }
     }
+}
+
+/// A stored message's count, and when it expires (seconds after the journal's clock started,
+/// rounded up; 0: never). The two fit in the 16 bytes a map entry of a `u64` key takes anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Count {
+    references: u32,
+    expires: u32,
 }
 
 /// One shard, on a cache line of its own: neighbouring shards are taken by different threads.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Shard(Mutex<HashMap<u64, u32, ProcessSeeded>>);
+struct Shard(Mutex<HashMap<u64, Count, ProcessSeeded>>);
 
 impl References {
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, u32, ProcessSeeded>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Count, ProcessSeeded>> {
         &self.shards[(id % REFERENCE_SHARDS as u64) as usize].0
+    }
+
+    /// Forgets message `id`'s expiry, when its last reference went.
+    fn forget_expiry(&self, count: Count, id: u64) {
+        if count.expires != 0 {
+            self.expiring.lock().remove(&(count.expires, id));
+        }
     }
 }
 
@@ -95,11 +115,16 @@ impl Journal {
         self.store.submit(Changes::new())
     }
 
-    /// Sets the reference counts recovery found (one per retained topic and delivery record).
-    pub(crate) fn restore_references(&self, counts: impl IntoIterator<Item = (u64, u32)>) {
-        for (id, count) in counts {
-            if count > 0 {
+    /// Sets the reference counts recovery found (one per retained topic and delivery record),
+    /// with each message's expiry.
+    pub(crate) fn restore_references(&self, counts: impl IntoIterator<Item = (u64, u32, Option<Instant>)>) {
+        for (id, references, expires_at) in counts {
+            if references > 0 {
+                let count = Count { references, expires: self.expiry_secs(expires_at) };
                 self.references.shard(id).lock().insert(id, count);
+                if count.expires != 0 {
+                    self.references.expiring.lock().insert((count.expires, id));
+                }
             }
         }
     }
@@ -107,7 +132,45 @@ impl Journal {
     /// The durable references to message `id` (0: not stored). For tests.
     #[cfg(test)]
     pub(crate) fn references(&self, id: u64) -> u32 {
-        self.references.shard(id).lock().get(&id).copied().unwrap_or(0)
+        self.references.shard(id).lock().get(&id).map_or(0, |c| c.references)
+    }
+
+    /// An expiry as whole seconds after the clock started, rounded up (0: none).
+    fn expiry_secs(&self, at: Option<Instant>) -> u32 {
+        at.map_or(0, |at| {
+            let after = at.saturating_duration_since(self.clock.instant);
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Deletes the records of stored messages whose expiry has passed (MQTT-3.3.2-5: they are
+    /// never sent; here their payloads also leave the disk). Deliveries that still name one
+    /// are dropped when they are read back or taken, or go with their session. Returns how
+    /// many were deleted.
+    pub(crate) fn expire_messages(&self, now: Instant) -> usize {
+        let now_secs = now.saturating_duration_since(self.clock.instant).as_secs();
+        let due: Vec<(u32, u64)> = {
+            let mut expiring = self.references.expiring.lock();
+            let mut due = Vec::new();
+            while let Some(&first) = expiring.first().filter(|(secs, _)| u64::from(*secs) <= now_secs) {
+                expiring.remove(&first);
+                due.push(first);
+            }
+            due
+        };
+        let mut deleted = 0;
+        for (expires, id) in due {
+            let mut counts = self.references.shard(id).lock();
+            if counts.get(&id).is_some_and(|c| c.expires == expires) {
+                counts.remove(&id);
+                let mut changes = Changes::new();
+                changes.push(Change::DeleteMessage(id));
+                self.submit(changes);
+                deleted += 1;
+            }
+        }
+        deleted
     }
 
     /// Submits `changes` (see [`Durability::submit`]).
@@ -144,14 +207,18 @@ impl Journal {
     /// last release are always submitted in the order they happened.
     pub(crate) fn add_reference(&self, message: &Message, mut batch: Changes) -> Ticket {
         let mut counts = self.references.shard(message.id).lock();
-        let count = counts.entry(message.id).or_insert(0);
-        if *count == 0 {
+        let count = counts.entry(message.id).or_insert(Count { references: 0, expires: 0 });
+        if count.references == 0 {
             let mut first = Changes::new();
             first.push(Change::PutMessage { id: message.id, record: self.message_record(message) });
             first.append(&mut batch);
             batch = first;
+            count.expires = self.expiry_secs(message.expires_at);
+            if count.expires != 0 {
+                self.references.expiring.lock().insert((count.expires, message.id));
+            }
         }
-        *count += 1;
+        count.references += 1;
         self.submit(batch)
     }
 
@@ -161,9 +228,10 @@ impl Journal {
         for id in ids {
             let mut counts = self.references.shard(id).lock();
             if let Some(count) = counts.get_mut(&id) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&id);
+                count.references -= 1;
+                if count.references == 0 {
+                    let count = counts.remove(&id).expect("present");
+                    self.references.forget_expiry(count, id);
                     let mut changes = Changes::new();
                     changes.push(Change::DeleteMessage(id));
                     self.submit(changes);
@@ -193,9 +261,10 @@ impl Journal {
     pub(crate) fn release_reference(&self, id: u64, mut batch: Changes) -> Ticket {
         let mut counts = self.references.shard(id).lock();
         if let Some(count) = counts.get_mut(&id) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&id);
+            count.references -= 1;
+            if count.references == 0 {
+                let count = counts.remove(&id).expect("present");
+                self.references.forget_expiry(count, id);
                 batch.push(Change::DeleteMessage(id));
             }
         }
@@ -305,12 +374,37 @@ mod tests {
     fn restored_counts_continue() {
         let recorder = Arc::new(Recorder::default());
         let journal = Journal::new(recorder.clone());
-        journal.restore_references([(3, 1), (4, 0)]);
+        journal.restore_references([(3, 1, None), (4, 0, None)]);
         journal.add_reference(&message(3), Changes::new());
         assert!(kinds(&recorder).is_empty(), "already stored");
         journal.release_reference(3, Changes::new());
         journal.release_reference(3, Changes::new());
         assert_eq!(kinds(&recorder), ["delete message"]);
         assert_eq!(journal.references(4), 0);
+    }
+
+    /// A stored message with an expiry is deleted when it expires, whatever still refers to
+    /// it; one released before then leaves no trace in the index.
+    #[test]
+    fn expired_messages_leave_the_store_when_due() {
+        let recorder = Arc::new(Recorder::default());
+        let journal = Journal::new(recorder.clone());
+        let start = Instant::now();
+        let expiring = |id| {
+            let mut m = message(id);
+            m.expires_at = Some(start + Duration::from_secs(5));
+            m
+        };
+        journal.add_reference(&expiring(1), Changes::new());
+        journal.add_reference(&expiring(1), Changes::new());
+        journal.add_reference(&expiring(2), Changes::new());
+        journal.release_reference(2, Changes::new());
+        assert_eq!(journal.references.expiring.lock().len(), 1, "released: out of the index");
+        assert_eq!(journal.expire_messages(start + Duration::from_secs(4)), 0);
+        assert_eq!(journal.expire_messages(start + Duration::from_secs(6)), 1);
+        assert_eq!(kinds(&recorder), ["put message", "put message", "delete message", "delete message"]);
+        assert_eq!(journal.references(1), 0);
+        journal.release_reference(1, Changes::new());
+        assert_eq!(kinds(&recorder).len(), 4, "a later release deletes nothing more");
     }
 }

@@ -224,8 +224,10 @@ fn offline_qos0_is_stored_only_with_queue_qos0_messages() {
     }
 }
 
-/// A message that expired while its client was away is never sent (MQTT-3.3.2-5), and one whose
-/// record is gone is skipped; both deliveries leave the store, counted as dropped.
+/// A message that expired while its client was away is never sent (MQTT-3.3.2-5), and its
+/// payload leaves the store when it expires, with no queue read (the journal's expiry index);
+/// a delivery whose message record is gone is skipped when read back. Both deliveries leave the
+/// store, counted as dropped.
 #[test]
 fn expired_and_missing_messages_are_skipped_when_read_back() {
     let store = Arc::new(MemoryDurability::default());
@@ -239,7 +241,11 @@ fn expired_and_missing_messages_are_skipped_when_read_back() {
     publisher.publish(publish("q", "kept", QoS::AtLeastOnce, false), world.now);
     let ids = store.message_ids();
     store.forget_message(ids[1]);
-    world.advance(Duration::from_secs(11));
+    world.advance(Duration::from_secs(9));
+    assert_eq!(store.message_count(), 2, "not yet due");
+    world.advance(Duration::from_secs(2));
+    assert_eq!(store.message_ids(), [ids[2]], "the expired payload is deleted at its expiry");
+    assert_eq!(store.delivery_count("s"), 3, "its delivery goes when it is read back");
 
     let (mut back, _) = world.connect(persistent("s")).unwrap();
     let got = receive_acking(&mut back, &world, 1);

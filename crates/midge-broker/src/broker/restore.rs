@@ -57,7 +57,9 @@ impl Broker {
             messages.insert(id, Arc::new(message));
         }
         // Counted for the messages restored: a skipped one is not stored for the broker.
-        journal.restore_references(references.into_iter().filter(|(id, _)| messages.contains_key(id)));
+        journal.restore_references(
+            references.into_iter().filter_map(|(id, count)| Some((id, count, messages.get(&id)?.expires_at))),
+        );
         {
             let mut retained = self.retained.write();
             for (_, id) in recovered.retained {

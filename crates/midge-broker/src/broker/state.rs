@@ -203,6 +203,12 @@ impl Broker {
         }
         drop(retained);
         drop(expired); // freed outside the lock
+        if let Some(journal) = &self.journal {
+            let reclaimed = journal.expire_messages(now);
+            if reclaimed > 0 {
+                tracing::debug!(reclaimed, "expired messages deleted from the store");
+            }
+        }
     }
 
     /// Watches `kick`'s keep alive from `now`.
