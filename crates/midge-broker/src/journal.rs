@@ -20,6 +20,7 @@
 //! its message's record alive without the broker holding the message in memory.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,9 @@ pub(crate) struct Journal {
     /// Reads offline queues back; with it, a persistent session's queue moves to the store
     /// while its client is away (decision 0006). Without it, queues stay in memory.
     queues: Option<Arc<dyn QueueSource>>,
+    /// Set while the store is over its size bound (the server measures it): offline queues
+    /// take nothing more until it is not.
+    full: Arc<AtomicBool>,
     clock: WallClock,
     references: Arc<References>,
 }
@@ -95,7 +99,7 @@ impl References {
 impl Journal {
     /// A journal writing to `store`.
     pub(crate) fn new(store: Arc<dyn Durability>) -> Self {
-        Self { store, queues: None, clock: WallClock::now(), references: Arc::default() }
+        Self { store, queues: None, full: Arc::default(), clock: WallClock::now(), references: Arc::default() }
     }
 
     /// A journal writing to `store` that keeps offline queues there, read back through
@@ -107,6 +111,16 @@ impl Journal {
     /// Where offline queues are read back from, when they are kept in the store.
     pub(crate) fn queues(&self) -> Option<&Arc<dyn QueueSource>> {
         self.queues.as_ref()
+    }
+
+    /// Whether the store is over its size bound.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the store is over its size bound; returns what it was.
+    pub(crate) fn set_full(&self, full: bool) -> bool {
+        self.full.swap(full, Ordering::Relaxed)
     }
 
     /// A ticket at or after every change submitted so far: a reader that waits for it sees

@@ -253,3 +253,21 @@ fn expired_and_missing_messages_are_skipped_when_read_back() {
     assert_eq!(world.broker.stats().messages_dropped.get(), 2);
     assert_eq!(store.delivery_count("s"), 0);
 }
+
+/// While the store is over its size bound offline queues take nothing new (dropped, counted);
+/// once it is back under, they take messages again.
+#[test]
+fn a_full_store_stops_offline_queues_until_it_is_not() {
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_queues_in(&store, Limits::default());
+    offline_subscriber(&world, QoS::AtLeastOnce);
+    publish_numbers(&world, 0..3, QoS::AtLeastOnce);
+    assert!(!world.broker.set_store_full(true));
+    publish_numbers(&world, 3..6, QoS::AtLeastOnce);
+    assert!(world.broker.set_store_full(false));
+    publish_numbers(&world, 6..9, QoS::AtLeastOnce);
+    assert_eq!(world.broker.stats().messages_dropped.get(), 3);
+    let (mut back, _) = world.connect(persistent("s")).unwrap();
+    let got = receive_acking(&mut back, &world, 6);
+    assert_eq!(payloads(&got), ["0", "1", "2", "6", "7", "8"]);
+}

@@ -41,11 +41,18 @@ pub struct StoreConfig {
     /// When commits are fsynced: `"always"` (default; survives a power cut), `"never"` (survives
     /// `kill -9`, not a power cut), or `{ interval_ms = N }` (fsync at most every N ms).
     pub sync: SyncSetting,
+    /// A bound on the store's size on disk, in MiB (0, the default: none). While the store is
+    /// over it, offline queues take no new message: each is dropped and counted, as at a
+    /// session's own `max_offline_messages`; connected clients are served as before, and the
+    /// store shrinks again as queues are read and acknowledged. Measured every
+    /// [`STORE_SIZE_CHECK`](crate::limits::STORE_SIZE_CHECK), so it may be passed by what that
+    /// long brings.
+    pub max_size_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { persistence: true, data_dir: PathBuf::from("./midge-data"), sync: SyncSetting::Always }
+        Self { persistence: true, data_dir: PathBuf::from("./midge-data"), sync: SyncSetting::Always, max_size_mb: 0 }
     }
 }
 

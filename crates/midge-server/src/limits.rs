@@ -25,5 +25,9 @@ pub const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// protocol, so a finer tick buys nothing.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often the store's size is measured against `[store] max_size_mb`: a walk of its
+/// directory (a few dozen files), off the async workers.
+pub const STORE_SIZE_CHECK: Duration = Duration::from_secs(5);
+
 /// How long shutdown waits for connections to say goodbye before the store is closed anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::bind::BindAddr;
 use crate::config::ServerConfig;
-use crate::limits::{HOUSEKEEPING_INTERVAL, SHUTDOWN_GRACE};
+use crate::limits::{HOUSEKEEPING_INTERVAL, SHUTDOWN_GRACE, STORE_SIZE_CHECK};
 use crate::listener::{BoundListener, ListenerHandle};
 
 /// Why the server could not start.
@@ -109,6 +109,11 @@ impl Server {
                 .collect(),
         );
         let tasks = TaskTracker::new();
+        if writer.is_some() && config.store.max_size_mb > 0 {
+            let max_bytes = config.store.max_size_mb.saturating_mul(1 << 20);
+            let dir = config.store.data_dir.clone();
+            tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
+        }
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, listeners, shutdown, tasks, writer })
     }
@@ -224,6 +229,46 @@ fn open_broker(config: &ServerConfig) -> Result<(Arc<Broker>, Option<Writer<Disk
         "store opened"
     );
     Ok((broker, Some(writer)))
+}
+
+/// Measures the store against `[store] max_size_mb` every [`STORE_SIZE_CHECK`] and tells the
+/// broker whether it is over (offline queues then take nothing new); logs each change.
+async fn watch_store_size(
+    broker: Arc<Broker>,
+    dir: std::path::PathBuf,
+    max_bytes: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(STORE_SIZE_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let measured = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || midge_store::disk_usage(&dir)).await
+        };
+        let used = match measured {
+            Ok(Ok(used)) => used,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot measure the store's size; its bound is not enforced meanwhile");
+                continue;
+            }
+            Err(_) => continue, // the runtime is shutting down
+        };
+        let full = used >= max_bytes;
+        match (broker.set_store_full(full), full) {
+            (false, true) => tracing::warn!(
+                used_bytes = used,
+                max_bytes,
+                "store over [store] max_size_mb: offline queues take no new messages (dropped, counted)"
+            ),
+            (true, false) => info!(used_bytes = used, max_bytes, "store back under [store] max_size_mb"),
+            _ => {}
+        }
+    }
 }
 
 /// Periodic work: session expiry, delayed wills, retained message expiry, and every

@@ -113,7 +113,7 @@ impl DiskStore {
     /// Bytes the store's files take on disk (allocated blocks): what "the store stays flat"
     /// is measured in.
     pub fn disk_usage(&self) -> Result<u64, StoreError> {
-        dir_usage(&self.dir)
+        disk_usage(&self.dir)
     }
 
     /// A new store in `dir`, which must be empty but for an engine directory left by a creation
@@ -464,6 +464,12 @@ fn new_store_id() -> u128 {
         *half = h.finish();
     }
     (u128::from(halves[0]) << 64) | u128::from(halves[1])
+}
+
+/// Bytes a store's files take on disk (allocated blocks), by the store's directory: for a
+/// process that handed the [`DiskStore`] to its writer (the server's `[store] max_size_mb`).
+pub fn disk_usage(dir: &Path) -> Result<u64, StoreError> {
+    dir_usage(dir)
 }
 
 /// Allocated bytes of every file under `dir`.

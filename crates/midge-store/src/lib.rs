@@ -54,7 +54,7 @@ pub mod store;
 pub mod writer;
 
 pub use batch::{Batch, Op};
-pub use disk::DiskStore;
+pub use disk::{disk_usage, DiskStore};
 pub use error::{DurableError, StoreError, SubmitError};
 pub use memory::MemoryStore;
 pub use migrate::FORMAT_VERSION;

@@ -119,6 +119,14 @@ impl Broker {
         self.journal.is_some()
     }
 
+    /// Tells the broker whether its store is over its size bound (`[store] max_size_mb`, which
+    /// the server measures): while it is, offline queues take no new message (each is dropped
+    /// and counted, as at a session's own bound); connected sessions go on as before. Returns
+    /// whether it was before.
+    pub fn set_store_full(&self, full: bool) -> bool {
+        self.journal.as_ref().is_some_and(|journal| journal.set_full(full))
+    }
+
     pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }

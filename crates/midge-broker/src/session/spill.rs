@@ -118,7 +118,8 @@ impl Session {
 
     /// [`Session::enqueue`] for a spilled session, or an offline persistent one: the delivery
     /// is written to the store only, within the offline bounds (`max_offline_messages`,
-    /// `max_offline_bytes`; beyond them the new message is dropped and counted).
+    /// `max_offline_bytes`, and the store's own size bound; beyond them the new message is
+    /// dropped and counted).
     pub(super) fn enqueue_to_store(
         &self,
         state: &mut SessionState,
@@ -132,11 +133,13 @@ impl Session {
         let spill = self.spill_mut(state);
         let count = in_memory.0 + spill.ids.len();
         let bytes = in_memory.1 + spill.bytes + len;
-        if count >= limits.max_offline_messages
+        let over = count >= limits.max_offline_messages
             || (limits.max_offline_bytes != 0 && bytes > limits.max_offline_bytes as u64)
-        {
+            || journal.is_full();
+        if over {
             spill.dropped += 1;
-            if spill.dropped == 1 {
+            // A full store is logged once by whoever measures it, not once per session.
+            if spill.dropped == 1 && !journal.is_full() {
                 tracing::warn!(client_id = %self.client_id, queued = count, queued_bytes = bytes - len,
                     max_offline_messages = limits.max_offline_messages,
                     max_offline_bytes = limits.max_offline_bytes,
