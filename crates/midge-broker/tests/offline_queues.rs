@@ -271,3 +271,23 @@ fn a_full_store_stops_offline_queues_until_it_is_not() {
     let got = receive_acking(&mut back, &world, 6);
     assert_eq!(payloads(&got), ["0", "1", "2", "6", "7", "8"]);
 }
+
+/// A connection that takes the session over while the one before was reading a batch back
+/// reads it again; the batch read for the one before is not appended (nothing twice, nothing
+/// lost; MQTT-3.1.4-2 gives the session to the new connection).
+#[test]
+fn a_takeover_during_a_read_back_voids_the_old_read() {
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_queues_in(&store, Limits::default());
+    offline_subscriber(&world, QoS::AtLeastOnce);
+    publish_numbers(&world, 0..300, QoS::AtLeastOnce);
+    let (mut first, _) = world.connect(persistent("s")).unwrap();
+    let pending = first.connection.as_ref().unwrap().read_back().expect("a batch to read");
+    let (mut second, connack) = world.connect(persistent("s")).unwrap();
+    assert!(connack.session_present);
+    let got = receive_acking(&mut second, &world, 300);
+    assert_eq!(payloads(&got), numbers(0..300));
+    let late = pending.read();
+    assert_eq!(first.connection.as_mut().unwrap().append_read_back(late).unwrap(), 0, "void");
+    assert!(second.publishes(world.now).is_empty(), "nothing twice");
+}

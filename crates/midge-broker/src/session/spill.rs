@@ -174,9 +174,11 @@ impl Session {
             return None;
         }
         let spill = state.spill.as_mut()?;
-        if spill.reading.is_some() {
+        if spill.reading == Some(conn_id) {
             return None;
         }
+        // A read for another connection (one this connection took the session over from) is
+        // void: its batch will not be appended, and this one reads it again.
         if spill.ids.is_empty() {
             self.end_spill(&mut state);
             return None;
