@@ -3,6 +3,8 @@
 //! (docs/benchmarks.md), never by tests. Each run is about a second, bounded by the bench's
 //! own budget and by [`WAIT`], after which the process is killed by its PID. TLS runs trust a
 //! CA made here with rcgen; password runs use a file made by Debian's `mosquitto_passwd`.
+//! `offline` and `drain` run against a broker with a store (offline queues on disk), and
+//! `offline` against mosquitto too, so its counting is checked on a broker nobody here wrote.
 
 mod cli_common;
 mod support;
@@ -111,6 +113,102 @@ fn conns_holds_idle_connections_and_measures_the_broker() {
     assert!(number(&report, "broker_rss_after_kib") > 0.0, "{report}");
 }
 
+/// A broker with a store: offline queues on disk.
+fn broker_with_store() -> (tempfile::TempDir, TestBroker) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("[store]\ndata_dir = {:?}\nsync = \"always\"\n", dir.path().join("data"));
+    (dir, TestBroker::start_midge_with(&store))
+}
+
+/// What every `offline` and `drain` report must say: every message published was acknowledged
+/// and every session got all it was owed, once and in order.
+fn assert_queues_delivered(report: &Value, owed: f64) {
+    assert_eq!(number(report, "expected_total"), owed, "{report}");
+    assert_eq!(number(report, "delivered_total"), owed, "{report}");
+    assert_eq!(number(report, "lost"), 0.0, "{report}");
+    assert_eq!(number(report, "duplicates"), 0.0, "{report}");
+    assert_eq!(number(report, "out_of_order"), 0.0, "{report}");
+    assert_eq!(number(report, "foreign"), 0.0, "{report}");
+    assert_eq!((number(report, "unacknowledged"), number(report, "refused")), (0.0, 0.0), "{report}");
+    assert_eq!(number(report, "errors"), 0.0, "{report}");
+    assert!(number(report, "drain_s") > 0.0, "{report}");
+}
+
+#[test]
+fn offline_queues_for_every_away_session_and_reads_every_queue_back() {
+    let (_dir, broker) = broker_with_store();
+    let args = ["offline", "--subscribers", "20", "--messages", "30", "--concurrency", "5", "--wave", "7"];
+    let report = bench(&broker, &args);
+    assert_eq!(report["scenario"], "offline");
+    assert_eq!((number(&report, "sessions"), number(&report, "subscribed")), (20.0, 20.0), "{report}");
+    assert_eq!((number(&report, "sent_total"), number(&report, "acked_total")), (30.0, 30.0), "{report}");
+    assert_eq!(number(&report, "deliveries_queued"), 600.0, "{report}");
+    assert_queues_delivered(&report, 600.0);
+    assert_eq!((number(&report, "sessions_reconnected"), number(&report, "sessions_not_present")), (20.0, 0.0));
+    assert_eq!((number(&report, "wave"), number(&report, "qos")), (7.0, 1.0), "{report}");
+    assert!(number(&report, "rss_loaded_kib") > 0.0, "{report}");
+    assert!(report["bytes_per_queued_delivery"].is_number(), "{report}");
+
+    // Memory only, over MQTT 5 at QoS 2: nothing read back, so nothing counted as delivered
+    // or lost; the sessions are removed all the same.
+    let args = ["offline", "--subscribers", "10", "--messages", "5", "-V", "5", "-q", "2", "--no-drain"];
+    let report = bench(&broker, &args);
+    assert_eq!((report["drained"].as_bool(), report["version"].as_str()), (Some(false), Some("5")), "{report}");
+    assert_eq!(number(&report, "deliveries_queued"), 50.0, "{report}");
+    assert!(report["lost"].is_null() && report["delivered_total"].is_null(), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+}
+
+#[test]
+fn offline_counts_the_same_against_mosquitto() {
+    let broker = TestBroker::start_mosquitto("");
+    let report = bench(&broker, &["offline", "--subscribers", "10", "--messages", "40", "--wave", "4"]);
+    assert_queues_delivered(&report, 400.0);
+}
+
+#[test]
+fn drain_reads_a_long_queue_back_beside_a_canary() {
+    let (_dir, broker) = broker_with_store();
+    let report = bench(&broker, &["drain", "--messages", "3000", "--rate", "500"]);
+    assert_eq!(report["scenario"], "drain");
+    assert_eq!((number(&report, "sent_total"), number(&report, "acked_total")), (3000.0, 3000.0), "{report}");
+    assert_queues_delivered(&report, 3000.0);
+    assert_eq!(report["session_present"], true, "{report}");
+    assert!(number(&report, "drain_per_s") > 0.0, "{report}");
+    let baseline = &report["canary_baseline_us"];
+    assert!(baseline["count"].as_u64().is_some_and(|count| count > 0), "{report}");
+    assert!(baseline["p50"].as_u64() <= baseline["p99"].as_u64(), "{report}");
+    assert!(number(&report, "canary_delivered") > 0.0, "{report}");
+    assert_eq!(number(&report, "canary_rate"), 500.0, "{report}");
+}
+
+#[test]
+fn offline_and_drain_print_published_delivered_and_lost_in_their_tables() {
+    let (_dir, broker) = broker_with_store();
+    let (port, pid) = (broker.port().to_string(), broker.pid().to_string());
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["offline", "--subscribers", "5", "--messages", "10", "--broker-pid", &pid],
+            &["5 persistent subscribers", "published", "50 deliveries", "bytes per queued delivery", "lost"],
+        ),
+        (
+            &["drain", "--messages", "300", "--warmup", "0", "-d", "0.3"],
+            &["300 messages queued", "read back", "300 of 300 owed", "canary before", "canary during"],
+        ),
+    ];
+    for (args, labels) in cases {
+        let mut command = midge(&["bench"]);
+        command.args(args).args(["-p", &port]);
+        let finished = run(command);
+        assert_eq!(finished.code(), 0, "{args:?}: {finished:?}");
+        let table = finished.text();
+        for label in labels {
+            assert!(table.contains(label), "{label:?} missing from:\n{table}");
+        }
+        assert!(table.contains("lost            0 "), "something lost:\n{table}");
+    }
+}
+
 #[test]
 fn the_table_is_printed_without_json() {
     let broker = TestBroker::start();
@@ -128,11 +226,13 @@ fn the_table_is_printed_without_json() {
 
 #[test]
 fn bad_arguments_exit_2_and_an_unreachable_broker_exits_1() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["fanout", "--size", "4"], "--size"),
         (&["fanin", "--publishers", "0"], "--publishers"),
         (&["latency", "--rate", "0"], "--rate"),
         (&["pairs", "-d", "0"], "--duration"),
+        (&["offline", "-q", "0"], "-q must be 1 or 2"),
+        (&["drain", "--messages", "0"], "--messages"),
     ];
     for (args, message) in cases {
         let mut command = midge(&["bench"]);

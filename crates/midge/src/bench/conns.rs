@@ -26,7 +26,7 @@ use super::{system, Settings, SOURCE_ADDRESSES};
 
 /// Files the bench keeps for itself besides the connections: the runtime's epoll and wakers,
 /// stdio, /proc reads.
-const RESERVED_FILES: u64 = 64;
+pub const RESERVED_FILES: u64 = 64;
 
 /// Runs `conns`.
 pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report> {

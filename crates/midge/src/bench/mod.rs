@@ -14,13 +14,21 @@
 //! - `publisher`, `subscriber`: the client loops; `paced`: the fixed-rate publisher of
 //!   `latency`, on a thread of its own.
 //! - `conns`: idle subscribed connections: connect rate and broker memory per connection.
+//! - `offline`: many persistent sessions with messages queued while their clients are away:
+//!   broker memory per queued message, then the time to read the queues back; `drain`: one
+//!   long queue read back while a fixed-rate canary pair measures latency; `persistent`: what
+//!   the two share (subscribe and leave, publish and wait for every acknowledgement, read a
+//!   queue back and check it).
 //! - `payload`: the header of every message.
 //! - `system`: CPU time and resident memory from the OS, the open files limit.
 //! - `report`: the summary table, `--json`, the progress line.
 
 mod conns;
+mod drain;
+mod offline;
 mod paced;
 mod payload;
+mod persistent;
 mod publisher;
 mod report;
 mod shared;
@@ -54,6 +62,12 @@ pub enum Scenario {
     Latency,
     /// K idle subscribed connections (default 1,000): connect rate, broker memory per connection.
     Conns,
+    /// K persistent subscribers (default 10,000) away while M messages (default 1,000) are
+    /// queued for each: broker memory per queued message, then the time to read them back.
+    Offline,
+    /// N messages (default 100,000) queued for one persistent subscriber, read back when it
+    /// returns, while a canary pair at a fixed rate (default 1,000 msg/s) measures latency.
+    Drain,
 }
 
 impl Scenario {
@@ -65,6 +79,8 @@ impl Scenario {
             Self::Pairs => "pairs",
             Self::Latency => "latency",
             Self::Conns => "conns",
+            Self::Offline => "offline",
+            Self::Drain => "drain",
         }
     }
 }
@@ -88,7 +104,12 @@ Examples:
   midge bench conns --connections 2000 --cafile ca.pem -p 8883
                                                        full TLS handshakes per second
   midge bench conns --connections 1000 -u alice -P wrong
-                                                       a storm of refused connections, counted"
+                                                       a storm of refused connections, counted
+  midge bench offline --subscribers 10000 --messages 1000 --broker-pid $(pidof midge)
+                                                       broker memory per message queued offline,
+                                                       then the time to read every queue back
+  midge bench drain --messages 100000 --rate 1000      a 100,000-message queue read back, and the
+                                                       latency of other traffic meanwhile"
 )]
 pub struct BenchArgs {
     /// What to measure.
@@ -112,16 +133,18 @@ pub struct BenchArgs {
     /// Process id of the broker: its CPU time in the window and its resident memory are reported.
     #[arg(long = "broker-pid", value_name = "PID", help_heading = "Broker")]
     broker_pid: Option<u32>,
-    /// QoS of publications and subscriptions.
-    #[arg(short = 'q', long = "qos", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Load")]
-    qos: u8,
+    /// QoS of publications and subscriptions [default: 0; offline and drain: 1, the QoS of
+    /// the queued messages, 1 or 2 (drain's canary is QoS 0)].
+    #[arg(short = 'q', long = "qos", value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Load")]
+    qos: Option<u8>,
     /// Payload bytes (at least 16: publisher, sequence number, send time).
     #[arg(short = 's', long = "size", default_value_t = 64, help_heading = "Load")]
     size: usize,
     /// Publishers (fanout: default 1; fanin: default 10; latency: default 1).
     #[arg(long = "publishers", value_name = "N", help_heading = "Load")]
     publishers: Option<usize>,
-    /// Subscribers (fanout: default 10; fanin: default 1; latency: default 1).
+    /// Subscribers (fanout: default 10; fanin: default 1; latency: default 1; offline: the
+    /// persistent sessions, default 10000).
     #[arg(long = "subscribers", value_name = "N", help_heading = "Load")]
     subscribers: Option<usize>,
     /// Publisher/subscriber pairs (pairs: default 10).
@@ -130,13 +153,17 @@ pub struct BenchArgs {
     /// Idle connections (conns: default 1000).
     #[arg(long = "connections", value_name = "K", help_heading = "Load")]
     connections: Option<usize>,
-    /// Total publish rate in msg/s, shared by the publishers (latency: default 10000; others:
-    /// as fast as the broker takes them).
+    /// Total publish rate in msg/s, shared by the publishers (latency: default 10000; drain:
+    /// the canary's, default 1000; others: as fast as the broker takes them).
     #[arg(long = "rate", value_name = "MSG/S", help_heading = "Load")]
     rate: Option<f64>,
     /// Messages per publisher at most (default: no limit but the duration).
     #[arg(long = "count", value_name = "N", help_heading = "Load")]
     count: Option<u64>,
+    /// Messages queued for each offline session (offline: default 1000; drain: default
+    /// 100000).
+    #[arg(long = "messages", value_name = "N", help_heading = "Load")]
+    messages: Option<u64>,
     /// QoS 1/2 messages in flight per publisher: sent and not yet acknowledged.
     #[arg(long = "inflight", value_name = "N", default_value_t = 100, help_heading = "Load")]
     inflight: u16,
@@ -151,15 +178,24 @@ pub struct BenchArgs {
     /// Session Expiry (5). Their sessions are removed at the end.
     #[arg(long = "persistent", help_heading = "Load")]
     persistent: bool,
-    /// Seconds measured (conns: seconds the connections are held before memory is read).
-    #[arg(short = 'd', long = "duration", value_name = "SECONDS", default_value_t = 5.0, help_heading = "Run")]
-    duration: f64,
+    /// Seconds measured [default: 5] (conns: seconds the connections are held before memory is
+    /// read; drain: the canary's baseline before the queue is read back, default 2).
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS", help_heading = "Run")]
+    duration: Option<f64>,
     /// Seconds of load before measuring.
     #[arg(long = "warmup", value_name = "SECONDS", default_value_t = 1.0, help_heading = "Run")]
     warmup: f64,
     /// Connection attempts in progress at once.
     #[arg(long = "concurrency", value_name = "N", default_value_t = 100, help_heading = "Run")]
     concurrency: usize,
+    /// Sessions reading their queues back at once (offline): each is connected while it
+    /// reads, so this bounds the bench's sockets and the broker's connections.
+    #[arg(long = "wave", value_name = "N", default_value_t = 500, help_heading = "Run")]
+    wave: usize,
+    /// Offline: measure memory only; the queues are not read back (the sessions are still
+    /// removed at the end).
+    #[arg(long = "no-drain", help_heading = "Run")]
+    no_drain: bool,
     /// Worker threads of the bench [default: one per core].
     #[arg(long = "threads", value_name = "N", help_heading = "Run")]
     threads: Option<usize>,
@@ -215,6 +251,12 @@ pub struct Settings {
     pub window: u64,
     /// Persistent subscriber sessions.
     pub persistent: bool,
+    /// Messages queued per offline session (offline, drain).
+    pub messages: u64,
+    /// Sessions reading their queues back at once (offline).
+    pub wave: usize,
+    /// Whether the queues are read back (offline).
+    pub drain: bool,
     /// Measured time.
     pub duration: Duration,
     /// Unmeasured load before it.
@@ -252,12 +294,33 @@ impl Settings {
                 (positive("publishers", args.publishers, 1)?, positive("subscribers", args.subscribers, 1)?)
             }
             Scenario::Conns => (0, 0),
+            Scenario::Offline => (1, positive("subscribers", args.subscribers, 10_000)?),
+            Scenario::Drain => (1, 1),
         };
+        let queues = matches!(scenario, Scenario::Offline | Scenario::Drain);
+        let messages = match (scenario, args.messages) {
+            (_, Some(0)) => return Err("--messages must be at least 1".into()),
+            (_, Some(messages)) if messages > u64::from(u32::MAX) => {
+                return Err("--messages must be at most 4294967295".into())
+            }
+            (_, Some(messages)) => messages,
+            (Scenario::Drain, None) => 100_000,
+            (_, None) => 1000,
+        };
+        let qos = match (queues, args.qos) {
+            (true, Some(0)) => return Err("-q must be 1 or 2: offline queues hold QoS 1 and 2 messages".into()),
+            (true, qos) => qos.unwrap_or(1),
+            (false, qos) => qos.unwrap_or(0),
+        };
+        if args.wave == 0 {
+            return Err("--wave must be at least 1".into());
+        }
         let connections =
             if scenario == Scenario::Conns { positive("connections", args.connections, 1000)? } else { 0 };
         let rate = match (scenario, args.rate) {
             (_, Some(rate)) if !(rate.is_finite() && rate > 0.0) => return Err("--rate must be above 0".into()),
             (Scenario::Latency, None) => Some(10_000.0),
+            (Scenario::Drain, None) => Some(1000.0),
             (_, rate) => rate,
         };
         let seconds = |name: &str, value: f64, min: f64| {
@@ -291,7 +354,7 @@ impl Settings {
             username: args.username.clone(),
             password: args.password.clone(),
             version: args.version,
-            qos: QoS::from_u8(args.qos).unwrap_or_default(),
+            qos: QoS::from_u8(qos).unwrap_or_default(),
             size: args.size,
             publishers,
             subscribers,
@@ -300,8 +363,15 @@ impl Settings {
             count: args.count,
             inflight: args.inflight.max(1),
             window: args.window,
-            persistent: args.persistent,
-            duration: seconds("duration", args.duration, 0.1)?,
+            persistent: args.persistent || queues,
+            messages,
+            wave: args.wave,
+            drain: !args.no_drain,
+            duration: seconds(
+                "duration",
+                args.duration.unwrap_or(if scenario == Scenario::Drain { 2.0 } else { 5.0 }),
+                0.1,
+            )?,
             warmup: seconds("warmup", args.warmup, 0.0)?,
             concurrency: args.concurrency.max(1),
             broker_pid: args.broker_pid,
@@ -326,7 +396,18 @@ impl Settings {
     /// room to connect every client, drain and disconnect.
     fn time_budget(&self) -> Duration {
         let clients = self.publishers + self.subscribers + self.connections;
-        self.warmup + self.duration + Duration::from_secs(60) + Duration::from_millis(clients as u64 * 10)
+        let mut budget =
+            self.warmup + self.duration + Duration::from_secs(60) + Duration::from_millis(clients as u64 * 10);
+        if matches!(self.scenario, Scenario::Offline | Scenario::Drain) {
+            // Each session connects three times (subscribe, read back, removal), and every
+            // queued delivery is written and read back: room for a slow disk at 5,000 a second
+            // each way. Each phase also gives up by itself once nothing moves (`persistent`).
+            let deliveries = self.subscribers as u64 * self.messages;
+            budget += Duration::from_secs(60)
+                + Duration::from_millis(self.subscribers as u64 * 30)
+                + Duration::from_micros(deliveries.saturating_mul(400));
+        }
+        budget
     }
 
     /// The topic prefix of this run.
@@ -382,6 +463,8 @@ pub fn run(args: BenchArgs) -> ExitCode {
         let run = async {
             match settings.scenario {
                 Scenario::Conns => conns::run(&settings, open_files).await,
+                Scenario::Offline => offline::run(&settings, open_files).await,
+                Scenario::Drain => drain::run(&settings).await,
                 _ => traffic::run(&settings).await,
             }
         };
@@ -452,7 +535,7 @@ mod tests {
     #[test]
     fn cafile_turns_tls_on_port_8883_unless_p_says_and_every_client_gets_it() {
         let (_dir, ca) = ca_file();
-        for scenario in ["fanout", "fanin", "pairs", "latency", "conns"] {
+        for scenario in ["fanout", "fanin", "pairs", "latency", "conns", "offline", "drain"] {
             let settings = settings(&[scenario, "--cafile", &ca]).unwrap();
             assert!(matches!(settings.transport, Transport::Tls(_)), "{scenario}");
             assert_eq!(settings.port, DEFAULT_TLS_PORT, "{scenario}: midge pub's default port over TLS");
@@ -483,5 +566,25 @@ mod tests {
         assert_eq!(options.username.as_deref(), Some("alice"));
         assert_eq!(options.password.as_deref(), Some(&b"s3cret"[..]));
         assert_eq!((options.server.port, &options.server.transport), (1884, &Transport::Tcp));
+    }
+
+    #[test]
+    fn offline_and_drain_queue_qos_1_by_default_and_refuse_qos_0() {
+        let offline = settings(&["offline"]).unwrap();
+        assert_eq!((offline.subscribers, offline.messages, offline.qos), (10_000, 1000, QoS::AtLeastOnce));
+        assert!(offline.persistent && offline.drain);
+        let drain = settings(&["drain"]).unwrap();
+        assert_eq!((drain.messages, drain.rate, drain.duration), (100_000, Some(1000.0), Duration::from_secs(2)));
+        assert_eq!(settings(&["offline", "--no-drain", "-q", "2"]).unwrap().qos, QoS::ExactlyOnce);
+        assert!(!settings(&["offline", "--no-drain"]).unwrap().drain);
+        assert_eq!(settings(&["fanout"]).unwrap().qos, QoS::AtMostOnce, "other scenarios keep QoS 0");
+        for (args, message) in [
+            (&["offline", "-q", "0"][..], "-q must be 1 or 2"),
+            (&["drain", "--messages", "0"][..], "--messages"),
+            (&["offline", "--wave", "0"][..], "--wave"),
+        ] {
+            let error = settings(args).unwrap_err();
+            assert!(error.contains(message), "{args:?}: {error}");
+        }
     }
 }

@@ -4,8 +4,11 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::drain::Drain;
+use super::offline::Offline;
 use super::Settings;
 
 /// Percentiles of end-to-end latency, in microseconds.
@@ -25,6 +28,47 @@ pub struct Latency {
     pub max: u64,
     /// Mean.
     pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of `histogram`; `None` when it is empty.
+    pub fn from_histogram(histogram: &Histogram<u64>) -> Option<Self> {
+        (!histogram.is_empty()).then(|| Self {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        })
+    }
+
+    /// As JSON: count, p50, p90, p99, p99_9, max, mean.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "count": self.count,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "p99_9": self.p999,
+            "max": self.max,
+            "mean": round(self.mean, 1),
+        })
+    }
+
+    /// As a table cell: "p50 12  p90 15  p99 30  p99.9 80  max 95  (1,000 messages)".
+    pub fn to_text(&self) -> String {
+        format!(
+            "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages)",
+            self.p50,
+            self.p90,
+            self.p99,
+            self.p999,
+            self.max,
+            count(self.count as f64)
+        )
+    }
 }
 
 /// Results of `conns`.
@@ -98,6 +142,10 @@ pub struct Report {
     pub first_error: Option<String>,
     /// `conns` only.
     pub connections: Option<Connections>,
+    /// `offline` only.
+    pub offline: Option<Offline>,
+    /// `drain` only.
+    pub drain: Option<Drain>,
 }
 
 impl Report {
@@ -116,8 +164,20 @@ impl Report {
         (connections.connected > 0).then(|| (after as f64 - before as f64) * 1024.0 / connections.connected as f64)
     }
 
+    /// Whether this is a report of `offline` or `drain`, whose counts cover the whole run
+    /// (there is no measurement window).
+    fn is_queue(&self) -> bool {
+        self.offline.is_some() || self.drain.is_some()
+    }
+
     /// The report as one JSON object.
     pub fn to_json(&self, settings: &Settings) -> Value {
+        if let Some(offline) = &self.offline {
+            return self.queue_json(settings, offline.to_json(self));
+        }
+        if let Some(drain) = &self.drain {
+            return self.queue_json(settings, drain.to_json(self));
+        }
         let mut object = json!({
             "scenario": settings.scenario.name(),
             "host": settings.host,
@@ -149,15 +209,7 @@ impl Report {
             "lost": self.lost,
             "duplicates": self.duplicates,
             "foreign": self.foreign,
-            "latency_us": self.latency.as_ref().map(|latency| json!({
-                "count": latency.count,
-                "p50": latency.p50,
-                "p90": latency.p90,
-                "p99": latency.p99,
-                "p99_9": latency.p999,
-                "max": latency.max,
-                "mean": round(latency.mean, 1),
-            })),
+            "latency_us": self.latency.as_ref().map(Latency::to_json),
             "publisher_late_max_us": self.publisher_late_max_us,
             "bench_cpu_s": round(self.bench_cpu_seconds, 3),
             "bench_cpu_total_s": round(self.bench_cpu_total_seconds, 3),
@@ -197,29 +249,83 @@ impl Report {
         object
     }
 
+    /// The JSON object of `offline` and `drain`: the run's settings and the counts every
+    /// report has (published, acknowledged, expected, delivered, lost, side by side), then the
+    /// scenario's `fields` (which may replace a count it could not measure with null), then
+    /// CPU, memory and errors.
+    fn queue_json(&self, settings: &Settings, fields: Value) -> Value {
+        let mut object = json!({
+            "scenario": settings.scenario.name(),
+            "host": settings.host,
+            "port": settings.port,
+            "tls": settings.transport != midge_client::Transport::Tcp,
+            "username": settings.username,
+            "version": version_name(settings),
+            "qos": settings.qos as u8,
+            "size": settings.size,
+            "subscribers": settings.subscribers,
+            "inflight": settings.inflight,
+            "sent_total": self.sent_total,
+            "acked_total": self.acked_total,
+            "unacknowledged": self.unacknowledged,
+            "refused": self.refused,
+            "expected_total": self.expected_total,
+            "delivered_total": self.delivered_total,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "foreign": self.foreign,
+        });
+        let tail = json!({
+            "run_s": round(self.window_seconds, 3),
+            "bench_cpu_total_s": round(self.bench_cpu_total_seconds, 3),
+            "broker_pid": settings.broker_pid,
+            "broker_cpu_s": self.broker_cpu_seconds.map(|seconds| round(seconds, 3)),
+            "broker_rss_before_kib": self.broker_rss_before_kib,
+            "broker_rss_after_kib": self.broker_rss_after_kib,
+            "errors": self.errors,
+            "first_error": self.first_error,
+        });
+        for part in [fields, tail] {
+            if let (Value::Object(object), Value::Object(part)) = (&mut object, part) {
+                object.extend(part);
+            }
+        }
+        object
+    }
+
     /// The report as a table.
     pub fn to_table(&self, settings: &Settings) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "midge bench {}: {}", settings.scenario.name(), describe(settings));
         if let Some(connections) = &self.connections {
             self.connections_table(&mut out, connections);
+        } else if let Some(offline) = &self.offline {
+            offline.table(self, &mut out);
+        } else if let Some(drain) = &self.drain {
+            drain.table(self, &mut out);
         } else {
             self.traffic_table(&mut out, settings);
         }
         let window = if self.window_seconds > 0.0 { self.window_seconds } else { 1.0 };
-        row(
-            &mut out,
-            "bench CPU",
+        let bench_cpu = if self.is_queue() {
+            format!(
+                "{:.2} s in all ({:.0} % of one core over the {:.1} s run)",
+                self.bench_cpu_total_seconds,
+                100.0 * self.bench_cpu_total_seconds / window,
+                self.window_seconds
+            )
+        } else {
             format!(
                 "{:.2} s in the window ({:.0} % of one core), {:.2} s in all",
                 self.bench_cpu_seconds,
                 100.0 * self.bench_cpu_seconds / window,
                 self.bench_cpu_total_seconds
-            ),
-        );
+            )
+        };
+        row(&mut out, "bench CPU", bench_cpu);
         if let Some(seconds) = self.broker_cpu_seconds {
             let mut text = format!("{seconds:.2} s ({:.0} % of one core)", 100.0 * seconds / window);
-            if self.connections.is_none() && seconds > 0.0 {
+            if self.connections.is_none() && !self.is_queue() && seconds > 0.0 {
                 let _ =
                     write!(text, ", {} delivered msg per broker CPU-second", count(self.delivered as f64 / seconds));
             }
@@ -279,19 +385,7 @@ impl Report {
         }
         row(out, "duplicates", self.duplicates.to_string());
         if let Some(latency) = &self.latency {
-            row(
-                out,
-                "latency µs",
-                format!(
-                    "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} messages)",
-                    latency.p50,
-                    latency.p90,
-                    latency.p99,
-                    latency.p999,
-                    latency.max,
-                    count(latency.count as f64)
-                ),
-            );
+            row(out, "latency µs", latency.to_text());
         }
         if let Some(late) = self.publisher_late_max_us {
             row(out, "publisher late", format!("at most {late} µs behind its schedule"));
@@ -340,8 +434,22 @@ pub fn progress(line: std::fmt::Arguments<'_>) {
 
 /// "1 publisher -> 100 subscribers, QoS 0, 64 B, MQTT 3.1.1, 127.0.0.1:1883".
 fn describe(settings: &Settings) -> String {
+    let qos = settings.qos as u8;
     let clients = match settings.scenario {
         super::Scenario::Conns => format!("{} idle subscribed connections", settings.connections),
+        super::Scenario::Offline => format!(
+            "{} persistent subscriber{}, {} message{} queued for each while away",
+            count(settings.subscribers as f64),
+            plural(settings.subscribers),
+            count(settings.messages as f64),
+            plural(settings.messages as usize)
+        ),
+        super::Scenario::Drain => format!(
+            "{} message{} queued for 1 persistent subscriber, read back beside a QoS 0 canary at {} msg/s",
+            count(settings.messages as f64),
+            plural(settings.messages as usize),
+            count(settings.rate.unwrap_or_default())
+        ),
         super::Scenario::Pairs => format!("{} publisher/subscriber pairs", settings.publishers),
         _ => format!(
             "{} publisher{} -> {} subscriber{}",
@@ -351,12 +459,12 @@ fn describe(settings: &Settings) -> String {
             plural(settings.subscribers)
         ),
     };
-    let mut text =
-        format!("{clients}, QoS {}, {} B, MQTT {}", settings.qos as u8, settings.size, version_name(settings));
-    if let Some(rate) = settings.rate {
+    let mut text = format!("{clients}, QoS {qos}, {} B, MQTT {}", settings.size, version_name(settings));
+    let queues = matches!(settings.scenario, super::Scenario::Offline | super::Scenario::Drain);
+    if let Some(rate) = settings.rate.filter(|_| !queues) {
         let _ = write!(text, ", {} msg/s", count(rate));
     }
-    if settings.persistent {
+    if settings.persistent && !queues {
         text.push_str(", persistent subscribers");
     }
     let _ = write!(text, ", {}:{}", settings.host, settings.port);
@@ -374,7 +482,7 @@ fn version_name(settings: &Settings) -> &'static str {
     }
 }
 
-fn plural(n: usize) -> &'static str {
+pub(super) fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
     } else {
@@ -382,11 +490,13 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn row(out: &mut String, label: &str, value: String) {
+/// One row of a table: a label and its value.
+pub(super) fn row(out: &mut String, label: &str, value: String) {
     let _ = writeln!(out, "  {label:<15} {value}");
 }
 
-fn round(value: f64, decimals: i32) -> f64 {
+/// `value` rounded to `decimals` decimal places, for JSON.
+pub(super) fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
 }

@@ -41,7 +41,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Outside `latency`, one message in this many is timed.
 const LATENCY_SAMPLE: u32 = 8;
 /// Largest latency the histograms hold, in microseconds (larger values count as this).
-const HISTOGRAM_MAX_US: u64 = 60_000_000;
+pub const HISTOGRAM_MAX_US: u64 = 60_000_000;
 
 /// Which topics a run uses.
 #[derive(Debug)]
@@ -87,7 +87,9 @@ impl Plan {
                 (0..subscribers).map(|index| filter(format!("{prefix}/pairs/{index}"))).collect::<Result<_, _>>()?,
                 (0..subscribers).map(|index| index..index + 1).collect(),
             ),
-            Scenario::Conns => anyhow::bail!("conns is not a traffic scenario"),
+            Scenario::Conns | Scenario::Offline | Scenario::Drain => {
+                anyhow::bail!("{} is not a traffic scenario", settings.scenario.name())
+            }
         };
         let mut slots = Vec::with_capacity(sources.len());
         let mut listeners = vec![Vec::new(); topics.len()];
@@ -251,15 +253,7 @@ fn account(
             None => latency = Some(result.histogram),
         }
     }
-    report.latency = latency.filter(|histogram| !histogram.is_empty()).map(|histogram| Latency {
-        count: histogram.len(),
-        p50: histogram.value_at_quantile(0.5),
-        p90: histogram.value_at_quantile(0.9),
-        p99: histogram.value_at_quantile(0.99),
-        p999: histogram.value_at_quantile(0.999),
-        max: histogram.max(),
-        mean: histogram.mean(),
-    });
+    report.latency = latency.as_ref().and_then(Latency::from_histogram);
     report.errors = shared.errors();
     report.first_error = shared.first_error();
     Ok(())
