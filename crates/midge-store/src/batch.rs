@@ -143,6 +143,21 @@ impl Batch {
         &self.ops
     }
 
+    /// Splits the batch in two at operation `at`: this keeps the first `at`, the result holds
+    /// the rest.
+    pub(crate) fn split_off(&mut self, at: usize) -> Batch {
+        let ops = self.ops.split_off(at);
+        let approx_bytes = ops.iter().map(Op::approx_bytes).sum();
+        self.approx_bytes -= approx_bytes;
+        Batch { ops, approx_bytes }
+    }
+
+    /// Whether it deletes a session: committing that writes a tombstone for every row the
+    /// session has (its queue may hold 100,000 deliveries).
+    pub(crate) fn deletes_sessions(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::DeleteSession(_)))
+    }
+
     /// The number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -64,4 +64,4 @@ pub use records::{
 };
 pub use snapshot::{SessionSnapshot, Snapshot};
 pub use store::{Flush, Store};
-pub use writer::{SyncPolicy, Ticket, Writer, WriterConfig, WriterHandle, WriterStatus};
+pub use writer::{SyncPolicy, Ticket, Writer, WriterConfig, WriterHandle, WriterStatus, MAX_SESSION_DELETIONS};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::message;
 use midge_store::{
     Batch, DurableError, Flush, MemoryStore, MessageId, Snapshot, Store, StoreError, SubmitError, SyncPolicy, Ticket,
-    Writer, WriterConfig,
+    Writer, WriterConfig, MAX_SESSION_DELETIONS,
 };
 
 /// Bound on every wait, so a broken writer fails the test instead of hanging it.
@@ -109,6 +109,37 @@ fn tickets_commit_in_order_and_group_while_a_commit_is_in_progress() {
 
     let store = writer.shutdown().expect("shutdown");
     assert_eq!(store.load().expect("load").messages.len(), 4);
+}
+
+/// A commit takes at most `MAX_SESSION_DELETIONS` submissions that delete sessions, so ending
+/// thousands of sessions at once (each deletion writes a tombstone per row of the session) is
+/// planned a few at a time, not all in one write set; other submissions go with them, and
+/// tickets still become durable in order.
+#[test]
+fn a_commit_takes_at_most_max_session_deletions() {
+    let (store, events) = Instrumented::new();
+    let (store, release) = store.gated();
+    let writer = Writer::start(store, WriterConfig::default()).expect("start");
+    let handle = writer.handle();
+    let first = handle.submit(one_message(1)).expect("submit");
+    assert_eq!(next(&events), Event::Commit { ops: 1, flush: Flush::Disk });
+    for n in 0..20 {
+        let mut batch = Batch::new();
+        batch.delete_session(format!("client-{n}"));
+        handle.submit(batch).expect("submit");
+    }
+    let last = handle.submit(one_message(2)).expect("submit");
+    release.send(()).expect("release");
+    handle.wait_durable(first).expect("durable");
+    assert_eq!(MAX_SESSION_DELETIONS, 8);
+    // 8 deletions a commit; the message rides with the last 4.
+    for ops in [8, 8, 5] {
+        assert_eq!(next(&events), Event::Commit { ops, flush: Flush::Disk });
+        release.send(()).expect("release");
+    }
+    handle.wait_durable(last).expect("all durable");
+    assert_eq!(handle.status().commits, 4);
+    assert_eq!(writer.shutdown().expect("shutdown").load().expect("load").messages.len(), 2);
 }
 
 #[tokio::test(flavor = "current_thread")]
