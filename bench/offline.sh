@@ -6,8 +6,13 @@
 # pair at a fixed rate measures the latency of other traffic (`midge bench drain`). Rewrites the
 # "offline" section of docs/benchmarks.md.
 #
+# Last, the store's size over a steady run (STEADY seconds, default 600): rounds of
+# `offline` with STEADY_SESSIONS sessions x STEADY_MESSAGES messages (1,000 x 1,000 by default)
+# queued, read back and their sessions removed, one after another on one broker, with the
+# store's size (`du -sb` of its directory) every 10 s: it must stay flat.
+#
 #   bench/offline.sh
-#   SESSIONS=200 MESSAGES=100 DRAIN_MESSAGES=5000 UPDATE_DOC=0 bench/offline.sh   a quick look
+#   SESSIONS=200 MESSAGES=100 DRAIN_MESSAGES=5000 STEADY=30 UPDATE_DOC=0 bench/offline.sh   a quick look
 #
 # Every broker and bench it starts is stopped by its PID when done and on any exit.
 set -euo pipefail
@@ -19,6 +24,9 @@ DRAIN_MESSAGES=${DRAIN_MESSAGES:-100000}
 # Sessions reading their queues back at once (`--wave`), and the canary's rate.
 WAVE=${WAVE:-500}
 RATE=${RATE:-1000}
+STEADY=${STEADY:-600}
+STEADY_SESSIONS=${STEADY_SESSIONS:-1000}
+STEADY_MESSAGES=${STEADY_MESSAGES:-1000}
 VERSION=${VERSION:-311}
 UPDATE_DOC=${UPDATE_DOC:-1}
 # Only mosquitto is compared here (install_peers installs what BROKERS names).
@@ -71,12 +79,44 @@ out=$WORK/results/drain.json
 run_bench drain --messages "$DRAIN_MESSAGES" --rate "$RATE" -V "$VERSION" -p "$BROKER_PORT" \
     --broker-pid "$BROKER_PID" --json --quiet >"$out" 2>"$out.err" || log "  failed: $(tail -1 "$out.err")"
 stop_pid "$BROKER_PID"
+
+# The store's size while offline queues fill and drain, round after round, for STEADY seconds.
+dir=$WORK/midge-steady
+start_broker midge "$dir" "$MIDGE_STORE"
+log "steady: $STEADY s of offline rounds ($STEADY_SESSIONS x $STEADY_MESSAGES), store size every 10 s"
+: >"$WORK/sizes"
+: >"$WORK/steady-rounds"
+(
+    end=$(($(date +%s) + STEADY))
+    round=0
+    while (($(date +%s) < end)); do
+        round=$((round + 1))
+        "$MIDGE" bench offline -p "$BROKER_PORT" --subscribers "$STEADY_SESSIONS" --messages "$STEADY_MESSAGES" \
+            --wave "$WAVE" -V "$VERSION" --json --quiet >"$WORK/steady-$round.json" 2>"$WORK/steady-$round.err" || true
+        python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["sent_total"], r["expected_total"], r["delivered_total"], r["lost"], r["duplicates"])' \
+            "$WORK/steady-$round.json" >>"$WORK/steady-rounds" 2>/dev/null || echo "failed" >>"$WORK/steady-rounds"
+    done
+) &
+steady_pid=$!
+STARTED_PIDS+=("$steady_pid")
+begin=$(date +%s)
+for ((t = 10; t <= STEADY; t += 10)); do
+    sleep $((begin + t - $(date +%s) > 0 ? begin + t - $(date +%s) : 0))
+    echo "$t $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+done
+wait "$steady_pid" || true
+echo "after $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+stop_pid "$BROKER_PID"
 elapsed=$(($(date +%s) - started))
 
-python3 - "$WORK" "$elapsed" "$VERSION" "$WAVE" "$MOSQUITTO_EXTRA" >"$WORK/section.md" <<'EOF'
+python3 - "$WORK" "$elapsed" "$VERSION" "$WAVE" "$MOSQUITTO_EXTRA" "$STEADY_SESSIONS" "$STEADY_MESSAGES" \
+    >"$WORK/section.md" <<'EOF'
 import json, os, sys
 
-work, elapsed, version, wave, mosquitto_extra = sys.argv[1:6]
+work, elapsed, version, wave, mosquitto_extra, steady_sessions, steady_messages = sys.argv[1:8]
+steady_desc = f"{int(steady_sessions):,} sessions x {int(steady_messages):,} messages"
 elapsed = int(elapsed)
 
 def load(name):
@@ -154,6 +194,22 @@ for label, key in [("before", "canary_baseline_us"), ("during the read back", "c
     else:
         print(f"| {label} | {latency['p50']:,} | {latency['p90']:,} | {latency['p99']:,} | {latency['p99_9']:,} | "
               f"{latency['max']:,} | {latency['count']:,} |")
+rounds = [line.split() for line in open(os.path.join(work, "steady-rounds")).read().splitlines()]
+sizes = [line.split() for line in open(os.path.join(work, "sizes")).read().splitlines()]
+done = [r for r in rounds if len(r) == 5]
+if sizes:
+    values = [int(v) for _, v in sizes]
+    print()
+    print(f"Store size over a steady run of {sizes[-2][0] if len(sizes) > 1 else '?'} s on Midge (`sync = \"always\"`): "
+          f"rounds of {steady_desc} back to back on one broker, each round's sessions subscribing, going away, "
+          f"getting their messages queued, returning to read them and being removed. {len(done)} rounds "
+          f"completed ({len(rounds) - len(done)} failed or cut off at the end): "
+          f"{num(sum(int(r[1]) for r in done))} deliveries queued, {num(sum(int(r[2]) for r in done))} delivered, "
+          f"{num(sum(int(r[3]) for r in done))} lost, {num(sum(int(r[4]) for r in done))} duplicates. "
+          f"`du -sb` of the store every 10 s, in MiB (min {min(values) / 2**20:.1f}, max {max(values) / 2**20:.1f}; "
+          f"the last is after the run):")
+    print()
+    print(" ".join(f"{t}:{int(v) / 2**20:.0f}" for t, v in sizes))
 errors = [(name, r) for name, r in [("offline on Midge", midge), ("offline on mosquitto", mosquitto),
                                     ("drain", drain)] if r and r.get("errors")]
 if errors:
