@@ -7,6 +7,8 @@
 #
 #   bench/persistence.sh
 #   ROUNDS=1 DURATION=3 STEADY=20 bench/persistence.sh   a quick look
+#   MIDGE_BASE=/tmp/midge-before CONFIG_NAMES="midge-always midge-base-always" STEADY=0 UPDATE_DOC=0 \
+#     bench/persistence.sh                                an A/B run of a change against the build before it
 #
 # Every broker and bench it starts is stopped by its PID when done and on any exit.
 set -euo pipefail
@@ -34,7 +36,9 @@ CONFIGS=(
     $'midge-always|midge|[store]\ndata_dir = "data"\nsync = "always"'
     $'midge-interval|midge|[store]\ndata_dir = "data"\nsync = { interval_ms = 1000 }'
     $'mosquitto|mosquitto|persistence true\npersistence_location DIR/\nautosave_interval 1800'
+    $'midge-base-always|midge-base|[store]\ndata_dir = "data"\nsync = "always"'
 )
+CONFIG_NAMES=${CONFIG_NAMES:-midge-always midge-interval mosquitto}
 
 start_config() { # name dir
     local entry
@@ -42,8 +46,8 @@ start_config() { # name dir
         IFS='|' read -r name broker settings <<<"${entry%%$'\n'*}"
         [[ $name == "$1" ]] || continue
         settings=${entry#*|*|}
-        if [[ $broker == midge ]]; then
-            start_broker midge "$2" "$settings"
+        if [[ $broker == midge* ]]; then
+            start_broker "$broker" "$2" "$settings"
         else
             # mosquitto's persistence settings replace the `persistence false` of the base config.
             start_broker mosquitto "$2" "" "${settings//DIR/$2}"
@@ -54,7 +58,7 @@ start_config() { # name dir
 }
 
 for ((round = 1; round <= ROUNDS; round++)); do
-    for name in midge-always midge-interval mosquitto; do
+    for name in $CONFIG_NAMES; do
         dir=$WORK/$name-$round
         start_config "$name" "$dir" || continue
         out=$WORK/results/$name.$round.json
@@ -67,24 +71,27 @@ done
 
 # Store size in a steady run: the same load for STEADY seconds, `du -sb` of the data directory
 # every 10 s while it runs, and once more after the subscriber's session is removed.
-dir=$WORK/steady
-start_config midge-always "$dir"
-log "steady run: $STEADY s on midge-always, store size every 10 s"
-"$MIDGE" bench "${LOAD[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" --warmup 0 -d "$STEADY" --json --quiet \
-    >"$WORK/steady.json" 2>"$WORK/steady.err" &
-bench_pid=$!
-STARTED_PIDS+=("$bench_pid")
-begin=$(date +%s)
 : >"$WORK/sizes"
-for ((t = 10; t <= STEADY; t += 10)); do
-    sleep $((begin + t - $(date +%s)))
-    kill -0 "$bench_pid" 2>/dev/null || break
-    echo "$t $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
-done
-wait "$bench_pid" || log "steady run failed: $(tail -1 "$WORK/steady.err")"
-stop_pid "$bench_pid"
-echo "after $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
-stop_pid "$BROKER_PID"
+if ((STEADY > 0)); then
+    dir=$WORK/steady
+    start_config midge-always "$dir"
+    log "steady run: $STEADY s on midge-always, store size every 10 s"
+    "$MIDGE" bench "${LOAD[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" --warmup 0 -d "$STEADY" --json --quiet \
+        >"$WORK/steady.json" 2>"$WORK/steady.err" &
+    bench_pid=$!
+    STARTED_PIDS+=("$bench_pid")
+    begin=$(date +%s)
+    : >"$WORK/sizes"
+    for ((t = 10; t <= STEADY; t += 10)); do
+        sleep $((begin + t - $(date +%s)))
+        kill -0 "$bench_pid" 2>/dev/null || break
+        echo "$t $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+    done
+    wait "$bench_pid" || log "steady run failed: $(tail -1 "$WORK/steady.err")"
+    stop_pid "$bench_pid"
+    echo "after $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+    stop_pid "$BROKER_PID"
+fi
 elapsed=$(($(date +%s) - started))
 
 python3 - "$WORK" "$ROUNDS" "$DURATION" "$WARMUP" "$STEADY" "$elapsed" "$VERSION" >"$WORK/section.md" <<'EOF'
@@ -95,6 +102,7 @@ labels = {
     "midge-always": 'Midge, `sync = "always"`',
     "midge-interval": "Midge, `sync = { interval_ms = 1000 }`",
     "mosquitto": "mosquitto, `persistence true`",
+    "midge-base-always": 'Midge before (`MIDGE_BASE`), `sync = "always"`',
 }
 results = {}
 for path in glob.glob(os.path.join(work, "results", "*.json")):
@@ -143,6 +151,8 @@ print()
 sizes = []
 with open(os.path.join(work, "sizes")) as file:
     sizes = [line.split() for line in file if line.strip()]
+if not sizes:
+    sys.exit(0)  # no steady run (STEADY=0)
 steady_report = {}
 try:
     with open(os.path.join(work, "steady.json")) as file:
