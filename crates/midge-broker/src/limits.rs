@@ -54,7 +54,7 @@ pub struct Limits {
     /// Messages an offline persistent session keeps, on disk (a store is configured): beyond
     /// it new messages for the session are dropped and counted (`drop_new`, mosquitto's
     /// policy). Default 100,000: sized for an outage, not for memory, since the queue costs
-    /// the broker 8 bytes of memory per message while its client is away (decision 0006). A
+    /// the broker about a byte of memory per message while its client is away (decision 0006). A
     /// device publishing a 64-byte reading every second on each of 25 topics fills it in
     /// about 67 minutes, with 6.4 MB of disk. The config file sets it to
     /// `max_queued_messages` when only that is given, keeping mosquitto's meaning for users

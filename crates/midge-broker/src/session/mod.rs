@@ -22,10 +22,12 @@
 //! - `inbound`: inbound QoS 2 ids.
 //! - `attachment`: attach and detach a connection.
 //! - `records`: the store records, restore, and what ending the session deletes.
-//! - `spill`: the queue continued in the store while the client is away, and read back.
+//! - `spill`: the queue continued in the store while the client is away, and read back;
+//!   `ids`: the message ids it keeps, delta-encoded.
 //! - `subscriptions`: the session's own list of its subscriptions.
 
 mod attachment;
+mod ids;
 mod inbound;
 mod inflight;
 mod queue;

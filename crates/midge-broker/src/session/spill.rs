@@ -1,6 +1,7 @@
 //! A persistent session's queue continued in the store (decision 0006): while its client is
-//! away the queue lives on disk, and the session keeps only the ids of the messages there (8
-//! bytes a delivery, so that ending the session can release them without reading the disk);
+//! away the queue lives on disk, and the session keeps only the ids of the messages there
+//! (delta-encoded, about a byte a delivery: `ids.rs`), so that ending the session can release
+//! them without reading the disk;
 //! when the client returns, its connection reads the queue back in batches
 //! ([`READ_BACK_BATCH`]), off the async workers, and the session is in memory again once it
 //! has caught up.
@@ -8,12 +9,13 @@
 //! Every delivery of a spilled session goes to the store, connected or not, so the order holds:
 //! what is on disk always comes after what is in memory, and before anything newer.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use midge_codec::QoS;
 
+use super::ids::IdQueue;
 use super::records::{delivery_record, queued_from_record};
 use super::state::{EnqueueOutcome, Entry, Session, SessionState, Spill};
 use crate::journal::Journal;
@@ -24,7 +26,15 @@ use crate::ports::durability::{Change, Changes, DeliveryStage, QueuedRecord, Tic
 
 impl Spill {
     fn new(first_seq: u64) -> Self {
-        Self { ids: VecDeque::new(), first_seq, bytes: 0, ticket: Ticket(0), sent_below: 0, reading: None, dropped: 0 }
+        Self {
+            ids: IdQueue::default(),
+            first_seq,
+            bytes: 0,
+            ticket: Ticket(0),
+            sent_below: 0,
+            reading: None,
+            dropped: 0,
+        }
     }
 }
 
@@ -79,7 +89,7 @@ impl Session {
     pub(super) fn spill_queue(&self, state: &mut SessionState, limits: &Limits, journal: &Journal) {
         let queue = std::mem::take(&mut state.queue);
         state.queued_bytes = 0;
-        let mut ids = VecDeque::with_capacity(queue.len());
+        let mut ids = Vec::with_capacity(queue.len());
         let (mut first_seq, mut bytes, mut sent_below) = (None, 0u64, 0u64);
         for entry in queue {
             if !entry.durable {
@@ -97,7 +107,7 @@ impl Session {
                 sent_below = entry.seq + 1;
             }
             bytes += entry.item.message.payload.len() as u64;
-            ids.push_back(entry.item.message.id);
+            ids.push(entry.item.message.id);
         }
         let Some(first_seq) = first_seq else {
             if let Some(spill) = state.spill.as_mut() {
@@ -290,7 +300,7 @@ impl Session {
     /// records go with the session's).
     pub(super) fn release_spilled(&self, state: &mut SessionState, journal: &Journal) {
         if let Some(spill) = state.spill.as_mut() {
-            journal.release_references(spill.ids.drain(..));
+            journal.release_references(spill.ids.drain());
         }
         self.end_spill(state);
     }

@@ -11,6 +11,7 @@ use midge_codec::ProtocolVersion;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+use super::ids::IdQueue;
 use super::subscriptions::SubscriptionSet;
 use crate::delivery::Queued;
 use crate::hash::ProcessSeeded;
@@ -123,7 +124,7 @@ pub(crate) enum AckOutcome {
 #[derive(Debug)]
 pub(crate) struct Spill {
     /// The message id of each delivery in the store, in delivery order.
-    pub(super) ids: VecDeque<u64>,
+    pub(super) ids: IdQueue,
     /// Where the first of them is, or after: reads start here.
     pub(super) first_seq: u64,
     /// Payload bytes of the deliveries in the store (for `max_offline_bytes`).
