@@ -104,10 +104,10 @@ STARTED_PIDS+=("$steady_pid")
 begin=$(date +%s)
 for ((t = 10; t <= STEADY; t += 10)); do
     sleep $((begin + t - $(date +%s) > 0 ? begin + t - $(date +%s) : 0))
-    echo "$t $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+    echo "$t $(du -sb "$dir/data" 2>/dev/null | cut -f1)" >>"$WORK/sizes"
 done
 wait "$steady_pid" || true
-echo "after $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+echo "after $(du -sb "$dir/data" 2>/dev/null | cut -f1)" >>"$WORK/sizes"
 stop_pid "$BROKER_PID"
 elapsed=$(($(date +%s) - started))
 

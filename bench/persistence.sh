@@ -85,11 +85,11 @@ if ((STEADY > 0)); then
     for ((t = 10; t <= STEADY; t += 10)); do
         sleep $((begin + t - $(date +%s)))
         kill -0 "$bench_pid" 2>/dev/null || break
-        echo "$t $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+        echo "$t $(du -sb "$dir/data" 2>/dev/null | cut -f1)" >>"$WORK/sizes"
     done
     wait "$bench_pid" || log "steady run failed: $(tail -1 "$WORK/steady.err")"
     stop_pid "$bench_pid"
-    echo "after $(du -sb "$dir/data" | cut -f1)" >>"$WORK/sizes"
+    echo "after $(du -sb "$dir/data" 2>/dev/null | cut -f1)" >>"$WORK/sizes"
     stop_pid "$BROKER_PID"
 fi
 elapsed=$(($(date +%s) - started))
