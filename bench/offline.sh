@@ -141,11 +141,11 @@ first = midge or mosquitto or {}
 print(f"Offline queues: {num(first.get('sessions'))} persistent subscribers (MQTT {session}) each subscribe to "
       f"one topic at QoS 1 and disconnect; one publisher then sends {num(first.get('messages'))} QoS 1 messages "
       f"of 64 bytes to it (100 in flight) and waits for every PUBACK, so each session has that many queued. "
-      f"The broker's resident memory (VmRSS) is read once it has settled (two readings 0.5 s apart within 1 %) "
+      f"The broker's resident memory (VmRSS) is read once it has settled (12 s after the load, then two readings 1 s apart within 0.5 %) "
       f"with the sessions away and again with their queues; the difference over the deliveries queued is the "
       f"memory per queued delivery. Then every subscriber returns, {wave} at a time, and takes its queue. "
       f"Midge runs with its default store (`[store] sync = \"always\"`): an offline queue is on disk and costs "
-      f"the session the message's id, 8 bytes (decision 0006), while its loaded reading also holds what the store "
+      f"the session the message's id, about a byte delta-encoded (decision 0006), while its loaded reading also holds what the store "
       f"engine keeps in memory (write buffers, caches), bounded and not per message. mosquitto runs with "
       f"`persistence false` and keeps queues in memory; its `max_queued_messages` "
       + (f"is raised to fit them (`{mosquitto_extra}`)" if mosquitto_extra else

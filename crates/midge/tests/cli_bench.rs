@@ -137,7 +137,8 @@ fn assert_queues_delivered(report: &Value, owed: f64) {
 #[test]
 fn offline_queues_for_every_away_session_and_reads_every_queue_back() {
     let (_dir, broker) = broker_with_store();
-    let args = ["offline", "--subscribers", "20", "--messages", "30", "--concurrency", "5", "--wave", "7"];
+    let args =
+        ["offline", "--subscribers", "20", "--messages", "30", "--concurrency", "5", "--wave", "7", "--settle", "0"];
     let report = bench(&broker, &args);
     assert_eq!(report["scenario"], "offline");
     assert_eq!((number(&report, "sessions"), number(&report, "subscribed")), (20.0, 20.0), "{report}");
@@ -151,7 +152,8 @@ fn offline_queues_for_every_away_session_and_reads_every_queue_back() {
 
     // Memory only, over MQTT 5 at QoS 2: nothing read back, so nothing counted as delivered
     // or lost; the sessions are removed all the same.
-    let args = ["offline", "--subscribers", "10", "--messages", "5", "-V", "5", "-q", "2", "--no-drain"];
+    let args =
+        ["offline", "--subscribers", "10", "--messages", "5", "-V", "5", "-q", "2", "--no-drain", "--settle", "0"];
     let report = bench(&broker, &args);
     assert_eq!((report["drained"].as_bool(), report["version"].as_str()), (Some(false), Some("5")), "{report}");
     assert_eq!(number(&report, "deliveries_queued"), 50.0, "{report}");
@@ -162,7 +164,8 @@ fn offline_queues_for_every_away_session_and_reads_every_queue_back() {
 #[test]
 fn offline_counts_the_same_against_mosquitto() {
     let broker = TestBroker::start_mosquitto("");
-    let report = bench(&broker, &["offline", "--subscribers", "10", "--messages", "40", "--wave", "4"]);
+    let report =
+        bench(&broker, &["offline", "--subscribers", "10", "--messages", "40", "--wave", "4", "--settle", "0"]);
     assert_queues_delivered(&report, 400.0);
 }
 
@@ -188,7 +191,7 @@ fn offline_and_drain_print_published_delivered_and_lost_in_their_tables() {
     let (port, pid) = (broker.port().to_string(), broker.pid().to_string());
     let cases: [(&[&str], &[&str]); 2] = [
         (
-            &["offline", "--subscribers", "5", "--messages", "10", "--broker-pid", &pid],
+            &["offline", "--subscribers", "5", "--messages", "10", "--settle", "0", "--broker-pid", &pid],
             &["5 persistent subscribers", "published", "50 deliveries", "bytes per queued delivery", "lost"],
         ),
         (

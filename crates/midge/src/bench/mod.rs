@@ -192,6 +192,11 @@ pub struct BenchArgs {
     /// reads, so this bounds the bench's sockets and the broker's connections.
     #[arg(long = "wave", value_name = "N", default_value_t = 500, help_heading = "Run")]
     wave: usize,
+    /// Offline: seconds the broker's memory is left to settle before each reading of it, so
+    /// that memory freed after a burst has gone back to the system (jemalloc returns it within
+    /// 10 s); 0 reads at once.
+    #[arg(long = "settle", value_name = "SECONDS", default_value_t = 12.0, help_heading = "Run")]
+    settle: f64,
     /// Offline: measure memory only; the queues are not read back (the sessions are still
     /// removed at the end).
     #[arg(long = "no-drain", help_heading = "Run")]
@@ -257,6 +262,8 @@ pub struct Settings {
     pub wave: usize,
     /// Whether the queues are read back (offline).
     pub drain: bool,
+    /// How long the broker's memory is left to settle before it is read (offline).
+    pub settle: Duration,
     /// Measured time.
     pub duration: Duration,
     /// Unmeasured load before it.
@@ -367,6 +374,7 @@ impl Settings {
             messages,
             wave: args.wave,
             drain: !args.no_drain,
+            settle: seconds("settle", args.settle, 0.0)?,
             duration: seconds(
                 "duration",
                 args.duration.unwrap_or(if scenario == Scenario::Drain { 2.0 } else { 5.0 }),

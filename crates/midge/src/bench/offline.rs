@@ -55,7 +55,7 @@ pub struct Offline {
     pub rss_baseline_kib: Option<u64>,
     /// Broker resident memory once every message was queued, KiB.
     pub rss_loaded_kib: Option<u64>,
-    /// Whether both readings settled (two readings in a row within 1 %) before their time was
+    /// Whether both readings settled (two readings in a row within 0.5 %) before their time was
     /// up (`persistent::settle_rss`); `None` without `--broker-pid`.
     pub rss_settled: Option<bool>,
     /// Reading the queues back, unless `--no-drain`.
@@ -127,7 +127,7 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
             count(subscribed.len() as f64)
         ));
     }
-    let baseline = settle_rss(pid).await;
+    let baseline = settle_rss(pid, settings.settle).await;
 
     // One publisher queues M messages for each of them.
     let acked = AtomicU64::new(0);
@@ -156,7 +156,7 @@ pub async fn run(settings: &Settings, open_files: u64) -> anyhow::Result<Report>
             publication.seconds
         ));
     }
-    let loaded = settle_rss(pid).await;
+    let loaded = settle_rss(pid, settings.settle).await;
     let owed = publication.accepted();
     let expected = subscribed.len() as u64 * owed;
 
