@@ -88,11 +88,20 @@ impl References {
         &self.shards[(id % REFERENCE_SHARDS as u64) as usize].0
     }
 
-    /// Forgets message `id`'s expiry, when its last reference went.
-    fn forget_expiry(&self, count: Count, id: u64) {
+    /// Drops one reference to message `id`, with its shard's lock held (`counts`); returns
+    /// whether it was the last, so that the caller deletes the message's record. The last one
+    /// also takes the message out of the expiry index.
+    fn drop_one(&self, counts: &mut HashMap<u64, Count, ProcessSeeded>, id: u64) -> bool {
+        let Some(count) = counts.get_mut(&id) else { return false };
+        count.references -= 1;
+        if count.references > 0 {
+            return false;
+        }
+        let count = counts.remove(&id).expect("present");
         if count.expires != 0 {
             self.expiring.lock().remove(&(count.expires, id));
         }
+        true
     }
 }
 
@@ -241,15 +250,10 @@ impl Journal {
     pub(crate) fn release_references(&self, ids: impl IntoIterator<Item = u64>) {
         for id in ids {
             let mut counts = self.references.shard(id).lock();
-            if let Some(count) = counts.get_mut(&id) {
-                count.references -= 1;
-                if count.references == 0 {
-                    let count = counts.remove(&id).expect("present");
-                    self.references.forget_expiry(count, id);
-                    let mut changes = Changes::new();
-                    changes.push(Change::DeleteMessage(id));
-                    self.submit(changes);
-                }
+            if self.references.drop_one(&mut counts, id) {
+                let mut changes = Changes::new();
+                changes.push(Change::DeleteMessage(id));
+                self.submit(changes);
             }
         }
     }
@@ -274,13 +278,8 @@ impl Journal {
     /// Drops a durable reference to message `id`; the last one deletes the message's record.
     pub(crate) fn release_reference(&self, id: u64, mut batch: Changes) -> Ticket {
         let mut counts = self.references.shard(id).lock();
-        if let Some(count) = counts.get_mut(&id) {
-            count.references -= 1;
-            if count.references == 0 {
-                let count = counts.remove(&id).expect("present");
-                self.references.forget_expiry(count, id);
-                batch.push(Change::DeleteMessage(id));
-            }
+        if self.references.drop_one(&mut counts, id) {
+            batch.push(Change::DeleteMessage(id));
         }
         self.submit(batch)
     }
@@ -320,9 +319,6 @@ impl WallClock {
 mod tests {
     use std::time::Instant;
 
-    use bytes::Bytes;
-    use midge_codec::{Properties, Publish, QoS, TopicName};
-
     use super::*;
 
     /// A durability port that keeps what it was given.
@@ -338,16 +334,7 @@ mod tests {
     }
 
     fn message(id: u64) -> Message {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: TopicName::new("t").expect("valid"),
-            packet_id: None,
-            properties: Properties::default(),
-            payload: Bytes::from_static(b"x"),
-        };
-        Message::new(id, &publish, None, Instant::now())
+        Message::for_test(id, b"x")
     }
 
     fn kinds(recorder: &Recorder) -> Vec<&'static str> {

@@ -99,6 +99,21 @@ impl Message {
         Self { id, topic, payload, qos, retain, shared_properties, expires_at, publisher }
     }
 
+    /// A QoS 1 message on topic `t` with `payload`, published now by nobody. For unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u64, payload: &'static [u8]) -> Self {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: TopicName::new("t").expect("valid"),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: Bytes::from_static(payload),
+        };
+        Self::new(id, &publish, None, Instant::now())
+    }
+
     /// Whether the message has expired at `now`.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| now >= at)

@@ -318,8 +318,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use bytes::Bytes;
-    use midge_codec::{Properties, ProtocolVersion, Publish, QoS, TopicName};
+    use midge_codec::{ProtocolVersion, QoS};
 
     use crate::delivery::Queued;
     use crate::journal::Journal;
@@ -347,17 +346,8 @@ mod tests {
     }
 
     fn item(id: u64, payload: &'static [u8]) -> Queued {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: TopicName::new("t").expect("valid"),
-            packet_id: None,
-            properties: Properties::default(),
-            payload: Bytes::from_static(payload),
-        };
         Queued {
-            message: Arc::new(Message::new(id, &publish, None, Instant::now())),
+            message: Arc::new(Message::for_test(id, payload)),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: Default::default(),
