@@ -115,3 +115,50 @@ fn an_expired_retained_message_is_deleted_from_the_store() {
     assert_eq!(held.retained.iter().map(|(topic, _)| topic.as_str()).collect::<Vec<_>>(), ["r/long"]);
     assert_eq!(held.messages.len(), 1, "the expired message's record is deleted");
 }
+
+/// Issue 13: a delayed will restored from the store keeps its Message Expiry Interval, which
+/// runs from its publication (MQTT-3.1.3-9 for the delay; MQTT-3.3.2-5 and MQTT-3.3.2-6 for
+/// the expiry a receiver is told).
+#[test]
+fn a_restored_delayed_will_keeps_its_message_expiry_interval() {
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_store(&store);
+    let mut leaving = persistent(V5, "leaving");
+    let mut last_word = will("wills/leaving", "gone", QoS::AtLeastOnce, false);
+    last_word.properties.will_delay_interval = Some(60);
+    last_word.properties.message_expiry_interval = Some(30);
+    leaving.will = Some(last_word);
+    world.client(leaving).close(CloseKind::Abnormal, world.now);
+
+    // Restart before the will is due.
+    drop(world);
+    let store = Arc::new(store.reopened());
+    let mut world = World::with_store(&store);
+    let mut watcher = world.client(persistent(V5, "watcher"));
+    watcher.subscribe(vec![sub("wills/#", QoS::AtLeastOnce)], Properties::default(), world.now);
+    world.advance(std::time::Duration::from_secs(61));
+    let got = watcher.publishes(world.now);
+    assert_eq!(payloads(&got), ["gone"]);
+    let expiry = got[0].properties.message_expiry_interval.expect("the will's expiry survived the restart");
+    assert!((29..=30).contains(&expiry), "expiry runs from publication: {expiry}");
+
+    // And it still expires: a subscriber that comes after the interval does not get it.
+    let mut leaving = persistent(V5, "leaving2");
+    let mut last_word = will("late/leaving2", "stale", QoS::AtLeastOnce, false);
+    last_word.properties.will_delay_interval = Some(5);
+    last_word.properties.message_expiry_interval = Some(10);
+    leaving.will = Some(last_word);
+    world.client(leaving).close(CloseKind::Abnormal, world.now);
+    let mut offline = persistent(V5, "offline");
+    offline.will = None;
+    let mut reader = world.client(offline.clone());
+    reader.subscribe(vec![sub("late/#", QoS::AtLeastOnce)], Properties::default(), world.now);
+    reader.close(CloseKind::Abnormal, world.now);
+    drop(world);
+    let store = Arc::new(store.reopened());
+    let mut world = World::with_store(&store);
+    world.advance(std::time::Duration::from_secs(6)); // published to the offline session
+    world.advance(std::time::Duration::from_secs(11)); // and expired while it waited
+    let (mut back, _) = world.connect(offline).unwrap();
+    assert!(payloads(&back.publishes(world.now)).is_empty(), "an expired will is not delivered");
+}

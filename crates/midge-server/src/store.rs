@@ -163,6 +163,7 @@ fn session(record: SessionRecord) -> StoredSession {
             qos: will.qos,
             retain: will.retain,
             properties: will.properties,
+            message_expiry_interval: will.message_expiry_interval,
         }),
     }
 }
@@ -211,6 +212,7 @@ fn session_record(session: StoredSession) -> SessionRecord {
             qos: will.qos,
             retain: will.retain,
             properties: will.properties,
+            message_expiry_interval: will.message_expiry_interval,
         }),
     }
 }
@@ -283,6 +285,7 @@ mod tests {
             qos: 2,
             retain: false,
             properties: Bytes::new(),
+            message_expiry_interval: Some(30),
         };
         let record = StoredSession {
             session_id: 4,

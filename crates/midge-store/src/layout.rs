@@ -30,10 +30,19 @@ use serde::Serialize;
 
 use crate::batch::{Batch, Op};
 use crate::error::StoreError;
+use crate::records::{SessionRecord, WillRecord};
 
 /// The version byte in front of every record value. Bump it, and keep decoding the old one,
 /// when a record's fields change.
-pub(crate) const RECORD_VERSION: u8 = 1;
+///
+/// - 1: the first.
+/// - 2: a session's delayed will keeps its Message Expiry Interval
+///   ([`WillRecord::message_expiry_interval`](crate::WillRecord)); every other record is as in
+///   1, so [`decode_value`] reads both, and [`decode_session`] converts a version 1 session.
+pub(crate) const RECORD_VERSION: u8 = 2;
+
+/// The first record version (see [`RECORD_VERSION`]).
+const RECORD_VERSION_1: u8 = 1;
 
 /// Meta key of the store format version (u32 BE).
 pub(crate) const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -89,12 +98,67 @@ pub(crate) fn encode_value<T: Serialize>(record: &T) -> Vec<u8> {
     postcard::to_extend(record, vec![RECORD_VERSION]).unwrap_or_default()
 }
 
-/// Decodes a record value written by [`encode_value`].
+/// Decodes a record value written by [`encode_value`], of this version or of one whose layout
+/// of `T` is the same (every record but a session's: use [`decode_session`] for those).
 pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| format!("undecodable record: {e}")),
+        Some((&(RECORD_VERSION | RECORD_VERSION_1), rest)) => {
+            postcard::from_bytes(rest).map_err(|e| format!("undecodable record: {e}"))
+        }
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".to_owned()),
+    }
+}
+
+/// Decodes a session record of any version: one of version 1 had a delayed will without a
+/// Message Expiry Interval, and reads as one whose will never expires, as it was restored then.
+pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRecord, String> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION_1, rest)) => postcard::from_bytes::<SessionRecordV1>(rest)
+            .map(SessionRecord::from)
+            .map_err(|e| format!("undecodable record: {e}")),
+        _ => decode_value(bytes),
+    }
+}
+
+/// A session record as version 1 wrote it.
+#[derive(serde::Deserialize)]
+struct SessionRecordV1 {
+    session_id: u64,
+    protocol_level: u8,
+    expiry_interval: u32,
+    expires_at_unix_ms: Option<u64>,
+    delayed_will: Option<WillRecordV1>,
+}
+
+/// A delayed will as version 1 wrote it.
+#[derive(serde::Deserialize)]
+struct WillRecordV1 {
+    due_unix_ms: u64,
+    topic: String,
+    payload: bytes::Bytes,
+    qos: u8,
+    retain: bool,
+    properties: bytes::Bytes,
+}
+
+impl From<SessionRecordV1> for SessionRecord {
+    fn from(v1: SessionRecordV1) -> Self {
+        SessionRecord {
+            session_id: v1.session_id,
+            protocol_level: v1.protocol_level,
+            expiry_interval: v1.expiry_interval,
+            expires_at_unix_ms: v1.expires_at_unix_ms,
+            delayed_will: v1.delayed_will.map(|will| WillRecord {
+                due_unix_ms: will.due_unix_ms,
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+                properties: will.properties,
+                message_expiry_interval: None,
+            }),
+        }
     }
 }
 
@@ -271,5 +335,43 @@ mod tests {
         newer[0] = RECORD_VERSION + 1;
         assert!(decode_value::<u32>(&newer).unwrap_err().contains("unknown record version"));
         assert!(decode_value::<u32>(&[]).is_err());
+    }
+
+    #[test]
+    fn a_version_1_session_reads_with_a_will_that_does_not_expire() {
+        #[derive(Serialize)]
+        struct V1Will<'a> {
+            due_unix_ms: u64,
+            topic: &'a str,
+            payload: &'a [u8],
+            qos: u8,
+            retain: bool,
+            properties: &'a [u8],
+        }
+        #[derive(Serialize)]
+        struct V1Session<'a> {
+            session_id: u64,
+            protocol_level: u8,
+            expiry_interval: u32,
+            expires_at_unix_ms: Option<u64>,
+            delayed_will: Option<V1Will<'a>>,
+        }
+        let will = V1Will { due_unix_ms: 7, topic: "t", payload: b"gone", qos: 1, retain: true, properties: b"" };
+        let v1 = V1Session {
+            session_id: 3,
+            protocol_level: 5,
+            expiry_interval: 60,
+            expires_at_unix_ms: Some(9),
+            delayed_will: Some(will),
+        };
+        let bytes = postcard::to_extend(&v1, vec![RECORD_VERSION_1]).expect("encode");
+        let record = decode_session(&bytes).expect("a version 1 session");
+        let will = record.delayed_will.expect("its will");
+        assert_eq!((will.due_unix_ms, will.topic.as_str(), &will.payload[..]), (7, "t", &b"gone"[..]));
+        assert_eq!(will.message_expiry_interval, None);
+        // And version 2 round-trips the interval.
+        let mut current = SessionRecord { delayed_will: Some(will), ..record };
+        current.delayed_will.as_mut().unwrap().message_expiry_interval = Some(30);
+        assert_eq!(decode_session(&encode_value(&current)), Ok(current));
     }
 }

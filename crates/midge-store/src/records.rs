@@ -64,6 +64,9 @@ pub struct WillRecord {
     pub retain: bool,
     /// The will properties, encoded by the broker.
     pub properties: Bytes,
+    /// Its Message Expiry Interval in seconds, counted from when it is published (record
+    /// version 2; `None` in older records).
+    pub message_expiry_interval: Option<u32>,
 }
 
 /// One subscription of a persistent session.

@@ -132,7 +132,7 @@ impl Snapshot {
             let client = String::from_utf8(key.to_vec())
                 .map_err(|_| corrupt(Table::Sessions, "client id is not UTF-8".into()))?;
             let record =
-                layout::decode_value(value).map_err(|e| corrupt(Table::Sessions, format!("{client:?}: {e}")))?;
+                layout::decode_session(value).map_err(|e| corrupt(Table::Sessions, format!("{client:?}: {e}")))?;
             let session = SessionSnapshot {
                 record,
                 subscriptions: BTreeMap::new(),

@@ -136,7 +136,10 @@ impl Broker {
         let topic = TopicName::new(&will.topic).ok()?;
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let qos = QoS::from_u8(will.qos)?;
-        let message = Message::restored(id, topic, will.payload, qos, will.retain, will.properties, None, None);
-        Some((journal.instant(will.due_unix_ms), Arc::new(message)))
+        let due = journal.instant(will.due_unix_ms);
+        // MQTT-3.1.3-10 / 3.3.2.3.3: the will's Message Expiry Interval runs from its publication.
+        let expires_at = will.message_expiry_interval.map(|secs| due + std::time::Duration::from_secs(u64::from(secs)));
+        let message = Message::restored(id, topic, will.payload, qos, will.retain, will.properties, expires_at, None);
+        Some((due, Arc::new(message)))
     }
 }

@@ -237,6 +237,8 @@ pub struct StoredWill {
     pub retain: bool,
     /// The will's properties every receiver gets, encoded.
     pub properties: Bytes,
+    /// Its Message Expiry Interval in seconds, counted from when it is published.
+    pub message_expiry_interval: Option<u32>,
 }
 
 /// A subscription as it is stored.

@@ -94,6 +94,10 @@ impl Session {
                 qos: will.qos.as_u8(),
                 retain: will.retain,
                 properties: will.shared_properties.clone(),
+                // The message was made to be published at `due`: its expiry counts from then.
+                message_expiry_interval: will
+                    .expires_at
+                    .map(|at| u32::try_from(at.saturating_duration_since(*due).as_secs()).unwrap_or(u32::MAX)),
             }),
         }
     }

@@ -32,6 +32,7 @@ pub fn session(session_id: u64) -> SessionRecord {
             qos: 1,
             retain: false,
             properties: Bytes::new(),
+            message_expiry_interval: Some(60),
         }),
     }
 }
