@@ -4,8 +4,9 @@
 //! the freed buffers fragment the heap: with 4 KiB per read, idle connections that send a
 //! PINGREQ now and then cost several KiB each in resident memory. So the offer starts small,
 //! doubles whenever a read fills it (a busy publisher soon reads 64 KiB at a time), and halves
-//! after a run of reads that used less than half. A frame that has announced its length gets
-//! room for all of it at once.
+//! after a run of reads that used less than half. A frame that has announced a large length
+//! gets room as its bytes arrive, at most as much again as has arrived: a client that announces
+//! 256 MB and sends nothing costs a read's worth, not the 256 MB (hostile clients, issue 13).
 
 use midge_codec::check_frame;
 
@@ -32,12 +33,14 @@ impl Default for ReadSize {
 
 impl ReadSize {
     /// How many free bytes to have in `buffered` before the next read: the current offer, or
-    /// the rest of a frame whose header has arrived (bounded by `max_packet_size`, which the
-    /// decoder enforces anyway).
+    /// more of a frame whose header has arrived (bounded by `max_packet_size`, which the
+    /// decoder enforces anyway): the rest of it, but no more than has arrived already, so the
+    /// buffer grows by doubling with what the client really sends.
     pub fn room_for_next_read(&self, buffered: &[u8], max_packet_size: usize) -> usize {
         match check_frame(buffered) {
             Ok(Some(header)) if header.total_len() <= max_packet_size => {
-                header.total_len().saturating_sub(buffered.len()).max(self.offer as usize)
+                let rest = header.total_len().saturating_sub(buffered.len());
+                rest.min(buffered.len().max(MAX_READ)).max(self.offer as usize)
             }
             _ => self.offer as usize,
         }
@@ -87,5 +90,17 @@ mod tests {
         assert_eq!(size.room_for_next_read(&partial, 1 << 20), 10_003 - 3);
         // Beyond the maximum packet size the decoder will refuse it: no special room.
         assert_eq!(size.room_for_next_read(&partial, 1000), MIN_READ);
+    }
+
+    #[test]
+    fn a_huge_announced_frame_gets_room_only_as_its_bytes_arrive() {
+        let size = ReadSize::default();
+        // PUBLISH announcing the protocol's largest remaining length, 268,435,455.
+        let header = [0x30, 0xFF, 0xFF, 0xFF, 0x7F];
+        let max = 268_435_455 + 5;
+        assert_eq!(size.room_for_next_read(&header, max), MAX_READ, "a read's worth, not 256 MB");
+        let mut arrived = header.to_vec();
+        arrived.resize(1 << 20, 0);
+        assert_eq!(size.room_for_next_read(&arrived, max), 1 << 20, "as much again as has arrived");
     }
 }
