@@ -34,13 +34,15 @@ impl StoreDurability {
 }
 
 impl Durability for StoreDurability {
-    /// When the writer is far behind this blocks the caller until it catches up: that is the
-    /// back-pressure a stalled disk must put on publishers (bounded by the writer's
-    /// `max_pending_bytes`). A failed writer gives [`Ticket::NEVER`].
+    /// Never blocks, however far behind the writer is: the caller is a runtime worker that may
+    /// hold broker locks, and blocking it would stall every connection on its thread. The
+    /// back-pressure a slow disk puts on publishers is applied by their connections instead:
+    /// one whose acknowledgements wait on the store is not read while the writer is behind
+    /// (`conn/driver.rs`). A failed writer gives [`Ticket::NEVER`].
     fn submit(&self, changes: Changes) -> Ticket {
         let batch = Batch::from(changes.into_iter().map(op).collect::<Vec<Op>>());
         let submitted = match self.writer.submit(batch) {
-            Err(SubmitError::Full(batch)) => self.writer.submit_blocking(batch),
+            Err(SubmitError::Full(batch)) => self.writer.submit_over_bound(batch),
             other => other,
         };
         match submitted {

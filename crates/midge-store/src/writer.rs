@@ -14,7 +14,9 @@
 //! more batch is being committed, so the writer holds about twice the bound at worst. When the
 //! bound is reached, [`WriterHandle::submit`] does not block: it returns [`SubmitError::Full`]
 //! with the batch, for the caller to refuse or delay the work that produced it;
-//! [`WriterHandle::submit_blocking`] waits for room instead.
+//! [`WriterHandle::submit_blocking`] waits for room instead (tests, recovery), and
+//! [`WriterHandle::submit_over_bound`] takes it anyway, for producers that must neither block
+//! nor refuse and are paced instead while [`WriterHandle::is_behind`].
 //!
 //! # Locks
 //! The queue's mutex is a leaf: nothing else is locked while it is held, and it is held only to
@@ -248,6 +250,37 @@ impl WriterHandle {
             return Err(SubmitError::Full(batch));
         }
         Ok(self.enqueue(&mut queue, batch))
+    }
+
+    /// Like [`submit`](Self::submit), but accepted however far behind the writer is: for a
+    /// producer that must not block and cannot refuse the work (a broker worker thread with a
+    /// message to persist), which is paced by other means once the writer is behind
+    /// ([`is_behind`](Self::is_behind), [`caught_up`](Self::caught_up)). Beyond the bound the
+    /// queue then grows by what the producers add before they are paced.
+    pub fn submit_over_bound(&self, batch: Batch) -> Result<Ticket, SubmitError> {
+        let mut queue = self.shared.queue.lock();
+        check_open(&queue)?;
+        Ok(self.enqueue(&mut queue, batch))
+    }
+
+    /// Whether more than [`WriterConfig::max_pending_bytes`] wait for the writer: producers
+    /// whose work waits on it should be paced until [`caught_up`](Self::caught_up).
+    pub fn is_behind(&self) -> bool {
+        self.shared.queue.lock().pending.approx_bytes() > self.shared.config.max_pending_bytes
+    }
+
+    /// Resolves once the writer is no longer behind (or has ended).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only watches the writer's progress.
+    pub async fn caught_up(&self) {
+        let mut status = self.shared.status.subscribe();
+        while self.is_behind() {
+            // Each commit publishes the status; the sender lives as long as this handle.
+            if status.changed().await.is_err() || status.borrow().closed {
+                return;
+            }
+        }
     }
 
     /// Like [`submit`](Self::submit), but waits for room instead of failing when the writer is

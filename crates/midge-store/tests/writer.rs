@@ -194,6 +194,41 @@ fn a_full_queue_hands_the_batch_back_and_blocking_submit_waits_for_room() {
     drop(writer);
 }
 
+/// Issue 13: a broker worker must never block on a writer that is behind. Past the bound a
+/// submission is still taken at once; the writer says it is behind until a commit catches up.
+#[tokio::test]
+async fn submitting_over_the_bound_never_blocks_and_caught_up_waits_for_the_writer() {
+    let (store, events) = Instrumented::new();
+    let (store, release) = store.gated();
+    let config = WriterConfig { max_pending_bytes: 1024, ..WriterConfig::default() };
+    let writer = Writer::start(store, config).expect("start");
+    let handle = writer.handle();
+
+    handle.submit(one_message(1)).expect("submit");
+    assert!(matches!(next(&events), Event::Commit { .. }));
+    // The writer is held inside its commit: 100 submissions go far past the bound, each taken
+    // at once (a blocking one would hang this thread, and the test, until the release).
+    let mut last = None;
+    for id in 0..100 {
+        last = Some(handle.submit_over_bound(one_message(100 + id)).expect("taken"));
+    }
+    assert!(handle.is_behind());
+    let caught_up = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.caught_up().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!caught_up.is_finished(), "the writer is still behind");
+    release.send(()).expect("release the first commit");
+    // The writer takes everything pending into its second commit: no longer behind.
+    assert!(matches!(next(&events), Event::Commit { .. }));
+    release.send(()).expect("release the second commit");
+    tokio::time::timeout(WAIT, caught_up).await.expect("caught up in time").expect("task");
+    assert!(!handle.is_behind());
+    handle.durable(last.expect("a ticket")).await.expect("durable");
+    drop(writer);
+}
+
 #[test]
 fn a_failed_commit_fails_its_tickets_and_everything_after() {
     let (store, _events) = Instrumented::new();
