@@ -45,6 +45,12 @@ impl Kick {
         self.heard_ms.store(millis, Ordering::Relaxed);
     }
 
+    /// Stops the keep alive until the client is [`heard`](Self::heard) again: its deadline is
+    /// never reached meanwhile.
+    pub(crate) fn pause_keep_alive(&self) {
+        self.heard_ms.store(u64::MAX, Ordering::Relaxed);
+    }
+
     /// One and a half times the keep alive, in milliseconds; 0 without one.
     pub(crate) fn keep_alive_limit_ms(&self) -> u32 {
         self.keep_alive_limit_ms

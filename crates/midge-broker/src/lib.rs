@@ -49,7 +49,7 @@ mod router;
 mod session;
 mod stats;
 
-pub use broker::{Broker, ConnectRequest, Refusal, Restored};
+pub use broker::{Accounting, Broker, ConnectRequest, Refusal, Restored};
 pub use connection::{
     ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,
 };
@@ -64,4 +64,6 @@ pub use route::read_batch::{Congestion, ReadBatch};
 pub use route::subscriber::Remote;
 pub use router::{Match, Router};
 pub use session::Session;
-pub use stats::{Counter, Stats, StatsSnapshot};
+pub use stats::{
+    Counter, LimitCounter, LimitCounters, LimitReport, LimitSnapshot, Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
+};

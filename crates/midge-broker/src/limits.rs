@@ -97,6 +97,37 @@ pub struct Limits {
     /// Largest number of levels in a topic name or filter; deeper ones are refused. Bounds the
     /// cost of matching an untrusted topic.
     pub max_topic_levels: usize,
+    /// Longest topic name or filter, in bytes; longer ones are refused (a PUBLISH with 0x90
+    /// Topic Name invalid, a subscription with 0x8F Topic Filter invalid). Default 65,535, what
+    /// the protocol can express: the packet size bounds it too; lower it where devices use
+    /// short topics, since every retained message, subscription and alias keeps its topic.
+    pub max_topic_length: usize,
+    /// Sessions the broker holds at once, connected and offline (persistent ones wait for
+    /// their client until they expire). A CONNECT that would create one more is refused with
+    /// 0x97 Quota exceeded (3.x: "server unavailable") and counted; a client resuming its
+    /// session, or replacing it with a clean start, is not refused. Default 1,000,000: above
+    /// any one machine's connections, so it bounds only offline sessions left behind by clients
+    /// that never return, at about 1 KB each while they are empty (docs/limits.md).
+    pub max_sessions: usize,
+    /// Retained messages held at once. A retained PUBLISH to a topic without one beyond it is
+    /// refused: not retained and not delivered, acknowledged with 0x97 Quota exceeded in v5
+    /// (3.x has no way to say so and is acknowledged as an ACL refusal is) and counted.
+    /// Replacing or clearing a retained message is never refused. Default 1,000,000: they
+    /// live in memory, and a million topics is far more than a fleet's state.
+    pub max_retained_messages: usize,
+    /// Bytes of retained topics and payloads held at once (0: no byte bound); a retained PUBLISH
+    /// that would go over it is refused as at `max_retained_messages`. Default 1 GiB.
+    pub max_retained_bytes: usize,
+    /// PUBLISHes a client may send a second, averaged over a second with bursts of as many
+    /// (a token bucket); 0: no limit (the default). Over it the client is paced: its socket is
+    /// not read until it is within its rate again, as a publisher to a full queue is paced, and
+    /// it is never disconnected for it; TCP carries the back-pressure to it. Off by default
+    /// because one fast publisher is a legitimate use (a pipeline, a gateway for many devices):
+    /// fairness between clients does not depend on it, since each read is bounded.
+    pub max_inbound_messages_per_second: u32,
+    /// Bytes a client may send a second (packets whole), as `max_inbound_messages_per_second`;
+    /// 0: no limit (the default).
+    pub max_inbound_bytes_per_second: u64,
 }
 
 impl Default for Limits {
@@ -125,6 +156,12 @@ impl Default for Limits {
             allow_zero_length_clientid: true,
             max_subscriptions_per_client: 10_000,
             max_topic_levels: 128,
+            max_topic_length: 65_535,
+            max_sessions: 1_000_000,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 1 << 30,
+            max_inbound_messages_per_second: 0,
+            max_inbound_bytes_per_second: 0,
         }
     }
 }
@@ -255,6 +292,18 @@ impl Limits {
         }
         if self.max_topic_levels == 0 {
             return fail("max_topic_levels", "must be at least 1");
+        }
+        if self.max_topic_length == 0 || self.max_topic_length > 65_535 {
+            return fail("max_topic_length", "must be between 1 and 65535");
+        }
+        if self.max_sessions == 0 {
+            return fail("max_sessions", "must be at least 1");
+        }
+        if self.max_retained_messages == 0 {
+            return fail(
+                "max_retained_messages",
+                "must be at least 1 (retain_available = false turns retained messages off)",
+            );
         }
         Ok(())
     }

@@ -26,6 +26,28 @@ pub struct ServerConfig {
     pub mqtt: MqttConfig,
     /// Durable storage (`[store]`).
     pub store: StoreConfig,
+    /// Connections across every listener (`[connections]`).
+    pub connections: ConnectionsConfig,
+}
+
+/// Limits on connections across every listener (`[connections]`; docs/limits.md). Each is
+/// checked as a connection is accepted, before any buffer, task or session exists for it: over
+/// one, the socket is closed at once, counted and logged at a bounded rate.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Most connections open at once through all listeners; -1: no limit. Left out: the
+    /// process's open-file limit (raised to its hard limit at start) less
+    /// [`FILE_RESERVE`](crate::limits::FILE_RESERVE) for the store, the logs and the listeners,
+    /// so the broker closes the connection it cannot serve instead of running out of file
+    /// descriptors, when accept fails and the store can no longer open a file.
+    pub max_connections: Option<MaxConnections>,
+    /// New connections a second one source address may open (an IPv6 address counts with its
+    /// whole /64), with bursts of as many; beyond it they are closed at once. 0 (the default):
+    /// no limit, since clients behind one NAT or load balancer share an address; set it where
+    /// clients come from their own addresses, to keep a reconnect loop or a connect flood
+    /// from one host from taking the accept loop and the authenticator from everyone else.
+    pub max_connection_rate: u32,
 }
 
 /// Durable storage settings (`[store]`).

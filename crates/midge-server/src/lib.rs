@@ -7,6 +7,8 @@
 //! - [`bind`]: a listener's `bind` address: its forms, and resolving host names.
 //! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
 //!   of a running listener.
+//! - [`gate`]: the connection limits every listener shares (`[connections]`).
+//! - [`rate`]: token buckets for the rate limits.
 //! - [`transport`]: what a connection's bytes travel over (TCP, TLS).
 //! - [`tls`]: a TLS listener's certificates, keys, CAs and CRLs, loaded into rustls.
 //! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
@@ -21,8 +23,10 @@ pub mod auth;
 pub mod bind;
 pub mod config;
 pub mod conn;
+pub mod gate;
 pub mod limits;
 pub mod listener;
+pub mod rate;
 pub mod read_size;
 pub mod server;
 pub mod store;

@@ -12,14 +12,16 @@ pub const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// client that stopped reading must not hold its task.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long a closed connection's input is still read and discarded after its last packet
+/// (DISCONNECT, CONNACK) and the end of its stream were sent, so that closing it does not
+/// reset it and make the client's stack discard the reason it was sent (`conn/close.rs`).
+/// Ends as soon as the client closes its side, as clients do on reading a DISCONNECT; bounded
+/// so a client that never does holds its connection this long at most.
+pub const CLOSE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long accepting pauses after an error (out of file descriptors and the like), so that a
 /// persistent error does not spin the accept loop.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-
-/// How often at most a full listener warns that it is closing new connections; refusals in
-/// between are counted and reported with the next warning. A client that reconnects in a tight
-/// loop must not be able to flood the log, and one line a second still shows that it happens.
-pub const FULL_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often expiries and delayed wills are checked; their resolution is one second in the
 /// protocol, so a finer tick buys nothing.
@@ -31,3 +33,13 @@ pub const STORE_SIZE_CHECK: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for connections to say goodbye before the store is closed anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// File descriptors kept back from connections when `[connections] max_connections` is left
+/// out: the store's files (a few dozen), the listeners, the log, and the blocking threads'
+/// reads, with room to spare.
+pub const FILE_RESERVE: usize = 256;
+
+/// Source addresses `[connections] max_connection_rate` tracks at most. An address whose bucket
+/// is full again is forgotten; when this many are in use at once, addresses beyond them are not
+/// limited (counted as untracked) rather than the map growing: 65,536 × about 64 bytes.
+pub const MAX_TRACKED_ADDRESSES: usize = 65_536;

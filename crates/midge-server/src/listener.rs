@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::task::Poll;
 use std::time::Instant;
 
-use midge_broker::Broker;
+use midge_broker::{Broker, LimitCounter};
 use midge_store::WriterHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,7 +24,8 @@ use tracing::{info, warn};
 use crate::auth::ListenerSecurity;
 use crate::config::ListenerConfig;
 use crate::conn::{self as connection, ListenerContext};
-use crate::limits::{ACCEPT_ERROR_PAUSE, FULL_WARNING_INTERVAL};
+use crate::gate::ConnectionGate;
+use crate::limits::ACCEPT_ERROR_PAUSE;
 use crate::server::ServerError;
 use crate::tls::TlsListener;
 
@@ -82,9 +83,11 @@ impl BoundListener {
     /// is the store's writer whose commits release held acknowledgements. Connections before
     /// CONNECT watch `shutdown`; connected ones are stopped through the broker
     /// ([`Broker::shut_down`]).
+    /// `gate` holds the limits every listener shares.
     pub fn start(
         self,
         broker: Arc<Broker>,
+        gate: Arc<ConnectionGate>,
         store: Option<WriterHandle>,
         shutdown: watch::Receiver<bool>,
     ) -> ListenerHandle {
@@ -116,7 +119,7 @@ impl BoundListener {
                 current: Arc::clone(&current),
                 counters: Arc::clone(&counters),
                 connections: connections.clone(),
-                warnings: FullWarnings::default(),
+                gate,
             }
             .run(sockets, stop_rx),
         );
@@ -165,7 +168,7 @@ impl ListenerHandle {
     pub fn counters(&self) -> ListenerCounters {
         ListenerCounters {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
-            refused_max_connections: self.counters.refused_max_connections.load(Ordering::Relaxed),
+            refused_max_connections: self.counters.refused_max_connections.get(),
             accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
             open: self.connections.len(),
             tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
@@ -240,7 +243,8 @@ pub struct ListenerCounters {
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
-    refused_max_connections: AtomicU64,
+    /// Also reports when a warning is due: at most one a second per listener.
+    refused_max_connections: LimitCounter,
     accept_errors: AtomicU64,
 }
 
@@ -252,7 +256,8 @@ struct AcceptLoop {
     current: Arc<RwLock<Current>>,
     counters: Arc<Counters>,
     connections: TaskTracker,
-    warnings: FullWarnings,
+    /// The limits every listener shares.
+    gate: Arc<ConnectionGate>,
 }
 
 /// What a listener gives each new connection, read from its files when it is bound and again on
@@ -288,21 +293,28 @@ impl AcceptLoop {
     }
 
     /// Hands an accepted connection to its own task, or closes it at once when the listener
-    /// already has `max_connections` open: before any buffer, task or broker state exists for it.
+    /// already has `max_connections` open, or the broker is full, or its address is over its
+    /// connection rate (`[connections]`): before any buffer, task or broker state exists for it.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let now = Instant::now();
         if let Some(max) = self.config.max_connections.get() {
             if self.connections.len() >= max {
-                let total = self.counters.refused_max_connections.fetch_add(1, Ordering::Relaxed) + 1;
                 drop(stream);
-                if let Some(refused) = self.warnings.refused(Instant::now()) {
+                self.gate.broker().stats().limits.listener_max_connections.hit(now);
+                if let Some(report) = self.counters.refused_max_connections.hit(now) {
                     warn!(
-                        listener = self.index, bind = %self.config.bind, max_connections = max, refused, total,
-                        %peer, "listener full: closing new connections at once (max_connections)"
+                        listener = self.index, bind = %self.config.bind, max_connections = max,
+                        refused = report.since_last, total = report.total, %peer,
+                        "listener full: closing new connections at once (max_connections)"
                     );
                 }
                 return;
             }
         }
+        let Some(permit) = self.gate.admit(peer, now) else {
+            drop(stream);
+            return;
+        };
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = stream.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
@@ -311,11 +323,19 @@ impl AcceptLoop {
             let current = read(&self.current);
             (Arc::clone(&current.context), current.tls.clone())
         };
+        // The permit lives as long as the connection's task: its place under the broker's
+        // connection limit is given back when the task ends.
         match tls {
             // The handshake runs in the connection's task, never here: a slow client cannot
             // hold up the accept loop.
-            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
-            None => self.connections.spawn(connection::serve(stream, peer, context)),
+            Some(tls) => self.connections.spawn(async move {
+                let _permit = permit;
+                connection::serve_tls(stream, peer, tls, context).await;
+            }),
+            None => self.connections.spawn(async move {
+                let _permit = permit;
+                connection::serve(stream, peer, context).await;
+            }),
         };
     }
 }
@@ -344,46 +364,4 @@ async fn accept_any(sockets: &[TcpListener], first: &mut usize) -> std::io::Resu
         Poll::Pending
     })
     .await
-}
-
-/// The rate limit of a full listener's warning: at most one per [`FULL_WARNING_INTERVAL`].
-#[derive(Debug, Default)]
-struct FullWarnings {
-    /// When the last warning was logged.
-    last: Option<Instant>,
-    /// Refusals since then, the one being recorded included.
-    since_last: u64,
-}
-
-impl FullWarnings {
-    /// Records a refusal at `now`. Returns the number of refusals to report when a warning is
-    /// due, `None` when the last one was less than [`FULL_WARNING_INTERVAL`] ago.
-    fn refused(&mut self, now: Instant) -> Option<u64> {
-        self.since_last += 1;
-        if self.last.is_some_and(|last| now.saturating_duration_since(last) < FULL_WARNING_INTERVAL) {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.since_last))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn a_full_listener_warns_at_most_once_a_second_and_counts_what_it_did_not_log() {
-        let start = Instant::now();
-        let at = |ms| start + Duration::from_millis(ms);
-        let mut warnings = FullWarnings::default();
-        assert_eq!(warnings.refused(at(0)), Some(1));
-        assert_eq!(warnings.refused(at(10)), None);
-        assert_eq!(warnings.refused(at(999)), None);
-        assert_eq!(warnings.refused(at(1000)), Some(3), "the two held back and this one");
-        assert_eq!(warnings.refused(at(1500)), None);
-        assert_eq!(warnings.refused(at(5000)), Some(2));
-    }
 }

@@ -13,6 +13,7 @@ use tracing::info;
 
 use crate::bind::BindAddr;
 use crate::config::ServerConfig;
+use crate::gate::{raise_open_files_limit, ConnectionGate};
 use crate::limits::{HOUSEKEEPING_INTERVAL, SHUTDOWN_GRACE, STORE_SIZE_CHECK};
 use crate::listener::{BoundListener, ListenerHandle};
 
@@ -102,10 +103,20 @@ impl Server {
         let (broker, writer) = open_broker(&config)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = writer.as_ref().map(Writer::handle);
+        let open_files = usize::try_from(raise_open_files_limit()).unwrap_or(usize::MAX);
+        let gate = ConnectionGate::new(&config.connections, open_files, Arc::clone(&broker));
+        info!(
+            max_connections = gate.max_connections(),
+            open_files,
+            max_connection_rate = config.connections.max_connection_rate,
+            "connection limits"
+        );
         let listeners = Arc::new(
             bound
                 .into_iter()
-                .map(|listener| listener.start(Arc::clone(&broker), store.clone(), shutdown_rx.clone()))
+                .map(|listener| {
+                    listener.start(Arc::clone(&broker), Arc::clone(&gate), store.clone(), shutdown_rx.clone())
+                })
                 .collect(),
         );
         let tasks = TaskTracker::new();
@@ -168,6 +179,20 @@ impl Server {
             dropped = stats.messages_dropped,
             wills = stats.wills_published,
             "totals since start"
+        );
+        let refused = stats.limits;
+        info!(
+            max_connections = refused.max_connections,
+            listener_max_connections = refused.listener_max_connections,
+            max_connection_rate = refused.max_connection_rate,
+            max_sessions = refused.max_sessions,
+            inbound_rate = refused.inbound_rate,
+            max_subscriptions_per_client = refused.max_subscriptions_per_client,
+            max_retained = refused.max_retained,
+            topic_limits = refused.topic_limits,
+            connect_timeout = refused.connect_timeout,
+            max_packet_size = refused.max_packet_size,
+            "limits reached since start"
         );
         if let Some(writer) = self.writer {
             // Commits and fsyncs what is pending, whatever the sync policy.

@@ -115,7 +115,7 @@ impl Broker {
                 // MQTT-3.2.2-13.
                 return refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retained will while retain is unavailable");
             }
-            if let Err(why) = self.check_topic_levels(&will.topic) {
+            if let Err(why) = self.check_topic(&will.topic, &connect.client_id, Instant::now()) {
                 return refuse(ReasonCode::TOPIC_NAME_INVALID, why);
             }
         }
@@ -174,22 +174,29 @@ impl Broker {
 
     /// Step 2 of a CONNECT, once the client is authenticated: finds or creates the session,
     /// takes it over from a connection that holds it (MQTT-3.1.4-2), and builds the CONNACK.
-    pub(crate) fn admit(&self, request: &ConnectRequest, now: Instant) -> Admitted {
+    ///
+    /// Refused (Quota exceeded) only when it would create a session beyond `max_sessions`.
+    pub(crate) fn admit(&self, request: &ConnectRequest, now: Instant) -> Result<Admitted, Box<Refusal>> {
         let connect = &request.connect;
         let version = connect.protocol;
         let client_id = &request.client_id;
         let granted_expiry = request.granted_expiry;
         let window = self.limits.outbound_window(connect.properties.receive_maximum.unwrap_or(u16::MAX));
-        let conn_id = self.next_id();
-
-        let kick = Arc::new(Kick::with_keep_alive(request.keep_alive));
-        self.watch_keep_alive(Arc::clone(&kick), now);
 
         // Find or create the session.
         let (session, session_present, ended) = {
             let mut sessions = self.sessions.lock();
             match sessions.get(client_id).cloned() {
                 Some(existing) if !connect.clean_start && !existing.lock().ended => (existing, true, None),
+                None if sessions.len() >= self.limits.max_sessions => {
+                    drop(sessions);
+                    self.limit_hit(&self.stats.limits.max_sessions, "max_sessions", client_id, now);
+                    return Err(Box::new(Refusal::new(
+                        version,
+                        ReasonCode::QUOTA_EXCEEDED,
+                        "the broker holds max_sessions sessions",
+                    )));
+                }
                 existing => {
                     let session = Arc::new(Session::new(self.next_id(), client_id.clone(), version, granted_expiry));
                     sessions.insert(client_id.clone(), Arc::clone(&session));
@@ -197,6 +204,9 @@ impl Broker {
                 }
             }
         };
+        let conn_id = self.next_id();
+        let kick = Arc::new(Kick::with_keep_alive(request.keep_alive));
+        self.watch_keep_alive(Arc::clone(&kick), now);
         if let Some(old) = ended {
             // Clean start: the old session ends now (MQTT-3.1.2-4); its holder is told.
             if let Some(old_kick) = old.lock().attached_kick() {
@@ -229,7 +239,7 @@ impl Broker {
         self.stats.connections_accepted.add(1);
         let properties = if version.is_v5() { self.connack_properties(request) } else { Properties::default() };
         let connack = ConnAck { session_present, reason: ReasonCode::SUCCESS, properties };
-        Admitted { session, conn_id, kick, connack }
+        Ok(Admitted { session, conn_id, kick, connack })
     }
 
     /// The v5 CONNACK properties: what was assigned or changed, and every capability that

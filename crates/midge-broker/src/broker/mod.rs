@@ -10,7 +10,9 @@
 //! - `deadlines`: detached sessions' expiry and delayed wills, indexed by time.
 //! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
+//! - `accounting`: what the broker holds, counted (docs/limits.md).
 
+mod accounting;
 mod connect;
 mod deadlines;
 mod end;
@@ -20,6 +22,7 @@ mod restore;
 mod state;
 mod subscribe;
 
+pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub use restore::Restored;

@@ -26,6 +26,9 @@ pub(crate) struct Published {
     /// The ticket that makes it durable (retained update, persistent deliveries), which the
     /// publisher's acknowledgement waits for.
     pub(crate) ticket: Option<Ticket>,
+    /// Whether it was refused, neither retained nor delivered, because retaining it would have
+    /// gone over `max_retained_messages` or `max_retained_bytes`.
+    pub(crate) refused: bool,
 }
 
 impl Broker {
@@ -36,6 +39,14 @@ impl Broker {
         let mut ticket = None;
         if message.retain {
             let mut retained = self.retained.write();
+            let limits = &self.limits;
+            if !retained.admits(&message, limits.max_retained_messages, limits.max_retained_bytes) {
+                drop(retained);
+                // The log's rate is all the clock is for here; the topic names the refusal.
+                let why = "max_retained_messages or max_retained_bytes: a retained message refused";
+                self.limit_hit(&self.stats.limits.max_retained, why, &message.topic, std::time::Instant::now());
+                return Published { delivered: 0, ticket: None, refused: true };
+            }
             let previous = retained.set(&message);
             // Submitted under the retained lock, so the store sees retained updates of one topic
             // in the order they were made.
@@ -55,7 +66,7 @@ impl Broker {
             }
         }
         let (delivered, routed) = self.route(&message, batch);
-        Published { delivered, ticket: ticket.max(routed) }
+        Published { delivered, ticket: ticket.max(routed), refused: false }
     }
 
     /// Publishes a message outside any read batch (wills, redeliveries): its deliveries are

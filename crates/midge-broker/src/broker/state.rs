@@ -24,7 +24,7 @@ use crate::retained::RetainedStore;
 use crate::route::subscriber::Subscriber;
 use crate::router::Router;
 use crate::session::Session;
-use crate::stats::Stats;
+use crate::stats::{LimitCounter, Stats};
 
 /// The broker core, shared by every connection.
 pub struct Broker {
@@ -114,6 +114,11 @@ impl Broker {
         self.retained.read().len()
     }
 
+    /// Bytes of the retained messages' topics and payloads (what `max_retained_bytes` bounds).
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.read().bytes()
+    }
+
     /// Whether the broker keeps durable state (a store is plugged in).
     pub fn is_durable(&self) -> bool {
         self.journal.is_some()
@@ -152,12 +157,27 @@ impl Broker {
         Arc::new(Message::from_will(id, will, publisher, at))
     }
 
-    /// Refuses topics deeper than `max_topic_levels`.
-    pub(crate) fn check_topic_levels(&self, topic: &str) -> Result<(), &'static str> {
-        if topic.split('/').count() > self.limits.max_topic_levels {
-            return Err("topic has more levels than max_topic_levels");
+    /// Refuses topic names and filters longer than `max_topic_length` or deeper than
+    /// `max_topic_levels`, counting and logging the refusal for `client_id`.
+    pub(crate) fn check_topic(&self, topic: &str, client_id: &str, now: Instant) -> Result<(), &'static str> {
+        let why = if topic.len() > self.limits.max_topic_length {
+            "topic longer than max_topic_length"
+        } else if topic.split('/').count() > self.limits.max_topic_levels {
+            "topic has more levels than max_topic_levels"
+        } else {
+            return Ok(());
+        };
+        self.limit_hit(&self.stats.limits.topic_limits, why, client_id, now);
+        Err(why)
+    }
+
+    /// Counts a refusal by a named limit and logs it at a bounded rate (at most one line per
+    /// [`crate::stats::LIMIT_LOG_INTERVAL`] per limit), naming who was refused last: a client
+    /// id, or the topic for a retained message.
+    pub(crate) fn limit_hit(&self, counter: &LimitCounter, why: &'static str, who: &str, now: Instant) {
+        if let Some(report) = counter.hit(now) {
+            tracing::warn!(who, refused = report.since_last, total = report.total, "limit reached: {why}");
         }
-        Ok(())
     }
 
     /// Writes a persistent session's record (expiry, delayed will) to the store.

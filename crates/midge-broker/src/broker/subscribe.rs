@@ -100,7 +100,7 @@ impl Broker {
         if filter.has_wildcard() && !self.limits.wildcard_subscription_available {
             return ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED;
         }
-        if self.check_topic_levels(filter).is_err() {
+        if self.check_topic(filter, session.client_id(), now).is_err() {
             return ReasonCode::TOPIC_FILTER_INVALID;
         }
         options.qos = options.qos.min(QoS::from_u8(self.limits.max_qos).unwrap_or(QoS::ExactlyOnce));
@@ -109,6 +109,9 @@ impl Broker {
             if !state.subscriptions.contains(filter.as_str())
                 && state.subscriptions.len() >= self.limits.max_subscriptions_per_client
             {
+                drop(state);
+                let counter = &self.stats.limits.max_subscriptions_per_client;
+                self.limit_hit(counter, "max_subscriptions_per_client", session.client_id(), now);
                 return ReasonCode::QUOTA_EXCEEDED;
             }
         }

@@ -50,7 +50,10 @@ impl ClientConnection {
                 return ConnectOutcome::Refused(Refusal::new(request.version(), reason, detail));
             }
         };
-        let Admitted { session, conn_id, kick, connack } = broker.admit(&request, now);
+        let Admitted { session, conn_id, kick, connack } = match broker.admit(&request, now) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return ConnectOutcome::Refused(*refusal),
+        };
         let connect = &request.connect;
         let access =
             AccessCache::new(context.authorizer.clone(), identity, Arc::clone(&request.client_id)).map(Box::new);

@@ -30,15 +30,16 @@ impl ClientConnection {
             return Err(violation(ReasonCode::RETAIN_NOT_SUPPORTED, "retained PUBLISH while retain is unavailable"));
         }
         self.resolve_topic_alias(&mut publish)?;
-        if broker.check_topic_levels(&publish.topic).is_err() {
-            return Err(violation(ReasonCode::TOPIC_NAME_INVALID, "topic has too many levels"));
+        if let Err(why) = broker.check_topic(&publish.topic, self.session.client_id(), now) {
+            return Err(violation(ReasonCode::TOPIC_NAME_INVALID, why));
         }
         if !publish.properties.subscription_identifiers.is_empty() {
             // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
             return Err(violation(ReasonCode::PROTOCOL_ERROR, "Subscription Identifier in a client PUBLISH"));
         }
         if !self.permits(Action::Publish, &publish.topic) {
-            return self.refuse_publish(&publish, out);
+            tracing::debug!(client_id = %self.client_id(), topic = %publish.topic, "publish refused by the ACL");
+            return self.refuse_publish(&publish, ReasonCode::NOT_AUTHORIZED, out);
         }
         let publisher = Some(self.session.id());
         match (publish.qos, publish.packet_id) {
@@ -47,6 +48,9 @@ impl ClientConnection {
             }
             (QoS::AtLeastOnce, Some(id)) => {
                 let published = broker.publish(broker.new_message(&publish, publisher, now), batch);
+                if published.refused {
+                    return self.refuse_publish(&publish, ReasonCode::QUOTA_EXCEEDED, out);
+                }
                 // The PUBACK is a promise: it waits until the message is durable.
                 self.hold_for(published.ticket);
                 // MQTT-4.3.2-2 (3.1.1: MQTT-4.3.2-2): PUBACK with the same id.
@@ -66,6 +70,10 @@ impl ClientConnection {
                         ));
                     }
                     let published = broker.publish(broker.new_message(&publish, publisher, now), batch);
+                    if published.refused {
+                        self.session.release_inbound_qos2(id, journal);
+                        return self.refuse_publish(&publish, ReasonCode::QUOTA_EXCEEDED, out);
+                    }
                     self.hold_for(recorded.max(published.ticket));
                     self.write(&Packet::PubRec(self.publish_ack(id, published.delivered)), out);
                 } else {
@@ -78,15 +86,15 @@ impl ClientConnection {
         Ok(())
     }
 
-    /// A PUBLISH the client may not send to its topic is not routed. v5 acknowledges it with Not
-    /// Authorized (0x87); 3.x has no way to say so and is acknowledged as usual, as mosquitto
-    /// does, with a QoS 2 id recorded so its PUBREL completes normally.
-    fn refuse_publish(&mut self, publish: &Publish, out: &mut BytesMut) -> Result<(), Violation> {
-        tracing::debug!(client_id = %self.client_id(), topic = %publish.topic, "publish refused by the ACL");
+    /// A PUBLISH refused for `reason` (the ACL: Not Authorized; a retained bound: Quota
+    /// exceeded) is not routed. v5 acknowledges it with the reason; 3.x has no way to say so
+    /// and is acknowledged as usual, as mosquitto does for the ACL, with a QoS 2 id recorded so
+    /// its PUBREL completes normally.
+    fn refuse_publish(&mut self, publish: &Publish, reason: ReasonCode, out: &mut BytesMut) -> Result<(), Violation> {
         let Some(id) = publish.packet_id else { return Ok(()) };
         let mut ack = PubResponse::success(id);
         if self.version.is_v5() {
-            ack.reason = ReasonCode::NOT_AUTHORIZED;
+            ack.reason = reason;
         }
         match publish.qos {
             QoS::AtMostOnce => {}

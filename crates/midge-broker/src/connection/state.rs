@@ -141,6 +141,14 @@ impl ClientConnection {
         self.broker.heard(&self.kick, now);
     }
 
+    /// Stops the keep alive while the server chooses not to read the client (it is paced for
+    /// a full subscriber, its inbound rate or the store): its PINGREQs wait unread in the
+    /// socket, and being silent is then the broker's doing, not the client's. [`heard`](Self::heard)
+    /// when reading resumes starts it again.
+    pub fn pause_keep_alive(&self) {
+        self.kick.pause_keep_alive();
+    }
+
     /// The kick handle, whose [`Kick::poll_signal`] says that the session has work or that the
     /// connection must close.
     pub fn kick(&self) -> &Arc<Kick> {

@@ -17,9 +17,30 @@ pub(crate) struct RetainedStore {
     /// `(expires_at, topic)` of exactly the stored messages that expire: entries are removed
     /// when their message is replaced or cleared, so the index never outgrows the store.
     expiring: BTreeSet<(Instant, Arc<str>)>,
+    /// Bytes of topics and payloads held, for `max_retained_bytes`.
+    bytes: usize,
+}
+
+/// What a retained message counts against `max_retained_bytes`: its topic and its payload.
+fn size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
 }
 
 impl RetainedStore {
+    /// Whether storing `message` keeps the store within `max_messages` and `max_bytes` (0: no
+    /// byte bound). Clearing a topic always does; replacing a message counts only what it adds.
+    pub fn admits(&self, message: &Message, max_messages: usize, max_bytes: usize) -> bool {
+        if message.payload.is_empty() {
+            return true;
+        }
+        let replaced = self.tree.get(message.topic.as_str());
+        if replaced.is_none() && self.tree.len() >= max_messages {
+            return false;
+        }
+        let bytes = self.bytes - replaced.map_or(0, |old| size(old)) + size(message);
+        max_bytes == 0 || bytes <= max_bytes
+    }
+
     /// Stores `message` as the retained message of its topic (MQTT-3.3.1-5), or clears the topic
     /// when its payload is empty (MQTT-3.3.1-10, MQTT-3.3.1-11). Returns the message replaced.
     pub fn set(&mut self, message: &Arc<Message>) -> Option<Arc<Message>> {
@@ -30,8 +51,12 @@ impl RetainedStore {
             if let Some(at) = message.expires_at {
                 self.expiring.insert((at, Arc::from(topic)));
             }
+            self.bytes += size(message);
             self.tree.insert(topic, Arc::clone(message))
         };
+        if let Some(old) = &previous {
+            self.bytes -= size(old);
+        }
         if let Some(at) = previous.as_ref().and_then(|old| old.expires_at) {
             // The replaced message's entry, unless the new one has the very same deadline.
             if message.payload.is_empty() || message.expires_at != Some(at) {
@@ -59,7 +84,10 @@ impl RetainedStore {
             }
             self.expiring.pop_first();
             if self.tree.get(&topic).is_some_and(|m| m.expires_at == Some(at)) {
-                expired.extend(self.tree.remove(&topic));
+                if let Some(message) = self.tree.remove(&topic) {
+                    self.bytes -= size(&message);
+                    expired.push(message);
+                }
             }
         }
         expired
@@ -68,6 +96,11 @@ impl RetainedStore {
     /// How many messages are retained.
     pub fn len(&self) -> usize {
         self.tree.len()
+    }
+
+    /// Bytes of their topics and payloads.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether none is.
@@ -129,5 +162,27 @@ mod tests {
         assert_eq!(store.expire(now + Duration::from_secs(500)).len(), 1);
         assert!(store.is_empty());
         assert_eq!(store.expiring_len(), 0);
+        assert_eq!(store.bytes(), 0);
+    }
+
+    #[test]
+    fn the_bounds_refuse_new_topics_but_never_a_replacement_that_fits_or_a_clear() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        // Two messages of 1 + 4 bytes each, bounds of 2 messages and 12 bytes.
+        for topic in ["a", "b"] {
+            let message = retained(topic, "1234", None, now);
+            assert!(store.admits(&message, 2, 12));
+            store.set(&message);
+        }
+        assert_eq!(store.bytes(), 10);
+        assert!(!store.admits(&retained("c", "1", None, now), 2, 0), "a third topic");
+        assert!(store.admits(&retained("a", "123456", None, now), 2, 12), "a replacement within the bytes");
+        assert!(!store.admits(&retained("a", "1234567", None, now), 2, 12), "one beyond the bytes");
+        assert!(store.admits(&retained("a", "", None, now), 2, 12), "a clear");
+        store.set(&retained("a", "", None, now));
+        assert_eq!(store.bytes(), 5);
+        assert!(store.admits(&retained("c", "123456", None, now), 2, 12));
+        assert!(!store.admits(&retained("c", "1234567", None, now), 2, 12));
     }
 }

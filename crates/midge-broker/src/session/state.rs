@@ -193,6 +193,26 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
+    /// Messages queued in memory, not in flight.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Their payload bytes.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Messages in flight.
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Deliveries kept in the store while the session is spilled.
+    pub(crate) fn spilled_len(&self) -> usize {
+        self.spill.as_ref().map_or(0, |spill| spill.ids.len())
+    }
+
     /// Whether the session outlives its connection, and so is kept in the store.
     pub(crate) fn persistent(&self) -> bool {
         self.expiry_interval > 0

@@ -56,6 +56,18 @@ pub struct MqttConfig {
     pub max_subscriptions_per_client: usize,
     /// [`Limits::max_topic_levels`].
     pub max_topic_levels: usize,
+    /// [`Limits::max_topic_length`].
+    pub max_topic_length: usize,
+    /// [`Limits::max_sessions`].
+    pub max_sessions: usize,
+    /// [`Limits::max_retained_messages`].
+    pub max_retained_messages: usize,
+    /// [`Limits::max_retained_bytes`].
+    pub max_retained_bytes: usize,
+    /// [`Limits::max_inbound_messages_per_second`].
+    pub max_inbound_messages_per_second: u32,
+    /// [`Limits::max_inbound_bytes_per_second`].
+    pub max_inbound_bytes_per_second: u64,
 }
 
 /// `slow_consumer_policy` as the config file spells it.
@@ -98,6 +110,12 @@ impl Default for MqttConfig {
             allow_zero_length_clientid: limits.allow_zero_length_clientid,
             max_subscriptions_per_client: limits.max_subscriptions_per_client,
             max_topic_levels: limits.max_topic_levels,
+            max_topic_length: limits.max_topic_length,
+            max_sessions: limits.max_sessions,
+            max_retained_messages: limits.max_retained_messages,
+            max_retained_bytes: limits.max_retained_bytes,
+            max_inbound_messages_per_second: limits.max_inbound_messages_per_second,
+            max_inbound_bytes_per_second: limits.max_inbound_bytes_per_second,
         }
     }
 }
@@ -139,6 +157,12 @@ impl MqttConfig {
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             max_subscriptions_per_client: self.max_subscriptions_per_client,
             max_topic_levels: self.max_topic_levels,
+            max_topic_length: self.max_topic_length,
+            max_sessions: self.max_sessions,
+            max_retained_messages: self.max_retained_messages,
+            max_retained_bytes: self.max_retained_bytes,
+            max_inbound_messages_per_second: self.max_inbound_messages_per_second,
+            max_inbound_bytes_per_second: self.max_inbound_bytes_per_second,
         };
         limits.validate()?;
         Ok(limits)

@@ -44,7 +44,7 @@ pub(super) async fn accept<T: Transport>(
     let first = tokio::select! {
         first = read_first_packet(stream, &mut rbuf, max_packet_size) => first,
         _ = tokio::time::sleep_until(deadline) => {
-            debug!(%peer, "no CONNECT in time, closing");
+            super::connect_timed_out(listener, peer, "CONNECT");
             return None;
         }
         _ = shutdown.changed() => return None,
@@ -67,6 +67,9 @@ pub(super) async fn accept<T: Transport>(
             return None;
         }
         Err(FirstPacketError::Decode(error)) => {
+            if matches!(error, DecodeError::PacketTooLarge { .. }) {
+                super::packet_too_large(broker, &peer);
+            }
             info!(%peer, %error, "malformed CONNECT, closing");
             return None;
         }

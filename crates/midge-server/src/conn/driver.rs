@@ -20,6 +20,7 @@ use midge_codec::{decode_packet, ProtocolVersion, ReasonCode};
 use midge_store::{DurableError, WriterHandle};
 
 use super::held::{wait_durable, HeldResponses};
+use super::inbound_rate::ReadGates;
 use super::pacing::{HeldUp, Pacing};
 use crate::limits::WRITE_HIGH_WATER;
 use crate::read_size::ReadSize;
@@ -34,6 +35,9 @@ struct ConnectedSignals {
     written: Option<std::io::Result<usize>>,
     woken: bool,
     room: bool,
+    /// A client held back for its inbound rate, or while the store's writer was behind, may
+    /// be read again.
+    gates_open: bool,
     read_back: Option<Result<ReadBackBatch, String>>,
     readable: Option<std::io::Result<()>>,
 }
@@ -45,6 +49,7 @@ impl ConnectedSignals {
             || self.written.is_some()
             || self.woken
             || self.room
+            || self.gates_open
             || self.read_back.is_some()
             || self.readable.is_some()
     }
@@ -73,9 +78,11 @@ pub(super) async fn run_connected<T: Transport>(
     let mut more_ready = true;
     let mut held = HeldResponses::default();
     let mut read_size = ReadSize::default();
-    // Rarely active, so boxed while they are: an idle connection keeps a null pointer each.
-    let mut pacing: Option<Box<Pacing>> = None;
-    let mut held_up: Option<Box<HeldUp>> = None;
+    let mut gates = Gates {
+        pacing: None,
+        held_up: None,
+        read: ReadGates::for_limits(connection.broker().limits(), Instant::now()),
+    };
     let mut durable = None;
     // A batch of the session's offline queue being read back from the store (decision 0006).
     let mut read_back: Option<PendingReadBack> = None;
@@ -96,8 +103,13 @@ pub(super) async fn run_connected<T: Transport>(
                 read_back = Some(Box::pin(read_back_batch(request, frames.writer.clone())));
             }
         }
-        if let Some(pacing) = pacing.as_mut() {
+        if let Some(pacing) = gates.pacing.as_mut() {
             pacing.arm();
+        }
+        if gates.pacing.is_some() || ReadGates::is_closed(&gates.read) {
+            // Not read by the broker's choice: its keep alive waits until it is read again
+            // (every gate's end records it as heard).
+            connection.pause_keep_alive();
         }
         let signals = std::future::poll_fn(|cx| {
             let mut signals = ConnectedSignals::default();
@@ -119,9 +131,13 @@ pub(super) async fn run_connected<T: Transport>(
                     signals.written = Some(written);
                 }
             }
-            match pacing.as_mut() {
+            let gated = ReadGates::is_closed(&gates.read);
+            if gated {
+                signals.gates_open = ReadGates::poll_open(&mut gates.read, cx).is_ready();
+            }
+            match gates.pacing.as_mut() {
                 Some(pacing) => signals.room = pacing.poll_room(cx).is_ready(),
-                None if wbuf.len() < WRITE_HIGH_WATER => {
+                None if wbuf.len() < WRITE_HIGH_WATER && !gated => {
                     if let Poll::Ready(readable) = stream.poll_read_ready(cx) {
                         signals.readable = Some(readable);
                     }
@@ -177,38 +193,52 @@ pub(super) async fn run_connected<T: Transport>(
                 }
             }
         }
+        if signals.gates_open && gates.pacing.is_none() {
+            // Not reading a client held to its rate, or to the store's pace, is our doing: its
+            // keep alive does not run meanwhile. Frames left buffered come before any new read.
+            connection.heard(Instant::now());
+            if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
+                return end;
+            }
+            more_ready = true;
+        }
         if signals.room {
             // Not reading a paced client is our doing: its keep alive does not run meanwhile.
             connection.heard(Instant::now());
-            let still_paced = pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
+            let still_paced = gates.pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
             if !still_paced {
-                if let Some(done) = pacing.take() {
-                    held_up = (*done).finish();
+                if let Some(done) = gates.pacing.take() {
+                    gates.held_up = (*done).finish();
                 }
-                // Frames left buffered when pacing began come before any new read.
-                match process_frames(&frames, connection, rbuf, wbuf, &mut held) {
-                    Ok(congestion) => pacing = Pacing::start(connection, congestion, &mut held_up),
-                    Err(end) => return end,
+                // Frames left buffered when pacing began come before any new read, unless the
+                // client is still held back for its rate or the store.
+                if !ReadGates::is_closed(&gates.read) {
+                    if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
+                        return end;
+                    }
                 }
                 more_ready = true;
             }
         }
         match signals.readable {
-            // Pacing may have begun above, from frames left buffered: then this read waits.
-            Some(Ok(())) if pacing.is_none() => {
+            // Pacing, or a read gate, may have begun above, from frames left buffered: then
+            // this read waits.
+            Some(Ok(())) if gates.pacing.is_none() && !ReadGates::is_closed(&gates.read) => {
                 // The buffer is allocated only once bytes are waiting, and dropped again when
                 // every frame in it is decoded: an idle connection holds no read buffer.
                 rbuf.reserve(read_size.room_for_next_read(rbuf, frames.max_packet_size));
                 let offered = rbuf.capacity() - rbuf.len();
-                match stream.try_read_buf(rbuf) {
+                let got = match stream.try_read_buf(rbuf) {
                     Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
-                    Ok(got) => read_size.observe(got, offered),
-                }
-                match process_frames(&frames, connection, rbuf, wbuf, &mut held) {
-                    Ok(congestion) => pacing = Pacing::start(connection, congestion, &mut held_up),
-                    Err(end) => return end,
+                    Ok(got) => {
+                        read_size.observe(got, offered);
+                        got
+                    }
+                };
+                if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, got as u64) {
+                    return end;
                 }
                 more_ready = true;
             }
@@ -217,6 +247,46 @@ pub(super) async fn run_connected<T: Transport>(
             None => {}
         }
     }
+}
+
+/// What holds a client's reads back: pacing for full subscribers (with how long it has held
+/// others up), and its read gates (rate, store). Rarely active, so boxed while they are: an
+/// idle connection keeps a null pointer each.
+struct Gates {
+    pacing: Option<Box<Pacing>>,
+    held_up: Option<Box<HeldUp>>,
+    read: Option<Box<ReadGates>>,
+}
+
+/// Handles the frames buffered in `rbuf`, `bytes_read` of them just read, within the client's
+/// message budget, then starts what holds the client back: pacing for the congestion they met,
+/// its rate, and the store's writer when it is behind and the client's acknowledgements wait
+/// on it (the store paces the publishers whose messages wait, never a worker thread).
+fn handle_buffered(
+    frames: &FrameContext,
+    connection: &mut ClientConnection,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    held: &mut HeldResponses,
+    gates: &mut Gates,
+    bytes_read: u64,
+) -> Result<(), Ending> {
+    let budget = ReadGates::budget(&mut gates.read);
+    let (congestion, publishes) = process_frames(frames, connection, rbuf, wbuf, held, budget)?;
+    gates.pacing = Pacing::start(connection, congestion, &mut gates.held_up);
+    let store_behind =
+        frames.writer.as_ref().filter(|writer| publishes > 0 && held.first_ticket().is_some() && writer.is_behind());
+    let exhausted = budget.is_some_and(|budget| publishes >= budget);
+    ReadGates::after_frames(
+        &mut gates.read,
+        publishes,
+        bytes_read,
+        exhausted,
+        store_behind,
+        connection.broker(),
+        connection.client_id(),
+    );
+    Ok(())
 }
 
 /// Reads a batch of the session's offline queue once the store has committed what it needs,
@@ -242,7 +312,8 @@ struct FrameContext {
 /// `wbuf` (holding back those that wait for the store). Stops early, leaving the rest buffered,
 /// when a PUBLISH found a subscriber over its queue bound: the client is paced between packets,
 /// so one read of many small PUBLISHes cannot overshoot the bound by much. Returns the
-/// congestion the client is to be paced for; `Err` ends the connection.
+/// congestion the client is to be paced for and how many PUBLISHes were handled; `Err` ends the
+/// connection.
 ///
 /// The batch ends before this returns, whatever happened: the QoS 0 messages it deferred are
 /// enqueued (one lock per subscriber), then every subscriber they reached is woken once.
@@ -252,17 +323,19 @@ fn process_frames(
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     held: &mut HeldResponses,
-) -> Result<Congestion, Ending> {
+    budget: Option<u64>,
+) -> Result<(Congestion, u64), Ending> {
     let mut batch = ReadBatch::new();
-    let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch);
+    let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch, budget);
     connection.broker().end_batch(&mut batch);
     if rbuf.is_empty() {
         *rbuf = BytesMut::new(); // an idle connection holds no read buffer
     }
-    handled.map(|()| batch.take_congestion())
+    handled.map(|publishes| (batch.take_congestion(), publishes))
 }
 
-/// The packets of one read, within `batch`.
+/// The packets of one read, within `batch`, up to `budget` PUBLISHes (the client's inbound
+/// rate); returns how many were PUBLISHes.
 fn handle_frames(
     frames: &FrameContext,
     connection: &mut ClientConnection,
@@ -270,12 +343,15 @@ fn handle_frames(
     wbuf: &mut BytesMut,
     held: &mut HeldResponses,
     batch: &mut ReadBatch,
-) -> Result<(), Ending> {
+    budget: Option<u64>,
+) -> Result<u64, Ending> {
     let now = Instant::now();
     let mut heard = false;
+    let mut publishes = 0;
     loop {
         match decode_packet(rbuf, frames.version, frames.max_packet_size) {
             Ok(Some(packet)) => {
+                publishes += u64::from(matches!(packet, midge_codec::Packet::Publish(_)));
                 if !heard {
                     // A complete packet: the keep alive starts again (MQTT-3.1.2-24).
                     connection.heard(now);
@@ -295,12 +371,15 @@ fn handle_frames(
                         return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
                     }
                 }
-                if batch.is_congested() {
-                    return Ok(());
+                if batch.is_congested() || budget.is_some_and(|budget| publishes >= budget) {
+                    return Ok(publishes);
                 }
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(publishes),
             Err(error) => {
+                if matches!(error, midge_codec::DecodeError::PacketTooLarge { .. }) {
+                    super::packet_too_large(connection.broker(), connection.client_id());
+                }
                 let detail = error.to_string();
                 connection.write_disconnect(error.reason_code(), Some(&detail), wbuf);
                 return Err((CloseKind::Abnormal, format!("bad packet: {detail}")));

@@ -35,7 +35,7 @@ pub(super) async fn handshake(
         },
         _ = tokio::time::sleep_until(deadline) => {
             tls.handshake_failed();
-            debug!(%peer, reason = "not finished within the connect timeout", "TLS handshake failed");
+            super::connect_timed_out(listener, peer, "TLS handshake");
             return None;
         }
         _ = shutdown.changed() => return None,

@@ -10,6 +10,7 @@
 //!   packets handled as one read batch.
 //! - `held`: acknowledgements held until the store has what they promise.
 //! - `pacing`: a publisher not read while subscribers it feeds are over their bound.
+//! - `inbound_rate`: a client not read while it is over its inbound rate.
 //! - `close`: the last bytes flushed, in bounded time.
 
 mod close;
@@ -17,6 +18,7 @@ mod connect;
 mod driver;
 mod handshake;
 mod held;
+mod inbound_rate;
 mod pacing;
 
 use std::net::SocketAddr;
@@ -90,6 +92,23 @@ pub async fn serve_tls(socket: TcpStream, peer: SocketAddr, tls: Arc<TlsListener
         return;
     };
     serve_from_connect(stream, peer, auth, deadline, listener).await;
+}
+
+/// Counts a connection closed for not completing its CONNECT (or TLS handshake) within
+/// `connect_timeout_ms`, and logs it at a bounded rate.
+fn connect_timed_out(listener: &ListenerContext, peer: SocketAddr, stage: &'static str) {
+    let now = Instant::now();
+    if let Some(report) = listener.broker.stats().limits.connect_timeout.hit(now) {
+        info!(%peer, stage, closed = report.since_last, total = report.total,
+            "limit reached: connect_timeout_ms: {stage} not finished within the connect timeout, closing");
+    }
+}
+
+/// Counts a packet refused for going over `max_packet_size`, logged at a bounded rate.
+fn packet_too_large(broker: &Broker, peer: &dyn std::fmt::Display) {
+    if let Some(report) = broker.stats().limits.max_packet_size.hit(Instant::now()) {
+        info!(%peer, refused = report.since_last, total = report.total, "limit reached: max_packet_size");
+    }
 }
 
 /// When a connection accepted now must have sent its CONNECT and been answered.

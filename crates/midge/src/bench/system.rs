@@ -35,22 +35,7 @@ pub fn process_rss_kib(pid: u32) -> io::Result<u64> {
 
 /// The open files limit after raising the soft limit to the hard one: how many sockets the
 /// bench may hold.
-pub fn raise_open_files_limit() -> u64 {
-    // SAFETY: getrlimit and setrlimit read and write only the plain struct they are given.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-        limit.rlim_cur
-    }
-}
+pub use midge_server::gate::raise_open_files_limit;
 
 /// Lets the calling thread's sleeps end within microseconds of their deadline instead of the
 /// default 50 µs slack; the paced publisher of `latency` sleeps between messages.

@@ -137,8 +137,13 @@ impl Client {
     /// A TCP connection to one of the broker's addresses (a broker with several listeners),
     /// with nothing sent yet.
     pub fn open_at(addr: SocketAddr, version: Version) -> Self {
+        Self::from_stream(connect_tcp_at(addr), version)
+    }
+
+    /// A client over a connection the test opened (and may have written to) itself.
+    pub fn from_stream(stream: TcpStream, version: Version) -> Self {
         Self {
-            stream: connect_tcp_at(addr),
+            stream,
             version,
             pending: Vec::new(),
             backlog: VecDeque::new(),

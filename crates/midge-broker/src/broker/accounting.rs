@@ -1,0 +1,56 @@
+//! What the broker holds, counted from its own state: the figures docs/limits.md's memory budget
+//! is written in, for the tests that fill each bound and, later, for metrics.
+
+use std::sync::Arc;
+
+use super::state::Broker;
+use crate::session::Session;
+
+/// What the broker holds at one moment (each session read on its own: fine for reporting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// Sessions, connected and offline.
+    pub sessions: usize,
+    /// Subscriptions, summed over sessions.
+    pub subscriptions: usize,
+    /// The most subscriptions one session holds.
+    pub most_subscriptions: usize,
+    /// Messages queued in memory (not in flight), summed over sessions.
+    pub queued_messages: usize,
+    /// The longest in-memory queue of one session.
+    pub longest_queue: usize,
+    /// Payload bytes queued in memory, summed over sessions.
+    pub queued_bytes: usize,
+    /// Messages in flight (sent, unacknowledged), summed over sessions.
+    pub inflight: usize,
+    /// Deliveries of offline sessions kept in the store, summed over sessions.
+    pub spilled: usize,
+    /// Retained messages.
+    pub retained_messages: usize,
+    /// Bytes of retained topics and payloads.
+    pub retained_bytes: usize,
+}
+
+impl Broker {
+    /// Counts what the broker holds. Visits every session under its own lock, one at a time:
+    /// for tests, logs and metrics, not for the hot path.
+    pub fn accounting(&self) -> Accounting {
+        let sessions: Vec<Arc<Session>> = self.sessions.lock().values().cloned().collect();
+        let mut accounting = Accounting { sessions: sessions.len(), ..Accounting::default() };
+        for session in &sessions {
+            let state = session.lock();
+            let subscriptions = state.subscriptions.len();
+            accounting.subscriptions += subscriptions;
+            accounting.most_subscriptions = accounting.most_subscriptions.max(subscriptions);
+            accounting.queued_messages += state.queue_len();
+            accounting.longest_queue = accounting.longest_queue.max(state.queue_len());
+            accounting.queued_bytes += state.queued_bytes();
+            accounting.inflight += state.inflight_len();
+            accounting.spilled += state.spilled_len();
+        }
+        let retained = self.retained.read();
+        accounting.retained_messages = retained.len();
+        accounting.retained_bytes = retained.bytes();
+        accounting
+    }
+}
