@@ -152,6 +152,18 @@ pub(super) async fn run_connected<T: Transport>(
         })
         .await;
 
+        // First what was written: every way out below flushes `wbuf`, which must not send
+        // those bytes a second time (a second CONNACK, a duplicate PUBLISH).
+        match signals.written {
+            Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
+            Some(Ok(n)) => {
+                wbuf.advance(n);
+                if wbuf.is_empty() {
+                    *wbuf = BytesMut::new(); // an idle connection holds no write buffer
+                }
+            }
+            None => {}
+        }
         match signals.durable {
             Some(Ok(committed)) => held.release(committed, wbuf),
             Some(Err(error)) => {
@@ -169,16 +181,6 @@ pub(super) async fn run_connected<T: Transport>(
                 ReasonCode::SERVER_SHUTTING_DOWN => (CloseKind::ServerShutdown, "server shutting down".to_owned()),
                 _ => (CloseKind::Abnormal, format!("kicked: {reason}")),
             };
-        }
-        match signals.written {
-            Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
-            Some(Ok(n)) => {
-                wbuf.advance(n);
-                if wbuf.is_empty() {
-                    *wbuf = BytesMut::new(); // an idle connection holds no write buffer
-                }
-            }
-            None => {}
         }
         if signals.woken {
             more_ready = true;
