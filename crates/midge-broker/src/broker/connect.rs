@@ -209,9 +209,6 @@ impl Broker {
         self.watch_keep_alive(Arc::clone(&kick), now);
         if let Some(old) = ended {
             // Clean start: the old session ends now (MQTT-3.1.2-4); its holder is told.
-            if let Some(old_kick) = old.lock().attached_kick() {
-                old_kick.kick(ReasonCode::SESSION_TAKEN_OVER);
-            }
             self.finish_session(&old);
         }
         let (expires_at, will_due) = {
@@ -221,6 +218,11 @@ impl Broker {
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
             previous.kick(ReasonCode::SESSION_TAKEN_OVER);
+        }
+        if session.lock().ended {
+            // A clean start by the same client id ended this session between finding it and
+            // attaching to it: this connection was taken over before it began (MQTT-3.1.4-3).
+            kick.kick(ReasonCode::SESSION_TAKEN_OVER);
         }
         // Attached, then checked: a shutdown that started meanwhile either found this attachment
         // or set the flag before it (both take the session's lock), so no connection is missed.

@@ -20,7 +20,10 @@ impl Broker {
     }
 
     /// Ends `session` unless it has ended already, or (with `only_detached`) a connection has
-    /// attached to it meanwhile. Returns whether it ended it.
+    /// attached to it meanwhile. A connection still attached is told it was taken over (v5:
+    /// DISCONNECT 0x8E, MQTT-3.1.4-3), under the same lock that marks the session ended, so a
+    /// connection attaching concurrently is either kicked here or sees the end when it attaches
+    /// ([`Broker::admit`]). Returns whether it ended it.
     pub(crate) fn finish_session_if(&self, session: &Arc<Session>, only_detached: bool) -> bool {
         {
             let mut state = session.lock();
@@ -28,6 +31,9 @@ impl Broker {
                 return false;
             }
             state.ended = true;
+            if let Some(kick) = state.attached_kick() {
+                kick.kick(midge_codec::ReasonCode::SESSION_TAKEN_OVER);
+            }
         }
         {
             let mut sessions = self.sessions.lock();

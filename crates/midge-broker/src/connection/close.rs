@@ -61,7 +61,8 @@ impl ClientConnection {
             }
         }
         if detached && expiry == 0 && how != CloseKind::ServerShutdown {
-            self.broker.finish_session(&self.session);
+            // Only if still detached: a client that resumed it meanwhile keeps it.
+            self.broker.finish_session_if(&self.session, true);
         } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
             self.broker.save_session(&self.session); // when it expires, now that it is detached
         }
