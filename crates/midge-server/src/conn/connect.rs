@@ -8,7 +8,9 @@ use std::time::Instant;
 use bytes::BytesMut;
 use midge_broker::ports::auth::{Decision, Identity, Verdict};
 use midge_broker::{ClientConnection, ConnectContext, ConnectOutcome, Refusal};
-use midge_codec::{decode_packet, encode_packet, ConnAck, DecodeError, Packet, ProtocolVersion, ReasonCode};
+use midge_codec::{
+    decode_packet, encode_packet, ConnAck, DecodeError, MqttString, Packet, Properties, ProtocolVersion, ReasonCode,
+};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, info};
 
@@ -41,8 +43,9 @@ pub(super) async fn accept<T: Transport>(
     let mut wbuf = BytesMut::new();
     let max_packet_size = broker.limits().max_packet_size as usize;
 
+    let mut announces_v5 = false;
     let first = tokio::select! {
-        first = read_first_packet(stream, &mut rbuf, max_packet_size) => first,
+        first = read_first_packet(stream, &mut rbuf, max_packet_size, &mut announces_v5) => first,
         _ = tokio::time::sleep_until(deadline) => {
             super::connect_timed_out(listener, peer, "CONNECT");
             return None;
@@ -71,6 +74,15 @@ pub(super) async fn accept<T: Transport>(
                 super::packet_too_large(broker, &peer);
             }
             info!(%peer, %error, "malformed CONNECT, closing");
+            if announces_v5 {
+                // A client that announced MQTT 5 is told why before the close (MQTT 5.0
+                // section 4.13.1: CONNACK with the reason code; 3.x cannot be, MQTT-3.1.4-1).
+                let properties =
+                    Properties { reason_string: MqttString::new(&error.to_string()).ok(), ..Properties::default() };
+                let connack = ConnAck { session_present: false, reason: error.reason_code(), properties };
+                let _ = encode_packet(&Packet::ConnAck(connack), ProtocolVersion::V5, &mut wbuf);
+                flush_and_close(stream, &mut wbuf).await;
+            }
             return None;
         }
         Err(FirstPacketError::Io(error)) => {
@@ -148,19 +160,35 @@ pub(super) async fn accept<T: Transport>(
     Some(Accepted { connection: *connection, rbuf, wbuf })
 }
 
+/// The protocol level of the CONNECT whose start is in `buf`, once its protocol name and level
+/// have arrived: `None` for anything else.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let header = midge_codec::check_frame(buf).ok()??;
+    if header.packet_type != 1 {
+        return None;
+    }
+    let variable = buf.get(header.header_len..)?;
+    let name_len = usize::from(u16::from_be_bytes([*variable.first()?, *variable.get(1)?]));
+    let name = variable.get(2..2 + name_len)?;
+    (name == b"MQTT").then(|| variable.get(2 + name_len).copied()).flatten()
+}
+
 /// Why the first packet could not be read.
 enum FirstPacketError {
     Decode(DecodeError),
     Io(std::io::Error),
 }
 
-/// Reads until one packet is complete.
+/// Reads until one packet is complete. Sets `announces_v5` when the bytes read so far are a
+/// CONNECT of MQTT 5, so that a malformed one can be answered with its reason code.
 async fn read_first_packet<R: AsyncRead + Unpin>(
     reader: &mut R,
     rbuf: &mut BytesMut,
     max_packet_size: usize,
+    announces_v5: &mut bool,
 ) -> Result<Packet, FirstPacketError> {
     loop {
+        *announces_v5 = connect_level(rbuf) == Some(5);
         // The version only matters for packets after CONNECT; CONNECT announces its own.
         match decode_packet(rbuf, ProtocolVersion::V311, max_packet_size) {
             Ok(Some(packet)) => return Ok(packet),
