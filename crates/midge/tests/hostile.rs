@@ -5,6 +5,10 @@
 //! the canary loses no acknowledged message and is served throughout (every message delivered,
 //! in order, each within a generous bound); and the broker still serves a new client after.
 //!
+//! The last tests set one of issue 13's named limits (docs/limits.md) and send the attacker it
+//! is for: a connect flood (`max_connection_rate`), a session flood (`max_sessions`), a
+//! retained flood (`max_retained_messages`), a full-speed publisher (the inbound rate).
+//!
 //! Counts are bounded so that each test takes a few seconds on two cores (the issue's figures,
 //! 10,000 sockets and 100,000 filters, are the bench's): the attacks open at most a few hundred
 //! sockets at once, well under the 20,000 open files a process may have here.
@@ -817,4 +821,104 @@ fn hostile_connect_storm() {
     });
     assert_serves_new_client(&broker);
     eprintln!("{}", canary.finish());
+}
+
+// ---- the named limits of issue 13, each against its attacker ----
+
+/// A connect flood from one address is closed at accept by `max_connection_rate` (counted and
+/// logged), while the canary, connected before, is served throughout.
+#[test]
+fn hostile_connect_flood_is_closed_by_the_connection_rate() {
+    let broker = TestBroker::start_midge_with("[connections]\nmax_connection_rate = 20\n");
+    let canary = Canary::start(&broker, "connect-flood");
+    let mut refused = 0;
+    for i in 0..300 {
+        let mut client = Client::open(&broker, V5);
+        client.send_lenient(&Connect::new(V5, &format!("flood-{i}")).encode());
+        match client.next(PATIENCE) {
+            Event::Packet(Packet::Connack(c)) if c.code == 0 => {}
+            Event::Closed => refused += 1,
+            other => panic!("flood-{i}: {other:?}"),
+        }
+    }
+    assert!(refused >= 250, "only {refused} of 300 were closed by the rate");
+    wait_for_log_line(&broker, &["limit reached: max_connection_rate"], PATIENCE);
+    canary.finish();
+}
+
+/// Clients that each leave a persistent session behind fill `max_sessions`; then new client ids
+/// are refused with CONNACK 0x97 (counted and logged), the sessions already held are resumed,
+/// and the canary's sessions, created before, are untouched.
+#[test]
+fn hostile_session_flood_is_refused_at_max_sessions() {
+    let broker = start_broker("max_sessions = 50");
+    let canary = Canary::start(&broker, "session-flood"); // 2 sessions
+    let mut codes = Vec::new();
+    for i in 0..100 {
+        let connect = Connect::new(V5, &format!("hoarder-{i}")).persistent(3600);
+        let mut client = Client::open(&broker, V5);
+        let connack = client.handshake(&connect);
+        codes.push(connack.code);
+        if connack.code == 0 {
+            client.drop_connection();
+        }
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 48, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 0 || c == 0x97), "{codes:?}");
+    let (back, connack) = Client::connect(&broker, &Connect::new(V5, "hoarder-0").persistent(3600).clean(false));
+    assert!(connack.session_present, "a held session is resumed at the limit");
+    back.disconnect();
+    wait_for_log_line(&broker, &["limit reached: max_sessions"], PATIENCE);
+    canary.finish();
+}
+
+/// A client retaining a message on every topic it can think of fills `max_retained_messages`;
+/// the rest are refused with 0x97 (counted), and nothing refused reaches subscribers.
+#[test]
+fn hostile_retained_flood_is_refused_at_max_retained_messages() {
+    let broker = start_broker("max_retained_messages = 100");
+    let canary = Canary::start(&broker, "retained-flood");
+    let mut hoarder = Client::new(&broker, V5, "retainer");
+    let mut refused = 0;
+    for i in 0..300u16 {
+        hoarder.send(&Publish::new(&format!("hoard/{i}"), b"x", 1).retain().id(i + 1).encode(V5));
+        match hoarder.recv() {
+            Packet::Puback(ack) if ack.reason == 0 || ack.reason == 0x10 => {}
+            Packet::Puback(ack) if ack.reason == 0x97 => refused += 1,
+            other => panic!("retained {i}: {other:?}"),
+        }
+    }
+    assert_eq!(refused, 200);
+    // A late subscriber gets the 100 kept, then the sentinel published after its SUBACK.
+    let mut late = Client::new(&broker, V5, "late-reader");
+    late.subscribe("hoard/#", 0);
+    hoarder.publish(Publish::new("hoard/sentinel", b"end", 1));
+    let got = late.receive_until(b"end");
+    assert_eq!(got.len(), 101, "the kept retained messages and the sentinel");
+    wait_for_log_line(&broker, &["limit reached: max_retained"], PATIENCE);
+    canary.finish();
+}
+
+/// A publisher at full speed under `max_inbound_messages_per_second` is paced, never
+/// disconnected, and the canary is unaffected.
+#[test]
+fn hostile_full_speed_publisher_is_paced_by_its_inbound_rate() {
+    let broker = start_broker("max_inbound_messages_per_second = 500");
+    let canary = Canary::start(&broker, "rate");
+    let mut flooder = Client::new(&broker, V5, "flooder");
+    let mut burst = Vec::new();
+    for _ in 0..3000 {
+        burst.extend(Publish::new("nobody/reads", &[0u8; 64], 0).encode(V5));
+    }
+    let started = Instant::now();
+    flooder.send(&burst);
+    // The PINGREQ is answered once all 3000 were read: paced, not refused or disconnected.
+    flooder.send(&conformance_wire::build::pingreq());
+    match flooder.next(Duration::from_secs(20)) {
+        Event::Packet(Packet::Pingresp) => {}
+        other => panic!("the paced publisher: {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(4), "not paced: {:?}", started.elapsed());
+    wait_for_log_line(&broker, &["limit reached: max_inbound"], PATIENCE);
+    canary.finish();
 }
