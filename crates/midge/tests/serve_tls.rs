@@ -233,7 +233,7 @@ fn a_tcp_client_that_never_starts_the_handshake_is_closed_at_the_connect_timeout
     assert!(matches!(read, Ok(0)) || read.is_err(), "expected the connection closed, got {read:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
     let line = broker.wait_for_log("not finished within the connect timeout", Duration::from_secs(5));
-    assert!(line.contains("TLS handshake failed"), "{line}");
+    assert!(line.contains("TLS handshake") && line.contains("connect_timeout_ms"), "{line}");
     // The accept loop was never held up: another client gets in meanwhile and after.
     let (ok, output) = publish(&broker, &pki.path("ca.pem"), "tls/after-timeout", &[]);
     assert!(ok, "{output}");
