@@ -22,15 +22,20 @@ impl Session {
         }
     }
 
-    /// Takes every message this session holds for delivery (queued and in flight, not yet past
-    /// PUBREC) that came through a shared subscription, for handing to another member when the
-    /// session ends. Their records here are released.
+    /// Takes every message this session holds for delivery that came through a shared
+    /// subscription and may go to another member when the session ends: the queued ones, and
+    /// QoS 1 ones in flight. A QoS 2 message in flight stays: this member may have delivered it
+    /// already, and once its session ends no other member may be sent it (MQTT-4.8.2-5). The
+    /// records of those taken are released.
     pub(crate) fn take_shared_undelivered(&self, journal: Option<&Journal>) -> Vec<Queued> {
         let mut state = self.state.lock();
         let mut taken: Vec<Queued> = Vec::new();
         let inflight = std::mem::take(&mut state.inflight);
         for (id, entry) in inflight {
-            if entry.item.shared.is_some() && entry.stage == InflightStage::AwaitingAck {
+            let handed_on = entry.item.shared.is_some()
+                && entry.stage == InflightStage::AwaitingAck
+                && entry.item.qos == midge_codec::QoS::AtLeastOnce;
+            if handed_on {
                 if entry.durable {
                     self.forget_delivery(journal, entry.seq, &entry.item.message);
                 }
