@@ -42,15 +42,13 @@ fn a_shared_qos2_message_sent_to_a_member_that_leaves_goes_to_no_other_member_mq
 /// subscriptions (and its queued and in-flight messages) were never written, because they were
 /// made while it was not persistent, and becoming persistent writes only the session's record.
 #[test]
-#[ignore = "defect: Broker::admit writes only the session record when a resumed session becomes \
-            persistent; it must also write the session's subscriptions, queue, in-flight \
-            deliveries and inbound QoS 2 ids (as a persistent session has them) when the session \
-            was not persistent before (state.stored false)"]
 fn a_session_that_becomes_persistent_keeps_its_subscriptions_across_a_restart() {
     let store = std::sync::Arc::new(MemoryDurability::default());
     let world = World::with_store(&store);
     let mut first = world.client(connect(V5, "c"));
     first.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    // A message waits for it, queued while the session was not persistent.
+    world.client(connect(V5, "early")).publish(publish("t", "before", QoS::AtLeastOnce, false), world.now);
     let mut resume = connect(V5, "c");
     resume.clean_start = false;
     resume.properties.session_expiry_interval = Some(3600);
@@ -63,7 +61,11 @@ fn a_session_that_becomes_persistent_keeps_its_subscriptions_across_a_restart() 
     assert!(connack.session_present, "the persistent session is restored");
     let mut publisher = restarted.client(connect(V5, "p"));
     publisher.publish(publish("t", "after", QoS::AtLeastOnce, false), restarted.now);
-    assert_eq!(payloads(&client.publishes(restarted.now)), ["after"], "its subscription was restored too");
+    assert_eq!(
+        payloads(&client.publishes(restarted.now)),
+        ["before", "after"],
+        "its queued message and its subscription were restored too"
+    );
 }
 
 /// MQTT-3.3.2-5 expires only a copy whose onward delivery has not started, and MQTT-4.4.0-1

@@ -211,9 +211,9 @@ impl Broker {
             // Clean start: the old session ends now (MQTT-3.1.2-4); its holder is told.
             self.finish_session(&old);
         }
-        let (expires_at, will_due) = {
+        let (expires_at, will_due, was_persistent) = {
             let state = session.lock();
-            (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due))
+            (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due), state.persistent())
         };
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
@@ -236,6 +236,12 @@ impl Broker {
         self.deadlines.cancel(expires_at, session.id());
         self.deadlines.cancel(will_due, session.id());
         if granted_expiry > 0 {
+            if session_present && !was_persistent {
+                // Resumed as persistent: what it made while it was not must be stored too.
+                if let Some(journal) = &self.journal {
+                    session.write_whole(journal);
+                }
+            }
             self.save_session(&session);
         }
         self.stats.connections_accepted.add(1);

@@ -9,7 +9,9 @@ use super::state::{Entry, Inflight, InflightStage, Session};
 use crate::delivery::Queued;
 use crate::journal::Journal;
 use crate::message::Message;
-use crate::ports::durability::{Change, Changes, DeliveryStage, StoredDelivery, StoredSession, StoredWill};
+use crate::ports::durability::{
+    Change, Changes, DeliveryStage, StoredDelivery, StoredSession, StoredSubscription, StoredWill, Ticket,
+};
 
 impl Session {
     /// Deletes a delivery's record and its reference to the message. Called with the session
@@ -57,6 +59,47 @@ impl Session {
             }
         }
         taken
+    }
+
+    /// Writes what a persistent session keeps in the store, for a session that was not
+    /// persistent until now (a client resumed it with a Session Expiry Interval above 0, or
+    /// 3.1.1 Clean Session 0): its subscriptions, its QoS 1/2 deliveries queued and in flight,
+    /// and its inbound QoS 2 ids, all made while nothing of it was stored. Called with no lock
+    /// held, before its record is saved. Returns the last ticket.
+    pub(crate) fn write_whole(&self, journal: &Journal) -> Option<Ticket> {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let client_id = self.client_id.to_string();
+        let mut ticket = None;
+        let mut changes = Changes::new();
+        for (filter, subscription) in state.subscriptions.iter() {
+            let record =
+                StoredSubscription { options: options_byte(subscription.options), identifier: subscription.id };
+            changes.push(Change::PutSubscription { client_id: client_id.clone(), filter: filter.to_owned(), record });
+        }
+        for packet_id in &state.inbound_qos2 {
+            changes.push(Change::PutInboundQos2 { client_id: client_id.clone(), packet_id: *packet_id });
+        }
+        if !changes.is_empty() {
+            ticket = Some(journal.submit(changes));
+        }
+        for (packet_id, entry) in state.inflight.iter_mut().filter(|(_, entry)| !entry.durable) {
+            let awaiting_pubcomp = entry.stage == InflightStage::AwaitingComp;
+            let stage = DeliveryStage::Inflight { packet_id: *packet_id, awaiting_pubcomp };
+            let mut changes = Changes::new();
+            let record = delivery_record(&entry.item, stage);
+            changes.push(Change::PutDelivery { client_id: client_id.clone(), seq: entry.seq, record });
+            ticket = ticket.max(Some(journal.add_reference(&entry.item.message, changes)));
+            entry.durable = true;
+        }
+        for entry in state.queue.iter_mut().filter(|entry| !entry.durable && entry.item.qos != QoS::AtMostOnce) {
+            let mut changes = Changes::new();
+            let record = delivery_record(&entry.item, DeliveryStage::Queued);
+            changes.push(Change::PutDelivery { client_id: client_id.clone(), seq: entry.seq, record });
+            ticket = ticket.max(Some(journal.add_reference(&entry.item.message, changes)));
+            entry.durable = true;
+        }
+        ticket
     }
 
     /// Ends the session's durable life: deletes its records, and releases its deliveries'

@@ -85,6 +85,14 @@ impl SubscriptionSet {
         }
     }
 
+    /// Every filter held, with its subscription.
+    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = (&str, &StoredSubscription)> + '_> {
+        match self {
+            SubscriptionSet::Small(entries) => Box::new(entries.iter().map(|(f, s)| (&**f, s))),
+            SubscriptionSet::Large(map) => Box::new(map.iter().map(|(f, s)| (&**f, s))),
+        }
+    }
+
     /// Removes `filter`; returns whether it was held.
     pub(crate) fn remove(&mut self, filter: &str) -> bool {
         match self {
