@@ -922,3 +922,45 @@ fn hostile_full_speed_publisher_is_paced_by_its_inbound_rate() {
     wait_for_log_line(&broker, &["limit reached: max_inbound"], PATIENCE);
     canary.finish();
 }
+
+/// Many subscribers that never read, on the topic a well-behaved publisher and subscriber use,
+/// hold the publisher up for about one slow-consumer timeout, not one timeout each: each stuck
+/// subscriber is shed once its own socket has taken nothing for the timeout with its queue full,
+/// whether or not the publisher is paced for it at that moment (bench/hostile.sh found 100 of
+/// them holding the canary for 100 × 5 s).
+#[test]
+fn hostile_many_stuck_subscribers_hold_a_publisher_up_for_one_timeout() {
+    const STUCK: usize = 20;
+    let broker = start_broker("max_queued_messages = 20\nslow_consumer_timeout_ms = 500");
+    let topic = "crowd/t";
+    // Each stops reading at a different point of the flood, so they fill up one after another.
+    let stuck: Vec<_> = (0..STUCK)
+        .map(|i| {
+            let mut client = Client::new(&broker, V5, &format!("crowd-stuck-{i}"));
+            assert_eq!(client.subscribe(topic, 1), 1);
+            std::thread::spawn(move || {
+                for _ in 0..i * 40 {
+                    match client.next(PATIENCE) {
+                        Event::Packet(Packet::Publish(p)) => client.acknowledge(&p),
+                        _ => break,
+                    }
+                }
+                client // from here on it reads nothing
+            })
+        })
+        .collect();
+    let mut reader = Client::new(&broker, V5, "crowd-reader");
+    assert_eq!(reader.subscribe(topic, 1), 1);
+    let reading = std::thread::spawn(move || read_flood(reader, FLOOD_MESSAGES));
+    let publisher = Client::new(&broker, Version::V3_1_1, "crowd-publisher");
+    let started = Instant::now();
+    let acked = run_bounded("the flood past the stuck crowd", PATIENCE * 3, move || flood(publisher, topic, 1));
+    let took = started.elapsed();
+    assert_eq!(acked, FLOOD_MESSAGES);
+    let got = all_joined([reading.join()]).remove(0);
+    assert_eq!(got.len(), FLOOD_MESSAGES as usize, "the well-behaved subscriber got everything");
+    // One timeout each would be 10 s; allow a few timeouts for stalls that begin at different
+    // moments.
+    assert!(took < Duration::from_secs(5), "held up for {took:?} by {STUCK} stuck subscribers");
+    drop(all_joined(stuck.into_iter().map(std::thread::JoinHandle::join)));
+}

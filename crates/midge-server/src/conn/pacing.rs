@@ -13,20 +13,33 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use midge_broker::{Broker, ClientConnection, Congestion, Session, SlowConsumerPolicy};
+use std::time::Duration;
+
 use tokio::time::Instant;
 
-/// How long one subscriber, `by`, has been holding up a client while its other subscribers sat
-/// idle: every pause of the client since `since` waited for `by` and ended with another
-/// subscriber of its read idle (its queue empty), and the pauses came no more than the timeout
-/// apart. A pause that ends with the others busy too (all behind alike) ends it, and one that
-/// waits for someone else starts a new one. Kept by the connection between pauses, boxed: most
-/// clients never have one.
+/// How a client has been held up across its pauses, carried by the connection from one pause
+/// to the next while they come no more than the timeout apart; boxed: most clients never have
+/// one.
+///
+/// Two counts. `idle_by`: how long one subscriber has held the client up while its other
+/// subscribers sat idle (every pause since then waited for it and ended with another subscriber
+/// idle); a pause that ends with the others busy too (all behind alike) ends it, and one that
+/// waits for someone else starts a new one. `since`: how long the client has been paced at all,
+/// whoever it waited for: once that passes the timeout, a subscriber that takes nothing for a
+/// grace in a pause is shed, so subscribers that stop reading one after another hold the client
+/// up for about one timeout, not one each (a hundred held a publisher for a hundred timeouts in
+/// bench/hostile.sh).
 #[derive(Debug)]
 pub(super) struct HeldUp {
-    by: u64,
+    idle_by: Option<(u64, Instant)>,
     since: Instant,
     last_pause: Instant,
 }
+
+/// The shortest grace a subscriber gets in a pause once its publisher has been paced for the
+/// timeout (see [`HeldUp`]): a consuming subscriber takes something well within it, even with a
+/// very short `slow_consumer_timeout_ms`.
+const STUCK_GRACE_MIN: Duration = Duration::from_millis(100);
 
 /// The subscribers a client waits for, and the wait.
 pub(super) struct Pacing {
@@ -36,6 +49,9 @@ pub(super) struct Pacing {
     others: Vec<Arc<Session>>,
     /// When this pause began.
     began: Instant,
+    /// Each subscriber's progress when this pause began, by session id: one that has taken
+    /// something since is consuming.
+    progress_at_start: Vec<(u64, u64)>,
     held_up: Option<Box<HeldUp>>,
     /// When to look again: the earlier of `progress_due` and the held-up limit.
     deadline: Instant,
@@ -68,12 +84,14 @@ impl Pacing {
             subscribers: congestion.subscribers,
             others: congestion.others,
             began: now,
+            progress_at_start: Vec::new(),
             held_up,
             deadline: now,
             progress: 0,
             progress_due: now + timeout,
             wait: None,
         };
+        pacing.progress_at_start = pacing.subscribers.iter().map(|s| (s.id(), s.progress())).collect();
         pacing.shed_if_held_up_too_long(connection.client_id(), now);
         if pacing.subscribers.is_empty() {
             return None;
@@ -132,47 +150,86 @@ impl Pacing {
         !self.subscribers.is_empty()
     }
 
-    /// Whether this wait held up another subscriber of the read (one of them sits idle), and
-    /// for whom it waited. Called before the subscribers with room are dropped.
+    /// Notes this wait in the counts of [`HeldUp`]: whether it held up another subscriber of the
+    /// read (one of them sits idle), and for whom it waited. Called before the subscribers with
+    /// room are dropped.
     fn note_held_up(&mut self, now: Instant) {
         let Some(first) = self.subscribers.first() else { return };
+        let began = self.began;
+        let held =
+            self.held_up.get_or_insert_with(|| Box::new(HeldUp { idle_by: None, since: began, last_pause: now }));
+        held.last_pause = now;
         if !self.others.iter().any(|other| other.is_idle()) {
-            self.held_up = None;
+            held.idle_by = None;
             return;
         }
-        match self.held_up.as_mut() {
-            Some(held) if self.subscribers.iter().any(|s| s.id() == held.by) => held.last_pause = now,
-            _ => self.held_up = Some(Box::new(HeldUp { by: first.id(), since: self.began, last_pause: now })),
+        match held.idle_by {
+            Some((by, _)) if self.subscribers.iter().any(|s| s.id() == by) => {}
+            _ => held.idle_by = Some((first.id(), began)),
         }
     }
 
     /// Applies the policy to the subscriber that has held up idle ones for the timeout, if this
-    /// client waits for it.
+    /// client waits for it; and, once the client has been paced for the timeout, to the
+    /// subscribers that have taken nothing for the grace of this pause.
     fn shed_if_held_up_too_long(&mut self, publisher: &str, now: Instant) {
         let timeout = self.broker.limits().slow_consumer_timeout();
-        let Some(by) = self.held_up.as_ref().filter(|held| now.duration_since(held.since) >= timeout).map(|h| h.by)
-        else {
+        let Some(held) = self.held_up.as_mut() else { return };
+        if let Some((by, _)) = held.idle_by.filter(|(_, since)| now.duration_since(*since) >= timeout) {
+            if let Some(at) = self.subscribers.iter().position(|s| s.id() == by) {
+                let session = self.subscribers.swap_remove(at);
+                shed(
+                    &self.broker,
+                    publisher,
+                    &session,
+                    "it held up its publisher for slow_consumer_timeout_ms while other subscribers waited",
+                );
+                held.idle_by = None;
+            }
+        }
+        let paced_too_long = now.duration_since(held.since) >= timeout;
+        if !paced_too_long || now.duration_since(self.began) < self.grace() {
             return;
+        }
+        let progress_at_start = &self.progress_at_start;
+        let stuck = |session: &Arc<Session>| {
+            progress_at_start.iter().any(|&(id, at)| id == session.id() && at == session.progress())
         };
-        let Some(at) = self.subscribers.iter().position(|s| s.id() == by) else { return };
-        let session = self.subscribers.swap_remove(at);
-        shed(
-            &self.broker,
-            publisher,
-            &session,
-            "it held up its publisher for slow_consumer_timeout_ms while other subscribers waited",
-        );
-        self.held_up = None;
+        let (stuck, consuming): (Vec<_>, Vec<_>) = self.subscribers.drain(..).partition(stuck);
+        self.subscribers = consuming;
+        for session in stuck {
+            shed(
+                &self.broker,
+                publisher,
+                &session,
+                "it took nothing while its publisher had been paced for slow_consumer_timeout_ms",
+            );
+        }
+    }
+
+    /// How long a subscriber may take nothing in a pause once the client has been paced for the
+    /// timeout: a tenth of it, and at least [`STUCK_GRACE_MIN`], long enough for any subscriber
+    /// that is consuming to have taken something.
+    fn grace(&self) -> Duration {
+        (self.broker.limits().slow_consumer_timeout() / 10).max(STUCK_GRACE_MIN)
     }
 
     /// When to look again: when the subscribers will have gone the timeout without progress,
-    /// or sooner when the client will have held up idle subscribers for the timeout.
+    /// or sooner when a count of [`HeldUp`] will run out.
     fn next_deadline(&self) -> Instant {
         let timeout = self.broker.limits().slow_consumer_timeout();
-        match &self.held_up {
-            Some(held) => (held.since + timeout).min(self.progress_due),
-            None => self.progress_due,
+        let now = Instant::now();
+        let mut deadline = self.progress_due;
+        if let Some(held) = &self.held_up {
+            if let Some((_, since)) = held.idle_by {
+                deadline = deadline.min(since + timeout);
+            }
+            let paced_due = (held.since + timeout).max(self.began + self.grace());
+            if paced_due > now {
+                deadline = deadline.min(paced_due);
+            }
         }
+        deadline
     }
 }
 
