@@ -21,7 +21,7 @@ use midge_store::{DurableError, WriterHandle};
 
 use super::held::{wait_durable, HeldResponses};
 use super::inbound_rate::ReadGates;
-use super::pacing::{HeldUp, Pacing};
+use super::pacing::Pacing;
 use crate::limits::WRITE_HIGH_WATER;
 use crate::read_size::ReadSize;
 use crate::transport::Transport;
@@ -78,11 +78,7 @@ pub(super) async fn run_connected<T: Transport>(
     let mut more_ready = true;
     let mut held = HeldResponses::default();
     let mut read_size = ReadSize::default();
-    let mut gates = Gates {
-        pacing: None,
-        held_up: None,
-        read: ReadGates::for_limits(connection.broker().limits(), Instant::now()),
-    };
+    let mut gates = Gates { pacing: None, read: ReadGates::for_limits(connection.broker().limits(), Instant::now()) };
     let mut durable = None;
     // A batch of the session's offline queue being read back from the store (decision 0006).
     let mut read_back: Option<PendingReadBack> = None;
@@ -210,7 +206,7 @@ pub(super) async fn run_connected<T: Transport>(
             let still_paced = gates.pacing.as_mut().is_some_and(|pacing| pacing.recheck(connection.client_id()));
             if !still_paced {
                 if let Some(done) = gates.pacing.take() {
-                    gates.held_up = (*done).finish();
+                    gates.read.get_or_insert_with(Box::default).held_up = (*done).finish();
                 }
                 // Frames left buffered when pacing began come before any new read, unless the
                 // client is still held back for its rate or the store.
@@ -251,12 +247,11 @@ pub(super) async fn run_connected<T: Transport>(
     }
 }
 
-/// What holds a client's reads back: pacing for full subscribers (with how long it has held
-/// others up), and its read gates (rate, store). Rarely active, so boxed while they are: an
-/// idle connection keeps a null pointer each.
+/// What holds a client's reads back: pacing for full subscribers, and its read gates (rate,
+/// store; they also keep how long pacing has held the client up, between pauses). Rarely
+/// active, so boxed while they are: an idle connection keeps a null pointer each.
 struct Gates {
     pacing: Option<Box<Pacing>>,
-    held_up: Option<Box<HeldUp>>,
     read: Option<Box<ReadGates>>,
 }
 
@@ -275,7 +270,11 @@ fn handle_buffered(
 ) -> Result<(), Ending> {
     let budget = ReadGates::budget(&mut gates.read);
     let (congestion, publishes) = process_frames(frames, connection, rbuf, wbuf, held, budget)?;
-    gates.pacing = Pacing::start(connection, congestion, &mut gates.held_up);
+    gates.pacing = if congestion.is_empty() {
+        None
+    } else {
+        Pacing::start(connection, congestion, &mut gates.read.get_or_insert_with(Box::default).held_up)
+    };
     let store_behind =
         frames.writer.as_ref().filter(|writer| publishes > 0 && held.first_ticket().is_some() && writer.is_behind());
     let exhausted = budget.is_some_and(|budget| publishes >= budget);

@@ -17,13 +17,15 @@ use midge_broker::{Broker, Limits};
 use midge_store::WriterHandle;
 use tokio::time::Sleep;
 
+use super::pacing::HeldUp;
 use crate::rate::TokenBucket;
 
 /// The wait for the store's writer to catch up.
 type PendingCatchUp = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A connection's read gates, boxed by the driver and present only once one is in use: from
-/// the start when a rate is limited, else from the first time the store held the client back.
+/// the start when a rate is limited, else from the first time the store or pacing held the
+/// client back.
 #[derive(Default)]
 pub(super) struct ReadGates {
     messages: Option<TokenBucket>,
@@ -32,6 +34,9 @@ pub(super) struct ReadGates {
     rate_wait: Option<Pin<Box<Sleep>>>,
     /// Waiting for the store's writer to catch up.
     store_wait: Option<PendingCatchUp>,
+    /// How long pacing for full subscribers has held the client up, carried between pauses
+    /// (`pacing.rs`): kept here so that an idle connection pays one pointer for all of these.
+    pub(super) held_up: Option<Box<HeldUp>>,
 }
 
 impl ReadGates {
