@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use midge_broker::Broker;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::config::ConnectionsConfig;
@@ -22,20 +22,12 @@ pub struct ConnectionGate {
     broker: Arc<Broker>,
     /// Most connections open at once; `usize::MAX` for none.
     max_connections: usize,
-    open: AtomicUsize,
+    /// Every listener's connections: the sum of their lengths is the broker's count of open
+    /// connections, which costs the connection tasks nothing (each carries its listener's
+    /// tracker token either way).
+    listeners: RwLock<Vec<TaskTracker>>,
     /// Per-address buckets, when `max_connection_rate` is set.
     rates: Option<Mutex<AddressRates>>,
-}
-
-/// One connection's place under the global limit, given back when the connection ends (its
-/// task drops it).
-#[derive(Debug)]
-pub struct Permit(Arc<ConnectionGate>);
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl ConnectionGate {
@@ -47,7 +39,7 @@ impl ConnectionGate {
             None => open_files.saturating_sub(FILE_RESERVE).max(1),
         };
         let rates = (config.max_connection_rate > 0).then(|| Mutex::new(AddressRates::new(config.max_connection_rate)));
-        Arc::new(Self { broker, max_connections, open: AtomicUsize::new(0), rates })
+        Arc::new(Self { broker, max_connections, listeners: RwLock::new(Vec::new()), rates })
     }
 
     /// The broker whose counters the limits add to.
@@ -60,13 +52,20 @@ impl ConnectionGate {
         self.max_connections
     }
 
-    /// Connections open now across every listener.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+    /// Counts `connections`, a listener's, toward the broker's open connections.
+    pub fn register(&self, connections: TaskTracker) {
+        self.listeners.write().unwrap_or_else(PoisonError::into_inner).push(connections);
     }
 
-    /// Lets a connection from `peer` in, or says no (counted, and logged at a bounded rate).
-    pub fn admit(self: &Arc<Self>, peer: SocketAddr, now: Instant) -> Option<Permit> {
+    /// Connections open now across every listener.
+    pub fn open(&self) -> usize {
+        self.listeners.read().unwrap_or_else(PoisonError::into_inner).iter().map(TaskTracker::len).sum()
+    }
+
+    /// Whether a connection from `peer` may come in (said no: counted, and logged at a bounded
+    /// rate). Accept loops of different listeners check at the same time, so the limit may be
+    /// passed by one connection per other listener.
+    pub fn admit(&self, peer: SocketAddr, now: Instant) -> bool {
         if let Some(rates) = &self.rates {
             let allowed = rates.lock().unwrap_or_else(PoisonError::into_inner).admit(peer.ip(), now);
             if !allowed {
@@ -75,19 +74,17 @@ impl ConnectionGate {
                     warn!(%peer, refused = report.since_last, total = report.total,
                         "limit reached: max_connection_rate: closing new connections from this address at once");
                 }
-                return None;
+                return false;
             }
         }
-        let open = self.open.fetch_add(1, Ordering::Relaxed);
-        if open >= self.max_connections {
-            self.open.fetch_sub(1, Ordering::Relaxed);
+        if self.max_connections != usize::MAX && self.open() >= self.max_connections {
             if let Some(report) = self.broker.stats().limits.max_connections.hit(now) {
                 warn!(%peer, max_connections = self.max_connections, refused = report.since_last, total = report.total,
                     "limit reached: max_connections: broker full, closing new connections at once");
             }
-            return None;
+            return false;
         }
-        Some(Permit(Arc::clone(self)))
+        true
     }
 }
 
@@ -187,21 +184,26 @@ mod tests {
     }
 
     #[test]
-    fn the_global_limit_counts_open_connections_and_frees_a_place_when_one_ends() {
+    fn the_global_limit_counts_every_listeners_connections_and_frees_a_place_when_one_ends() {
         let config = ConnectionsConfig {
             max_connections: Some(MaxConnections::at_most(2.try_into().unwrap())),
             max_connection_rate: 0,
         };
         let broker = Broker::new(Limits::default());
         let gate = ConnectionGate::new(&config, 1 << 20, Arc::clone(&broker));
+        let (first_listener, second_listener) = (TaskTracker::new(), TaskTracker::new());
+        gate.register(first_listener.clone());
+        gate.register(second_listener.clone());
         let now = Instant::now();
-        let first = gate.admit(peer("127.0.0.1"), now).expect("first");
-        let _second = gate.admit(peer("127.0.0.2"), now).expect("second");
-        assert!(gate.admit(peer("127.0.0.3"), now).is_none());
+        assert!(gate.admit(peer("127.0.0.1"), now));
+        let first = first_listener.token();
+        assert!(gate.admit(peer("127.0.0.2"), now));
+        let _second = second_listener.token();
+        assert!(!gate.admit(peer("127.0.0.3"), now));
         assert_eq!(broker.stats().limits.max_connections.get(), 1);
         drop(first);
         assert_eq!(gate.open(), 1);
-        assert!(gate.admit(peer("127.0.0.3"), now).is_some());
+        assert!(gate.admit(peer("127.0.0.3"), now));
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl BoundListener {
         }
         let counters = Arc::new(Counters::default());
         let connections = TaskTracker::new();
+        gate.register(connections.clone());
         let (stop, stop_rx) = watch::channel(false);
         let accept_loop = TaskTracker::new();
         let context = ListenerContext {
@@ -311,10 +312,10 @@ impl AcceptLoop {
                 return;
             }
         }
-        let Some(permit) = self.gate.admit(peer, now) else {
+        if !self.gate.admit(peer, now) {
             drop(stream);
             return;
-        };
+        }
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = stream.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
@@ -323,19 +324,11 @@ impl AcceptLoop {
             let current = read(&self.current);
             (Arc::clone(&current.context), current.tls.clone())
         };
-        // The permit lives as long as the connection's task: its place under the broker's
-        // connection limit is given back when the task ends.
         match tls {
             // The handshake runs in the connection's task, never here: a slow client cannot
             // hold up the accept loop.
-            Some(tls) => self.connections.spawn(async move {
-                let _permit = permit;
-                connection::serve_tls(stream, peer, tls, context).await;
-            }),
-            None => self.connections.spawn(async move {
-                let _permit = permit;
-                connection::serve(stream, peer, context).await;
-            }),
+            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
+            None => self.connections.spawn(connection::serve(stream, peer, context)),
         };
     }
 }
