@@ -39,6 +39,10 @@ const ENGINE_DIR: &str = "fjall";
 /// The file fjall writes first in its directory; without it fjall would create a new database
 /// over whatever else is there.
 const ENGINE_VERSION_FILE: &str = "version";
+/// The engine's directory of tables, one directory each, numbered.
+const ENGINE_TABLES_DIR: &str = "keyspaces";
+/// The file in a table's directory that names its current version; fjall writes it atomically.
+const ENGINE_TABLE_VERSION_FILE: &str = "current";
 
 /// Bound on the engine's journals. fjall deletes a journal once every table has flushed what it
 /// holds; this bound forces those flushes. 64 MiB is fjall's minimum (default 512 MiB) and what
@@ -127,6 +131,19 @@ impl DiskStore {
                 return Err(StoreError::NotAStore { path: dir.to_path_buf(), marker: MARKER_FILE });
             }
         }
+        // Commit 1 creates a store, and the marker follows it before any other commit: a
+        // watermark past 1 says a store with data was here, whose marker and journal are gone
+        // (the tables are checked below, but a lost journal leaves them empty). An unreadable
+        // watermark may be one torn while a creation was interrupted: no evidence either way.
+        if let Ok(durable) = read_watermark(&dir.join(WATERMARK_FILE)) {
+            if durable > 1 {
+                let detail = format!(
+                    "there is no {MARKER_FILE} file, but {WATERMARK_FILE} says commit {durable} of a store \
+                     here was made durable: the store's files are missing"
+                );
+                return Err(StoreError::Corrupt { path: dir.join(ENGINE_DIR), detail });
+            }
+        }
         let mut store = Self::open_engine(dir, 0)?;
         for table in Table::ALL {
             if table != Table::Meta && !store.keys_with_prefix(table, &[])?.is_empty() {
@@ -164,6 +181,7 @@ impl DiskStore {
                 detail: format!("the engine's files are missing (no {ENGINE_VERSION_FILE} file)"),
             });
         }
+        check_tables(&engine_dir)?;
         let watermark = read_watermark(&dir.join(WATERMARK_FILE))?;
         let mut store = Self::open_engine(dir, watermark)?;
         let corrupt = |detail: String| StoreError::Corrupt { path: store.engine_dir.clone(), detail };
@@ -424,6 +442,46 @@ fn write_marker(dir: &Path, marker: Marker) -> Result<(), StoreError> {
     let path = dir.join(MARKER_FILE);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Checks that every table's directory is whole before the engine opens them: fjall deletes a
+/// table directory that lacks its version file, taking it for one whose creation was
+/// interrupted, and creates a missing one anew, so either would load as an empty table. In a
+/// store with a marker every table was created in full (the marker is written after), so both
+/// are damage. Found by the `store_recovery` fuzz target. (A format version that adds a table
+/// must count the tables of the version the marker names, not [`Table::ALL`].)
+fn check_tables(engine_dir: &Path) -> Result<(), StoreError> {
+    let keyspaces = engine_dir.join(ENGINE_TABLES_DIR);
+    let corrupt = |path: &Path, detail: String| StoreError::Corrupt { path: path.to_path_buf(), detail };
+    let io = |error| StoreError::Io { path: keyspaces.clone(), error };
+    let entries = match std::fs::read_dir(&keyspaces) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(corrupt(&keyspaces, "the engine's table directory is missing".to_owned()))
+        }
+        Err(error) => return Err(io(error)),
+    };
+    let mut tables = 0;
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        if !entry.file_type().map_err(io)?.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if !path.join(ENGINE_TABLE_VERSION_FILE).is_file() {
+            let detail = format!("a table has lost its {ENGINE_TABLE_VERSION_FILE} file");
+            return Err(corrupt(&path, detail));
+        }
+        // The engine's own table is 0; Midge's tables are the others.
+        if entry.file_name() != "0" {
+            tables += 1;
+        }
+    }
+    if tables < Table::ALL.len() {
+        let detail = format!("{tables} of the store's {} tables are there", Table::ALL.len());
+        return Err(corrupt(&keyspaces, detail));
+    }
+    Ok(())
 }
 
 /// Reads the durable-commit watermark: 0 when absent or empty (nothing to check).
