@@ -147,9 +147,6 @@ fn a_pubrec_for_a_message_restored_after_a_restart_is_honoured_mqtt_4_3_3_6() {
 /// after a restart the broker restores it, and the client is told Session Present for a session
 /// that ended (MQTT-3.2.2-2), whose in-flight state since it stopped being persistent is gone.
 #[test]
-#[ignore = "defect: Broker::admit keeps a stored session's records when it is resumed with \
-            expiry 0; it must delete them (DeleteSession, state.stored = false), as the session \
-            now ends with its connection"]
 fn a_session_resumed_with_expiry_0_does_not_outlive_a_restart() {
     let store = std::sync::Arc::new(MemoryDurability::default());
     let world = World::with_store(&store);

@@ -243,6 +243,11 @@ impl Broker {
                 }
             }
             self.save_session(&session);
+        } else if was_persistent {
+            // Resumed to end with this connection: what the store kept of it goes now.
+            if let Some(journal) = &self.journal {
+                session.forget_stored(journal);
+            }
         }
         self.stats.connections_accepted.add(1);
         let properties = if version.is_v5() { self.connack_properties(request) } else { Properties::default() };

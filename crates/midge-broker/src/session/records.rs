@@ -102,6 +102,30 @@ impl Session {
         ticket
     }
 
+    /// Deletes the records of a stored session that a client resumed with a Session Expiry
+    /// Interval of 0: it now ends with its connection, and must not come back after a restart
+    /// (MQTT-3.1.2-23 ends it when the connection closes; a shutdown must not keep it). Its
+    /// messages stay queued in memory, no longer durable. A session whose queue is in the store
+    /// (spilled) keeps its records until it has read it back and ends. Called with no lock held.
+    pub(crate) fn forget_stored(&self, journal: &Journal) {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        if !state.stored || state.spill.is_some() {
+            return;
+        }
+        let mut changes = Changes::new();
+        changes.push(Change::DeleteSession(self.client_id.to_string()));
+        journal.submit(changes);
+        state.stored = false;
+        let queued = state.queue.iter_mut().map(|entry| (&mut entry.durable, entry.item.message.id));
+        let inflight = state.inflight.values_mut().map(|entry| (&mut entry.durable, entry.item.message.id));
+        for (durable, message) in queued.chain(inflight) {
+            if std::mem::take(durable) {
+                journal.release_reference(message, Changes::new());
+            }
+        }
+    }
+
     /// Ends the session's durable life: deletes its records, and releases its deliveries'
     /// references to their messages. Called once, when the session ends.
     pub(crate) fn delete_records(&self, journal: &Journal) {
