@@ -110,9 +110,6 @@ fn an_unacknowledged_message_past_its_expiry_is_resent_after_a_restart_mqtt_4_4_
 /// released, and the resent PUBLISH that follows is a new message to it: delivered twice
 /// (MQTT-4.3.3-6: after PUBREC the PUBLISH is not sent again).
 #[test]
-#[ignore = "defect: Session::received (and complete) know only the in-flight map; a PUBREC or \
-            PUBACK for the packet id of a restored, maybe-sent queue entry (packet_id_for(seq)) \
-            must take that entry as in flight and answer it as such"]
 fn a_pubrec_for_a_message_restored_after_a_restart_is_honoured_mqtt_4_3_3_6() {
     let store = std::sync::Arc::new(MemoryDurability::default());
     let world = World::with_store(&store);

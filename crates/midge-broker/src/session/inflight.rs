@@ -4,7 +4,7 @@
 use midge_codec::{PacketId, QoS, ReasonCode};
 
 use super::records::delivery_record;
-use super::state::{AckOutcome, InflightStage, Session};
+use super::state::{AckOutcome, Inflight, InflightStage, Session, SessionState};
 use crate::delivery::Outgoing;
 use crate::journal::Journal;
 use crate::ports::durability::{Change, Changes, DeliveryStage};
@@ -13,6 +13,7 @@ impl Session {
     /// Handles PUBACK (QoS 1) or PUBCOMP (QoS 2) for an outbound message.
     pub(crate) fn complete(&self, packet_id: PacketId, pubcomp: bool, journal: Option<&Journal>) -> AckOutcome {
         let mut state = self.state.lock();
+        promote_restored(&mut state, packet_id);
         let expected = if pubcomp { InflightStage::AwaitingComp } else { InflightStage::AwaitingAck };
         match state.inflight.get(&packet_id.get()) {
             Some(entry) if entry.stage == expected && (pubcomp || entry.item.qos == QoS::AtLeastOnce) => {
@@ -32,6 +33,7 @@ impl Session {
     /// before PUBREL may go out, so that after a restart PUBREL is resent, not the message.
     pub(crate) fn received(&self, packet_id: PacketId, reason: ReasonCode, journal: Option<&Journal>) -> AckOutcome {
         let mut state = self.state.lock();
+        promote_restored(&mut state, packet_id);
         let Some(entry) = state.inflight.get_mut(&packet_id.get()) else { return AckOutcome::Unknown };
         if entry.item.qos != QoS::ExactlyOnce {
             return AckOutcome::Unknown;
@@ -92,6 +94,26 @@ impl Session {
 /// without the id assignment having to be made durable before the PUBLISH is sent. An id is
 /// reused only 65,535 deliveries later; if the message that held it then is still unacknowledged,
 /// sending waits (see `Session::take_ready`).
+/// Takes a queued message restored after a restart as in flight when the client acknowledges
+/// its packet id: it was sent before the restart with that id (ids follow the delivery's
+/// sequence number), and the client's PUBACK or PUBREC answers that PUBLISH (MQTT-4.3.3-6,
+/// MQTT-4.4.0-1), so it is not sent again.
+fn promote_restored(state: &mut SessionState, packet_id: PacketId) {
+    if state.inflight.contains_key(&packet_id.get()) {
+        return;
+    }
+    let Some(at) = state.queue.iter().position(|entry| {
+        entry.maybe_sent && entry.item.qos != QoS::AtMostOnce && packet_id_for(entry.seq) == packet_id
+    }) else {
+        return;
+    };
+    let entry = state.queue.remove(at).expect("just found");
+    state.queued_bytes -= entry.item.message.payload.len();
+    let inflight =
+        Inflight { seq: entry.seq, item: entry.item, stage: InflightStage::AwaitingAck, durable: entry.durable };
+    state.inflight.insert(packet_id.get(), inflight);
+}
+
 pub(super) fn packet_id_for(seq: u64) -> PacketId {
     let id = (seq % u64::from(u16::MAX)) as u16 + 1;
     PacketId::new(id).expect("1..=65535")
