@@ -9,13 +9,6 @@ use harness::*;
 use midge_broker::CloseKind;
 use midge_codec::{Packet, Properties, PubResponse, QoS};
 
-fn persistent(version: midge_codec::ProtocolVersion, id: &str) -> midge_codec::Connect {
-    let mut packet = connect(version, id);
-    packet.clean_start = false;
-    packet.properties.session_expiry_interval = Some(3600);
-    packet
-}
-
 #[test]
 fn clean_sessions_and_qos0_never_touch_the_store() {
     let store = Arc::new(MemoryDurability::default());

@@ -7,13 +7,6 @@ use harness::*;
 use midge_broker::{CloseKind, Limits};
 use midge_codec::{Properties, QoS, ReasonCode};
 
-fn persistent(version: midge_codec::ProtocolVersion, id: &str) -> midge_codec::Connect {
-    let mut packet = connect(version, id);
-    packet.clean_start = false;
-    packet.properties.session_expiry_interval = Some(3600);
-    packet
-}
-
 #[test]
 fn max_sessions_refuses_a_new_session_but_never_a_returning_client() {
     let world = World::with(Limits { max_sessions: 2, ..Limits::default() });

@@ -9,18 +9,11 @@ use std::time::Duration;
 
 use harness::*;
 use midge_broker::{CloseKind, Limits, READ_BACK_BATCH};
-use midge_codec::{Connect, Packet, Properties, PubResponse, QoS, ReasonCode};
-
-fn persistent(id: &str) -> Connect {
-    let mut packet = connect(V5, id);
-    packet.clean_start = false;
-    packet.properties.session_expiry_interval = Some(3600);
-    packet
-}
+use midge_codec::{Packet, Properties, PubResponse, QoS, ReasonCode};
 
 /// A persistent subscriber to `q` at `qos`, gone offline.
 fn offline_subscriber(world: &World, qos: QoS) {
-    let mut subscriber = world.client(persistent("s"));
+    let mut subscriber = world.client(persistent(V5, "s"));
     subscriber.subscribe(vec![sub("q", qos)], Properties::default(), world.now);
     subscriber.close(CloseKind::Abnormal, world.now);
 }
@@ -75,7 +68,7 @@ fn an_offline_queue_beyond_max_queued_messages_is_kept_in_the_store_and_read_bac
     assert_eq!(store.delivery_count("s"), count, "every delivery is in the store");
     assert_eq!(world.broker.stats().messages_dropped.get(), 0);
 
-    let (mut back, connack) = world.connect(persistent("s")).unwrap();
+    let (mut back, connack) = world.connect(persistent(V5, "s")).unwrap();
     assert!(connack.session_present);
     let got = receive_acking(&mut back, &world, count);
     assert_eq!(payloads(&got), numbers(0..count));
@@ -101,7 +94,7 @@ fn the_offline_bounds_drop_new_messages_and_count_them() {
         assert_eq!(store.delivery_count("s"), kept, "{limits:?}");
         assert_eq!(world.broker.stats().messages_dropped.get(), (20 - kept) as u64);
 
-        let (mut back, _) = world.connect(persistent("s")).unwrap();
+        let (mut back, _) = world.connect(persistent(V5, "s")).unwrap();
         let got = receive_acking(&mut back, &world, kept);
         assert_eq!(payloads(&got), numbers(0..kept), "{limits:?}");
         assert!(back.publishes(world.now).is_empty());
@@ -118,7 +111,7 @@ fn messages_arriving_while_the_backlog_is_read_back_come_after_it() {
     let backlog = READ_BACK_BATCH * 2 + 10;
     publish_numbers(&world, 0..backlog, QoS::AtLeastOnce);
 
-    let (mut back, _) = world.connect(persistent("s")).unwrap();
+    let (mut back, _) = world.connect(persistent(V5, "s")).unwrap();
     let mut got = receive_acking(&mut back, &world, 30);
     publish_numbers(&world, backlog..backlog + 40, QoS::AtLeastOnce);
     let rest = backlog + 40 - got.len();
@@ -138,7 +131,7 @@ fn ending_an_offline_session_releases_its_stored_messages() {
     let world = World::with_queues_in(&store, Limits::default());
     offline_subscriber(&world, QoS::ExactlyOnce);
     // A second session keeps half the messages: they stay stored.
-    let mut other = world.client(persistent("other"));
+    let mut other = world.client(persistent(V5, "other"));
     other.subscribe(vec![sub("q/keep", QoS::AtLeastOnce)], Properties::default(), world.now);
     other.close(CloseKind::Abnormal, world.now);
     let mut publisher = world.client(connect(V5, "p"));
@@ -146,7 +139,7 @@ fn ending_an_offline_session_releases_its_stored_messages() {
         let topic = if n % 2 == 0 { "q" } else { "q/keep" };
         publisher.publish(publish(topic, &n.to_string(), QoS::AtLeastOnce, false), world.now);
     }
-    let mut sub_both = world.client(persistent("s2"));
+    let mut sub_both = world.client(persistent(V5, "s2"));
     sub_both.subscribe(vec![sub("q/keep", QoS::AtLeastOnce)], Properties::default(), world.now);
     sub_both.close(CloseKind::Abnormal, world.now);
     publisher.publish(publish("q/keep", "shared", QoS::AtLeastOnce, false), world.now);
@@ -178,7 +171,7 @@ fn a_restart_leaves_the_offline_queue_in_the_store_until_its_client_returns() {
     }
     let store = Arc::new(store.reopened());
     let world = World::with_queues_in(&store, Limits::default());
-    let (mut back, connack) = world.connect(persistent("s")).unwrap();
+    let (mut back, connack) = world.connect(persistent(V5, "s")).unwrap();
     assert!(connack.session_present);
     let mut got = Vec::new();
     while got.len() < count {
@@ -210,7 +203,7 @@ fn offline_qos0_is_stored_only_with_queue_qos0_messages() {
         publish_numbers(&world, 0..300, QoS::AtMostOnce);
         let kept = if queue_qos0_messages { 300 } else { 0 };
         assert_eq!(store.delivery_count("s"), kept);
-        let (mut back, _) = world.connect(persistent("s")).unwrap();
+        let (mut back, _) = world.connect(persistent(V5, "s")).unwrap();
         let mut got = Vec::new();
         loop {
             let batch = back.publishes(world.now);
@@ -247,7 +240,7 @@ fn expired_and_missing_messages_are_skipped_when_read_back() {
     assert_eq!(store.message_ids(), [ids[2]], "the expired payload is deleted at its expiry");
     assert_eq!(store.delivery_count("s"), 3, "its delivery goes when it is read back");
 
-    let (mut back, _) = world.connect(persistent("s")).unwrap();
+    let (mut back, _) = world.connect(persistent(V5, "s")).unwrap();
     let got = receive_acking(&mut back, &world, 1);
     assert_eq!(payloads(&got), ["kept"]);
     assert_eq!(world.broker.stats().messages_dropped.get(), 2);
@@ -267,7 +260,7 @@ fn a_full_store_stops_offline_queues_until_it_is_not() {
     assert!(world.broker.set_store_full(false));
     publish_numbers(&world, 6..9, QoS::AtLeastOnce);
     assert_eq!(world.broker.stats().messages_dropped.get(), 3);
-    let (mut back, _) = world.connect(persistent("s")).unwrap();
+    let (mut back, _) = world.connect(persistent(V5, "s")).unwrap();
     let got = receive_acking(&mut back, &world, 6);
     assert_eq!(payloads(&got), ["0", "1", "2", "6", "7", "8"]);
 }
@@ -281,9 +274,9 @@ fn a_takeover_during_a_read_back_voids_the_old_read() {
     let world = World::with_queues_in(&store, Limits::default());
     offline_subscriber(&world, QoS::AtLeastOnce);
     publish_numbers(&world, 0..300, QoS::AtLeastOnce);
-    let (mut first, _) = world.connect(persistent("s")).unwrap();
+    let (mut first, _) = world.connect(persistent(V5, "s")).unwrap();
     let pending = first.connection.as_ref().unwrap().read_back().expect("a batch to read");
-    let (mut second, connack) = world.connect(persistent("s")).unwrap();
+    let (mut second, connack) = world.connect(persistent(V5, "s")).unwrap();
     assert!(connack.session_present);
     let got = receive_acking(&mut second, &world, 300);
     assert_eq!(payloads(&got), numbers(0..300));

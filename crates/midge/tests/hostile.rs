@@ -254,14 +254,12 @@ fn hostile_max_remaining_length_then_nothing() {
 /// byte of it has come: 50 such first packets may grow its address space by less than one of
 /// them (256 MiB), which allows for its allocator's and threads' own growth.
 ///
-/// Today the read buffer reserves room for the whole announced frame
-/// (`ReadSize::room_for_next_read` in midge-server/src/read_size.rs, called from
-/// `read_first_packet` in conn/connect.rs and from `run_connected` in conn/driver.rs) whenever
-/// it is within `max_packet_size`, whose default is the protocol's largest: 50 unauthenticated
-/// 5-byte packets take about 20 GB of address space. Untouched pages cost no RSS, but under an
-/// address-space limit (`ulimit -v`, systemd's `LimitAS=`) or strict overcommit
-/// (`vm.overcommit_memory = 2`) the allocation fails and the broker aborts ("memory allocation
-/// of 268435460 bytes failed"): with `ulimit -v 4000000`, 20 such connections kill it.
+/// Until 49cea16 the read buffer reserved room for the whole announced frame
+/// (`ReadSize::room_for_next_read` in midge-server/src/read_size.rs) whenever it was within
+/// `max_packet_size`, whose default is the protocol's largest: 50 unauthenticated 5-byte
+/// packets took about 20 GB of address space. Untouched pages cost no RSS, but under an
+/// address-space limit (`ulimit -v`, systemd's `LimitAS=`) or strict overcommit the allocation
+/// failed and the broker aborted: with `ulimit -v 4000000`, 20 such connections killed it.
 #[test]
 fn hostile_max_remaining_length_reserves_no_memory() {
     const ATTACKERS: usize = 50;

@@ -101,6 +101,14 @@ impl World {
     }
 }
 
+/// A CONNECT for a persistent session (clean start 0, expiry an hour).
+pub fn persistent(version: ProtocolVersion, client_id: &str) -> Connect {
+    let mut packet = connect(version, client_id);
+    packet.clean_start = false;
+    packet.properties.session_expiry_interval = Some(3600);
+    packet
+}
+
 pub fn connect(version: ProtocolVersion, client_id: &str) -> Connect {
     Connect {
         protocol: version,
