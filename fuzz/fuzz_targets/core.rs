@@ -84,8 +84,6 @@ struct World {
     shared_sent: HashMap<(usize, Bytes), (usize, u64)>,
     /// The subscribers the last publish was paced for.
     congested: Vec<Arc<Session>>,
-    /// Payloads of messages published with a Message Expiry Interval.
-    expiring: BTreeSet<Bytes>,
     next_payload: u64,
 }
 
@@ -122,13 +120,6 @@ struct SessionModel {
     /// PUBRECs the client sent for ids it holds no QoS 2 message for: each is answered with a
     /// PUBREL (0x92 in v5; 3.1.1 has no reason code to tell it from a real one).
     stray_pubrecs: BTreeMap<u16, usize>,
-    /// Whether a connection to it asked for it to outlive the connection, and whether the last
-    /// one did.
-    ever_persistent: bool,
-    persistent: bool,
-    /// Restored by a restart although it had ended (the known defect "became-clean"): what it
-    /// holds is stale.
-    stale: bool,
 }
 
 /// A QoS 1/2 message sent to a client and not yet acknowledged.
@@ -139,9 +130,6 @@ struct Unacked {
     pubrec_sent: bool,
     /// The broker's PUBREL came: the client owes PUBCOMP.
     pubrel_seen: bool,
-    /// Sent before a restart, and not sent again since: the broker does not know it is in
-    /// flight (the known defect "late-ack-after-restart").
-    unconfirmed_since_restart: bool,
 }
 
 /// One copy of a QoS 2 message sent to a session.
@@ -190,7 +178,6 @@ impl World {
             sessions: HashMap::new(),
             shared_sent: HashMap::new(),
             congested: Vec::new(),
-            expiring: BTreeSet::new(),
             next_payload: 0,
         }
     }
@@ -228,7 +215,6 @@ impl World {
                 publish.retain = retain;
                 if v5 && expiry.is_some() {
                     publish.properties.message_expiry_interval = expiry.map(|e| u32::from(e % 30) + 1);
-                    self.expiring.insert(publish.payload.clone());
                 }
                 self.publish(c, vec![publish]);
             }
@@ -375,9 +361,7 @@ impl World {
             client.generation += 1;
         }
         let generation = client.generation;
-        let model = self.sessions.entry((c, generation)).or_default();
-        model.persistent = if v5 { expiry.seconds() > 0 } else { !clean };
-        model.ever_persistent |= model.persistent;
+        self.sessions.entry((c, generation)).or_default();
         let window = self.limits.outbound_window(client_maximum);
         let old = client.conn.replace(Conn { connection, out: BytesMut::new(), version, generation, window });
         // The connection taken over acts once more before it notices, then closes.
@@ -408,7 +392,7 @@ impl World {
     /// session resumes, from memory at once (`resume`) or, after a restart, from the queue it
     /// was restored into (the next drains), as far as the client's window allows.
     fn check_resent(&mut self, c: usize, generation: u64, owed: &BTreeMap<u16, Bytes>, mut resent: BTreeSet<u16>) {
-        if self.sessions[&(c, generation)].stale || owed.keys().all(|id| resent.contains(id)) {
+        if owed.keys().all(|id| resent.contains(id)) {
             return;
         }
         for _ in 0..MAX_DRAIN_ROUNDS {
@@ -426,12 +410,7 @@ impl World {
             }
         }
         let window = self.clients[c].conn.as_ref().map_or(0, |conn| conn.window);
-        let expired_tolerated = tolerated("expired-in-flight");
-        let missing: Vec<u16> = owed
-            .iter()
-            .filter(|(id, payload)| !(resent.contains(id) || expired_tolerated && self.expiring.contains(*payload)))
-            .map(|(id, _)| *id)
-            .collect();
+        let missing: Vec<u16> = owed.keys().filter(|id| !resent.contains(id)).copied().collect();
         if owed.len() <= window {
             assert!(
                 missing.is_empty(),
@@ -568,8 +547,7 @@ impl World {
                 Packet::PubAck(response)
             }
             AckKind::PubRec => {
-                let late = |u: &Unacked| u.unconfirmed_since_restart && tolerated("late-ack-after-restart");
-                match model.unacked.get_mut(&id).filter(|u| u.qos == QoS::ExactlyOnce && !late(u)) {
+                match model.unacked.get_mut(&id).filter(|u| u.qos == QoS::ExactlyOnce) {
                     Some(unacked) => {
                         unacked.pubrec_sent = true;
                         if let Some(copies) = model.qos2.get_mut(&unacked.payload) {
@@ -680,21 +658,14 @@ impl World {
     fn received(&mut self, c: usize, generation: u64, version: ProtocolVersion, publish: &Publish) {
         let model = self.sessions.entry((c, generation)).or_default();
         let session = format!("session {c}/{generation}");
-        // Under the known defect "expired-in-flight", a restart forgets an expired message in
-        // flight, and its packet id is given to a new one.
-        let forgotten = |held: &Unacked| tolerated("expired-in-flight") && self.expiring.contains(&held.payload);
         if let Some(id) = publish.packet_id.map(PacketId::get) {
             match model.unacked.get(&id) {
-                Some(held) if !publish.dup && forgotten(held) => {
-                    model.unacked.insert(id, Unacked::sent(publish));
-                }
                 Some(_) if !publish.dup => {
                     panic!("{session}: new PUBLISH with packet id {id}, still held by an unacknowledged message")
                 }
                 Some(held) => {
                     assert_eq!(held.payload, publish.payload, "{session}: DUP resend {id} carries another message");
                     assert!(!held.pubrec_sent, "{session}: PUBLISH {id} resent after its PUBREC (MQTT-4.3.3-6)");
-                    model.unacked.get_mut(&id).expect("held").unconfirmed_since_restart = false;
                 }
                 None => {
                     model.unacked.insert(id, Unacked::sent(publish));
@@ -786,14 +757,6 @@ impl World {
             }
         }
         self.congested.clear();
-        if tolerated("became-clean") {
-            for model in self.sessions.values_mut().filter(|model| model.ever_persistent && !model.persistent) {
-                model.stale = true;
-            }
-        }
-        for unacked in self.sessions.values_mut().flat_map(|model| model.unacked.values_mut()) {
-            unacked.unconfirmed_since_restart = !unacked.pubrec_sent;
-        }
         self.broker = build_broker(&self.limits, Some(&store));
         self.broker.restore(store.recovered(), self.now);
     }
@@ -844,13 +807,7 @@ impl World {
 impl Unacked {
     /// The client's record of `publish`, just received.
     fn sent(publish: &Publish) -> Self {
-        Self {
-            payload: publish.payload.clone(),
-            qos: publish.qos,
-            pubrec_sent: false,
-            pubrel_seen: false,
-            unconfirmed_since_restart: false,
-        }
+        Self { payload: publish.payload.clone(), qos: publish.qos, pubrec_sent: false, pubrel_seen: false }
     }
 
     /// The acknowledgement the client owes next, if it owes one now.
@@ -870,19 +827,6 @@ fn trace(line: impl FnOnce() -> String) {
     if *ON.get_or_init(|| std::env::var_os("MIDGE_FUZZ_TRACE").is_some()) {
         eprintln!("{}", line());
     }
-}
-
-/// Whether a known defect, not fixed yet, is to be let pass so the run can look further:
-/// `MIDGE_FUZZ_TOLERATE` lists them, comma-separated (see fuzz/README.md for the names).
-fn tolerated(defect: &str) -> bool {
-    static TOLERATED: OnceLock<Vec<String>> = OnceLock::new();
-    TOLERATED
-        .get_or_init(|| {
-            let list = std::env::var("MIDGE_FUZZ_TOLERATE").unwrap_or_default();
-            list.split(',').map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect()
-        })
-        .iter()
-        .any(|name| name == defect)
 }
 
 fn build_broker(limits: &Limits, store: Option<&Arc<MemoryDurability>>) -> Arc<Broker> {

@@ -275,6 +275,18 @@ impl Journal {
         ))
     }
 
+    /// Takes message `id` out of the expiry index for good: a delivery of it has been sent
+    /// (its record names the packet id), and MQTT-4.4.0-1 has it resent until acknowledged,
+    /// past its expiry too (MQTT-3.3.2-5 only forbids starting delivery after it). Its record
+    /// then stays while any reference does; queued deliveries of it still expire when taken.
+    pub(crate) fn keep_past_expiry(&self, id: u64) {
+        let mut counts = self.references.shard(id).lock();
+        if let Some(count) = counts.get_mut(&id).filter(|count| count.expires != 0) {
+            self.references.expiring.lock().remove(&(count.expires, id));
+            count.expires = 0;
+        }
+    }
+
     /// Drops a durable reference to message `id`; the last one deletes the message's record.
     pub(crate) fn release_reference(&self, id: u64, mut batch: Changes) -> Ticket {
         let mut counts = self.references.shard(id).lock();

@@ -1,6 +1,6 @@
 //! Recovery: rebuilding retained messages and persistent sessions from what the store held.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,7 +36,13 @@ impl Broker {
         let Some(journal) = &self.journal else { return Restored::default() };
         let mut restored = Restored::default();
 
-        // Durable references: one per retained topic and per delivery record.
+        // Durable references: one per retained topic and per delivery record. A message with
+        // a delivery in flight no longer expires from the store (`Journal::keep_past_expiry`).
+        let in_flight: HashSet<u64> = recovered
+            .sessions
+            .iter()
+            .flat_map(|s| s.deliveries.iter().filter(|(_, d)| d.stage != DeliveryStage::Queued).map(|(_, d)| d.message))
+            .collect();
         let mut references: HashMap<u64, u32> = HashMap::new();
         let deliveries = recovered.sessions.iter().flat_map(|s| s.deliveries.iter().map(|(_, d)| d.message));
         for id in recovered.retained.iter().map(|(_, id)| *id).chain(deliveries) {
@@ -57,9 +63,10 @@ impl Broker {
             messages.insert(id, Arc::new(message));
         }
         // Counted for the messages restored: a skipped one is not stored for the broker.
-        journal.restore_references(
-            references.into_iter().filter_map(|(id, count)| Some((id, count, messages.get(&id)?.expires_at))),
-        );
+        journal.restore_references(references.into_iter().filter_map(|(id, count)| {
+            let expires_at = messages.get(&id)?.expires_at.filter(|_| !in_flight.contains(&id));
+            Some((id, count, expires_at))
+        }));
         {
             let mut retained = self.retained.write();
             for (_, id) in recovered.retained {

@@ -174,6 +174,9 @@ impl Session {
                 out.push(Outgoing::Publish { item, packet_id: None, dup: false });
                 continue;
             }
+            if durable && item.message.expires_at.is_some() {
+                self.record_sent_expiring(journal, seq, &item, packet_id);
+            }
             let entry = Inflight { seq, item: item.clone(), stage: InflightStage::AwaitingAck, durable };
             state.inflight.insert(packet_id.get(), entry);
             out.push(Outgoing::Publish { item, packet_id: Some(packet_id), dup: maybe_sent });

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use midge_codec::{QoS, RetainHandling, SubscriptionOptions};
+use midge_codec::{PacketId, QoS, RetainHandling, SubscriptionOptions};
 
 use super::state::{Entry, Inflight, InflightStage, Session};
 use crate::delivery::Queued;
@@ -22,6 +22,27 @@ impl Session {
             changes.push(Change::DeleteDelivery { client_id: self.client_id.to_string(), seq });
             journal.release_reference(message.id, changes);
         }
+    }
+
+    /// Records that a stored delivery of a message with an expiry has been sent with
+    /// `packet_id`, and keeps the message's record past its expiry: a restart must resend it
+    /// (MQTT-4.4.0-1), where a queued delivery of an expired message would be dropped
+    /// (MQTT-3.3.2-5). Sending is not journaled otherwise (packet ids follow the delivery
+    /// order), so only messages that can expire pay this write. Called with the session lock
+    /// held, so the put is ordered before the delivery's deletion. The PUBLISH does not wait
+    /// for it: a crash before it is written restores the delivery as queued, and an expired
+    /// one is then dropped.
+    pub(super) fn record_sent_expiring(&self, journal: Option<&Journal>, seq: u64, item: &Queued, packet_id: PacketId) {
+        let Some(journal) = journal else { return };
+        let stage = DeliveryStage::Inflight { packet_id: packet_id.get(), awaiting_pubcomp: false };
+        let mut changes = Changes::new();
+        changes.push(Change::PutDelivery {
+            client_id: self.client_id.to_string(),
+            seq,
+            record: delivery_record(item, stage),
+        });
+        journal.submit(changes);
+        journal.keep_past_expiry(item.message.id);
     }
 
     /// Takes every message this session holds for delivery that came through a shared
@@ -90,6 +111,7 @@ impl Session {
             let record = delivery_record(&entry.item, stage);
             changes.push(Change::PutDelivery { client_id: client_id.clone(), seq: entry.seq, record });
             ticket = ticket.max(Some(journal.add_reference(&entry.item.message, changes)));
+            journal.keep_past_expiry(entry.item.message.id);
             entry.durable = true;
         }
         for entry in state.queue.iter_mut().filter(|entry| !entry.durable && entry.item.qos != QoS::AtMostOnce) {
