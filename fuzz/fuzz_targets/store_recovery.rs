@@ -42,24 +42,13 @@ const WATERMARK_FILE: &str = "durable-commit";
 fuzz_target!(|input: Input| {
     let pristine = pristine();
     let mut files: Vec<Option<FileImage>> = pristine.files.iter().map(|(_, image)| Some(image.clone())).collect();
-    let spare_versions = tolerated("engine-version-abort");
     let mut damaged = BTreeSet::new();
-    let mut header_hit = false;
     for damage in input.damages.iter().take(MAX_DAMAGES) {
         let index = damage_file(damage) % files.len();
         let (path, _) = &pristine.files[index];
-        if spare_versions && is_table_version_file(path) {
-            continue;
-        }
         damaged.insert(file_kind(path));
-        if let (Some(image), Some(headers)) = (&files[index], pristine.journal_headers.get(path)) {
-            header_hit |= damaged_range(damage, image)
-                .is_some_and(|hit| headers.iter().any(|header| hit.start < header.end && header.start < hit.end));
-        }
         apply(damage, &mut files);
     }
-    // The known defect "journal-header-flip": fjall's batch checksum leaves out the batch header.
-    let header_tolerated = header_hit && tolerated("journal-header-flip");
     let dir = pristine.root.join("damaged");
     let _ = std::fs::remove_dir_all(&dir);
     for ((path, _), image) in pristine.files.iter().zip(&files) {
@@ -90,7 +79,6 @@ fuzz_target!(|input: Input| {
         (Err(error), Ok(snapshot)) => {
             panic!("recovery failed ({error}) and then succeeded with {}", summary(snapshot))
         }
-        (Ok(_), Ok(_)) if header_tolerated => {}
         (Ok(snapshot), Ok(again)) => {
             let k = pristine.expected.iter().position(|expected| expected == snapshot).unwrap_or_else(|| {
                 let last = pristine.expected.last().expect("states");
@@ -125,71 +113,6 @@ fn damage_file(damage: &Damage) -> usize {
         | Damage::Delete { file } => file,
     };
     usize::from(file)
-}
-
-/// The bytes of its file a damage changes (`None` for one that only shortens or removes it),
-/// as offsets into the file as it is before the damage.
-fn damaged_range(damage: &Damage, image: &FileImage) -> Option<std::ops::Range<usize>> {
-    let used = image.data.len();
-    let offset = |at: u32, room: usize| if room == 0 { 0 } else { at as usize % room };
-    match *damage {
-        Damage::Flip { at, .. } if used > 0 => Some(offset(at, used)..offset(at, used) + 1),
-        Damage::Overwrite { at, ref bytes, .. } => {
-            let start = offset(at, used + 1);
-            Some(start..start + bytes.len().min(64))
-        }
-        Damage::Zero { at, len, .. } => {
-            let start = offset(at, used + 1);
-            Some(start..(start + usize::from(len)).min(used))
-        }
-        _ => None,
-    }
-}
-
-/// The byte ranges of the batch headers (Start entries: tag, item count, seqno) in a journal
-/// of fjall 3's format, which its batch checksum does not cover; empty if the journal does
-/// not parse as that format. Only for telling the known defect "journal-header-flip" apart.
-fn journal_batch_headers(data: &[u8]) -> Vec<std::ops::Range<usize>> {
-    let (mut headers, mut pos) = (Vec::new(), 0);
-    let u16_at = |p: usize| data.get(p..p + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
-    let u32_at = |p: usize| data.get(p..p + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    while pos < data.len() {
-        match data[pos] {
-            1 => {
-                headers.push(pos..pos + 13);
-                pos += 13;
-            }
-            2 => {
-                let (Some(key), Some(value)) = (u16_at(pos + 11), u32_at(pos + 17)) else { return Vec::new() };
-                pos += 21 + key + value;
-            }
-            3 => pos += 13, // tag, checksum, 4 magic bytes
-            4 => pos += 9,
-            _ => return Vec::new(),
-        }
-    }
-    headers
-}
-
-/// Whether `path` is one of the engine's table version files (`keyspaces/N/vM`), whose damage
-/// aborts the process inside fjall (the known defect "engine-version-abort").
-fn is_table_version_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    path.starts_with("fjall/keyspaces")
-        && name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Whether a known defect, not fixed yet, is to be let pass so the run can look further:
-/// `MIDGE_FUZZ_TOLERATE` lists them, comma-separated (see fuzz/README.md for the names).
-fn tolerated(defect: &str) -> bool {
-    static TOLERATED: OnceLock<Vec<String>> = OnceLock::new();
-    TOLERATED
-        .get_or_init(|| {
-            let list = std::env::var("MIDGE_FUZZ_TOLERATE").unwrap_or_default();
-            list.split(',').map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect()
-        })
-        .iter()
-        .any(|name| name == defect)
 }
 
 /// Applies a damage to the store's files as they will be written.
@@ -264,8 +187,6 @@ struct Pristine {
     expected: Vec<Snapshot>,
     /// How many batches the watermark says are durable.
     durable: usize,
-    /// The batch headers of each journal file, by path (see [`journal_batch_headers`]).
-    journal_headers: std::collections::HashMap<PathBuf, Vec<std::ops::Range<usize>>>,
 }
 
 fn pristine() -> &'static Pristine {
@@ -321,12 +242,7 @@ fn pristine() -> &'static Pristine {
             }
         }
         let watermark = files.iter().position(|(path, _)| path == Path::new(WATERMARK_FILE)).expect("a watermark");
-        let journal_headers = files
-            .iter()
-            .filter(|(path, _)| path.extension().is_some_and(|e| e == "jnl"))
-            .map(|(path, image)| (path.clone(), journal_batch_headers(&image.data)))
-            .collect();
-        Pristine { root, files, watermark, expected, durable, journal_headers }
+        Pristine { root, files, watermark, expected, durable }
     })
 }
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::batch::Batch;
 use crate::compactor::Compactor;
 use crate::error::StoreError;
+use crate::journal_check;
 use crate::layout::{self, Read, RowVisitor, Table, WriteSet, META_COMMIT_SEQ, META_FORMAT_VERSION, META_STORE_ID};
 use crate::migrate::{self, FORMAT_VERSION};
 use crate::snapshot::Snapshot;
@@ -182,6 +183,7 @@ impl DiskStore {
             });
         }
         check_tables(&engine_dir)?;
+        journal_check::check_journal_order(&engine_dir)?;
         let watermark = read_watermark(&dir.join(WATERMARK_FILE))?;
         let mut store = Self::open_engine(dir, watermark)?;
         let corrupt = |detail: String| StoreError::Corrupt { path: store.engine_dir.clone(), detail };
@@ -472,6 +474,7 @@ fn check_tables(engine_dir: &Path) -> Result<(), StoreError> {
             let detail = format!("a table has lost its {ENGINE_TABLE_VERSION_FILE} file");
             return Err(corrupt(&path, detail));
         }
+        check_table_version(&path)?;
         // The engine's own table is 0; Midge's tables are the others.
         if entry.file_name() != "0" {
             tables += 1;
@@ -480,6 +483,40 @@ fn check_tables(engine_dir: &Path) -> Result<(), StoreError> {
     if tables < Table::ALL.len() {
         let detail = format!("{tables} of the store's {} tables are there", Table::ALL.len());
         return Err(corrupt(&keyspaces, detail));
+    }
+    Ok(())
+}
+
+/// The size of a table's `current` file in lsm-tree 3.1 (`version::persist`): the version
+/// number (u64 LE), the xxh3-128 checksum of that version's file `v{N}` (u128 LE), and the
+/// checksum's type (0: xxh3).
+const TABLE_VERSION_POINTER_LEN: usize = 8 + 16 + 1;
+
+/// Checks a table's version file (`v{N}`, the list of its on-disk segments) against the
+/// checksum its `current` file holds. lsm-tree writes that checksum but does not check it, and
+/// a damaged version file makes it assert while fjall holds a lock, whose poisoning then
+/// panics again in fjall's `Drop`: the process aborts, past `catch_unwind`, instead of the
+/// store being refused. Found by the `store_recovery` fuzz target.
+fn check_table_version(table: &Path) -> Result<(), StoreError> {
+    let corrupt =
+        |path: &Path, detail: &str| StoreError::Corrupt { path: path.to_path_buf(), detail: detail.to_owned() };
+    let read = |path: &Path| std::fs::read(path).map_err(|error| StoreError::Io { path: path.to_path_buf(), error });
+    let pointer_path = table.join(ENGINE_TABLE_VERSION_FILE);
+    let pointer = read(&pointer_path)?;
+    if pointer.len() != TABLE_VERSION_POINTER_LEN || pointer[24] != 0 {
+        return Err(corrupt(&pointer_path, "a table's version pointer is damaged"));
+    }
+    let version = u64::from_le_bytes(pointer[..8].try_into().expect("8 bytes"));
+    let expected = u128::from_le_bytes(pointer[8..24].try_into().expect("16 bytes"));
+    let version_path = table.join(format!("v{version}"));
+    let bytes = match std::fs::read(&version_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(corrupt(&version_path, "a table's version file is missing"))
+        }
+        other => other.map_err(|error| StoreError::Io { path: version_path.clone(), error })?,
+    };
+    if xxhash_rust::xxh3::xxh3_128(&bytes) != expected {
+        return Err(corrupt(&version_path, "a table's version file does not match its checksum"));
     }
     Ok(())
 }

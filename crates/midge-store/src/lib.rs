@@ -44,6 +44,7 @@ pub mod batch;
 mod compactor;
 pub mod disk;
 pub mod error;
+mod journal_check;
 mod layout;
 pub mod memory;
 mod migrate;
