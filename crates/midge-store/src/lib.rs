@@ -34,6 +34,8 @@
 //! - [`memory`]: [`MemoryStore`], for tests.
 //! - [`reader`]: [`Reader`], a session's committed queue read beside the writer.
 //! - `layout`: keys and value encoding shared by both stores; `migrate`: format versions.
+//! - `journal_check`: the check that the engine's journal batches' sequence numbers never fall,
+//!   which the engine does not make.
 //! - [`error`]: [`StoreError`], [`SubmitError`], [`DurableError`].
 //!
 //! # Durability
