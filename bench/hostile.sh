@@ -11,12 +11,18 @@
 # Before the attacks, the canary alone on a fresh broker gives the baseline; after them, once
 # more, to show how much the (shared) machine moved meanwhile.
 # Attacks: malformed packets of every decoder error class in 3.1, 3.1.1 and 5.0; slowloris
-# (sockets that never send CONNECT, and CONNECTs sent a byte a second); a connect storm; one
+# (sockets that never send CONNECT, and CONNECTs sent a byte a second); a connect storm; a
+# connect storm with a wrong password (the broker, for this attack alone, reads a password file
+# made by mosquitto_passwd with the user canary, and the canary logs in as canary); one
 # client subscribing SUB_FILTERS filters, and CHURN_CLIENTS clients subscribing and
 # unsubscribing in a loop; a publisher at full speed to a topic nobody reads, and to one
 # FANOUT_SUBSCRIBERS clients read; subscribers that never read their socket, with QoS 0 and
 # QoS 1 traffic at full speed, and on the canary's own topic; packets announcing the largest
 # remaining length (268,435,455) and then nothing; a client id taken over in a tight loop.
+# The attacker runs at nice ATTACKER_NICE (19; 0 turns it off), the broker and the canary at
+# normal priority: on a real network the attacker is another machine, and here its own CPU
+# would otherwise compete with theirs, so the table would measure the OS scheduler rather than
+# what the broker lets the attacker do to others.
 # Prints one table, the brokers side by side per attack: canary p50/p99 and p99 against the
 # baseline, canary published/delivered/lost, broker RSS before/peak/end, broker log lines with
 # limit words and what Midge's limits counted (its shutdown totals), and what the attacker
@@ -27,10 +33,12 @@
 #   QUICK=1 UPDATE_DOC=0 bench/hostile.sh         smaller attacks, 3 s canaries: about 4 min
 #   BROKERS="midge midge-limits mosquitto" bench/hostile.sh    and Midge with LIMITS_TOML
 #   BROKERS=midge ATTACKS="slowloris takeover" UPDATE_DOC=0 bench/hostile.sh
+#   BROKERS="midge mosquitto" ATTACKS=auth-storm QUICK=1 UPDATE_DOC=0 bench/hostile.sh
 #
 # Bounded: every attack has its own time budget and counts, every bench and broker is stopped
 # by its PID when done and on any exit (an attacker still running 30 s after it was told to
-# stop is killed). Only 127.0.0.x is used. Needs python3 3.11 or later (asyncio.timeout).
+# stop is killed). Only 127.0.0.x is used. Needs python3 3.11 or later (asyncio.timeout), and
+# for auth-storm mosquitto_passwd (Debian package mosquitto).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -39,8 +47,8 @@ QUICK=${QUICK:-0}
 sized() { if [[ $QUICK == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 
 BROKERS=${BROKERS:-midge mosquitto}
-ALL_ATTACKS="malformed slowloris connect-storm sub-storm sub-churn publish-void publish-fanout
-stalled-qos0 stalled-qos1 stalled-canary max-length takeover"
+ALL_ATTACKS="malformed slowloris connect-storm auth-storm sub-storm sub-churn publish-void
+publish-fanout stalled-qos0 stalled-qos1 stalled-canary max-length takeover"
 ATTACKS=${ATTACKS:-$ALL_ATTACKS}
 RATE=${RATE:-1000}
 CANARY_QOS=${CANARY_QOS:-1}
@@ -61,6 +69,13 @@ STALLED_SUBSCRIBERS=${STALLED_SUBSCRIBERS:-$(sized 100 20)}
 MAXLEN_SOCKETS=${MAXLEN_SOCKETS:-$(sized 1000 200)}
 TAKEOVER_LOOPS=${TAKEOVER_LOOPS:-4}
 UPDATE_DOC=${UPDATE_DOC:-1}
+# The attacker's niceness (nice -n): another machine's CPU on a real network, the lowest
+# priority here (0: the same as the broker's and the canary's).
+ATTACKER_NICE=${ATTACKER_NICE:-19}
+# auth-storm: the canary's user in the password file, and its password (the attacker gives
+# another).
+PASSWORD_USER=canary
+PASSWORD=canary-password
 # midge-limits (in BROKERS, not by default): Midge with the limits that are off by default
 # turned on, these settings appended to its config.
 LIMITS_TOML=${LIMITS_TOML:-$'[connections]\nmax_connection_rate = 100\n\n[mqtt]\nmax_inbound_messages_per_second = 10000'}
@@ -87,6 +102,9 @@ attack_args() {
         SECONDS_MEASURED=$HOLD
         ;;
     connect-storm) ARGS=(connect-storm --concurrency "$CONCURRENCY") ;;
+    auth-storm)
+        ARGS=(auth-storm --concurrency "$CONCURRENCY" --username "$PASSWORD_USER" --password "wrong-$PASSWORD")
+        ;;
     sub-storm) ARGS=(sub-storm --filters "$SUB_FILTERS") ;;
     sub-churn) ARGS=(sub-churn --clients "$CHURN_CLIENTS") ;;
     publish-void) ARGS=(publish-void) ;;
@@ -133,16 +151,23 @@ wait_bounded() {
 }
 
 # run_phase BROKER ATTACK: a fresh broker, the attacker (none for the baseline) set up, the
-# canary measured while it runs, the broker's memory read throughout.
+# canary measured while it runs, the broker's memory read throughout. For auth-storm alone the
+# broker reads the password file and the canary logs in.
 run_phase() {
     local broker=$1 attack=$2
     local out=$WORK/results/$broker.$attack dir=$WORK/brokers/$broker.$attack
     SECONDS_MEASURED=$CANARY
     [[ $attack == baseline* ]] || attack_args "$attack"
+    local passwords='' login=()
+    if [[ $attack == auth-storm ]]; then
+        passwords=$WORK/passwords
+        login=(-u "$PASSWORD_USER" -P "$PASSWORD")
+    fi
     if [[ $broker == midge-limits ]]; then
-        start_broker midge "$dir" $'[store]\npersistence = false\n\n'"$LIMITS_TOML" || return 0
+        BROKER_PASSWORDS=$passwords start_broker midge "$dir" $'[store]\npersistence = false\n\n'"$LIMITS_TOML" ||
+            return 0
     else
-        start_broker "$broker" "$dir" || return 0
+        BROKER_PASSWORDS=$passwords start_broker "$broker" "$dir" || return 0
     fi
     sample_rss "$BROKER_PID" >"$out.rss" &
     local sampler=$!
@@ -153,8 +178,9 @@ run_phase() {
     if [[ $attack != baseline* ]]; then
         # The canary's window and then some: the attacker is told to stop when the canary is done.
         local budget=$((WARMUP + SECONDS_MEASURED + 5))
-        python3 "$ATTACKER" "${ARGS[@]}" --port "$BROKER_PORT" --sources "$SOURCES" --duration "$budget" \
-            --setup-timeout "$SETUP_TIMEOUT" --ready "$out.ready" >"$out.json" 2>"$out.err" &
+        # At nice ATTACKER_NICE: the attacker's own CPU is another machine's on a real network.
+        nice -n "$ATTACKER_NICE" python3 "$ATTACKER" "${ARGS[@]}" --port "$BROKER_PORT" --sources "$SOURCES" \
+            --duration "$budget" --setup-timeout "$SETUP_TIMEOUT" --ready "$out.ready" >"$out.json" 2>"$out.err" &
         attacker=$!
         STARTED_PIDS+=("$attacker")
         local deadline=$((SECONDS + SETUP_TIMEOUT + 5))
@@ -165,7 +191,7 @@ run_phase() {
     fi
     echo "ready $EPOCHREALTIME" >>"$out.marks"
     log "$broker: canary for ${WARMUP}+${SECONDS_MEASURED} s${attacker:+ during $attack}"
-    run_bench latency --rate "$RATE" -q "$CANARY_QOS" -p "$BROKER_PORT" --warmup "$WARMUP" \
+    run_bench latency --rate "$RATE" -q "$CANARY_QOS" -p "$BROKER_PORT" "${login[@]}" --warmup "$WARMUP" \
         -d "$SECONDS_MEASURED" --json --quiet >"$out.canary.json" 2>"$out.canary.err" ||
         log "  canary failed: $(tail -1 "$out.canary.err")"
     if [[ -n $attacker ]]; then
@@ -191,10 +217,28 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     log "python3 3.11 or later is needed (asyncio.timeout)"
     exit 1
 fi
+if ! [[ $ATTACKER_NICE =~ ^-?[0-9]+$ ]]; then
+    log "ATTACKER_NICE must be a number (nice -n), 0 to run the attacker at normal priority"
+    exit 1
+fi
+passwords_needed=0
 for attack in $ATTACKS; do
     attack_args "$attack"
+    if [[ $attack == auth-storm ]]; then
+        passwords_needed=1
+    fi
 done
 install_peers
+if ((passwords_needed)); then
+    if ! command -v mosquitto_passwd >/dev/null; then
+        log "mosquitto_passwd is needed for auth-storm (Debian package mosquitto)"
+        exit 1
+    fi
+    # As bench/auth_storm.sh: mosquitto reads the password file as its own user.
+    chmod a+rx "$WORK"
+    mosquitto_passwd -c -b "$WORK/passwords" "$PASSWORD_USER" "$PASSWORD"
+    chmod a+r "$WORK/passwords"
+fi
 started=$(date +%s)
 describe_machine >"$WORK/machine.md"
 mkdir -p "$WORK/results" "$WORK/brokers"
@@ -214,11 +258,12 @@ command="bench/hostile.sh"
 [[ $ATTACKS != "$ALL_ATTACKS" ]] && command="ATTACKS=\"$(echo $ATTACKS)\" $command"
 [[ $BROKERS != "midge mosquitto" ]] && command="BROKERS=\"$BROKERS\" $command"
 [[ $QUICK == 1 ]] && command="QUICK=1 $command"
+[[ $ATTACKER_NICE != 19 ]] && command="ATTACKER_NICE=$ATTACKER_NICE $command"
 python3 - "$WORK" "$BROKERS" "$ATTACKS" "$elapsed" "$command" "$RATE" "$CANARY_QOS" "$WARMUP" "$CANARY" \
-    "$HOLD" "$LIMITS_TOML" >"$WORK/section.md" <<'EOF'
+    "$HOLD" "$LIMITS_TOML" "$ATTACKER_NICE" "$PASSWORD_USER" >"$WORK/section.md" <<'EOF'
 import collections, json, os, re, sys
 
-work, brokers, attacks, elapsed, command, rate, qos, warmup, canary, hold, limits_toml = sys.argv[1:12]
+work, brokers, attacks, elapsed, command, rate, qos, warmup, canary, hold, limits_toml, nice, user = sys.argv[1:14]
 brokers, attacks = brokers.split(), attacks.split()
 names = {"midge": "Midge", "midge-limits": "Midge, limits on", "mosquitto": "mosquitto"}
 titles = {
@@ -227,6 +272,7 @@ titles = {
     "malformed": "malformed packets",
     "slowloris": "slowloris",
     "connect-storm": "connect storm",
+    "auth-storm": "connect storm, wrong passwords",
     "sub-storm": "one client, many filters",
     "sub-churn": "subscribe/unsubscribe churn",
     "publish-void": "flood to a topic nobody reads",
@@ -348,7 +394,8 @@ for attack in ["baseline"] + attacks + ["baseline-after"]:
 print(f"Each attack ran against a fresh broker process while a canary publisher/subscriber pair "
       f"(`midge bench latency`, {int(float(rate)):,} msg/s, QoS {qos}, 64-byte payloads, from 127.0.0.1) "
       f"measured end-to-end latency for {warmup} s of warm-up then {canary} s ({hold} s for slowloris and the "
-      f"maximum remaining length). The attacker (`bench/hostile_attack.py`, one Python process, from 127.0.0.2) "
+      f"maximum remaining length). The attacker (`bench/hostile_attack.py`, one Python process, from 127.0.0.2, "
+      f"{'at nice ' + nice if int(nice) else 'at normal priority'}) "
       f"set itself up first and was stopped when the canary was done. The baseline is the canary alone on a "
       f"fresh broker before the attacks (the reference for the ratio) and again after them (how much the "
       f"shared machine moved meanwhile). Broker RSS (VmRSS) read every 200 ms: before the attacker started, "
@@ -360,6 +407,11 @@ print(f"Each attack ran against a fresh broker process while a canary publisher/
       f"or timeout; counted: the limits Midge counted, and the messages it dropped, as it logs them at "
       f"shutdown (`limits reached since start`, `totals since start`). `{command}` took "
       f"{int(elapsed) // 60} min {int(elapsed) % 60} s (the build excluded).")
+if "auth-storm" in attacks:
+    print()
+    print(f"For the wrong-password storm alone, the broker read a password file made by `mosquitto_passwd` "
+          f"holding the user `{user}`, the attacker's CONNECTs gave that user name with a wrong password, and "
+          f"the canary logged in as `{user}` with the right one.")
 if "midge-limits" in brokers:
     print()
     settings, table = [], ""

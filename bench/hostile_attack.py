@@ -14,8 +14,8 @@ standard library alone.
     hostile_attack.py malformed --port 1883 --duration 10
     hostile_attack.py slowloris --port 1883 --sockets 10000 --trickle 100 --duration 25
 
-Attacks (see `ATTACKS` at the bottom): malformed, slowloris, connect-storm, sub-storm,
-sub-churn, publish-void, publish-fanout, stalled-subscribers, max-length, takeover.
+Attacks (see `ATTACKS` at the bottom): malformed, slowloris, connect-storm, auth-storm,
+sub-storm, sub-churn, publish-void, publish-fanout, stalled-subscribers, max-length, takeover.
 """
 
 import argparse
@@ -601,6 +601,62 @@ async def connect_storm(attack):
     }
 
 
+async def auth_storm(attack):
+    """`--concurrency` workers: connect, CONNECT with user name `--username` and the wrong
+    password `--password`, read the refusal (3.x: CONNACK return code 4 or 5; 5.0: reason code
+    0x86 or 0x87) and then the close, again. MQTT 3.1, 3.1.1 and 5.0 in turn, as connect-storm.
+    A CONNECT that is accepted after all is counted and disconnected."""
+    args = attack.args
+    connacks = collections.Counter()
+    ends = collections.Counter()
+    number = itertools.count()
+    credentials = text(args.username) + text(args.password)
+    sent = [0]
+    attack.ready.set()
+
+    async def worker():
+        while not attack.stopping:
+            index = next(number)
+            if index >= args.max_attempts:
+                return
+            version = VERSIONS[index % 3] if args.version == 0 else args.version
+            opened = await attack.open()
+            if opened is None:
+                await asyncio.sleep(0.05)
+                continue
+            reader, writer = opened
+            name = VERSION_NAMES[version]
+            try:
+                # Flags: user name, password, clean session.
+                writer.write(connect(version, f"ha{index}", flags=0xC2, keepalive=60, payload=credentials))
+                sent[0] += 1
+                kind, _, body = await with_timeout(read_packet(reader), CONNECT_TIMEOUT)
+                connacks[f"{name} {describe(version, kind, body)}"] += 1
+                if kind == CONNACK and body[1:2] == b"\x00":
+                    writer.write(disconnect(version))
+                # What came after the answer: the close, within a second.
+                ends[await answers(reader, version, 1.0)] += 1
+            except TimeoutError:
+                connacks[f"{name} no CONNACK in 5 s"] += 1
+            except (asyncio.IncompleteReadError, OSError, Garbage):
+                connacks[f"{name} closed before CONNACK"] += 1
+            finally:
+                close(writer)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(args.concurrency)]
+    elapsed = await attack.run(tasks)
+    refused = sum(count for key, count in connacks.items()
+                  if "CONNACK 0x" in key and not key.endswith("CONNACK 0x00"))
+    return {
+        "sent": sent[0], "connacks": dict(connacks), "after_connack": dict(ends),
+        "connect_errors": dict(attack.connect_errors),
+        "refused_per_s": round(refused / elapsed) if elapsed else None,
+        "summary": f"{sent[0]:,} CONNECTs as {args.username} with a wrong password ({refused / elapsed:,.0f}/s "
+                   f"refused): {counts(connacks)}; then {counts(ends)}; "
+                   f"connect errors: {counts(attack.connect_errors)}",
+    }
+
+
 # --- 4. Subscription storms -----------------------------------------------------------------
 
 async def sub_storm(attack):
@@ -1117,6 +1173,7 @@ ATTACKS = {
     "malformed": malformed,
     "slowloris": slowloris,
     "connect-storm": connect_storm,
+    "auth-storm": auth_storm,
     "sub-storm": sub_storm,
     "sub-churn": sub_churn,
     "publish-void": publish_void,
@@ -1139,12 +1196,15 @@ def main():
     parser.add_argument("--workers", type=int, default=50, help="malformed: connections at once")
     parser.add_argument("--answer-timeout", type=float, default=1.0, help="malformed: seconds to wait for an answer")
     parser.add_argument("--max-attempts", type=int, default=10_000_000,
-                        help="connections at most (malformed, connect-storm, takeover)")
+                        help="connections at most (malformed, connect-storm, auth-storm, takeover)")
     parser.add_argument("--sockets", type=int, default=10_000, help="slowloris, max-length: connections held")
     parser.add_argument("--trickle", type=int, default=100,
                         help="slowloris: connections sending CONNECT a byte a second")
     parser.add_argument("--concurrency", type=int, default=100, help="connection attempts at once")
-    parser.add_argument("--version", type=int, default=0, help="connect-storm: 3, 4 or 5 (0: each in turn)")
+    parser.add_argument("--version", type=int, default=0,
+                        help="connect-storm, auth-storm: 3, 4 or 5 (0: each in turn)")
+    parser.add_argument("--username", default="canary", help="auth-storm: the user name of every CONNECT")
+    parser.add_argument("--password", default="wrong-password", help="auth-storm: the wrong password it gives")
     parser.add_argument("--filters", type=int, default=100_000, help="sub-storm: filters per round")
     parser.add_argument("--window", type=int, default=1000, help="sub-storm: SUBSCRIBEs unacknowledged at once")
     parser.add_argument("--max-rounds", type=int, default=1_000_000, help="sub-storm, sub-churn: rounds at most")

@@ -29,6 +29,8 @@ mod malformed;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -817,6 +819,109 @@ fn hostile_connect_storm() {
     wait_until("the broker's descriptors back to their number before the storm", PATIENCE, || {
         open_fds(broker.pid()) <= fds_before
     });
+    assert_serves_new_client(&broker);
+    eprintln!("{}", canary.finish());
+}
+
+// ---- 8. a connect storm with wrong passwords ----
+
+/// The user in the wrong-password storm's password file, and its password.
+const STORM_USER: &str = "canary";
+const STORM_PASSWORD: &str = "canary-password";
+
+/// A password file in `dir` made by Debian's `mosquitto_passwd` (its default hash, `$7$`)
+/// holding `user` with `password`.
+fn password_file(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let file = dir.join("passwords");
+    let done = Command::new("mosquitto_passwd")
+        .arg("-c")
+        .arg("-b")
+        .arg(&file)
+        .args([user, password])
+        .output()
+        .expect("mosquitto_passwd");
+    assert!(done.status.success(), "mosquitto_passwd: {}", String::from_utf8_lossy(&done.stderr));
+    file
+}
+
+/// What a CONNECT with a wrong password must get: a refusing CONNACK with `code` and Session
+/// Present 0 (MQTT-3.2.2-4 in 3.1.1, MQTT-3.2.2-6 in 5.0), then the close with nothing more
+/// (MQTT-3.2.2-5 in 3.1.1, MQTT-3.2.2-7 and MQTT-3.1.4-2 in 5.0). `Err` says what came instead.
+fn refused_then_closed(client: &mut Client, code: u8) -> Result<(), String> {
+    match client.next(PATIENCE) {
+        Event::Packet(Packet::Connack(c)) if c.code == code && !c.session_present => {}
+        other => return Err(format!("{other:?} instead of CONNACK {code:#04x}")),
+    }
+    match client.next(PATIENCE) {
+        Event::Closed => Ok(()),
+        other => Err(format!("after the refusing CONNACK, {other:?} instead of the close")),
+    }
+}
+
+/// A wrong-password storm: 500 CONNECTs with the user name the password file holds and a
+/// wrong password, 50 at once (50 threads of 10, started together), every version in turn.
+/// Each is refused as Midge refuses every bad user name or password, with Bad User Name or
+/// Password: CONNACK return code 4 in 3.1 and 3.1.1 (3.1.1 table 3.1), reason code 0x86 in
+/// 5.0 (table 3-1; MQTT-3.1.4-2: a failed authentication closes the connection, and such a
+/// CONNACK may come first), and then closed ([`refused_then_closed`]). Meanwhile the canary,
+/// logged in with the right password, is served throughout; afterwards the broker's
+/// descriptors are back where they were (every refused connection's task has ended), and the
+/// right password still logs in, every version.
+#[test]
+fn hostile_wrong_password_storm() {
+    const THREADS: usize = 50;
+    const EACH: usize = 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let passwords = password_file(dir.path(), STORM_USER, STORM_PASSWORD);
+    let listener = format!("password_file = {:?}\n", passwords.display().to_string());
+    let broker = TestBroker::start_midge_listener_with(&listener, "");
+    let canary = Canary::start_logged_in(&broker, "wrong-passwords", STORM_USER, STORM_PASSWORD.as_bytes());
+    let fds_before = open_fds(broker.pid());
+    let addr = broker.addr;
+    let started = Instant::now();
+    let slowest = run_bounded("the wrong-password storm", PATIENCE * 3, move || {
+        let barrier = Barrier::new(THREADS);
+        std::thread::scope(|scope| {
+            let stormers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let mut slowest = Duration::ZERO;
+                        for i in 0..EACH {
+                            let version = VERSIONS[(t + i) % VERSIONS.len()];
+                            let code = if version == V5 { 0x86 } else { 4 };
+                            let id = format!("wrong-{t}-{i}");
+                            let began = Instant::now();
+                            let mut client = Client::open_at(addr, version);
+                            client.send(&Connect::new(version, &id).user(STORM_USER, Some(b"wrong-password")).encode());
+                            if let Err(e) = refused_then_closed(&mut client, code) {
+                                panic!("{id} ({version:?}): {e}");
+                            }
+                            slowest = slowest.max(began.elapsed());
+                        }
+                        slowest
+                    })
+                })
+                .collect();
+            all_joined(stormers.into_iter().map(|s| s.join()))
+        })
+    });
+    let slowest = slowest.into_iter().max().unwrap_or_default();
+    eprintln!(
+        "wrong-password storm: {} refused in {:?}, slowest refusal and close {slowest:?}",
+        THREADS * EACH,
+        started.elapsed()
+    );
+    wait_until("the broker's descriptors back to their number before the storm", PATIENCE, || {
+        open_fds(broker.pid()) <= fds_before
+    });
+    for version in VERSIONS {
+        let connect =
+            Connect::new(version, &unique("right-password")).user(STORM_USER, Some(STORM_PASSWORD.as_bytes()));
+        let (client, _) = Client::connect(&broker, &connect);
+        client.disconnect();
+    }
     assert_serves_new_client(&broker);
     eprintln!("{}", canary.finish());
 }

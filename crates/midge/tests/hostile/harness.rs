@@ -6,8 +6,9 @@
 //! - [`start_broker`]: `midge serve` on 127.0.0.1 with `[mqtt]` settings (the support module's
 //!   [`TestBroker`] underneath: killed when dropped).
 //! - [`Canary`]: a well-behaved QoS 1 publisher and subscriber pair at a fixed pace, started
-//!   before an attack and checked after it ([`Canary::finish`]): every acknowledged message
-//!   arrived, once, in order, each within [`CANARY_MAX_LATENCY`].
+//!   before an attack ([`Canary::start`], or [`Canary::start_logged_in`] with a user name and
+//!   password) and checked after it ([`Canary::finish`]): every acknowledged message arrived,
+//!   once, in order, each within [`CANARY_MAX_LATENCY`].
 //! - Raw sockets: [`open_silent`] (connections that never speak, opened so that the broker
 //!   has accepted each by a known time), [`expect_all_closed`] (the broker closes each within
 //!   its window), [`assert_serves_new_client`] (a new client still gets a full round trip).
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::conformance_wire::{build, Client, Event, Packet, Publish, Version};
+use crate::conformance_wire::{build, Client, Connect, Event, Packet, Publish, Version};
 use crate::support::TestBroker;
 
 /// How long a well-behaved client waits for anything the broker owes it while an attack runs.
@@ -137,10 +138,28 @@ impl Canary {
     /// Connects the pair (the subscription is in place when this returns) and starts publishing.
     /// `name` must be unique among the canaries of one broker.
     pub fn start(broker: &TestBroker, name: &str) -> Self {
+        Self::start_with(broker, name, None)
+    }
+
+    /// [`Canary::start`] with both clients logging in with this user name and password.
+    pub fn start_logged_in(broker: &TestBroker, name: &str, username: &str, password: &[u8]) -> Self {
+        Self::start_with(broker, name, Some((username, password)))
+    }
+
+    /// [`Canary::start`], each client logging in with `login` (user name, password) if given.
+    fn start_with(broker: &TestBroker, name: &str, login: Option<(&str, &[u8])>) -> Self {
+        let connect = |version, client_id: String| {
+            let connect = Connect::new(version, &client_id);
+            let connect = match login {
+                Some((username, password)) => connect.user(username, Some(password)),
+                None => connect,
+            };
+            Client::connect(broker, &connect).0
+        };
         let topic = format!("canary/{name}");
-        let mut subscriber = Client::new(broker, Version::V5, &format!("canary-sub-{name}"));
+        let mut subscriber = connect(Version::V5, format!("canary-sub-{name}"));
         assert_eq!(subscriber.subscribe(&topic, 1), 1, "canary subscription");
-        let publisher = Client::new(broker, Version::V3_1_1, &format!("canary-pub-{name}"));
+        let publisher = connect(Version::V3_1_1, format!("canary-pub-{name}"));
         let origin = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         // The count of acknowledged messages once the publisher is done; u32::MAX before.
