@@ -1,0 +1,98 @@
+//! One valid message of each type, and of each form a type has (empty WILLTOPIC, PINGREQ with
+//! a client id, DISCONNECT with a duration, each topic id type, the 3-octet Length).
+
+use bytes::Bytes;
+use midge_sn_codec::{
+    Connect, Encapsulated, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
+    ShortTopicName, SubAck, Subscribe, SubscribeTopic, TopicId, Unsubscribe, WillTopic,
+};
+
+use crate::support::{client, encode_vec, topic};
+
+/// Representative messages of every type.
+pub fn messages() -> Vec<Message> {
+    let will = || WillTopic { qos: QoS::AtLeastOnce, retain: true, topic: topic("s/1/state") };
+    let publish = |qos, topic, msg_id, data: &'static [u8]| {
+        Message::Publish(Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            msg_id: MsgId(msg_id),
+            data: Bytes::from_static(data),
+        })
+    };
+    vec![
+        Message::Advertise { gw_id: 7, duration: 900 },
+        Message::SearchGw { radius: 2 },
+        Message::GwInfo { gw_id: 7, gw_add: Bytes::from_static(&[192, 168, 0, 1]) },
+        Message::Connect(Connect { will: true, clean_session: true, duration: 60, client_id: client("sensor-1") }),
+        Message::ConnAck { return_code: ReturnCode::ACCEPTED },
+        Message::WillTopicReq,
+        Message::WillTopic { will: Some(will()) },
+        Message::WillTopic { will: None },
+        Message::WillMsgReq,
+        Message::WillMsg { will_msg: Bytes::from_static(b"offline") },
+        Message::Register(Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name: topic("s/1/temp") }),
+        Message::RegAck(RegAck { topic_id: TopicId(5), msg_id: MsgId(1), return_code: ReturnCode::ACCEPTED }),
+        publish(QoS::AtLeastOnce, PublishTopic::Normal(TopicId(5)), 2, b"21.5"),
+        publish(QoS::MinusOne, PublishTopic::Predefined(TopicId(0x10)), 0, b"1"),
+        publish(QoS::ExactlyOnce, PublishTopic::Short(ShortTopicName(*b"ab")), 3, b""),
+        publish(QoS::AtMostOnce, PublishTopic::Normal(TopicId(5)), 0, &[0x5A; 300]),
+        Message::PubAck(PubAck {
+            topic_id: TopicId(5),
+            msg_id: MsgId(2),
+            return_code: ReturnCode::REJECTED_CONGESTION,
+        }),
+        Message::PubComp { msg_id: MsgId(3) },
+        Message::PubRec { msg_id: MsgId(3) },
+        Message::PubRel { msg_id: MsgId(3) },
+        Message::Subscribe(Subscribe {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            msg_id: MsgId(4),
+            topic: SubscribeTopic::Name(topic("s/+/temp")),
+        }),
+        Message::Subscribe(Subscribe {
+            dup: true,
+            qos: QoS::ExactlyOnce,
+            msg_id: MsgId(4),
+            topic: SubscribeTopic::Predefined(TopicId(0x10)),
+        }),
+        Message::SubAck(SubAck {
+            qos: QoS::AtLeastOnce,
+            topic_id: TopicId(5),
+            msg_id: MsgId(4),
+            return_code: ReturnCode::ACCEPTED,
+        }),
+        Message::Unsubscribe(Unsubscribe { msg_id: MsgId(6), topic: SubscribeTopic::Short(ShortTopicName(*b"ab")) }),
+        Message::UnsubAck { msg_id: MsgId(6) },
+        Message::PingReq { client_id: None },
+        Message::PingReq { client_id: Some(client("sensor-1")) },
+        Message::PingResp,
+        Message::Disconnect { duration: None },
+        Message::Disconnect { duration: Some(3600) },
+        Message::WillTopicUpd { will: Some(will()) },
+        Message::WillTopicUpd { will: None },
+        Message::WillTopicResp { return_code: ReturnCode::ACCEPTED },
+        Message::WillMsgUpd { will_msg: Bytes::from_static(b"gone") },
+        Message::WillMsgResp { return_code: ReturnCode::REJECTED_NOT_SUPPORTED },
+        Message::Encapsulated(Encapsulated {
+            radius: 1,
+            wireless_node_id: Bytes::from_static(&[0x12, 0x34]),
+            message: Box::new(Message::Connect(Connect {
+                will: false,
+                clean_session: true,
+                duration: 60,
+                client_id: client("node-1234"),
+            })),
+        }),
+    ]
+}
+
+#[test]
+fn samples_survive_encoding_and_decoding() {
+    for message in messages() {
+        assert_eq!(midge_sn_codec::decode(&encode_vec(&message)), Ok(message));
+    }
+}
