@@ -1,5 +1,6 @@
 //! One valid message of each type, and of each form a type has (empty WILLTOPIC, PINGREQ with
-//! a client id, DISCONNECT with a duration, each topic id type, the 3-octet Length).
+//! a client id, DISCONNECT with a duration, each topic id type, the 3-octet Length): inputs for
+//! the corruption property test.
 
 use bytes::Bytes;
 use midge_sn_codec::{
