@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - `support`: helpers that build, decode and encode raw datagrams, and the canonical form the
-//!   encoder gives a decoded datagram; `samples`: one valid datagram per message type;
-//!   `strategies`: arbitrary valid messages.
+//!   encoder gives a decoded datagram; `samples`: one valid datagram per message type, also the
+//!   fuzz seed corpus; `strategies`: arbitrary valid messages.
 //! - `messages`: every message of 5.4 and the Encapsulated message of 5.5, as exact octets
 //!   laid out as the specification's tables, decoded and encoded back.
 //! - `header`: the 1- and 3-octet Length field (5.2.1).

@@ -1,6 +1,6 @@
 //! One valid message of each type, and of each form a type has (empty WILLTOPIC, PINGREQ with
 //! a client id, DISCONNECT with a duration, each topic id type, the 3-octet Length): inputs for
-//! the corruption property test.
+//! the corruption property test and the fuzz seed corpus.
 
 use bytes::Bytes;
 use midge_sn_codec::{
@@ -89,6 +89,31 @@ pub fn messages() -> Vec<Message> {
             })),
         }),
     ]
+}
+
+/// Writes the samples to `fuzz/corpus/decode_sn/` as the fuzzer's seed corpus, one datagram per
+/// file, named by index and message type. Rerun by hand when the samples change:
+/// `cargo test -p midge-sn-codec --test sn -- --ignored write_fuzz_seed_corpus`.
+#[test]
+#[ignore = "writes fuzz/corpus/decode_sn; run by hand"]
+fn write_fuzz_seed_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode_sn");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (index, message) in messages().iter().enumerate() {
+        let name = format!("{index:02}-{}", message.msg_type()).to_lowercase().replace(' ', "-");
+        std::fs::write(dir.join(name), encode_vec(message)).unwrap();
+    }
+    // Valid datagrams the encoder never writes, for the target's check of the canonical form.
+    let non_canonical: [(&str, &[u8]); 3] = [
+        ("pingreq-3-octet-length", &[0x01, 0x00, 0x04, 0x16]),
+        ("connect-unused-flags", &[0x07, 0x04, 0xF3, 0x01, 0x00, 0x3C, b'c']),
+        ("encapsulated-reserved-ctrl-bits", &[0x04, 0xFE, 0xFD, 0x07, 0x02, 0x16]),
+    ];
+    for (index, (name, datagram)) in non_canonical.into_iter().enumerate() {
+        assert!(midge_sn_codec::decode(datagram).is_ok(), "{name}");
+        let index = messages().len() + index;
+        std::fs::write(dir.join(format!("{index:02}-{name}")), datagram).unwrap();
+    }
 }
 
 #[test]
