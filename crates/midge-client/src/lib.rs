@@ -42,6 +42,7 @@ mod packet_ids;
 mod session;
 pub mod tls;
 mod transport;
+mod websocket;
 
 pub use client::Client;
 pub use error::Error;

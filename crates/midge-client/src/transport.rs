@@ -1,6 +1,5 @@
-//! How bytes reach the broker: plain TCP or TLS over it; a WebSocket becomes a further
-//! [`Transport`] variant whose `open` returns the same [`Link`], so nothing above this file
-//! changes.
+//! How bytes reach the broker: plain TCP, TLS over it, or a WebSocket over either; `open`
+//! returns the same [`Link`] for each, so nothing above this file changes.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::error::Error;
 use crate::options::ServerAddress;
 use crate::tls::Tls;
+use crate::websocket;
 
 /// The kinds of transport.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,6 +22,14 @@ pub enum Transport {
     Tcp,
     /// MQTT over TLS over TCP.
     Tls(Tls),
+    /// MQTT over a WebSocket (`ws://`), or over a WebSocket over TLS (`wss://`) when `tls` is
+    /// set; `path` is the HTTP request's path, such as `/mqtt`.
+    WebSocket {
+        /// The request path, with its leading `/`.
+        path: String,
+        /// TLS under the WebSocket.
+        tls: Option<Tls>,
+    },
 }
 
 /// An open connection split into halves, so the client can wait for input while a write is in
@@ -49,15 +57,47 @@ pub(crate) async fn open(server: &ServerAddress, nodelay: bool, local_address: O
             Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
         }
         Transport::Tls(tls) => {
-            let name = ServerName::try_from(server.host.clone()).map_err(|e| Error::Tls {
-                address: address.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, e),
-            })?;
-            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
-            let stream = connector.connect(name, stream).await.map_err(|source| Error::Tls { address, source })?;
+            let stream = tls_over(stream, tls, &server.host, &address).await?;
             let (reader, writer) = tokio::io::split(stream);
             Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
         }
+        Transport::WebSocket { path, tls: None } => {
+            let url = format!("ws://{}{path}", host_port(server));
+            let (reader, writer) =
+                websocket::upgrade(stream, &url).await.map_err(|source| Error::Connect { address, source })?;
+            Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
+        }
+        Transport::WebSocket { path, tls: Some(tls) } => {
+            let stream = tls_over(stream, tls, &server.host, &address).await?;
+            let url = format!("wss://{}{path}", host_port(server));
+            let (reader, writer) =
+                websocket::upgrade(stream, &url).await.map_err(|source| Error::Connect { address, source })?;
+            Ok(Link { reader: Box::new(reader), writer: Box::new(writer) })
+        }
+    }
+}
+
+/// Runs the TLS handshake over `stream` to `host`.
+async fn tls_over(
+    stream: TcpStream,
+    tls: &Tls,
+    host: &str,
+    address: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::Tls {
+        address: address.to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, e),
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::clone(&tls.config));
+    connector.connect(name, stream).await.map_err(|source| Error::Tls { address: address.to_owned(), source })
+}
+
+/// `host:port` for a URL, with an IPv6 address in brackets.
+fn host_port(server: &ServerAddress) -> String {
+    if server.host.contains(':') && !server.host.starts_with('[') {
+        format!("[{}]:{}", server.host, server.port)
+    } else {
+        format!("{}:{}", server.host, server.port)
     }
 }
 

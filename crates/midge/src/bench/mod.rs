@@ -121,6 +121,13 @@ pub struct BenchArgs {
     /// Broker port [default: 1883, or 8883 with TLS].
     #[arg(short = 'p', long = "port", help_heading = "Broker")]
     port: Option<u16>,
+    /// Connect over a WebSocket (ws://; over TLS, wss://, with the TLS options): -p is then the
+    /// broker's WebSocket listener.
+    #[arg(long = "ws", help_heading = "Broker")]
+    websocket: bool,
+    /// The HTTP path of the WebSocket upgrade (with --ws).
+    #[arg(long = "ws-path", value_name = "PATH", default_value = crate::client::DEFAULT_WS_PATH, help_heading = "Broker")]
+    ws_path: String,
     /// User name of every client.
     #[arg(short = 'u', long = "username", value_name = "USER", help_heading = "Broker")]
     username: Option<String>,
@@ -343,6 +350,9 @@ impl Settings {
         if args.size < payload::HEADER_LEN || args.size > 16 * 1024 * 1024 {
             return Err(format!("--size must be between {} and 16777216 bytes", payload::HEADER_LEN));
         }
+        if !args.ws_path.starts_with('/') {
+            return Err(format!("--ws-path must start with '/': {}", args.ws_path));
+        }
         let tls = match tls_options(&args.tls, false)? {
             Some(options) => {
                 let options = TlsOptions { no_resumption: true, ..options };
@@ -357,7 +367,11 @@ impl Settings {
             scenario,
             host: args.host.clone(),
             port,
-            transport: tls.map_or(Transport::Tcp, Transport::Tls),
+            transport: match (args.websocket, tls) {
+                (true, tls) => Transport::WebSocket { path: args.ws_path.clone(), tls },
+                (false, Some(tls)) => Transport::Tls(tls),
+                (false, None) => Transport::Tcp,
+            },
             username: args.username.clone(),
             password: args.password.clone(),
             version: args.version,

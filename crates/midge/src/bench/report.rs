@@ -182,7 +182,7 @@ impl Report {
             "scenario": settings.scenario.name(),
             "host": settings.host,
             "port": settings.port,
-            "tls": settings.transport != midge_client::Transport::Tcp,
+            "tls": uses_tls(&settings.transport),
             "username": settings.username,
             "version": version_name(settings),
             "qos": settings.qos as u8,
@@ -246,6 +246,7 @@ impl Report {
                 object.extend(fields);
             }
         }
+        object["websocket"] = json!(uses_websocket(&settings.transport));
         object
     }
 
@@ -258,7 +259,7 @@ impl Report {
             "scenario": settings.scenario.name(),
             "host": settings.host,
             "port": settings.port,
-            "tls": settings.transport != midge_client::Transport::Tcp,
+            "tls": uses_tls(&settings.transport),
             "username": settings.username,
             "version": version_name(settings),
             "qos": settings.qos as u8,
@@ -290,6 +291,7 @@ impl Report {
                 object.extend(part);
             }
         }
+        object["websocket"] = json!(uses_websocket(&settings.transport));
         object
     }
 
@@ -468,10 +470,31 @@ fn describe(settings: &Settings) -> String {
         text.push_str(", persistent subscribers");
     }
     let _ = write!(text, ", {}:{}", settings.host, settings.port);
-    if settings.transport != midge_client::Transport::Tcp {
-        text.push_str(" over TLS (full handshakes)");
+    match &settings.transport {
+        midge_client::Transport::WebSocket { path, tls } => {
+            let _ = write!(text, " over a WebSocket ({path})");
+            if tls.is_some() {
+                text.push_str(" over TLS (full handshakes)");
+            }
+        }
+        midge_client::Transport::Tcp => {}
+        _ => text.push_str(" over TLS (full handshakes)"),
     }
     text
+}
+
+/// Whether `transport` is a WebSocket.
+fn uses_websocket(transport: &midge_client::Transport) -> bool {
+    matches!(transport, midge_client::Transport::WebSocket { .. })
+}
+
+/// Whether `transport` runs over TLS.
+fn uses_tls(transport: &midge_client::Transport) -> bool {
+    match transport {
+        midge_client::Transport::Tcp => false,
+        midge_client::Transport::WebSocket { tls, .. } => tls.is_some(),
+        _ => true,
+    }
 }
 
 fn version_name(settings: &Settings) -> &'static str {

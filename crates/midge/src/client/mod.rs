@@ -63,9 +63,15 @@ pub struct ConnectArgs {
     /// Broker port [default: 1883].
     #[arg(short = 'p', long = "port", value_name = "PORT", allow_negative_numbers = true, help_heading = "Connection")]
     pub port: Option<String>,
-    /// User, password, host, port and topic as one URL: mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC.
+    /// User, password, host, port and topic as one URL: mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC;
+    /// mqtts:// for TLS (port 8883), ws:// for MQTT over a WebSocket (port 80), wss:// for a
+    /// WebSocket over TLS (port 443).
     #[arg(short = 'L', long = "url", value_name = "URL", help_heading = "Connection")]
     pub url: Option<String>,
+    /// The HTTP path of a ws:// or wss:// URL's WebSocket upgrade [default: /mqtt, which
+    /// mosquitto, Midge, EMQX and HiveMQ all accept].
+    #[arg(long = "ws-path", value_name = "PATH", help_heading = "Connection")]
+    pub ws_path: Option<String>,
     /// User name.
     #[arg(short = 'u', long = "username", value_name = "USER", help_heading = "Connection")]
     pub username: Option<String>,
@@ -209,6 +215,7 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
     let mut password = args.password.clone();
     let mut url_topic = None;
     let mut url_tls = false;
+    let mut websocket = false;
     if let Some(url) = &args.url {
         let parsed = parse_url(url)?;
         host = parsed.host;
@@ -217,7 +224,14 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
         password = parsed.password.or(password);
         url_topic = Some(parsed.topic);
         url_tls = parsed.tls;
+        websocket = parsed.websocket;
     }
+    let ws_path = match &args.ws_path {
+        Some(_) if !websocket => return Err("Error: --ws-path needs a ws:// or wss:// URL (-L).".into()),
+        Some(path) if !path.starts_with('/') => return Err(format!("Error: --ws-path must start with '/': {path}")),
+        Some(path) => path.clone(),
+        None => DEFAULT_WS_PATH.to_owned(),
+    };
     let tls = tls_options(&args.tls, url_tls)?;
     if tls.is_some() && args.port.is_none() && args.url.is_none() {
         port = DEFAULT_TLS_PORT;
@@ -290,10 +304,15 @@ pub fn resolve(args: &ConnectArgs, tool: Tool) -> Result<Connection, String> {
     };
 
     let mut options = ConnectOptions::new(host, port);
-    if let Some(tls) = tls {
-        let tls = midge_client::Tls::new(&tls).map_err(|error| format!("Error: {error}"))?;
-        options.server.transport = midge_client::Transport::Tls(tls);
-    }
+    let tls = match tls {
+        Some(tls) => Some(midge_client::Tls::new(&tls).map_err(|error| format!("Error: {error}"))?),
+        None => None,
+    };
+    options.server.transport = match (websocket, tls) {
+        (true, tls) => midge_client::Transport::WebSocket { path: ws_path, tls },
+        (false, Some(tls)) => midge_client::Transport::Tls(tls),
+        (false, None) => midge_client::Transport::Tcp,
+    };
     options.version = version;
     options.client_id = client_id;
     options.clean_start = !args.persistent;
@@ -368,10 +387,15 @@ pub fn tls_options(args: &TlsArgs, url_tls: bool) -> Result<Option<TlsOptions>, 
     }))
 }
 
+/// The HTTP path of a WebSocket upgrade when `--ws-path` does not give one.
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
 /// A parsed `-L` URL.
 struct Url {
-    /// `mqtts://`.
+    /// `mqtts://` or `wss://`.
     tls: bool,
+    /// `ws://` or `wss://`.
+    websocket: bool,
     host: String,
     port: u16,
     username: Option<String>,
@@ -379,13 +403,18 @@ struct Url {
     topic: String,
 }
 
-/// `mqtt://[user[:password]@]host[:port]/topic`, or `mqtts://` for TLS (port 8883 by
-/// default). `ws://` needs WebSockets, which midge does not have yet.
+/// `mqtt://[user[:password]@]host[:port]/topic`, `mqtts://` for TLS (port 8883 by default),
+/// `ws://` for a WebSocket (port 80) and `wss://` for a WebSocket over TLS (port 443).
 fn parse_url(url: &str) -> Result<Url, String> {
-    let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
-        (Some(rest), _) => (false, rest),
-        (None, Some(rest)) => (true, rest),
-        (None, None) => return Err("Error: unsupported URL scheme.".into()),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("Error: unsupported URL scheme.".into());
+    };
+    let (tls, websocket, default_port) = match scheme {
+        "mqtt" => (false, false, midge_client::DEFAULT_PORT),
+        "mqtts" => (true, false, DEFAULT_TLS_PORT),
+        "ws" => (false, true, 80),
+        "wss" => (true, true, 443),
+        _ => return Err("Error: unsupported URL scheme.".into()),
     };
     let Some((authority, topic)) = rest.split_once('/') else {
         return Err("Error: Invalid URL for -L argument specified - topic missing.".into());
@@ -412,9 +441,9 @@ fn parse_url(url: &str) -> Result<Url, String> {
             };
             (host.to_string(), port)
         }
-        None => (address.to_string(), if tls { DEFAULT_TLS_PORT } else { midge_client::DEFAULT_PORT }),
+        None => (address.to_string(), default_port),
     };
-    Ok(Url { tls, host, port, username, password, topic: topic.to_string() })
+    Ok(Url { tls, websocket, host, port, username, password, topic: topic.to_string() })
 }
 
 /// Prints a usage error as mosquitto does and returns its exit code.
@@ -620,7 +649,11 @@ mod tests {
         assert_eq!((url.port, url.username), (1883, None));
         let url = parse_url("mqtts://h/t").unwrap();
         assert_eq!((url.tls, url.port), (true, 8883), "mqtts:// is TLS, on 8883 by default");
-        assert_eq!(parse_url("ws://h/t").err().unwrap(), "Error: unsupported URL scheme.");
+        let url = parse_url("ws://h/t").unwrap();
+        assert_eq!((url.websocket, url.tls, url.port), (true, false, 80), "ws:// is a WebSocket, on 80 by default");
+        let url = parse_url("wss://u:p@h:9002/a/b").unwrap();
+        assert_eq!((url.websocket, url.tls, url.port, url.topic.as_str()), (true, true, 9002, "a/b"));
+        assert_eq!(parse_url("http://h/t").err().unwrap(), "Error: unsupported URL scheme.");
         assert!(parse_url("mqtt://h").err().unwrap().contains("topic missing"));
     }
 
