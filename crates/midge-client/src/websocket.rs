@@ -41,7 +41,7 @@ where
         ));
     }
     let (sink, stream) = socket.split();
-    Ok((WsReader { stream, pending: Bytes::new(), closed: false }, WsWriter { sink }))
+    Ok((WsReader { stream, pending: Bytes::new(), closed: false }, WsWriter { sink, framed: None }))
 }
 
 fn invalid(error: impl std::fmt::Display) -> io::Error {
@@ -79,17 +79,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsReader<S> {
     }
 }
 
-/// The writing half: each write one binary frame.
+/// The writing half: each write one binary frame, on the socket before the write is done.
 pub(crate) struct WsWriter<S> {
     sink: SplitSink<WebSocketStream<S>, Message>,
+    /// The length of a write already framed whose flush was pending: the client writes like
+    /// over TCP, without flushing, and retries a pending write with the same bytes, so the
+    /// frame must reach the socket before the write counts, and is not framed twice.
+    framed: Option<usize>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsWriter<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let sink = &mut self.get_mut().sink;
-        ready!(Pin::new(&mut *sink).poll_ready(cx)).map_err(invalid)?;
-        Pin::new(&mut *sink).start_send(Message::Binary(data.to_vec())).map_err(invalid)?;
-        Poll::Ready(Ok(data.len()))
+        let this = self.get_mut();
+        if this.framed.is_none() {
+            ready!(Pin::new(&mut this.sink).poll_ready(cx)).map_err(invalid)?;
+            Pin::new(&mut this.sink).start_send(Message::Binary(data.to_vec())).map_err(invalid)?;
+            this.framed = Some(data.len());
+        }
+        ready!(Pin::new(&mut this.sink).poll_flush(cx)).map_err(invalid)?;
+        Poll::Ready(Ok(this.framed.take().unwrap_or_default()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -152,9 +160,10 @@ mod tests {
         let (client, mut server) = pair(Some("mqtt")).await;
         let (_reader, mut writer) = client.expect("upgraded");
         assert_eq!(server.offered, ("/mqtt".to_owned(), Some("mqtt".to_owned())));
+        // No flush: the client writes as over TCP, and a write is on the socket when it is done.
         writer.write_all(b"\x10\x0cpacket-bytes").await.expect("write");
-        writer.flush().await.expect("flush");
-        let frame = server.socket.next().await.expect("a frame").expect("valid");
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), server.socket.next()).await;
+        let frame = frame.expect("the frame is on the socket without a flush").expect("a frame").expect("valid");
         assert_eq!(frame, Message::Binary(b"\x10\x0cpacket-bytes".to_vec()));
     }
 

@@ -31,6 +31,8 @@ pub struct BindAddr {
     text: String,
     host: Host,
     port: u16,
+    /// Whether the text gave the port (a WebSocket listener must: it has no default).
+    port_given: bool,
 }
 
 /// The host part of a [`BindAddr`].
@@ -55,26 +57,28 @@ impl BindAddr {
     /// Parses one of the forms in the module documentation.
     pub fn parse(text: &str) -> Result<Self, InvalidBind> {
         let fail = |problem| Err(InvalidBind { text: text.to_owned(), problem });
-        let bind = |host, port| Ok(Self { text: text.to_owned(), host, port });
+        let bind = |host, port: Option<u16>| {
+            Ok(Self { text: text.to_owned(), host, port: port.unwrap_or(DEFAULT_PORT), port_given: port.is_some() })
+        };
         if let Ok(addr) = text.parse::<SocketAddr>() {
-            return bind(Host::Ip(addr.ip()), addr.port());
+            return bind(Host::Ip(addr.ip()), Some(addr.port()));
         }
         if let Ok(ip) = text.parse::<IpAddr>() {
-            return bind(Host::Ip(ip), DEFAULT_PORT);
+            return bind(Host::Ip(ip), None);
         }
         if let Some(inner) = text.strip_prefix('[') {
             return match inner.strip_suffix(']').map(str::parse::<std::net::Ipv6Addr>) {
-                Some(Ok(ip)) => bind(Host::Ip(IpAddr::V6(ip)), DEFAULT_PORT),
+                Some(Ok(ip)) => bind(Host::Ip(IpAddr::V6(ip)), None),
                 _ => fail("expected [IPV6] or [IPV6]:PORT, with a port from 0 to 65535"),
             };
         }
         let (name, port) = match text.split_once(':') {
-            None => (text, DEFAULT_PORT),
+            None => (text, None),
             Some((_, port)) if port.contains(':') => {
                 return fail("an IPv6 address with a port is written in brackets: [::1]:1883")
             }
             Some((name, port)) => match port.parse::<u16>() {
-                Ok(port) => (name, port),
+                Ok(port) => (name, Some(port)),
                 Err(_) => return fail("the port must be a number from 0 to 65535"),
             },
         };
@@ -87,6 +91,11 @@ impl BindAddr {
     /// The port (0: any free port).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the text gave the port, rather than leaving it to [`DEFAULT_PORT`].
+    pub fn port_given(&self) -> bool {
+        self.port_given
     }
 
     /// The addresses to bind: the address itself, or every address the name resolves to, in
@@ -119,7 +128,7 @@ impl TryFrom<String> for BindAddr {
 
 impl From<SocketAddr> for BindAddr {
     fn from(addr: SocketAddr) -> Self {
-        Self { text: addr.to_string(), host: Host::Ip(addr.ip()), port: addr.port() }
+        Self { text: addr.to_string(), host: Host::Ip(addr.ip()), port: addr.port(), port_given: true }
     }
 }
 
@@ -173,6 +182,7 @@ mod tests {
         for (text, host, port) in cases {
             let bind = BindAddr::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!((&bind.host, bind.port), (&host, port), "{text}");
+            assert_eq!(bind.port_given(), text.contains("]:") || text.matches(':').count() == 1, "{text}");
             assert_eq!(bind.to_string(), text);
         }
     }

@@ -106,7 +106,8 @@ impl SyncSetting {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// What it speaks (mosquitto's `protocol`): only `"mqtt"`, MQTT over TCP, is built so far.
+    /// What it speaks (mosquitto's `protocol`): `"mqtt"`, MQTT over TCP (or TLS), or
+    /// `"websockets"`, MQTT over WebSocket (or WebSocket over TLS).
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// Address or host name, with or without a port: "0.0.0.0:1883", "[::1]:1884", "0.0.0.0",
@@ -170,6 +171,82 @@ pub struct ListenerConfig {
     /// The client certificate's whole subject (RFC 2253, as OpenSSL prints it) is its user name.
     #[serde(default)]
     pub use_subject_as_username: bool,
+
+    // WebSocket (crate::transport::websocket): keys of `protocol = "websockets"` listeners only.
+    /// The only request path a WebSocket upgrade is accepted on (another gets 404); `None`:
+    /// any path.
+    #[serde(default)]
+    pub websocket_path: Option<String>,
+    /// The `Origin` values a WebSocket upgrade is accepted from: a request with another Origin,
+    /// or none, gets 403. `None`: any, or none (clients that are not browsers send none).
+    #[serde(default)]
+    pub websocket_origins: Option<Vec<String>>,
+    /// The largest WebSocket frame, and data message, a client may send, in payload bytes:
+    /// over it the connection is closed with code 1009. `None`: `[mqtt] max_packet_size`
+    /// ([`ListenerConfig::max_frame_size`]).
+    #[serde(default)]
+    pub websocket_max_frame_size: Option<u32>,
+}
+
+impl ListenerConfig {
+    /// The largest WebSocket frame payload the listener accepts, given the broker's
+    /// `max_packet_size`: `websocket_max_frame_size`, or by default the packet size. Clients
+    /// (paho, MQTT.js, rumqttc) send each packet in a frame of its own, so that default never
+    /// refuses a packet the broker would take over TCP; frames are decoded as they arrive and
+    /// never held whole, so a larger limit costs no memory.
+    pub fn max_frame_size(&self, max_packet_size: u32) -> u32 {
+        self.websocket_max_frame_size.unwrap_or(max_packet_size)
+    }
+
+    /// Checks what the types cannot: settings that belong to another protocol, and the
+    /// WebSocket settings' values.
+    pub fn check(&self) -> Result<(), String> {
+        let websocket_keys = [
+            ("websocket_path", self.websocket_path.is_some()),
+            ("websocket_origins", self.websocket_origins.is_some()),
+            ("websocket_max_frame_size", self.websocket_max_frame_size.is_some()),
+        ];
+        if self.protocol != ListenerProtocol::Websockets {
+            if let Some((key, _)) = websocket_keys.iter().find(|(_, set)| *set) {
+                return Err(format!(
+                    "{key} is a setting of protocol = \"websockets\" listeners, and this one is \"{}\"",
+                    self.protocol
+                ));
+            }
+            return Ok(());
+        }
+        if !self.bind.port_given() {
+            return Err(format!(
+                "bind = \"{}\" has no port: a websockets listener has no default one (mosquitto's \
+                 examples use 9001)",
+                self.bind
+            ));
+        }
+        if let Some(path) = &self.websocket_path {
+            if !path.starts_with('/') || path.contains(['?', '#']) || path.contains(char::is_whitespace) {
+                return Err(format!(
+                    "websocket_path = {path:?}: a path starts with / and has no query, fragment or spaces"
+                ));
+            }
+        }
+        if let Some(origins) = &self.websocket_origins {
+            if origins.is_empty() {
+                return Err("websocket_origins = []: that would refuse every browser; leave the key out to \
+                            accept any Origin"
+                    .to_owned());
+            }
+            if let Some(origin) = origins.iter().find(|origin| origin.trim().is_empty() || origin.ends_with('/')) {
+                return Err(format!(
+                    "websocket_origins: {origin:?} is not an origin as browsers send it (e.g. \
+                     \"https://app.example.com\", no path or trailing /)"
+                ));
+            }
+        }
+        if self.websocket_max_frame_size == Some(0) {
+            return Err("websocket_max_frame_size = 0 would refuse every frame".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// A TLS listener's lowest TLS version (`tls_version`), spelt as mosquitto spells it.
@@ -191,10 +268,12 @@ pub enum ListenerProtocol {
     /// MQTT over TCP (mosquitto's `protocol mqtt`, its default).
     #[default]
     Mqtt,
+    /// MQTT over WebSocket (mosquitto's `protocol websockets`).
+    Websockets,
 }
 
 /// The protocols mosquitto's `protocol` also takes that Midge does not build yet.
-const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 2] = ["websockets", "mqtt-sn"];
+const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 1] = ["mqtt-sn"];
 
 impl TryFrom<String> for ListenerProtocol {
     type Error = String;
@@ -202,11 +281,12 @@ impl TryFrom<String> for ListenerProtocol {
     fn try_from(name: String) -> Result<Self, String> {
         match name.as_str() {
             "mqtt" => Ok(Self::Mqtt),
-            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => {
-                Err(format!("protocol {other:?} is not available yet: only \"mqtt\" listeners can be built"))
-            }
+            "websockets" => Ok(Self::Websockets),
+            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => Err(format!(
+                "protocol {other:?} is not available yet: only \"mqtt\" and \"websockets\" listeners can be built"
+            )),
             other => Err(format!(
-                "unknown protocol {other:?}: expected \"mqtt\" ({} are not available yet)",
+                "unknown protocol {other:?}: expected \"mqtt\" or \"websockets\" ({} is not available yet)",
                 PROTOCOLS_NOT_YET_AVAILABLE.map(|p| format!("{p:?}")).join(" and ")
             )),
         }
@@ -217,6 +297,7 @@ impl std::fmt::Display for ListenerProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Mqtt => f.write_str("mqtt"),
+            Self::Websockets => f.write_str("websockets"),
         }
     }
 }
@@ -342,6 +423,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A listener's settings do not go together, or a WebSocket setting's value cannot be used.
+    #[error("invalid config file {path}: listener {listener}: {problem}")]
+    Listener {
+        /// The file.
+        path: PathBuf,
+        /// The listener's place in the file, from 1.
+        listener: usize,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
     /// A value of `[mqtt]` is out of range. The setting and the problem are this error's own
     /// message (not a source), so they are printed once.
     #[error("invalid config file {path}: [mqtt] {limit}")]
@@ -371,6 +462,13 @@ impl ServerConfig {
             level: config.log.level.clone(),
             problem,
         })?;
+        for (index, listener) in config.listener.iter().enumerate() {
+            listener.check().map_err(|problem| ConfigError::Listener {
+                path: path.to_owned(),
+                listener: index + 1,
+                problem,
+            })?;
+        }
         Ok(config)
     }
 
@@ -404,6 +502,9 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         use_identity_as_username: false,
         use_subject_as_username: false,
         password_file: None,
+        websocket_path: None,
+        websocket_origins: None,
+        websocket_max_frame_size: None,
     }
 }
 
@@ -477,15 +578,53 @@ mod tests {
         assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
         assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
         for (extra, expected) in [
-            ("protocol = \"websockets\"", "protocol \"websockets\" is not available yet"),
             ("protocol = \"mqtt-sn\"", "protocol \"mqtt-sn\" is not available yet"),
-            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\""),
+            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\" or \"websockets\""),
             ("max_connections = 0", "max_connections = 0 would refuse every client"),
             ("max_connections = -2", "max_connections = -2: use at least 1"),
             ("max_connections = \"many\"", "max_connections"),
         ] {
             let err = parse(extra).unwrap_err().to_string();
             assert!(err.contains("p.toml") && err.contains(expected), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn websockets_listeners_and_their_keys() {
+        let parse = |bind: &str, extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = {bind:?}\n{extra}\n"), Path::new("w.toml"))
+        };
+        let listener = parse("0.0.0.0:9001", "protocol = \"websockets\"").unwrap().listener.remove(0);
+        assert_eq!(listener.protocol, ListenerProtocol::Websockets);
+        assert_eq!(listener.protocol.to_string(), "websockets");
+        assert_eq!((&listener.websocket_path, &listener.websocket_origins), (&None, &None));
+        assert_eq!(listener.max_frame_size(1000), 1000, "the packet size by default");
+        let listener = parse(
+            "0.0.0.0:9001",
+            "protocol = \"websockets\"\nwebsocket_path = \"/mqtt\"\n\
+             websocket_origins = [\"https://app.example\"]\nwebsocket_max_frame_size = 65536",
+        )
+        .unwrap()
+        .listener
+        .remove(0);
+        assert_eq!(listener.websocket_path.as_deref(), Some("/mqtt"));
+        assert_eq!(listener.websocket_origins, Some(vec!["https://app.example".to_owned()]));
+        assert_eq!(listener.max_frame_size(1000), 65536);
+        for (bind, extra, expected) in [
+            ("0.0.0.0:1883", "websocket_path = \"/mqtt\"", "listener 1: websocket_path is a setting of protocol = \"websockets\" listeners, and this one is \"mqtt\""),
+            ("0.0.0.0:1883", "websocket_origins = [\"https://a\"]", "listener 1: websocket_origins is a setting of"),
+            ("0.0.0.0:1883", "protocol = \"mqtt\"\nwebsocket_max_frame_size = 10", "websocket_max_frame_size is a setting of"),
+            ("0.0.0.0", "protocol = \"websockets\"", "bind = \"0.0.0.0\" has no port: a websockets listener has no default one"),
+            ("localhost", "protocol = \"websockets\"", "has no port"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_path = \"mqtt\"", "websocket_path = \"mqtt\": a path starts with /"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_path = \"/mqtt?x=1\"", "no query"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_origins = []", "websocket_origins = []: that would refuse every browser"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_origins = [\"https://a.example/\"]", "is not an origin as browsers send it"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_max_frame_size = 0", "websocket_max_frame_size = 0 would refuse every frame"),
+            ("0.0.0.0:9001", "protocol = \"websockets\"\nwebsocket_max_frame_size = -1", "websocket_max_frame_size"),
+        ] {
+            let err = parse(bind, extra).unwrap_err().to_string();
+            assert!(err.starts_with("invalid config file w.toml") && err.contains(expected), "{extra}: {err}");
         }
     }
 

@@ -9,7 +9,7 @@
 //!   of a running listener.
 //! - [`gate`]: the connection limits every listener shares (`[connections]`).
 //! - [`rate`]: token buckets for the rate limits.
-//! - [`transport`]: what a connection's bytes travel over (TCP, TLS).
+//! - [`transport`]: what a connection's bytes travel over (TCP, TLS, WebSocket over either).
 //! - [`tls`]: a TLS listener's certificates, keys, CAs and CRLs, loaded into rustls.
 //! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
 //!   acknowledgements, pacing.

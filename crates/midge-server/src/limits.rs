@@ -19,6 +19,20 @@ pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// so a client that never does holds its connection this long at most.
 pub const CLOSE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The most bytes a WebSocket upgrade request may take, request line and headers: browsers
+/// send well under 2 KiB. A client that sends more before the blank line is answered 431, so a
+/// connection that never finishes its request costs at most this (within the connect timeout).
+pub const WEBSOCKET_MAX_REQUEST: usize = 8 * 1024;
+
+/// The most header lines a WebSocket upgrade request may have (browsers send about 15); more
+/// is answered 431.
+pub const WEBSOCKET_MAX_HEADERS: usize = 64;
+
+/// Reads one WebSocket read makes while they bring no data (only frame headers and control
+/// frames) before it gives way, so that a client sending nothing but pings cannot hold its
+/// task in one call.
+pub const WEBSOCKET_READS_WITHOUT_DATA: usize = 8;
+
 /// How long accepting pauses after an error (out of file descriptors and the like), so that a
 /// persistent error does not spin the accept loop.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);

@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::ListenerSecurity;
-use crate::config::ListenerConfig;
-use crate::conn::{self as connection, ListenerContext};
+use crate::config::{ListenerConfig, ListenerProtocol};
+use crate::conn::{self as connection, ListenerContext, WebSocketListener};
 use crate::gate::ConnectionGate;
 use crate::limits::ACCEPT_ERROR_PAUSE;
 use crate::server::ServerError;
@@ -92,7 +92,14 @@ impl BoundListener {
         shutdown: watch::Receiver<bool>,
     ) -> ListenerHandle {
         let Self { index, config, security, tls, sockets, local_addrs } = self;
-        let transport = if tls.is_some() { "tls" } else { "tcp" };
+        let websocket = (config.protocol == ListenerProtocol::Websockets)
+            .then(|| Arc::new(WebSocketListener::new(index, &config, broker.limits().max_packet_size)));
+        let transport = match (&websocket, &tls) {
+            (Some(_), Some(_)) => "websockets over tls",
+            (Some(_), None) => "websockets",
+            (None, Some(_)) => "tls",
+            (None, None) => "tcp",
+        };
         for local_addr in &local_addrs {
             info!(
                 listener = index, %local_addr, bind = %config.bind, protocol = %config.protocol,
@@ -119,13 +126,14 @@ impl BoundListener {
                 config: config.clone(),
                 current: Arc::clone(&current),
                 counters: Arc::clone(&counters),
+                websocket: websocket.clone(),
                 connections: connections.clone(),
                 gate,
             }
             .run(sockets, stop_rx),
         );
         accept_loop.close();
-        ListenerHandle { index, config, local_addrs, counters, current, connections, stop, accept_loop }
+        ListenerHandle { index, config, local_addrs, counters, websocket, current, connections, stop, accept_loop }
     }
 }
 
@@ -139,6 +147,8 @@ pub struct ListenerHandle {
     config: ListenerConfig,
     local_addrs: Vec<SocketAddr>,
     counters: Arc<Counters>,
+    /// A WebSocket listener's settings and upgrade counter; `None` for MQTT over TCP or TLS.
+    websocket: Option<Arc<WebSocketListener>>,
     /// What new connections are given, swapped by [`ListenerHandle::reload`].
     current: Arc<RwLock<Current>>,
     /// Its connections; their number is the listener's count of open connections.
@@ -173,6 +183,7 @@ impl ListenerHandle {
             accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
             open: self.connections.len(),
             tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
+            websocket_upgrade_failures: self.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
         }
     }
 
@@ -237,6 +248,9 @@ pub struct ListenerCounters {
     /// TLS handshakes that failed or did not finish within the connect timeout (0 on a TCP
     /// listener).
     pub tls_handshake_failures: u64,
+    /// WebSocket upgrades refused with an HTTP status, or not finished (closed, or not within
+    /// the connect timeout); 0 on a listener that is not `protocol = "websockets"`.
+    pub websocket_upgrade_failures: u64,
 }
 
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
@@ -256,6 +270,8 @@ struct AcceptLoop {
     /// What each new connection is given; a reload swaps it.
     current: Arc<RwLock<Current>>,
     counters: Arc<Counters>,
+    /// Set on a WebSocket listener: its connections upgrade before they speak MQTT.
+    websocket: Option<Arc<WebSocketListener>>,
     connections: TaskTracker,
     /// The limits every listener shares.
     gate: Arc<ConnectionGate>,
@@ -324,11 +340,15 @@ impl AcceptLoop {
             let current = read(&self.current);
             (Arc::clone(&current.context), current.tls.clone())
         };
-        match tls {
-            // The handshake runs in the connection's task, never here: a slow client cannot
-            // hold up the accept loop.
-            Some(tls) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
-            None => self.connections.spawn(connection::serve(stream, peer, context)),
+        // Handshakes run in the connection's task, never here: a slow client cannot hold up the
+        // accept loop.
+        match (&self.websocket, tls) {
+            (Some(websocket), tls) => {
+                let websocket = Arc::clone(websocket);
+                self.connections.spawn(connection::serve_websocket(stream, peer, tls, websocket, context))
+            }
+            (None, Some(tls)) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
+            (None, None) => self.connections.spawn(connection::serve(stream, peer, context)),
         };
     }
 }

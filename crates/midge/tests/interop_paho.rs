@@ -47,6 +47,26 @@ fn paho_round_trips_over_tls() {
     }
 }
 
+/// paho's websockets transport (its own WebSocket client) to a midge `protocol =
+/// "websockets"` listener, plain and over TLS (wss): round trips at QoS 0, 1 and 2 for 3.1.1
+/// and 5 (MQTT section 6).
+#[test]
+fn paho_round_trips_over_websockets() {
+    let pki = tls_common::Pki::new(&["127.0.0.1", "localhost"]);
+    let websockets = "protocol = \"websockets\"\nwebsocket_path = \"/mqtt\"\n";
+    let ws = TestBroker::start_midge_listener_with(websockets, "");
+    let wss = TestBroker::start_midge_listener_with(&format!("{websockets}{}", pki.midge_listener()), "");
+    let cafile = pki.arg("ca.pem");
+    for (broker, tls) in [(&ws, &[][..]), (&wss, &["--cafile", cafile.as_str()][..])] {
+        let options = [tls, &["--transport", "websockets", "--ws-path", "/mqtt"]].concat();
+        for protocol in ["3.1.1", "5"] {
+            for qos in ["0", "1", "2"] {
+                run_scenario(broker, &options, &["roundtrip", "--protocol", protocol, "--qos", qos]);
+            }
+        }
+    }
+}
+
 #[test]
 fn paho_v31_qos0_round_trip() {
     scenario(&["roundtrip", "--protocol", "3.1", "--qos", "0"]);

@@ -84,6 +84,14 @@ pub(super) async fn accept<T: Transport>(
             }
             return None;
         }
+        Err(FirstPacketError::Io(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+            // The transport's own framing broke (a WebSocket frame RFC 6455 or MQTT-6.0.0-1
+            // forbids, a bad TLS record): closed gracefully, so that the transport can say why
+            // (a WebSocket close frame with its code).
+            debug!(%peer, %error, "broken transport framing before CONNECT, closing");
+            flush_and_close(stream, &mut wbuf).await;
+            return None;
+        }
         Err(FirstPacketError::Io(error)) => {
             debug!(%peer, %error, "connection closed before CONNECT");
             return None;

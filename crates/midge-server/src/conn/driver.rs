@@ -231,7 +231,7 @@ pub(super) async fn run_connected<T: Transport>(
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(got) => {
-                        read_size.observe(got, offered);
+                        read_size.observe(got + stream.read_overhead(), offered);
                         got
                     }
                 };

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `handshake`: a TLS listener's handshake, within the connect timeout, and the user name a
 //!   client certificate gives.
+//! - `upgrade`: a WebSocket listener's HTTP upgrade, within the connect timeout.
 //! - `connect`: the CONNECT phase: the first packet in time, the broker's checks, the
 //!   listener's authenticator, the CONNACK.
 //! - `driver`: the connected phase, one hand-written poll over every signal, and each read's
@@ -20,6 +21,7 @@ mod handshake;
 mod held;
 mod inbound_rate;
 mod pacing;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,8 @@ use tracing::info;
 
 use crate::tls::TlsListener;
 use crate::transport::Transport;
+
+pub use upgrade::WebSocketListener;
 
 /// What a listener gives its connections; one `Arc` of it per connection task.
 #[derive(Debug, Clone)]
@@ -92,6 +96,39 @@ pub async fn serve_tls(socket: TcpStream, peer: SocketAddr, tls: Arc<TlsListener
         return;
     };
     serve_from_connect(stream, peer, auth, deadline, listener).await;
+}
+
+/// Drives one connection of a WebSocket listener to its end: the TLS handshake first on a TLS
+/// listener, then the HTTP upgrade, both in this task and within the connect timeout (which
+/// runs from accept to CONNACK across all of them); then as [`serve`], over the WebSocket.
+pub async fn serve_websocket(
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<TlsListener>>,
+    websocket: Arc<WebSocketListener>,
+    listener: Arc<ListenerContext>,
+) {
+    let deadline = connect_deadline(&listener);
+    // Each step boxed: it lives only while it runs.
+    match tls {
+        None => {
+            let upgrade = upgrade::upgrade(socket, peer, &websocket, &listener, deadline);
+            let Some(stream) = Box::pin(upgrade).await else { return };
+            drop(websocket);
+            let auth = ClientAuth::Connect { certificate_subject: None };
+            serve_from_connect(stream, peer, auth, deadline, listener).await;
+        }
+        Some(tls) => {
+            let Some((socket, auth)) = Box::pin(handshake::handshake(socket, peer, tls, &listener, deadline)).await
+            else {
+                return;
+            };
+            let upgrade = upgrade::upgrade(socket, peer, &websocket, &listener, deadline);
+            let Some(stream) = Box::pin(upgrade).await else { return };
+            drop(websocket);
+            serve_from_connect(stream, peer, auth, deadline, listener).await;
+        }
+    }
 }
 
 /// Counts a connection closed for not completing its CONNECT (or TLS handshake) within

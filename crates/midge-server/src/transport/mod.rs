@@ -1,5 +1,5 @@
-//! What a connection's bytes travel over: TCP ([`tcp`]) and TLS over TCP ([`tls`]); WebSocket
-//! streams will implement the same trait.
+//! What a connection's bytes travel over: TCP ([`tcp`]), TLS over TCP ([`tls`]), and WebSocket
+//! over either ([`websocket`]).
 //!
 //! The connection driver never keeps a read buffer while a client is idle: it waits until the
 //! transport says bytes can be read ([`Transport::poll_read_ready`]), and only then allocates a
@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 mod tcp;
 mod tls;
+pub mod websocket;
 
 /// A connection's byte stream.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -27,4 +28,11 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Appends what can be read now to `buf` (whose spare capacity the caller reserved);
     /// `Ok(0)` is the end of the stream, `WouldBlock` means nothing yet.
     fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Bytes the last [`try_read_buf`](Transport::try_read_buf) took from the socket beyond
+    /// those it appended (WebSocket frame headers and control frames), so that the read size
+    /// adapts to what the socket gave (`read_size`). 0 where every byte read is data.
+    fn read_overhead(&self) -> usize {
+        0
+    }
 }

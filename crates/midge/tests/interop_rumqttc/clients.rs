@@ -51,6 +51,25 @@ pub struct Connect {
     /// 3.1.1: CleanSession = 0. 5.0: Clean Start = 0 and Session Expiry Interval = 300 s.
     pub persistent: bool,
     pub will: Option<Will>,
+    /// Over WebSocket instead of TCP (rumqttc's `websocket` feature).
+    pub websocket: Option<WebSocket>,
+}
+
+/// MQTT over WebSocket: the path asked for, and for wss the CA (PEM) to trust.
+#[derive(Debug, Clone)]
+pub struct WebSocket {
+    pub path: String,
+    pub ca: Option<Vec<u8>>,
+}
+
+impl WebSocket {
+    /// The URL rumqttc connects to (its broker address) and its transport.
+    fn transport(&self, addr: SocketAddr) -> (String, rumqttc::Transport) {
+        match &self.ca {
+            None => (format!("ws://{addr}{}", self.path), rumqttc::Transport::Ws),
+            Some(ca) => (format!("wss://{addr}{}", self.path), rumqttc::Transport::wss(ca.clone(), None, None)),
+        }
+    }
 }
 
 /// What the scenarios need from a client, implemented for both protocol versions.
@@ -131,6 +150,11 @@ impl V311 {
 impl Client for V311 {
     async fn connect(addr: SocketAddr, id: &str, how: Connect) -> (Self, bool) {
         let mut options = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        if let Some(websocket) = &how.websocket {
+            let (url, transport) = websocket.transport(addr);
+            options = rumqttc::MqttOptions::new(id, url, addr.port());
+            options.set_transport(transport);
+        }
         options.set_clean_session(!how.persistent);
         if let Some(will) = how.will {
             options.set_last_will(rumqttc::LastWill::new(will.topic, will.payload, qos_from_u8(will.qos), will.retain));
@@ -332,6 +356,11 @@ impl V5 {
 impl Client for V5 {
     async fn connect(addr: SocketAddr, id: &str, how: Connect) -> (Self, bool) {
         let mut options = v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        if let Some(websocket) = &how.websocket {
+            let (url, transport) = websocket.transport(addr);
+            options = v5::MqttOptions::new(id, url, addr.port());
+            options.set_transport(transport);
+        }
         options.set_clean_start(!how.persistent);
         if how.persistent {
             let mut properties = v5::mqttbytes::v5::ConnectProperties::new();

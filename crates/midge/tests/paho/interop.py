@@ -53,8 +53,14 @@ class Peer:
         self.session_expiry = session_expiry
         extra = {} if protocol == mqtt.MQTTv5 else {"clean_session": clean}
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **extra
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            transport=args.transport,
+            **extra,
         )
+        if args.transport == "websockets":
+            self.client.ws_set_options(path=args.ws_path)
         self.name = client_id
         self.cond = threading.Condition()
         self.connack = None
@@ -241,6 +247,13 @@ def main():
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cafile", help="TLS, trusting the CA certificates in this PEM file")
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "websockets"),
+        default="tcp",
+        help="MQTT over TCP, or over paho's own WebSocket client (MQTT section 6)",
+    )
+    parser.add_argument("--ws-path", default="/mqtt", help="the WebSocket request path")
     parser.add_argument("--username")
     parser.add_argument("--password")
     scenarios = parser.add_subparsers(dest="scenario", required=True)

@@ -159,6 +159,13 @@ impl TestBroker {
         Self { child, addr, target, log, _dir: dir }
     }
 
+    /// The address of the listener whose `listening` line contains `what` (e.g. "mqtt over
+    /// websockets"), for a broker with several listeners; waits for the line.
+    pub fn listener_addr(&self, what: &str) -> SocketAddr {
+        let line = self.wait_for_log(what, START_TIMEOUT);
+        local_addr(&line).unwrap_or_else(|| panic!("no local_addr in {line}"))
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
