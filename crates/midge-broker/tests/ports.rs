@@ -221,6 +221,45 @@ fn a_sink_takes_messages_as_values_within_the_window() {
     assert!(subscriber.recv_all(world.now).iter().all(|p| !matches!(p, Packet::Publish(_))), "no MQTT bytes");
 }
 
+/// A persistent session resumed by a client whose sink is not MQTT gets its unacknowledged
+/// messages again as values, marked as resends (MQTT-4.4.0-1), before anything new.
+#[test]
+fn a_sink_is_handed_the_resends_of_a_resumed_session() {
+    let world = World::new();
+    let mut subscriber = world.client(persistent(V311, "sleepy"));
+    subscriber.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    publisher.publish(publish("t", "once", QoS::AtLeastOnce, false), world.now);
+    let mut sink = Collector { room: 10, ..Collector::default() };
+    subscriber.connection.as_mut().expect("connected").drain_to(world.now, &mut sink);
+    assert_eq!(sink.got.len(), 1, "sent, not acknowledged");
+    subscriber.close(CloseKind::Abnormal, world.now);
+
+    let (mut back, connack) = world.connect(persistent(V311, "sleepy")).expect("accepted");
+    assert!(connack.session_present);
+    let mut again = Collector { room: 10, ..Collector::default() };
+    back.connection.as_mut().expect("connected").resume_to(world.now, &mut again);
+    assert_eq!(again.got, sink.got, "the same message, with the same packet id");
+}
+
+/// A message that comes without a connection (an MQTT-SN PUBLISH at QoS -1) reaches the
+/// subscribers at QoS 0, and is refused above QoS 0 or beyond the topic limits.
+#[test]
+fn a_message_without_a_connection_is_published_at_qos_0() {
+    let world = World::with(midge_broker::Limits { max_topic_levels: 3, ..Default::default() });
+    let mut subscriber = world.client(connect(V311, "s"));
+    subscriber.subscribe(vec![sub("#", QoS::AtLeastOnce)], Properties::default(), world.now);
+    world.broker.publish_unconnected(&publish("sensors/1", "21.5", QoS::AtMostOnce, false), "peer", world.now).unwrap();
+    let got = subscriber.publishes(world.now);
+    assert_eq!(payloads(&got), ["21.5"]);
+    assert_eq!(got[0].qos, QoS::AtMostOnce);
+    let qos1 = publish("sensors/1", "x", QoS::AtLeastOnce, false);
+    assert!(world.broker.publish_unconnected(&qos1, "peer", world.now).is_err());
+    let deep = publish("a/b/c/d", "x", QoS::AtMostOnce, false);
+    assert!(world.broker.publish_unconnected(&deep, "peer", world.now).is_err());
+    assert!(subscriber.publishes(world.now).is_empty(), "nothing refused was delivered");
+}
+
 /// A routing target that is not a local session: it records what it is forwarded.
 #[derive(Debug, Default)]
 struct Recorder {
