@@ -31,6 +31,9 @@ pub struct BindAddr {
     text: String,
     host: Host,
     port: u16,
+    /// Whether the text names the port (or [`DEFAULT_PORT`] was put in for it), so that a
+    /// listener whose protocol has another default port can put in its own.
+    port_written: bool,
 }
 
 /// The host part of a [`BindAddr`].
@@ -55,20 +58,22 @@ impl BindAddr {
     /// Parses one of the forms in the module documentation.
     pub fn parse(text: &str) -> Result<Self, InvalidBind> {
         let fail = |problem| Err(InvalidBind { text: text.to_owned(), problem });
-        let bind = |host, port| Ok(Self { text: text.to_owned(), host, port });
+        let bind = |host, port| Ok(Self { text: text.to_owned(), host, port, port_written: true });
+        let without_port = |host| Ok(Self { text: text.to_owned(), host, port: DEFAULT_PORT, port_written: false });
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return bind(Host::Ip(addr.ip()), addr.port());
         }
         if let Ok(ip) = text.parse::<IpAddr>() {
-            return bind(Host::Ip(ip), DEFAULT_PORT);
+            return without_port(Host::Ip(ip));
         }
         if let Some(inner) = text.strip_prefix('[') {
             return match inner.strip_suffix(']').map(str::parse::<std::net::Ipv6Addr>) {
-                Some(Ok(ip)) => bind(Host::Ip(IpAddr::V6(ip)), DEFAULT_PORT),
+                Some(Ok(ip)) => without_port(Host::Ip(IpAddr::V6(ip))),
                 _ => fail("expected [IPV6] or [IPV6]:PORT, with a port from 0 to 65535"),
             };
         }
         let (name, port) = match text.split_once(':') {
+            None if is_host_name(text) => return without_port(Host::Name(text.to_owned())),
             None => (text, DEFAULT_PORT),
             Some((_, port)) if port.contains(':') => {
                 return fail("an IPv6 address with a port is written in brackets: [::1]:1883")
@@ -87,6 +92,15 @@ impl BindAddr {
     /// The port (0: any free port).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The same address with `port` in place of [`DEFAULT_PORT`] when the text names no port:
+    /// the default of a listener whose protocol has a port of its own (MQTT-SN's 1884).
+    pub fn with_default_port(mut self, port: u16) -> Self {
+        if !self.port_written {
+            self.port = port;
+        }
+        self
     }
 
     /// The addresses to bind: the address itself, or every address the name resolves to, in
@@ -119,7 +133,7 @@ impl TryFrom<String> for BindAddr {
 
 impl From<SocketAddr> for BindAddr {
     fn from(addr: SocketAddr) -> Self {
-        Self { text: addr.to_string(), host: Host::Ip(addr.ip()), port: addr.port() }
+        Self { text: addr.to_string(), host: Host::Ip(addr.ip()), port: addr.port(), port_written: true }
     }
 }
 
@@ -175,6 +189,16 @@ mod tests {
             assert_eq!((&bind.host, bind.port), (&host, port), "{text}");
             assert_eq!(bind.to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_protocol_default_port_replaces_1883_only_where_no_port_is_written() {
+        for (text, port) in [("0.0.0.0", 1884), ("[::1]", 1884), ("localhost", 1884), ("0.0.0.0:1883", 1883)] {
+            let bind = BindAddr::parse(text).unwrap().with_default_port(1884);
+            assert_eq!(bind.port, port, "{text}");
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        assert_eq!(BindAddr::from(addr).with_default_port(1884).port, 0);
     }
 
     #[test]

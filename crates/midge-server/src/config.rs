@@ -2,13 +2,16 @@
 //! Every key is documented in docs/configuration.md.
 
 mod mqtt;
+mod sn;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
+pub use sn::{SnSettings, DEFAULT_SN_PORT};
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
@@ -170,6 +173,21 @@ pub struct ListenerConfig {
     /// The client certificate's whole subject (RFC 2253, as OpenSSL prints it) is its user name.
     #[serde(default)]
     pub use_subject_as_username: bool,
+
+    // MQTT-SN (crate::sn, config/sn.rs): only on a listener with protocol = "mqtt-sn".
+    /// The gateway's GwId in GWINFO. Default 1.
+    #[serde(default)]
+    pub sn_gateway_id: Option<u8>,
+    /// Tretry: milliseconds a message to a client waits for its answer before it is sent again.
+    /// Default 10,000.
+    #[serde(default)]
+    pub sn_retry_interval_ms: Option<u64>,
+    /// Nretry: times a message is sent again before the client is taken as lost. Default 3.
+    #[serde(default)]
+    pub sn_retry_count: Option<u32>,
+    /// Predefined topic ids (`[listener.sn_predefined_topics]`, `ID = "topic/name"`).
+    #[serde(default)]
+    pub sn_predefined_topics: Option<BTreeMap<String, String>>,
 }
 
 /// A TLS listener's lowest TLS version (`tls_version`), spelt as mosquitto spells it.
@@ -191,10 +209,12 @@ pub enum ListenerProtocol {
     /// MQTT over TCP (mosquitto's `protocol mqtt`, its default).
     #[default]
     Mqtt,
+    /// MQTT-SN 1.2 over UDP: a gateway whose clients are sessions of the broker (`crate::sn`).
+    MqttSn,
 }
 
 /// The protocols mosquitto's `protocol` also takes that Midge does not build yet.
-const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 2] = ["websockets", "mqtt-sn"];
+const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 1] = ["websockets"];
 
 impl TryFrom<String> for ListenerProtocol {
     type Error = String;
@@ -202,11 +222,12 @@ impl TryFrom<String> for ListenerProtocol {
     fn try_from(name: String) -> Result<Self, String> {
         match name.as_str() {
             "mqtt" => Ok(Self::Mqtt),
-            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => {
-                Err(format!("protocol {other:?} is not available yet: only \"mqtt\" listeners can be built"))
-            }
+            "mqtt-sn" => Ok(Self::MqttSn),
+            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => Err(format!(
+                "protocol {other:?} is not available yet: only \"mqtt\" and \"mqtt-sn\" listeners can be built"
+            )),
             other => Err(format!(
-                "unknown protocol {other:?}: expected \"mqtt\" ({} are not available yet)",
+                "unknown protocol {other:?}: expected \"mqtt\" or \"mqtt-sn\" ({} is not available yet)",
                 PROTOCOLS_NOT_YET_AVAILABLE.map(|p| format!("{p:?}")).join(" and ")
             )),
         }
@@ -217,6 +238,7 @@ impl std::fmt::Display for ListenerProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Mqtt => f.write_str("mqtt"),
+            Self::MqttSn => f.write_str("mqtt-sn"),
         }
     }
 }
@@ -342,6 +364,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A listener's keys do not go together, or one is out of range (an `sn_*` key on a listener
+    /// that is not MQTT-SN, say).
+    #[error("invalid config file {path}: listener {listener}: {problem}")]
+    Listener {
+        /// The file.
+        path: PathBuf,
+        /// The listener's place in the file, from 1.
+        listener: usize,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
     /// A value of `[mqtt]` is out of range. The setting and the problem are this error's own
     /// message (not a source), so they are printed once.
     #[error("invalid config file {path}: [mqtt] {limit}")]
@@ -363,8 +396,18 @@ impl ServerConfig {
 
     /// Parses and checks config text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self =
+        let mut config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        for (index, listener) in config.listener.iter_mut().enumerate() {
+            sn::check(listener).map_err(|problem| ConfigError::Listener {
+                path: path.to_owned(),
+                listener: index + 1,
+                problem,
+            })?;
+            if listener.protocol == ListenerProtocol::MqttSn {
+                listener.bind = listener.bind.clone().with_default_port(DEFAULT_SN_PORT);
+            }
+        }
         config.mqtt.limits().map_err(|limit| ConfigError::Invalid { path: path.to_owned(), limit })?;
         check_log_filter(&config.log.level).map_err(|problem| ConfigError::LogLevel {
             path: path.to_owned(),
@@ -404,6 +447,10 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         use_identity_as_username: false,
         use_subject_as_username: false,
         password_file: None,
+        sn_gateway_id: None,
+        sn_retry_interval_ms: None,
+        sn_retry_count: None,
+        sn_predefined_topics: None,
     }
 }
 
@@ -474,12 +521,12 @@ mod tests {
         assert_eq!((listener.protocol, listener.max_connections), (ListenerProtocol::Mqtt, MaxConnections::UNLIMITED));
         assert_eq!(listener.max_connections.get(), None);
         assert_eq!(parse("protocol = \"mqtt\"").unwrap().listener[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(parse("protocol = \"mqtt-sn\"").unwrap().listener[0].protocol, ListenerProtocol::MqttSn);
         assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
         assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
         for (extra, expected) in [
             ("protocol = \"websockets\"", "protocol \"websockets\" is not available yet"),
-            ("protocol = \"mqtt-sn\"", "protocol \"mqtt-sn\" is not available yet"),
-            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\""),
+            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\" or \"mqtt-sn\""),
             ("max_connections = 0", "max_connections = 0 would refuse every client"),
             ("max_connections = -2", "max_connections = -2: use at least 1"),
             ("max_connections = \"many\"", "max_connections"),
