@@ -226,6 +226,7 @@ impl Client {
             (SubscribeTopic::Predefined(TopicId(id)), _) => *id,
             _ => 0,
         };
+        let filter_text = filter.as_str().to_owned();
         let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
         let packet = MqttSubscribe {
             packet_id: core_packet_id(msg_id),
@@ -239,6 +240,7 @@ impl Client {
         for response in responses {
             let Packet::SubAck(ack) = response else { continue };
             let granted = ack.reasons.first().and_then(|reason| QoS::from_u8(reason.0));
+            tracing::debug!(peer = %self.peer(), client_id = %self.connection.client_id(), %filter_text, ?granted, "mqtt-sn: subscribed");
             let message = match granted {
                 Some(granted) => {
                     if let (SubscribeTopic::Name(_), true) = (&topic, named) {
