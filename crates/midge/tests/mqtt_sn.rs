@@ -35,12 +35,8 @@ struct Gateway {
 impl Gateway {
     /// `sn_listener` is added to the MQTT-SN listener's table, `extra` after it.
     fn start(sn_listener: &str, extra: &str) -> Self {
-        let config = format!(
-            "[[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n{sn_listener}\n{extra}\n"
-        );
-        let broker = TestBroker::start_midge_with(&config);
-        let line = broker.wait_for_log("listening (mqtt-sn over udp)", WAIT);
-        let sn = support::local_addr(&line).expect("the MQTT-SN listener's local_addr");
+        let broker = TestBroker::start_midge_with(&format!("{}\n{extra}", support::mqtt_sn_listener(sn_listener)));
+        let sn = broker.mqtt_sn_addr();
         Self { broker, sn }
     }
 
