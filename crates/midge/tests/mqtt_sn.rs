@@ -81,6 +81,16 @@ impl Sn {
         midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message")
     }
 
+    /// The next datagram if one comes within `wait`.
+    fn try_recv(&self, wait: Duration) -> Option<Message> {
+        self.socket.set_read_timeout(Some(wait)).expect("timeout");
+        let mut buffer = [0u8; 65_536];
+        let received = self.socket.recv_from(&mut buffer);
+        self.socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        let (len, _) = received.ok()?;
+        Some(midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message"))
+    }
+
     fn msg_id(&mut self) -> MsgId {
         self.next_id += 1;
         MsgId(self.next_id)
@@ -546,4 +556,43 @@ fn malformed_datagrams_are_dropped_counted_and_not_answered() {
     assert!(matches!(sn.recv(), Message::GwInfo { .. }), "no answer to the garbage");
     let line = gateway.broker.wait_for_log("mqtt-sn: malformed datagram dropped", WAIT);
     assert!(line.contains("total="), "{line}");
+}
+
+/// An MQTT-SN publisher feeding a subscriber whose queue is full is paced, as an MQTT one is
+/// (DESIGN.md, decision 0005): its next PUBLISH waits unhandled (no PUBACK) until the
+/// subscriber has taken enough to have room again.
+#[test]
+fn an_sn_publisher_is_paced_while_its_subscriber_is_full() {
+    let gateway = Gateway::start("", "[mqtt]\nmax_queued_messages = 4\nslow_consumer_timeout_ms = 60000");
+    let mut slow = gateway.client();
+    slow.connect("slow");
+    slow.subscribe(SubscribeTopic::Short(short("pq")), QoS::AtLeastOnce);
+    let mut fast = gateway.client();
+    fast.connect("fast");
+    let mut published = 0;
+    let unanswered = loop {
+        assert!(published < 20, "the publisher was never paced");
+        let msg_id = fast.publish(PublishTopic::Short(short("pq")), QoS::AtLeastOnce, &format!("m{published}"));
+        published += 1;
+        match fast.try_recv(Duration::from_millis(500)) {
+            Some(Message::PubAck(ack)) => assert_eq!(ack.msg_id, msg_id),
+            None => break msg_id,
+            Some(other) => panic!("expected PUBACK, got {other:?}"),
+        }
+    };
+    assert!(published > 4, "paced only once the queue passed max_queued_messages ({published})");
+    // The subscriber takes its messages; once its queue is down to half the bound the
+    // publisher is read again, and its PUBLISH is answered.
+    let mut taken = Vec::new();
+    let answer = loop {
+        if let Some(answer) = fast.try_recv(Duration::from_millis(1)) {
+            break answer;
+        }
+        if taken.len() == published {
+            break fast.recv(); // everything taken: the answer must come now
+        }
+        taken.push(slow.recv_publish().data);
+    };
+    assert!(matches!(answer, Message::PubAck(ack) if ack.msg_id == unanswered));
+    assert_eq!(taken[0], Bytes::from("m0"), "in order");
 }

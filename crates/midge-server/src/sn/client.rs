@@ -17,6 +17,7 @@ use tracing::info;
 use super::outbound::{Outbound, Step, Timeout};
 use super::topics::TopicRegistry;
 use super::{connect, Link, Shared};
+use crate::conn::pacing::{HeldUp, Pacing};
 use crate::conn::ListenerContext;
 use crate::limits::SN_TOPIC_IDS;
 
@@ -61,6 +62,12 @@ pub(super) struct Client {
     pub(super) recent_qos1: RecentIds,
     /// Whether its session may have more to send.
     more_ready: bool,
+    /// The subscribers over their bound its last PUBLISH reached: while any is, its messages
+    /// wait in its channel unread (beyond [`SN_INBOX`](crate::limits::SN_INBOX) they are
+    /// dropped, and its retransmissions bring them again), as a TCP publisher is not read.
+    pub(super) pacing: Option<Box<Pacing>>,
+    /// How long it has been paced across pauses (decision 0005).
+    held_up: Option<Box<HeldUp>>,
 }
 
 /// The core's connection, boxed as `ClientConnection::accept` gives it.
@@ -81,6 +88,8 @@ impl Client {
             outbound,
             recent_qos1: RecentIds::default(),
             more_ready: true,
+            pacing: None,
+            held_up: None,
         }
     }
 
@@ -90,6 +99,12 @@ impl Client {
         loop {
             self.flush().await;
             let deadline = self.outbound.deadline().map(tokio::time::Instant::from_std);
+            if self.pacing.is_some() {
+                if let Some(end) = self.paced(&kick, deadline).await {
+                    return end;
+                }
+                continue;
+            }
             tokio::select! {
                 message = inbox.recv() => match message {
                     Some(message) => {
@@ -104,16 +119,61 @@ impl Client {
                     Signal::Work => self.more_ready = true,
                     Signal::Kicked(reason) => return self.kicked(reason).await,
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => match self.outbound.on_timeout(Instant::now()) {
-                    Timeout::Resend(message) => self.link.send(&message).await,
-                    // 6.13: after Nretry retransmissions the client is taken as lost.
-                    Timeout::Lost => {
-                        let retries = self.shared.settings.retry_count;
-                        return (CloseKind::Abnormal, format!("no answer after {retries} retransmissions"), None);
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    if let Some(end) = self.retry().await {
+                        return end;
                     }
-                    Timeout::NotDue => {}
-                },
+                }
             }
+        }
+    }
+
+    /// One wait while the client is paced: for the subscribers' room, the session's signals and
+    /// Tretry, not for the client's messages. Its keep alive does not run meanwhile: not reading
+    /// it is the broker's doing.
+    async fn paced(
+        &mut self,
+        kick: &Arc<midge_broker::Kick>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<Ending> {
+        let client_id = Arc::clone(self.connection.client_id());
+        let pacing = self.pacing.as_mut()?;
+        pacing.arm();
+        self.connection.pause_keep_alive();
+        let room = std::future::poll_fn(|cx| pacing.poll_room(cx));
+        tokio::select! {
+            () = room => {
+                self.connection.heard(Instant::now());
+                if !self.pacing.as_mut().is_some_and(|pacing| pacing.recheck(&client_id)) {
+                    self.held_up = self.pacing.take().and_then(|done| (*done).finish());
+                }
+            }
+            signal = std::future::poll_fn(|cx| kick.poll_signal(cx)) => match signal {
+                Signal::Work => self.more_ready = true,
+                Signal::Kicked(reason) => return Some(self.kicked(reason).await),
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => return self.retry().await,
+        }
+        None
+    }
+
+    /// Tretry ran out: the outstanding message is sent again, or the client is lost (6.13).
+    async fn retry(&mut self) -> Option<Ending> {
+        match self.outbound.on_timeout(Instant::now()) {
+            Timeout::Resend(message) => self.link.send(&message).await,
+            Timeout::Lost => {
+                let retries = self.shared.settings.retry_count;
+                return Some((CloseKind::Abnormal, format!("no answer after {retries} retransmissions"), None));
+            }
+            Timeout::NotDue => {}
+        }
+        None
+    }
+
+    /// Starts pacing the client for the congestion its last read ran into.
+    pub(super) fn pace(&mut self, congestion: midge_broker::Congestion) {
+        if !congestion.is_empty() && self.pacing.is_none() {
+            self.pacing = Pacing::start(&self.connection, congestion, &mut self.held_up);
         }
     }
 

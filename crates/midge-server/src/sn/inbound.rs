@@ -305,6 +305,7 @@ impl Client {
         let mut out = BytesMut::new();
         let handled = self.connection.handle(packet, now, &mut batch, &mut out);
         self.connection.broker().end_batch(&mut batch);
+        self.pace(batch.take_congestion());
         let hold = self.connection.take_hold();
         match handled {
             Ok(Flow::Continue) => {}
