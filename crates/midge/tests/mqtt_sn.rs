@@ -596,3 +596,51 @@ fn an_sn_publisher_is_paced_while_its_subscriber_is_full() {
     assert!(matches!(answer, Message::PubAck(ack) if ack.msg_id == unanswered));
     assert_eq!(taken[0], Bytes::from("m0"), "in order");
 }
+
+/// 6.3: a client that connects with CleanSession 0 keeps its subscriptions while away, and what
+/// was published for it meanwhile reaches it when it connects again (REGISTERed anew: topic ids
+/// belong to a connection).
+#[test]
+fn sn_6_3_a_persistent_session_gets_what_was_queued_while_away() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.subscribe(name("ps/+"), QoS::AtLeastOnce);
+    sn.send(&Message::Disconnect { duration: None });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    gateway.broker.wait_for_log("client_id=keeper reason=client sent DISCONNECT", WAIT);
+
+    gateway.mqtt("p").publish("ps/a", "while away", MqttQoS::AtLeastOnce, false);
+    let mut back = gateway.client();
+    back.connect_with("keeper", false, 60, false);
+    assert_eq!(back.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let id = back.accept_register("ps/a");
+    let publish = back.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(id), &b"while away"[..]));
+}
+
+/// A listener's max_connections bounds its MQTT-SN clients: one more is refused with CONNACK
+/// "rejected: congestion", and no state is kept for it.
+#[test]
+fn max_connections_bounds_an_mqtt_sn_listener() {
+    let gateway = Gateway::start("max_connections = 1", "");
+    gateway.client().connect("first");
+    let mut second = gateway.client();
+    second.connect_with("second", true, 60, false);
+    assert_eq!(second.recv(), Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION });
+    gateway.broker.wait_for_log("listener full: refusing new MQTT-SN clients", WAIT);
+}
+
+/// The MQTT-SN listener shuts down with the server: its clients are told (DISCONNECT) and the
+/// process exits cleanly.
+#[test]
+fn an_mqtt_sn_client_is_told_when_the_server_shuts_down() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("bystander");
+    let Gateway { broker, .. } = gateway;
+    let status = broker.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+}

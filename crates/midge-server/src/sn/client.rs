@@ -97,7 +97,9 @@ impl Client {
     async fn run(&mut self, inbox: &mut mpsc::Receiver<Message>) -> Ending {
         let kick = Arc::clone(self.connection.kick());
         loop {
-            self.flush().await;
+            if let Err(end) = self.flush().await {
+                return end;
+            }
             let deadline = self.outbound.deadline().map(tokio::time::Instant::from_std);
             if self.pacing.is_some() {
                 if let Some(end) = self.paced(&kick, deadline).await {
@@ -112,8 +114,12 @@ impl Client {
                             return end;
                         }
                     }
-                    // The listener closed: its clients end as at shutdown, their sessions kept.
-                    None => return (CloseKind::ServerShutdown, "listener closed".to_owned(), None),
+                    // The listener closed (the server is shutting down): its clients end as at
+                    // shutdown, told so, their sessions kept.
+                    None => {
+                        self.link.send(&Message::Disconnect { duration: None }).await;
+                        return (CloseKind::ServerShutdown, "listener closed".to_owned(), None);
+                    }
                 },
                 signal = std::future::poll_fn(|cx| kick.poll_signal(cx)) => match signal {
                     Signal::Work => self.more_ready = true,
@@ -190,8 +196,10 @@ impl Client {
     }
 
     /// Takes what the session has ready while the line has room, and sends what can go now.
-    async fn flush(&mut self) {
+    /// `Err` ends the connection: the session's queue could not be read back from the store.
+    async fn flush(&mut self) -> Result<(), Ending> {
         loop {
+            self.read_back().await?;
             if self.more_ready && self.outbound.has_room() {
                 self.more_ready = self.connection.drain_to(Instant::now(), &mut self.outbound.egress());
             }
@@ -210,7 +218,34 @@ impl Client {
                 }
             }
             if !(sent && self.more_ready && self.outbound.has_room()) {
-                return;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Brings the next batch of a spilled session's queue back from the store when the session
+    /// asks for one (decision 0006): once the store has committed it, read on a blocking thread
+    /// (the read may wait on the disk), while this client waits.
+    async fn read_back(&mut self) -> Result<(), Ending> {
+        let Some(request) = self.connection.read_back() else { return Ok(()) };
+        let read = async {
+            if let Some(writer) = &self.writer {
+                writer.durable(midge_store::Ticket(request.ticket().0)).await.map_err(|error| error.to_string())?;
+            }
+            tokio::task::spawn_blocking(move || request.read()).await.map_err(|error| error.to_string())
+        };
+        let appended = match read.await {
+            Ok(batch) => self.connection.append_read_back(batch).map_err(|error| error.to_string()),
+            Err(error) => Err(error),
+        };
+        match appended {
+            Ok(_) => {
+                self.more_ready = true;
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(client_id = %self.connection.client_id(), %error, "reading the offline queue back failed");
+                Err((CloseKind::Abnormal, format!("store read failed: {error}"), None))
             }
         }
     }
