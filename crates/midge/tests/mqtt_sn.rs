@@ -644,3 +644,15 @@ fn an_mqtt_sn_client_is_told_when_the_server_shuts_down() {
     assert!(status.success(), "{status}");
     assert_eq!(sn.recv(), Message::Disconnect { duration: None });
 }
+
+/// MQTT-SN has no credentials: on a listener that does not allow anonymous clients, a CONNECT
+/// is refused with CONNACK "rejected: not supported", and a QoS -1 PUBLISH is not published.
+#[test]
+fn sn_6_2_a_listener_without_anonymous_clients_refuses_them() {
+    let gateway = Gateway::start("allow_anonymous = false\n[listener.sn_predefined_topics]\n1 = \"closed\"", "");
+    let mut sn = gateway.client();
+    sn.connect_with("nobody", true, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::REJECTED_NOT_SUPPORTED });
+    sn.publish(PublishTopic::Predefined(TopicId(1)), QoS::MinusOne, "x");
+    gateway.broker.wait_for_log("QoS -1 PUBLISH refused: anonymous clients may not", WAIT);
+}

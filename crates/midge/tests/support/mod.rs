@@ -240,8 +240,9 @@ pub fn free_port() -> u16 {
 }
 
 /// A `[[listener]]` table for [`TestBroker::start_midge_with`]: an MQTT-SN gateway on a free
-/// loopback UDP port that allows anonymous clients, with `keys` added to it (`sn_*` keys, then
-/// any `[listener.sn_predefined_topics]` table).
+/// loopback UDP port that allows anonymous clients (unless `keys` say otherwise), with `keys`
+/// added to it (`sn_*` keys, then any `[listener.sn_predefined_topics]` table).
 pub fn mqtt_sn_listener(keys: &str) -> String {
-    format!("[[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n{keys}\n")
+    let anonymous = if keys.contains("allow_anonymous") { "" } else { "allow_anonymous = true\n" };
+    format!("[[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\n{anonymous}{keys}\n")
 }
