@@ -656,3 +656,24 @@ fn sn_6_2_a_listener_without_anonymous_clients_refuses_them() {
     sn.publish(PublishTopic::Predefined(TopicId(1)), QoS::MinusOne, "x");
     gateway.broker.wait_for_log("QoS -1 PUBLISH refused: anonymous clients may not", WAIT);
 }
+
+/// 6.2, 6.13: a client that sends its CONNECT again (its CONNACK was lost) gets a new connection
+/// and CONNACK, and the will of the first is not published: the client is not lost.
+#[test]
+fn sn_6_13_a_connect_sent_again_does_not_publish_the_will() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtMostOnce);
+    let mut sn = gateway.client();
+    for _ in 0..2 {
+        sn.connect_with("twice", true, 60, true);
+        assert_eq!(sn.recv(), Message::WillTopicReq);
+        let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/twice").unwrap() };
+        sn.send(&Message::WillTopic { will: Some(will) });
+        assert_eq!(sn.recv(), Message::WillMsgReq);
+        sn.send(&Message::WillMsg { will_msg: Bytes::from("gone") });
+        assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    }
+    gateway.mqtt("marker").publish("wills/marker", "first", MqttQoS::AtMostOnce, false);
+    assert_eq!(mqtt.recv_publish().0, "wills/marker", "no will came before the marker");
+}

@@ -86,9 +86,13 @@ impl Client {
                 return Some((CloseKind::Normal, "client sent DISCONNECT".to_owned(), None));
             }
             Message::Connect(connect) => {
-                // A client that restarted, or missed its CONNACK: a new connection, as if it had
-                // taken its session over.
-                return Some((CloseKind::TakenOver, "CONNECT again from its address".to_owned(), Some(connect)));
+                // A client that missed its CONNACK (6.13: it sends CONNECT again) or restarted:
+                // a new connection, which takes the session over. The client is there, not lost,
+                // so the old connection's will is not published (the new one brings its own);
+                // it is when another client id takes the address.
+                let same = connect.client_id.as_str() == &**self.connection.client_id();
+                let how = if same { CloseKind::Normal } else { CloseKind::Abnormal };
+                return Some((how, "CONNECT again from its address".to_owned(), Some(connect)));
             }
             // 6.4: will updates are not built.
             Message::WillTopicUpd { .. } => {
