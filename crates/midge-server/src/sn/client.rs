@@ -25,25 +25,26 @@ use crate::limits::SN_TOPIC_IDS;
 /// the CONNECT that replaces the connection, if that is why.
 pub(super) type Ending = (CloseKind, String, Option<Connect>);
 
-/// Serves the client at `link` from its first CONNECT until it is gone. A CONNECT from the same
-/// address while connected starts a new connection in the same task (the old one ends as if
-/// taken over).
+/// Serves the client at `link` from its first CONNECT until it is gone, and gives its channel
+/// back (what is still sent to it goes back to the reader). A CONNECT from the same address
+/// while connected starts a new connection in the same task.
 pub(super) async fn serve(
     first: Connect,
     link: Link,
     mut inbox: mpsc::Receiver<Message>,
     shared: Arc<Shared>,
     context: Arc<ListenerContext>,
-) {
+) -> mpsc::Receiver<Message> {
     let mut next = Some(first);
     while let Some(connect) = next.take() {
-        let Some(connection) = connect::accept(connect, &link, &mut inbox, &context).await else { return };
+        let Some(connection) = connect::accept(connect, &link, &mut inbox, &context).await else { break };
         let mut client = Client::new(link.clone(), Arc::clone(&shared), context.store.clone(), connection);
         let (how, reason, again) = client.run(&mut inbox).await;
         info!(peer = %link.peer, client_id = %client.connection.client_id(), %reason, "client disconnected");
         client.connection.close(how, Instant::now());
         next = again;
     }
+    inbox
 }
 
 /// A connected client: its connection to the core and what the gateway keeps for it.

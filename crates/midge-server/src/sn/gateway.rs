@@ -56,17 +56,27 @@ struct Entry {
 /// The reader's state besides its settings.
 struct Clients {
     by_peer: HashMap<SocketAddr, Entry>,
-    /// Where client tasks say they ended.
-    ended: mpsc::UnboundedSender<(SocketAddr, u64)>,
+    /// Where client tasks say they ended, and hand back what they were sent too late.
+    events: mpsc::UnboundedSender<Event>,
     last_id: u64,
+}
+
+/// What a client's task tells the reader as it ends.
+enum Event {
+    /// Task `id` for `peer` is over: its entry goes (unless another task has the address now),
+    /// which closes its channel.
+    Ended { peer: SocketAddr, id: u64 },
+    /// A message from `peer` that reached its task after it had ended: handled as if the
+    /// address had no client (a client that DISCONNECTs and CONNECTs again at once is served).
+    Returned { peer: SocketAddr, message: Message },
 }
 
 impl Gateway {
     /// Reads until told to stop (or the listener's handle is dropped). Client tasks end when
     /// their channel closes with the reader.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let (ended, mut ended_rx) = mpsc::unbounded_channel();
-        let mut clients = Clients { by_peer: HashMap::new(), ended, last_id: 0 };
+        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let mut clients = Clients { by_peer: HashMap::new(), events, last_id: 0 };
         // One datagram at most; reused for every one.
         let mut buffer = vec![0u8; SN_MAX_DATAGRAM + 1];
         loop {
@@ -78,11 +88,14 @@ impl Gateway {
                         tracing::debug!(listener = self.shared.listener, %error, "mqtt-sn: receive failed");
                     }
                 },
-                Some((peer, id)) = ended_rx.recv() => {
-                    if clients.by_peer.get(&peer).is_some_and(|entry| entry.id == id) {
-                        clients.by_peer.remove(&peer);
+                Some(event) = events_rx.recv() => match event {
+                    Event::Ended { peer, id } => {
+                        if clients.by_peer.get(&peer).is_some_and(|entry| entry.id == id) {
+                            clients.by_peer.remove(&peer);
+                        }
                     }
-                }
+                    Event::Returned { peer, message } => self.dispatch(message, peer, &mut clients),
+                },
                 _ = stop.changed() => break,
             }
         }
@@ -91,11 +104,15 @@ impl Gateway {
 
     /// One datagram from `peer`.
     fn datagram(&self, datagram: &[u8], peer: SocketAddr, clients: &mut Clients) {
+        match midge_sn_codec::decode(datagram) {
+            Ok(message) => self.dispatch(message, peer, clients),
+            Err(error) => SnCounters::drop(&self.shared.counters.malformed, "malformed datagram dropped", peer, &error),
+        }
+    }
+
+    /// One message from `peer`: to its client's task, or handled here.
+    fn dispatch(&self, mut message: Message, peer: SocketAddr, clients: &mut Clients) {
         let counters = &self.shared.counters;
-        let mut message = match midge_sn_codec::decode(datagram) {
-            Ok(message) => message,
-            Err(error) => return SnCounters::drop(&counters.malformed, "malformed datagram dropped", peer, &error),
-        };
         if let Message::SearchGw { .. } = message {
             // 6.1: answered by the gateway itself (GwAdd empty), whoever asks.
             let gw_id = self.shared.settings.gateway_id;
@@ -156,11 +173,16 @@ impl Gateway {
         clients.by_peer.insert(peer, Entry { inbox, id });
         let context = Arc::clone(&read(&self.current).context);
         let link = Link { socket: Arc::clone(&self.socket), peer };
-        let ended = clients.ended.clone();
+        let events = clients.events.clone();
         let shared = Arc::clone(&self.shared);
         self.connections.spawn(async move {
-            client::serve(connect, link, inbox_rx, shared, context).await;
-            let _ = ended.send((peer, id));
+            let mut inbox = client::serve(connect, link, inbox_rx, shared, context).await;
+            // Its entry goes first, then what was sent to it meanwhile comes back: nothing sent
+            // to the address is lost to a task that was ending.
+            let _ = events.send(Event::Ended { peer, id });
+            while let Some(message) = inbox.recv().await {
+                let _ = events.send(Event::Returned { peer, message });
+            }
         });
     }
 
