@@ -260,6 +260,31 @@ fn a_message_without_a_connection_is_published_at_qos_0() {
     assert!(subscriber.publishes(world.now).is_empty(), "nothing refused was delivered");
 }
 
+/// A connection's will replaced after CONNECT (an MQTT-SN will update) is the one published;
+/// one the limits refuse leaves the will as it was; a deleted one is not published.
+#[test]
+fn a_will_set_after_connect_is_the_one_published() {
+    let world = World::with(midge_broker::Limits { max_qos: 1, ..Default::default() });
+    let mut watcher = world.client(connect(V311, "watcher"));
+    watcher.subscribe(vec![sub("w/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    let mut client = world.client(connect(V311, "updated"));
+    let connection = client.connection.as_mut().expect("connected");
+    assert!(connection.will().is_none());
+    connection.set_will(Some(will("w/new", "late will", QoS::AtMostOnce, false)), world.now).unwrap();
+    let refused = connection.set_will(Some(will("w/qos2", "x", QoS::ExactlyOnce, false)), world.now);
+    assert!(refused.is_err(), "QoS 2 is above max_qos");
+    assert_eq!(connection.will().map(|w| w.topic.as_str()), Some("w/new"));
+    client.close(CloseKind::Abnormal, world.now);
+    assert_eq!(payloads(&watcher.publishes(world.now)), ["late will"]);
+
+    let mut packet = connect(V311, "deleted");
+    packet.will = Some(will("w/gone", "x", QoS::AtMostOnce, false));
+    let mut deleted = world.client(packet);
+    deleted.connection.as_mut().expect("connected").set_will(None, world.now).unwrap();
+    deleted.close(CloseKind::Abnormal, world.now);
+    assert!(watcher.publishes(world.now).is_empty(), "the deleted will was not published");
+}
+
 /// A routing target that is not a local session: it records what it is forwarded.
 #[derive(Debug, Default)]
 struct Recorder {
