@@ -677,3 +677,35 @@ fn sn_6_13_a_connect_sent_again_does_not_publish_the_will() {
     gateway.mqtt("marker").publish("wills/marker", "first", MqttQoS::AtMostOnce, false);
     assert_eq!(mqtt.recv_publish().0, "wills/marker", "no will came before the marker");
 }
+
+/// 6.4: a connected client updates its will: WILLTOPICUPD sets the topic (and QoS, retain),
+/// WILLMSGUPD the message, each answered; the updated will is the one published when the client
+/// is lost. An empty WILLTOPICUPD deletes the will; WILLMSGUPD without a will topic is refused.
+#[test]
+fn sn_6_4_will_updates() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtLeastOnce);
+
+    let mut deleted = gateway.client();
+    deleted.connect_with("deleted", true, 1, false);
+    assert_eq!(deleted.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    deleted.send(&Message::WillMsgUpd { will_msg: Bytes::from("no topic") });
+    assert_eq!(deleted.recv(), Message::WillMsgResp { return_code: ReturnCode::REJECTED_NOT_SUPPORTED });
+    let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/deleted").unwrap() };
+    deleted.send(&Message::WillTopicUpd { will: Some(will) });
+    assert_eq!(deleted.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    deleted.send(&Message::WillTopicUpd { will: None });
+    assert_eq!(deleted.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    gateway.broker.wait_for_log("client_id=deleted reason=keep alive timeout", WAIT);
+
+    let mut sn = gateway.client();
+    sn.connect_with("updated", true, 1, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let will = WillTopic { qos: QoS::AtLeastOnce, retain: false, topic: TopicName::new("wills/updated").unwrap() };
+    sn.send(&Message::WillTopicUpd { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    sn.send(&Message::WillMsgUpd { will_msg: Bytes::from("updated is gone") });
+    assert_eq!(sn.recv(), Message::WillMsgResp { return_code: ReturnCode::ACCEPTED });
+    assert_eq!(mqtt.recv_publish(), ("wills/updated".into(), "updated is gone".into(), MqttQoS::AtLeastOnce));
+}

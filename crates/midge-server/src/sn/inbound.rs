@@ -17,7 +17,7 @@ use midge_codec::{
 };
 use midge_sn_codec::{
     Message, MsgId, PubAck, Publish, PublishTopic, QoS as SnQoS, RegAck, Register, ReturnCode, SubAck, Subscribe,
-    SubscribeTopic, TopicId, Unsubscribe,
+    SubscribeTopic, TopicId, Unsubscribe, WillTopic,
 };
 
 use super::client::{Client, Ending};
@@ -94,12 +94,13 @@ impl Client {
                 let how = if same { CloseKind::Normal } else { CloseKind::Abnormal };
                 return Some((how, "CONNECT again from its address".to_owned(), Some(connect)));
             }
-            // 6.4: will updates are not built.
-            Message::WillTopicUpd { .. } => {
-                self.link.send(&Message::WillTopicResp { return_code: ReturnCode::REJECTED_NOT_SUPPORTED }).await;
+            Message::WillTopicUpd { will } => {
+                let return_code = self.update_will_topic(will, now);
+                self.link.send(&Message::WillTopicResp { return_code }).await;
             }
-            Message::WillMsgUpd { .. } => {
-                self.link.send(&Message::WillMsgResp { return_code: ReturnCode::REJECTED_NOT_SUPPORTED }).await;
+            Message::WillMsgUpd { will_msg } => {
+                let return_code = self.update_will_message(will_msg, now);
+                self.link.send(&Message::WillMsgResp { return_code }).await;
             }
             // A will dialogue's messages after CONNACK: a repeat the client sent, nothing to do.
             Message::WillTopic { .. } | Message::WillMsg { .. } => {}
@@ -173,6 +174,43 @@ impl Client {
             }
         }
         None
+    }
+
+    /// 5.4.22 WILLTOPICUPD (6.4): a new will topic, QoS and retain flag, keeping the will
+    /// message (empty if there was no will); an empty WILLTOPICUPD deletes the will.
+    fn update_will_topic(&mut self, will: Option<WillTopic>, now: Instant) -> ReturnCode {
+        let Some(will) = will else {
+            return self.set_will(None, now);
+        };
+        let Ok(topic) = midge_codec::TopicName::new(will.topic.as_str()) else {
+            return ReturnCode::REJECTED_NOT_SUPPORTED;
+        };
+        let payload = self.connection.will().map(|old| old.payload.clone()).unwrap_or_default();
+        let qos = match will.qos {
+            SnQoS::AtMostOnce | SnQoS::MinusOne => QoS::AtMostOnce,
+            SnQoS::AtLeastOnce => QoS::AtLeastOnce,
+            SnQoS::ExactlyOnce => QoS::ExactlyOnce,
+        };
+        let will = midge_codec::Will { topic, payload, qos, retain: will.retain, properties: Properties::default() };
+        self.set_will(Some(will), now)
+    }
+
+    /// 5.4.23 WILLMSGUPD (6.4): a new will message for the will topic in force; refused when
+    /// there is none.
+    fn update_will_message(&mut self, will_msg: bytes::Bytes, now: Instant) -> ReturnCode {
+        let Some(old) = self.connection.will() else { return ReturnCode::REJECTED_NOT_SUPPORTED };
+        let will = midge_codec::Will { payload: will_msg, ..old.clone() };
+        self.set_will(Some(will), now)
+    }
+
+    fn set_will(&mut self, will: Option<midge_codec::Will>, now: Instant) -> ReturnCode {
+        match self.connection.set_will(will, now) {
+            Ok(()) => ReturnCode::ACCEPTED,
+            Err(why) => {
+                tracing::debug!(peer = %self.peer(), why, "mqtt-sn: will update refused");
+                ReturnCode::REJECTED_NOT_SUPPORTED
+            }
+        }
     }
 
     /// 5.4.10 REGISTER from the client (6.5): the id of a topic name, the same one every time.
