@@ -285,6 +285,28 @@ fn a_will_set_after_connect_is_the_one_published() {
     assert!(watcher.publishes(world.now).is_empty(), "the deleted will was not published");
 }
 
+/// A client marked asleep paces nobody: its session keeps its messages up to the queue's bound
+/// and drops (counts) the rest; awake, it gets what was kept, and its queue paces again.
+#[test]
+fn a_sleeping_client_keeps_its_bound_and_paces_nobody() {
+    let world = World::with(midge_broker::Limits { max_queued_messages: 2, ..Default::default() });
+    let mut sleeper = world.client(connect(V311, "sleeper"));
+    sleeper.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    sleeper.connection.as_ref().expect("connected").set_asleep(true);
+    let mut publisher = world.client(connect(V311, "p"));
+    for i in 0..5 {
+        let congestion = publisher.publish_read(publish("t", &format!("m{i}"), QoS::AtLeastOnce, false), world.now);
+        assert!(congestion.is_empty(), "nobody is paced for a sleeping client");
+    }
+    assert_eq!(world.broker.stats().messages_dropped.get(), 3, "the bound kept two");
+    sleeper.connection.as_ref().expect("connected").set_asleep(false);
+    assert_eq!(payloads(&sleeper.publishes(world.now)), ["m0", "m1"]);
+    let paced = (5..8).any(|i| {
+        !publisher.publish_read(publish("t", &format!("m{i}"), QoS::AtLeastOnce, false), world.now).is_empty()
+    });
+    assert!(paced, "awake, a full queue paces its publishers again");
+}
+
 /// A routing target that is not a local session: it records what it is forwarded.
 #[derive(Debug, Default)]
 struct Recorder {
