@@ -709,3 +709,77 @@ fn sn_6_4_will_updates() {
     assert_eq!(sn.recv(), Message::WillMsgResp { return_code: ReturnCode::ACCEPTED });
     assert_eq!(mqtt.recv_publish(), ("wills/updated".into(), "updated is gone".into(), MqttQoS::AtLeastOnce));
 }
+
+/// 6.14: a client that sleeps is sent nothing; its messages are kept, and when it wakes with a
+/// PINGREQ carrying its client id they go first (REGISTER included, each acknowledged), then one
+/// PINGRESP; a second wake-up with nothing kept gets its PINGRESP at once, not the messages
+/// again.
+#[test]
+fn sn_6_14_a_sleeping_client_gets_its_messages_when_it_wakes_then_one_pingresp() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("sleeper");
+    sn.subscribe(name("sl/+"), QoS::AtLeastOnce);
+    sn.subscribe(SubscribeTopic::Short(short("s0")), QoS::AtMostOnce);
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+
+    let mut mqtt = gateway.mqtt("day");
+    mqtt.publish("sl/a", "one", MqttQoS::AtLeastOnce, false);
+    mqtt.publish("sl/a", "two", MqttQoS::AtLeastOnce, false);
+    mqtt.publish("s0", "three", MqttQoS::AtMostOnce, false);
+    sn.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(sn.recv(), Message::GwInfo { .. }), "nothing is sent to a sleeping client");
+
+    let wake = Message::PingReq { client_id: Some(ClientId::new("sleeper").unwrap()) };
+    sn.send(&wake);
+    let id = sn.accept_register("sl/a");
+    for expected in ["one", "two"] {
+        let publish = sn.recv_publish();
+        assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(id), expected.as_bytes()));
+    }
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Short(short("s0")), &b"three"[..]));
+    assert_eq!(sn.recv(), Message::PingResp, "PINGRESP after the buffered messages");
+    sn.send(&wake);
+    assert_eq!(sn.recv(), Message::PingResp, "nothing kept: PINGRESP at once, once");
+}
+
+/// 6.14: a wake-up is taken only from the address the client is bound to: a PINGREQ with its
+/// client id from another address is not answered (that address must CONNECT).
+#[test]
+fn sn_6_14_a_wake_up_from_another_address_is_not_taken() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("bound");
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    let elsewhere = gateway.client();
+    let wake = Message::PingReq { client_id: Some(ClientId::new("bound").unwrap()) };
+    elsewhere.send(&wake);
+    elsewhere.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(elsewhere.recv(), Message::GwInfo { .. }), "the wake-up was not answered");
+    sn.send(&wake);
+    assert_eq!(sn.recv(), Message::PingResp);
+}
+
+/// 6.14: the sleep's Duration replaces the keep alive: a client with a keep alive of 1 s that
+/// sleeps for 2 s is lost only after the sleep (1.5 times its Duration), and its will published.
+#[test]
+fn sn_6_14_a_client_that_sleeps_past_its_duration_is_lost() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtMostOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("dreamer", true, 1, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/dreamer").unwrap() };
+    sn.send(&Message::WillTopic { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&Message::WillMsg { will_msg: Bytes::from("never woke") });
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.send(&Message::Disconnect { duration: Some(2) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    assert_eq!(mqtt.recv_publish(), ("wills/dreamer".into(), "never woke".into(), MqttQoS::AtMostOnce));
+    gateway.broker.wait_for_log("client_id=dreamer reason=slept past its duration", WAIT);
+}

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::outbound::{Outbound, Step, Timeout};
+use super::sleep::Sleep;
 use super::topics::TopicRegistry;
 use super::{connect, Link, Shared};
 use crate::conn::pacing::{HeldUp, Pacing};
@@ -69,6 +70,8 @@ pub(super) struct Client {
     pub(super) pacing: Option<Box<Pacing>>,
     /// How long it has been paced across pauses (decision 0005).
     held_up: Option<Box<HeldUp>>,
+    /// Its sleep, while it sleeps (6.14).
+    pub(super) sleep: Option<Sleep>,
 }
 
 /// The core's connection, boxed as `ClientConnection::accept` gives it.
@@ -91,6 +94,7 @@ impl Client {
             more_ready: true,
             pacing: None,
             held_up: None,
+            sleep: None,
         }
     }
 
@@ -101,7 +105,7 @@ impl Client {
             if let Err(end) = self.flush().await {
                 return end;
             }
-            let deadline = self.outbound.deadline().map(tokio::time::Instant::from_std);
+            let deadline = self.timer().map(tokio::time::Instant::from_std);
             if self.pacing.is_some() {
                 if let Some(end) = self.paced(&kick, deadline).await {
                     return end;
@@ -127,11 +131,32 @@ impl Client {
                     Signal::Kicked(reason) => return self.kicked(reason).await,
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    if let Some(end) = self.retry().await {
+                    if let Some(end) = self.timer_ran_out().await {
                         return end;
                     }
                 }
             }
+        }
+    }
+
+    /// When the client must next be heard from: the end of its sleep while it sleeps, Tretry
+    /// of the message awaiting its answer otherwise.
+    fn timer(&self) -> Option<Instant> {
+        if self.is_sleeping() {
+            self.sleep_deadline()
+        } else {
+            self.outbound.deadline()
+        }
+    }
+
+    /// The [`timer`](Self::timer) ran out.
+    async fn timer_ran_out(&mut self) -> Option<Ending> {
+        match self.sleep_deadline() {
+            Some(deadline) if self.is_sleeping() => {
+                // 6.14: not heard from within its sleep: lost, as at keep alive expiry.
+                (Instant::now() >= deadline).then(|| (CloseKind::Abnormal, "slept past its duration".to_owned(), None))
+            }
+            _ => self.retry().await,
         }
     }
 
@@ -159,7 +184,7 @@ impl Client {
                 Signal::Work => self.more_ready = true,
                 Signal::Kicked(reason) => return Some(self.kicked(reason).await),
             },
-            _ = sleep_until(deadline), if deadline.is_some() => return self.retry().await,
+            _ = sleep_until(deadline), if deadline.is_some() => return self.timer_ran_out().await,
         }
         None
     }
@@ -199,6 +224,9 @@ impl Client {
     /// Takes what the session has ready while the line has room, and sends what can go now.
     /// `Err` ends the connection: the session's queue could not be read back from the store.
     async fn flush(&mut self) -> Result<(), Ending> {
+        if self.is_sleeping() {
+            return Ok(());
+        }
         loop {
             self.read_back().await?;
             if self.more_ready && self.outbound.has_room() {
@@ -219,9 +247,15 @@ impl Client {
                 }
             }
             if !(sent && self.more_ready && self.outbound.has_room()) {
+                self.woken(Instant::now()).await;
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the session may have more to send.
+    pub(super) fn more_ready(&self) -> bool {
+        self.more_ready
     }
 
     /// Brings the next batch of a spilled session's queue back from the store when the session

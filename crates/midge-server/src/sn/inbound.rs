@@ -28,8 +28,13 @@ impl Client {
     /// Handles one message; `Some` ends the connection.
     pub(super) async fn handle(&mut self, message: Message) -> Option<Ending> {
         let now = Instant::now();
-        // Any message from the client is a sign of life (6.11, as MQTT-3.1.2-24).
-        self.connection.heard(now);
+        if let Some(done) = self.while_asleep(&message, now).await {
+            return done;
+        }
+        if self.sleep.is_none() {
+            // Any message from the client is a sign of life (6.11, as MQTT-3.1.2-24).
+            self.connection.heard(now);
+        }
         match message {
             Message::Publish(publish) => return self.publish(publish, now).await,
             Message::Register(register) => self.register(register).await,
@@ -70,17 +75,15 @@ impl Client {
             Message::Subscribe(subscribe) => return self.subscribe(subscribe, now).await,
             Message::Unsubscribe(unsubscribe) => return self.unsubscribe(unsubscribe, now).await,
             Message::PingReq { .. } => {
-                // 6.11; a PINGREQ with a client id is a sleeping client's wake-up (6.14), which
-                // is not built: from a client that is awake it is a plain PINGREQ.
+                // 6.11; from a client that is not asleep, a PINGREQ with a client id (a wake-up,
+                // 6.14) is a plain PINGREQ too.
                 if let Err(end) = self.core(Packet::PingReq, now).await {
                     return Some(end);
                 }
                 self.link.send(&Message::PingResp).await;
             }
-            Message::Disconnect { duration } => {
-                if duration.is_some() {
-                    tracing::info!(peer = %self.peer(), "mqtt-sn: DISCONNECT with a sleep duration: sleeping clients are not supported, taken as a plain DISCONNECT");
-                }
+            Message::Disconnect { duration: Some(seconds) } if seconds > 0 => self.fall_asleep(seconds, now).await,
+            Message::Disconnect { .. } => {
                 // 6.12: acknowledged with a DISCONNECT.
                 self.link.send(&Message::Disconnect { duration: None }).await;
                 return Some((CloseKind::Normal, "client sent DISCONNECT".to_owned(), None));

@@ -20,6 +20,7 @@
 //!   translated back.
 //! - [`outbound`]: messages to the client: REGISTER before PUBLISH, one outstanding message,
 //!   Tretry and Nretry.
+//! - [`sleep`]: sleeping clients: their messages kept, the wake-up, PINGRESP once.
 //! - [`topics`]: predefined topic ids, and each client's registry of normal ids.
 //! - [`counters`]: what the gateway drops, counted and logged at a bounded rate.
 
@@ -29,6 +30,7 @@ mod counters;
 mod gateway;
 mod inbound;
 mod outbound;
+mod sleep;
 mod topics;
 
 use std::net::SocketAddr;

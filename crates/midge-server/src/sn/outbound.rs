@@ -140,6 +140,20 @@ impl Outbound {
         self.outstanding.is_some()
     }
 
+    /// Whether nothing is on its way: nothing pending, nothing awaiting an answer.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.outstanding.is_none()
+    }
+
+    /// After a pause in which the client could not answer (it slept, 6.14): the message that
+    /// awaits its answer is sent again at once, without counting against Nretry.
+    pub(crate) fn rearm(&mut self, now: Instant) {
+        if let Some(outstanding) = self.outstanding.as_mut() {
+            outstanding.deadline = now;
+            outstanding.retries_left = outstanding.retries_left.saturating_add(1);
+        }
+    }
+
     /// The next thing to send, if nothing awaits an answer.
     pub(crate) fn next(&mut self, topics: &mut TopicRegistry, predefined: &Predefined, now: Instant) -> Step {
         if self.outstanding.is_some() {
