@@ -23,7 +23,7 @@ struct Shard(AtomicU64);
 
 impl Counter {
     /// Adds `n`.
-    pub(crate) fn add(&self, n: u64) {
+    pub fn add(&self, n: u64) {
         self.shards[shard_index()].0.fetch_add(n, Ordering::Relaxed);
     }
 

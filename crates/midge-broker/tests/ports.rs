@@ -221,6 +221,92 @@ fn a_sink_takes_messages_as_values_within_the_window() {
     assert!(subscriber.recv_all(world.now).iter().all(|p| !matches!(p, Packet::Publish(_))), "no MQTT bytes");
 }
 
+/// A persistent session resumed by a client whose sink is not MQTT gets its unacknowledged
+/// messages again as values, marked as resends (MQTT-4.4.0-1), before anything new.
+#[test]
+fn a_sink_is_handed_the_resends_of_a_resumed_session() {
+    let world = World::new();
+    let mut subscriber = world.client(persistent(V311, "sleepy"));
+    subscriber.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    let mut publisher = world.client(connect(V5, "p"));
+    publisher.publish(publish("t", "once", QoS::AtLeastOnce, false), world.now);
+    let mut sink = Collector { room: 10, ..Collector::default() };
+    subscriber.connection.as_mut().expect("connected").drain_to(world.now, &mut sink);
+    assert_eq!(sink.got.len(), 1, "sent, not acknowledged");
+    subscriber.close(CloseKind::Abnormal, world.now);
+
+    let (mut back, connack) = world.connect(persistent(V311, "sleepy")).expect("accepted");
+    assert!(connack.session_present);
+    let mut again = Collector { room: 10, ..Collector::default() };
+    back.connection.as_mut().expect("connected").resume_to(world.now, &mut again);
+    assert_eq!(again.got, sink.got, "the same message, with the same packet id");
+}
+
+/// A message that comes without a connection (an MQTT-SN PUBLISH at QoS -1) reaches the
+/// subscribers at QoS 0, and is refused above QoS 0 or beyond the topic limits.
+#[test]
+fn a_message_without_a_connection_is_published_at_qos_0() {
+    let world = World::with(midge_broker::Limits { max_topic_levels: 3, ..Default::default() });
+    let mut subscriber = world.client(connect(V311, "s"));
+    subscriber.subscribe(vec![sub("#", QoS::AtLeastOnce)], Properties::default(), world.now);
+    world.broker.publish_unconnected(&publish("sensors/1", "21.5", QoS::AtMostOnce, false), "peer", world.now).unwrap();
+    let got = subscriber.publishes(world.now);
+    assert_eq!(payloads(&got), ["21.5"]);
+    assert_eq!(got[0].qos, QoS::AtMostOnce);
+    let qos1 = publish("sensors/1", "x", QoS::AtLeastOnce, false);
+    assert!(world.broker.publish_unconnected(&qos1, "peer", world.now).is_err());
+    let deep = publish("a/b/c/d", "x", QoS::AtMostOnce, false);
+    assert!(world.broker.publish_unconnected(&deep, "peer", world.now).is_err());
+    assert!(subscriber.publishes(world.now).is_empty(), "nothing refused was delivered");
+}
+
+/// A connection's will replaced after CONNECT (an MQTT-SN will update) is the one published;
+/// one the limits refuse leaves the will as it was; a deleted one is not published.
+#[test]
+fn a_will_set_after_connect_is_the_one_published() {
+    let world = World::with(midge_broker::Limits { max_qos: 1, ..Default::default() });
+    let mut watcher = world.client(connect(V311, "watcher"));
+    watcher.subscribe(vec![sub("w/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    let mut client = world.client(connect(V311, "updated"));
+    let connection = client.connection.as_mut().expect("connected");
+    assert!(connection.will().is_none());
+    connection.set_will(Some(will("w/new", "late will", QoS::AtMostOnce, false)), world.now).unwrap();
+    let refused = connection.set_will(Some(will("w/qos2", "x", QoS::ExactlyOnce, false)), world.now);
+    assert!(refused.is_err(), "QoS 2 is above max_qos");
+    assert_eq!(connection.will().map(|w| w.topic.as_str()), Some("w/new"));
+    client.close(CloseKind::Abnormal, world.now);
+    assert_eq!(payloads(&watcher.publishes(world.now)), ["late will"]);
+
+    let mut packet = connect(V311, "deleted");
+    packet.will = Some(will("w/gone", "x", QoS::AtMostOnce, false));
+    let mut deleted = world.client(packet);
+    deleted.connection.as_mut().expect("connected").set_will(None, world.now).unwrap();
+    deleted.close(CloseKind::Abnormal, world.now);
+    assert!(watcher.publishes(world.now).is_empty(), "the deleted will was not published");
+}
+
+/// A client marked asleep paces nobody: its session keeps its messages up to the queue's bound
+/// and drops (counts) the rest; awake, it gets what was kept, and its queue paces again.
+#[test]
+fn a_sleeping_client_keeps_its_bound_and_paces_nobody() {
+    let world = World::with(midge_broker::Limits { max_queued_messages: 2, ..Default::default() });
+    let mut sleeper = world.client(connect(V311, "sleeper"));
+    sleeper.subscribe(vec![sub("t", QoS::AtLeastOnce)], Properties::default(), world.now);
+    sleeper.connection.as_ref().expect("connected").set_asleep(true);
+    let mut publisher = world.client(connect(V311, "p"));
+    for i in 0..5 {
+        let congestion = publisher.publish_read(publish("t", &format!("m{i}"), QoS::AtLeastOnce, false), world.now);
+        assert!(congestion.is_empty(), "nobody is paced for a sleeping client");
+    }
+    assert_eq!(world.broker.stats().messages_dropped.get(), 3, "the bound kept two");
+    sleeper.connection.as_ref().expect("connected").set_asleep(false);
+    assert_eq!(payloads(&sleeper.publishes(world.now)), ["m0", "m1"]);
+    let paced = (5..8).any(|i| {
+        !publisher.publish_read(publish("t", &format!("m{i}"), QoS::AtLeastOnce, false), world.now).is_empty()
+    });
+    assert!(paced, "awake, a full queue paces its publishers again");
+}
+
 /// A routing target that is not a local session: it records what it is forwarded.
 #[derive(Debug, Default)]
 struct Recorder {

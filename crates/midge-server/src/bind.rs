@@ -98,6 +98,15 @@ impl BindAddr {
         self.port_given
     }
 
+    /// The same address with `port` in place of [`DEFAULT_PORT`] when the text names no port:
+    /// the default of a listener whose protocol has a port of its own (MQTT-SN's 1884).
+    pub fn with_default_port(mut self, port: u16) -> Self {
+        if !self.port_given {
+            self.port = port;
+        }
+        self
+    }
+
     /// The addresses to bind: the address itself, or every address the name resolves to, in
     /// the resolver's order and without repeats.
     pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
@@ -217,5 +226,15 @@ mod tests {
         assert!(!addrs.is_empty());
         assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 1884), "{addrs:?}");
         assert!(BindAddr::parse("no-such-host.invalid").unwrap().resolve().await.is_err());
+    }
+
+    #[test]
+    fn a_protocol_default_port_replaces_1883_only_where_no_port_is_written() {
+        for (text, port) in [("0.0.0.0", 1884), ("[::1]", 1884), ("localhost", 1884), ("0.0.0.0:1883", 1883)] {
+            let bind = BindAddr::parse(text).unwrap().with_default_port(1884);
+            assert_eq!(bind.port, port, "{text}");
+        }
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        assert_eq!(BindAddr::from(addr).with_default_port(1884).port, 0);
     }
 }

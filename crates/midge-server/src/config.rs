@@ -2,13 +2,16 @@
 //! Every key is documented in docs/configuration.md.
 
 mod mqtt;
+mod sn;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
+pub use sn::{SnSettings, DEFAULT_SN_PORT};
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
@@ -186,6 +189,21 @@ pub struct ListenerConfig {
     /// ([`ListenerConfig::max_frame_size`]).
     #[serde(default)]
     pub websocket_max_frame_size: Option<u32>,
+
+    // MQTT-SN (crate::sn, config/sn.rs): only on a listener with protocol = "mqtt-sn".
+    /// The gateway's GwId in GWINFO. Default 1.
+    #[serde(default)]
+    pub sn_gateway_id: Option<u8>,
+    /// Tretry: milliseconds a message to a client waits for its answer before it is sent again.
+    /// Default 10,000.
+    #[serde(default)]
+    pub sn_retry_interval_ms: Option<u64>,
+    /// Nretry: times a message is sent again before the client is taken as lost. Default 3.
+    #[serde(default)]
+    pub sn_retry_count: Option<u32>,
+    /// Predefined topic ids (`[listener.sn_predefined_topics]`, `ID = "topic/name"`).
+    #[serde(default)]
+    pub sn_predefined_topics: Option<BTreeMap<String, String>>,
 }
 
 impl ListenerConfig {
@@ -270,10 +288,9 @@ pub enum ListenerProtocol {
     Mqtt,
     /// MQTT over WebSocket (mosquitto's `protocol websockets`).
     Websockets,
+    /// MQTT-SN 1.2 over UDP: a gateway whose clients are sessions of the broker (`crate::sn`).
+    MqttSn,
 }
-
-/// The protocols mosquitto's `protocol` also takes that Midge does not build yet.
-const PROTOCOLS_NOT_YET_AVAILABLE: [&str; 1] = ["mqtt-sn"];
 
 impl TryFrom<String> for ListenerProtocol {
     type Error = String;
@@ -282,13 +299,8 @@ impl TryFrom<String> for ListenerProtocol {
         match name.as_str() {
             "mqtt" => Ok(Self::Mqtt),
             "websockets" => Ok(Self::Websockets),
-            other if PROTOCOLS_NOT_YET_AVAILABLE.contains(&other) => Err(format!(
-                "protocol {other:?} is not available yet: only \"mqtt\" and \"websockets\" listeners can be built"
-            )),
-            other => Err(format!(
-                "unknown protocol {other:?}: expected \"mqtt\" or \"websockets\" ({} is not available yet)",
-                PROTOCOLS_NOT_YET_AVAILABLE.map(|p| format!("{p:?}")).join(" and ")
-            )),
+            "mqtt-sn" => Ok(Self::MqttSn),
+            other => Err(format!("unknown protocol {other:?}: expected \"mqtt\", \"websockets\" or \"mqtt-sn\"")),
         }
     }
 }
@@ -298,6 +310,7 @@ impl std::fmt::Display for ListenerProtocol {
         match self {
             Self::Mqtt => f.write_str("mqtt"),
             Self::Websockets => f.write_str("websockets"),
+            Self::MqttSn => f.write_str("mqtt-sn"),
         }
     }
 }
@@ -423,7 +436,8 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
-    /// A listener's settings do not go together, or a WebSocket setting's value cannot be used.
+    /// A listener's keys do not go together (a `websocket_*` or `sn_*` key on a listener of
+    /// another protocol, say), or one's value cannot be used.
     #[error("invalid config file {path}: listener {listener}: {problem}")]
     Listener {
         /// The file.
@@ -454,8 +468,18 @@ impl ServerConfig {
 
     /// Parses and checks config text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Self =
+        let mut config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        for (index, listener) in config.listener.iter_mut().enumerate() {
+            sn::check(listener).map_err(|problem| ConfigError::Listener {
+                path: path.to_owned(),
+                listener: index + 1,
+                problem,
+            })?;
+            if listener.protocol == ListenerProtocol::MqttSn {
+                listener.bind = listener.bind.clone().with_default_port(DEFAULT_SN_PORT);
+            }
+        }
         config.mqtt.limits().map_err(|limit| ConfigError::Invalid { path: path.to_owned(), limit })?;
         check_log_filter(&config.log.level).map_err(|problem| ConfigError::LogLevel {
             path: path.to_owned(),
@@ -505,6 +529,10 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         websocket_path: None,
         websocket_origins: None,
         websocket_max_frame_size: None,
+        sn_gateway_id: None,
+        sn_retry_interval_ms: None,
+        sn_retry_count: None,
+        sn_predefined_topics: None,
     }
 }
 
@@ -575,11 +603,11 @@ mod tests {
         assert_eq!((listener.protocol, listener.max_connections), (ListenerProtocol::Mqtt, MaxConnections::UNLIMITED));
         assert_eq!(listener.max_connections.get(), None);
         assert_eq!(parse("protocol = \"mqtt\"").unwrap().listener[0].protocol, ListenerProtocol::Mqtt);
+        assert_eq!(parse("protocol = \"mqtt-sn\"").unwrap().listener[0].protocol, ListenerProtocol::MqttSn);
         assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
         assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
         for (extra, expected) in [
-            ("protocol = \"mqtt-sn\"", "protocol \"mqtt-sn\" is not available yet"),
-            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\" or \"websockets\""),
+            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\", \"websockets\" or \"mqtt-sn\""),
             ("max_connections = 0", "max_connections = 0 would refuse every client"),
             ("max_connections = -2", "max_connections = -2: use at least 1"),
             ("max_connections = \"many\"", "max_connections"),

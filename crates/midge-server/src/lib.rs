@@ -13,6 +13,8 @@
 //! - [`tls`]: a TLS listener's certificates, keys, CAs and CRLs, loaded into rustls.
 //! - [`conn`]: the per-connection driver task: CONNECT phase, connected phase, held
 //!   acknowledgements, pacing.
+//! - `sn`: the MQTT-SN 1.2 gateway of a `protocol = "mqtt-sn"` listener: its UDP reader, and
+//!   a task per client that drives a session of the broker.
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`store`]: the embedded store behind the core's durability port.
 //! - [`limits`]: the server's own bounds.
@@ -29,6 +31,7 @@ pub mod listener;
 pub mod rate;
 pub mod read_size;
 pub mod server;
+mod sn;
 pub mod store;
 pub mod tls;
 pub mod transport;

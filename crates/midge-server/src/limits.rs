@@ -57,3 +57,25 @@ pub const FILE_RESERVE: usize = 256;
 /// is full again is forgotten; when this many are in use at once, addresses beyond them are not
 /// limited (counted as untracked) rather than the map growing: 65,536 × about 64 bytes.
 pub const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+/// The largest datagram an MQTT-SN listener sends or takes: the most a UDP datagram over IPv4
+/// carries (65,535 less the IP and UDP headers). A message for a client whose data does not fit
+/// is dropped and counted, as one over a client's Maximum Packet Size is on MQTT.
+pub const SN_MAX_DATAGRAM: usize = 65_507;
+
+/// Messages an MQTT-SN client's task takes from its session ahead of sending them: one drain
+/// batch's worth. Every one of them but the first waits while a message awaits the client's
+/// answer (one at a time, MQTT-SN 1.2 section 6.13), so the rest stay in the session's
+/// bounded queue, where pacing and the slow-consumer rules see them.
+pub const SN_PENDING: usize = 32;
+
+/// Datagrams from one MQTT-SN client that wait for its task: a client that sends faster than
+/// its task handles them has the rest dropped and counted, as a lossy network would; its
+/// retransmissions (QoS 1 and 2, REGISTER, SUBSCRIBE) bring them again.
+pub const SN_INBOX: usize = 16;
+
+/// Normal topic ids one MQTT-SN client holds (its REGISTERs, its subscriptions to topic names,
+/// and the topics the gateway REGISTERed to it for wildcard subscriptions): about 100 bytes
+/// each, so at most about 100 KiB a client. Beyond it a REGISTER is refused with "congestion",
+/// and a message on a new topic for the client is dropped and counted.
+pub const SN_TOPIC_IDS: usize = 1_024;

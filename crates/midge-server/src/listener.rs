@@ -16,13 +16,13 @@ use std::time::Instant;
 
 use midge_broker::{Broker, LimitCounter};
 use midge_store::WriterHandle;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::ListenerSecurity;
-use crate::config::{ListenerConfig, ListenerProtocol};
+use crate::config::{ListenerConfig, ListenerProtocol, SnSettings};
 use crate::conn::{self as connection, ListenerContext, WebSocketListener};
 use crate::gate::ConnectionGate;
 use crate::limits::ACCEPT_ERROR_PAUSE;
@@ -39,8 +39,16 @@ pub struct BoundListener {
     security: ListenerSecurity,
     /// Its TLS acceptor, loaded from its settings; `None` for plain TCP.
     tls: Option<Arc<TlsListener>>,
-    sockets: Vec<TcpListener>,
+    sockets: Sockets,
     local_addrs: Vec<SocketAddr>,
+}
+
+/// A listener's sockets: TCP for MQTT, UDP for an MQTT-SN gateway (`crate::sn`) and its
+/// settings.
+#[derive(Debug)]
+enum Sockets {
+    Stream(Vec<TcpListener>),
+    Datagram(Vec<UdpSocket>, SnSettings),
 }
 
 impl BoundListener {
@@ -55,6 +63,8 @@ impl BoundListener {
             source,
         })?;
         let mut sockets = Vec::with_capacity(addrs.len());
+        let mut datagram_sockets = Vec::new();
+        let datagram = config.protocol == ListenerProtocol::MqttSn;
         let mut local_addrs: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
         for mut addr in addrs {
             if let Some(first) = local_addrs.first() {
@@ -63,10 +73,23 @@ impl BoundListener {
                 }
             }
             let failed = |source| ServerError::Bind { listener: index, bind: bind.clone(), addr, source };
-            let socket = TcpListener::bind(addr).await.map_err(failed)?;
-            local_addrs.push(socket.local_addr().map_err(failed)?);
-            sockets.push(socket);
+            if datagram {
+                let socket = UdpSocket::bind(addr).await.map_err(failed)?;
+                local_addrs.push(socket.local_addr().map_err(failed)?);
+                datagram_sockets.push(socket);
+            } else {
+                let socket = TcpListener::bind(addr).await.map_err(failed)?;
+                local_addrs.push(socket.local_addr().map_err(failed)?);
+                sockets.push(socket);
+            }
         }
+        let sockets = if datagram {
+            let settings = SnSettings::from_listener(&config)
+                .map_err(|problem| ServerError::Listener { listener: index, problem })?;
+            Sockets::Datagram(datagram_sockets, settings)
+        } else {
+            Sockets::Stream(sockets)
+        };
         let security =
             ListenerSecurity::load(&config).map_err(|source| ServerError::Security { listener: index, source })?;
         let tls =
@@ -94,17 +117,18 @@ impl BoundListener {
         let Self { index, config, security, tls, sockets, local_addrs } = self;
         let websocket = (config.protocol == ListenerProtocol::Websockets)
             .then(|| Arc::new(WebSocketListener::new(index, &config, broker.limits().max_packet_size)));
-        let transport = match (&websocket, &tls) {
-            (Some(_), Some(_)) => "websockets over tls",
-            (Some(_), None) => "websockets",
-            (None, Some(_)) => "tls",
-            (None, None) => "tcp",
+        let transport = match (&sockets, &websocket, tls.is_some()) {
+            (Sockets::Datagram(..), ..) => "mqtt-sn over udp",
+            (Sockets::Stream(_), Some(_), true) => "mqtt over websockets over tls",
+            (Sockets::Stream(_), Some(_), false) => "mqtt over websockets",
+            (Sockets::Stream(_), None, true) => "mqtt over tls",
+            (Sockets::Stream(_), None, false) => "mqtt over tcp",
         };
         for local_addr in &local_addrs {
             info!(
                 listener = index, %local_addr, bind = %config.bind, protocol = %config.protocol,
                 allow_anonymous = config.allow_anonymous, max_connections = %config.max_connections,
-                "listening (mqtt over {transport})"
+                "listening ({transport})"
             );
         }
         let counters = Arc::new(Counters::default());
@@ -120,18 +144,37 @@ impl BoundListener {
             shutdown,
         };
         let current = Arc::new(RwLock::new(Current { context: Arc::new(context), tls }));
-        accept_loop.spawn(
-            AcceptLoop {
-                index,
-                config: config.clone(),
-                current: Arc::clone(&current),
-                counters: Arc::clone(&counters),
-                websocket: websocket.clone(),
-                connections: connections.clone(),
-                gate,
+        match sockets {
+            Sockets::Stream(sockets) => {
+                accept_loop.spawn(
+                    AcceptLoop {
+                        index,
+                        config: config.clone(),
+                        current: Arc::clone(&current),
+                        counters: Arc::clone(&counters),
+                        websocket: websocket.clone(),
+                        connections: connections.clone(),
+                        gate,
+                    }
+                    .run(sockets, stop_rx),
+                );
             }
-            .run(sockets, stop_rx),
-        );
+            Sockets::Datagram(sockets, settings) => {
+                let shared = Arc::new(crate::sn::Shared::new(index, settings));
+                for socket in sockets {
+                    let gateway = crate::sn::Gateway {
+                        config: config.clone(),
+                        socket: Arc::new(socket),
+                        shared: Arc::clone(&shared),
+                        current: Arc::clone(&current),
+                        counters: Arc::clone(&counters),
+                        connections: connections.clone(),
+                        gate: Arc::clone(&gate),
+                    };
+                    accept_loop.spawn(gateway.run(stop_rx.clone()));
+                }
+            }
+        }
         accept_loop.close();
         ListenerHandle { index, config, local_addrs, counters, websocket, current, connections, stop, accept_loop }
     }
@@ -256,11 +299,11 @@ pub struct ListenerCounters {
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
 /// on its own, nothing is ordered by them.
 #[derive(Debug, Default)]
-struct Counters {
-    accepted: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
     /// Also reports when a warning is due: at most one a second per listener.
-    refused_max_connections: LimitCounter,
-    accept_errors: AtomicU64,
+    pub(crate) refused_max_connections: LimitCounter,
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// The task that accepts a listener's connections.
@@ -281,9 +324,9 @@ struct AcceptLoop {
 /// every reload ([`ListenerHandle::reload`]). Swapped whole, so a connection keeps what it
 /// started with: new settings apply to new connections, and connected clients stay.
 #[derive(Debug)]
-struct Current {
+pub(crate) struct Current {
     /// The broker, the listener's authenticator and authorizer, the store's writer.
-    context: Arc<ListenerContext>,
+    pub(crate) context: Arc<ListenerContext>,
     /// The TLS acceptor each connection's task runs its handshake with; `None` for plain TCP.
     tls: Option<Arc<TlsListener>>,
 }
@@ -355,7 +398,7 @@ impl AcceptLoop {
 
 /// The current settings. A panic while they were being swapped left them whole (the swap is one
 /// assignment), so a poisoned lock is read as it is.
-fn read(current: &RwLock<Current>) -> std::sync::RwLockReadGuard<'_, Current> {
+pub(crate) fn read(current: &RwLock<Current>) -> std::sync::RwLockReadGuard<'_, Current> {
     current.read().unwrap_or_else(PoisonError::into_inner)
 }
 

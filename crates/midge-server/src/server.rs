@@ -57,6 +57,15 @@ pub enum ServerError {
         /// What is wrong, naming the file.
         source: crate::tls::TlsError,
     },
+    /// A listener's settings cannot be used (a config built in code; files are checked when
+    /// they are read).
+    #[error("listener {listener}: {problem}")]
+    Listener {
+        /// The listener's place in the config, from 1.
+        listener: usize,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
     /// A listener could not bind one of its addresses.
     #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {

@@ -107,16 +107,8 @@ impl Broker {
             return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported");
         }
         if let Some(will) = &connect.will {
-            if will.qos.as_u8() > limits.max_qos {
-                // MQTT-3.2.2-12: a will QoS above Maximum QoS is refused with 0x9B.
-                return refuse(ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the server's maximum");
-            }
-            if will.retain && !limits.retain_available {
-                // MQTT-3.2.2-13.
-                return refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retained will while retain is unavailable");
-            }
-            if let Err(why) = self.check_topic(&will.topic, &connect.client_id, Instant::now()) {
-                return refuse(ReasonCode::TOPIC_NAME_INVALID, why);
+            if let Err((code, why)) = self.check_will(will, &connect.client_id, Instant::now()) {
+                return refuse(code, why);
             }
         }
 
@@ -170,6 +162,25 @@ impl Broker {
             requested_expiry,
             granted_expiry,
         })
+    }
+
+    /// Checks a will against the limits, as at CONNECT (and at an MQTT-SN will update): the
+    /// reason code and why when it is refused.
+    pub(crate) fn check_will(
+        &self,
+        will: &midge_codec::Will,
+        client_id: &str,
+        now: Instant,
+    ) -> Result<(), (ReasonCode, &'static str)> {
+        if will.qos.as_u8() > self.limits.max_qos {
+            // MQTT-3.2.2-12: a will QoS above Maximum QoS is refused with 0x9B.
+            return Err((ReasonCode::QOS_NOT_SUPPORTED, "will QoS above the server's maximum"));
+        }
+        if will.retain && !self.limits.retain_available {
+            // MQTT-3.2.2-13.
+            return Err((ReasonCode::RETAIN_NOT_SUPPORTED, "retained will while retain is unavailable"));
+        }
+        self.check_topic(&will.topic, client_id, now).map_err(|why| (ReasonCode::TOPIC_NAME_INVALID, why))
     }
 
     /// Step 2 of a CONNECT, once the client is authenticated: finds or creates the session,

@@ -77,6 +77,33 @@ impl Broker {
         self.end_batch(&mut batch);
     }
 
+    /// Publishes a message that arrives without a connection: an MQTT-SN PUBLISH at QoS -1
+    /// (MQTT-SN 1.2 section 6.8), which its gateway publishes at QoS 0. The topic limits apply
+    /// as to a client's PUBLISH (counted, and logged naming `peer`); the message has no
+    /// publisher session, and its deliveries are enqueued and woken before this returns.
+    /// Returns why it was refused.
+    pub fn publish_unconnected(
+        &self,
+        publish: &midge_codec::Publish,
+        peer: &str,
+        now: std::time::Instant,
+    ) -> Result<(), &'static str> {
+        if publish.qos != QoS::AtMostOnce {
+            return Err("only QoS 0 is published without a connection");
+        }
+        if publish.retain && !self.limits.retain_available {
+            return Err("retained PUBLISH while retain is unavailable");
+        }
+        self.check_topic(&publish.topic, peer, now)?;
+        let mut batch = ReadBatch::unpaced();
+        let published = self.publish(self.new_message(publish, None, now), &mut batch);
+        self.end_batch(&mut batch);
+        if published.refused {
+            return Err("max_retained_messages or max_retained_bytes");
+        }
+        Ok(())
+    }
+
     /// Publishes a will message now.
     pub(crate) fn publish_will(&self, will: Arc<Message>) {
         self.stats.wills_published.add(1);

@@ -8,6 +8,22 @@ use super::state::{ClientConnection, CloseKind};
 use crate::ports::access::Action;
 
 impl ClientConnection {
+    /// The will the connection holds.
+    pub fn will(&self) -> Option<&midge_codec::Will> {
+        self.will.as_deref()
+    }
+
+    /// Replaces the will (`None`: deletes it), checked against the limits as a CONNECT's is:
+    /// an MQTT-SN client's WILLTOPICUPD and WILLMSGUPD (MQTT-SN 1.2 section 6.4). Refused, the
+    /// will stays as it was, and why is returned.
+    pub fn set_will(&mut self, will: Option<midge_codec::Will>, now: Instant) -> Result<(), &'static str> {
+        if let Some(will) = &will {
+            self.broker.check_will(will, self.session.client_id(), now).map_err(|(_, why)| why)?;
+        }
+        self.will = will.map(Box::new);
+        Ok(())
+    }
+
     /// Ends the connection: publishes or schedules the will as `how` requires, detaches from
     /// the session, and ends the session if it does not outlive the connection.
     pub fn close(mut self, how: CloseKind, now: Instant) {

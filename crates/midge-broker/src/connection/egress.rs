@@ -26,6 +26,15 @@ impl ClientConnection {
         }
     }
 
+    /// Hands `sink` what a reconnecting persistent session must resend first (MQTT-4.4.0-1):
+    /// [`resume`](Self::resume) for a sink other than MQTT. Every resend goes, whatever the
+    /// sink's room: they are already in flight.
+    pub fn resume_to(&mut self, now: Instant, sink: &mut impl Egress) {
+        for outgoing in self.session.resend_inflight(self.conn_id) {
+            sink.send(outgoing, now);
+        }
+    }
+
     /// Moves queued messages into `out` as MQTT packets while the client's window allows and
     /// `out` holds fewer than `limit` bytes. Returns whether more may be ready (call again once
     /// `out` drains).

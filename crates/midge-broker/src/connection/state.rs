@@ -149,6 +149,15 @@ impl ClientConnection {
         self.kick.pause_keep_alive();
     }
 
+    /// Marks the client as asleep (`true`) or awake: an MQTT-SN client that sleeps (MQTT-SN 1.2
+    /// section 6.14) stays connected while it takes nothing. Asleep, its session keeps its
+    /// messages within its queue's bound and drops (and counts) new ones beyond it, and no
+    /// publisher is paced for it. Its keep alive is the caller's to stop
+    /// ([`pause_keep_alive`](Self::pause_keep_alive)).
+    pub fn set_asleep(&self, asleep: bool) {
+        self.session.set_asleep(asleep);
+    }
+
     /// The kick handle, whose [`Kick::poll_signal`] says that the session has work or that the
     /// connection must close.
     pub fn kick(&self) -> &Arc<Kick> {

@@ -92,7 +92,7 @@ impl Session {
             let hard = state.queue.len() >= limits.hard_queued_messages()
                 || (limits.max_queued_bytes != 0 && state.queued_bytes + bytes > limits.hard_queued_bytes());
             let drop_qos0 = item.qos == QoS::AtMostOnce && !limits.pace_qos0;
-            if !pace || !online || drop_qos0 || hard || state.shedding {
+            if !pace || !online || drop_qos0 || hard || state.shedding || state.asleep {
                 state.dropped = state.dropped.wrapping_add(1);
                 return (EnqueueOutcome::DroppedQueueFull, None);
             }
@@ -204,7 +204,7 @@ impl Session {
     /// waiting for a wake-up that never comes.
     pub fn has_room(&self) -> bool {
         let state = self.state.lock();
-        state.attached.is_none() || state.ended || !state.congested || state.shedding
+        state.attached.is_none() || state.ended || !state.congested || state.shedding || state.asleep
     }
 
     /// Waits until [`has_room`](Self::has_room) is true.
@@ -241,6 +241,21 @@ impl Session {
     /// has not yet drained to its low water mark, and no policy has shed it. Lock-free.
     pub(crate) fn is_over_bound(&self) -> bool {
         self.over_bound.load(Ordering::Relaxed)
+    }
+
+    /// Marks the session's client as asleep or awake (an MQTT-SN sleeping client, section
+    /// 6.14). While it sleeps its messages are kept within the queue's bound, beyond which new
+    /// ones are dropped and counted, and no publisher is paced for it: a sleeping client is
+    /// expected not to take anything. Publishers paced for it when it fell asleep are let go.
+    pub(crate) fn set_asleep(&self, asleep: bool) {
+        let mut state = self.state.lock();
+        state.asleep = asleep;
+        if asleep {
+            state.congested = false;
+            self.over_bound.store(false, Ordering::Relaxed);
+            drop(state);
+            self.room.notify_waiters();
+        }
     }
 
     /// Applies the slow-consumer policy after publishers waited too long: from now on messages

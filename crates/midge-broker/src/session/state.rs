@@ -190,6 +190,9 @@ pub(crate) struct SessionState {
     /// The slow-consumer policy applied: messages beyond the bound are dropped until the queue
     /// has emptied (the subscriber caught up).
     pub(super) shedding: bool,
+    /// Its client sleeps (an MQTT-SN sleeping client): as while shedding, messages beyond the
+    /// bound are dropped and nobody is paced for it, until it is awake again.
+    pub(super) asleep: bool,
 }
 
 impl SessionState {
@@ -261,6 +264,7 @@ impl Session {
                 low_water: 0,
                 taken_total: 0,
                 shedding: false,
+                asleep: false,
             }),
             room: Notify::new(),
             over_bound: AtomicBool::new(false),

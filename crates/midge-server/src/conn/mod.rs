@@ -10,7 +10,8 @@
 //! - `driver`: the connected phase, one hand-written poll over every signal, and each read's
 //!   packets handled as one read batch.
 //! - `held`: acknowledgements held until the store has what they promise.
-//! - `pacing`: a publisher not read while subscribers it feeds are over their bound.
+//! - `pacing`: a publisher not read while subscribers it feeds are over their bound (an MQTT-SN
+//!   client's task uses it too).
 //! - `inbound_rate`: a client not read while it is over its inbound rate.
 //! - `close`: the last bytes flushed, in bounded time.
 
@@ -20,7 +21,7 @@ mod driver;
 mod handshake;
 mod held;
 mod inbound_rate;
-mod pacing;
+pub(crate) mod pacing;
 mod upgrade;
 
 use std::net::SocketAddr;

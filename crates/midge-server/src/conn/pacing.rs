@@ -30,7 +30,7 @@ use tokio::time::Instant;
 /// up for about one timeout, not one each (a hundred held a publisher for a hundred timeouts in
 /// bench/hostile.sh).
 #[derive(Debug)]
-pub(super) struct HeldUp {
+pub(crate) struct HeldUp {
     idle_by: Option<(u64, Instant)>,
     since: Instant,
     last_pause: Instant,
@@ -42,7 +42,7 @@ pub(super) struct HeldUp {
 const STUCK_GRACE_MIN: Duration = Duration::from_millis(100);
 
 /// The subscribers a client waits for, and the wait.
-pub(super) struct Pacing {
+pub(crate) struct Pacing {
     broker: Arc<Broker>,
     subscribers: Vec<Arc<Session>>,
     /// A few other subscribers the same read reached: idle ones are held up by this pause.
@@ -67,7 +67,7 @@ impl Pacing {
     /// Starts pacing if the client's last read found congested subscribers, carrying `held_up`
     /// over from the pauses before (if the last one ended within the timeout). A subscriber
     /// that has held up idle ones for the timeout already is shed at once, not waited for.
-    pub(super) fn start(
+    pub(crate) fn start(
         connection: &ClientConnection,
         congestion: Congestion,
         held_up: &mut Option<Box<HeldUp>>,
@@ -102,12 +102,12 @@ impl Pacing {
     }
 
     /// Ends the pause, handing back what the next one carries over.
-    pub(super) fn finish(self) -> Option<Box<HeldUp>> {
+    pub(crate) fn finish(self) -> Option<Box<HeldUp>> {
         self.held_up
     }
 
     /// Makes sure a wait is in place for the first subscriber still paced on.
-    pub(super) fn arm(&mut self) {
+    pub(crate) fn arm(&mut self) {
         if self.wait.is_none() {
             if let Some(first) = self.subscribers.first() {
                 self.wait = Some(Box::pin(wait_for_room(Arc::clone(first), self.deadline)));
@@ -116,7 +116,7 @@ impl Pacing {
     }
 
     /// `Ready` when the wait is over (room, or the deadline).
-    pub(super) fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(wait) = self.wait.as_mut() else { return Poll::Pending };
         let ready = wait.as_mut().poll(cx);
         if ready.is_ready() {
@@ -128,7 +128,7 @@ impl Pacing {
     /// After a wait: notes whether the pause held up an idle subscriber, drops the subscribers
     /// that have room, applies the policy at the deadline to those that took nothing meanwhile
     /// or have held up idle ones too long, and says whether pacing goes on.
-    pub(super) fn recheck(&mut self, publisher: &str) -> bool {
+    pub(crate) fn recheck(&mut self, publisher: &str) -> bool {
         let now = Instant::now();
         self.note_held_up(now);
         self.subscribers.retain(|session| !session.has_room());

@@ -196,6 +196,13 @@ impl TestBroker {
         }
     }
 
+    /// The address of its MQTT-SN listener (one added with [`mqtt_sn_listener`]), from its
+    /// `listening (mqtt-sn over udp) ... local_addr=` line.
+    pub fn mqtt_sn_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log("listening (mqtt-sn over udp)", START_TIMEOUT);
+        local_addr(&line).expect("the MQTT-SN listener's local_addr")
+    }
+
     /// The broker's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -237,4 +244,12 @@ pub fn midge_bin() -> PathBuf {
 /// A loopback port that was free a moment ago (for peers that cannot report an ephemeral port).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `[[listener]]` table for [`TestBroker::start_midge_with`]: an MQTT-SN gateway on a free
+/// loopback UDP port that allows anonymous clients (unless `keys` say otherwise), with `keys`
+/// added to it (`sn_*` keys, then any `[listener.sn_predefined_topics]` table).
+pub fn mqtt_sn_listener(keys: &str) -> String {
+    let anonymous = if keys.contains("allow_anonymous") { "" } else { "allow_anonymous = true\n" };
+    format!("[[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\n{anonymous}{keys}\n")
 }

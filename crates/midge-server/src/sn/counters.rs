@@ -1,0 +1,36 @@
+//! What an MQTT-SN listener drops, counted and logged at a bounded rate (at most a line a
+//! second per counter, the [`LimitCounter`] pattern of the named limits).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use midge_broker::LimitCounter;
+use tracing::info;
+
+/// A listener's drops, by reason.
+#[derive(Debug, Default)]
+pub(crate) struct SnCounters {
+    /// Datagrams that are not one MQTT-SN 1.2 message. Never answered: an answer to garbage
+    /// from a forged address would make the gateway an amplifier.
+    pub(crate) malformed: LimitCounter,
+    /// Messages dropped because [`SN_INBOX`](crate::limits::SN_INBOX) of their client's waited
+    /// for its task.
+    pub(crate) inbox_full: LimitCounter,
+    /// Messages that need a connection, from an address that has none.
+    pub(crate) unconnected: LimitCounter,
+    /// PUBLISHes at QoS -1 refused: not to a predefined id or short name the gateway knows, or
+    /// not allowed to anonymous clients.
+    pub(crate) minus_one_refused: LimitCounter,
+    /// Messages a client has no reason to send a gateway (GWINFO, CONNACK, SUBACK and the other
+    /// gateway-to-client ones), and forwarder encapsulation, which is not supported.
+    pub(crate) unexpected: LimitCounter,
+}
+
+impl SnCounters {
+    /// Counts a drop on `counter` and logs it when a report is due.
+    pub(crate) fn drop(counter: &LimitCounter, what: &str, peer: SocketAddr, detail: &dyn std::fmt::Display) {
+        if let Some(report) = counter.hit(Instant::now()) {
+            info!(%peer, dropped = report.since_last, total = report.total, %detail, "mqtt-sn: {what}");
+        }
+    }
+}

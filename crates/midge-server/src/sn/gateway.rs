@@ -1,0 +1,245 @@
+//! The reader task of one MQTT-SN socket: every datagram is decoded here and handed to the task
+//! of the client at its source address, or handled here when it needs no client (SEARCHGW, a
+//! PUBLISH at QoS -1) or starts one (CONNECT).
+//!
+//! The reader never waits on a client: each client's task has a bounded channel of
+//! [`SN_INBOX`] datagrams, and what does not fit is dropped and counted, as a lossy network
+//! would drop it. Answers sent from here (GWINFO, a CONNACK refusing a client) are never longer
+//! than what they answer, and malformed datagrams are never answered, so a forged source
+//! address gets no more traffic than it sent.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use midge_broker::ports::access::{AccessCache, Action};
+use midge_broker::ports::auth::{Credentials, Decision, Verdict};
+use midge_codec::{Properties, QoS};
+use midge_sn_codec::{Connect, Message, Publish, PublishTopic, QoS as SnQoS, ReturnCode};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use super::counters::SnCounters;
+use super::{client, Link, Shared};
+use crate::config::ListenerConfig;
+use crate::gate::ConnectionGate;
+use crate::limits::{SN_INBOX, SN_MAX_DATAGRAM};
+use crate::listener::{read, Counters, Current};
+
+/// The reader of one socket of an MQTT-SN listener.
+pub(crate) struct Gateway {
+    /// The listener's config (its `bind` and `max_connections`).
+    pub(crate) config: ListenerConfig,
+    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) shared: Arc<Shared>,
+    /// What new clients are given (the broker, the authenticator and authorizer, the store's
+    /// writer); a reload swaps it.
+    pub(crate) current: Arc<RwLock<Current>>,
+    /// The listener's counters: clients accepted, refused at `max_connections`, receive errors.
+    pub(crate) counters: Arc<Counters>,
+    /// The listener's client tasks: their number is its count of open connections.
+    pub(crate) connections: TaskTracker,
+    /// The limits every listener shares.
+    pub(crate) gate: Arc<ConnectionGate>,
+}
+
+/// A client task, as the reader knows it.
+struct Entry {
+    inbox: mpsc::Sender<Message>,
+    /// Which task it is: an address's task that ended may already have been replaced.
+    id: u64,
+}
+
+/// The reader's state besides its settings.
+struct Clients {
+    by_peer: HashMap<SocketAddr, Entry>,
+    /// Where client tasks say they ended, and hand back what they were sent too late.
+    events: mpsc::UnboundedSender<Event>,
+    last_id: u64,
+}
+
+/// What a client's task tells the reader as it ends.
+enum Event {
+    /// Task `id` for `peer` is over: its entry goes (unless another task has the address now),
+    /// which closes its channel.
+    Ended { peer: SocketAddr, id: u64 },
+    /// A message from `peer` that reached its task after it had ended: handled as if the
+    /// address had no client (a client that DISCONNECTs and CONNECTs again at once is served).
+    Returned { peer: SocketAddr, message: Message },
+}
+
+impl Gateway {
+    /// Reads until told to stop (or the listener's handle is dropped). Client tasks end when
+    /// their channel closes with the reader.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let (events, mut events_rx) = mpsc::unbounded_channel();
+        let mut clients = Clients { by_peer: HashMap::new(), events, last_id: 0 };
+        // One datagram at most; reused for every one.
+        let mut buffer = vec![0u8; SN_MAX_DATAGRAM + 1];
+        loop {
+            tokio::select! {
+                received = self.socket.recv_from(&mut buffer) => match received {
+                    Ok((len, peer)) => self.datagram(&buffer[..len], peer, &mut clients),
+                    Err(error) => {
+                        self.counters.accept_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(listener = self.shared.listener, %error, "mqtt-sn: receive failed");
+                    }
+                },
+                Some(event) = events_rx.recv() => match event {
+                    Event::Ended { peer, id } => {
+                        if clients.by_peer.get(&peer).is_some_and(|entry| entry.id == id) {
+                            clients.by_peer.remove(&peer);
+                        }
+                    }
+                    Event::Returned { peer, message } => self.dispatch(message, peer, &mut clients),
+                },
+                _ = stop.changed() => break,
+            }
+        }
+        info!(listener = self.shared.listener, bind = %self.config.bind, "listener closed");
+    }
+
+    /// One datagram from `peer`.
+    fn datagram(&self, datagram: &[u8], peer: SocketAddr, clients: &mut Clients) {
+        match midge_sn_codec::decode(datagram) {
+            Ok(message) => self.dispatch(message, peer, clients),
+            Err(error) => SnCounters::drop(&self.shared.counters.malformed, "malformed datagram dropped", peer, &error),
+        }
+    }
+
+    /// One message from `peer`: to its client's task, or handled here.
+    fn dispatch(&self, mut message: Message, peer: SocketAddr, clients: &mut Clients) {
+        let counters = &self.shared.counters;
+        if let Message::SearchGw { .. } = message {
+            // 6.1: answered by the gateway itself (GwAdd empty), whoever asks.
+            let gw_id = self.shared.settings.gateway_id;
+            return self.reply(&Message::GwInfo { gw_id, gw_add: bytes::Bytes::new() }, peer);
+        }
+        if let Some(entry) = clients.by_peer.get(&peer) {
+            match entry.inbox.try_send(message) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(dropped)) => {
+                    let kind = dropped.msg_type();
+                    return SnCounters::drop(&counters.inbox_full, "client busy, message dropped", peer, &kind);
+                }
+                Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    // Its task is ending: the message is for whatever comes next.
+                    clients.by_peer.remove(&peer);
+                    message = returned;
+                }
+            }
+        }
+        match message {
+            Message::Connect(connect) => self.admit(connect, peer, clients),
+            Message::Publish(publish) if publish.qos == SnQoS::MinusOne => self.publish_minus_one(publish, peer),
+            Message::Encapsulated(_) => {
+                SnCounters::drop(&counters.unexpected, "forwarder encapsulation is not supported", peer, &"")
+            }
+            other => {
+                let kind = other.msg_type();
+                SnCounters::drop(&counters.unconnected, "message from an address without a connection", peer, &kind)
+            }
+        }
+    }
+
+    /// A CONNECT from an address without a client: a task for it, unless the listener has
+    /// `max_connections` clients or the shared limits say no (then CONNACK "rejected:
+    /// congestion", shorter than the CONNECT).
+    fn admit(&self, connect: Connect, peer: SocketAddr, clients: &mut Clients) {
+        let now = Instant::now();
+        if let Some(max) = self.config.max_connections.get() {
+            if self.connections.len() >= max {
+                self.gate.broker().stats().limits.listener_max_connections.hit(now);
+                if let Some(report) = self.counters.refused_max_connections.hit(now) {
+                    warn!(
+                        listener = self.shared.listener, bind = %self.config.bind, max_connections = max,
+                        refused = report.since_last, total = report.total, %peer,
+                        "listener full: refusing new MQTT-SN clients (max_connections)"
+                    );
+                }
+                return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, peer);
+            }
+        }
+        if !self.gate.admit(peer, now) {
+            return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, peer);
+        }
+        self.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (inbox, inbox_rx) = mpsc::channel(SN_INBOX);
+        clients.last_id += 1;
+        let id = clients.last_id;
+        clients.by_peer.insert(peer, Entry { inbox, id });
+        let context = Arc::clone(&read(&self.current).context);
+        let link = Link { socket: Arc::clone(&self.socket), peer };
+        let events = clients.events.clone();
+        let shared = Arc::clone(&self.shared);
+        self.connections.spawn(async move {
+            let mut inbox = client::serve(connect, link, inbox_rx, shared, context).await;
+            // Its entry goes first, then what was sent to it meanwhile comes back: nothing sent
+            // to the address is lost to a task that was ending.
+            let _ = events.send(Event::Ended { peer, id });
+            while let Some(message) = inbox.recv().await {
+                let _ = events.send(Event::Returned { peer, message });
+            }
+        });
+    }
+
+    /// 6.8: a PUBLISH at QoS -1 needs no connection, only a predefined topic id or a short
+    /// topic name; it is published at QoS 0 as an anonymous client's, if the listener lets
+    /// anonymous clients publish to its topic. Never answered.
+    fn publish_minus_one(&self, publish: Publish, peer: SocketAddr) {
+        let counter = &self.shared.counters.minus_one_refused;
+        let name = match &publish.topic {
+            PublishTopic::Predefined(id) => self.shared.predefined.name(id.0),
+            PublishTopic::Short(name) => name.as_str(),
+            PublishTopic::Normal(_) => None,
+        };
+        let Some(topic) = name.and_then(|name| midge_codec::TopicName::new(name).ok()) else {
+            let topic = publish.topic;
+            return SnCounters::drop(
+                counter,
+                "QoS -1 PUBLISH to an unknown topic dropped",
+                peer,
+                &format!("{topic:?}"),
+            );
+        };
+        let context = Arc::clone(&read(&self.current).context);
+        let peer_text = peer.to_string();
+        let credentials =
+            Credentials { client_id: "", username: None, password: None, peer: &peer_text, certificate_subject: None };
+        let identity = match context.authenticator.authenticate(&credentials) {
+            Decision::Now(Verdict::Allow(identity)) => identity,
+            _ => return SnCounters::drop(counter, "QoS -1 PUBLISH refused: anonymous clients may not", peer, &topic),
+        };
+        if let Some(mut access) = AccessCache::new(context.authorizer.clone(), identity, Arc::from("")) {
+            if !access.allows(Action::Publish, &topic) {
+                return SnCounters::drop(counter, "QoS -1 PUBLISH refused by the ACL", peer, &topic);
+            }
+        }
+        let message = midge_codec::Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: publish.retain,
+            topic,
+            packet_id: None,
+            properties: Properties::default(),
+            payload: publish.data,
+        };
+        if let Err(why) = context.broker.publish_unconnected(&message, &peer_text, Instant::now()) {
+            SnCounters::drop(counter, "QoS -1 PUBLISH refused", peer, &why);
+        }
+    }
+
+    /// Sends an answer from the reader without waiting: a datagram the socket cannot take now is
+    /// lost, as the network may lose any.
+    fn reply(&self, message: &Message, peer: SocketAddr) {
+        let mut datagram = bytes::BytesMut::with_capacity(message.encoded_len());
+        if midge_sn_codec::encode(message, &mut datagram).is_ok() {
+            if let Err(error) = self.socket.try_send_to(&datagram, peer) {
+                tracing::debug!(%peer, %error, "mqtt-sn: answer not sent");
+            }
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! The MQTT-SN 1.2 gateway from the wire: raw datagrams built with midge-sn-codec against a real
+//! `midge serve` with an MQTT-SN listener beside its MQTT one, and an MQTT client on the other
+//! side. Each test is named by the section of the MQTT-SN 1.2 specification it checks.
+//!
+//! Nothing waits by sleeping: every wait is for a datagram, a packet or a log line, with a
+//! timeout; that something did not arrive is shown by what arrived first.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use midge_codec::{
+    decode_packet, encode_packet, Connect as MqttConnect, MqttString, Packet, PacketId, Properties, ProtocolVersion,
+    PubResponse, Publish as MqttPublish, QoS as MqttQoS, Subscribe as MqttSubscribe, Subscription, SubscriptionOptions,
+    TopicFilter, TopicName as MqttTopicName,
+};
+use midge_sn_codec::{
+    ClientId, Connect, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
+    ShortTopicName, SubAck, Subscribe, SubscribeTopic, TopicId, TopicName, WillTopic,
+};
+use support::TestBroker;
+
+/// How long any one expected datagram, packet or log line may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A broker with an MQTT listener (the harness's) and an MQTT-SN one.
+struct Gateway {
+    broker: TestBroker,
+    sn: SocketAddr,
+}
+
+impl Gateway {
+    /// `sn_listener` is added to the MQTT-SN listener's table, `extra` after it.
+    fn start(sn_listener: &str, extra: &str) -> Self {
+        let broker = TestBroker::start_midge_with(&format!("{}\n{extra}", support::mqtt_sn_listener(sn_listener)));
+        let sn = broker.mqtt_sn_addr();
+        Self { broker, sn }
+    }
+
+    fn client(&self) -> Sn {
+        Sn::new(self.sn)
+    }
+
+    fn mqtt(&self, client_id: &str) -> Mqtt {
+        Mqtt::connect(&self.broker, client_id)
+    }
+}
+
+/// An MQTT-SN client made of a UDP socket.
+struct Sn {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+    next_id: u16,
+}
+
+impl Sn {
+    fn new(gateway: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        Self { socket, gateway, next_id: 0 }
+    }
+
+    fn send(&self, message: &Message) {
+        let mut datagram = BytesMut::new();
+        midge_sn_codec::encode(message, &mut datagram).expect("encode");
+        self.send_raw(&datagram);
+    }
+
+    fn send_raw(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, self.gateway).expect("send");
+    }
+
+    /// The next datagram from the gateway, decoded; panics after [`WAIT`].
+    fn recv(&self) -> Message {
+        let mut buffer = [0u8; 65_536];
+        let (len, from) = self.socket.recv_from(&mut buffer).expect("a datagram from the gateway in time");
+        assert_eq!(from, self.gateway);
+        midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message")
+    }
+
+    /// The next datagram if one comes within `wait`.
+    fn try_recv(&self, wait: Duration) -> Option<Message> {
+        self.socket.set_read_timeout(Some(wait)).expect("timeout");
+        let mut buffer = [0u8; 65_536];
+        let received = self.socket.recv_from(&mut buffer);
+        self.socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        let (len, _) = received.ok()?;
+        Some(midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message"))
+    }
+
+    fn msg_id(&mut self) -> MsgId {
+        self.next_id += 1;
+        MsgId(self.next_id)
+    }
+
+    fn connect_with(&mut self, client_id: &str, clean_session: bool, duration: u16, will: bool) {
+        let client_id = ClientId::new(client_id).unwrap();
+        self.send(&Message::Connect(Connect { will, clean_session, duration, client_id }));
+    }
+
+    /// CONNECT with clean session and keep alive 60 s, and its CONNACK.
+    fn connect(&mut self, client_id: &str) {
+        self.connect_with(client_id, true, 60, false);
+        assert_eq!(self.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    }
+
+    /// REGISTER `topic`: its id.
+    fn register(&mut self, topic: &str) -> TopicId {
+        let msg_id = self.msg_id();
+        let topic_name = TopicName::new(topic).unwrap();
+        self.send(&Message::Register(Register { topic_id: TopicId(0), msg_id, topic_name }));
+        let Message::RegAck(ack) = self.recv() else { panic!("expected REGACK") };
+        assert_eq!((ack.msg_id, ack.return_code), (msg_id, ReturnCode::ACCEPTED));
+        ack.topic_id
+    }
+
+    /// SUBSCRIBE and its SUBACK.
+    fn subscribe(&mut self, topic: SubscribeTopic, qos: QoS) -> SubAck {
+        let msg_id = self.msg_id();
+        self.send(&Message::Subscribe(Subscribe { dup: false, qos, msg_id, topic }));
+        let Message::SubAck(ack) = self.recv() else { panic!("expected SUBACK") };
+        assert_eq!(ack.msg_id, msg_id);
+        ack
+    }
+
+    fn publish(&mut self, topic: PublishTopic, qos: QoS, data: &str) -> MsgId {
+        let msg_id = if matches!(qos, QoS::AtLeastOnce | QoS::ExactlyOnce) { self.msg_id() } else { MsgId(0) };
+        let data = Bytes::copy_from_slice(data.as_bytes());
+        self.send(&Message::Publish(Publish { dup: false, qos, retain: false, topic, msg_id, data }));
+        msg_id
+    }
+
+    /// The next PUBLISH, acknowledged as its QoS asks (QoS 2 through PUBREC, PUBREL, PUBCOMP).
+    fn recv_publish(&mut self) -> Publish {
+        let Message::Publish(publish) = self.recv() else { panic!("expected PUBLISH") };
+        match publish.qos {
+            QoS::AtLeastOnce => self.send(&puback(&publish, ReturnCode::ACCEPTED)),
+            QoS::ExactlyOnce => {
+                self.send(&Message::PubRec { msg_id: publish.msg_id });
+                assert_eq!(self.recv(), Message::PubRel { msg_id: publish.msg_id });
+                self.send(&Message::PubComp { msg_id: publish.msg_id });
+            }
+            _ => {}
+        }
+        publish
+    }
+
+    /// Accepts the gateway's REGISTER for `topic`: its id.
+    fn accept_register(&self, topic: &str) -> TopicId {
+        let Message::Register(register) = self.recv() else { panic!("expected REGISTER for {topic}") };
+        assert_eq!(register.topic_name.as_str(), topic);
+        assert_ne!(register.topic_id, TopicId(0));
+        self.send(&regack(&register, ReturnCode::ACCEPTED));
+        register.topic_id
+    }
+}
+
+fn puback(publish: &Publish, return_code: ReturnCode) -> Message {
+    let topic_id = match publish.topic {
+        PublishTopic::Normal(id) | PublishTopic::Predefined(id) => id,
+        PublishTopic::Short(name) => TopicId(u16::from_be_bytes(name.0)),
+    };
+    Message::PubAck(PubAck { topic_id, msg_id: publish.msg_id, return_code })
+}
+
+fn regack(register: &Register, return_code: ReturnCode) -> Message {
+    Message::RegAck(RegAck { topic_id: register.topic_id, msg_id: register.msg_id, return_code })
+}
+
+fn name(topic: &str) -> SubscribeTopic {
+    SubscribeTopic::Name(TopicName::new(topic).unwrap())
+}
+
+fn short(topic: &str) -> ShortTopicName {
+    ShortTopicName(topic.as_bytes().try_into().unwrap())
+}
+
+/// An MQTT 3.1.1 client over TCP, its packets built and read with midge-codec.
+struct Mqtt {
+    stream: TcpStream,
+    buffer: BytesMut,
+    next_id: u16,
+}
+
+impl Mqtt {
+    fn connect(broker: &TestBroker, client_id: &str) -> Self {
+        let stream = broker.connect();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut mqtt = Self { stream, buffer: BytesMut::new(), next_id: 0 };
+        mqtt.send(&Packet::Connect(Box::new(MqttConnect {
+            protocol: ProtocolVersion::V311,
+            clean_start: true,
+            keep_alive: 60,
+            client_id: MqttString::new(client_id).unwrap(),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+        })));
+        assert!(matches!(mqtt.recv(), Packet::ConnAck(ack) if ack.reason.0 == 0));
+        mqtt
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode_packet(packet, ProtocolVersion::V311, &mut out).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    fn recv(&mut self) -> Packet {
+        loop {
+            if let Some(packet) = decode_packet(&mut self.buffer, ProtocolVersion::V311, usize::MAX).unwrap() {
+                return packet;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("a packet from the broker in time");
+            assert!(n > 0, "the broker closed the connection");
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn id(&mut self) -> PacketId {
+        self.next_id += 1;
+        PacketId::new(self.next_id).unwrap()
+    }
+
+    fn subscribe(&mut self, filter: &str, qos: MqttQoS) {
+        let packet_id = self.id();
+        let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
+        let subscriptions = vec![Subscription { filter: TopicFilter::new(filter).unwrap(), options }];
+        self.send(&Packet::Subscribe(MqttSubscribe { packet_id, subscriptions, properties: Properties::default() }));
+        assert!(matches!(self.recv(), Packet::SubAck(_)));
+    }
+
+    /// Publishes and waits for its acknowledgement (QoS 2: through PUBCOMP).
+    fn publish(&mut self, topic: &str, payload: &str, qos: MqttQoS, retain: bool) {
+        let packet_id = (qos != MqttQoS::AtMostOnce).then(|| self.id());
+        self.send(&Packet::Publish(MqttPublish {
+            dup: false,
+            qos,
+            retain,
+            topic: MqttTopicName::new(topic).unwrap(),
+            packet_id,
+            properties: Properties::default(),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+        }));
+        match qos {
+            MqttQoS::AtMostOnce => {}
+            MqttQoS::AtLeastOnce => assert!(matches!(self.recv(), Packet::PubAck(_))),
+            MqttQoS::ExactlyOnce => {
+                assert!(matches!(self.recv(), Packet::PubRec(_)));
+                self.send(&Packet::PubRel(PubResponse::success(packet_id.unwrap())));
+                assert!(matches!(self.recv(), Packet::PubComp(_)));
+            }
+        }
+    }
+
+    /// The next PUBLISH, acknowledged: its topic, payload and QoS.
+    fn recv_publish(&mut self) -> (String, String, MqttQoS) {
+        let Packet::Publish(publish) = self.recv() else { panic!("expected PUBLISH") };
+        match (publish.qos, publish.packet_id) {
+            (MqttQoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(PubResponse::success(id))),
+            (MqttQoS::ExactlyOnce, Some(id)) => {
+                self.send(&Packet::PubRec(PubResponse::success(id)));
+                assert!(matches!(self.recv(), Packet::PubRel(_)));
+                self.send(&Packet::PubComp(PubResponse::success(id)));
+            }
+            _ => {}
+        }
+        let payload = String::from_utf8_lossy(&publish.payload).into_owned();
+        (publish.topic.to_string(), payload, publish.qos)
+    }
+}
+
+/// 6.2, 6.11, 6.12: CONNECT is answered with CONNACK, PINGREQ with PINGRESP, DISCONNECT with
+/// DISCONNECT; 6.1: SEARCHGW with GWINFO and the configured gateway id.
+#[test]
+fn sn_6_2_connect_ping_disconnect_and_searchgw() {
+    let gateway = Gateway::start("sn_gateway_id = 42", "");
+    let mut sn = gateway.client();
+    sn.send(&Message::SearchGw { radius: 0 });
+    assert_eq!(sn.recv(), Message::GwInfo { gw_id: 42, gw_add: Bytes::new() });
+    sn.connect("sensor-1");
+    sn.send(&Message::PingReq { client_id: None });
+    assert_eq!(sn.recv(), Message::PingResp);
+    sn.send(&Message::Disconnect { duration: None });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    gateway.broker.wait_for_log("client_id=sensor-1 reason=client sent DISCONNECT", WAIT);
+}
+
+/// 6.5, 6.6: a topic REGISTERed, then PUBLISHes at QoS 0, 1 and 2 on its id reach an MQTT
+/// subscriber, each acknowledged as its QoS asks.
+#[test]
+fn sn_6_5_register_then_publish_qos_0_1_2_reaches_an_mqtt_subscriber() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("sensors/#", MqttQoS::ExactlyOnce);
+    let mut sn = gateway.client();
+    sn.connect("sensor");
+    let id = sn.register("sensors/temperature");
+    assert_eq!(sn.register("sensors/temperature"), id, "the same topic, the same id");
+
+    sn.publish(PublishTopic::Normal(id), QoS::AtMostOnce, "q0");
+    assert_eq!(mqtt.recv_publish(), ("sensors/temperature".into(), "q0".into(), MqttQoS::AtMostOnce));
+
+    let msg_id = sn.publish(PublishTopic::Normal(id), QoS::AtLeastOnce, "q1");
+    assert_eq!(sn.recv(), Message::PubAck(PubAck { topic_id: id, msg_id, return_code: ReturnCode::ACCEPTED }));
+    assert_eq!(mqtt.recv_publish(), ("sensors/temperature".into(), "q1".into(), MqttQoS::AtLeastOnce));
+
+    let msg_id = sn.publish(PublishTopic::Normal(id), QoS::ExactlyOnce, "q2");
+    assert_eq!(sn.recv(), Message::PubRec { msg_id });
+    sn.send(&Message::PubRel { msg_id });
+    assert_eq!(sn.recv(), Message::PubComp { msg_id });
+    assert_eq!(mqtt.recv_publish(), ("sensors/temperature".into(), "q2".into(), MqttQoS::ExactlyOnce));
+}
+
+/// 6.6: a QoS 1 PUBLISH sent again with DUP after its PUBACK was lost is acknowledged again,
+/// not published twice; a QoS 2 one sent again before PUBREL gets its PUBREC again, and is not
+/// published twice either.
+#[test]
+fn sn_6_6_a_retransmitted_publish_is_acknowledged_not_published_twice() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("d/#", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect("dup");
+    let id = sn.register("d/x");
+    for qos in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let msg_id = sn.msg_id();
+        let mut publish = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: PublishTopic::Normal(id),
+            msg_id,
+            data: Bytes::from("once"),
+        };
+        sn.send(&Message::Publish(publish.clone()));
+        let first = sn.recv();
+        publish.dup = true;
+        sn.send(&Message::Publish(publish));
+        assert_eq!(sn.recv(), first, "the same acknowledgement again");
+        if qos == QoS::ExactlyOnce {
+            sn.send(&Message::PubRel { msg_id });
+            assert_eq!(sn.recv(), Message::PubComp { msg_id });
+        }
+        assert_eq!(mqtt.recv_publish().1, "once");
+        sn.publish(PublishTopic::Normal(id), QoS::AtMostOnce, "marker");
+        assert_eq!(mqtt.recv_publish().1, "marker", "the retransmission was not published");
+    }
+}
+
+/// 6.10: a message an MQTT client publishes reaches an MQTT-SN subscriber of a wildcard filter:
+/// the gateway REGISTERs its topic first, with an id, then PUBLISHes on that id; the next
+/// message on the topic needs no REGISTER. At QoS 2 the gateway goes through PUBREL.
+#[test]
+fn sn_6_10_wildcard_subscription_gets_register_then_publish() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("listener");
+    let ack = sn.subscribe(name("alerts/+"), QoS::ExactlyOnce);
+    assert_eq!((ack.return_code, ack.topic_id, ack.qos), (ReturnCode::ACCEPTED, TopicId(0), QoS::ExactlyOnce));
+    let mut mqtt = gateway.mqtt("alarm");
+    mqtt.publish("alerts/fire", "hot", MqttQoS::AtLeastOnce, false);
+    let id = sn.accept_register("alerts/fire");
+    let publish = sn.recv_publish();
+    assert_eq!(
+        (publish.topic, publish.qos, &publish.data[..]),
+        (PublishTopic::Normal(id), QoS::AtLeastOnce, &b"hot"[..])
+    );
+    mqtt.publish("alerts/fire", "hotter", MqttQoS::ExactlyOnce, false);
+    let publish = sn.recv_publish();
+    assert_eq!(
+        (publish.topic, publish.qos, &publish.data[..]),
+        (PublishTopic::Normal(id), QoS::ExactlyOnce, &b"hotter"[..])
+    );
+}
+
+/// 6.10: a REGISTER the client refuses is not followed by a PUBLISH on that id: the next thing
+/// the client gets is the REGISTER of the next topic.
+#[test]
+fn sn_6_10_a_refused_register_is_not_followed_by_a_publish() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("picky");
+    sn.subscribe(name("r/#"), QoS::AtLeastOnce);
+    let mut mqtt = gateway.mqtt("p");
+    mqtt.publish("r/unwanted", "no", MqttQoS::AtLeastOnce, false);
+    let Message::Register(register) = sn.recv() else { panic!("expected REGISTER") };
+    assert_eq!(register.topic_name.as_str(), "r/unwanted");
+    sn.send(&regack(&register, ReturnCode::REJECTED_NOT_SUPPORTED));
+    mqtt.publish("r/wanted", "yes", MqttQoS::AtLeastOnce, false);
+    let id = sn.accept_register("r/wanted");
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(id), &b"yes"[..]));
+}
+
+/// 6.9: a topic name without wildcards gets its id in the SUBACK, and a SUBSCRIBE sent again
+/// (its SUBACK lost) gets the same id, as does a REGISTER of the name; messages on it come on
+/// that id without a REGISTER.
+#[test]
+fn sn_6_9_a_subscribe_sent_again_gets_the_same_topic_id() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("retry");
+    let first = sn.subscribe(name("home/door"), QoS::AtLeastOnce);
+    assert_eq!(first.return_code, ReturnCode::ACCEPTED);
+    assert_ne!(first.topic_id, TopicId(0));
+    let again = sn.subscribe(name("home/door"), QoS::AtLeastOnce);
+    assert_eq!(again.topic_id, first.topic_id);
+    assert_eq!(sn.register("home/door"), first.topic_id);
+    gateway.mqtt("door").publish("home/door", "open", MqttQoS::AtLeastOnce, false);
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(first.topic_id), &b"open"[..]));
+}
+
+/// 6.9: a retained message reaches a new MQTT-SN subscriber, on its topic's id, retained.
+#[test]
+fn sn_6_9_a_retained_message_reaches_an_sn_subscriber() {
+    let gateway = Gateway::start("", "");
+    gateway.mqtt("keeper").publish("state/lamp", "on", MqttQoS::AtLeastOnce, true);
+    let mut sn = gateway.client();
+    sn.connect("late");
+    let ack = sn.subscribe(name("state/lamp"), QoS::AtLeastOnce);
+    let publish = sn.recv_publish();
+    assert_eq!(
+        (publish.topic, publish.retain, &publish.data[..]),
+        (PublishTopic::Normal(ack.topic_id), true, &b"on"[..])
+    );
+}
+
+/// 6.7: predefined topic ids and short topic names both ways: subscribed to and published to by
+/// the client, and used by the gateway for messages on those topics.
+#[test]
+fn sn_6_7_predefined_ids_and_short_names_both_ways() {
+    let gateway = Gateway::start("[listener.sn_predefined_topics]\n7 = \"plant/line-1/status\"", "");
+    let mut sn = gateway.client();
+    sn.connect("plc");
+    let ack = sn.subscribe(SubscribeTopic::Predefined(TopicId(7)), QoS::AtLeastOnce);
+    assert_eq!((ack.return_code, ack.topic_id), (ReturnCode::ACCEPTED, TopicId(7)));
+    let ack = sn.subscribe(SubscribeTopic::Short(short("cm")), QoS::AtLeastOnce);
+    assert_eq!(ack.return_code, ReturnCode::ACCEPTED);
+    let unknown = sn.subscribe(SubscribeTopic::Predefined(TopicId(8)), QoS::AtLeastOnce);
+    assert_eq!(unknown.return_code, ReturnCode::REJECTED_INVALID_TOPIC_ID);
+
+    let mut mqtt = gateway.mqtt("scada");
+    mqtt.subscribe("ab", MqttQoS::AtLeastOnce);
+    mqtt.publish("plant/line-1/status", "running", MqttQoS::AtLeastOnce, false);
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Predefined(TopicId(7)), &b"running"[..]));
+    mqtt.publish("cm", "command", MqttQoS::AtLeastOnce, false);
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Short(short("cm")), &b"command"[..]));
+
+    sn.publish(PublishTopic::Short(short("ab")), QoS::AtLeastOnce, "short");
+    assert!(matches!(sn.recv(), Message::PubAck(ack) if ack.return_code == ReturnCode::ACCEPTED));
+    assert_eq!(mqtt.recv_publish(), ("ab".into(), "short".into(), MqttQoS::AtLeastOnce));
+}
+
+/// 6.8: a PUBLISH at QoS -1, from an address with no connection, to a predefined id or a short
+/// name is published at QoS 0; one to a normal id is dropped (and never answered).
+#[test]
+fn sn_6_8_qos_minus_one_without_a_connection() {
+    let gateway = Gateway::start("[listener.sn_predefined_topics]\n1 = \"beacons/one\"", "");
+    let mut mqtt = gateway.mqtt("collector");
+    mqtt.subscribe("#", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.publish(PublishTopic::Normal(TopicId(1)), QoS::MinusOne, "lost");
+    sn.publish(PublishTopic::Predefined(TopicId(1)), QoS::MinusOne, "beep");
+    assert_eq!(mqtt.recv_publish(), ("beacons/one".into(), "beep".into(), MqttQoS::AtMostOnce));
+    sn.publish(PublishTopic::Short(short("bx")), QoS::MinusOne, "blip");
+    assert_eq!(mqtt.recv_publish(), ("bx".into(), "blip".into(), MqttQoS::AtMostOnce));
+    gateway.broker.wait_for_log("QoS -1 PUBLISH to an unknown topic dropped", WAIT);
+    sn.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(sn.recv(), Message::GwInfo { .. }), "nothing was sent back before");
+}
+
+/// 5.4.13, 6.6: a PUBLISH on a topic id the gateway does not know gets PUBACK "rejected:
+/// invalid topic ID", whatever its QoS.
+#[test]
+fn sn_5_4_13_an_unknown_topic_id_gets_puback_invalid_topic_id() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("confused");
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        let msg_id = sn.publish(PublishTopic::Normal(TopicId(999)), qos, "x");
+        let expected = PubAck { topic_id: TopicId(999), msg_id, return_code: ReturnCode::REJECTED_INVALID_TOPIC_ID };
+        assert_eq!(sn.recv(), Message::PubAck(expected));
+    }
+    let msg_id = sn.publish(PublishTopic::Predefined(TopicId(5)), QoS::AtLeastOnce, "x");
+    let expected = PubAck { topic_id: TopicId(5), msg_id, return_code: ReturnCode::REJECTED_INVALID_TOPIC_ID };
+    assert_eq!(sn.recv(), Message::PubAck(expected));
+}
+
+/// 6.13: a PUBLISH the client does not acknowledge is sent again with DUP after Tretry, Nretry
+/// times, and then the client is taken as lost: its session closes abnormally, so its will
+/// (set in the will dialogue of 6.2) is published.
+#[test]
+fn sn_6_13_an_unacknowledged_publish_is_sent_again_then_the_client_is_lost() {
+    let gateway = Gateway::start("sn_retry_interval_ms = 200\nsn_retry_count = 2", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("mute", true, 60, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    let will = WillTopic { qos: QoS::AtLeastOnce, retain: false, topic: TopicName::new("wills/mute").unwrap() };
+    sn.send(&Message::WillTopic { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&Message::WillMsg { will_msg: Bytes::from("mute is gone") });
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.subscribe(SubscribeTopic::Short(short("rt")), QoS::AtLeastOnce);
+
+    mqtt.publish("rt", "hello?", MqttQoS::AtLeastOnce, false);
+    let Message::Publish(first) = sn.recv() else { panic!("expected PUBLISH") };
+    assert!(!first.dup);
+    for _ in 0..2 {
+        let Message::Publish(again) = sn.recv() else { panic!("expected the PUBLISH again") };
+        assert!(again.dup, "a retransmission carries DUP");
+        assert_eq!((again.msg_id, &again.data), (first.msg_id, &first.data));
+    }
+    assert_eq!(mqtt.recv_publish(), ("wills/mute".into(), "mute is gone".into(), MqttQoS::AtLeastOnce));
+    gateway.broker.wait_for_log("reason=no answer after 2 retransmissions", WAIT);
+}
+
+/// 6.11: a client silent for 1.5 times its Duration is taken as lost; its will is published.
+#[test]
+fn sn_6_11_keep_alive_expiry_ends_the_client() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtMostOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("sleepy", true, 1, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/sleepy").unwrap() };
+    sn.send(&Message::WillTopic { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&Message::WillMsg { will_msg: Bytes::from("zzz") });
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    assert_eq!(mqtt.recv_publish(), ("wills/sleepy".into(), "zzz".into(), MqttQoS::AtMostOnce));
+    gateway.broker.wait_for_log("client_id=sleepy reason=keep alive timeout", WAIT);
+}
+
+/// Datagrams that are not MQTT-SN 1.2 messages are dropped and counted, never answered: the
+/// first answer the sender gets is to the valid SEARCHGW it sent after them.
+#[test]
+fn malformed_datagrams_are_dropped_counted_and_not_answered() {
+    let gateway = Gateway::start("", "");
+    let sn = gateway.client();
+    for garbage in [&[0x01][..], &[0x05, 0xFF, 0, 0, 0], &[0x03, 0x04, 0x00], &[0x07, 0x04, 0x04, 0x02, 0, 60, b'c']] {
+        sn.send_raw(garbage);
+    }
+    sn.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(sn.recv(), Message::GwInfo { .. }), "no answer to the garbage");
+    let line = gateway.broker.wait_for_log("mqtt-sn: malformed datagram dropped", WAIT);
+    assert!(line.contains("total="), "{line}");
+}
+
+/// An MQTT-SN publisher feeding a subscriber whose queue is full is paced, as an MQTT one is
+/// (DESIGN.md, decision 0005): its next PUBLISH waits unhandled (no PUBACK) until the
+/// subscriber has taken enough to have room again.
+#[test]
+fn an_sn_publisher_is_paced_while_its_subscriber_is_full() {
+    let gateway = Gateway::start("", "[mqtt]\nmax_queued_messages = 4\nslow_consumer_timeout_ms = 60000");
+    let mut slow = gateway.client();
+    slow.connect("slow");
+    slow.subscribe(SubscribeTopic::Short(short("pq")), QoS::AtLeastOnce);
+    let mut fast = gateway.client();
+    fast.connect("fast");
+    let mut published = 0;
+    let unanswered = loop {
+        assert!(published < 20, "the publisher was never paced");
+        let msg_id = fast.publish(PublishTopic::Short(short("pq")), QoS::AtLeastOnce, &format!("m{published}"));
+        published += 1;
+        match fast.try_recv(Duration::from_millis(500)) {
+            Some(Message::PubAck(ack)) => assert_eq!(ack.msg_id, msg_id),
+            None => break msg_id,
+            Some(other) => panic!("expected PUBACK, got {other:?}"),
+        }
+    };
+    assert!(published > 4, "paced only once the queue passed max_queued_messages ({published})");
+    // The subscriber takes its messages; once its queue is down to half the bound the
+    // publisher is read again, and its PUBLISH is answered.
+    let mut taken = Vec::new();
+    let answer = loop {
+        if let Some(answer) = fast.try_recv(Duration::from_millis(1)) {
+            break answer;
+        }
+        if taken.len() == published {
+            break fast.recv(); // everything taken: the answer must come now
+        }
+        taken.push(slow.recv_publish().data);
+    };
+    assert!(matches!(answer, Message::PubAck(ack) if ack.msg_id == unanswered));
+    assert_eq!(taken[0], Bytes::from("m0"), "in order");
+}
+
+/// 6.3: a client that connects with CleanSession 0 keeps its subscriptions while away, and what
+/// was published for it meanwhile reaches it when it connects again (REGISTERed anew: topic ids
+/// belong to a connection).
+#[test]
+fn sn_6_3_a_persistent_session_gets_what_was_queued_while_away() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.subscribe(name("ps/+"), QoS::AtLeastOnce);
+    sn.send(&Message::Disconnect { duration: None });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    gateway.broker.wait_for_log("client_id=keeper reason=client sent DISCONNECT", WAIT);
+
+    gateway.mqtt("p").publish("ps/a", "while away", MqttQoS::AtLeastOnce, false);
+    let mut back = gateway.client();
+    back.connect_with("keeper", false, 60, false);
+    assert_eq!(back.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let id = back.accept_register("ps/a");
+    let publish = back.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(id), &b"while away"[..]));
+}
+
+/// A listener's max_connections bounds its MQTT-SN clients: one more is refused with CONNACK
+/// "rejected: congestion", and no state is kept for it.
+#[test]
+fn max_connections_bounds_an_mqtt_sn_listener() {
+    let gateway = Gateway::start("max_connections = 1", "");
+    gateway.client().connect("first");
+    let mut second = gateway.client();
+    second.connect_with("second", true, 60, false);
+    assert_eq!(second.recv(), Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION });
+    gateway.broker.wait_for_log("listener full: refusing new MQTT-SN clients", WAIT);
+}
+
+/// The MQTT-SN listener shuts down with the server: its clients are told (DISCONNECT) and the
+/// process exits cleanly.
+#[test]
+fn an_mqtt_sn_client_is_told_when_the_server_shuts_down() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("bystander");
+    let Gateway { broker, .. } = gateway;
+    let status = broker.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+}
+
+/// MQTT-SN has no credentials: on a listener that does not allow anonymous clients, a CONNECT
+/// is refused with CONNACK "rejected: not supported", and a QoS -1 PUBLISH is not published.
+#[test]
+fn sn_6_2_a_listener_without_anonymous_clients_refuses_them() {
+    let gateway = Gateway::start("allow_anonymous = false\n[listener.sn_predefined_topics]\n1 = \"closed\"", "");
+    let mut sn = gateway.client();
+    sn.connect_with("nobody", true, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::REJECTED_NOT_SUPPORTED });
+    sn.publish(PublishTopic::Predefined(TopicId(1)), QoS::MinusOne, "x");
+    gateway.broker.wait_for_log("QoS -1 PUBLISH refused: anonymous clients may not", WAIT);
+}
+
+/// 6.2, 6.13: a client that sends its CONNECT again (its CONNACK was lost) gets a new connection
+/// and CONNACK, and the will of the first is not published: the client is not lost.
+#[test]
+fn sn_6_13_a_connect_sent_again_does_not_publish_the_will() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtMostOnce);
+    let mut sn = gateway.client();
+    for _ in 0..2 {
+        sn.connect_with("twice", true, 60, true);
+        assert_eq!(sn.recv(), Message::WillTopicReq);
+        let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/twice").unwrap() };
+        sn.send(&Message::WillTopic { will: Some(will) });
+        assert_eq!(sn.recv(), Message::WillMsgReq);
+        sn.send(&Message::WillMsg { will_msg: Bytes::from("gone") });
+        assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    }
+    gateway.mqtt("marker").publish("wills/marker", "first", MqttQoS::AtMostOnce, false);
+    assert_eq!(mqtt.recv_publish().0, "wills/marker", "no will came before the marker");
+}
+
+/// 6.4: a connected client updates its will: WILLTOPICUPD sets the topic (and QoS, retain),
+/// WILLMSGUPD the message, each answered; the updated will is the one published when the client
+/// is lost. An empty WILLTOPICUPD deletes the will; WILLMSGUPD without a will topic is refused.
+#[test]
+fn sn_6_4_will_updates() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtLeastOnce);
+
+    let mut deleted = gateway.client();
+    deleted.connect_with("deleted", true, 1, false);
+    assert_eq!(deleted.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    deleted.send(&Message::WillMsgUpd { will_msg: Bytes::from("no topic") });
+    assert_eq!(deleted.recv(), Message::WillMsgResp { return_code: ReturnCode::REJECTED_NOT_SUPPORTED });
+    let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/deleted").unwrap() };
+    deleted.send(&Message::WillTopicUpd { will: Some(will) });
+    assert_eq!(deleted.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    deleted.send(&Message::WillTopicUpd { will: None });
+    assert_eq!(deleted.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    gateway.broker.wait_for_log("client_id=deleted reason=keep alive timeout", WAIT);
+
+    let mut sn = gateway.client();
+    sn.connect_with("updated", true, 1, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let will = WillTopic { qos: QoS::AtLeastOnce, retain: false, topic: TopicName::new("wills/updated").unwrap() };
+    sn.send(&Message::WillTopicUpd { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillTopicResp { return_code: ReturnCode::ACCEPTED });
+    sn.send(&Message::WillMsgUpd { will_msg: Bytes::from("updated is gone") });
+    assert_eq!(sn.recv(), Message::WillMsgResp { return_code: ReturnCode::ACCEPTED });
+    assert_eq!(mqtt.recv_publish(), ("wills/updated".into(), "updated is gone".into(), MqttQoS::AtLeastOnce));
+}
+
+/// 6.14: a client that sleeps is sent nothing; its messages are kept, and when it wakes with a
+/// PINGREQ carrying its client id they go first (REGISTER included, each acknowledged), then one
+/// PINGRESP; a second wake-up with nothing kept gets its PINGRESP at once, not the messages
+/// again.
+#[test]
+fn sn_6_14_a_sleeping_client_gets_its_messages_when_it_wakes_then_one_pingresp() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("sleeper");
+    sn.subscribe(name("sl/+"), QoS::AtLeastOnce);
+    sn.subscribe(SubscribeTopic::Short(short("s0")), QoS::AtMostOnce);
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+
+    let mut mqtt = gateway.mqtt("day");
+    mqtt.publish("sl/a", "one", MqttQoS::AtLeastOnce, false);
+    mqtt.publish("sl/a", "two", MqttQoS::AtLeastOnce, false);
+    mqtt.publish("s0", "three", MqttQoS::AtMostOnce, false);
+    sn.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(sn.recv(), Message::GwInfo { .. }), "nothing is sent to a sleeping client");
+
+    let wake = Message::PingReq { client_id: Some(ClientId::new("sleeper").unwrap()) };
+    sn.send(&wake);
+    let id = sn.accept_register("sl/a");
+    for expected in ["one", "two"] {
+        let publish = sn.recv_publish();
+        assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(id), expected.as_bytes()));
+    }
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Short(short("s0")), &b"three"[..]));
+    assert_eq!(sn.recv(), Message::PingResp, "PINGRESP after the buffered messages");
+    sn.send(&wake);
+    assert_eq!(sn.recv(), Message::PingResp, "nothing kept: PINGRESP at once, once");
+}
+
+/// 6.14: a wake-up is taken only from the address the client is bound to: a PINGREQ with its
+/// client id from another address is not answered (that address must CONNECT).
+#[test]
+fn sn_6_14_a_wake_up_from_another_address_is_not_taken() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("bound");
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    let elsewhere = gateway.client();
+    let wake = Message::PingReq { client_id: Some(ClientId::new("bound").unwrap()) };
+    elsewhere.send(&wake);
+    elsewhere.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(elsewhere.recv(), Message::GwInfo { .. }), "the wake-up was not answered");
+    sn.send(&wake);
+    assert_eq!(sn.recv(), Message::PingResp);
+}
+
+/// 6.14: the sleep's Duration replaces the keep alive: a client with a keep alive of 1 s that
+/// sleeps for 2 s is lost only after the sleep (1.5 times its Duration), and its will published.
+#[test]
+fn sn_6_14_a_client_that_sleeps_past_its_duration_is_lost() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("observer");
+    mqtt.subscribe("wills/#", MqttQoS::AtMostOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("dreamer", true, 1, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    let will = WillTopic { qos: QoS::AtMostOnce, retain: false, topic: TopicName::new("wills/dreamer").unwrap() };
+    sn.send(&Message::WillTopic { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&Message::WillMsg { will_msg: Bytes::from("never woke") });
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.send(&Message::Disconnect { duration: Some(2) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    assert_eq!(mqtt.recv_publish(), ("wills/dreamer".into(), "never woke".into(), MqttQoS::AtMostOnce));
+    gateway.broker.wait_for_log("client_id=dreamer reason=slept past its duration", WAIT);
+}
