@@ -133,17 +133,7 @@ pub(super) async fn accept<T: Transport>(
             detail: format!("{why}: this listener takes user names from client certificates").into(),
         }),
     };
-    let verdict = match decision {
-        Decision::Now(verdict) => verdict,
-        Decision::Later(later) => tokio::select! {
-            verdict = later => verdict,
-            _ = tokio::time::sleep_until(deadline) => Verdict::Deny {
-                reason: ReasonCode::SERVER_UNAVAILABLE,
-                detail: "authentication did not answer within the connect timeout".into(),
-            },
-            _ = shutdown.changed() => return None,
-        },
-    };
+    let verdict = verdict_by(decision, deadline, &mut shutdown).await?;
     let clean_start = request.clean_start();
     let username = match &verdict {
         Verdict::Allow(identity) => identity.username.clone(),
@@ -184,6 +174,27 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
 enum FirstPacketError {
     Decode(DecodeError),
     Io(std::io::Error),
+}
+
+/// The authenticator's verdict: at once, or awaited until `deadline` (then refused as Server
+/// Unavailable: the connect timeout covers authentication). `None` on shutdown. Shared by the
+/// MQTT CONNECT phase and the MQTT-SN gateway's.
+pub(crate) async fn verdict_by(
+    decision: Decision,
+    deadline: tokio::time::Instant,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Verdict> {
+    match decision {
+        Decision::Now(verdict) => Some(verdict),
+        Decision::Later(later) => tokio::select! {
+            verdict = later => Some(verdict),
+            _ = tokio::time::sleep_until(deadline) => Some(Verdict::Deny {
+                reason: ReasonCode::SERVER_UNAVAILABLE,
+                detail: "authentication did not answer within the connect timeout".into(),
+            }),
+            _ = shutdown.changed() => None,
+        },
+    }
 }
 
 /// Reads until one packet is complete. Sets `announces_v5` when the bytes read so far are a

@@ -16,7 +16,7 @@
 //! - `close`: the last bytes flushed, in bounded time.
 
 mod close;
-mod connect;
+pub(crate) mod connect;
 mod driver;
 mod handshake;
 mod held;

@@ -11,7 +11,6 @@
 
 use std::time::Instant;
 
-use midge_broker::ports::auth::{Decision, Verdict};
 use midge_broker::{ClientConnection, ConnectContext, ConnectOutcome};
 use midge_codec::{MqttString, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use midge_sn_codec::{Connect, Message, QoS as SnQoS, ReturnCode, WillTopic};
@@ -19,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::Link;
+use crate::conn::connect::verdict_by;
 use crate::conn::ListenerContext;
 
 /// Runs the CONNECT phase from `connect`. Answers with CONNACK either way; `None` when the
@@ -94,17 +94,8 @@ pub(super) async fn accept(
     };
     // Step 2: who the client is, within what is left of the connect timeout.
     let peer_text = peer.to_string();
-    let verdict = match context.authenticator.authenticate(&request.credentials(&peer_text)) {
-        Decision::Now(verdict) => verdict,
-        Decision::Later(later) => tokio::select! {
-            verdict = later => verdict,
-            _ = tokio::time::sleep_until(deadline) => Verdict::Deny {
-                reason: ReasonCode::SERVER_UNAVAILABLE,
-                detail: "authentication did not answer within the connect timeout".into(),
-            },
-            _ = shutdown.changed() => return None,
-        },
-    };
+    let decision = context.authenticator.authenticate(&request.credentials(&peer_text));
+    let verdict = verdict_by(decision, deadline, &mut shutdown).await?;
     let clean_session = request.clean_start();
     let connect_context = ConnectContext { peer: peer_text, authorizer: context.authorizer.clone() };
     match ClientConnection::accept(broker, request, verdict, &connect_context, Instant::now()) {
