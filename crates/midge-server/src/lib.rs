@@ -8,6 +8,8 @@
 //! - [`listener`]: binding listeners, accepting connections under their limit, and the handle
 //!   of a running listener.
 //! - [`gate`]: the connection limits every listener shares (`[connections]`).
+//! - [`proxy_header`]: the PROXY protocol header (v1, v2) a load balancer sends first, checked
+//!   without I/O.
 //! - [`rate`]: token buckets for the rate limits.
 //! - [`transport`]: what a connection's bytes travel over (TCP, TLS, WebSocket over either).
 //! - [`tls`]: a TLS listener's certificates, keys, CAs and CRLs, loaded into rustls.
@@ -28,6 +30,7 @@ pub mod conn;
 pub mod gate;
 pub mod limits;
 pub mod listener;
+pub mod proxy_header;
 pub mod rate;
 pub mod read_size;
 pub mod server;

@@ -79,3 +79,15 @@ pub const SN_INBOX: usize = 16;
 /// each, so at most about 100 KiB a client. Beyond it a REGISTER is refused with "congestion",
 /// and a message on a new topic for the client is dropped and counted.
 pub const SN_TOPIC_IDS: usize = 1_024;
+
+/// The most bytes a PROXY protocol v1 header may take, CRLF included: the specification's own
+/// bound (the longest TCP6 line), so a receiver can read it into a fixed buffer. A listener with
+/// `enable_proxy_protocol = 1` refuses a connection whose first 107 bytes hold no CRLF.
+pub const PROXY_V1_MAX_HEADER: usize = 107;
+
+/// The most bytes a PROXY protocol v2 header may take, its 16-byte start and what its length
+/// announces (addresses and TLVs). The format allows 16 + 65,535; HAProxy's largest, with
+/// every TLV it sends (SSL details, the unique id of at most 128 bytes, the authority, ALPN),
+/// stays well under 1 KiB, so 4 KiB leaves room for a load balancer's own TLVs while a
+/// connection that announces more is refused before its bytes are read.
+pub const PROXY_V2_MAX_HEADER: usize = 4 * 1024;
