@@ -28,6 +28,7 @@
 //! code is queued), then shuts the inner stream's write side, so the graceful close
 //! (`conn/close.rs`) works as it does over TCP.
 
+pub mod forwarded;
 mod frames;
 pub mod handshake;
 
