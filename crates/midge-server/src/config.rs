@@ -2,6 +2,7 @@
 //! Every key is documented in docs/configuration.md.
 
 mod mqtt;
+mod proxy;
 mod sn;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,8 @@ pub use sn::{SnSettings, DEFAULT_SN_PORT};
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
+use crate::proxy_header::ProxyVersion;
+use crate::transport::websocket::forwarded::{ForwardedHeader, IpNet};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -190,6 +193,23 @@ pub struct ListenerConfig {
     #[serde(default)]
     pub websocket_max_frame_size: Option<u32>,
 
+    // Behind a proxy (config/proxy.rs; docs/security.md, "Behind a proxy").
+    /// mosquitto's `enable_proxy_protocol`: 1 or 2, the PROXY protocol version every connection
+    /// must start with (before the TLS handshake or the HTTP upgrade); its address is the
+    /// client's from then on. A connection without a valid header is refused. `None`: the
+    /// socket's peer is the client.
+    #[serde(default)]
+    pub enable_proxy_protocol: Option<ProxyVersion>,
+    /// The proxies (addresses or CIDR ranges) whose `websocket_forwarded_header` a WebSocket
+    /// upgrade's client address is taken from; from anyone else the header is ignored. `None`:
+    /// never taken.
+    #[serde(default)]
+    pub websocket_trusted_proxies: Option<Vec<IpNet>>,
+    /// Which header those proxies write: `"X-Forwarded-For"` (the default) or `"Forwarded"`
+    /// (RFC 7239).
+    #[serde(default)]
+    pub websocket_forwarded_header: Option<ForwardedHeader>,
+
     // MQTT-SN (crate::sn, config/sn.rs): only on a listener with protocol = "mqtt-sn".
     /// The gateway's GwId in GWINFO. Default 1.
     #[serde(default)]
@@ -223,6 +243,8 @@ impl ListenerConfig {
             ("websocket_path", self.websocket_path.is_some()),
             ("websocket_origins", self.websocket_origins.is_some()),
             ("websocket_max_frame_size", self.websocket_max_frame_size.is_some()),
+            ("websocket_trusted_proxies", self.websocket_trusted_proxies.is_some()),
+            ("websocket_forwarded_header", self.websocket_forwarded_header.is_some()),
         ];
         if self.protocol != ListenerProtocol::Websockets {
             if let Some((key, _)) = websocket_keys.iter().find(|(_, set)| *set) {
@@ -487,7 +509,7 @@ impl ServerConfig {
             problem,
         })?;
         for (index, listener) in config.listener.iter().enumerate() {
-            listener.check().map_err(|problem| ConfigError::Listener {
+            listener.check().and_then(|()| proxy::check(listener)).map_err(|problem| ConfigError::Listener {
                 path: path.to_owned(),
                 listener: index + 1,
                 problem,
@@ -529,6 +551,9 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         websocket_path: None,
         websocket_origins: None,
         websocket_max_frame_size: None,
+        enable_proxy_protocol: None,
+        websocket_trusted_proxies: None,
+        websocket_forwarded_header: None,
         sn_gateway_id: None,
         sn_retry_interval_ms: None,
         sn_retry_count: None,

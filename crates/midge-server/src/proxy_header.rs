@@ -25,6 +25,8 @@
 
 use std::net::SocketAddr;
 
+use serde::Deserialize;
+
 use crate::limits::{PROXY_V1_MAX_HEADER, PROXY_V2_MAX_HEADER};
 
 /// How a v1 header starts.
@@ -38,7 +40,8 @@ const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 const V2_FIXED: usize = 16;
 
 /// The PROXY protocol version a listener takes (`enable_proxy_protocol`, 1 or 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
 pub enum ProxyVersion {
     /// The text header: `PROXY TCP4 192.0.2.1 198.51.100.1 51234 1883\r\n`.
     V1,
@@ -52,6 +55,20 @@ impl ProxyVersion {
         match self {
             Self::V1 => 1,
             Self::V2 => 2,
+        }
+    }
+}
+
+impl TryFrom<i64> for ProxyVersion {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Self, String> {
+        match value {
+            1 => Ok(Self::V1),
+            2 => Ok(Self::V2),
+            other => Err(format!(
+                "enable_proxy_protocol = {other}: use 1 (PROXY protocol v1, text) or 2 (v2, binary), as in mosquitto"
+            )),
         }
     }
 }
