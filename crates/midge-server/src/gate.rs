@@ -62,21 +62,34 @@ impl ConnectionGate {
         self.listeners.read().unwrap_or_else(PoisonError::into_inner).iter().map(TaskTracker::len).sum()
     }
 
-    /// Whether a connection from `peer` may come in (said no: counted, and logged at a bounded
-    /// rate). Accept loops of different listeners check at the same time, so the limit may be
-    /// passed by one connection per other listener.
+    /// Whether a connection from `peer` may come in: within its address's connection rate
+    /// ([`admit_address`](Self::admit_address)) and the broker-wide limit
+    /// ([`admit_open`](Self::admit_open)).
     pub fn admit(&self, peer: SocketAddr, now: Instant) -> bool {
-        if let Some(rates) = &self.rates {
-            let allowed = rates.lock().unwrap_or_else(PoisonError::into_inner).admit(peer.ip(), now);
-            if !allowed {
-                let counter = &self.broker.stats().limits.max_connection_rate;
-                if let Some(report) = counter.hit(now) {
-                    warn!(%peer, refused = report.since_last, total = report.total,
-                        "limit reached: max_connection_rate: closing new connections from this address at once");
-                }
-                return false;
+        self.admit_address(peer, now) && self.admit_open(peer, now)
+    }
+
+    /// Whether one more connection from `peer`'s address is within `max_connection_rate` (said
+    /// no: counted, and logged at a bounded rate). Asked at accept, or on a listener behind a
+    /// proxy once the client's own address is known (its PROXY header, or a trusted proxy's
+    /// forwarded header), so that the proxy's address does not take every client's rate.
+    pub fn admit_address(&self, peer: SocketAddr, now: Instant) -> bool {
+        let Some(rates) = &self.rates else { return true };
+        let allowed = rates.lock().unwrap_or_else(PoisonError::into_inner).admit(peer.ip(), now);
+        if !allowed {
+            let counter = &self.broker.stats().limits.max_connection_rate;
+            if let Some(report) = counter.hit(now) {
+                warn!(%peer, refused = report.since_last, total = report.total,
+                    "limit reached: max_connection_rate: closing new connections from this address at once");
             }
         }
+        allowed
+    }
+
+    /// Whether one more connection fits under the broker-wide `max_connections` (said no:
+    /// counted, and logged at a bounded rate). Accept loops of different listeners check at
+    /// the same time, so the limit may be passed by one connection per other listener.
+    pub fn admit_open(&self, peer: SocketAddr, now: Instant) -> bool {
         if self.max_connections != usize::MAX && self.open() >= self.max_connections {
             if let Some(report) = self.broker.stats().limits.max_connections.hit(now) {
                 warn!(%peer, max_connections = self.max_connections, refused = report.since_last, total = report.total,
@@ -204,6 +217,29 @@ mod tests {
         drop(first);
         assert_eq!(gate.open(), 1);
         assert!(gate.admit(peer("127.0.0.3"), now));
+    }
+
+    /// Behind a proxy the two are asked apart: the open connections at accept, the rate once
+    /// the client's address is known.
+    #[test]
+    fn the_rate_and_the_open_connections_are_asked_apart() {
+        let config = ConnectionsConfig {
+            max_connections: Some(MaxConnections::at_most(1.try_into().unwrap())),
+            max_connection_rate: 1,
+        };
+        let broker = Broker::new(Limits::default());
+        let gate = ConnectionGate::new(&config, 1 << 20, Arc::clone(&broker));
+        let listener = TaskTracker::new();
+        gate.register(listener.clone());
+        let now = Instant::now();
+        assert!(gate.admit_open(peer("10.0.0.1"), now) && gate.admit_open(peer("10.0.0.1"), now), "no rate taken");
+        assert!(gate.admit_address(peer("203.0.113.7"), now));
+        assert!(!gate.admit_address(peer("203.0.113.7"), now));
+        assert!(gate.admit_address(peer("203.0.113.8"), now), "another client behind the same proxy");
+        let _open = listener.token();
+        assert!(!gate.admit_open(peer("10.0.0.1"), now));
+        assert_eq!(broker.stats().limits.max_connection_rate.get(), 1);
+        assert_eq!(broker.stats().limits.max_connections.get(), 1);
     }
 
     #[test]
