@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::auth::ListenerSecurity;
 use crate::config::{ListenerConfig, ListenerProtocol, SnSettings};
-use crate::conn::{self as connection, ListenerContext, WebSocketListener};
+use crate::conn::{self as connection, ListenerContext, ProxyListener, WebSocketListener};
 use crate::gate::ConnectionGate;
 use crate::limits::ACCEPT_ERROR_PAUSE;
 use crate::server::ServerError;
@@ -115,14 +115,20 @@ impl BoundListener {
         shutdown: watch::Receiver<bool>,
     ) -> ListenerHandle {
         let Self { index, config, security, tls, sockets, local_addrs } = self;
+        let max_packet_size = broker.limits().max_packet_size;
         let websocket = (config.protocol == ListenerProtocol::Websockets)
-            .then(|| Arc::new(WebSocketListener::new(index, &config, broker.limits().max_packet_size)));
+            .then(|| Arc::new(WebSocketListener::new(index, &config, max_packet_size, Arc::clone(&gate))));
+        let proxy = ProxyListener::new(index, &config, Arc::clone(&gate)).map(Arc::new);
         let transport = match (&sockets, &websocket, tls.is_some()) {
             (Sockets::Datagram(..), ..) => "mqtt-sn over udp",
             (Sockets::Stream(_), Some(_), true) => "mqtt over websockets over tls",
             (Sockets::Stream(_), Some(_), false) => "mqtt over websockets",
             (Sockets::Stream(_), None, true) => "mqtt over tls",
             (Sockets::Stream(_), None, false) => "mqtt over tcp",
+        };
+        let transport = match &proxy {
+            Some(proxy) => format!("{transport}, behind PROXY protocol v{}", proxy.version().number()),
+            None => transport.to_owned(),
         };
         for local_addr in &local_addrs {
             info!(
@@ -153,6 +159,7 @@ impl BoundListener {
                         current: Arc::clone(&current),
                         counters: Arc::clone(&counters),
                         websocket: websocket.clone(),
+                        proxy: proxy.clone(),
                         connections: connections.clone(),
                         gate,
                     }
@@ -176,7 +183,18 @@ impl BoundListener {
             }
         }
         accept_loop.close();
-        ListenerHandle { index, config, local_addrs, counters, websocket, current, connections, stop, accept_loop }
+        ListenerHandle {
+            index,
+            config,
+            local_addrs,
+            counters,
+            websocket,
+            proxy,
+            current,
+            connections,
+            stop,
+            accept_loop,
+        }
     }
 }
 
@@ -192,6 +210,8 @@ pub struct ListenerHandle {
     counters: Arc<Counters>,
     /// A WebSocket listener's settings and upgrade counter; `None` for MQTT over TCP or TLS.
     websocket: Option<Arc<WebSocketListener>>,
+    /// A listener behind a PROXY protocol proxy: its version and header counter.
+    proxy: Option<Arc<ProxyListener>>,
     /// What new connections are given, swapped by [`ListenerHandle::reload`].
     current: Arc<RwLock<Current>>,
     /// Its connections; their number is the listener's count of open connections.
@@ -227,6 +247,7 @@ impl ListenerHandle {
             open: self.connections.len(),
             tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
             websocket_upgrade_failures: self.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
+            proxy_header_failures: self.proxy.as_ref().map_or(0, |proxy| proxy.header_failures()),
         }
     }
 
@@ -294,6 +315,9 @@ pub struct ListenerCounters {
     /// WebSocket upgrades refused with an HTTP status, or not finished (closed, or not within
     /// the connect timeout); 0 on a listener that is not `protocol = "websockets"`.
     pub websocket_upgrade_failures: u64,
+    /// Connections closed for their PROXY protocol header: none, malformed, too long, not in
+    /// time or cut short; 0 on a listener without `enable_proxy_protocol`.
+    pub proxy_header_failures: u64,
 }
 
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
@@ -315,6 +339,8 @@ struct AcceptLoop {
     counters: Arc<Counters>,
     /// Set on a WebSocket listener: its connections upgrade before they speak MQTT.
     websocket: Option<Arc<WebSocketListener>>,
+    /// Set on a listener behind a PROXY protocol proxy: its connections start with its header.
+    proxy: Option<Arc<ProxyListener>>,
     connections: TaskTracker,
     /// The limits every listener shares.
     gate: Arc<ConnectionGate>,
@@ -355,6 +381,9 @@ impl AcceptLoop {
     /// Hands an accepted connection to its own task, or closes it at once when the listener
     /// already has `max_connections` open, or the broker is full, or its address is over its
     /// connection rate (`[connections]`): before any buffer, task or broker state exists for it.
+    /// When its address is a proxy's (a PROXY protocol listener, or a trusted proxy of a
+    /// WebSocket listener) the connection rate is the client's, checked by the connection's task
+    /// once its header has said who that is.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let now = Instant::now();
         if let Some(max) = self.config.max_connections.get() {
@@ -371,7 +400,9 @@ impl AcceptLoop {
                 return;
             }
         }
-        if !self.gate.admit(peer, now) {
+        let proxied = self.proxy.is_some() || self.websocket.as_ref().is_some_and(|ws| ws.trusts(peer.ip()));
+        let admitted = if proxied { self.gate.admit_open(peer, now) } else { self.gate.admit(peer, now) };
+        if !admitted {
             drop(stream);
             return;
         }
@@ -385,13 +416,14 @@ impl AcceptLoop {
         };
         // Handshakes run in the connection's task, never here: a slow client cannot hold up the
         // accept loop.
+        let proxy = self.proxy.clone();
         match (&self.websocket, tls) {
             (Some(websocket), tls) => {
                 let websocket = Arc::clone(websocket);
-                self.connections.spawn(connection::serve_websocket(stream, peer, tls, websocket, context))
+                self.connections.spawn(connection::serve_websocket(stream, peer, proxy, tls, websocket, context))
             }
-            (None, Some(tls)) => self.connections.spawn(connection::serve_tls(stream, peer, tls, context)),
-            (None, None) => self.connections.spawn(connection::serve(stream, peer, context)),
+            (None, Some(tls)) => self.connections.spawn(connection::serve_tls(stream, peer, proxy, tls, context)),
+            (None, None) => self.connections.spawn(connection::serve(stream, peer, proxy, context)),
         };
     }
 }

@@ -2,6 +2,8 @@
 //! packets, hands them to the broker core, and writes what the core produces.
 //!
 //! # Layout
+//! - `proxy`: a listener's PROXY protocol header, read first, within the connect timeout, and
+//!   the connection rate of the client's address it gives.
 //! - `handshake`: a TLS listener's handshake, within the connect timeout, and the user name a
 //!   client certificate gives.
 //! - `upgrade`: a WebSocket listener's HTTP upgrade, within the connect timeout.
@@ -22,6 +24,7 @@ mod handshake;
 mod held;
 mod inbound_rate;
 pub(crate) mod pacing;
+mod proxy;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -39,6 +42,7 @@ use tracing::info;
 use crate::tls::TlsListener;
 use crate::transport::Transport;
 
+pub use proxy::ProxyListener;
 pub use upgrade::WebSocketListener;
 
 /// What a listener gives its connections; one `Arc` of it per connection task.
@@ -76,22 +80,37 @@ pub enum ClientAuth {
     Certificate(Result<Arc<str>, &'static str>),
 }
 
-/// Drives one client connection to its end.
+/// Drives one client connection to its end. On a listener behind a PROXY protocol proxy
+/// (`proxy`), its header comes first, and its address is the client's from then on.
 ///
 /// The task's future is what every idle connection costs, so its long-lived part is kept
 /// small: the CONNECT phase and the final flush are boxed (each lives only while it runs), and
 /// the connected phase waits on one hand-written poll instead of a `select!` that would keep a
 /// future per branch (docs/decisions/0004-idle-connection-memory.md).
-pub async fn serve<T: Transport>(stream: T, peer: SocketAddr, listener: Arc<ListenerContext>) {
+pub async fn serve(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    proxy: Option<Arc<ProxyListener>>,
+    listener: Arc<ListenerContext>,
+) {
     let deadline = connect_deadline(&listener);
-    serve_from_connect(stream, peer, ClientAuth::Connect { certificate_subject: None }, deadline, listener).await;
+    let Some(peer) = client_address(&mut socket, peer, proxy, &listener, deadline).await else { return };
+    serve_from_connect(socket, peer, ClientAuth::Connect { certificate_subject: None }, deadline, listener).await;
 }
 
-/// Drives one connection of a TLS listener to its end: the handshake first, in this task (a
-/// slow client holds up no one else) and within the connect timeout, which runs from accept to
-/// CONNACK across both; then as [`serve`].
-pub async fn serve_tls(socket: TcpStream, peer: SocketAddr, tls: Arc<TlsListener>, listener: Arc<ListenerContext>) {
+/// Drives one connection of a TLS listener to its end: its PROXY header first when the listener
+/// is behind a proxy, then the handshake, in this task (a slow client holds up no one else) and
+/// within the connect timeout, which runs from accept to CONNACK across all of them; then as
+/// [`serve`].
+pub async fn serve_tls(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    proxy: Option<Arc<ProxyListener>>,
+    tls: Arc<TlsListener>,
+    listener: Arc<ListenerContext>,
+) {
     let deadline = connect_deadline(&listener);
+    let Some(peer) = client_address(&mut socket, peer, proxy, &listener, deadline).await else { return };
     // Boxed: it lives only while it runs (and `tls` is dropped with it).
     let Some((stream, auth)) = Box::pin(handshake::handshake(socket, peer, tls, &listener, deadline)).await else {
         return;
@@ -99,22 +118,26 @@ pub async fn serve_tls(socket: TcpStream, peer: SocketAddr, tls: Arc<TlsListener
     serve_from_connect(stream, peer, auth, deadline, listener).await;
 }
 
-/// Drives one connection of a WebSocket listener to its end: the TLS handshake first on a TLS
-/// listener, then the HTTP upgrade, both in this task and within the connect timeout (which
-/// runs from accept to CONNACK across all of them); then as [`serve`], over the WebSocket.
+/// Drives one connection of a WebSocket listener to its end: its PROXY header first when the
+/// listener is behind a proxy, the TLS handshake on a TLS listener, then the HTTP upgrade (which
+/// may give the client's address from a trusted proxy's forwarded header), all in this task and
+/// within the connect timeout (which runs from accept to CONNACK across all of them); then as
+/// [`serve`], over the WebSocket.
 pub async fn serve_websocket(
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
+    proxy: Option<Arc<ProxyListener>>,
     tls: Option<Arc<TlsListener>>,
     websocket: Arc<WebSocketListener>,
     listener: Arc<ListenerContext>,
 ) {
     let deadline = connect_deadline(&listener);
+    let Some(peer) = client_address(&mut socket, peer, proxy, &listener, deadline).await else { return };
     // Each step boxed: it lives only while it runs.
     match tls {
         None => {
             let upgrade = upgrade::upgrade(socket, peer, &websocket, &listener, deadline);
-            let Some(stream) = Box::pin(upgrade).await else { return };
+            let Some((stream, peer)) = Box::pin(upgrade).await else { return };
             drop(websocket);
             let auth = ClientAuth::Connect { certificate_subject: None };
             serve_from_connect(stream, peer, auth, deadline, listener).await;
@@ -125,10 +148,26 @@ pub async fn serve_websocket(
                 return;
             };
             let upgrade = upgrade::upgrade(socket, peer, &websocket, &listener, deadline);
-            let Some(stream) = Box::pin(upgrade).await else { return };
+            let Some((stream, peer)) = Box::pin(upgrade).await else { return };
             drop(websocket);
             serve_from_connect(stream, peer, auth, deadline, listener).await;
         }
+    }
+}
+
+/// The client's address: the socket's peer, or on a listener behind a PROXY protocol proxy the
+/// one its header gives (`proxy::client_address`, boxed: it lives only while it runs). `None`:
+/// the connection is over.
+async fn client_address(
+    socket: &mut TcpStream,
+    peer: SocketAddr,
+    proxy: Option<Arc<ProxyListener>>,
+    listener: &ListenerContext,
+    deadline: tokio::time::Instant,
+) -> Option<SocketAddr> {
+    match proxy {
+        None => Some(peer),
+        Some(proxy) => Box::pin(proxy::client_address(socket, peer, &proxy, listener, deadline)).await,
     }
 }
 

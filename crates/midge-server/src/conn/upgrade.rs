@@ -5,9 +5,14 @@
 //! lives only while the upgrade runs; bytes read past the request are handed to the WebSocket
 //! as the start of the client's frames. A refusal is answered with its HTTP status and reason,
 //! then the connection is closed as gracefully as any other (`close.rs`).
+//!
+//! A request from one of the listener's trusted proxies (`websocket_trusted_proxies`) gives the
+//! client's address from its forwarded header; the connection rate of that address, which the
+//! accept loop left for now, is checked before the 101 is sent.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
@@ -18,8 +23,10 @@ use tracing::{debug, info};
 use super::close::flush_and_close;
 use super::ListenerContext;
 use crate::config::ListenerConfig;
+use crate::gate::ConnectionGate;
 use crate::limits::WEBSOCKET_MAX_REQUEST;
-use crate::transport::websocket::handshake::{check_request, Refusal, UpgradePolicy};
+use crate::transport::websocket::forwarded::TrustedProxies;
+use crate::transport::websocket::handshake::{check_request, Forwarding, Refusal, UpgradePolicy};
 use crate::transport::websocket::WebSocket;
 use crate::transport::Transport;
 
@@ -39,18 +46,37 @@ pub struct WebSocketListener {
     /// Upgrades refused with an HTTP status, or not finished (closed, timed out); also says
     /// when a refusal is due in the log (at most one line a second).
     failures: LimitCounter,
+    /// Whose connection rate is checked once a trusted proxy's header has given the client's
+    /// address.
+    gate: Arc<ConnectionGate>,
 }
 
 impl WebSocketListener {
     /// The settings of listener number `index` (`websocket_path`, `websocket_origins`,
-    /// `websocket_max_frame_size`), with `max_packet_size` the broker's.
-    pub fn new(index: usize, config: &ListenerConfig, max_packet_size: u32) -> Self {
+    /// `websocket_max_frame_size`, `websocket_trusted_proxies`, `websocket_forwarded_header`),
+    /// with `max_packet_size` the broker's and `gate` the limits every listener shares.
+    pub fn new(index: usize, config: &ListenerConfig, max_packet_size: u32, gate: Arc<ConnectionGate>) -> Self {
+        let forwarded = config.websocket_trusted_proxies.clone().map(|ranges| Forwarding {
+            trusted: TrustedProxies::new(ranges),
+            header: config.websocket_forwarded_header.unwrap_or_default(),
+        });
         Self {
             index,
-            policy: UpgradePolicy { path: config.websocket_path.clone(), origins: config.websocket_origins.clone() },
+            policy: UpgradePolicy {
+                path: config.websocket_path.clone(),
+                origins: config.websocket_origins.clone(),
+                forwarded,
+            },
             max_frame_size: u64::from(config.max_frame_size(max_packet_size)),
             failures: LimitCounter::default(),
+            gate,
         }
+    }
+
+    /// Whether `ip` is one of its trusted proxies, whose connections' addresses their forwarded
+    /// header gives (so the accept loop leaves their connection rate to the upgrade).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.policy.forwarded.as_ref().is_some_and(|forwarding| forwarding.trusted.contains(ip))
     }
 
     /// Upgrades refused or not finished since the start.
@@ -74,23 +100,28 @@ impl WebSocketListener {
 enum Failure {
     Refused(Refusal),
     Io(io::Error),
+    /// The client's address, from a trusted proxy's header, is over its connection rate
+    /// (counted and logged by the gate).
+    OverRate,
 }
 
-/// Reads the upgrade request and answers it until `deadline` (the connect timeout's end).
-/// `None` means the connection is over: the request was refused (answered, counted, logged at
-/// a bounded rate), cut short or too slow (counted; logged at debug, or as the connect timeout
-/// is), or the server is shutting down.
+/// Reads the upgrade request and answers it until `deadline` (the connect timeout's end);
+/// returns the WebSocket and the client's address (`peer`, or what a trusted proxy's header
+/// says). `None` means the connection is over: the request was refused (answered, counted,
+/// logged at a bounded rate), cut short or too slow (counted; logged at debug, or as the
+/// connect timeout is), its client is over its connection rate, or the server is shutting
+/// down.
 pub(super) async fn upgrade<T: Transport>(
     mut stream: T,
     peer: SocketAddr,
     websocket: &WebSocketListener,
     listener: &ListenerContext,
     deadline: tokio::time::Instant,
-) -> Option<WebSocket<T>> {
+) -> Option<(WebSocket<T>, SocketAddr)> {
     let mut shutdown = listener.shutdown.clone();
     let mut request = BytesMut::with_capacity(FIRST_READ);
     let outcome = tokio::select! {
-        outcome = read_and_answer(&mut stream, &mut request, &websocket.policy) => outcome,
+        outcome = read_and_answer(&mut stream, &mut request, peer, websocket) => outcome,
         _ = tokio::time::sleep_until(deadline) => {
             websocket.failures.hit(Instant::now());
             super::connect_timed_out(listener, peer, "WebSocket upgrade");
@@ -99,9 +130,9 @@ pub(super) async fn upgrade<T: Transport>(
         _ = shutdown.changed() => return None,
     };
     match outcome {
-        Ok(request_len) => {
+        Ok((request_len, client)) => {
             let early = request.split_off(request_len);
-            Some(WebSocket::new(stream, early, websocket.max_frame_size))
+            Some((WebSocket::new(stream, early, websocket.max_frame_size), client))
         }
         Err(Failure::Refused(refusal)) => {
             websocket.refused(peer, refusal);
@@ -114,19 +145,21 @@ pub(super) async fn upgrade<T: Transport>(
             debug!(%peer, %error, "WebSocket upgrade not finished");
             None
         }
+        Err(Failure::OverRate) => None,
     }
 }
 
 /// Reads until the request is complete, then answers it with 101; returns the request's
-/// length. At most [`WEBSOCKET_MAX_REQUEST`] bytes are read.
+/// length and the client's address. At most [`WEBSOCKET_MAX_REQUEST`] bytes are read.
 ///
 /// # Cancel safety
 /// Not cancel safe: a request read in part is lost (the connection is dropped when it is).
 async fn read_and_answer<T: Transport>(
     stream: &mut T,
     request: &mut BytesMut,
-    policy: &UpgradePolicy,
-) -> Result<usize, Failure> {
+    peer: SocketAddr,
+    websocket: &WebSocketListener,
+) -> Result<(usize, SocketAddr), Failure> {
     loop {
         let room = WEBSOCKET_MAX_REQUEST - request.len();
         let read = stream.read_buf(&mut (&mut *request).limit(room)).await.map_err(Failure::Io)?;
@@ -134,11 +167,21 @@ async fn read_and_answer<T: Transport>(
             let ended = io::Error::new(io::ErrorKind::UnexpectedEof, "closed before its upgrade request ended");
             return Err(Failure::Io(ended));
         }
-        match check_request(request, policy) {
+        match check_request(request, &websocket.policy, peer) {
             Ok(Some(upgrade)) => {
+                let client = match upgrade.client {
+                    None => peer,
+                    Some(client) => {
+                        debug!(proxy = %peer, %client, "WebSocket upgrade: the client's address from its proxy's header");
+                        if !websocket.gate.admit_address(client, Instant::now()) {
+                            return Err(Failure::OverRate);
+                        }
+                        client
+                    }
+                };
                 stream.write_all(upgrade.response().as_bytes()).await.map_err(Failure::Io)?;
                 stream.flush().await.map_err(Failure::Io)?;
-                return Ok(upgrade.request_len);
+                return Ok((upgrade.request_len, client));
             }
             Ok(None) => {}
             Err(refusal) => return Err(Failure::Refused(refusal)),
@@ -157,7 +200,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::config::{default_listener, ListenerProtocol};
+    use crate::config::{default_listener, ConnectionsConfig, ListenerProtocol};
 
     const REQUEST: &str = "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -181,7 +224,8 @@ mod tests {
             websocket_path: path.map(str::to_owned),
             ..default_listener(0)
         };
-        WebSocketListener::new(1, &config, 1 << 20)
+        let gate = ConnectionGate::new(&ConnectionsConfig::default(), 1 << 20, Broker::new(Limits::default()));
+        WebSocketListener::new(1, &config, 1 << 20, gate)
     }
 
     async fn pair() -> (TcpStream, TcpStream, SocketAddr) {
@@ -204,7 +248,8 @@ mod tests {
         let (mut client, server, peer) = pair().await;
         let pingreq_frame = [0x82, 0x82, 0, 0, 0, 0, 0xc0, 0x00];
         client.write_all(&[REQUEST.as_bytes(), &pingreq_frame].concat()).await.expect("send");
-        let mut ws = upgrade(server, peer, &websocket, &context, in_ten_seconds()).await.expect("upgraded");
+        let (mut ws, address) = upgrade(server, peer, &websocket, &context, in_ten_seconds()).await.expect("upgraded");
+        assert_eq!(address, peer, "no trusted proxies: the peer is the client");
         let mut response = vec![0; 256];
         let n = client.read(&mut response).await.expect("the 101");
         assert!(response[..n].starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));

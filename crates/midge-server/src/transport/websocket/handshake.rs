@@ -7,7 +7,9 @@
 //! listener sets them, its path must match (`websocket_path`) and its `Origin` must be one of
 //! the listener's (`websocket_origins`). The subprotocol answered is the first the client offers
 //! of `mqtt` and `mqttv3.1` (MQTT-6.0.0-3, -4): a client that offers only others is refused,
-//! and one that offers none is answered without one.
+//! and one that offers none is answered without one. When the request comes from one of the
+//! listener's trusted proxies, the client's address is read from the header they write
+//! ([`forwarded`](super::forwarded)).
 //!
 //! | refusal | status |
 //! |---|---|
@@ -18,11 +20,15 @@
 //! | a version other than 13 | 426, with `Sec-WebSocket-Version: 13` (RFC 6455 section 4.4) |
 //! | another path than `websocket_path` | 404 |
 //! | an `Origin` not in `websocket_origins`, or none | 403 |
+//! | a trusted proxy's `X-Forwarded-For` (or `Forwarded`) that is not a list of addresses | 400 |
+
+use std::net::SocketAddr;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use super::forwarded::{self, ForwardedHeader, TrustedProxies};
 use crate::limits::{WEBSOCKET_MAX_HEADERS, WEBSOCKET_MAX_REQUEST};
 
 /// The subprotocols that mean MQTT: `mqtt` for 3.1.1 and 5.0 (MQTT-6.0.0-3), `mqttv3.1` as
@@ -39,6 +45,18 @@ pub struct UpgradePolicy {
     pub path: Option<String>,
     /// The `Origin` values allowed (`websocket_origins`); `None`: any, or none.
     pub origins: Option<Vec<String>>,
+    /// Whose forwarded header gives the client's address (`websocket_trusted_proxies`); `None`:
+    /// nobody's.
+    pub forwarded: Option<Forwarding>,
+}
+
+/// The proxies whose forwarded header is believed, and which header they write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarding {
+    /// `websocket_trusted_proxies`.
+    pub trusted: TrustedProxies,
+    /// `websocket_forwarded_header`.
+    pub header: ForwardedHeader,
 }
 
 /// An accepted upgrade request.
@@ -50,6 +68,10 @@ pub struct Upgrade {
     pub accept: String,
     /// The subprotocol chosen, spelt as the client offered it.
     pub subprotocol: Option<String>,
+    /// The client's address when the request came from a trusted proxy: what its forwarded
+    /// header says (its own address when it sent none). `None` when it came from anyone else,
+    /// who is the client.
+    pub client: Option<SocketAddr>,
 }
 
 impl Upgrade {
@@ -116,9 +138,10 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Checks the upgrade request at the start of `bytes`: `Ok(None)` while it is incomplete (and
-/// shorter than [`WEBSOCKET_MAX_REQUEST`]).
-pub fn check_request(bytes: &[u8], policy: &UpgradePolicy) -> Result<Option<Upgrade>, Refusal> {
+/// Checks the upgrade request at the start of `bytes`, sent by `peer` (the socket's peer, or
+/// the address its PROXY header gave): `Ok(None)` while it is incomplete (and shorter than
+/// [`WEBSOCKET_MAX_REQUEST`]).
+pub fn check_request(bytes: &[u8], policy: &UpgradePolicy, peer: SocketAddr) -> Result<Option<Upgrade>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; WEBSOCKET_MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let request_len = match request.parse(bytes) {
@@ -183,7 +206,17 @@ pub fn check_request(bytes: &[u8], policy: &UpgradePolicy) -> Result<Option<Upgr
             None => return Err(Refusal::new(400, "no MQTT subprotocol offered (mqtt, mqttv3.1)")),
         },
     };
-    Ok(Some(Upgrade { request_len, accept: accept_key(key), subprotocol }))
+    let client = match &policy.forwarded {
+        Some(forwarding) if forwarding.trusted.contains(peer.ip()) => {
+            let name = forwarding.header.name();
+            let values = headers.iter().filter(|header| header.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+            let client = forwarded::client_address(values, forwarding.header, peer, &forwarding.trusted)
+                .map_err(|malformed| Refusal::new(400, malformed.reason()))?;
+            Some(client)
+        }
+        _ => None,
+    };
+    Ok(Some(Upgrade { request_len, accept: accept_key(key), subprotocol, client }))
 }
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: the key and RFC 6455's GUID,
@@ -241,12 +274,17 @@ mod tests {
         format!("{}\r\n\r\n", lines.join("\r\n"))
     }
 
+    /// The client the tests' requests come from.
+    fn peer() -> SocketAddr {
+        "192.0.2.1:50000".parse().expect("an address")
+    }
+
     fn check(text: &str) -> Result<Option<Upgrade>, Refusal> {
-        check_request(text.as_bytes(), &UpgradePolicy::default())
+        check_request(text.as_bytes(), &UpgradePolicy::default(), peer())
     }
 
     fn status(text: &str, policy: &UpgradePolicy) -> u16 {
-        match check_request(text.as_bytes(), policy) {
+        match check_request(text.as_bytes(), policy, peer()) {
             Err(refusal) => refusal.status,
             Ok(upgrade) => panic!("accepted: {upgrade:?}\n{text}"),
         }
@@ -294,7 +332,7 @@ mod tests {
         let text = request("/", &[]);
         let mut bytes = text.clone().into_bytes();
         bytes.extend_from_slice(&[0x82, 0x80, 1, 2, 3, 4]);
-        let upgrade = check_request(&bytes, &UpgradePolicy::default()).expect("valid").expect("complete");
+        let upgrade = check_request(&bytes, &UpgradePolicy::default(), peer()).expect("valid").expect("complete");
         assert_eq!(upgrade.request_len, text.len());
     }
 
@@ -350,17 +388,17 @@ mod tests {
         let post = response(&request("/", &[]).replacen("GET", "PUT", 1));
         assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && post.contains("\r\nAllow: GET\r\n"));
         let body = "no WebSocket at this path\n";
-        let policy = UpgradePolicy { path: Some("/mqtt".to_owned()), origins: None };
-        let not_found = check_request(request("/", &[]).as_bytes(), &policy).expect_err("refused").response();
+        let policy = UpgradePolicy { path: Some("/mqtt".to_owned()), ..UpgradePolicy::default() };
+        let not_found = check_request(request("/", &[]).as_bytes(), &policy, peer()).expect_err("refused").response();
         assert!(not_found.contains(&format!("Content-Length: {}\r\n", body.len())), "{not_found}");
         assert!(not_found.contains("\r\nConnection: close\r\n") && not_found.ends_with(body), "{not_found}");
     }
 
     #[test]
     fn websocket_path_is_matched_without_the_query() {
-        let policy = UpgradePolicy { path: Some("/mqtt".to_owned()), origins: None };
-        assert!(check_request(request("/mqtt", &[]).as_bytes(), &policy).expect("valid").is_some());
-        assert!(check_request(request("/mqtt?token=x", &[]).as_bytes(), &policy).expect("valid").is_some());
+        let policy = UpgradePolicy { path: Some("/mqtt".to_owned()), ..UpgradePolicy::default() };
+        assert!(check_request(request("/mqtt", &[]).as_bytes(), &policy, peer()).expect("valid").is_some());
+        assert!(check_request(request("/mqtt?token=x", &[]).as_bytes(), &policy, peer()).expect("valid").is_some());
         for path in ["/", "/mqtt/", "/MQTT", "/other"] {
             assert_eq!(status(&request(path, &[]), &policy), 404, "{path}");
         }
@@ -369,12 +407,41 @@ mod tests {
 
     #[test]
     fn websocket_origins_is_an_allow_list() {
-        let policy = UpgradePolicy { path: None, origins: Some(vec!["https://app.example".to_owned()]) };
-        let accepted = |origin: &str| check_request(request("/", &[origin]).as_bytes(), &policy);
+        let policy =
+            UpgradePolicy { origins: Some(vec!["https://app.example".to_owned()]), ..UpgradePolicy::default() };
+        let accepted = |origin: &str| check_request(request("/", &[origin]).as_bytes(), &policy, peer());
         assert!(accepted("Origin: https://app.example").expect("valid").is_some());
         assert!(accepted("Origin: HTTPS://APP.EXAMPLE").expect("valid").is_some());
         assert_eq!(status(&request("/", &["Origin: https://evil.example"]), &policy), 403);
         assert_eq!(status(&request("/", &[]), &policy), 403, "no Origin at all");
         assert!(check(&request("/", &["Origin: https://evil.example"])).expect("valid").is_some(), "no list: any");
+    }
+
+    /// A trusted proxy's header gives the client's address; anyone else's is ignored; a
+    /// malformed one from a trusted proxy is refused with 400.
+    #[test]
+    fn a_trusted_proxys_forwarded_header_gives_the_client() {
+        let forwarding = |header| Forwarding {
+            trusted: TrustedProxies::new(vec!["192.0.2.0/24".parse().expect("a range")]),
+            header,
+        };
+        let policy =
+            UpgradePolicy { forwarded: Some(forwarding(ForwardedHeader::XForwardedFor)), ..Default::default() };
+        let client = |text: &str, peer: &str| {
+            let upgrade = check_request(text.as_bytes(), &policy, peer.parse().expect("an address"));
+            upgrade.expect("valid").expect("complete").client
+        };
+        let via_proxy = request("/", &["X-Forwarded-For: 6.6.6.6, 203.0.113.7", "Forwarded: for=6.6.6.7"]);
+        assert_eq!(client(&via_proxy, "192.0.2.1:50000"), Some("203.0.113.7:0".parse().unwrap()));
+        assert_eq!(client(&via_proxy, "198.51.100.1:50000"), None, "not a trusted proxy: ignored");
+        assert_eq!(client(&request("/", &[]), "192.0.2.1:50000"), Some(peer()), "no header: the proxy itself");
+        let malformed = request("/", &["X-Forwarded-For: 203.0.113.7, not-an-address"]);
+        let refusal = check_request(malformed.as_bytes(), &policy, peer()).expect_err("refused");
+        assert_eq!((refusal.status, refusal.reason), (400, "malformed X-Forwarded-For from a trusted proxy"));
+        assert!(check_request(malformed.as_bytes(), &policy, "198.51.100.1:1".parse().unwrap()).is_ok());
+        // Only the header the listener names is read.
+        let policy = UpgradePolicy { forwarded: Some(forwarding(ForwardedHeader::Forwarded)), ..Default::default() };
+        let upgrade = check_request(via_proxy.as_bytes(), &policy, peer()).expect("valid").expect("complete");
+        assert_eq!(upgrade.client, Some("6.6.6.7:0".parse().unwrap()));
     }
 }
