@@ -76,7 +76,7 @@ impl ProxyListener {
         if let Some(report) = self.failures.hit(Instant::now()) {
             info!(
                 listener = self.index, %peer, reason = %error, refused = report.since_last, total = report.total,
-                "PROXY header refused, closing: {error}"
+                "PROXY header refused, closing"
             );
         }
     }

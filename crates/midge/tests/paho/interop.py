@@ -106,10 +106,15 @@ class Peer:
                 properties.SessionExpiryInterval = self.session_expiry
             # clean_start must be given: paho's default is "clean on the first connect only".
             self.client.connect(
-                self.args.host, self.args.port, keepalive=30, clean_start=self.clean, properties=properties
+                self.args.host,
+                self.args.port,
+                keepalive=30,
+                bind_address=self.args.bind_address,
+                clean_start=self.clean,
+                properties=properties,
             )
         else:
-            self.client.connect(self.args.host, self.args.port, keepalive=30)
+            self.client.connect(self.args.host, self.args.port, keepalive=30, bind_address=self.args.bind_address)
         self.client.loop_start()
         self._wait(lambda: self.connack is not None, "CONNACK")
         session_present, reason_code = self.connack
@@ -254,6 +259,9 @@ def main():
         help="MQTT over TCP, or over paho's own WebSocket client (MQTT section 6)",
     )
     parser.add_argument("--ws-path", default="/mqtt", help="the WebSocket request path")
+    parser.add_argument(
+        "--bind-address", default="", help="the local address to connect from (e.g. 127.0.0.2, to be told apart)"
+    )
     parser.add_argument("--username")
     parser.add_argument("--password")
     scenarios = parser.add_subparsers(dest="scenario", required=True)
