@@ -283,12 +283,12 @@ if failed:
 EOF
 
 cat "$WORK/section.md"
-# A run of TLS, WebSocket or MQTT-SN rows alone has its own section (compare-tls, compare-ws,
-# compare-sn), so it does not replace the matrix's figures.
+# A run of TLS, WebSocket or MQTT-SN rows (with TCP rows beside them or not) has its own
+# section (compare-tls, compare-ws, compare-sn), so it does not replace the matrix's figures.
 section=compare
 if [[ -n $ONLY ]]; then
-    kinds=$(for name in $ONLY; do kind "$name"; done | sort -u)
-    [[ $kinds != tcp && $kinds != *$'\n'* ]] && section=compare-$kinds
+    kinds=$(for name in $ONLY; do kind "$name"; done | { grep -v '^tcp$' || true; } | sort -u)
+    [[ -n $kinds && $kinds != *$'\n'* ]] && section=compare-$kinds
 fi
 if [[ $UPDATE_DOC == 1 ]]; then
     replace_section "$section" "$WORK/section.md"
