@@ -598,8 +598,8 @@ fn an_sn_publisher_is_paced_while_its_subscriber_is_full() {
 }
 
 /// 6.3: a client that connects with CleanSession 0 keeps its subscriptions while away, and what
-/// was published for it meanwhile reaches it when it connects again (REGISTERed anew: topic ids
-/// belong to a connection).
+/// was published for it meanwhile reaches it when it connects again, its topic REGISTERed
+/// first.
 #[test]
 fn sn_6_3_a_persistent_session_gets_what_was_queued_while_away() {
     let gateway = Gateway::start("", "");
@@ -782,4 +782,70 @@ fn sn_6_14_a_client_that_sleeps_past_its_duration_is_lost() {
     assert_eq!(sn.recv(), Message::Disconnect { duration: None });
     assert_eq!(mqtt.recv_publish(), ("wills/dreamer".into(), "never woke".into(), MqttQoS::AtMostOnce));
     gateway.broker.wait_for_log("client_id=dreamer reason=slept past its duration", WAIT);
+}
+
+/// 6.5, 6.14: topic ids hold across a sleep: woken, the client is sent its messages on the id
+/// the SUBACK gave, without a REGISTER; back to the active state with a CONNECT that keeps its
+/// session (CleanSession 0), it publishes on the id it registered before it slept.
+#[test]
+fn sn_6_14_topic_ids_hold_across_a_sleep() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("nap/out", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("napper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let out = sn.register("nap/out");
+    let inn = sn.subscribe(name("nap/in"), QoS::AtLeastOnce).topic_id;
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    mqtt.publish("nap/in", "while asleep", MqttQoS::AtLeastOnce, false);
+
+    sn.send(&Message::PingReq { client_id: Some(ClientId::new("napper").unwrap()) });
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(inn), &b"while asleep"[..]));
+    assert_eq!(sn.recv(), Message::PingResp);
+
+    sn.connect_with("napper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let msg_id = sn.publish(PublishTopic::Normal(out), QoS::AtLeastOnce, "awake");
+    assert_eq!(sn.recv(), Message::PubAck(PubAck { topic_id: out, msg_id, return_code: ReturnCode::ACCEPTED }));
+    assert_eq!(mqtt.recv_publish(), ("nap/out".into(), "awake".into(), MqttQoS::AtLeastOnce));
+    assert_eq!(sn.register("nap/in"), inn, "registered again: the same id");
+}
+
+/// 6.5, 6.3, decision 0008: a persistent session's topic ids survive a restart of the broker
+/// (killed, on the same store). The client CONNECTs again with CleanSession 0 and publishes on
+/// the id it registered before; a message for it on a topic that had an id comes on that id,
+/// REGISTERed again first (the gateway does not assume the client kept its table); a new topic
+/// gets an id none of the old ones has.
+#[test]
+fn sn_6_5_topic_ids_of_a_persistent_session_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("[store]\ndata_dir = {:?}\n", dir.path().display().to_string());
+    let gateway = Gateway::start("", &store);
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let temperature = sn.register("plant/temperature");
+    let command = sn.subscribe(name("plant/command"), QoS::AtLeastOnce).topic_id;
+    drop(gateway); // SIGKILL: what the REGACK and SUBACK promised is in the store
+
+    let gateway = Gateway::start("", &store);
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("plant/temperature", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let msg_id = sn.publish(PublishTopic::Normal(temperature), QoS::AtLeastOnce, "21.5");
+    let accepted = PubAck { topic_id: temperature, msg_id, return_code: ReturnCode::ACCEPTED };
+    assert_eq!(sn.recv(), Message::PubAck(accepted), "the id registered before the restart");
+    assert_eq!(mqtt.recv_publish(), ("plant/temperature".into(), "21.5".into(), MqttQoS::AtLeastOnce));
+
+    mqtt.publish("plant/command", "stop", MqttQoS::AtLeastOnce, false);
+    assert_eq!(sn.accept_register("plant/command"), command, "REGISTERed again, with its id");
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(command), &b"stop"[..]));
+    let other = sn.register("plant/other");
+    assert!(other != temperature && other != command, "a new id: {other:?}");
 }
