@@ -18,7 +18,7 @@ use midge_codec::{
     TopicFilter, TopicName as MqttTopicName,
 };
 use midge_sn_codec::{
-    ClientId, Connect, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
+    ClientId, Connect, Encapsulated, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
     ShortTopicName, SubAck, Subscribe, SubscribeTopic, TopicId, TopicName, WillTopic,
 };
 use support::TestBroker;
@@ -155,6 +155,44 @@ impl Sn {
         assert_ne!(register.topic_id, TopicId(0));
         self.send(&regack(&register, ReturnCode::ACCEPTED));
         register.topic_id
+    }
+}
+
+/// A forwarder (5.5) made of a UDP socket: it relays the messages of the nodes behind it, each
+/// encapsulated with its Wireless Node Id and a Radius.
+struct Forwarder {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+}
+
+impl Forwarder {
+    fn new(gateway: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        Self { socket, gateway }
+    }
+
+    /// Relays `message` from node `node` with `radius`.
+    fn send(&self, node: &[u8], radius: u8, message: Message) {
+        let wireless_node_id = Bytes::copy_from_slice(node);
+        let encapsulated = Message::Encapsulated(Encapsulated { radius, wireless_node_id, message: Box::new(message) });
+        let mut datagram = BytesMut::new();
+        midge_sn_codec::encode(&encapsulated, &mut datagram).expect("encode");
+        self.socket.send_to(&datagram, self.gateway).expect("send");
+    }
+
+    /// The next datagram from the gateway, which must be encapsulated: its node, Radius and
+    /// message.
+    fn recv(&self) -> (Vec<u8>, u8, Message) {
+        let mut buffer = [0u8; 65_536];
+        let (len, from) = self.socket.recv_from(&mut buffer).expect("a datagram from the gateway in time");
+        assert_eq!(from, self.gateway);
+        match midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message") {
+            Message::Encapsulated(Encapsulated { radius, wireless_node_id, message }) => {
+                (wireless_node_id.to_vec(), radius, *message)
+            }
+            other => panic!("expected an Encapsulated message, got {other:?}"),
+        }
     }
 }
 
@@ -848,4 +886,81 @@ fn sn_6_5_topic_ids_of_a_persistent_session_survive_a_restart() {
     assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(command), &b"stop"[..]));
     let other = sn.register("plant/other");
     assert!(other != temperature && other != command, "a new id: {other:?}");
+}
+
+/// 5.5: a forwarder relays two nodes' messages from one UDP address, each encapsulated with its
+/// Wireless Node Id. Each node is a client of its own (forwarder address + node id); everything
+/// the gateway sends a node goes back to the forwarder encapsulated with that node's id and the
+/// Radius it came with: GWINFO, CONNACK, SUBACK, REGACK, PUBACK, the gateway's REGISTER and
+/// PUBLISH, PINGRESP. A message from the forwarder's address that is not encapsulated is not
+/// either node's.
+#[test]
+fn sn_5_5_each_node_behind_a_forwarder_is_a_client_answered_encapsulated() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("fw/#", MqttQoS::AtLeastOnce);
+    let forwarder = Forwarder::new(gateway.sn);
+    let (one, two) = (&b"\x0a\x01"[..], &b"node-2"[..]);
+    forwarder.send(one, 1, Message::SearchGw { radius: 0 });
+    assert_eq!(forwarder.recv(), (one.to_vec(), 1, Message::GwInfo { gw_id: 1, gw_add: Bytes::new() }));
+    for (node, radius, client_id) in [(one, 1, "behind-1"), (two, 2, "behind-2")] {
+        let client_id = ClientId::new(client_id).unwrap();
+        forwarder.send(
+            node,
+            radius,
+            Message::Connect(Connect { will: false, clean_session: true, duration: 60, client_id }),
+        );
+        let accepted = Message::ConnAck { return_code: ReturnCode::ACCEPTED };
+        assert_eq!(forwarder.recv(), (node.to_vec(), radius, accepted));
+    }
+    gateway.broker.wait_for_log("client_id=behind-2 protocol=\"mqtt-sn\"", WAIT);
+
+    let topic = name("fw/+");
+    forwarder.send(
+        one,
+        1,
+        Message::Subscribe(Subscribe { dup: false, qos: QoS::AtLeastOnce, msg_id: MsgId(1), topic }),
+    );
+    let (node, _, Message::SubAck(ack)) = forwarder.recv() else { panic!("expected SUBACK") };
+    assert_eq!((node.as_slice(), ack.return_code), (one, ReturnCode::ACCEPTED));
+    let topic_name = TopicName::new("fw/two").unwrap();
+    forwarder.send(two, 2, Message::Register(Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name }));
+    let (node, radius, Message::RegAck(ack)) = forwarder.recv() else { panic!("expected REGACK") };
+    assert_eq!((node.as_slice(), radius), (two, 2));
+    let data = Bytes::from("from two");
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: PublishTopic::Normal(ack.topic_id),
+        msg_id: MsgId(2),
+        data,
+    };
+    forwarder.send(two, 2, Message::Publish(publish));
+    assert_eq!(mqtt.recv_publish(), ("fw/two".into(), "from two".into(), MqttQoS::AtLeastOnce));
+
+    // Node two's PUBACK and node one's REGISTER, in either order.
+    let mut register = None;
+    for _ in 0..2 {
+        match forwarder.recv() {
+            (node, 2, Message::PubAck(ack)) if node == two => assert_eq!(ack.return_code, ReturnCode::ACCEPTED),
+            (node, 1, Message::Register(r)) if node == one => register = Some(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let register = register.expect("node one's REGISTER");
+    assert_eq!(register.topic_name.as_str(), "fw/two");
+    forwarder.send(one, 1, regack(&register, ReturnCode::ACCEPTED));
+    let (node, radius, Message::Publish(publish)) = forwarder.recv() else { panic!("expected PUBLISH") };
+    assert_eq!((node.as_slice(), radius, publish.topic), (one, 1, PublishTopic::Normal(register.topic_id)));
+    assert_eq!(&publish.data[..], b"from two");
+    forwarder.send(one, 1, puback(&publish, ReturnCode::ACCEPTED));
+
+    // Not encapsulated: the forwarder's address itself has no connection.
+    let direct = Sn { socket: forwarder.socket.try_clone().unwrap(), gateway: gateway.sn, next_id: 0 };
+    direct.send(&Message::PingReq { client_id: None });
+    direct.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(direct.recv(), Message::GwInfo { .. }), "the plain PINGREQ was not answered");
+    forwarder.send(one, 1, Message::PingReq { client_id: None });
+    assert_eq!(forwarder.recv(), (one.to_vec(), 1, Message::PingResp));
 }

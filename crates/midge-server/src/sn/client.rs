@@ -3,7 +3,6 @@
 //! retransmission timer of the message awaiting the client's answer; then its end, which
 //! settles the session and the will as for an MQTT client.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ use tracing::info;
 use super::outbound::{Outbound, Step, Timeout};
 use super::sleep::Sleep;
 use super::topics::TopicRegistry;
-use super::{connect, Link, Shared};
+use super::{connect, Link, Peer, Shared};
 use crate::conn::pacing::{HeldUp, Pacing};
 use crate::conn::ListenerContext;
 use crate::limits::SN_TOPIC_IDS;
@@ -324,8 +323,8 @@ impl Client {
     }
 
     /// The client's address.
-    pub(super) fn peer(&self) -> SocketAddr {
-        self.link.peer
+    pub(super) fn peer(&self) -> &Peer {
+        &self.link.peer
     }
 }
 

@@ -1,7 +1,7 @@
 //! What an MQTT-SN listener drops, counted and logged at a bounded rate (at most a line a
 //! second per counter, the [`LimitCounter`] pattern of the named limits).
 
-use std::net::SocketAddr;
+use std::fmt::Display;
 use std::time::Instant;
 
 use midge_broker::LimitCounter;
@@ -22,13 +22,13 @@ pub(crate) struct SnCounters {
     /// not allowed to anonymous clients.
     pub(crate) minus_one_refused: LimitCounter,
     /// Messages a client has no reason to send a gateway (GWINFO, CONNACK, SUBACK and the other
-    /// gateway-to-client ones), and forwarder encapsulation, which is not supported.
+    /// gateway-to-client ones).
     pub(crate) unexpected: LimitCounter,
 }
 
 impl SnCounters {
     /// Counts a drop on `counter` and logs it when a report is due.
-    pub(crate) fn drop(counter: &LimitCounter, what: &str, peer: SocketAddr, detail: &dyn std::fmt::Display) {
+    pub(crate) fn drop(counter: &LimitCounter, what: &str, peer: &dyn Display, detail: &dyn Display) {
         if let Some(report) = counter.hit(Instant::now()) {
             info!(%peer, dropped = report.since_last, total = report.total, %detail, "mqtt-sn: {what}");
         }
