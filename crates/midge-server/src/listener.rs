@@ -161,10 +161,28 @@ impl BoundListener {
             }
             Sockets::Datagram(sockets, settings) => {
                 let shared = Arc::new(crate::sn::Shared::new(index, settings));
+                let sockets: Vec<Arc<tokio::net::UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+                if let Some(advertise) = shared.settings.advertise {
+                    // From the first socket of the address's family.
+                    let family = |socket: &&Arc<tokio::net::UdpSocket>| {
+                        socket.local_addr().is_ok_and(|local| local.is_ipv4() == advertise.address.is_ipv4())
+                    };
+                    match sockets.iter().find(family) {
+                        Some(socket) => {
+                            let gw_id = shared.settings.gateway_id;
+                            let run = crate::sn::advertise::run(Arc::clone(socket), gw_id, advertise, stop_rx.clone());
+                            accept_loop.spawn(run);
+                        }
+                        None => tracing::warn!(
+                            listener = index, address = %advertise.address,
+                            "mqtt-sn: no socket of the listener can reach sn_advertise_address: no ADVERTISE"
+                        ),
+                    }
+                }
                 for socket in sockets {
                     let gateway = crate::sn::Gateway {
                         config: config.clone(),
-                        socket: Arc::new(socket),
+                        socket,
                         shared: Arc::clone(&shared),
                         current: Arc::clone(&current),
                         counters: Arc::clone(&counters),

@@ -964,3 +964,66 @@ fn sn_5_5_each_node_behind_a_forwarder_is_a_client_answered_encapsulated() {
     forwarder.send(one, 1, Message::PingReq { client_id: None });
     assert_eq!(forwarder.recv(), (one.to_vec(), 1, Message::PingResp));
 }
+
+/// 5.4.1, 6.1: the gateway sends ADVERTISE to `sn_advertise_address` (a broadcast address in
+/// production; a socket of the test's here), the first at once and then every
+/// `sn_advertise_interval_s`, with its GwId and that interval as Duration.
+#[test]
+fn sn_5_4_1_advertise_goes_to_the_configured_address_every_interval() {
+    let listener = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    listener.set_read_timeout(Some(WAIT)).expect("timeout");
+    let address = listener.local_addr().unwrap();
+    let keys = format!("sn_gateway_id = 5\nsn_advertise_address = \"{address}\"\nsn_advertise_interval_s = 1");
+    let gateway = Gateway::start(&keys, "");
+    let mut buffer = [0u8; 64];
+    let mut advertise = || {
+        let (len, from) = listener.recv_from(&mut buffer).expect("an ADVERTISE in time");
+        assert_eq!(from, gateway.sn, "from the gateway's socket");
+        let message = midge_sn_codec::decode(&buffer[..len]).expect("a valid message");
+        (message, std::time::Instant::now())
+    };
+    let (first, at) = advertise();
+    assert_eq!(first, Message::Advertise { gw_id: 5, duration: 1 });
+    let (second, then) = advertise();
+    assert_eq!(second, first);
+    let gap = then - at;
+    assert!(gap >= Duration::from_millis(900), "one interval apart: {gap:?}");
+}
+
+/// 6.1: GWINFO answers SEARCHGW from anyone, so its rate is bounded (SN_GWINFO_PER_SECOND, 10):
+/// a burst of SEARCHGWs gets at most about that many GWINFOs, the rest are dropped and counted,
+/// and once the bucket has refilled a SEARCHGW is answered again. A GWINFO is no longer than
+/// the SEARCHGW it answers (3 octets), so there is no amplification either.
+#[test]
+fn sn_6_1_gwinfo_answers_are_rate_limited() {
+    let gateway = Gateway::start("", "");
+    let sn = gateway.client();
+    let search = {
+        let mut datagram = BytesMut::new();
+        midge_sn_codec::encode(&Message::SearchGw { radius: 0 }, &mut datagram).unwrap();
+        datagram
+    };
+    for _ in 0..40 {
+        sn.send_raw(&search);
+    }
+    let mut answered = 0;
+    while let Some(message) = sn.try_recv(Duration::from_millis(500)) {
+        let Message::GwInfo { .. } = message else { panic!("expected GWINFO, got {message:?}") };
+        let mut encoded = BytesMut::new();
+        midge_sn_codec::encode(&message, &mut encoded).unwrap();
+        assert!(encoded.len() <= search.len(), "no amplification");
+        answered += 1;
+    }
+    assert!((1..=12).contains(&answered), "{answered} of 40 answered");
+    let line = gateway.broker.wait_for_log("mqtt-sn: SEARCHGW over the GWINFO rate dropped", WAIT);
+    assert!(line.contains("total="), "{line}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        sn.send_raw(&search);
+        if let Some(message) = sn.try_recv(Duration::from_millis(200)) {
+            assert!(matches!(message, Message::GwInfo { .. }));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered again");
+    }
+}

@@ -21,6 +21,8 @@ pub(crate) struct SnCounters {
     /// PUBLISHes at QoS -1 refused: not to a predefined id or short name the gateway knows, or
     /// not allowed to anonymous clients.
     pub(crate) minus_one_refused: LimitCounter,
+    /// SEARCHGWs not answered: beyond [`SN_GWINFO_PER_SECOND`](crate::limits::SN_GWINFO_PER_SECOND).
+    pub(crate) searches_limited: LimitCounter,
     /// Messages a client has no reason to send a gateway (GWINFO, CONNACK, SUBACK and the other
     /// gateway-to-client ones).
     pub(crate) unexpected: LimitCounter,

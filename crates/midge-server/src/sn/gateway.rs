@@ -32,8 +32,9 @@ use super::counters::SnCounters;
 use super::{client, Link, Peer, Shared};
 use crate::config::ListenerConfig;
 use crate::gate::ConnectionGate;
-use crate::limits::{SN_INBOX, SN_MAX_DATAGRAM};
+use crate::limits::{SN_GWINFO_PER_SECOND, SN_INBOX, SN_MAX_DATAGRAM};
 use crate::listener::{read, Counters, Current};
+use crate::rate::TokenBucket;
 
 /// The reader of one socket of an MQTT-SN listener.
 pub(crate) struct Gateway {
@@ -61,6 +62,8 @@ struct Entry {
 
 /// The reader's state besides its settings.
 struct Clients {
+    /// GWINFOs it may send now ([`SN_GWINFO_PER_SECOND`]).
+    gwinfo: TokenBucket,
     by_peer: HashMap<Peer, Entry>,
     /// Where client tasks say they ended, and hand back what they were sent too late.
     events: mpsc::UnboundedSender<Event>,
@@ -83,7 +86,8 @@ impl Gateway {
     /// their channel closes with the reader.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let (events, mut events_rx) = mpsc::unbounded_channel();
-        let mut clients = Clients { by_peer: HashMap::new(), events, last_id: 0 };
+        let gwinfo = TokenBucket::new(SN_GWINFO_PER_SECOND, Instant::now());
+        let mut clients = Clients { gwinfo, by_peer: HashMap::new(), events, last_id: 0 };
         // One datagram at most; reused for every one.
         let mut buffer = vec![0u8; SN_MAX_DATAGRAM + 1];
         loop {
@@ -129,7 +133,17 @@ impl Gateway {
     fn dispatch(&self, mut message: Message, peer: Peer, radius: u8, clients: &mut Clients) {
         let counters = &self.shared.counters;
         if let Message::SearchGw { .. } = message {
-            // 6.1: answered by the gateway itself (GwAdd empty), whoever asks.
+            // 6.1: answered by the gateway itself (GwAdd empty), whoever asks, within the bound.
+            let now = Instant::now();
+            if clients.gwinfo.available(now) == 0 {
+                return SnCounters::drop(
+                    &counters.searches_limited,
+                    "SEARCHGW over the GWINFO rate dropped",
+                    &peer,
+                    &"",
+                );
+            }
+            clients.gwinfo.take(1, now);
             let gw_id = self.shared.settings.gateway_id;
             return self.reply(&Message::GwInfo { gw_id, gw_add: bytes::Bytes::new() }, &peer, radius);
         }

@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //! - [`gateway`]: the reader task of one socket, the client map, and the messages that need no
-//!   client task.
+//!   client task (SEARCHGW within `SN_GWINFO_PER_SECOND`, QoS -1).
+//! - [`advertise`]: the periodic ADVERTISE, where `sn_advertise_address` says.
 //! - [`connect`]: a client's CONNECT, with the will dialogue, the broker's checks and the
 //!   listener's authenticator.
 //! - [`client`]: a connected client's task: its signals, retransmission, and its end.
@@ -24,6 +25,7 @@
 //! - [`topics`]: predefined topic ids, and each client's registry of normal ids.
 //! - [`counters`]: what the gateway drops, counted and logged at a bounded rate.
 
+pub(crate) mod advertise;
 mod client;
 mod connect;
 mod counters;
