@@ -43,6 +43,7 @@ use midge_sn_codec::{Encapsulated, Message};
 use tokio::net::UdpSocket;
 
 pub(crate) use counters::SnCounters;
+pub use counters::SnDrops;
 pub(crate) use gateway::Gateway;
 pub(crate) use topics::Predefined;
 
