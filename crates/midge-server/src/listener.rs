@@ -144,6 +144,7 @@ impl BoundListener {
             shutdown,
         };
         let current = Arc::new(RwLock::new(Current { context: Arc::new(context), tls }));
+        let mut sn = None;
         match sockets {
             Sockets::Stream(sockets) => {
                 accept_loop.spawn(
@@ -161,10 +162,29 @@ impl BoundListener {
             }
             Sockets::Datagram(sockets, settings) => {
                 let shared = Arc::new(crate::sn::Shared::new(index, settings));
+                sn = Some(Arc::clone(&shared));
+                let sockets: Vec<Arc<tokio::net::UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+                if let Some(advertise) = shared.settings.advertise {
+                    // From the first socket of the address's family.
+                    let family = |socket: &&Arc<tokio::net::UdpSocket>| {
+                        socket.local_addr().is_ok_and(|local| local.is_ipv4() == advertise.address.is_ipv4())
+                    };
+                    match sockets.iter().find(family) {
+                        Some(socket) => {
+                            let gw_id = shared.settings.gateway_id;
+                            let run = crate::sn::advertise::run(Arc::clone(socket), gw_id, advertise, stop_rx.clone());
+                            accept_loop.spawn(run);
+                        }
+                        None => tracing::warn!(
+                            listener = index, address = %advertise.address,
+                            "mqtt-sn: no socket of the listener can reach sn_advertise_address: no ADVERTISE"
+                        ),
+                    }
+                }
                 for socket in sockets {
                     let gateway = crate::sn::Gateway {
                         config: config.clone(),
-                        socket: Arc::new(socket),
+                        socket,
                         shared: Arc::clone(&shared),
                         current: Arc::clone(&current),
                         counters: Arc::clone(&counters),
@@ -176,7 +196,7 @@ impl BoundListener {
             }
         }
         accept_loop.close();
-        ListenerHandle { index, config, local_addrs, counters, websocket, current, connections, stop, accept_loop }
+        ListenerHandle { index, config, local_addrs, counters, websocket, sn, current, connections, stop, accept_loop }
     }
 }
 
@@ -192,6 +212,8 @@ pub struct ListenerHandle {
     counters: Arc<Counters>,
     /// A WebSocket listener's settings and upgrade counter; `None` for MQTT over TCP or TLS.
     websocket: Option<Arc<WebSocketListener>>,
+    /// An MQTT-SN listener's shared gateway state (its drop counters); `None` for the others.
+    sn: Option<Arc<crate::sn::Shared>>,
     /// What new connections are given, swapped by [`ListenerHandle::reload`].
     current: Arc<RwLock<Current>>,
     /// Its connections; their number is the listener's count of open connections.
@@ -227,6 +249,7 @@ impl ListenerHandle {
             open: self.connections.len(),
             tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
             websocket_upgrade_failures: self.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
+            mqtt_sn: self.sn.as_ref().map(|sn| sn.counters.snapshot()),
         }
     }
 
@@ -294,6 +317,8 @@ pub struct ListenerCounters {
     /// WebSocket upgrades refused with an HTTP status, or not finished (closed, or not within
     /// the connect timeout); 0 on a listener that is not `protocol = "websockets"`.
     pub websocket_upgrade_failures: u64,
+    /// What an MQTT-SN listener dropped, by reason; `None` on the others.
+    pub mqtt_sn: Option<crate::SnDrops>,
 }
 
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read
