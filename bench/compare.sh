@@ -16,7 +16,17 @@
 #   TLS=1 bench/compare.sh                the matrix and its TLS rows
 #   BROKERS="midge mosquitto" ONLY="fanout-100-tls pairs-100-tls conns-2000-tls" bench/compare.sh
 #                                         the TLS rows alone, into the "compare-tls" section
+#   BROKERS="midge mosquitto nats" ONLY="fanout-100-ws pairs-100-ws conns-19000-ws" bench/compare.sh
+#                                         the WebSocket rows alone, into "compare-ws" (WS=1: with
+#                                         the matrix)
+#   BROKERS=midge ONLY="fanin-100 fanin-100-sn fanin-100-qos1 fanin-100-qos1-sn" bench/compare.sh
+#                                         MQTT-SN publishers through the gateway beside the same
+#                                         load over MQTT (SN=1: with the matrix)
 #
+# The WebSocket rows (-ws) run midge, mosquitto and NATS with a WebSocket listener and the bench
+# with --ws. The MQTT-SN rows (-sn) run Midge alone, with its gateway on UDP: the bench's
+# publishers speak MQTT-SN 1.2 to it (--sn-port), its subscribers MQTT over TCP; no peer here
+# has a gateway, so the same load over MQTT (the row without -sn) is the comparison.
 # The TLS rows (names ending in -tls) are not in the default matrix, which stays as long as it
 # was: they run with TLS=1 or when ONLY names them, against midge, mosquitto and NATS (rumqttd
 # is skipped for them). The script makes a throwaway CA and server certificate with
@@ -37,6 +47,8 @@ BROKERS=${BROKERS:-midge mosquitto nats rumqttd}
 ONLY=${ONLY:-}
 UPDATE_DOC=${UPDATE_DOC:-1}
 TLS=${TLS:-0}
+WS=${WS:-0}
+SN=${SN:-0}
 
 # name|arguments of `midge bench` (64-byte payloads and QoS 0 unless said).
 MATRIX=(
@@ -51,7 +63,22 @@ MATRIX=(
     "fanout-100-tls|fanout --subscribers 100"
     "pairs-100-tls|pairs --pairs 100"
     "conns-2000-tls|conns --connections 2000"
+    "fanout-100-ws|fanout --subscribers 100"
+    "pairs-100-ws|pairs --pairs 100"
+    "conns-19000-ws|conns --connections 19000"
+    "fanin-100-sn|fanin --publishers 100"
+    "fanin-100-qos1-sn|fanin --publishers 100 -q 1"
 )
+
+# The kind of row NAME is: tcp, or its suffix (tls, ws, sn).
+kind() {
+    case $1 in
+    *-tls) echo tls ;;
+    *-ws) echo ws ;;
+    *-sn) echo sn ;;
+    *) echo tcp ;;
+    esac
+}
 
 # Whether scenario NAME runs in this invocation.
 selected() {
@@ -59,7 +86,12 @@ selected() {
     if [[ -n $ONLY ]]; then
         [[ " $ONLY " == *" $name "* ]]
     else
-        [[ $name != *-tls || $TLS == 1 ]]
+        case $(kind "$name") in
+        tcp) true ;;
+        tls) [[ $TLS == 1 ]] ;;
+        ws) [[ $WS == 1 ]] ;;
+        sn) [[ $SN == 1 ]] ;;
+        esac
     fi
 }
 
@@ -88,23 +120,34 @@ for ((round = 1; round <= ROUNDS; round++)); do
         name=${entry%%|*}
         read -r -a args <<<"${entry#*|}"
         selected "$name" || continue
-        tls=() broker_tls=''
-        if [[ $name == *-tls ]]; then
-            tls=(--cafile "$WORK/tls/ca.pem")
+        transport=() broker_tls='' ws=0 sn=0
+        case $(kind "$name") in
+        tls)
+            transport=(--cafile "$WORK/tls/ca.pem")
             broker_tls=$WORK/tls
-        fi
+            ;;
+        ws)
+            transport=(--ws)
+            ws=1
+            ;;
+        sn) sn=1 ;;
+        esac
         # The brokers take turns, each round starting with the next one, so none is always
         # measured right after the same neighbour.
         for ((turn = 0; turn < ${#brokers[@]}; turn++)); do
             broker=${brokers[$(((turn + round - 1) % ${#brokers[@]}))]}
-            if [[ -n $broker_tls && $broker == rumqttd ]]; then
-                continue # its TLS listener is not set up here
+            if [[ (-n $broker_tls || $ws == 1) && $broker == rumqttd ]]; then
+                continue # its TLS and WebSocket listeners are not set up here
+            fi
+            if [[ $sn == 1 && $broker != midge* ]]; then
+                continue # only Midge has an MQTT-SN gateway
             fi
             dir=$WORK/$broker-$name-$round
-            BROKER_TLS=$broker_tls start_broker "$broker" "$dir" || continue
+            BROKER_TLS=$broker_tls BROKER_WS=$ws BROKER_SN=$sn start_broker "$broker" "$dir" || continue
+            [[ $sn == 1 ]] && transport=(--sn-port "$BROKER_SN_PORT")
             out=$WORK/results/$name.$broker.$round.json
             log "round $round/$ROUNDS: $name on $broker"
-            run_bench "${args[@]}" "${tls[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" \
+            run_bench "${args[@]}" "${transport[@]}" -p "$BROKER_PORT" --broker-pid "$BROKER_PID" \
                 --warmup "$WARMUP" -d "$DURATION" --json --quiet >"$out" 2>"$out.err" ||
                 log "  failed: $(tail -1 "$out.err")"
             stop_pid "$BROKER_PID"
@@ -186,6 +229,10 @@ titles = {
     "latency-10k": "latency at 10,000 msg/s", "conns-19000": "19,000 idle connections",
     "fanout-100-tls": "fan-out 1→100 over TLS", "pairs-100-tls": "pairs 100 over TLS",
     "conns-2000-tls": "2,000 connections over TLS (connect rate = full handshakes/s)",
+    "fanout-100-ws": "fan-out 1→100 over WebSocket", "pairs-100-ws": "pairs 100 over WebSocket",
+    "conns-19000-ws": "19,000 idle connections over WebSocket",
+    "fanin-100-sn": "fan-in 100→1, MQTT-SN publishers (QoS 0) through the gateway",
+    "fanin-100-qos1-sn": "fan-in 100→1, MQTT-SN publishers (QoS 1) through the gateway",
 }
 peers = [b for b in brokers if b != "midge"]
 header = ["scenario", "measure"] + [names.get(b, b) for b in brokers]
@@ -236,13 +283,13 @@ if failed:
 EOF
 
 cat "$WORK/section.md"
-# A run of TLS rows alone has its own section, so it does not replace the matrix's figures.
+# A run of TLS, WebSocket or MQTT-SN rows (with TCP rows beside them or not) has its own
+# section (compare-tls, compare-ws, compare-sn), so it does not replace the matrix's figures.
 section=compare
-only_tls=1
-for name in $ONLY; do
-    [[ $name == *-tls ]] || only_tls=0
-done
-[[ -n $ONLY && $only_tls == 1 ]] && section=compare-tls
+if [[ -n $ONLY ]]; then
+    kinds=$(for name in $ONLY; do kind "$name"; done | { grep -v '^tcp$' || true; } | sort -u)
+    [[ -n $kinds && $kinds != *$'\n'* ]] && section=compare-$kinds
+fi
 if [[ $UPDATE_DOC == 1 ]]; then
     replace_section "$section" "$WORK/section.md"
     log "docs/benchmarks.md updated ($section section)"

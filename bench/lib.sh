@@ -145,12 +145,19 @@ make_tls_files() {
 # With BROKER_TLS set to a directory made by make_tls_files (midge, mosquitto and NATS), the
 # listener is TLS with its server.pem and server.key; with BROKER_PASSWORDS set to a password
 # file (midge and mosquitto), clients that give a user name are checked against it (anonymous
-# ones still allowed).
+# ones still allowed). With BROKER_WS=1 (midge, mosquitto and NATS) BROKER_PORT is a WebSocket
+# listener (MQTT over WebSocket at any path; NATS's at /mqtt, the bench's default path). With
+# BROKER_SN=1 (midge alone: the others have no MQTT-SN gateway) midge also runs an MQTT-SN
+# gateway on UDP port BROKER_SN_PORT.
 start_broker() {
     local name=$1 dir=$2 store=${3:-$'[store]\npersistence = false'} extra=${4:-}
-    local tls=${BROKER_TLS:-} passwords=${BROKER_PASSWORDS:-}
-    if [[ (-n $passwords && $name != midge* && $name != mosquitto) || (-n $tls && $name == rumqttd) ]]; then
-        log "$name: TLS is set up for midge, mosquitto and NATS, password files for midge and mosquitto only"
+    local tls=${BROKER_TLS:-} passwords=${BROKER_PASSWORDS:-} ws=${BROKER_WS:-0} sn=${BROKER_SN:-0}
+    if [[ (-n $passwords && $name != midge* && $name != mosquitto) || ((-n $tls || $ws == 1) && $name == rumqttd) ]]; then
+        log "$name: TLS and WebSockets are set up for midge, mosquitto and NATS, password files for midge and mosquitto only"
+        return 1
+    fi
+    if [[ $sn == 1 && $name != midge* ]]; then
+        log "$name: no MQTT-SN gateway"
         return 1
     fi
     mkdir -p "$dir"
@@ -163,11 +170,16 @@ start_broker() {
             # Settings for the baseline alone, for an A/B run of a setting (same binary).
             store+=$'\n'${MIDGE_BASE_TOML:-}
         fi
-        local listener=''
+        local listener='' gateway=''
+        [[ $ws == 1 ]] && listener+=$'protocol = "websockets"\n'
         [[ -n $tls ]] && listener+=$'certfile = "'$tls$'/server.pem"\nkeyfile = "'$tls$'/server.key"\n'
         [[ -n $passwords ]] && listener+=$'password_file = "'$passwords$'"\n'
-        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n%s\n[log]\nlevel = "warn"\n\n%s\n' \
-            "$BROKER_PORT" "$listener" "$store" >"$dir/midge.toml"
+        if [[ $sn == 1 ]]; then
+            free_port BROKER_SN_PORT
+            gateway=$'[[listener]]\nprotocol = "mqtt-sn"\nbind = "127.0.0.1:'$BROKER_SN_PORT$'"\nallow_anonymous = true\n'
+        fi
+        printf '[[listener]]\nbind = "127.0.0.1:%s"\nallow_anonymous = true\n%s\n%s\n[log]\nlevel = "warn"\n\n%s\n' \
+            "$BROKER_PORT" "$listener" "$gateway" "$store" >"$dir/midge.toml"
         (cd "$dir" && exec "$binary" serve -c midge.toml) >"$dir/broker.log" 2>&1 &
         ;;
     mosquitto)
@@ -178,8 +190,17 @@ start_broker() {
         # The listener's TLS files and the password file (one listener: they apply to it).
         [[ -n $tls ]] && extra+=$'\ncafile '$tls$'/ca.pem\ncertfile '$tls$'/server.pem\nkeyfile '$tls$'/server.key'
         [[ -n $passwords ]] && extra+=$'\npassword_file '$passwords
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\n%s\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n' \
-            "$BROKER_PORT" "$persistence" "$extra" >"$dir/mosquitto.conf"
+        local listener="listener $BROKER_PORT 127.0.0.1"
+        if [[ $ws == 1 ]]; then
+            # mosquitto 2.0.11 (Debian's) refuses to start with websockets listeners alone
+            # ("Unable to start any listening sockets"), so an unused TCP listener comes first;
+            # without socket_domain ipv4 its libwebsockets binds every address, not the one named.
+            local tcp_port
+            free_port tcp_port
+            listener=$'listener '$tcp_port$' 127.0.0.1\nlistener '$BROKER_PORT$' 127.0.0.1\nprotocol websockets\nsocket_domain ipv4'
+        fi
+        printf '%s\nallow_anonymous true\n%s\nlog_dest stderr\nlog_type error\nlog_type warning\n%s\n' \
+            "$listener" "$persistence" "$extra" >"$dir/mosquitto.conf"
         mosquitto -c "$dir/mosquitto.conf" >"$dir/broker.log" 2>&1 &
         ;;
     nats)
@@ -189,8 +210,16 @@ start_broker() {
         # With TLS, the MQTT listener gets the same server certificate as the others.
         local mqtt_tls=''
         [[ -n $tls ]] && mqtt_tls=", tls { cert_file: \"$tls/server.pem\", key_file: \"$tls/server.key\" }"
-        printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s%s }\n' \
-            "$client_port" "$dir" "$BROKER_PORT" "$mqtt_tls" >"$dir/nats.conf"
+        local mqtt_port=$BROKER_PORT websocket=''
+        if [[ $ws == 1 ]]; then
+            # MQTT over WebSocket in NATS: its websocket listener, path /mqtt, beside the MQTT one.
+            free_port mqtt_port
+            local ws_tls='no_tls: true'
+            [[ -n $tls ]] && ws_tls="tls { cert_file: \"$tls/server.pem\", key_file: \"$tls/server.key\" }"
+            websocket="websocket { listen: 127.0.0.1:$BROKER_PORT, $ws_tls }"
+        fi
+        printf 'server_name: midge_bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s/jetstream" }\nmqtt { listen: 127.0.0.1:%s%s }\n%s\n' \
+            "$client_port" "$dir" "$mqtt_port" "$mqtt_tls" "$websocket" >"$dir/nats.conf"
         "$NATS_SERVER" -c "$dir/nats.conf" >"$dir/broker.log" 2>&1 &
         ;;
     rumqttd)

@@ -33,6 +33,7 @@ struct SessionModel {
     subscriptions: BTreeMap<String, StoredSubscription>,
     deliveries: BTreeMap<u64, StoredDelivery>,
     inbound_qos2: BTreeSet<u16>,
+    topic_ids: BTreeMap<u16, String>,
 }
 
 impl Durability for MemoryDurability {
@@ -102,6 +103,9 @@ impl Model {
             Change::DeleteInboundQos2 { client_id, packet_id } => {
                 self.sessions.entry(client_id).or_default().inbound_qos2.remove(&packet_id);
             }
+            Change::PutTopicId { client_id, topic_id, topic } => {
+                self.sessions.entry(client_id).or_default().topic_ids.insert(topic_id, topic);
+            }
         }
     }
 }
@@ -165,6 +169,7 @@ impl MemoryDurability {
                     subscriptions: s.subscriptions.iter().map(|(f, r)| (f.clone(), *r)).collect(),
                     deliveries: s.deliveries.iter().map(|(seq, d)| (*seq, d.clone())).collect(),
                     inbound_qos2: s.inbound_qos2.iter().copied().collect(),
+                    topic_ids: s.topic_ids.iter().map(|(id, topic)| (*id, topic.clone())).collect(),
                 })
                 .collect(),
         }

@@ -155,3 +155,47 @@ fn a_restored_delayed_will_keeps_its_message_expiry_interval() {
     let (mut back, _) = world.connect(offline).unwrap();
     assert!(payloads(&back.publishes(world.now)).is_empty(), "an expired will is not delivered");
 }
+
+/// MQTT-SN 1.2 section 6.5, decision 0008: the topic ids a gateway records for a session live
+/// as long as the session. A persistent session's are stored (the REGACK waits for the ticket)
+/// and come back after a restart; a clean session's are kept for its connection only; a
+/// connection that was taken over records nothing; a clean start forgets them.
+#[test]
+fn topic_ids_live_as_long_as_the_session_and_survive_a_restart() {
+    let store = Arc::new(MemoryDurability::default());
+    let world = World::with_store(&store);
+    let mut first = world.client(persistent(V311, "sensor"));
+    let connection = first.connection.as_ref().unwrap();
+    assert!(connection.topic_ids().is_empty(), "a new session has none");
+    assert!(connection.record_topic_id(2, Arc::from("a/b")).is_some(), "a persistent session's is stored");
+    assert_eq!(connection.record_topic_id(2, Arc::from("a/b")), None, "nothing new, nothing written");
+    connection.record_topic_id(1, Arc::from("c/d"));
+    let expected: Vec<(u16, Arc<str>)> = vec![(1, Arc::from("c/d")), (2, Arc::from("a/b"))];
+    assert_eq!(connection.topic_ids(), expected, "ascending by id");
+
+    let clean = world.client(connect(V311, "clean"));
+    let clean_connection = clean.connection.as_ref().unwrap();
+    assert_eq!(clean_connection.record_topic_id(1, Arc::from("x")), None, "a clean session's is not stored");
+    assert_eq!(clean_connection.topic_ids().len(), 1, "but kept while its connection lives");
+
+    // Taken over: the session's ids go to the new connection; the old one records nothing.
+    let mut second = world.client(persistent(V311, "sensor"));
+    assert_eq!(second.connection.as_ref().unwrap().topic_ids(), expected);
+    assert_eq!(first.connection.as_ref().unwrap().record_topic_id(3, Arc::from("late")), None);
+    first.close(CloseKind::TakenOver, world.now);
+    second.close(CloseKind::Abnormal, world.now);
+    assert_eq!(store.recovered().sessions[0].topic_ids, [(1, "c/d".to_owned()), (2, "a/b".to_owned())]);
+
+    // Restart: the resumed session has them.
+    drop(world);
+    let store = Arc::new(store.reopened());
+    let world = World::with_store(&store);
+    let (back, connack) = world.connect(persistent(V311, "sensor")).unwrap();
+    assert!(connack.session_present);
+    assert_eq!(back.connection.as_ref().unwrap().topic_ids(), expected);
+
+    // A clean start ends the session, its ids with it, in memory and in the store.
+    let fresh = world.client(connect(V311, "sensor"));
+    assert!(fresh.connection.as_ref().unwrap().topic_ids().is_empty());
+    assert!(store.recovered().sessions.iter().all(|session| session.topic_ids.is_empty()));
+}

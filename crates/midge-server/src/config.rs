@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
-pub use sn::{SnSettings, DEFAULT_SN_PORT};
+pub use sn::{Advertise, SnSettings, DEFAULT_SN_PORT};
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
@@ -224,6 +224,13 @@ pub struct ListenerConfig {
     /// Predefined topic ids (`[listener.sn_predefined_topics]`, `ID = "topic/name"`).
     #[serde(default)]
     pub sn_predefined_topics: Option<BTreeMap<String, String>>,
+    /// Where the gateway sends ADVERTISE (`IP:PORT`, a broadcast address in production). Unset:
+    /// no ADVERTISE.
+    #[serde(default)]
+    pub sn_advertise_address: Option<String>,
+    /// Seconds between ADVERTISEs, also their Duration field. Default 900.
+    #[serde(default)]
+    pub sn_advertise_interval_s: Option<u16>,
 }
 
 impl ListenerConfig {
@@ -558,6 +565,8 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         sn_retry_interval_ms: None,
         sn_retry_count: None,
         sn_predefined_topics: None,
+        sn_advertise_address: None,
+        sn_advertise_interval_s: None,
     }
 }
 

@@ -45,6 +45,7 @@ mod test_support;
 pub use config::{ListenerConfig, ServerConfig};
 pub use listener::{ListenerCounters, ListenerHandle};
 pub use server::{Reloader, Server, ServerError};
+pub use sn::SnDrops;
 
 /// An error and its causes on one line, as `midge serve` prints a startup error: for errors
 /// that are logged rather than returned to the binary's edge.

@@ -80,6 +80,16 @@ pub const SN_INBOX: usize = 16;
 /// and a message on a new topic for the client is dropped and counted.
 pub const SN_TOPIC_IDS: usize = 1_024;
 
+/// GWINFOs one MQTT-SN socket sends a second at most, in answer to SEARCHGW (a token bucket
+/// with a burst of as many). SEARCHGW needs no connection, so its source address may be forged:
+/// a GWINFO is never longer than the SEARCHGW it answers (3 octets each, encapsulated alike),
+/// so the gateway amplifies nothing, and this bound keeps it from reflecting a flood at a
+/// victim's address all the same. One bucket for the socket, not one per address: per-address
+/// state would grow with forged addresses. Clients search rarely (at start, or after losing
+/// their gateway) and retry with a growing delay (6.1), so 10 a second serves a busy network;
+/// the SEARCHGWs beyond it are dropped and counted.
+pub const SN_GWINFO_PER_SECOND: u64 = 10;
+
 /// The most bytes a PROXY protocol v1 header may take, CRLF included: the specification's own
 /// bound (the longest TCP6 line), so a receiver can read it into a fixed buffer. A listener with
 /// `enable_proxy_protocol = 1` refuses a connection whose first 107 bytes hold no CRLF.

@@ -150,6 +150,7 @@ impl BoundListener {
             shutdown,
         };
         let current = Arc::new(RwLock::new(Current { context: Arc::new(context), tls }));
+        let mut sn = None;
         match sockets {
             Sockets::Stream(sockets) => {
                 accept_loop.spawn(
@@ -168,10 +169,29 @@ impl BoundListener {
             }
             Sockets::Datagram(sockets, settings) => {
                 let shared = Arc::new(crate::sn::Shared::new(index, settings));
+                sn = Some(Arc::clone(&shared));
+                let sockets: Vec<Arc<tokio::net::UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+                if let Some(advertise) = shared.settings.advertise {
+                    // From the first socket of the address's family.
+                    let family = |socket: &&Arc<tokio::net::UdpSocket>| {
+                        socket.local_addr().is_ok_and(|local| local.is_ipv4() == advertise.address.is_ipv4())
+                    };
+                    match sockets.iter().find(family) {
+                        Some(socket) => {
+                            let gw_id = shared.settings.gateway_id;
+                            let run = crate::sn::advertise::run(Arc::clone(socket), gw_id, advertise, stop_rx.clone());
+                            accept_loop.spawn(run);
+                        }
+                        None => tracing::warn!(
+                            listener = index, address = %advertise.address,
+                            "mqtt-sn: no socket of the listener can reach sn_advertise_address: no ADVERTISE"
+                        ),
+                    }
+                }
                 for socket in sockets {
                     let gateway = crate::sn::Gateway {
                         config: config.clone(),
-                        socket: Arc::new(socket),
+                        socket,
                         shared: Arc::clone(&shared),
                         current: Arc::clone(&current),
                         counters: Arc::clone(&counters),
@@ -190,6 +210,7 @@ impl BoundListener {
             counters,
             websocket,
             proxy,
+            sn,
             current,
             connections,
             stop,
@@ -212,6 +233,8 @@ pub struct ListenerHandle {
     websocket: Option<Arc<WebSocketListener>>,
     /// A listener behind a PROXY protocol proxy: its version and header counter.
     proxy: Option<Arc<ProxyListener>>,
+    /// An MQTT-SN listener's shared gateway state (its drop counters); `None` for the others.
+    sn: Option<Arc<crate::sn::Shared>>,
     /// What new connections are given, swapped by [`ListenerHandle::reload`].
     current: Arc<RwLock<Current>>,
     /// Its connections; their number is the listener's count of open connections.
@@ -248,6 +271,7 @@ impl ListenerHandle {
             tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
             websocket_upgrade_failures: self.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
             proxy_header_failures: self.proxy.as_ref().map_or(0, |proxy| proxy.header_failures()),
+            mqtt_sn: self.sn.as_ref().map(|sn| sn.counters.snapshot()),
         }
     }
 
@@ -318,6 +342,8 @@ pub struct ListenerCounters {
     /// Connections closed for their PROXY protocol header: none, malformed, too long, not in
     /// time or cut short; 0 on a listener without `enable_proxy_protocol`.
     pub proxy_header_failures: u64,
+    /// What an MQTT-SN listener dropped, by reason; `None` on the others.
+    pub mqtt_sn: Option<crate::SnDrops>,
 }
 
 /// The counters an accept loop adds to and its handle reads. Relaxed: each is a statistic read

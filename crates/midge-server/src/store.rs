@@ -135,6 +135,7 @@ pub fn recovered(snapshot: Snapshot) -> Recovered {
                     .collect(),
                 deliveries: stored.deliveries.into_iter().map(|(seq, d)| (seq, delivery(d))).collect(),
                 inbound_qos2: stored.inbound_qos2,
+                topic_ids: stored.topic_ids,
             })
             .collect(),
     }
@@ -256,6 +257,7 @@ fn op(change: Change) -> Op {
         Change::DeleteDelivery { client_id, seq } => Op::DeleteDelivery { client_id, seq },
         Change::PutInboundQos2 { client_id, packet_id } => Op::PutInboundQos2 { client_id, packet_id },
         Change::DeleteInboundQos2 { client_id, packet_id } => Op::DeleteInboundQos2 { client_id, packet_id },
+        Change::PutTopicId { client_id, topic_id, topic } => Op::PutTopicId { client_id, topic_id, topic },
     }
 }
 
@@ -307,7 +309,8 @@ mod tests {
             .push(Change::PutSession { client_id: "c".into(), record: record.clone() })
             .push(Change::PutSubscription { client_id: "c".into(), filter: "a/+".into(), record: subscription })
             .push(Change::PutDelivery { client_id: "c".into(), seq: 5, record: delivery.clone() })
-            .push(Change::PutInboundQos2 { client_id: "c".into(), packet_id: 6 });
+            .push(Change::PutInboundQos2 { client_id: "c".into(), packet_id: 6 })
+            .push(Change::PutTopicId { client_id: "c".into(), topic_id: 3, topic: "a/b".into() });
         let ticket = port.submit(changes);
         writer.handle().wait_durable(midge_store::Ticket(ticket.0)).expect("durable");
         let snapshot = writer.shutdown().expect("shut down").load().expect("load");
@@ -320,6 +323,7 @@ mod tests {
             subscriptions: vec![("a/+".into(), subscription)],
             deliveries: vec![(5, delivery)],
             inbound_qos2: vec![6],
+            topic_ids: vec![(3, "a/b".into())],
         };
         assert_eq!(back.sessions, vec![expected]);
     }

@@ -24,11 +24,17 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ListenerConfig, TlsVersion};
+use crate::config::{ListenerConfig, ListenerProtocol, TlsVersion};
 
-/// The ALPN protocol a TLS listener offers (the name AWS IoT and others use for MQTT); a client
-/// that offers no ALPN at all is accepted too.
+/// The ALPN protocol a TLS listener of MQTT over TCP offers (the name AWS IoT and others use for
+/// MQTT); a client that offers no ALPN at all is accepted too.
 pub const ALPN_MQTT: &[u8] = b"mqtt";
+
+/// The ALPN protocol a websockets listener over TLS (wss) offers: the upgrade is an HTTP/1.1
+/// request (RFC 6455 section 4.1), and browsers offer `http/1.1` alone for a WebSocket. rustls
+/// refuses a client whose offer shares no protocol with the listener's, so `mqtt` there would
+/// refuse every browser. A client that offers no ALPN is accepted too.
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
 /// A TLS listener's acceptor and what its connections need to know of its settings.
 #[derive(Debug)]
@@ -199,7 +205,11 @@ impl TlsListener {
             }
             other => TlsError::Key { path: keyfile.clone(), problem: other.to_string() },
         })?;
-        server.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+        let alpn = match config.protocol {
+            ListenerProtocol::Websockets => ALPN_HTTP_1_1,
+            ListenerProtocol::Mqtt | ListenerProtocol::MqttSn => ALPN_MQTT,
+        };
+        server.alpn_protocols = vec![alpn.to_vec()];
         Ok(Some(Self { server: Arc::new(server), username, handshake_failures: AtomicU64::new(0) }))
     }
 

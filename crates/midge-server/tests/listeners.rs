@@ -73,3 +73,50 @@ async fn a_full_listener_closes_new_connections_at_once_and_counts_them() {
 
     server.run_until(async {}).await;
 }
+
+/// An MQTT-SN listener's drops are counted by reason in its counters, where metrics read them: a
+/// malformed datagram, a message from an address without a connection, a QoS -1 PUBLISH to a
+/// topic the gateway does not know, and SEARCHGWs over the GWINFO rate. Other listeners have
+/// no MQTT-SN counters.
+#[tokio::test]
+async fn an_mqtt_sn_listener_counts_what_it_drops_by_reason() {
+    use midge_sn_codec::{Message, MsgId, Publish, PublishTopic, QoS, TopicId};
+
+    let server = server(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n\
+         [[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n",
+    )
+    .await;
+    let [mqtt, sn] = server.listeners() else { panic!("two listeners") };
+    assert_eq!(mqtt.counters().mqtt_sn, None);
+    assert_eq!(sn.counters().mqtt_sn, Some(midge_server::SnDrops::default()));
+    let gateway = sn.local_addrs()[0];
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let send = |message: Message| {
+        let mut datagram = bytes::BytesMut::new();
+        midge_sn_codec::encode(&message, &mut datagram).unwrap();
+        datagram
+    };
+    socket.send_to(&[0x01], gateway).await.unwrap();
+    socket.send_to(&send(Message::PingReq { client_id: None }), gateway).await.unwrap();
+    let topic = PublishTopic::Normal(TopicId(1));
+    let publish = Publish { dup: false, qos: QoS::MinusOne, retain: false, topic, msg_id: MsgId(0), data: "x".into() };
+    socket.send_to(&send(Message::Publish(publish)), gateway).await.unwrap();
+    for _ in 0..30 {
+        socket.send_to(&send(Message::SearchGw { radius: 0 }), gateway).await.unwrap();
+    }
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let drops = loop {
+        let drops = sn.counters().mqtt_sn.unwrap();
+        if drops.searches_limited >= 15 && drops.minus_one_refused == 1 {
+            break drops;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not counted in time: {drops:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!((drops.malformed, drops.unconnected, drops.inbox_full, drops.unexpected), (1, 1, 0, 0), "{drops:?}");
+    assert!(drops.searches_limited <= 29, "some SEARCHGWs were answered: {drops:?}");
+
+    server.run_until(async {}).await;
+}

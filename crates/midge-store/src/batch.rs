@@ -28,7 +28,7 @@ pub enum Op {
         /// The session.
         record: SessionRecord,
     },
-    /// Deletes a session with all its subscriptions, deliveries and inbound QoS 2 ids.
+    /// Deletes a session with all its subscriptions, deliveries, inbound QoS 2 ids and topic ids.
     DeleteSession(String),
     /// Stores a subscription of a session (or replaces it).
     PutSubscription {
@@ -76,6 +76,16 @@ pub enum Op {
         /// The packet id.
         packet_id: u16,
     },
+    /// Stores a topic id of a session: a number a gateway gave a topic name for the session's
+    /// client (an MQTT-SN normal topic id). Deleted only with the session.
+    PutTopicId {
+        /// The session's client identifier.
+        client_id: String,
+        /// The id.
+        topic_id: u16,
+        /// The topic name it stands for.
+        topic: String,
+    },
 }
 
 impl Op {
@@ -105,6 +115,7 @@ impl Op {
                 Op::DeleteDelivery { client_id, .. }
                 | Op::PutInboundQos2 { client_id, .. }
                 | Op::DeleteInboundQos2 { client_id, .. } => client_id.len(),
+                Op::PutTopicId { client_id, topic, .. } => client_id.len() + topic.len(),
             }
     }
 }
@@ -236,6 +247,11 @@ impl Batch {
     /// Appends [`Op::DeleteInboundQos2`].
     pub fn delete_inbound_qos2(&mut self, client_id: impl Into<String>, packet_id: u16) -> &mut Self {
         self.push(Op::DeleteInboundQos2 { client_id: client_id.into(), packet_id })
+    }
+
+    /// Appends [`Op::PutTopicId`].
+    pub fn put_topic_id(&mut self, client_id: impl Into<String>, topic_id: u16, topic: impl Into<String>) -> &mut Self {
+        self.push(Op::PutTopicId { client_id: client_id.into(), topic_id, topic: topic.into() })
     }
 }
 

@@ -13,6 +13,7 @@
 //! | `subscriptions` | client, filter | [`SubscriptionRecord`] |
 //! | `deliveries` | client, seq u64 BE | [`DeliveryRecord`] |
 //! | `inbound_qos2` | client, packet id u16 BE | empty record `()` |
+//! | `topic_ids` | client, topic id u16 BE | the topic name, a `String` (format 2) |
 //!
 //! "client" is the client id's length as u32 BE followed by its bytes. Every value except in
 //! `meta` is [`RECORD_VERSION`] followed by the record in postcard.
@@ -61,10 +62,11 @@ pub(crate) enum Table {
     Subscriptions,
     Deliveries,
     InboundQos2,
+    TopicIds,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 7] = [
+    pub(crate) const ALL: [Table; 8] = [
         Table::Meta,
         Table::Messages,
         Table::Retained,
@@ -72,10 +74,21 @@ impl Table {
         Table::Subscriptions,
         Table::Deliveries,
         Table::InboundQos2,
+        Table::TopicIds,
     ];
 
     /// The tables whose keys start with a client prefix: what [`Op::DeleteSession`] clears.
-    pub(crate) const PER_CLIENT: [Table; 3] = [Table::Subscriptions, Table::Deliveries, Table::InboundQos2];
+    pub(crate) const PER_CLIENT: [Table; 4] =
+        [Table::Subscriptions, Table::Deliveries, Table::InboundQos2, Table::TopicIds];
+
+    /// How many tables a store of format `version` has: [`Table::TopicIds`] came with format 2.
+    pub(crate) fn count_in_format(version: u32) -> usize {
+        if version >= 2 {
+            Self::ALL.len()
+        } else {
+            Self::ALL.len() - 1
+        }
+    }
 
     /// The table's name in the engine.
     pub(crate) fn name(self) -> &'static str {
@@ -87,6 +100,7 @@ impl Table {
             Table::Subscriptions => "subscriptions",
             Table::Deliveries => "deliveries",
             Table::InboundQos2 => "inbound_qos2",
+            Table::TopicIds => "topic_ids",
         }
     }
 }
@@ -197,6 +211,13 @@ pub(crate) fn inbound_key(client_id: &str, packet_id: u16) -> Vec<u8> {
     key
 }
 
+/// The key of a topic id.
+pub(crate) fn topic_id_key(client_id: &str, topic_id: u16) -> Vec<u8> {
+    let mut key = client_prefix(client_id);
+    key.extend_from_slice(&topic_id.to_be_bytes());
+    key
+}
+
 /// Splits a per-client key into the client id and the rest.
 pub(crate) fn split_client_key(key: &[u8]) -> Result<(String, &[u8]), String> {
     let (len, rest) = key.split_first_chunk::<4>().ok_or("key shorter than its client prefix")?;
@@ -292,6 +313,9 @@ pub(crate) fn plan(batch: &Batch, committed: &dyn Read) -> Result<WriteSet, Stor
             }
             Op::DeleteInboundQos2 { client_id, packet_id } => {
                 writes.insert((Table::InboundQos2, inbound_key(client_id, *packet_id)), None);
+            }
+            Op::PutTopicId { client_id, topic_id, topic } => {
+                writes.insert((Table::TopicIds, topic_id_key(client_id, *topic_id)), Some(encode_value(topic)));
             }
         }
     }

@@ -9,7 +9,11 @@
 //! - 0: before the first release, retained values were the bare 8-byte big-endian message id,
 //!   without a record version byte. No store in the field has it; it exists so the migration
 //!   path is exercised by a test from the start.
-//! - 1: the layout in [`layout`](crate::layout).
+//! - 1: the layout in [`layout`](crate::layout) without the `topic_ids` table.
+//! - 2: the `topic_ids` table (a session's MQTT-SN topic ids, decision 0008). The engine
+//!   creates the empty table when it opens a store of format 1; the step only bumps the
+//!   version, so a format 1 store is read by this build and refused by older ones once
+//!   migrated.
 
 use crate::disk::DiskStore;
 use crate::error::StoreError;
@@ -18,7 +22,7 @@ use crate::records::MessageId;
 use crate::store::Flush;
 
 /// The format this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One migration step: reads the store at version `from` and returns the writes that make it
 /// version `from + 1` (the version bump is added by [`migrate`]).
@@ -32,7 +36,10 @@ struct Step {
 }
 
 /// Every step, in order.
-const STEPS: &[Step] = &[Step { from: 0, what: "retained values get a record version", run: v0_to_v1 }];
+const STEPS: &[Step] = &[
+    Step { from: 0, what: "retained values get a record version", run: v0_to_v1 },
+    Step { from: 1, what: "a table for sessions' topic ids", run: v1_to_v2 },
+];
 
 /// Migrates `store` from format `from` to [`FORMAT_VERSION`], one step at a time.
 pub(crate) fn migrate(store: &mut DiskStore, from: u32) -> Result<(), StoreError> {
@@ -50,6 +57,12 @@ pub(crate) fn migrate(store: &mut DiskStore, from: u32) -> Result<(), StoreError
         store.write(writes, Flush::Disk)?;
     }
     Ok(())
+}
+
+/// Version 1 → 2: the `topic_ids` table, which the engine created empty when it opened the
+/// store; nothing to rewrite.
+fn v1_to_v2(_read: &dyn Read) -> Result<WriteSet, String> {
+    Ok(WriteSet::new())
 }
 
 /// Version 0 → 1: retained values from a bare big-endian id to a versioned record.
@@ -73,8 +86,8 @@ mod tests {
 
     use super::*;
     use crate::batch::Batch;
-    use crate::disk::MARKER_FILE;
-    use crate::records::MessageRecord;
+    use crate::disk::{ENGINE_DIR, ENGINE_TABLES_DIR, MARKER_FILE};
+    use crate::records::{MessageRecord, SessionRecord};
     use crate::store::Store;
 
     /// Makes a version 0 store the way the pre-release code wrote it, then opens it.
@@ -104,7 +117,8 @@ mod tests {
         };
         let marker = dir.path().join(MARKER_FILE);
         let text = std::fs::read_to_string(&marker).expect("marker");
-        std::fs::write(&marker, text.replace("format_version = 1", "format_version = 0")).expect("marker v0");
+        let current = format!("format_version = {FORMAT_VERSION}");
+        std::fs::write(&marker, text.replace(&current, "format_version = 0")).expect("marker v0");
 
         let store = DiskStore::open(dir.path()).expect("open and migrate v0");
         assert_eq!(store.store_id(), store_id);
@@ -112,10 +126,57 @@ mod tests {
         assert_eq!(snapshot.retained.get("plant/7/state"), Some(&MessageId(7)));
         assert_eq!(snapshot.messages.get(&MessageId(7)), Some(&message));
         drop(store);
-        assert!(std::fs::read_to_string(&marker).expect("marker").contains("format_version = 1"));
-        // Migrated once: a second open finds version 1 and changes nothing.
+        assert!(std::fs::read_to_string(&marker).expect("marker").contains(&current));
+        // Migrated once: a second open finds the current version and changes nothing.
         let again = DiskStore::open(dir.path()).expect("reopen").load().expect("load");
         assert_eq!(again, snapshot);
+    }
+
+    /// A format 1 store has no `topic_ids` table: it opens (the engine adds the table), is
+    /// migrated to format 2, keeps its sessions, and takes topic ids from then on.
+    #[test]
+    fn opens_a_v1_store_without_the_topic_ids_table_and_migrates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let session = SessionRecord {
+            session_id: 3,
+            protocol_level: 4,
+            expiry_interval: u32::MAX,
+            expires_at_unix_ms: None,
+            delayed_will: None,
+        };
+        {
+            let mut store = DiskStore::open(dir.path()).expect("create");
+            let mut batch = Batch::new();
+            batch.put_session("sensor", session.clone());
+            store.commit(&batch, Flush::Disk).expect("commit");
+            let mut writes = WriteSet::new();
+            writes.insert((Table::Meta, META_FORMAT_VERSION.to_vec()), Some(1u32.to_be_bytes().to_vec()));
+            store.write(writes, Flush::Disk).expect("write v1");
+        }
+        // The v1 fixture: the marker says 1, and the last table (created last) is not there.
+        let marker = dir.path().join(MARKER_FILE);
+        let text = std::fs::read_to_string(&marker).expect("marker");
+        let current = format!("format_version = {FORMAT_VERSION}");
+        std::fs::write(&marker, text.replace(&current, "format_version = 1")).expect("marker v1");
+        let tables = dir.path().join(ENGINE_DIR).join(ENGINE_TABLES_DIR);
+        let last = std::fs::read_dir(&tables)
+            .expect("tables")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .max()
+            .expect("a table");
+        assert_eq!(last as usize, Table::ALL.len(), "the engine's own table is 0, then ours in order");
+        std::fs::remove_dir_all(tables.join(last.to_string())).expect("remove the topic_ids table");
+
+        let mut store = DiskStore::open(dir.path()).expect("open and migrate v1");
+        assert!(std::fs::read_to_string(&marker).expect("marker").contains(&current));
+        let mut batch = Batch::new();
+        batch.put_topic_id("sensor", 1, "a/b");
+        store.commit(&batch, Flush::Disk).expect("commit");
+        drop(store);
+        let snapshot = DiskStore::open(dir.path()).expect("reopen").load().expect("load");
+        let sensor = &snapshot.sessions["sensor"];
+        assert_eq!(sensor.record, session);
+        assert_eq!(sensor.topic_ids, vec![(1, "a/b".to_owned())]);
     }
 
     #[test]

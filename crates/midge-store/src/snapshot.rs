@@ -34,6 +34,9 @@ pub struct SessionSnapshot {
     pub deliveries: Vec<(u64, DeliveryRecord)>,
     /// Inbound QoS 2 packet ids awaiting PUBREL, ascending.
     pub inbound_qos2: Vec<u16>,
+    /// Its topic ids (see [`Op::PutTopicId`](crate::Op::PutTopicId)) and their topic names,
+    /// ascending by id.
+    pub topic_ids: Vec<(u16, String)>,
 }
 
 impl SessionSnapshot {
@@ -138,6 +141,7 @@ impl Snapshot {
                 subscriptions: BTreeMap::new(),
                 deliveries: Vec::new(),
                 inbound_qos2: Vec::new(),
+                topic_ids: Vec::new(),
             };
             snapshot.sessions.insert(client, session);
             Ok(())
@@ -184,6 +188,22 @@ impl Snapshot {
                 .map_err(|e| corrupt(Table::InboundQos2, format!("{client:?} {packet_id}: {e}")))?;
             match sessions.get_mut(&client) {
                 Some(s) => s.inbound_qos2.push(packet_id),
+                None => {
+                    stray_clients.insert(client);
+                }
+            }
+            Ok(())
+        })?;
+
+        read.for_each(Table::TopicIds, &mut |key, value| {
+            let (client, topic_id) = layout::split_client_key(key).map_err(|e| corrupt(Table::TopicIds, e))?;
+            let topic_id =
+                layout::be_u16(topic_id).map_err(|e| corrupt(Table::TopicIds, format!("{client:?}: {e}")))?;
+            let topic = layout::decode_value::<String>(value)
+                .map_err(|e| corrupt(Table::TopicIds, format!("{client:?} {topic_id}: {e}")))?;
+            match sessions.get_mut(&client) {
+                // Keys sort by id within a client.
+                Some(s) => s.topic_ids.push((topic_id, topic)),
                 None => {
                     stray_clients.insert(client);
                 }

@@ -43,6 +43,7 @@ fn operations_apply_in_order_and_sessions_delete_with_their_rows() {
     assert_eq!(seqs, [1, 2, 3]);
     assert_eq!(h.deliveries[0].1, delivery(2, DeliveryState::Inflight { packet_id: 2, awaiting_pubcomp: true }));
     assert_eq!(h.inbound_qos2, [300]);
+    assert_eq!(h.topic_ids, [(1, "site/8/state".to_owned()), (2, "site/7/state".to_owned())], "by id");
     assert_eq!(h.next_seq(), 4);
     assert_eq!(s.sessions["historian-2"].subscriptions.len(), 1);
 

@@ -227,15 +227,43 @@ fn the_table_is_printed_without_json() {
     assert!(finished.stderr.contains("measuring: sent"), "no progress line: {finished:?}");
 }
 
+/// `--sn-port`: MQTT-SN publishers through the broker's gateway to MQTT subscribers.
+fn sn_bench(args: &[&str]) -> Value {
+    let broker = TestBroker::start_midge_with(&support::mqtt_sn_listener(""));
+    let sn_port = broker.mqtt_sn_addr().port().to_string();
+    let mut args = args.to_vec();
+    args.extend(["--sn-port", &sn_port]);
+    let report = bench(&broker, &args);
+    assert_eq!(report["mqtt_sn_port"].as_u64().map(|port| port.to_string()), Some(sn_port), "{report}");
+    report
+}
+
+#[test]
+fn mqtt_sn_publishers_at_qos_1_reach_mqtt_subscribers_and_lose_nothing() {
+    let report = sn_bench(&["fanin", "--publishers", "3", "-q", "1", "--rate", "1500"]);
+    assert_traffic(&report);
+    assert_nothing_lost(&report);
+    assert_eq!(number(&report, "out_of_order"), 0.0, "{report}");
+}
+
+#[test]
+fn mqtt_sn_publishers_at_qos_0_fan_out_to_mqtt_subscribers() {
+    let report = sn_bench(&["fanout", "--subscribers", "2", "--rate", "1000"]);
+    assert_traffic(&report);
+    assert_eq!(number(&report, "expected_total"), 2.0 * number(&report, "sent_total"), "{report}");
+}
+
 #[test]
 fn bad_arguments_exit_2_and_an_unreachable_broker_exits_1() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["fanout", "--size", "4"], "--size"),
         (&["fanin", "--publishers", "0"], "--publishers"),
         (&["latency", "--rate", "0"], "--rate"),
         (&["pairs", "-d", "0"], "--duration"),
         (&["offline", "-q", "0"], "-q must be 1 or 2"),
         (&["drain", "--messages", "0"], "--messages"),
+        (&["latency", "--sn-port", "1884"], "--sn-port"),
+        (&["fanin", "-q", "2", "--sn-port", "1884"], "QoS 0 or 1"),
     ];
     for (args, message) in cases {
         let mut command = midge(&["bench"]);

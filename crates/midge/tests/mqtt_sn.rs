@@ -18,7 +18,7 @@ use midge_codec::{
     TopicFilter, TopicName as MqttTopicName,
 };
 use midge_sn_codec::{
-    ClientId, Connect, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
+    ClientId, Connect, Encapsulated, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode,
     ShortTopicName, SubAck, Subscribe, SubscribeTopic, TopicId, TopicName, WillTopic,
 };
 use support::TestBroker;
@@ -155,6 +155,44 @@ impl Sn {
         assert_ne!(register.topic_id, TopicId(0));
         self.send(&regack(&register, ReturnCode::ACCEPTED));
         register.topic_id
+    }
+}
+
+/// A forwarder (5.5) made of a UDP socket: it relays the messages of the nodes behind it, each
+/// encapsulated with its Wireless Node Id and a Radius.
+struct Forwarder {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+}
+
+impl Forwarder {
+    fn new(gateway: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(WAIT)).expect("timeout");
+        Self { socket, gateway }
+    }
+
+    /// Relays `message` from node `node` with `radius`.
+    fn send(&self, node: &[u8], radius: u8, message: Message) {
+        let wireless_node_id = Bytes::copy_from_slice(node);
+        let encapsulated = Message::Encapsulated(Encapsulated { radius, wireless_node_id, message: Box::new(message) });
+        let mut datagram = BytesMut::new();
+        midge_sn_codec::encode(&encapsulated, &mut datagram).expect("encode");
+        self.socket.send_to(&datagram, self.gateway).expect("send");
+    }
+
+    /// The next datagram from the gateway, which must be encapsulated: its node, Radius and
+    /// message.
+    fn recv(&self) -> (Vec<u8>, u8, Message) {
+        let mut buffer = [0u8; 65_536];
+        let (len, from) = self.socket.recv_from(&mut buffer).expect("a datagram from the gateway in time");
+        assert_eq!(from, self.gateway);
+        match midge_sn_codec::decode(&buffer[..len]).expect("the gateway sent a valid message") {
+            Message::Encapsulated(Encapsulated { radius, wireless_node_id, message }) => {
+                (wireless_node_id.to_vec(), radius, *message)
+            }
+            other => panic!("expected an Encapsulated message, got {other:?}"),
+        }
     }
 }
 
@@ -598,8 +636,8 @@ fn an_sn_publisher_is_paced_while_its_subscriber_is_full() {
 }
 
 /// 6.3: a client that connects with CleanSession 0 keeps its subscriptions while away, and what
-/// was published for it meanwhile reaches it when it connects again (REGISTERed anew: topic ids
-/// belong to a connection).
+/// was published for it meanwhile reaches it when it connects again, its topic REGISTERed
+/// first.
 #[test]
 fn sn_6_3_a_persistent_session_gets_what_was_queued_while_away() {
     let gateway = Gateway::start("", "");
@@ -782,4 +820,210 @@ fn sn_6_14_a_client_that_sleeps_past_its_duration_is_lost() {
     assert_eq!(sn.recv(), Message::Disconnect { duration: None });
     assert_eq!(mqtt.recv_publish(), ("wills/dreamer".into(), "never woke".into(), MqttQoS::AtMostOnce));
     gateway.broker.wait_for_log("client_id=dreamer reason=slept past its duration", WAIT);
+}
+
+/// 6.5, 6.14: topic ids hold across a sleep: woken, the client is sent its messages on the id
+/// the SUBACK gave, without a REGISTER; back to the active state with a CONNECT that keeps its
+/// session (CleanSession 0), it publishes on the id it registered before it slept.
+#[test]
+fn sn_6_14_topic_ids_hold_across_a_sleep() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("nap/out", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("napper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let out = sn.register("nap/out");
+    let inn = sn.subscribe(name("nap/in"), QoS::AtLeastOnce).topic_id;
+    sn.send(&Message::Disconnect { duration: Some(60) });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+    mqtt.publish("nap/in", "while asleep", MqttQoS::AtLeastOnce, false);
+
+    sn.send(&Message::PingReq { client_id: Some(ClientId::new("napper").unwrap()) });
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(inn), &b"while asleep"[..]));
+    assert_eq!(sn.recv(), Message::PingResp);
+
+    sn.connect_with("napper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let msg_id = sn.publish(PublishTopic::Normal(out), QoS::AtLeastOnce, "awake");
+    assert_eq!(sn.recv(), Message::PubAck(PubAck { topic_id: out, msg_id, return_code: ReturnCode::ACCEPTED }));
+    assert_eq!(mqtt.recv_publish(), ("nap/out".into(), "awake".into(), MqttQoS::AtLeastOnce));
+    assert_eq!(sn.register("nap/in"), inn, "registered again: the same id");
+}
+
+/// 6.5, 6.3, decision 0008: a persistent session's topic ids survive a restart of the broker
+/// (killed, on the same store). The client CONNECTs again with CleanSession 0 and publishes on
+/// the id it registered before; a message for it on a topic that had an id comes on that id,
+/// REGISTERed again first (the gateway does not assume the client kept its table); a new topic
+/// gets an id none of the old ones has.
+#[test]
+fn sn_6_5_topic_ids_of_a_persistent_session_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("[store]\ndata_dir = {:?}\n", dir.path().display().to_string());
+    let gateway = Gateway::start("", &store);
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let temperature = sn.register("plant/temperature");
+    let command = sn.subscribe(name("plant/command"), QoS::AtLeastOnce).topic_id;
+    drop(gateway); // SIGKILL: what the REGACK and SUBACK promised is in the store
+
+    let gateway = Gateway::start("", &store);
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("plant/temperature", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    sn.connect_with("keeper", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let msg_id = sn.publish(PublishTopic::Normal(temperature), QoS::AtLeastOnce, "21.5");
+    let accepted = PubAck { topic_id: temperature, msg_id, return_code: ReturnCode::ACCEPTED };
+    assert_eq!(sn.recv(), Message::PubAck(accepted), "the id registered before the restart");
+    assert_eq!(mqtt.recv_publish(), ("plant/temperature".into(), "21.5".into(), MqttQoS::AtLeastOnce));
+
+    mqtt.publish("plant/command", "stop", MqttQoS::AtLeastOnce, false);
+    assert_eq!(sn.accept_register("plant/command"), command, "REGISTERed again, with its id");
+    let publish = sn.recv_publish();
+    assert_eq!((publish.topic, &publish.data[..]), (PublishTopic::Normal(command), &b"stop"[..]));
+    let other = sn.register("plant/other");
+    assert!(other != temperature && other != command, "a new id: {other:?}");
+}
+
+/// 5.5: a forwarder relays two nodes' messages from one UDP address, each encapsulated with its
+/// Wireless Node Id. Each node is a client of its own (forwarder address + node id); everything
+/// the gateway sends a node goes back to the forwarder encapsulated with that node's id and the
+/// Radius it came with: GWINFO, CONNACK, SUBACK, REGACK, PUBACK, the gateway's REGISTER and
+/// PUBLISH, PINGRESP. A message from the forwarder's address that is not encapsulated is not
+/// either node's.
+#[test]
+fn sn_5_5_each_node_behind_a_forwarder_is_a_client_answered_encapsulated() {
+    let gateway = Gateway::start("", "");
+    let mut mqtt = gateway.mqtt("watcher");
+    mqtt.subscribe("fw/#", MqttQoS::AtLeastOnce);
+    let forwarder = Forwarder::new(gateway.sn);
+    let (one, two) = (&b"\x0a\x01"[..], &b"node-2"[..]);
+    forwarder.send(one, 1, Message::SearchGw { radius: 0 });
+    assert_eq!(forwarder.recv(), (one.to_vec(), 1, Message::GwInfo { gw_id: 1, gw_add: Bytes::new() }));
+    for (node, radius, client_id) in [(one, 1, "behind-1"), (two, 2, "behind-2")] {
+        let client_id = ClientId::new(client_id).unwrap();
+        forwarder.send(
+            node,
+            radius,
+            Message::Connect(Connect { will: false, clean_session: true, duration: 60, client_id }),
+        );
+        let accepted = Message::ConnAck { return_code: ReturnCode::ACCEPTED };
+        assert_eq!(forwarder.recv(), (node.to_vec(), radius, accepted));
+    }
+    gateway.broker.wait_for_log("client_id=behind-2 protocol=\"mqtt-sn\"", WAIT);
+
+    let topic = name("fw/+");
+    forwarder.send(
+        one,
+        1,
+        Message::Subscribe(Subscribe { dup: false, qos: QoS::AtLeastOnce, msg_id: MsgId(1), topic }),
+    );
+    let (node, _, Message::SubAck(ack)) = forwarder.recv() else { panic!("expected SUBACK") };
+    assert_eq!((node.as_slice(), ack.return_code), (one, ReturnCode::ACCEPTED));
+    let topic_name = TopicName::new("fw/two").unwrap();
+    forwarder.send(two, 2, Message::Register(Register { topic_id: TopicId(0), msg_id: MsgId(1), topic_name }));
+    let (node, radius, Message::RegAck(ack)) = forwarder.recv() else { panic!("expected REGACK") };
+    assert_eq!((node.as_slice(), radius), (two, 2));
+    let data = Bytes::from("from two");
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: PublishTopic::Normal(ack.topic_id),
+        msg_id: MsgId(2),
+        data,
+    };
+    forwarder.send(two, 2, Message::Publish(publish));
+    assert_eq!(mqtt.recv_publish(), ("fw/two".into(), "from two".into(), MqttQoS::AtLeastOnce));
+
+    // Node two's PUBACK and node one's REGISTER, in either order.
+    let mut register = None;
+    for _ in 0..2 {
+        match forwarder.recv() {
+            (node, 2, Message::PubAck(ack)) if node == two => assert_eq!(ack.return_code, ReturnCode::ACCEPTED),
+            (node, 1, Message::Register(r)) if node == one => register = Some(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let register = register.expect("node one's REGISTER");
+    assert_eq!(register.topic_name.as_str(), "fw/two");
+    forwarder.send(one, 1, regack(&register, ReturnCode::ACCEPTED));
+    let (node, radius, Message::Publish(publish)) = forwarder.recv() else { panic!("expected PUBLISH") };
+    assert_eq!((node.as_slice(), radius, publish.topic), (one, 1, PublishTopic::Normal(register.topic_id)));
+    assert_eq!(&publish.data[..], b"from two");
+    forwarder.send(one, 1, puback(&publish, ReturnCode::ACCEPTED));
+
+    // Not encapsulated: the forwarder's address itself has no connection.
+    let direct = Sn { socket: forwarder.socket.try_clone().unwrap(), gateway: gateway.sn, next_id: 0 };
+    direct.send(&Message::PingReq { client_id: None });
+    direct.send(&Message::SearchGw { radius: 0 });
+    assert!(matches!(direct.recv(), Message::GwInfo { .. }), "the plain PINGREQ was not answered");
+    forwarder.send(one, 1, Message::PingReq { client_id: None });
+    assert_eq!(forwarder.recv(), (one.to_vec(), 1, Message::PingResp));
+}
+
+/// 5.4.1, 6.1: the gateway sends ADVERTISE to `sn_advertise_address` (a broadcast address in
+/// production; a socket of the test's here), the first at once and then every
+/// `sn_advertise_interval_s`, with its GwId and that interval as Duration.
+#[test]
+fn sn_5_4_1_advertise_goes_to_the_configured_address_every_interval() {
+    let listener = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    listener.set_read_timeout(Some(WAIT)).expect("timeout");
+    let address = listener.local_addr().unwrap();
+    let keys = format!("sn_gateway_id = 5\nsn_advertise_address = \"{address}\"\nsn_advertise_interval_s = 1");
+    let gateway = Gateway::start(&keys, "");
+    let mut buffer = [0u8; 64];
+    let mut advertise = || {
+        let (len, from) = listener.recv_from(&mut buffer).expect("an ADVERTISE in time");
+        assert_eq!(from, gateway.sn, "from the gateway's socket");
+        let message = midge_sn_codec::decode(&buffer[..len]).expect("a valid message");
+        (message, std::time::Instant::now())
+    };
+    let (first, at) = advertise();
+    assert_eq!(first, Message::Advertise { gw_id: 5, duration: 1 });
+    let (second, then) = advertise();
+    assert_eq!(second, first);
+    let gap = then - at;
+    assert!(gap >= Duration::from_millis(900), "one interval apart: {gap:?}");
+}
+
+/// 6.1: GWINFO answers SEARCHGW from anyone, so its rate is bounded (SN_GWINFO_PER_SECOND, 10):
+/// a burst of SEARCHGWs gets at most about that many GWINFOs, the rest are dropped and counted,
+/// and once the bucket has refilled a SEARCHGW is answered again. A GWINFO is no longer than
+/// the SEARCHGW it answers (3 octets), so there is no amplification either.
+#[test]
+fn sn_6_1_gwinfo_answers_are_rate_limited() {
+    let gateway = Gateway::start("", "");
+    let sn = gateway.client();
+    let search = {
+        let mut datagram = BytesMut::new();
+        midge_sn_codec::encode(&Message::SearchGw { radius: 0 }, &mut datagram).unwrap();
+        datagram
+    };
+    for _ in 0..40 {
+        sn.send_raw(&search);
+    }
+    let mut answered = 0;
+    while let Some(message) = sn.try_recv(Duration::from_millis(500)) {
+        let Message::GwInfo { .. } = message else { panic!("expected GWINFO, got {message:?}") };
+        let mut encoded = BytesMut::new();
+        midge_sn_codec::encode(&message, &mut encoded).unwrap();
+        assert!(encoded.len() <= search.len(), "no amplification");
+        answered += 1;
+    }
+    assert!((1..=12).contains(&answered), "{answered} of 40 answered");
+    let line = gateway.broker.wait_for_log("mqtt-sn: SEARCHGW over the GWINFO rate dropped", WAIT);
+    assert!(line.contains("total="), "{line}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        sn.send_raw(&search);
+        if let Some(message) = sn.try_recv(Duration::from_millis(200)) {
+            assert!(matches!(message, Message::GwInfo { .. }));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered again");
+    }
 }

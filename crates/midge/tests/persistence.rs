@@ -229,7 +229,18 @@ fn damaged_or_foreign_store_is_refused_with_a_clear_error_never_started_empty() 
     let broker = broker_on(&data, "\"always\"");
     assert!(broker.terminate().success());
     let marker = data.join("midge-store");
-    let text = std::fs::read_to_string(&marker).unwrap().replace("format_version = 1", "format_version = 99");
+    let text: String =
+        std::fs::read_to_string(&marker)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                if line.starts_with("format_version") {
+                    "format_version = 99\n".to_owned()
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
     std::fs::write(&marker, text).unwrap();
     let (status, output) = serve_on(&data);
     assert!(!status.success(), "started on a newer store: {output}");

@@ -65,18 +65,24 @@ fn tcp(addr: SocketAddr) -> Box<dyn Wire> {
     Box::new(stream)
 }
 
-/// TLS to `addr`, trusting the CA in `pki`, for the name 127.0.0.1.
+/// TLS to `addr`, trusting the CA in `pki`, for the name 127.0.0.1, offering no ALPN.
 fn tls(addr: SocketAddr, pki: &tls_common::Pki) -> Box<dyn Wire> {
+    tls_offering(addr, pki, &[])
+}
+
+/// [`tls`] offering the ALPN protocols `alpn`.
+fn tls_offering(addr: SocketAddr, pki: &tls_common::Pki, alpn: &[&[u8]]) -> Box<dyn Wire> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).expect("ca.pem") {
         roots.add(certificate.expect("a certificate")).expect("a CA");
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("a name");
     let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
     let stream = TcpStream::connect(addr).expect("connect");
@@ -373,14 +379,16 @@ fn mqtt_5_over_websockets_to_and_from_a_tcp_client() {
     exchange(Ws::upgrade(tcp(ws_addr), Version::V5, "/"), broker.addr, "v5");
 }
 
-/// WebSocket over TLS (wss): the same listener keys as a TLS listener, the same exchange.
+/// WebSocket over TLS (wss): the same listener keys as a TLS listener, the same exchange; a
+/// client offering no ALPN, and one offering `http/1.1` alone, as browsers do.
 #[test]
 fn mqtt_3_1_1_and_5_over_websockets_over_tls() {
     let pki = tls_common::Pki::new(&["127.0.0.1", "localhost"]);
     let (broker, ws_addr) = serve(&pki.midge_listener(), "");
     broker.wait_for_log("listening (mqtt over websockets over tls)", WAIT);
     exchange(Ws::upgrade(tls(ws_addr, &pki), Version::V3_1_1, "/mqtt"), broker.addr, "wss311");
-    exchange(Ws::upgrade(tls(ws_addr, &pki), Version::V5, "/mqtt"), broker.addr, "wss5");
+    let browser_like = tls_offering(ws_addr, &pki, &[b"http/1.1"]);
+    exchange(Ws::upgrade(browser_like, Version::V5, "/mqtt"), broker.addr, "wss5");
 }
 
 /// RFC 6455 section 4.2.1 and 4.4, MQTT-6.0.0-3/-4, and the listener's own rules: each bad

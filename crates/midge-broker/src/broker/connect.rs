@@ -224,7 +224,7 @@ impl Broker {
         }
         let (expires_at, will_due, was_persistent) = {
             let state = session.lock();
-            (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due), state.persistent())
+            (state.expires_at, state.delayed_will.as_ref().map(|will| will.0), state.persistent())
         };
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).

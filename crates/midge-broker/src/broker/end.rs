@@ -44,7 +44,7 @@ impl Broker {
         let (filters, will) = {
             let mut state = session.lock();
             let filters = state.subscriptions.take_filters();
-            (filters, state.delayed_will.take())
+            (filters, state.delayed_will.take().map(|will| *will))
         };
         {
             let mut router = self.router.write();

@@ -28,7 +28,8 @@ pub struct Restored {
 
 impl Broker {
     /// Restores what the store held: retained messages, and persistent sessions with their
-    /// subscriptions, queued and in-flight deliveries, inbound QoS 2 ids and delayed wills.
+    /// subscriptions, queued and in-flight deliveries, inbound QoS 2 ids, topic ids and delayed
+    /// wills.
     /// Detached sessions resume their expiry countdown from the stored deadline, or from `now`
     /// when the broker stopped while their client was connected. Call before accepting
     /// connections; a broker without a store restores nothing.
@@ -88,10 +89,10 @@ impl Broker {
             let session =
                 Arc::new(Session::new(record.session_id, client_id.clone(), protocol, record.expiry_interval));
             session.restore_expiry(record.expires_at_unix_ms.map(|ms| journal.instant(ms)), now);
-            session.lock().delayed_will = record.delayed_will.and_then(|will| self.restored_will(will));
+            session.lock().delayed_will = record.delayed_will.and_then(|will| self.restored_will(will)).map(Box::new);
             let (expires_at, will_due) = {
                 let state = session.lock();
-                (state.expires_at, state.delayed_will.as_ref().map(|(due, _)| *due))
+                (state.expires_at, state.delayed_will.as_ref().map(|will| will.0))
             };
             for at in expires_at.into_iter().chain(will_due) {
                 self.deadlines.schedule(at, &session);
@@ -131,6 +132,7 @@ impl Broker {
             for packet_id in stored.inbound_qos2 {
                 session.restore_inbound_qos2(packet_id);
             }
+            session.restore_topic_ids(stored.topic_ids);
             self.sessions.lock().insert(client_id, session);
             restored.sessions += 1;
         }

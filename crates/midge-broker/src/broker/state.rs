@@ -205,8 +205,8 @@ impl Broker {
                     continue;
                 }
                 let expired = state.expires_at.is_some_and(|at| now >= at);
-                let will_due = state.delayed_will.as_ref().is_some_and(|(at, _)| now >= *at);
-                (expired, if will_due { state.delayed_will.take() } else { None })
+                let will_due = state.delayed_will.as_ref().is_some_and(|will| now >= will.0);
+                (expired, if will_due { state.delayed_will.take().map(|will| *will) } else { None })
             };
             if let Some((_, will)) = will {
                 self.publish_will(will);

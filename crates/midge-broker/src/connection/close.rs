@@ -61,7 +61,8 @@ impl ClientConnection {
                     true
                 } else {
                     let due = now + Duration::from_secs(u64::from(delay));
-                    state.delayed_will = Some((due, self.broker.will_message(&will, Some(self.session.id()), due)));
+                    state.delayed_will =
+                        Some(Box::new((due, self.broker.will_message(&will, Some(self.session.id()), due))));
                     self.broker.schedule_deadline(due, &self.session);
                     false
                 }

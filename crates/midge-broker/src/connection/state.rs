@@ -158,6 +158,21 @@ impl ClientConnection {
         self.session.set_asleep(asleep);
     }
 
+    /// The topic ids recorded for the session's client ([`record_topic_id`](Self::record_topic_id)),
+    /// ascending by id: none for a new session; a resumed one's, restored from the store after
+    /// a restart.
+    pub fn topic_ids(&self) -> Vec<(u16, Arc<str>)> {
+        self.session.topic_ids()
+    }
+
+    /// Records that `topic_id` stands for `topic` for the session's client, for as long as the
+    /// session lives: an MQTT-SN gateway's normal topic ids (MQTT-SN 1.2 section 6.5), which the
+    /// core keeps and never reads. A persistent session writes it to the store: the returned
+    /// ticket is the one whatever tells the client the id (REGACK, SUBACK, REGISTER) waits for.
+    pub fn record_topic_id(&self, topic_id: u16, topic: Arc<str>) -> Option<Ticket> {
+        self.session.record_topic_id(self.conn_id, topic_id, topic, self.broker.journal())
+    }
+
     /// The kick handle, whose [`Kick::poll_signal`] says that the session has work or that the
     /// connection must close.
     pub fn kick(&self) -> &Arc<Kick> {

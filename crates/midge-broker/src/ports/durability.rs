@@ -64,7 +64,7 @@ pub struct QueueReadError {
 }
 
 /// One change to the durable state. Later changes to the same key win; [`Change::DeleteSession`]
-/// also removes the session's subscriptions, deliveries and inbound QoS 2 ids.
+/// also removes the session's subscriptions, deliveries, inbound QoS 2 ids and topic ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Stores a message (once, however many deliveries and retained topics refer to it).
@@ -139,6 +139,16 @@ pub enum Change {
         client_id: String,
         /// The packet id.
         packet_id: u16,
+    },
+    /// Records a topic id of a session (see [`crate::ClientConnection::record_topic_id`]),
+    /// deleted only with the session.
+    PutTopicId {
+        /// The session's client identifier.
+        client_id: String,
+        /// The id.
+        topic_id: u16,
+        /// The topic name it stands for.
+        topic: String,
     },
 }
 
@@ -306,4 +316,6 @@ pub struct RecoveredSession {
     pub deliveries: Vec<(u64, StoredDelivery)>,
     /// Inbound QoS 2 packet ids awaiting PUBREL.
     pub inbound_qos2: Vec<u16>,
+    /// Its topic ids and the topic names they stand for.
+    pub topic_ids: Vec<(u16, String)>,
 }

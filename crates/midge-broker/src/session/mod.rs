@@ -25,6 +25,7 @@
 //! - `spill`: the queue continued in the store while the client is away, and read back;
 //!   `ids`: the message ids it keeps, delta-encoded.
 //! - `subscriptions`: the session's own list of its subscriptions.
+//! - `topic_ids`: the topic ids a gateway gave the session's client.
 
 mod attachment;
 mod ids;
@@ -35,6 +36,7 @@ mod records;
 mod spill;
 mod state;
 mod subscriptions;
+mod topic_ids;
 
 pub(crate) use records::{options_byte, options_from_byte, queued_from_record};
 pub(crate) use spill::ReadRequest;

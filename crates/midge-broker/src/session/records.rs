@@ -85,7 +85,7 @@ impl Session {
     /// Writes what a persistent session keeps in the store, for a session that was not
     /// persistent until now (a client resumed it with a Session Expiry Interval above 0, or
     /// 3.1.1 Clean Session 0): its subscriptions, its QoS 1/2 deliveries queued and in flight,
-    /// and its inbound QoS 2 ids, all made while nothing of it was stored. Called with no lock
+    /// its inbound QoS 2 ids and its topic ids, all made while nothing of it was stored. Called with no lock
     /// held, before its record is saved. Returns the last ticket.
     pub(crate) fn write_whole(&self, journal: &Journal) -> Option<Ticket> {
         let mut guard = self.state.lock();
@@ -100,6 +100,13 @@ impl Session {
         }
         for packet_id in &state.inbound_qos2 {
             changes.push(Change::PutInboundQos2 { client_id: client_id.clone(), packet_id: *packet_id });
+        }
+        for (topic_id, topic) in state.topic_ids.iter().flat_map(|ids| ids.iter()) {
+            changes.push(Change::PutTopicId {
+                client_id: client_id.clone(),
+                topic_id: *topic_id,
+                topic: topic.to_string(),
+            });
         }
         if !changes.is_empty() {
             ticket = Some(journal.submit(changes));
@@ -181,7 +188,7 @@ impl Session {
             protocol_level: state.protocol.level(),
             expiry_interval: state.expiry_interval,
             expires_at_unix_ms: state.expires_at.map(|at| journal.unix_ms(at)),
-            delayed_will: state.delayed_will.as_ref().map(|(due, will)| StoredWill {
+            delayed_will: state.delayed_will.as_deref().map(|(due, will)| StoredWill {
                 due_unix_ms: journal.unix_ms(*due),
                 topic: will.topic.to_string(),
                 payload: will.payload.clone(),

@@ -142,6 +142,10 @@ pub(crate) struct Spill {
     pub(super) dropped: u64,
 }
 
+/// The topic ids a gateway gave a session's client and their topic names, ascending by id
+/// (`topic_ids`).
+pub(crate) type TopicIds = Vec<(u16, Arc<str>)>;
+
 /// Everything mutable about a session.
 #[derive(Debug)]
 pub(crate) struct SessionState {
@@ -163,8 +167,8 @@ pub(crate) struct SessionState {
     /// with one of these ids is not delivered again (MQTT-4.3.3-10).
     pub(super) inbound_qos2: HashSet<u16, ProcessSeeded>,
     /// A will whose delay has not run out, as the message it becomes, and when it is due
-    /// (MQTT-3.1.3-9).
-    pub(crate) delayed_will: Option<(Instant, Arc<Message>)>,
+    /// (MQTT-3.1.3-9). Boxed: most sessions never have one.
+    pub(crate) delayed_will: Option<Box<(Instant, Arc<Message>)>>,
     /// Set when the session has ended (expired, or replaced by a clean start): a will that
     /// arrives afterwards from its last connection is published at once, not parked here.
     pub(crate) ended: bool,
@@ -193,6 +197,9 @@ pub(crate) struct SessionState {
     /// Its client sleeps (an MQTT-SN sleeping client): as while shedding, messages beyond the
     /// bound are dropped and nobody is paced for it, until it is awake again.
     pub(super) asleep: bool,
+    /// The topic ids a gateway gave its client (`topic_ids`), ascending by id. Boxed: only
+    /// MQTT-SN clients have any.
+    pub(super) topic_ids: Option<Box<TopicIds>>,
 }
 
 impl SessionState {
@@ -265,6 +272,7 @@ impl Session {
                 taken_total: 0,
                 shedding: false,
                 asleep: false,
+                topic_ids: None,
             }),
             room: Notify::new(),
             over_bound: AtomicBool::new(false),

@@ -23,6 +23,11 @@ pub const DEFAULT_RETRY_COUNT: u32 = 3;
 /// The GwId (5.3.6) a gateway gives in GWINFO when none is configured.
 pub const DEFAULT_GATEWAY_ID: u8 = 1;
 
+/// T_ADV, MQTT-SN 1.2 section 6.1: seconds between a gateway's ADVERTISEs. The spec recommends
+/// "greater than 15 minutes" (an ADVERTISE is broadcast, and wakes every listening node); 900
+/// is that bound. A client that misses them still finds the gateway with SEARCHGW.
+pub const DEFAULT_ADVERTISE_INTERVAL_S: u16 = 900;
+
 /// What the gateway of an MQTT-SN listener runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnSettings {
@@ -35,6 +40,18 @@ pub struct SnSettings {
     /// Predefined topic ids and their topic names (`[listener.sn_predefined_topics]`), ids
     /// ascending; no id or name twice.
     pub predefined_topics: Vec<(u16, String)>,
+    /// Where and how often ADVERTISE goes; `None`: it does not.
+    pub advertise: Option<Advertise>,
+}
+
+/// The gateway's ADVERTISE (MQTT-SN 1.2 sections 5.4.1, 6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advertise {
+    /// Where it is sent (`sn_advertise_address`): the wireless network's broadcast address, or
+    /// any UDP address.
+    pub address: std::net::SocketAddr,
+    /// Seconds between two, and its Duration field (`sn_advertise_interval_s`), at least 1.
+    pub interval_s: u16,
 }
 
 impl SnSettings {
@@ -50,6 +67,7 @@ impl SnSettings {
             retry_interval: Duration::from_millis(retry_interval_ms),
             retry_count: listener.sn_retry_count.unwrap_or(DEFAULT_RETRY_COUNT),
             predefined_topics,
+            advertise: advertise(listener)?,
         })
     }
 }
@@ -70,6 +88,8 @@ pub(super) fn check(listener: &ListenerConfig) -> Result<(), String> {
         ("sn_retry_interval_ms", listener.sn_retry_interval_ms.is_some()),
         ("sn_retry_count", listener.sn_retry_count.is_some()),
         ("sn_predefined_topics", listener.sn_predefined_topics.is_some()),
+        ("sn_advertise_address", listener.sn_advertise_address.is_some()),
+        ("sn_advertise_interval_s", listener.sn_advertise_interval_s.is_some()),
     ];
     match given.iter().find(|(_, set)| *set) {
         Some((key, _)) => Err(format!(
@@ -77,6 +97,27 @@ pub(super) fn check(listener: &ListenerConfig) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// `sn_advertise_address` and `sn_advertise_interval_s`: ADVERTISE is on when the address is
+/// set; an interval without an address, or of 0, is refused.
+fn advertise(listener: &ListenerConfig) -> Result<Option<Advertise>, String> {
+    let interval_s = listener.sn_advertise_interval_s.unwrap_or(DEFAULT_ADVERTISE_INTERVAL_S);
+    if interval_s == 0 {
+        return Err("sn_advertise_interval_s = 0: use at least 1 (seconds), or leave sn_advertise_address unset \
+                    to send no ADVERTISE"
+            .to_owned());
+    }
+    let Some(address) = &listener.sn_advertise_address else {
+        return match listener.sn_advertise_interval_s {
+            Some(_) => Err("sn_advertise_interval_s needs sn_advertise_address (where ADVERTISE goes)".to_owned()),
+            None => Ok(None),
+        };
+    };
+    let address = address.parse().map_err(|_| {
+        format!("sn_advertise_address = {address:?} is not IP:PORT (e.g. \"192.168.1.255:1884\", a broadcast address)")
+    })?;
+    Ok(Some(Advertise { address, interval_s }))
 }
 
 /// `[listener.sn_predefined_topics]`: `ID = "topic/name"`, ids 1 to 65534 (5.3.11 reserves
@@ -130,9 +171,17 @@ mod tests {
         assert_eq!(settings.predefined_topics, [(1, "sensors/temperature".to_owned()), (20, "x".to_owned())]);
         let defaults = SnSettings::from_listener(&parse("protocol = \"mqtt-sn\"").unwrap().listener[0]).unwrap();
         assert_eq!(
-            (defaults.gateway_id, defaults.retry_interval, defaults.retry_count),
-            (1, Duration::from_secs(10), 3)
+            (defaults.gateway_id, defaults.retry_interval, defaults.retry_count, defaults.advertise),
+            (1, Duration::from_secs(10), 3, None)
         );
+        let listener = "protocol = \"mqtt-sn\"\nsn_advertise_address = \"10.0.0.255:1884\"";
+        let advertising = SnSettings::from_listener(&parse(listener).unwrap().listener[0]).unwrap();
+        let expected = Advertise { address: "10.0.0.255:1884".parse().unwrap(), interval_s: 900 };
+        assert_eq!(advertising.advertise, Some(expected));
+        let listener =
+            "protocol = \"mqtt-sn\"\nsn_advertise_address = \"[ff02::1]:1884\"\nsn_advertise_interval_s = 60";
+        let advertising = SnSettings::from_listener(&parse(listener).unwrap().listener[0]).unwrap();
+        assert_eq!(advertising.advertise.map(|advertise| advertise.interval_s), Some(60));
         let text = "[[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:1883\"\n";
         let written = ServerConfig::parse(text, Path::new("s.toml")).unwrap();
         assert_eq!(written.listener[0].bind.port(), 1883, "a port written is kept");
@@ -152,6 +201,10 @@ mod tests {
             ("protocol = \"mqtt-sn\"\n[listener.sn_predefined_topics]\nx = \"a\"", "\"x\" is not a topic id"),
             ("protocol = \"mqtt-sn\"\n[listener.sn_predefined_topics]\n1 = \"a/#\"", "not a topic name"),
             ("protocol = \"mqtt-sn\"\n[listener.sn_predefined_topics]\n1 = \"a\"\n2 = \"a\"", "same id or name twice"),
+            ("sn_advertise_address = \"127.0.0.1:9\"", "sn_advertise_address is a key of MQTT-SN listeners"),
+            ("protocol = \"mqtt-sn\"\nsn_advertise_interval_s = 60", "needs sn_advertise_address"),
+            ("protocol = \"mqtt-sn\"\nsn_advertise_address = \"a:1\"\n", "is not IP:PORT"),
+            ("protocol = \"mqtt-sn\"\nsn_advertise_address = \"127.0.0.1:9\"\nsn_advertise_interval_s = 0", "= 0"),
         ] {
             let error = parse(listener).unwrap_err();
             assert!(error.contains("s.toml") && error.contains(expected), "{listener}: {error}");

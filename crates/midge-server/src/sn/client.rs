@@ -3,7 +3,6 @@
 //! retransmission timer of the message awaiting the client's answer; then its end, which
 //! settles the session and the will as for an MQTT client.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,7 @@ use tracing::info;
 use super::outbound::{Outbound, Step, Timeout};
 use super::sleep::Sleep;
 use super::topics::TopicRegistry;
-use super::{connect, Link, Shared};
+use super::{connect, Link, Peer, Shared};
 use crate::conn::pacing::{HeldUp, Pacing};
 use crate::conn::ListenerContext;
 use crate::limits::SN_TOPIC_IDS;
@@ -83,12 +82,14 @@ impl Client {
         let mut outbound = Outbound::new(settings.retry_interval, settings.retry_count);
         // A persistent session's unacknowledged messages go first (MQTT-4.4.0-1).
         connection.resume_to(Instant::now(), &mut outbound.egress());
+        // A resumed session's topic ids (decision 0008): the same topic, the same id.
+        let topics = TopicRegistry::resumed(connection.topic_ids(), SN_TOPIC_IDS);
         Self {
             link,
             shared,
             writer,
             connection,
-            topics: TopicRegistry::new(SN_TOPIC_IDS),
+            topics,
             outbound,
             recent_qos1: RecentIds::default(),
             more_ready: true,
@@ -237,6 +238,8 @@ impl Client {
                 let step = self.outbound.next(&mut self.topics, &self.shared.predefined, Instant::now());
                 match step {
                     Step::Send(message) => {
+                        // A REGISTER's new id is the session's before the client learns it.
+                        self.record_topic_ids().await?;
                         self.link.send(&message).await;
                         sent = true;
                     }
@@ -251,6 +254,24 @@ impl Client {
                 return Ok(());
             }
         }
+    }
+
+    /// Records the topic ids assigned since the last call with the session (decision 0008), and
+    /// waits until the store has them: a client is told an id (REGACK, SUBACK, REGISTER) only
+    /// once a restart cannot give it to another topic. `Err` ends the connection: the store
+    /// failed.
+    pub(super) async fn record_topic_ids(&mut self) -> Result<(), Ending> {
+        let mut ticket = None;
+        for (id, name) in self.topics.take_new() {
+            ticket = ticket.max(self.connection.record_topic_id(id, name));
+        }
+        if let (Some(ticket), Some(writer)) = (ticket, self.writer.as_ref()) {
+            if let Err(error) = writer.durable(midge_store::Ticket(ticket.0)).await {
+                tracing::error!(%error, "the store failed: topic ids cannot be given");
+                return Err((CloseKind::Abnormal, format!("store failed: {error}"), None));
+            }
+        }
+        Ok(())
     }
 
     /// Whether the session may have more to send.
@@ -302,8 +323,8 @@ impl Client {
     }
 
     /// The client's address.
-    pub(super) fn peer(&self) -> SocketAddr {
-        self.link.peer
+    pub(super) fn peer(&self) -> &Peer {
+        &self.link.peer
     }
 }
 

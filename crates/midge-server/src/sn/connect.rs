@@ -32,7 +32,7 @@ pub(super) async fn accept(
     let broker = &context.broker;
     let deadline = tokio::time::Instant::now() + broker.limits().connect_timeout();
     let mut shutdown = context.shutdown.clone();
-    let peer = link.peer;
+    let peer = &link.peer;
     let dialogue = async {
         let mut connect = connect;
         let will = loop {

@@ -7,6 +7,12 @@
 //! would drop it. Answers sent from here (GWINFO, a CONNACK refusing a client) are never longer
 //! than what they answer, and malformed datagrams are never answered, so a forged source
 //! address gets no more traffic than it sent.
+//!
+//! A forwarder (MQTT-SN 1.2 section 5.5) relays the messages of clients on a wireless network
+//! that has no UDP, each inside an Encapsulated message with the client's Wireless Node Id. The
+//! reader unwraps it and treats the node as a client of its own ([`Peer`]: the forwarder's
+//! address and the node's id), whose every answer goes back to the forwarder encapsulated with
+//! the same node id and Radius; the client's task never sees the difference.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +29,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::counters::SnCounters;
-use super::{client, Link, Shared};
+use super::{client, Link, Peer, Shared};
 use crate::config::ListenerConfig;
 use crate::gate::ConnectionGate;
-use crate::limits::{SN_INBOX, SN_MAX_DATAGRAM};
+use crate::limits::{SN_GWINFO_PER_SECOND, SN_INBOX, SN_MAX_DATAGRAM};
 use crate::listener::{read, Counters, Current};
+use crate::rate::TokenBucket;
 
 /// The reader of one socket of an MQTT-SN listener.
 pub(crate) struct Gateway {
@@ -55,7 +62,9 @@ struct Entry {
 
 /// The reader's state besides its settings.
 struct Clients {
-    by_peer: HashMap<SocketAddr, Entry>,
+    /// GWINFOs it may send now ([`SN_GWINFO_PER_SECOND`]).
+    gwinfo: TokenBucket,
+    by_peer: HashMap<Peer, Entry>,
     /// Where client tasks say they ended, and hand back what they were sent too late.
     events: mpsc::UnboundedSender<Event>,
     last_id: u64,
@@ -65,10 +74,11 @@ struct Clients {
 enum Event {
     /// Task `id` for `peer` is over: its entry goes (unless another task has the address now),
     /// which closes its channel.
-    Ended { peer: SocketAddr, id: u64 },
+    Ended { peer: Peer, id: u64 },
     /// A message from `peer` that reached its task after it had ended: handled as if the
     /// address had no client (a client that DISCONNECTs and CONNECTs again at once is served).
-    Returned { peer: SocketAddr, message: Message },
+    /// `radius` is the Radius of its encapsulation, if a forwarder relayed it.
+    Returned { peer: Peer, radius: u8, message: Message },
 }
 
 impl Gateway {
@@ -76,7 +86,8 @@ impl Gateway {
     /// their channel closes with the reader.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let (events, mut events_rx) = mpsc::unbounded_channel();
-        let mut clients = Clients { by_peer: HashMap::new(), events, last_id: 0 };
+        let gwinfo = TokenBucket::new(SN_GWINFO_PER_SECOND, Instant::now());
+        let mut clients = Clients { gwinfo, by_peer: HashMap::new(), events, last_id: 0 };
         // One datagram at most; reused for every one.
         let mut buffer = vec![0u8; SN_MAX_DATAGRAM + 1];
         loop {
@@ -94,7 +105,7 @@ impl Gateway {
                             clients.by_peer.remove(&peer);
                         }
                     }
-                    Event::Returned { peer, message } => self.dispatch(message, peer, &mut clients),
+                    Event::Returned { peer, radius, message } => self.dispatch(message, peer, radius, &mut clients),
                 },
                 _ = stop.changed() => break,
             }
@@ -102,28 +113,46 @@ impl Gateway {
         info!(listener = self.shared.listener, bind = %self.config.bind, "listener closed");
     }
 
-    /// One datagram from `peer`.
-    fn datagram(&self, datagram: &[u8], peer: SocketAddr, clients: &mut Clients) {
+    /// One datagram from `addr`: a client's message, or one a forwarder relays for a client
+    /// behind it (5.5), unwrapped.
+    fn datagram(&self, datagram: &[u8], addr: SocketAddr, clients: &mut Clients) {
         match midge_sn_codec::decode(datagram) {
-            Ok(message) => self.dispatch(message, peer, clients),
-            Err(error) => SnCounters::drop(&self.shared.counters.malformed, "malformed datagram dropped", peer, &error),
+            Ok(Message::Encapsulated(encapsulated)) => {
+                let peer = Peer { addr, node: Some(encapsulated.wireless_node_id) };
+                self.dispatch(*encapsulated.message, peer, encapsulated.radius, clients)
+            }
+            Ok(message) => self.dispatch(message, Peer::direct(addr), 0, clients),
+            Err(error) => {
+                SnCounters::drop(&self.shared.counters.malformed, "malformed datagram dropped", &addr, &error)
+            }
         }
     }
 
-    /// One message from `peer`: to its client's task, or handled here.
-    fn dispatch(&self, mut message: Message, peer: SocketAddr, clients: &mut Clients) {
+    /// One message from `peer` (relayed by a forwarder with `radius`, if `peer` has a node):
+    /// to its client's task, or handled here.
+    fn dispatch(&self, mut message: Message, peer: Peer, radius: u8, clients: &mut Clients) {
         let counters = &self.shared.counters;
         if let Message::SearchGw { .. } = message {
-            // 6.1: answered by the gateway itself (GwAdd empty), whoever asks.
+            // 6.1: answered by the gateway itself (GwAdd empty), whoever asks, within the bound.
+            let now = Instant::now();
+            if clients.gwinfo.available(now) == 0 {
+                return SnCounters::drop(
+                    &counters.searches_limited,
+                    "SEARCHGW over the GWINFO rate dropped",
+                    &peer,
+                    &"",
+                );
+            }
+            clients.gwinfo.take(1, now);
             let gw_id = self.shared.settings.gateway_id;
-            return self.reply(&Message::GwInfo { gw_id, gw_add: bytes::Bytes::new() }, peer);
+            return self.reply(&Message::GwInfo { gw_id, gw_add: bytes::Bytes::new() }, &peer, radius);
         }
         if let Some(entry) = clients.by_peer.get(&peer) {
             match entry.inbox.try_send(message) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(dropped)) => {
                     let kind = dropped.msg_type();
-                    return SnCounters::drop(&counters.inbox_full, "client busy, message dropped", peer, &kind);
+                    return SnCounters::drop(&counters.inbox_full, "client busy, message dropped", &peer, &kind);
                 }
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
                     // Its task is ending: the message is for whatever comes next.
@@ -133,14 +162,11 @@ impl Gateway {
             }
         }
         match message {
-            Message::Connect(connect) => self.admit(connect, peer, clients),
-            Message::Publish(publish) if publish.qos == SnQoS::MinusOne => self.publish_minus_one(publish, peer),
-            Message::Encapsulated(_) => {
-                SnCounters::drop(&counters.unexpected, "forwarder encapsulation is not supported", peer, &"")
-            }
+            Message::Connect(connect) => self.admit(connect, peer, radius, clients),
+            Message::Publish(publish) if publish.qos == SnQoS::MinusOne => self.publish_minus_one(publish, &peer),
             other => {
                 let kind = other.msg_type();
-                SnCounters::drop(&counters.unconnected, "message from an address without a connection", peer, &kind)
+                SnCounters::drop(&counters.unconnected, "message from an address without a connection", &peer, &kind)
             }
         }
     }
@@ -148,7 +174,7 @@ impl Gateway {
     /// A CONNECT from an address without a client: a task for it, unless the listener has
     /// `max_connections` clients or the shared limits say no (then CONNACK "rejected:
     /// congestion", shorter than the CONNECT).
-    fn admit(&self, connect: Connect, peer: SocketAddr, clients: &mut Clients) {
+    fn admit(&self, connect: Connect, peer: Peer, radius: u8, clients: &mut Clients) {
         let now = Instant::now();
         if let Some(max) = self.config.max_connections.get() {
             if self.connections.len() >= max {
@@ -160,28 +186,29 @@ impl Gateway {
                         "listener full: refusing new MQTT-SN clients (max_connections)"
                     );
                 }
-                return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, peer);
+                return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, &peer, radius);
             }
         }
-        if !self.gate.admit(peer, now) {
-            return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, peer);
+        // The shared limits count a forwarder's nodes as its address's.
+        if !self.gate.admit(peer.addr, now) {
+            return self.reply(&Message::ConnAck { return_code: ReturnCode::REJECTED_CONGESTION }, &peer, radius);
         }
         self.counters.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (inbox, inbox_rx) = mpsc::channel(SN_INBOX);
         clients.last_id += 1;
         let id = clients.last_id;
-        clients.by_peer.insert(peer, Entry { inbox, id });
+        clients.by_peer.insert(peer.clone(), Entry { inbox, id });
         let context = Arc::clone(&read(&self.current).context);
-        let link = Link { socket: Arc::clone(&self.socket), peer };
+        let link = Link { socket: Arc::clone(&self.socket), peer: peer.clone(), radius };
         let events = clients.events.clone();
         let shared = Arc::clone(&self.shared);
         self.connections.spawn(async move {
             let mut inbox = client::serve(connect, link, inbox_rx, shared, context).await;
             // Its entry goes first, then what was sent to it meanwhile comes back: nothing sent
             // to the address is lost to a task that was ending.
-            let _ = events.send(Event::Ended { peer, id });
+            let _ = events.send(Event::Ended { peer: peer.clone(), id });
             while let Some(message) = inbox.recv().await {
-                let _ = events.send(Event::Returned { peer, message });
+                let _ = events.send(Event::Returned { peer: peer.clone(), radius, message });
             }
         });
     }
@@ -189,7 +216,7 @@ impl Gateway {
     /// 6.8: a PUBLISH at QoS -1 needs no connection, only a predefined topic id or a short
     /// topic name; it is published at QoS 0 as an anonymous client's, if the listener lets
     /// anonymous clients publish to its topic. Never answered.
-    fn publish_minus_one(&self, publish: Publish, peer: SocketAddr) {
+    fn publish_minus_one(&self, publish: Publish, peer: &Peer) {
         let counter = &self.shared.counters.minus_one_refused;
         let name = match &publish.topic {
             PublishTopic::Predefined(id) => self.shared.predefined.name(id.0),
@@ -232,12 +259,12 @@ impl Gateway {
         }
     }
 
-    /// Sends an answer from the reader without waiting: a datagram the socket cannot take now is
-    /// lost, as the network may lose any.
-    fn reply(&self, message: &Message, peer: SocketAddr) {
-        let mut datagram = bytes::BytesMut::with_capacity(message.encoded_len());
-        if midge_sn_codec::encode(message, &mut datagram).is_ok() {
-            if let Err(error) = self.socket.try_send_to(&datagram, peer) {
+    /// Sends an answer from the reader without waiting (encapsulated for a client behind a
+    /// forwarder: no longer than the message it answers, encapsulated alike): a datagram the
+    /// socket cannot take now is lost, as the network may lose any.
+    fn reply(&self, message: &Message, peer: &Peer, radius: u8) {
+        if let Some(datagram) = super::datagram(message, peer, radius) {
+            if let Err(error) = self.socket.try_send_to(&datagram, peer.addr) {
                 tracing::debug!(%peer, %error, "mqtt-sn: answer not sent");
             }
         }

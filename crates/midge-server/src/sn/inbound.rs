@@ -37,7 +37,7 @@ impl Client {
         }
         match message {
             Message::Publish(publish) => return self.publish(publish, now).await,
-            Message::Register(register) => self.register(register).await,
+            Message::Register(register) => return self.register(register).await,
             Message::RegAck(ack) => self.regack(ack),
             Message::PubAck(ack) => {
                 if let Some(packet_id) = self.outbound.on_puback(ack.msg_id, ack.return_code, &mut self.topics) {
@@ -217,7 +217,7 @@ impl Client {
     }
 
     /// 5.4.10 REGISTER from the client (6.5): the id of a topic name, the same one every time.
-    async fn register(&mut self, register: Register) {
+    async fn register(&mut self, register: Register) -> Option<Ending> {
         let Register { msg_id, topic_name, .. } = register;
         let (topic_id, return_code) = if midge_codec::TopicName::new(topic_name.as_str()).is_err() {
             // Wildcards, or not a topic MQTT can carry.
@@ -228,7 +228,11 @@ impl Client {
                 None => (0, ReturnCode::REJECTED_CONGESTION),
             }
         };
+        if let Err(end) = self.record_topic_ids().await {
+            return Some(end);
+        }
         self.link.send(&Message::RegAck(RegAck { topic_id: TopicId(topic_id), msg_id, return_code })).await;
+        None
     }
 
     /// 5.4.11 REGACK from the client, for the gateway's REGISTER (6.10).
@@ -282,6 +286,9 @@ impl Client {
             Ok(responses) => responses,
             Err(end) => return Some(end),
         };
+        if let Err(end) = self.record_topic_ids().await {
+            return Some(end);
+        }
         for response in responses {
             let Packet::SubAck(ack) = response else { continue };
             let granted = ack.reasons.first().and_then(|reason| QoS::from_u8(reason.0));

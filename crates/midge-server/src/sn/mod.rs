@@ -12,7 +12,8 @@
 //!
 //! # Layout
 //! - [`gateway`]: the reader task of one socket, the client map, and the messages that need no
-//!   client task.
+//!   client task (SEARCHGW within `SN_GWINFO_PER_SECOND`, QoS -1).
+//! - [`advertise`]: the periodic ADVERTISE, where `sn_advertise_address` says.
 //! - [`connect`]: a client's CONNECT, with the will dialogue, the broker's checks and the
 //!   listener's authenticator.
 //! - [`client`]: a connected client's task: its signals, retransmission, and its end.
@@ -24,6 +25,7 @@
 //! - [`topics`]: predefined topic ids, and each client's registry of normal ids.
 //! - [`counters`]: what the gateway drops, counted and logged at a bounded rate.
 
+pub(crate) mod advertise;
 mod client;
 mod connect;
 mod counters;
@@ -36,11 +38,12 @@ mod topics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use midge_sn_codec::Message;
+use bytes::{Bytes, BytesMut};
+use midge_sn_codec::{Encapsulated, Message};
 use tokio::net::UdpSocket;
 
 pub(crate) use counters::SnCounters;
+pub use counters::SnDrops;
 pub(crate) use gateway::Gateway;
 pub(crate) use topics::Predefined;
 
@@ -67,24 +70,97 @@ impl Shared {
     }
 }
 
-/// The way to one client: the socket its datagrams came in on, and its address.
+/// Where a client is: the UDP address its datagrams come from and, for a client behind a
+/// forwarder (MQTT-SN 1.2 section 5.5), its Wireless Node Id. The gateway keeps one client per
+/// `Peer`: the nodes behind one forwarder are as many clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Peer {
+    /// The client's address, or its forwarder's.
+    pub(crate) addr: SocketAddr,
+    /// The client's Wireless Node Id, when a forwarder relays it.
+    pub(crate) node: Option<Bytes>,
+}
+
+impl Peer {
+    /// A client that speaks to the gateway directly.
+    pub(crate) fn direct(addr: SocketAddr) -> Self {
+        Self { addr, node: None }
+    }
+}
+
+/// The address, then `/` and the Wireless Node Id in hex for a client behind a forwarder
+/// (`10.0.0.5:1884/0a1b`): what logs and the authenticator see as the client's address.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)?;
+        if let Some(node) = &self.node {
+            f.write_str("/")?;
+            for octet in node.iter() {
+                write!(f, "{octet:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The way to one client: the socket its datagrams came in on, its [`Peer`], and for a client
+/// behind a forwarder the Radius its forwarder gave (5.5: what goes back to the client is
+/// encapsulated with its Wireless Node Id and that Radius).
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     socket: Arc<UdpSocket>,
-    peer: SocketAddr,
+    peer: Peer,
+    radius: u8,
 }
 
 impl Link {
     /// Sends `message` to the client. A datagram that cannot be sent is lost, as the network
     /// may lose any: what needs an answer is sent again after Tretry.
     async fn send(&self, message: &Message) {
-        let mut datagram = BytesMut::with_capacity(message.encoded_len());
-        if let Err(error) = midge_sn_codec::encode(message, &mut datagram) {
-            tracing::warn!(peer = %self.peer, %error, kind = %message.msg_type(), "mqtt-sn: cannot encode a message");
-            return;
-        }
-        if let Err(error) = self.socket.send_to(&datagram, self.peer).await {
+        let Some(datagram) = datagram(message, &self.peer, self.radius) else { return };
+        if let Err(error) = self.socket.send_to(&datagram, self.peer.addr).await {
             tracing::debug!(peer = %self.peer, %error, "mqtt-sn: send failed");
         }
+    }
+}
+
+/// `message` encoded for `peer`: encapsulated (5.5) with its Wireless Node Id and `radius` when
+/// a forwarder relays it. `None` (logged) if it cannot be encoded.
+fn datagram(message: &Message, peer: &Peer, radius: u8) -> Option<BytesMut> {
+    let encapsulated;
+    let message = match &peer.node {
+        Some(node) => {
+            encapsulated = Message::Encapsulated(Encapsulated {
+                radius,
+                wireless_node_id: node.clone(),
+                message: Box::new(message.clone()),
+            });
+            &encapsulated
+        }
+        None => message,
+    };
+    let mut datagram = BytesMut::with_capacity(message.encoded_len());
+    match midge_sn_codec::encode(message, &mut datagram) {
+        Ok(()) => Some(datagram),
+        Err(error) => {
+            tracing::warn!(%peer, %error, kind = %message.msg_type(), "mqtt-sn: cannot encode a message");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 5.5: a client behind a forwarder is its forwarder's address and its Wireless Node Id,
+    /// for the reader's map and for what logs and the authenticator see.
+    #[test]
+    fn a_peer_behind_a_forwarder_is_its_address_and_node() {
+        let addr: SocketAddr = "10.0.0.5:1884".parse().unwrap();
+        let node = Peer { addr, node: Some(Bytes::from_static(&[0x0a, 0x1b])) };
+        assert_eq!(node.to_string(), "10.0.0.5:1884/0a1b");
+        assert_eq!(Peer::direct(addr).to_string(), "10.0.0.5:1884");
+        assert_ne!(node, Peer::direct(addr));
     }
 }

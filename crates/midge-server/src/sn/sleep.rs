@@ -65,7 +65,7 @@ impl Client {
             Message::PingReq { client_id } => {
                 if client_id.as_ref().is_some_and(|id| id.as_str() != &**self.connection.client_id()) {
                     let counter = &self.shared.counters.unexpected;
-                    SnCounters::drop(counter, "PINGREQ with another client's id dropped", self.link.peer, &"");
+                    SnCounters::drop(counter, "PINGREQ with another client's id dropped", &self.link.peer, &"");
                     return Some(None);
                 }
                 if !sleep.awake {
@@ -90,7 +90,7 @@ impl Client {
                 SnCounters::drop(
                     &self.shared.counters.unexpected,
                     "message from a sleeping client dropped",
-                    self.link.peer,
+                    &self.link.peer,
                     &kind,
                 );
                 Some(None)

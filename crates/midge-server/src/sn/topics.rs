@@ -71,11 +71,14 @@ struct Entry {
 
 /// A client's normal topic ids, both ways, at most `max` of them.
 ///
-/// Assigning is idempotent: a topic keeps its id for as long as the client's task lives, so a
-/// REGISTER or SUBSCRIBE the client sends again (its REGACK or SUBACK was lost) gets the same
+/// Assigning is idempotent: a topic keeps its id for as long as the client's session lives, so
+/// a REGISTER or SUBSCRIBE the client sends again (its REGACK or SUBACK was lost) gets the same
 /// id, and a topic the client has learnt is never renamed under it. Ids are never reused within
-/// the registry's life, and skip the listener's predefined ids, so a client that keeps both in
-/// one table (as simple clients do) cannot confuse them.
+/// the session's life, and skip the listener's predefined ids, so a client that keeps both in
+/// one table (as simple clients do) cannot confuse them. The session keeps the ids
+/// (`ClientConnection::record_topic_id`, in the store for a persistent one): each id assigned
+/// is [`take_new`](Self::take_new) for the client's task to record, and a connection that
+/// resumes the session starts from them ([`resumed`](Self::resumed)).
 #[derive(Debug)]
 pub(crate) struct TopicRegistry {
     by_name: HashMap<Arc<str>, Entry>,
@@ -83,12 +86,38 @@ pub(crate) struct TopicRegistry {
     /// The last id handed out; ids go up from 1 and stop at 0xFFFE (0xFFFF is reserved, 5.3.11).
     last: u16,
     max: usize,
+    /// Ids assigned and not yet taken by [`take_new`](Self::take_new).
+    new: Vec<(u16, Arc<str>)>,
 }
 
 impl TopicRegistry {
     /// An empty registry of at most `max` topics.
     pub(crate) fn new(max: usize) -> Self {
-        Self { by_name: HashMap::new(), by_id: HashMap::new(), last: 0, max }
+        Self { by_name: HashMap::new(), by_id: HashMap::new(), last: 0, max, new: Vec::new() }
+    }
+
+    /// The registry of a connection that resumes a session with `ids` (ascending, from
+    /// `ClientConnection::topic_ids`): every topic keeps its id, and new ones follow the
+    /// highest. None is taken as known: the client may have lost its table (it restarted, or
+    /// it never kept ids across connections, which MQTT-SN 1.2 does not ask of it), so a topic
+    /// is REGISTERed again, with its id, before the gateway first PUBLISHes on it in this
+    /// connection (6.10). The client's own PUBLISHes on an id it kept are taken at once.
+    pub(crate) fn resumed(ids: Vec<(u16, Arc<str>)>, max: usize) -> Self {
+        let mut registry = Self::new(max);
+        for (id, name) in ids {
+            if id == 0 || id == u16::MAX || registry.by_name.contains_key(&name) {
+                continue; // not an id this registry hands out, or a second id of one topic
+            }
+            registry.last = registry.last.max(id);
+            registry.by_id.insert(id, Arc::clone(&name));
+            registry.by_name.insert(name, Entry { id, known: false });
+        }
+        registry
+    }
+
+    /// The ids assigned since the last call, to record with the session.
+    pub(crate) fn take_new(&mut self) -> Vec<(u16, Arc<str>)> {
+        std::mem::take(&mut self.new)
     }
 
     /// The id of `name`, assigned now if it has none; `None` when the registry is full.
@@ -109,7 +138,8 @@ impl TopicRegistry {
         self.last = id;
         let name: Arc<str> = Arc::from(name);
         self.by_id.insert(id, Arc::clone(&name));
-        self.by_name.insert(name, Entry { id, known: false });
+        self.by_name.insert(Arc::clone(&name), Entry { id, known: false });
+        self.new.push((id, name));
         Some(id)
     }
 
@@ -210,6 +240,23 @@ mod tests {
         assert_eq!(topics.assign("c", &table), None);
         assert_eq!(topics.outbound("c/d", &table), OutboundTopic::Full);
         assert_eq!(topics.assign("a", &table), Some(1));
+    }
+
+    /// 6.5, decision 0008: a resumed registry keeps every topic's id, assigns new ones after
+    /// the highest, and takes none as known, so each is REGISTERed (with its id) before the
+    /// gateway's first PUBLISH on it; what is assigned is handed out once for recording.
+    #[test]
+    fn a_resumed_registry_keeps_the_ids_registers_them_again_and_continues_after_them() {
+        let table = predefined();
+        let ids = vec![(2, Arc::from("a/b")), (9, Arc::from("c/d"))];
+        let mut topics = TopicRegistry::resumed(ids, 10);
+        assert_eq!(topics.name(9), Some("c/d"), "the client may publish on an id it kept");
+        assert_eq!(topics.assign("a/b", &table), Some(2), "the same topic, the same id");
+        assert_eq!(topics.outbound("c/d", &table), OutboundTopic::Unregistered(9), "REGISTERed again first");
+        assert!(topics.take_new().is_empty(), "nothing new to record");
+        assert_eq!(topics.assign("e/f", &table), Some(10), "after the highest id");
+        assert_eq!(topics.take_new(), vec![(10, Arc::from("e/f"))]);
+        assert!(topics.take_new().is_empty(), "taken once");
     }
 
     #[test]

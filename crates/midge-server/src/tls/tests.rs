@@ -97,6 +97,18 @@ fn a_listener_without_certfile_and_keyfile_is_plain_tcp() {
     assert!(TlsListener::load(&default_listener(0)).expect("loads").is_none());
 }
 
+/// MQTT over TLS offers `mqtt`; wss offers `http/1.1`, all a browser offers for a WebSocket.
+#[test]
+fn the_alpn_offered_is_the_listeners_protocol() {
+    let files = Files::new();
+    let (cert, key) = files.server(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let mqtt = TlsListener::load(&listener(&cert, &key)).expect("loads").expect("TLS");
+    assert_eq!(mqtt.server.alpn_protocols, [b"mqtt".to_vec()]);
+    let websockets = ListenerConfig { protocol: ListenerProtocol::Websockets, ..listener(&cert, &key) };
+    let wss = TlsListener::load(&websockets).expect("loads").expect("TLS");
+    assert_eq!(wss.server.alpn_protocols, [b"http/1.1".to_vec()]);
+}
+
 #[test]
 fn pkcs8_keys_of_each_kind_load() {
     for alg in [&rcgen::PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {

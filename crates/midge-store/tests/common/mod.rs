@@ -71,8 +71,11 @@ pub fn varied_batches() -> Vec<Batch> {
     b.put_delivery("historian", 2, delivery(4, DeliveryState::Queued));
     b.put_inbound_qos2("historian", 11);
     b.put_inbound_qos2("historian", 300);
+    b.put_topic_id("historian", 2, "site/7/state");
+    b.put_topic_id("historian", 1, "site/8/state");
     b.put_session("dashboard", session(2));
     b.put_subscription("dashboard", "site/7/#", subscription(None));
+    b.put_topic_id("dashboard", 1, "site/7/state");
     b.put_delivery("dashboard", 0, delivery(4, DeliveryState::Queued));
     batches.push(b);
 
@@ -94,6 +97,7 @@ pub fn varied_batches() -> Vec<Batch> {
     b.put_session("ephemeral", session(3));
     b.put_subscription("ephemeral", "x/#", subscription(None));
     b.put_delivery("ephemeral", 0, delivery(5, DeliveryState::Queued));
+    b.put_topic_id("ephemeral", 1, "x/y");
     b.delete_session("ephemeral");
     b.delete_session("dashboard");
     // A client id that is a prefix of another must not take the other's rows with it.

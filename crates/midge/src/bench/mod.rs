@@ -11,7 +11,8 @@
 //! - this file: [`BenchArgs`], their checks into [`Settings`], and [`run`].
 //! - `traffic`: `fanout`, `fanin`, `pairs` and `latency`: which clients on which topics, and
 //!   the phases of a run; `shared`: the state its clients share.
-//! - `publisher`, `subscriber`: the client loops; `paced`: the fixed-rate publisher of
+//! - `publisher`, `subscriber`: the client loops; `sn_link`: the MQTT-SN publisher of
+//!   `--sn-port`; `paced`: the fixed-rate publisher of
 //!   `latency`, on a thread of its own.
 //! - `conns`: idle subscribed connections: connect rate and broker memory per connection.
 //! - `offline`: many persistent sessions with messages queued while their clients are away:
@@ -32,6 +33,7 @@ mod persistent;
 mod publisher;
 mod report;
 mod shared;
+mod sn_link;
 mod subscriber;
 mod system;
 mod traffic;
@@ -128,6 +130,10 @@ pub struct BenchArgs {
     /// The HTTP path of the WebSocket upgrade (with --ws).
     #[arg(long = "ws-path", value_name = "PATH", default_value = crate::client::DEFAULT_WS_PATH, help_heading = "Broker")]
     ws_path: String,
+    /// Publishers speak MQTT-SN 1.2 over UDP to the broker's gateway on this port (fanout,
+    /// fanin, pairs; QoS 0 or 1); subscribers still speak MQTT on -p.
+    #[arg(long = "sn-port", value_name = "PORT", help_heading = "Broker")]
+    sn_port: Option<u16>,
     /// User name of every client.
     #[arg(short = 'u', long = "username", value_name = "USER", help_heading = "Broker")]
     username: Option<String>,
@@ -237,6 +243,8 @@ pub struct Settings {
     pub port: u16,
     /// TCP or TLS, one TLS configuration shared by every client.
     pub transport: Transport,
+    /// The MQTT-SN gateway's UDP port, when the publishers speak MQTT-SN.
+    pub sn_port: Option<u16>,
     /// User name of every client.
     pub username: Option<String>,
     /// Password of every client.
@@ -350,6 +358,14 @@ impl Settings {
         if args.size < payload::HEADER_LEN || args.size > 16 * 1024 * 1024 {
             return Err(format!("--size must be between {} and 16777216 bytes", payload::HEADER_LEN));
         }
+        if args.sn_port.is_some() {
+            if !matches!(scenario, Scenario::Fanout | Scenario::Fanin | Scenario::Pairs) {
+                return Err("--sn-port: MQTT-SN publishers are for fanout, fanin and pairs".into());
+            }
+            if qos > 1 {
+                return Err("--sn-port: MQTT-SN publishers publish at QoS 0 or 1".into());
+            }
+        }
         if !args.ws_path.starts_with('/') {
             return Err(format!("--ws-path must start with '/': {}", args.ws_path));
         }
@@ -372,6 +388,7 @@ impl Settings {
                 (false, Some(tls)) => Transport::Tls(tls),
                 (false, None) => Transport::Tcp,
             },
+            sn_port: args.sn_port,
             username: args.username.clone(),
             password: args.password.clone(),
             version: args.version,

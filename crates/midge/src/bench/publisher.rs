@@ -1,11 +1,15 @@
 //! A publisher of `fanout`, `fanin` and `pairs`, as fast as the broker takes messages (or at
 //! `--rate`): QoS 0 in batches of [`BATCH`] messages per write, at most `--window` ahead of its
-//! subscribers; QoS 1/2 keeping `--inflight` messages unacknowledged.
+//! subscribers; QoS 1/2 keeping `--inflight` messages unacknowledged. It publishes through a
+//! [`Link`]: an MQTT client, or with `--sn-port` an MQTT-SN one through the broker's gateway
+//! (`sn_link`).
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use midge_client::codec::{QoS, TopicName};
 use midge_client::{Client, Event};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -34,11 +38,66 @@ impl Window {
     }
 }
 
-/// Publisher `index` on `topic` until the run stops it (see the module documentation).
+/// What a publisher publishes through, on the topic it was set up for. Errors are messages.
+pub trait Link: Send {
+    /// Queues one message; QoS 0 messages go out at the next [`Link::flush`].
+    fn publish(&mut self, payload: Bytes, qos: QoS) -> Result<(), String>;
+    /// Sends what is queued.
+    fn flush(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Waits for the next acknowledgement of a QoS 1/2 message: `true` when it refused the
+    /// message.
+    fn acknowledged(&mut self) -> impl Future<Output = Result<bool, String>> + Send;
+    /// Messages sent and not yet acknowledged.
+    fn unacknowledged(&self) -> usize;
+    /// The sequence numbers of the unacknowledged messages, if they can be out of order (an
+    /// MQTT client's are always the last ones sent: none is listed).
+    fn unacknowledged_seqs(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    /// Says goodbye to the broker.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// An MQTT client publishing on one topic.
+pub struct MqttLink {
+    /// The connected client.
+    pub client: Client,
+    /// Its topic.
+    pub topic: TopicName,
+}
+
+impl Link for MqttLink {
+    fn publish(&mut self, payload: Bytes, qos: QoS) -> Result<(), String> {
+        self.client.publish(&self.topic, payload, qos, false).map(|_| ()).map_err(|error| error.to_string())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        self.client.flush().await.map_err(|error| error.to_string())
+    }
+
+    async fn acknowledged(&mut self) -> Result<bool, String> {
+        loop {
+            match self.client.poll().await {
+                Ok(Event::Published { reason, .. }) => return Ok(reason.is_error()),
+                Ok(_) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    fn unacknowledged(&self) -> usize {
+        self.client.unacknowledged()
+    }
+
+    async fn close(&mut self) {
+        let _ = self.client.disconnect().await;
+    }
+}
+
+/// Publisher `index` on its link's topic until the run stops it (see the module documentation).
 pub async fn flood(
-    mut client: Client,
+    mut client: impl Link,
     index: usize,
-    topic: TopicName,
     window: Window,
     settings: Arc<Settings>,
     shared: Arc<Shared>,
@@ -56,7 +115,7 @@ pub async fn flood(
     let next_due = |sent: u64| rate.map(|rate| started + Duration::from_secs_f64(sent as f64 / rate));
     let stop = shared.phases.reached(Phase::Stopping);
     tokio::pin!(stop);
-    let fail = |error: midge_client::Error| shared.error(format!("publisher {index}: {error}"));
+    let fail = |error: String| shared.error(format!("publisher {index}: {error}"));
 
     if qos == QoS::AtMostOnce {
         loop {
@@ -97,7 +156,7 @@ pub async fn flood(
                 }
             }
             for _ in 0..allowed.min(BATCH) {
-                if let Err(error) = client.publish(&topic, writer.next(sent as u32), qos, false) {
+                if let Err(error) = client.publish(writer.next(sent as u32), qos) {
                     fail(error);
                     return published;
                 }
@@ -113,7 +172,7 @@ pub async fn flood(
                 () = &mut stop => break,
             }
         }
-        let _ = timeout(CLOSE_TIMEOUT, client.disconnect()).await;
+        let _ = timeout(CLOSE_TIMEOUT, client.close()).await;
         return published;
     }
 
@@ -127,7 +186,7 @@ pub async fn flood(
         if !stopping {
             let allowed = due().min(cap).saturating_sub(sent).min(room as u64);
             for _ in 0..allowed {
-                if let Err(error) = client.publish(&topic, writer.next(sent as u32), qos, false) {
+                if let Err(error) = client.publish(writer.next(sent as u32), qos) {
                     fail(error);
                     return published;
                 }
@@ -141,15 +200,14 @@ pub async fn flood(
         let wake = next_due(sent).filter(|_| !stopping && room > 0 && sent < cap);
         tokio::select! {
             biased;
-            event = client.poll() => match event {
-                Ok(Event::Published { reason, .. }) => {
+            ack = client.acknowledged() => match ack {
+                Ok(refused) => {
                     acked += 1;
-                    if reason.is_error() {
+                    if refused {
                         published.refused += 1;
                     }
                     shared.acked[index].set(acked);
                 }
-                Ok(_) => {}
                 Err(error) => {
                     fail(error);
                     break;
@@ -161,6 +219,7 @@ pub async fn flood(
         }
     }
     published.unacknowledged = client.unacknowledged() as u64;
-    let _ = timeout(CLOSE_TIMEOUT, client.disconnect()).await;
+    published.unacknowledged_seqs = client.unacknowledged_seqs();
+    let _ = timeout(CLOSE_TIMEOUT, client.close()).await;
     published
 }

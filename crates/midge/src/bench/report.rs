@@ -120,6 +120,9 @@ pub struct Report {
     pub lost: u64,
     /// Messages received again (sequence number already seen).
     pub duplicates: u64,
+    /// Messages that arrived after later ones from the same publisher (MQTT-SN datagrams sent
+    /// again); not lost, not duplicates.
+    pub out_of_order: u64,
     /// Messages without a bench header (another publisher on the topic).
     pub foreign: u64,
     /// End-to-end latency of messages received in the window.
@@ -247,6 +250,8 @@ impl Report {
             }
         }
         object["websocket"] = json!(uses_websocket(&settings.transport));
+        object["out_of_order"] = json!(self.out_of_order);
+        object["mqtt_sn_port"] = json!(settings.sn_port);
         object
     }
 
@@ -385,7 +390,11 @@ impl Report {
                 ),
             );
         }
-        row(out, "duplicates", self.duplicates.to_string());
+        if self.out_of_order > 0 {
+            row(out, "duplicates", format!("{} (out of order: {})", self.duplicates, self.out_of_order));
+        } else {
+            row(out, "duplicates", self.duplicates.to_string());
+        }
         if let Some(latency) = &self.latency {
             row(out, "latency µs", latency.to_text());
         }
@@ -479,6 +488,9 @@ fn describe(settings: &Settings) -> String {
         }
         midge_client::Transport::Tcp => {}
         _ => text.push_str(" over TLS (full handshakes)"),
+    }
+    if let Some(port) = settings.sn_port {
+        let _ = write!(text, ", publishers over MQTT-SN to {}:{port} (UDP)", settings.host);
     }
     text
 }

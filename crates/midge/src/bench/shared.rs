@@ -158,6 +158,9 @@ pub struct Published {
     pub refused: u64,
     /// QoS 1/2 messages still unacknowledged when it stopped waiting.
     pub unacknowledged: u64,
+    /// Their sequence numbers, where the link can tell them apart from the last ones sent
+    /// (MQTT-SN: a datagram lost mid-stream leaves a gap that is not a loss of the broker's).
+    pub unacknowledged_seqs: Vec<u32>,
     /// Worst lateness against its schedule in the window, microseconds (paced publishers).
     pub late_max_us: Option<u64>,
 }

@@ -1,6 +1,12 @@
 //! A subscriber of a traffic run: it decodes every message, checks its sequence number against
-//! the publisher's previous one (gaps are losses, repeats duplicates), times a sample, and
-//! publishes its progress for the QoS 0 publishers' windows. Nothing else per message.
+//! the publisher's previous one (gaps are losses until the missing message comes late, repeats
+//! are duplicates), times a sample, and publishes its progress for the QoS 0 publishers'
+//! windows. Nothing else per message.
+//!
+//! Over TCP a publisher's messages arrive in order (MQTT-4.6.0-2 and on), so a gap is a loss.
+//! MQTT-SN publishers (`--sn-port`) send datagrams: one dropped and sent again arrives after
+//! later ones, so each publisher's gaps are kept as ranges and a message filling one counts as
+//! out of order, not as a duplicate, and no longer as lost.
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -23,8 +29,13 @@ pub struct Received {
     /// Per publisher, the next sequence number expected: every number below it arrived or was
     /// counted in `gaps`.
     pub next: Vec<u32>,
-    /// Messages skipped over (a later sequence number arrived first).
+    /// Messages skipped over (a later sequence number arrived first) and not arrived since.
     pub gaps: u64,
+    /// Per publisher, the sequence numbers skipped over and not arrived since, as half-open
+    /// ranges in order; at most [`MAX_GAP_RANGES`] each.
+    missing: Vec<Vec<(u32, u32)>>,
+    /// Messages that filled a gap: they arrived after later ones.
+    pub out_of_order: u64,
     /// Messages whose sequence number came again.
     pub duplicates: u64,
     /// Messages without a bench header.
@@ -43,7 +54,19 @@ impl Received {
     /// Nothing received yet from `publishers` publishers; one message in `sample` timed.
     pub fn new(publishers: usize, histogram: Histogram<u64>, sample: u32) -> Self {
         let next = vec![0; publishers];
-        Self { count: 0, next, gaps: 0, duplicates: 0, foreign: 0, histogram, sample, until_sample: 1 }
+        let missing = vec![Vec::new(); publishers];
+        Self {
+            count: 0,
+            next,
+            gaps: 0,
+            missing,
+            out_of_order: 0,
+            duplicates: 0,
+            foreign: 0,
+            histogram,
+            sample,
+            until_sample: 1,
+        }
     }
 
     /// Accounts for one message; `progress` is this subscriber's view of [`Shared::progress`].
@@ -65,19 +88,62 @@ impl Received {
             }
         }
         let before = u64::from(*next);
+        let missing = &mut self.missing[header.publisher as usize];
         match header.seq.cmp(next) {
             std::cmp::Ordering::Equal => *next += 1,
             std::cmp::Ordering::Greater => {
                 self.gaps += u64::from(header.seq - *next);
+                if missing.len() == MAX_GAP_RANGES {
+                    // Its oldest gap stays lost: a message filling it would count as a duplicate.
+                    missing.remove(0);
+                }
+                missing.push((*next, header.seq));
                 *next = header.seq + 1;
             }
             std::cmp::Ordering::Less => {
-                self.duplicates += 1;
+                if fill_gap(missing, header.seq) {
+                    self.gaps -= 1;
+                    self.out_of_order += 1;
+                } else {
+                    self.duplicates += 1;
+                }
                 return;
             }
         }
         progress.advance(header.publisher as usize, before, u64::from(*next));
     }
+}
+
+impl Received {
+    /// Whether message `seq` of `publisher` is still missing: skipped over and not arrived.
+    pub fn is_missing(&self, publisher: usize, seq: u32) -> bool {
+        let ranges = &self.missing[publisher];
+        let index = ranges.partition_point(|&(_, end)| end <= seq);
+        ranges.get(index).is_some_and(|&(start, _)| start <= seq)
+    }
+}
+
+/// Gap ranges kept per publisher: a bound on the memory of a run with many losses.
+const MAX_GAP_RANGES: usize = 4096;
+
+/// Takes `seq` out of the gap `ranges` it falls in, if it does.
+fn fill_gap(ranges: &mut Vec<(u32, u32)>, seq: u32) -> bool {
+    let index = ranges.partition_point(|&(_, end)| end <= seq);
+    let Some(&(start, end)) = ranges.get(index).filter(|&&(start, _)| start <= seq) else {
+        return false;
+    };
+    match (start == seq, seq + 1 == end) {
+        (true, true) => {
+            ranges.remove(index);
+        }
+        (true, false) => ranges[index].0 = seq + 1,
+        (false, true) => ranges[index].1 = seq,
+        (false, false) => {
+            ranges[index].1 = seq;
+            ranges.insert(index + 1, (seq + 1, end));
+        }
+    }
+    true
 }
 
 /// A subscriber's slots of [`Shared::progress`] and the publishers' wake-up marks.
@@ -166,6 +232,19 @@ mod tests {
     use crate::bench::payload::PayloadWriter;
 
     #[test]
+    fn a_late_message_fills_its_gap_wherever_it_falls() {
+        let mut ranges = vec![(2, 6), (10, 11)];
+        assert!(fill_gap(&mut ranges, 4));
+        assert_eq!(ranges, [(2, 4), (5, 6), (10, 11)]);
+        assert!(fill_gap(&mut ranges, 2) && fill_gap(&mut ranges, 5) && fill_gap(&mut ranges, 10));
+        assert_eq!(ranges, [(3, 4)]);
+        assert!(!fill_gap(&mut ranges, 4), "4 arrived already");
+        assert!(!fill_gap(&mut ranges, 0), "never missing");
+        assert!(fill_gap(&mut ranges, 3));
+        assert!(ranges.is_empty());
+    }
+
+    #[test]
     fn gaps_and_repeats_are_counted_per_publisher_and_progress_published() {
         let histogram = Histogram::new_with_bounds(1, 60_000_000, 2).unwrap();
         let mut received = Received::new(2, histogram, 1);
@@ -183,11 +262,16 @@ mod tests {
         }
         received.record(b"not from the bench", true, &progress);
         assert_eq!(received.next, [4, 6]);
-        // Publisher 0 skipped 2 (it came later: a repeat); publisher 1 skipped 1 to 4.
-        assert_eq!((received.gaps, received.duplicates, received.foreign), (1 + 4, 2, 1));
+        // Publisher 0 skipped 2, which came later: out of order, and 3 came twice; publisher 1
+        // skipped 1 to 4.
+        assert_eq!((received.gaps, received.duplicates, received.foreign), (4, 1, 1));
+        assert_eq!(received.out_of_order, 1);
         assert_eq!((slots[0].get(), slots[1].get()), (4, 6));
         // Only the messages received while measuring were timed.
         assert_eq!(received.histogram.len(), 5);
+        // A message filling a gap counts once: again, it is a duplicate.
+        received.record(&first.next(2), true, &progress);
+        assert_eq!((received.gaps, received.duplicates, received.out_of_order), (4, 2, 1));
         // Publisher 1 waited for progress 4: crossing it left a wake-up permit.
         let permit = wakes[1].notify.notified();
         tokio::pin!(permit);

@@ -24,9 +24,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::publisher::{flood, Window};
+use super::publisher::{flood, Link, MqttLink, Window};
 use super::report::{self, Latency, Report};
 use super::shared::{Counter, Phase, Published, Shared};
+use super::sn_link::SnLink;
 use super::subscriber::{receive, Received};
 use super::{paced, system, Scenario, Settings};
 
@@ -244,9 +245,20 @@ fn account(
         };
         report.delivered_total += result.count;
         report.lost += result.gaps;
+        // A gap the publisher still waits an acknowledgement for is not a loss of the
+        // broker's (MQTT-SN: its datagram may never have reached the gateway).
+        let unacknowledged_gaps: usize = sources
+            .clone()
+            .map(|source| {
+                let seqs = published.get(source).map_or(&[][..], |p| &p.unacknowledged_seqs[..]);
+                seqs.iter().filter(|&&seq| result.is_missing(source, seq)).count()
+            })
+            .sum();
+        report.lost -= unacknowledged_gaps as u64;
         report.lost +=
             sources.map(|source| promised[source].saturating_sub(u64::from(result.next[source]))).sum::<u64>();
         report.duplicates += result.duplicates;
+        report.out_of_order += result.out_of_order;
         report.foreign += result.foreign;
         match &mut latency {
             Some(merged) => merged.add(&result.histogram)?,
@@ -290,24 +302,58 @@ async fn start_publishers(
         }
         return Ok(results);
     }
-    let clients = connect_all(
-        plan.topics.len(),
-        settings.concurrency,
-        |index| connect_publisher(Arc::clone(settings), index),
-        |_| {},
-    )
-    .await;
-    let clients = clients.into_iter().collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
-    for (index, client) in clients.into_iter().enumerate() {
+    if let Some(port) = settings.sn_port {
+        let links = connect_all(
+            plan.topics.len(),
+            settings.concurrency,
+            |index| {
+                let (host, topic) = (settings.host.clone(), plan.topics[index].to_string());
+                let client_id = format!("mb{}-p{index}", settings.run_id);
+                async move {
+                    SnLink::connect(&host, port, client_id, &topic)
+                        .await
+                        .map_err(|error| format!("MQTT-SN publisher {index}: {error}"))
+                }
+            },
+            |_| {},
+        )
+        .await;
+        spawn_publishers(links, settings, plan, shared, &mut results)?;
+    } else {
+        let clients = connect_all(
+            plan.topics.len(),
+            settings.concurrency,
+            |index| {
+                let (settings, topic) = (Arc::clone(settings), plan.topics[index].clone());
+                async move { connect_publisher(settings, index).await.map(|client| MqttLink { client, topic }) }
+            },
+            |_| {},
+        )
+        .await;
+        spawn_publishers(clients, settings, plan, shared, &mut results)?;
+    }
+    Ok(results)
+}
+
+/// Starts a publisher on each connected link, or fails if any could not connect.
+fn spawn_publishers<L: Link + 'static>(
+    links: Vec<Result<L, String>>,
+    settings: &Arc<Settings>,
+    plan: &Plan,
+    shared: &Arc<Shared>,
+    results: &mut Vec<oneshot::Receiver<Published>>,
+) -> anyhow::Result<()> {
+    let links = links.into_iter().collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    for (index, link) in links.into_iter().enumerate() {
         let (result, result_rx) = oneshot::channel();
-        let (settings, shared, topic) = (Arc::clone(settings), Arc::clone(shared), plan.topics[index].clone());
+        let (settings, shared) = (Arc::clone(settings), Arc::clone(shared));
         let window = Window { credit: plan.credit[index], listeners: plan.listeners[index].clone() };
         tokio::spawn(async move {
-            let _ = result.send(flood(client, index, topic, window, settings, shared).await);
+            let _ = result.send(flood(link, index, window, settings, shared).await);
         });
         results.push(result_rx);
     }
-    Ok(results)
+    Ok(())
 }
 
 /// Waits `length`, printing the progress line once a second; returns the snapshot at the end.
