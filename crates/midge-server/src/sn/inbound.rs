@@ -128,6 +128,14 @@ impl Client {
             PublishTopic::Short(name) => name.as_str(),
         };
         let Some(topic_name) = name.and_then(|name| midge_codec::TopicName::new(name).ok()) else {
+            if qos == SnQoS::MinusOne {
+                // 6.8: a PUBLISH at QoS -1 is never answered, whoever sends it; one to a topic
+                // the gateway does not take at QoS -1 is dropped, as from an unconnected address.
+                let counter = &self.shared.counters.minus_one_refused;
+                let detail = format!("{topic:?}");
+                SnCounters::drop(counter, "QoS -1 PUBLISH to an unknown topic dropped", self.peer(), &detail);
+                return None;
+            }
             // An id the gateway does not know: the client must REGISTER again (5.4.13).
             self.link.send(&answer(ReturnCode::REJECTED_INVALID_TOPIC_ID)).await;
             return None;
