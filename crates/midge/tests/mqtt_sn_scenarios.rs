@@ -17,8 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use midge_codec::QoS as MqttQoS;
 use midge_sn_codec::{
-    ClientId, Message, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode, SubscribeTopic, TopicId,
-    TopicName, Unsubscribe, WillTopic,
+    ClientId, Message, MsgId, PubAck, Publish, PublishTopic, QoS, RegAck, Register, ReturnCode, SubscribeTopic,
+    TopicId, TopicName, Unsubscribe, WillTopic,
 };
 use sn_common::{name, puback, regack, short, Gateway, Mqtt, Sn, WAIT};
 
@@ -576,4 +576,86 @@ fn sn_6_12_a_disconnect_without_a_connection_is_not_answered() {
     sn.send(&Message::SearchGw { radius: 0 });
     assert!(matches!(sn.recv(), Message::GwInfo { .. }), "the DISCONNECT was not answered");
     gateway.broker.wait_for_log("message from an address without a connection", WAIT);
+}
+
+/// 6.2: during the will dialogue a message that does not belong to it (an ADVERTISE) is
+/// ignored, and a CONNECT sent again (the client missed WILLTOPICREQ) starts the dialogue over
+/// with WILLTOPICREQ; the will it ends with is the one published when the client is lost. After
+/// CONNACK, a message only a gateway sends (ADVERTISE) is dropped, not answered.
+/// (EMQX: t_will_case07 and the unexpected messages of t_connect, in the older
+/// apps/emqx_sn suite.)
+#[test]
+fn sn_6_2_the_will_dialogue_ignores_other_messages_and_starts_over_on_connect() {
+    let gateway = Gateway::start("", "");
+    let mut watcher = gateway.mqtt("watcher");
+    watcher.subscribe("wills/#", MqttQoS::AtLeastOnce);
+    let mut sn = gateway.client();
+    let advertise = Message::Advertise { gw_id: 1, duration: 100 };
+    sn.connect_with("talker", true, 1, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq);
+    sn.send(&advertise);
+    sn.connect_with("talker", true, 1, true);
+    assert_eq!(sn.recv(), Message::WillTopicReq, "asked again, not answered the ADVERTISE");
+    let will = WillTopic { qos: QoS::AtLeastOnce, retain: false, topic: TopicName::new("wills/talker").unwrap() };
+    sn.send(&Message::WillTopic { will: Some(will) });
+    assert_eq!(sn.recv(), Message::WillMsgReq);
+    sn.send(&advertise);
+    sn.send(&Message::WillMsg { will_msg: Bytes::from("talked out") });
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.send(&advertise);
+    sn.send(&Message::PingReq { client_id: None });
+    assert_eq!(sn.recv(), Message::PingResp, "the ADVERTISE was not answered");
+    assert_eq!(watcher.recv_publish(), ("wills/talker".into(), "talked out".into(), MqttQoS::AtLeastOnce));
+}
+
+/// 6.14: what a sleeping client sends besides PINGREQ, CONNECT and DISCONNECT is dropped and
+/// counted, not answered (a PUBACK or PUBREC for nothing, a PUBLISH); a PINGREQ from its
+/// address wakes it, its ClientId being optional (5.4.19), and with nothing kept it gets its
+/// PINGRESP at once; a DISCONNECT then ends it. (EMQX: t_asleep_unexpected, in the older
+/// apps/emqx_sn suite, where a PINGREQ without ClientId is not answered; Midge knows the client
+/// by its address, which only the client can send from.)
+#[test]
+fn sn_6_14_a_sleeping_client_s_other_messages_are_dropped_and_a_pingreq_wakes_it() {
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("restless");
+    fall_asleep(&sn, 60);
+    sn.send(&Message::PubAck(PubAck {
+        topic_id: TopicId(5),
+        msg_id: MsgId(5),
+        return_code: ReturnCode::REJECTED_INVALID_TOPIC_ID,
+    }));
+    sn.send(&Message::PubRec { msg_id: MsgId(5) });
+    sn.publish(PublishTopic::Short(short("zz")), QoS::AtLeastOnce, "in my sleep");
+    sn.send(&Message::PingReq { client_id: None });
+    assert_eq!(sn.recv(), Message::PingResp, "none of the others was answered");
+    gateway.broker.wait_for_log("mqtt-sn: message from a sleeping client dropped", WAIT);
+    sn.send(&Message::Disconnect { duration: None });
+    assert_eq!(sn.recv(), Message::Disconnect { duration: None });
+}
+
+/// 5.4.11, 5.4.16, 6.5: a client's topic registry is bounded (SN_TOPIC_IDS, 1,024 ids): beyond
+/// it a REGISTER of a new topic is refused with REGACK "rejected: congestion" (TopicId 0x0000),
+/// as is a SUBSCRIBE to a new topic name, while the topics it has keep their ids.
+/// (EMQX: t_topic_id_to_large, in the older apps/emqx_sn suite, where EMQX answers
+/// "rejected: not supported" and "rejected: invalid topic ID"; the registry is full for now,
+/// which is what "congestion" says.)
+#[test]
+fn sn_6_5_a_full_topic_registry_refuses_new_topics_with_congestion() {
+    const SN_TOPIC_IDS: usize = 1_024;
+    let gateway = Gateway::start("", "");
+    let mut sn = gateway.client();
+    sn.connect("collector");
+    let first = sn.register("t/0");
+    for n in 1..SN_TOPIC_IDS {
+        sn.register(&format!("t/{n}"));
+    }
+    let msg_id = sn.msg_id();
+    let topic_name = TopicName::new("t/one-too-many").unwrap();
+    sn.send(&Message::Register(Register { topic_id: TopicId(0), msg_id, topic_name }));
+    let refused = RegAck { topic_id: TopicId(0), msg_id, return_code: ReturnCode::REJECTED_CONGESTION };
+    assert_eq!(sn.recv(), Message::RegAck(refused));
+    let ack = sn.subscribe(name("t/one-too-many"), QoS::AtLeastOnce);
+    assert_eq!((ack.return_code, ack.topic_id), (ReturnCode::REJECTED_CONGESTION, TopicId(0)));
+    assert_eq!(sn.register("t/0"), first, "a topic it has keeps its id");
 }
