@@ -15,6 +15,7 @@ use crate::route::shared::pick_member;
 use crate::route::subscriber::{Remote, Target};
 use crate::router::Match;
 use crate::session::EnqueueOutcome;
+use crate::stats::DropReason;
 
 /// What publishing a message did.
 #[derive(Debug, Clone)]
@@ -31,11 +32,54 @@ pub(crate) struct Published {
     pub(crate) refused: bool,
 }
 
+/// Whether a retained message is written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Yes,
+    No,
+}
+
 impl Broker {
     /// Publishes a message within a publisher's read batch: updates the retained store when it
     /// is retained, then delivers it to every matching subscription.
     pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
         self.stats.messages_received.add(1);
+        self.publish_uncounted(message, batch, Durable::Yes)
+    }
+
+    /// Publishes a message of the broker's own, such as a `$SYS` value: routed as any other
+    /// message, so the ACL decides at delivery who reads it and a retained one is kept for new
+    /// subscribers, but not counted as received (mosquitto counts only what clients send) and,
+    /// when retained, kept in memory only: the broker publishes fresh values when it starts,
+    /// and a store write per value per interval would buy nothing. Its deliveries are enqueued
+    /// and woken before this returns.
+    pub fn publish_own(
+        &self,
+        topic: midge_codec::TopicName,
+        payload: bytes::Bytes,
+        qos: QoS,
+        retain: bool,
+        now: std::time::Instant,
+    ) -> Result<(), &'static str> {
+        let publish = midge_codec::Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: None,
+            properties: midge_codec::Properties::default(),
+            payload,
+        };
+        let mut batch = ReadBatch::unpaced();
+        let published = self.publish_uncounted(self.new_message(&publish, None, now), &mut batch, Durable::No);
+        self.end_batch(&mut batch);
+        if published.refused {
+            return Err("max_retained_messages or max_retained_bytes");
+        }
+        Ok(())
+    }
+
+    fn publish_uncounted(&self, message: Arc<Message>, batch: &mut ReadBatch, durable: Durable) -> Published {
         let mut ticket = None;
         if message.retain {
             let mut retained = self.retained.write();
@@ -50,19 +94,31 @@ impl Broker {
             let previous = retained.set(&message);
             // Submitted under the retained lock, so the store sees retained updates of one topic
             // in the order they were made.
-            if let Some(journal) = &self.journal {
-                let topic = message.topic.to_string();
-                let mut changes = Changes::new();
-                if message.payload.is_empty() {
-                    changes.push(Change::DeleteRetained(topic));
-                    ticket = Some(journal.submit(changes));
-                } else {
-                    changes.push(Change::PutRetained { topic, message: message.id });
-                    ticket = Some(journal.add_reference(&message, changes));
+            match &self.journal {
+                Some(journal) if durable == Durable::No => {
+                    // A value a client stored under this topic (a store from before `$SYS`
+                    // refused client publishes) leaves the store with its reference.
+                    if let Some(previous) = previous.filter(|previous| journal.is_stored(previous.id)) {
+                        let mut changes = Changes::new();
+                        changes.push(Change::DeleteRetained(message.topic.to_string()));
+                        ticket = Some(journal.release_reference(previous.id, changes));
+                    }
                 }
-                if let Some(previous) = previous {
-                    journal.release_reference(previous.id, Changes::new());
+                Some(journal) => {
+                    let topic = message.topic.to_string();
+                    let mut changes = Changes::new();
+                    if message.payload.is_empty() {
+                        changes.push(Change::DeleteRetained(topic));
+                        ticket = Some(journal.submit(changes));
+                    } else {
+                        changes.push(Change::PutRetained { topic, message: message.id });
+                        ticket = Some(journal.add_reference(&message, changes));
+                    }
+                    if let Some(previous) = previous {
+                        journal.release_reference(previous.id, Changes::new());
+                    }
                 }
+                None => {}
             }
         }
         let (delivered, routed) = self.route(&message, batch);
@@ -189,7 +245,7 @@ impl Broker {
                     delivered += 1;
                 }
                 EnqueueOutcome::DroppedQueueFull => {
-                    self.stats.messages_dropped.add(1);
+                    self.stats.dropped(DropReason::QueueFull, 1);
                     tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
                 }
                 EnqueueOutcome::DroppedOffline => {}
@@ -210,7 +266,7 @@ impl Broker {
             let publisher = items.first().and_then(|item| item.message.publisher);
             let outcome = session.enqueue_many(items, &self.limits, self.journal.as_ref(), pace);
             if outcome.dropped > 0 {
-                self.stats.messages_dropped.add(outcome.dropped as u64);
+                self.stats.dropped(DropReason::QueueFull, outcome.dropped as u64);
                 tracing::debug!(client_id = %session.client_id(), dropped = outcome.dropped, "queue full, messages dropped");
             }
             if outcome.congested {

@@ -215,6 +215,7 @@ impl Broker {
                 }
             }
             if expired && self.finish_session_if(&session, true) {
+                self.stats.sessions_expired.add(1);
                 tracing::debug!(client_id = %session.client_id(), "session expired");
             }
         }

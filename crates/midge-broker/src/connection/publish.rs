@@ -37,6 +37,12 @@ impl ClientConnection {
             // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
             return Err(violation(ReasonCode::PROTOCOL_ERROR, "Subscription Identifier in a client PUBLISH"));
         }
+        if is_sys_topic(&publish.topic) {
+            // The broker's own tree: a client's value would pass for the broker's until the next
+            // interval. Refused as an ACL refusal, as mosquitto refuses it.
+            tracing::debug!(client_id = %self.client_id(), topic = %publish.topic, "publish to $SYS refused");
+            return self.refuse_publish(&publish, ReasonCode::NOT_AUTHORIZED, out);
+        }
         if !self.permits(Action::Publish, &publish.topic) {
             tracing::debug!(client_id = %self.client_id(), topic = %publish.topic, "publish refused by the ACL");
             return self.refuse_publish(&publish, ReasonCode::NOT_AUTHORIZED, out);
@@ -147,5 +153,24 @@ impl ClientConnection {
             inbound[slot] = Some(owned);
         }
         Ok(())
+    }
+}
+
+/// Whether `topic` is in the broker's `$SYS` tree, which only the broker publishes to.
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sys_topic;
+
+    #[test]
+    fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
+        assert!(is_sys_topic("$SYS"));
+        assert!(is_sys_topic("$SYS/broker/uptime"));
+        assert!(!is_sys_topic("$SYSTEM/x"));
+        assert!(!is_sys_topic("SYS/x"));
+        assert!(!is_sys_topic("x/$SYS"));
     }
 }
