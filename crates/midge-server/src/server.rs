@@ -134,6 +134,8 @@ impl Server {
             let dir = config.store.data_dir.clone();
             tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
         }
+        let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
+        tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, listeners, shutdown, tasks, writer })
     }
