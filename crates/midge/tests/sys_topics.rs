@@ -144,6 +144,17 @@ fn sys_topics_count_known_traffic() {
     assert!(uptime.ends_with(" seconds"), "{uptime}");
 }
 
+/// Connects and disconnects are logged as mosquitto logs them.
+#[test]
+fn connects_and_disconnects_are_logged_as_mosquitto_logs_them() {
+    let broker = midge();
+    publish(&broker, "mqttv311", "log-pub", &["-t", "t/x", "-m", "hello", "-u", "alice"]);
+    let connected = broker.wait_for_log("as log-pub (", WAIT);
+    assert!(connected.contains("New client connected from 127.0.0.1:"), "{connected}");
+    assert!(connected.contains(" as log-pub (p2, c1, k60, u'alice')."), "{connected}");
+    broker.wait_for_log("Client log-pub disconnected.", WAIT);
+}
+
 #[test]
 fn a_hash_subscriber_gets_no_sys_topics_mqtt_4_7_2_1() {
     let broker = midge();

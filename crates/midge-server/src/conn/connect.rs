@@ -154,9 +154,17 @@ pub(super) async fn accept<T: Transport>(
             return None;
         }
     };
+    let line = super::log::connected(
+        &peer,
+        connection.client_id(),
+        version,
+        clean_start,
+        connection.keep_alive(),
+        username.as_deref(),
+    );
     info!(
         %peer, client_id = %connection.client_id(), username = username.as_deref().unwrap_or(""), ?version, clean_start, keep_alive = connection.keep_alive(),
-        session_present = connack.session_present, "client connected"
+        session_present = connack.session_present, "{line}"
     );
     broker.stats().packets_sent.add(1);
     let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
