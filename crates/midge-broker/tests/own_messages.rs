@@ -100,3 +100,26 @@ fn counters_and_accounting_after_known_traffic() {
     let held = world.broker.accounting();
     assert_eq!((held.sessions, held.connected), (2, 1), "the persistent session waits, disconnected");
 }
+
+#[test]
+fn client_events_are_published_when_switched_on() {
+    let world = World::new();
+    let mut monitor = world.client(connect(V5, "monitor"));
+    monitor.subscribe(vec![sub("$SYS/broker/midge/clients/+", QoS::AtMostOnce)], Properties::default(), world.now);
+    world.client(connect(V5, "quiet")).close(CloseKind::Normal, world.now);
+    assert!(monitor.publishes(world.now).is_empty(), "off unless switched on");
+
+    world.broker.set_client_events(true);
+    world.client(connect(V311, "device-7")).close(CloseKind::Abnormal, world.now);
+    let got = monitor.publishes(world.now);
+    let events: Vec<(&str, String)> =
+        got.iter().map(|p| (&*p.topic, String::from_utf8_lossy(&p.payload).into_owned())).collect();
+    assert_eq!(
+        events,
+        [
+            ("$SYS/broker/midge/clients/connected", "device-7".to_owned()),
+            ("$SYS/broker/midge/clients/disconnected", "device-7".to_owned()),
+        ]
+    );
+    assert!(got.iter().all(|p| !p.retain));
+}

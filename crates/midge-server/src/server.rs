@@ -110,6 +110,7 @@ impl Server {
             bound.push(BoundListener::bind(index + 1, listener_config).await?);
         }
         let (broker, writer) = open_broker(&config)?;
+        broker.set_client_events(config.sys.events);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = writer.as_ref().map(Writer::handle);
         let open_files = usize::try_from(raise_open_files_limit()).unwrap_or(usize::MAX);

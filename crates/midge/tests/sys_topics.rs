@@ -155,6 +155,20 @@ fn connects_and_disconnects_are_logged_as_mosquitto_logs_them() {
     broker.wait_for_log("Client log-pub disconnected.", WAIT);
 }
 
+/// With `[sys] events = true`, each connect and disconnect is a message.
+#[test]
+fn client_events_are_published_with_events_on() {
+    let broker = TestBroker::start_midge_with("[sys]\ninterval = 1\nevents = true\n");
+    let filter = "$SYS/broker/midge/clients/+";
+    let mut events = Sub::start_with(&broker, "mqttv311", "monitor", &["-t", filter, "-C", "2"], "%t|%p");
+    events.wait_subscribed();
+    publish(&broker, "mqttv311", "ev-pub", &["-t", "t/x", "-m", "hello"]);
+    assert_eq!(
+        events.messages(),
+        ["$SYS/broker/midge/clients/connected|ev-pub", "$SYS/broker/midge/clients/disconnected|ev-pub"]
+    );
+}
+
 #[test]
 fn a_hash_subscriber_gets_no_sys_topics_mqtt_4_7_2_1() {
     let broker = midge();

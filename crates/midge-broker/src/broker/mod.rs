@@ -11,11 +11,13 @@
 //! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
+//! - `events`: clients' connects and disconnects published on `$SYS`, when switched on.
 
 mod accounting;
 mod connect;
 mod deadlines;
 mod end;
+mod events;
 mod publish;
 mod remote;
 mod restore;
@@ -25,5 +27,6 @@ mod subscribe;
 pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
+pub(crate) use events::ClientEvent;
 pub use restore::Restored;
 pub use state::Broker;

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::state::{ClientConnection, CloseKind};
+use crate::broker::ClientEvent;
 use crate::ports::access::Action;
 
 impl ClientConnection {
@@ -82,5 +83,6 @@ impl ClientConnection {
         } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
             self.broker.save_session(&self.session); // when it expires, now that it is detached
         }
+        self.broker.client_event(ClientEvent::Disconnected, self.session.client_id(), now);
     }
 }
