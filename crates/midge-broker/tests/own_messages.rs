@@ -123,3 +123,15 @@ fn client_events_are_published_when_switched_on() {
     );
     assert!(got.iter().all(|p| !p.retain));
 }
+
+#[test]
+fn a_will_into_sys_is_not_published() {
+    let world = World::new();
+    let mut sys = world.client(connect(V5, "sys"));
+    sys.subscribe(vec![sub("$SYS/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    let mut with_will = connect(V311, "spoofer");
+    with_will.will = Some(will("$SYS/broker/clients/connected", "0", QoS::AtMostOnce, true));
+    world.client(with_will).close(CloseKind::Abnormal, world.now);
+    assert!(sys.publishes(world.now).is_empty());
+    assert_eq!(world.broker.stats().wills_published.get(), 0);
+}

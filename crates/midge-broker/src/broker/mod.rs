@@ -28,5 +28,6 @@ pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub(crate) use events::ClientEvent;
+pub(crate) use publish::is_sys_topic;
 pub use restore::Restored;
 pub use state::Broker;

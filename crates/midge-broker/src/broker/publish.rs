@@ -151,6 +151,9 @@ impl Broker {
             return Err("retained PUBLISH while retain is unavailable");
         }
         self.check_topic(&publish.topic, peer, now)?;
+        if is_sys_topic(&publish.topic) {
+            return Err("a client may not publish into $SYS");
+        }
         let mut batch = ReadBatch::unpaced();
         let published = self.publish(self.new_message(publish, None, now), &mut batch);
         self.end_batch(&mut batch);
@@ -307,4 +310,23 @@ fn forward_remote(mut remotes: RemoteTargets) -> usize {
         remote.target.forward(item);
     }
     reached
+}
+
+/// Whether `topic` is in the broker's `$SYS` tree, which only the broker publishes to.
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sys_topic;
+
+    #[test]
+    fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
+        assert!(is_sys_topic("$SYS"));
+        assert!(is_sys_topic("$SYS/broker/uptime"));
+        assert!(!is_sys_topic("$SYSTEM/x"));
+        assert!(!is_sys_topic("SYS/x"));
+        assert!(!is_sys_topic("x/$SYS"));
+    }
 }

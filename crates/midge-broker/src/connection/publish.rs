@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use midge_codec::{Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, TopicName};
 
 use super::state::{violation, ClientConnection, Violation};
+use crate::broker::is_sys_topic;
 use crate::ports::access::Action;
 use crate::route::read_batch::ReadBatch;
 
@@ -153,24 +154,5 @@ impl ClientConnection {
             inbound[slot] = Some(owned);
         }
         Ok(())
-    }
-}
-
-/// Whether `topic` is in the broker's `$SYS` tree, which only the broker publishes to.
-pub(crate) fn is_sys_topic(topic: &str) -> bool {
-    topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_sys_topic;
-
-    #[test]
-    fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
-        assert!(is_sys_topic("$SYS"));
-        assert!(is_sys_topic("$SYS/broker/uptime"));
-        assert!(!is_sys_topic("$SYSTEM/x"));
-        assert!(!is_sys_topic("SYS/x"));
-        assert!(!is_sys_topic("x/$SYS"));
     }
 }
