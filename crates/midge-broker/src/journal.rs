@@ -287,11 +287,6 @@ impl Journal {
         }
     }
 
-    /// Whether message `id` has a durable reference (its record is in the store).
-    pub(crate) fn is_stored(&self, id: u64) -> bool {
-        self.references.shard(id).lock().contains_key(&id)
-    }
-
     /// Drops a durable reference to message `id`; the last one deletes the message's record.
     pub(crate) fn release_reference(&self, id: u64, mut batch: Changes) -> Ticket {
         let mut counts = self.references.shard(id).lock();

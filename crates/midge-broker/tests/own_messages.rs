@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use harness::*;
+use midge_broker::ports::durability::{Change, Changes, Durability};
 use midge_broker::CloseKind;
 use midge_codec::{Properties, QoS, ReasonCode, TopicName};
 
@@ -52,6 +53,29 @@ fn own_retained_messages_stay_out_of_the_store() {
     assert_eq!(world.broker.retained_count(), 1, "the second replaced the first");
     assert!(store.recovered().retained.is_empty(), "a restart publishes fresh values");
     assert_eq!(store.submissions(), 0);
+}
+
+#[test]
+fn a_sys_value_a_client_stored_before_leaves_the_store_at_restore() {
+    // A store written before clients were refused `$SYS`: a retained row there, naming the
+    // message an ordinary retained topic holds too.
+    let store = Arc::new(MemoryDurability::default());
+    {
+        let world = World::with_store(&store);
+        let mut publisher = world.client(connect(V5, "old"));
+        publisher.publish(publish("kept/topic", "value", QoS::AtLeastOnce, true), world.now);
+    }
+    let (_, id) = store.recovered().retained[0].clone();
+    let mut changes = Changes::new();
+    changes.push(Change::PutRetained { topic: "$SYS/broker/uptime".to_owned(), message: id });
+    store.submit(changes);
+
+    let store = Arc::new(store.reopened());
+    let world = World::with_store(&store);
+    assert_eq!(world.broker.retained_count(), 1, "only the ordinary retained message");
+    let held = store.recovered();
+    assert_eq!(held.retained, [("kept/topic".to_owned(), id)], "the $SYS row is deleted");
+    assert_eq!(store.message_ids(), [id], "the message stays for the topic that still holds it");
 }
 
 #[test]

@@ -93,32 +93,22 @@ impl Broker {
             }
             let previous = retained.set(&message);
             // Submitted under the retained lock, so the store sees retained updates of one topic
-            // in the order they were made.
-            match &self.journal {
-                Some(journal) if durable == Durable::No => {
-                    // A value a client stored under this topic (a store from before `$SYS`
-                    // refused client publishes) leaves the store with its reference.
-                    if let Some(previous) = previous.filter(|previous| journal.is_stored(previous.id)) {
-                        let mut changes = Changes::new();
-                        changes.push(Change::DeleteRetained(message.topic.to_string()));
-                        ticket = Some(journal.release_reference(previous.id, changes));
-                    }
+            // in the order they were made. The broker's own retained messages never have a
+            // retained row: only the broker publishes into `$SYS`, and `restore` drops the rows
+            // a store from before held.
+            if let Some(journal) = self.journal.as_ref().filter(|_| durable == Durable::Yes) {
+                let topic = message.topic.to_string();
+                let mut changes = Changes::new();
+                if message.payload.is_empty() {
+                    changes.push(Change::DeleteRetained(topic));
+                    ticket = Some(journal.submit(changes));
+                } else {
+                    changes.push(Change::PutRetained { topic, message: message.id });
+                    ticket = Some(journal.add_reference(&message, changes));
                 }
-                Some(journal) => {
-                    let topic = message.topic.to_string();
-                    let mut changes = Changes::new();
-                    if message.payload.is_empty() {
-                        changes.push(Change::DeleteRetained(topic));
-                        ticket = Some(journal.submit(changes));
-                    } else {
-                        changes.push(Change::PutRetained { topic, message: message.id });
-                        ticket = Some(journal.add_reference(&message, changes));
-                    }
-                    if let Some(previous) = previous {
-                        journal.release_reference(previous.id, Changes::new());
-                    }
+                if let Some(previous) = previous {
+                    journal.release_reference(previous.id, Changes::new());
                 }
-                None => {}
             }
         }
         let (delivered, routed) = self.route(&message, batch);
