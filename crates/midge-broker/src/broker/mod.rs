@@ -24,10 +24,10 @@ mod restore;
 mod state;
 mod subscribe;
 
+pub(crate) use crate::message::is_sys_topic;
 pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub(crate) use events::ClientEvent;
-pub(crate) use publish::is_sys_topic;
 pub use restore::Restored;
 pub use state::Broker;

@@ -7,6 +7,7 @@ use midge_codec::QoS;
 
 use super::state::Broker;
 use crate::delivery::Queued;
+use crate::message::is_sys_topic;
 use crate::message::Message;
 use crate::ports::durability::{Change, Changes, Ticket};
 use crate::route::overlap::{merge_overlapping, Targets};
@@ -300,23 +301,4 @@ fn forward_remote(mut remotes: RemoteTargets) -> usize {
         remote.target.forward(item);
     }
     reached
-}
-
-/// Whether `topic` is in the broker's `$SYS` tree, which only the broker publishes to.
-pub(crate) fn is_sys_topic(topic: &str) -> bool {
-    topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_sys_topic;
-
-    #[test]
-    fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
-        assert!(is_sys_topic("$SYS"));
-        assert!(is_sys_topic("$SYS/broker/uptime"));
-        assert!(!is_sys_topic("$SYSTEM/x"));
-        assert!(!is_sys_topic("SYS/x"));
-        assert!(!is_sys_topic("x/$SYS"));
-    }
 }
