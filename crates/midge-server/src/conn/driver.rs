@@ -382,7 +382,6 @@ fn handle_frames(
                     counts.publishes += 1;
                     counts.payload_bytes += publish.payload.len() as u64;
                 }
-                let publishes = counts.publishes;
                 if !heard {
                     // A complete packet: the keep alive starts again (MQTT-3.1.2-24).
                     connection.heard(now);
@@ -402,8 +401,8 @@ fn handle_frames(
                         return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
                     }
                 }
-                if batch.is_congested() || budget.is_some_and(|budget| publishes >= budget) {
-                    return Ok(publishes);
+                if batch.is_congested() || budget.is_some_and(|budget| counts.publishes >= budget) {
+                    return Ok(counts.publishes);
                 }
             }
             Ok(None) => return Ok(counts.publishes),
