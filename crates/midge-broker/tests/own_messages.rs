@@ -159,3 +159,19 @@ fn a_will_into_sys_is_not_published() {
     assert!(sys.publishes(world.now).is_empty());
     assert_eq!(world.broker.stats().wills_published.get(), 0);
 }
+
+#[test]
+fn retained_messages_beyond_a_new_subscribers_bound_are_counted_as_dropped() {
+    let world = World::with(midge_broker::Limits { max_queued_messages: 2, ..midge_broker::Limits::default() });
+    let mut publisher = world.client(connect(V5, "publisher"));
+    for topic in ["r/1", "r/2", "r/3", "r/4", "r/5"] {
+        publisher.publish(publish(topic, "kept", QoS::AtLeastOnce, true), world.now);
+    }
+    let mut late = world.client(connect(V5, "late"));
+    late.subscribe(vec![sub("r/#", QoS::AtMostOnce)], Properties::default(), world.now);
+    let got = late.publishes(world.now).len() as u64;
+    let stats = world.broker.stats().snapshot();
+    assert_eq!(got + stats.drops.queue_full, 5, "each one sent or counted");
+    assert!(stats.drops.queue_full > 0);
+    assert_eq!(stats.messages_dropped, stats.drops.queue_full);
+}
