@@ -7,6 +7,8 @@
 
 mod interop_common;
 mod support;
+#[path = "conformance_wire/mod.rs"]
+mod wire;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -218,6 +220,52 @@ fn sys_is_read_only_by_whom_the_acl_lets() {
     admin.wait_updates(1);
     publish(&broker, "mqttv311", "marker-pub", &["-t", "marker", "-m", "first"]);
     assert_eq!(eve.messages(), ["marker|first"]);
+}
+
+/// A subscriber that takes nothing paces its publisher, then (`slow_consumer_policy = "drop"`,
+/// after `slow_consumer_timeout_ms`) loses what does not fit its queue: Midge's own topics show
+/// the pacing, its end, and the drops under their reason.
+#[test]
+fn pacing_and_drops_by_reason_show_under_midges_own_topics() {
+    let broker = TestBroker::start_midge_with(
+        "[mqtt]\nmax_queued_messages = 20\nslow_consumer_timeout_ms = 100\n\n[store]\npersistence = false\n\n\
+         [sys]\ninterval = 1\n",
+    );
+    let mut stuck = wire::Client::new(&broker, wire::Version::V5, "stuck");
+    assert_eq!(stuck.subscribe("drop/t", 1), 1);
+    let mut publisher = wire::Client::new(&broker, wire::Version::V5, "flooder");
+    let mut burst = Vec::new();
+    for n in 1..=300u16 {
+        let mut publish = wire::Publish::new("drop/t", format!("{n}").as_bytes(), 1);
+        publish.id = n;
+        burst.extend(publish.encode(wire::Version::V5));
+    }
+    publisher.send(&burst);
+    for acked in 0..300 {
+        match publisher.next(Duration::from_secs(30)) {
+            wire::Event::Packet(wire::Packet::Puback(_)) => {}
+            other => panic!("publisher: {other:?} after {acked} PUBACKs"),
+        }
+    }
+    // Only the topics read: an update is a burst of up to a hundred messages, and a QoS 0
+    // subscriber of `$SYS/#` under this queue bound of 20 would lose most of each.
+    let topics = [
+        "$SYS/broker/publish/messages/dropped",
+        "$SYS/broker/midge/messages/dropped/+",
+        "$SYS/broker/midge/publishers/+",
+    ];
+    let mut watch = SysWatch::start(&broker, "sys-watch", &topics.map(|topic| ["-t", topic]).concat());
+    watch.wait_until("pacing over, drops counted by reason", |v| {
+        let number = |topic: &str| v.get(topic).and_then(|value| value.parse::<u64>().ok());
+        let dropped = number("$SYS/broker/publish/messages/dropped");
+        let reasons = ["queue_full", "undeliverable", "read_back"]
+            .map(|reason| number(&format!("$SYS/broker/midge/messages/dropped/{reason}")));
+        number("$SYS/broker/midge/publishers/pacings").is_some_and(|n| n >= 1)
+            && number("$SYS/broker/midge/publishers/paced") == Some(0)
+            && reasons[0].is_some_and(|n| n > 0)
+            && dropped.is_some()
+            && dropped == reasons.iter().copied().sum::<Option<u64>>()
+    });
 }
 
 /// Topics mosquitto 2.0.11 publishes that Midge does not, and why.
