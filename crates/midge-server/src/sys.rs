@@ -244,19 +244,25 @@ pub async fn run(
             _ = ticks.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let store = match &store {
-            Some(probe) => Some(sample_store(probe).await),
-            None => None,
-        };
+        let sample = sample(&broker, store.as_ref(), started).await;
         let now = Instant::now();
-        let sample =
-            Sample { uptime: now - started, stats: broker.stats().snapshot(), held: broker.accounting(), store };
         let elapsed = last.map_or(Duration::ZERO, |last| now - last);
         last = Some(now);
         for (topic, payload) in tree.update(&sample, elapsed) {
             publish(&broker, &topic, payload, now);
         }
     }
+}
+
+/// Every figure `$SYS` publishes, now: the counters, what the broker holds (each session
+/// visited under its own lock), and the store's figures; for a broker started at `started`.
+/// What `/metrics` will read too.
+pub async fn sample(broker: &Broker, store: Option<&StoreProbe>, started: Instant) -> Sample {
+    let store = match store {
+        Some(probe) => Some(sample_store(probe).await),
+        None => None,
+    };
+    Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store }
 }
 
 /// The store's size (measured off the async workers: it walks the directory) and commits.
