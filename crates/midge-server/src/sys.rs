@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +24,16 @@ use crate::config::SysConfig;
 /// The QoS `$SYS` messages are published at: mosquitto's (`SYS_TREE_QOS`), so a subscriber
 /// gets them at the QoS it asked for.
 const SYS_QOS: QoS = QoS::ExactlyOnce;
+
+/// How to read the process's heap (bytes allocated and not freed), when the binary can say:
+/// the allocator is the process's, chosen by the binary, not by this library.
+static HEAP_PROBE: OnceLock<fn() -> Option<u64>> = OnceLock::new();
+
+/// Tells `$SYS` how to read the heap (`heap/current`, `heap/maximum`); without it those two
+/// topics are not published. The first call wins.
+pub fn set_heap_probe(probe: fn() -> Option<u64>) {
+    let _ = HEAP_PROBE.set(probe);
+}
 
 /// What `$SYS/broker/version` says.
 pub fn version() -> String {
@@ -52,6 +62,8 @@ pub struct Sample {
     pub held: Accounting,
     /// The store's figures; `None` without persistence.
     pub store: Option<StoreSample>,
+    /// Bytes allocated on the heap, when the binary says how to read them.
+    pub heap: Option<u64>,
 }
 
 /// Reads one counter from a snapshot.
@@ -86,6 +98,8 @@ pub struct SysTree {
     last_counts: [u64; LOADS.len()],
     /// The most sessions seen at an update (`clients/maximum`).
     maximum: usize,
+    /// The largest heap seen at an update (`heap/maximum`).
+    heap_maximum: u64,
     /// The store's commits and their time at the last update (for the mean latency since).
     last_commits: (u64, u64),
 }
@@ -136,6 +150,12 @@ impl SysTree {
         ];
         for (topic, value) in counts {
             put(topic, value.to_string());
+        }
+        if let Some(heap) = sample.heap {
+            // mosquitto's maximum is its exact peak; this is the largest seen at an update.
+            self.heap_maximum = self.heap_maximum.max(heap);
+            put("heap/current", heap.to_string());
+            put("heap/maximum", self.heap_maximum.to_string());
         }
         self.update_loads(stats, elapsed, &mut put);
         self.midge_own(sample, &mut put);
@@ -262,7 +282,8 @@ pub async fn sample(broker: &Broker, store: Option<&StoreProbe>, started: Instan
         Some(probe) => Some(sample_store(probe).await),
         None => None,
     };
-    Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store }
+    let heap = HEAP_PROBE.get().and_then(|probe| probe());
+    Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store, heap }
 }
 
 /// The store's size (measured off the async workers: it walks the directory) and commits.
@@ -370,6 +391,19 @@ mod tests {
         assert_eq!(value(&changes, "$SYS/broker/midge/store/commit_latency_ms"), Some("0.50"));
         let changes = tree.update(&sample, Duration::from_secs(1));
         assert!(changes.iter().all(|(topic, _)| !topic.contains("store/commit")), "no commits: unchanged");
+    }
+
+    #[test]
+    fn the_heap_and_its_largest_value_seen_when_the_binary_can_read_it() {
+        let mut tree = SysTree::new();
+        let first = tree.update(&Sample::default(), Duration::ZERO);
+        assert!(!topics(&first).contains(&"$SYS/broker/heap/current"), "no probe, no heap topics");
+        let changes = tree.update(&Sample { heap: Some(2048), ..Sample::default() }, Duration::from_secs(1));
+        assert_eq!(value(&changes, "$SYS/broker/heap/current"), Some("2048"));
+        assert_eq!(value(&changes, "$SYS/broker/heap/maximum"), Some("2048"));
+        let changes = tree.update(&Sample { heap: Some(1024), ..Sample::default() }, Duration::from_secs(1));
+        assert_eq!(value(&changes, "$SYS/broker/heap/current"), Some("1024"));
+        assert!(!topics(&changes).contains(&"$SYS/broker/heap/maximum"));
     }
 
     #[test]
