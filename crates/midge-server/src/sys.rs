@@ -274,24 +274,26 @@ pub async fn run(
     }
 }
 
-/// Every figure `$SYS` publishes, now: the counters, what the broker holds (each session
-/// visited under its own lock), and the store's figures; for a broker started at `started`.
-/// What `/metrics` will read too.
-pub async fn sample(broker: &Broker, store: Option<&StoreProbe>, started: Instant) -> Sample {
-    let store = match store {
-        Some(probe) => Some(sample_store(probe).await),
-        None => None,
+/// Every figure `$SYS` publishes, now: the counters, what the broker holds, the store's
+/// figures and the heap; for a broker started at `started`. What `/metrics` will read too.
+///
+/// Read on a blocking thread: what the broker holds is counted visiting every session under
+/// its own lock, and the store's size walking its directory, which for a large broker is
+/// longer than an async worker should be kept from its connections.
+pub async fn sample(broker: &Arc<Broker>, store: Option<&StoreProbe>, started: Instant) -> Sample {
+    let broker = Arc::clone(broker);
+    let store = store.cloned();
+    let read = move || {
+        let store = store.map(|probe| {
+            let status = probe.writer.status();
+            let bytes = midge_store::disk_usage(&probe.dir).ok();
+            StoreSample { bytes, commits: status.commits, commit_micros: status.commit_micros }
+        });
+        let heap = HEAP_PROBE.get().and_then(|probe| probe());
+        Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store, heap }
     };
-    let heap = HEAP_PROBE.get().and_then(|probe| probe());
-    Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store, heap }
-}
-
-/// The store's size (measured off the async workers: it walks the directory) and commits.
-async fn sample_store(probe: &StoreProbe) -> StoreSample {
-    let dir = probe.dir.clone();
-    let bytes = tokio::task::spawn_blocking(move || midge_store::disk_usage(&dir)).await.ok().and_then(Result::ok);
-    let status = probe.writer.status();
-    StoreSample { bytes, commits: status.commits, commit_micros: status.commit_micros }
+    // The runtime shutting down cancels it: then nothing is published anyway.
+    tokio::task::spawn_blocking(read).await.unwrap_or_default()
 }
 
 /// Publishes one value, retained.
