@@ -155,13 +155,14 @@ mod allocator_tests {
         assert!(enabled, "jemalloc's background thread is off: MALLOC_CONF did not apply");
     }
 
-    /// jemalloc counts what is allocated: a megabyte more shows.
+    /// jemalloc counts what is allocated: 32 MiB more shows (by half of it at least: tests on
+    /// other threads allocate and free meanwhile).
     #[test]
     fn the_heap_is_counted() {
         let before = super::heap_allocated().expect("jemalloc has statistics");
-        let block = vec![1u8; 1 << 20];
+        let block = vec![0u8; 32 << 20];
         let during = super::heap_allocated().expect("jemalloc has statistics");
-        assert!(during >= before + (1 << 20) - 4096, "{before} then {during}");
+        assert!(during >= before + (16 << 20), "{before} then {during}");
         drop(block);
     }
 }
