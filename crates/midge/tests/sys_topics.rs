@@ -1,7 +1,9 @@
 //! `$SYS` topics (issue 15) read with Debian's `mosquitto_sub -t '$SYS/#'`: their values after
 //! known traffic, who may read them (never `#`, MQTT-4.7.2-1; only whom the ACL lets), `[sys]
-//! interval = 0`, and every topic name mosquitto 2 publishes under the same traffic published
-//! by Midge too, with the same values where the same packets give the same counts.
+//! interval = 0`, every topic name mosquitto 2 publishes under the same traffic published by
+//! Midge too, with the same values where the same packets give the same counts; Midge's own
+//! (pacing, drops by reason), client events (`[sys] events`), and the mosquitto-style connect
+//! and disconnect log lines.
 //!
 //! No test sleeps for synchronisation: each waits, with a deadline, for the values it expects.
 
