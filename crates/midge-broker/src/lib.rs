@@ -65,5 +65,6 @@ pub use route::subscriber::Remote;
 pub use router::{Match, Router};
 pub use session::Session;
 pub use stats::{
-    Counter, LimitCounter, LimitCounters, LimitReport, LimitSnapshot, Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
+    Counter, DropCounters, DropReason, DropSnapshot, Gauge, LimitCounter, LimitCounters, LimitReport, LimitSnapshot,
+    Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
 };

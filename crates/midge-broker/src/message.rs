@@ -154,6 +154,11 @@ fn encode_shared_properties(properties: &Properties) -> Bytes {
     out.freeze()
 }
 
+/// Whether `topic` is in the broker's `$SYS` tree, which only the broker publishes to.
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
     /// Every message costs its allocation: `Arc<Message>` (the two counts and the message)
@@ -162,5 +167,19 @@ mod tests {
     #[test]
     fn a_message_stays_within_its_allocator_size_class() {
         assert!(16 + std::mem::size_of::<super::Message>() <= 160, "{} bytes", std::mem::size_of::<super::Message>());
+    }
+}
+
+#[cfg(test)]
+mod sys_tests {
+    use super::is_sys_topic;
+
+    #[test]
+    fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
+        assert!(is_sys_topic("$SYS"));
+        assert!(is_sys_topic("$SYS/broker/uptime"));
+        assert!(!is_sys_topic("$SYSTEM/x"));
+        assert!(!is_sys_topic("SYS/x"));
+        assert!(!is_sys_topic("x/$SYS"));
     }
 }

@@ -1,10 +1,13 @@
 //! Counters the broker keeps, read by logs, `$SYS` and metrics.
 //!
 //! Counters touched per message are sharded: one shared atomic incremented by every worker
-//! thread for every delivery would bounce its cache line between cores on the hot path.
+//! thread for every delivery would bounce its cache line between cores on the hot path. Those
+//! the connection driver keeps (bytes, packets) are added once per read or write, not per byte
+//! or packet. `$SYS` (`midge-server/src/sys.rs`) and, later, `/metrics` read them all through
+//! [`Stats::snapshot`].
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,28 @@ impl Counter {
     /// The total so far (not a snapshot across shards: fine for reporting).
     pub fn get(&self) -> u64 {
         self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A value that goes up and down (paced publishers now): one atomic, for counts that change
+/// per connection event, not per message.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn increment(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one away.
+    pub fn decrement(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The value now (never below 0 as read, whatever order increments and decrements landed in).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).max(0) as u64
     }
 }
 
@@ -100,22 +125,87 @@ impl LimitCounter {
     }
 }
 
-/// The broker's counters.
+/// The broker's counters. Each says what it counts in mosquitto's `$SYS` terms where it has
+/// one (the topic that publishes it, in `midge-server/src/sys.rs`).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// CONNECTs accepted.
+    /// Network connections accepted by the listeners, before CONNECT (`load/sockets`).
+    pub sockets_accepted: Counter,
+    /// CONNECTs accepted (`load/connections`).
     pub connections_accepted: Counter,
+    /// Sessions that expired while their client was away (`clients/expired`).
+    pub sessions_expired: Counter,
+    /// MQTT packets of every kind received from clients (`messages/received`), added per read.
+    pub packets_received: Counter,
+    /// MQTT packets of every kind written to clients (`messages/sent`).
+    pub packets_sent: Counter,
+    /// Bytes of MQTT received from clients (`bytes/received`): what the driver reads, after TLS
+    /// and WebSocket framing, added once per read.
+    pub bytes_received: Counter,
+    /// Bytes of MQTT written to clients (`bytes/sent`), added once per write.
+    pub bytes_sent: Counter,
+    /// PUBLISH packets received from clients (`publish/messages/received`).
+    pub publish_received: Counter,
+    /// Payload bytes of those (`publish/bytes/received`).
+    pub publish_bytes_received: Counter,
+    /// Payload bytes of the PUBLISHes written to clients (`publish/bytes/sent`).
+    pub publish_bytes_sent: Counter,
     /// PUBLISHes (and wills) received for routing.
     pub messages_received: Counter,
-    /// PUBLISHes written to clients.
+    /// PUBLISHes written to clients (`publish/messages/sent`).
     pub messages_sent: Counter,
     /// Messages dropped because a session queue was full, a message did not fit a client's
-    /// Maximum Packet Size, or it expired while queued.
+    /// Maximum Packet Size, or it expired while queued (`publish/messages/dropped`); the
+    /// reasons are in `drops`.
     pub messages_dropped: Counter,
+    /// Of `messages_dropped`, what each reason dropped.
+    pub drops: DropCounters,
     /// Wills published.
     pub wills_published: Counter,
+    /// Publishers paced now, waiting for a subscriber's room (decision 0005).
+    pub paced_publishers: Gauge,
+    /// Times a publisher was paced.
+    pub pacings: Counter,
     /// The named limits' refusals (docs/limits.md).
     pub limits: LimitCounters,
+}
+
+/// Why messages were dropped: each a part of [`Stats::messages_dropped`] (which also holds the
+/// MQTT-SN gateway's drops, counted there only).
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    /// A session's queue was at its bound (connected: `max_queued_*`, with the slow-consumer
+    /// policy `drop` or QoS 0 without pacing; offline: `max_offline_*`).
+    pub queue_full: Counter,
+    /// Taken from a queue but not sent: expired (MQTT-3.3.2-5), over the client's Maximum
+    /// Packet Size, or refused by the ACL at delivery.
+    pub undeliverable: Counter,
+    /// Read back from the store for a returning client but expired or over its bounds.
+    pub read_back: Counter,
+}
+
+/// Why messages were dropped (see [`DropCounters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// [`DropCounters::queue_full`].
+    QueueFull,
+    /// [`DropCounters::undeliverable`].
+    Undeliverable,
+    /// [`DropCounters::read_back`].
+    ReadBack,
+}
+
+impl Stats {
+    /// Counts `n` messages dropped for `reason`, in the total and under the reason.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        self.messages_dropped.add(n);
+        let counter = match reason {
+            DropReason::QueueFull => &self.drops.queue_full,
+            DropReason::Undeliverable => &self.drops.undeliverable,
+            DropReason::ReadBack => &self.drops.read_back,
+        };
+        counter.add(n);
+    }
 }
 
 /// Each named limit's refusals (docs/limits.md): one counter per limit, so what stopped a
@@ -183,30 +273,62 @@ impl LimitCounters {
 
 /// The counters' values at one moment (each read on its own: fine for reporting).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // each is the Stats field of the same name
 pub struct StatsSnapshot {
-    /// CONNECTs accepted.
+    pub sockets_accepted: u64,
     pub connections_accepted: u64,
-    /// PUBLISHes (and wills) received for routing.
+    pub sessions_expired: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub publish_received: u64,
+    pub publish_bytes_received: u64,
+    pub publish_bytes_sent: u64,
     pub messages_received: u64,
-    /// PUBLISHes written to clients.
     pub messages_sent: u64,
-    /// Messages dropped at a bound (see [`Stats::messages_dropped`]).
     pub messages_dropped: u64,
-    /// Wills published.
+    pub drops: DropSnapshot,
     pub wills_published: u64,
-    /// The named limits' refusals.
+    pub paced_publishers: u64,
+    pub pacings: u64,
     pub limits: LimitSnapshot,
+}
+
+/// What each reason dropped, at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)] // each is the DropCounters field of the same name
+pub struct DropSnapshot {
+    pub queue_full: u64,
+    pub undeliverable: u64,
+    pub read_back: u64,
 }
 
 impl Stats {
     /// Every counter's value, for logs, `$SYS` and metrics.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            sockets_accepted: self.sockets_accepted.get(),
             connections_accepted: self.connections_accepted.get(),
+            sessions_expired: self.sessions_expired.get(),
+            packets_received: self.packets_received.get(),
+            packets_sent: self.packets_sent.get(),
+            bytes_received: self.bytes_received.get(),
+            bytes_sent: self.bytes_sent.get(),
+            publish_received: self.publish_received.get(),
+            publish_bytes_received: self.publish_bytes_received.get(),
+            publish_bytes_sent: self.publish_bytes_sent.get(),
             messages_received: self.messages_received.get(),
             messages_sent: self.messages_sent.get(),
             messages_dropped: self.messages_dropped.get(),
+            drops: DropSnapshot {
+                queue_full: self.drops.queue_full.get(),
+                undeliverable: self.drops.undeliverable.get(),
+                read_back: self.drops.read_back.get(),
+            },
             wills_published: self.wills_published.get(),
+            paced_publishers: self.paced_publishers.get(),
+            pacings: self.pacings.get(),
             limits: self.limits.snapshot(),
         }
     }
@@ -227,6 +349,25 @@ mod tests {
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(counter.get(), 8000);
+    }
+
+    #[test]
+    fn a_drop_counts_in_the_total_and_under_its_reason() {
+        let stats = Stats::default();
+        stats.dropped(DropReason::QueueFull, 3);
+        stats.dropped(DropReason::Undeliverable, 2);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.messages_dropped, 5);
+        assert_eq!(snapshot.drops, DropSnapshot { queue_full: 3, undeliverable: 2, read_back: 0 });
+    }
+
+    #[test]
+    fn a_gauge_goes_up_and_down() {
+        let gauge = Gauge::default();
+        gauge.increment();
+        gauge.increment();
+        gauge.decrement();
+        assert_eq!(gauge.get(), 1);
     }
 
     #[test]

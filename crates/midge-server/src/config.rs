@@ -34,6 +34,30 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// Connections across every listener (`[connections]`).
     pub connections: ConnectionsConfig,
+    /// The `$SYS` topics (`[sys]`).
+    pub sys: SysConfig,
+}
+
+/// The `$SYS` topics (`[sys]`): the broker's counters, published retained as mosquitto 2
+/// names them, for any subscriber the ACL lets read `$SYS/#`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SysConfig {
+    /// Seconds between updates (mosquitto's `sys_interval`); 0 publishes nothing. Default 10,
+    /// mosquitto's: a monitor sees a change within seconds, and the broker publishes a few
+    /// dozen small messages per interval.
+    pub interval: u64,
+    /// Whether each client's connect and disconnect is also published, on
+    /// `$SYS/broker/clients/connected` and `.../disconnected` (payload: the client id; not
+    /// retained). Default false: one message per connection event is a cost a broker with
+    /// many short connections should opt into.
+    pub events: bool,
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        Self { interval: 10, events: false }
+    }
 }
 
 /// Limits on connections across every listener (`[connections]`; docs/limits.md). Each is
@@ -574,6 +598,14 @@ pub fn default_listener(port: u16) -> ListenerConfig {
 mod tests {
     use super::*;
     use crate::test_support::report;
+
+    #[test]
+    fn sys_updates_every_10_seconds_unless_set() {
+        assert_eq!(ServerConfig::default().sys, SysConfig { interval: 10, events: false });
+        let config = ServerConfig::parse("[sys]\ninterval = 0\nevents = true\n", Path::new("x.toml")).unwrap();
+        assert_eq!(config.sys, SysConfig { interval: 0, events: true });
+        assert!(ServerConfig::parse("[sys]\nsys_interval = 1\n", Path::new("x.toml")).is_err());
+    }
 
     #[test]
     fn empty_file_gives_defaults_and_the_local_listener() {

@@ -97,6 +97,7 @@ impl ConnectionGate {
             }
             return false;
         }
+        self.broker.stats().sockets_accepted.add(1);
         true
     }
 }

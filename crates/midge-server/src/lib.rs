@@ -19,6 +19,7 @@
 //!   a task per client that drives a session of the broker.
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`store`]: the embedded store behind the core's durability port.
+//! - [`sys`]: the `$SYS` topics, published every `[sys] interval` seconds.
 //! - [`limits`]: the server's own bounds.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
@@ -36,6 +37,7 @@ pub mod read_size;
 pub mod server;
 mod sn;
 pub mod store;
+pub mod sys;
 pub mod tls;
 pub mod transport;
 

@@ -110,6 +110,7 @@ impl Server {
             bound.push(BoundListener::bind(index + 1, listener_config).await?);
         }
         let (broker, writer) = open_broker(&config)?;
+        broker.set_client_events(config.sys.events);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = writer.as_ref().map(Writer::handle);
         let open_files = usize::try_from(raise_open_files_limit()).unwrap_or(usize::MAX);
@@ -134,6 +135,8 @@ impl Server {
             let dir = config.store.data_dir.clone();
             tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
         }
+        let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
+        tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, listeners, shutdown, tasks, writer })
     }

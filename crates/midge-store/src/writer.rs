@@ -98,6 +98,9 @@ pub struct WriterStatus {
     pub synced: u64,
     /// Transactions committed: fewer than tickets when group commit merged them.
     pub commits: u64,
+    /// Time spent committing them (and syncing, when the policy syncs), in microseconds: over
+    /// `commits`, the mean time an acknowledgement waits on the disk (`$SYS`, metrics).
+    pub commit_micros: u64,
     /// The failure that ended the writer, if one did.
     pub error: Option<Arc<StoreError>>,
     /// The writer thread has ended.
@@ -431,6 +434,7 @@ fn run<S: Store>(mut store: S, shared: Arc<Shared>) -> S {
 
         let mut result = Ok(());
         let committed = !batch.is_empty();
+        let started = Instant::now();
         if committed {
             result = store.commit(&batch, flush);
         }
@@ -463,6 +467,9 @@ fn run<S: Store>(mut store: S, shared: Arc<Shared>) -> S {
                     queue.status.synced = synced;
                 }
                 queue.status.commits += u64::from(committed);
+                if committed {
+                    queue.status.commit_micros += started.elapsed().as_micros() as u64;
+                }
             }
             Err(error) => {
                 tracing::error!(%error, "the store writer failed: refusing further writes; nothing after ticket {} is durable", queue.status.committed);

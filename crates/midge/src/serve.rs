@@ -65,6 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Handlers first: a supervisor that sends SIGTERM as soon as the listener is logged must
         // find them installed, not the default action (which kills without a clean shutdown).
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
+        midge_server::sys::set_heap_probe(crate::heap_allocated);
         let server = Server::start(config).await?;
         let reloader = server.reloader();
         server.run_until(signals.received(move || reloader.reload())).await;

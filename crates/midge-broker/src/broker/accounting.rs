@@ -11,8 +11,12 @@ use crate::session::Session;
 pub struct Accounting {
     /// Sessions, connected and offline.
     pub sessions: usize,
-    /// Subscriptions, summed over sessions.
+    /// Sessions with a client connected.
+    pub connected: usize,
+    /// Subscriptions, summed over sessions (shared ones included).
     pub subscriptions: usize,
+    /// Of those, shared subscriptions (`$share/GROUP/FILTER`).
+    pub shared_subscriptions: usize,
     /// The most subscriptions one session holds.
     pub most_subscriptions: usize,
     /// Messages queued in memory (not in flight), summed over sessions.
@@ -40,7 +44,10 @@ impl Broker {
         for session in &sessions {
             let state = session.lock();
             let subscriptions = state.subscriptions.len();
+            accounting.connected += usize::from(state.is_attached());
             accounting.subscriptions += subscriptions;
+            accounting.shared_subscriptions +=
+                state.subscriptions.iter().filter(|(filter, _)| filter.starts_with("$share/")).count();
             accounting.most_subscriptions = accounting.most_subscriptions.max(subscriptions);
             accounting.queued_messages += state.queue_len();
             accounting.longest_queue = accounting.longest_queue.max(state.queue_len());

@@ -11,19 +11,23 @@
 //! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
+//! - `events`: clients' connects and disconnects published on `$SYS`, when switched on.
 
 mod accounting;
 mod connect;
 mod deadlines;
 mod end;
+mod events;
 mod publish;
 mod remote;
 mod restore;
 mod state;
 mod subscribe;
 
+pub(crate) use crate::message::is_sys_topic;
 pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
+pub(crate) use events::ClientEvent;
 pub use restore::Restored;
 pub use state::Broker;

@@ -7,6 +7,7 @@ use midge_codec::QoS;
 
 use super::state::Broker;
 use crate::delivery::Queued;
+use crate::message::is_sys_topic;
 use crate::message::Message;
 use crate::ports::durability::{Change, Changes, Ticket};
 use crate::route::overlap::{merge_overlapping, Targets};
@@ -15,6 +16,7 @@ use crate::route::shared::pick_member;
 use crate::route::subscriber::{Remote, Target};
 use crate::router::Match;
 use crate::session::EnqueueOutcome;
+use crate::stats::DropReason;
 
 /// What publishing a message did.
 #[derive(Debug, Clone)]
@@ -31,11 +33,54 @@ pub(crate) struct Published {
     pub(crate) refused: bool,
 }
 
+/// Whether a retained message is written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Yes,
+    No,
+}
+
 impl Broker {
     /// Publishes a message within a publisher's read batch: updates the retained store when it
     /// is retained, then delivers it to every matching subscription.
     pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
         self.stats.messages_received.add(1);
+        self.publish_uncounted(message, batch, Durable::Yes)
+    }
+
+    /// Publishes a message of the broker's own, such as a `$SYS` value: routed as any other
+    /// message, so the ACL decides at delivery who reads it and a retained one is kept for new
+    /// subscribers, but not counted as received (mosquitto counts only what clients send) and,
+    /// when retained, kept in memory only: the broker publishes fresh values when it starts,
+    /// and a store write per value per interval would buy nothing. Its deliveries are enqueued
+    /// and woken before this returns.
+    pub fn publish_own(
+        &self,
+        topic: midge_codec::TopicName,
+        payload: bytes::Bytes,
+        qos: QoS,
+        retain: bool,
+        now: std::time::Instant,
+    ) -> Result<(), &'static str> {
+        let publish = midge_codec::Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: None,
+            properties: midge_codec::Properties::default(),
+            payload,
+        };
+        let mut batch = ReadBatch::unpaced();
+        let published = self.publish_uncounted(self.new_message(&publish, None, now), &mut batch, Durable::No);
+        self.end_batch(&mut batch);
+        if published.refused {
+            return Err("max_retained_messages or max_retained_bytes");
+        }
+        Ok(())
+    }
+
+    fn publish_uncounted(&self, message: Arc<Message>, batch: &mut ReadBatch, durable: Durable) -> Published {
         let mut ticket = None;
         if message.retain {
             let mut retained = self.retained.write();
@@ -49,8 +94,10 @@ impl Broker {
             }
             let previous = retained.set(&message);
             // Submitted under the retained lock, so the store sees retained updates of one topic
-            // in the order they were made.
-            if let Some(journal) = &self.journal {
+            // in the order they were made. The broker's own retained messages never have a
+            // retained row: only the broker publishes into `$SYS`, and `restore` drops the rows
+            // a store from before held.
+            if let Some(journal) = self.journal.as_ref().filter(|_| durable == Durable::Yes) {
                 let topic = message.topic.to_string();
                 let mut changes = Changes::new();
                 if message.payload.is_empty() {
@@ -95,6 +142,9 @@ impl Broker {
             return Err("retained PUBLISH while retain is unavailable");
         }
         self.check_topic(&publish.topic, peer, now)?;
+        if is_sys_topic(&publish.topic) {
+            return Err("a client may not publish into $SYS");
+        }
         let mut batch = ReadBatch::unpaced();
         let published = self.publish(self.new_message(publish, None, now), &mut batch);
         self.end_batch(&mut batch);
@@ -189,7 +239,7 @@ impl Broker {
                     delivered += 1;
                 }
                 EnqueueOutcome::DroppedQueueFull => {
-                    self.stats.messages_dropped.add(1);
+                    self.stats.dropped(DropReason::QueueFull, 1);
                     tracing::debug!(client_id = %session.client_id(), "queue full, message dropped");
                 }
                 EnqueueOutcome::DroppedOffline => {}
@@ -210,7 +260,7 @@ impl Broker {
             let publisher = items.first().and_then(|item| item.message.publisher);
             let outcome = session.enqueue_many(items, &self.limits, self.journal.as_ref(), pace);
             if outcome.dropped > 0 {
-                self.stats.messages_dropped.add(outcome.dropped as u64);
+                self.stats.dropped(DropReason::QueueFull, outcome.dropped as u64);
                 tracing::debug!(client_id = %session.client_id(), dropped = outcome.dropped, "queue full, messages dropped");
             }
             if outcome.congested {

@@ -9,7 +9,7 @@ use midge_codec::{ProtocolVersion, QoS, TopicName};
 
 use super::state::Broker;
 use crate::message::Message;
-use crate::ports::durability::{DeliveryStage, Recovered, StoredWill};
+use crate::ports::durability::{Change, Changes, DeliveryStage, Recovered, StoredWill};
 use crate::route::subscriber::Subscriber;
 use crate::session::{options_from_byte, queued_from_record, Session, StoredSubscription};
 
@@ -70,7 +70,15 @@ impl Broker {
         }));
         {
             let mut retained = self.retained.write();
-            for (_, id) in recovered.retained {
+            for (topic, id) in recovered.retained {
+                if super::is_sys_topic(&topic) {
+                    // A value a client stored in `$SYS` before only the broker published there
+                    // (the broker's own are kept in memory): it leaves the store.
+                    let mut changes = Changes::new();
+                    changes.push(Change::DeleteRetained(topic));
+                    journal.release_reference(id, changes);
+                    continue;
+                }
                 if let Some(message) = messages.get(&id) {
                     retained.set(message);
                     restored.retained += 1;

@@ -42,6 +42,8 @@ pub struct Broker {
     pub(super) stats: Stats,
     /// Set by [`Broker::shut_down`]: connections attaching from then on are kicked at once.
     pub(super) shutting_down: AtomicBool,
+    /// Whether clients' connects and disconnects are published on `$SYS` (`events`).
+    pub(super) client_events: AtomicBool,
     /// Every connection's keep alive deadline; the server sweeps it.
     pub(super) keep_alives: KeepAlives,
     /// Detached sessions' expiry and delayed wills; `tick` takes what is due.
@@ -89,6 +91,7 @@ impl Broker {
             id_seed: ahash::RandomState::new(),
             stats: Stats::default(),
             shutting_down: AtomicBool::new(false),
+            client_events: AtomicBool::new(false),
             keep_alives: KeepAlives::new(Instant::now()),
             deadlines: Deadlines::default(),
         })
@@ -215,6 +218,7 @@ impl Broker {
                 }
             }
             if expired && self.finish_session_if(&session, true) {
+                self.stats.sessions_expired.add(1);
                 tracing::debug!(client_id = %session.client_id(), "session expired");
             }
         }

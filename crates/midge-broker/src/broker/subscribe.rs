@@ -12,7 +12,8 @@ use crate::message::Message;
 use crate::ports::durability::{Change, Changes, StoredSubscription as SubscriptionRow, Ticket};
 use crate::route::shared::parse_shared;
 use crate::route::subscriber::Subscriber;
-use crate::session::{options_byte, Session, StoredSubscription};
+use crate::session::{options_byte, EnqueueOutcome, Session, StoredSubscription};
+use crate::stats::DropReason;
 
 impl Broker {
     /// Handles a SUBSCRIBE for `session`; returns one reason code per filter and the ticket the
@@ -142,7 +143,13 @@ impl Broker {
                     handed_on: 0,
                     message,
                 };
-                if let (_, Some(kick)) = session.enqueue(item, &self.limits, self.journal.as_ref(), false) {
+                let (outcome, kick) = session.enqueue(item, &self.limits, self.journal.as_ref(), false);
+                if outcome == EnqueueOutcome::DroppedQueueFull {
+                    // Retained messages sent on subscribe respect the queue's bound: no
+                    // publisher to pace, so what does not fit is dropped, and counted.
+                    self.stats.dropped(DropReason::QueueFull, 1);
+                }
+                if let Some(kick) = kick {
                     kick.ring();
                 }
             }

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::state::{ClientConnection, CloseKind};
+use crate::broker::{is_sys_topic, ClientEvent};
 use crate::ports::access::Action;
 
 impl ClientConnection {
@@ -34,7 +35,8 @@ impl ClientConnection {
         // The will is checked against the client's rights when it is published (a delayed one:
         // when it is parked, with the rights the client had then).
         let will = will.filter(|will| {
-            let allowed = self.permits(Action::Publish, &will.topic);
+            // Only the broker publishes into $SYS, as for a client's PUBLISH.
+            let allowed = !is_sys_topic(&will.topic) && self.permits(Action::Publish, &will.topic);
             if !allowed {
                 tracing::info!(client_id = %self.client_id(), topic = %will.topic, "will refused by the ACL");
             }
@@ -83,5 +85,6 @@ impl ClientConnection {
         } else if detached && expiry > 0 && how != CloseKind::ServerShutdown {
             self.broker.save_session(&self.session); // when it expires, now that it is detached
         }
+        self.broker.client_event(ClientEvent::Disconnected, self.session.client_id(), now);
     }
 }

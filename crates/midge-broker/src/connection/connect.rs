@@ -7,7 +7,7 @@ use std::time::Instant;
 use midge_codec::ConnAck;
 
 use super::state::ClientConnection;
-use crate::broker::{Admitted, Broker, ConnectRequest, Refusal};
+use crate::broker::{Admitted, Broker, ClientEvent, ConnectRequest, Refusal};
 use crate::ports::access::{AccessCache, Authorizer};
 use crate::ports::auth::Verdict;
 
@@ -75,6 +75,7 @@ impl ClientConnection {
             kick,
             hold: None,
         };
+        broker.client_event(ClientEvent::Connected, &request.client_id, now);
         ConnectOutcome::Accepted { connection: Box::new(connection), connack }
     }
 }

@@ -61,6 +61,9 @@ impl ClientConnection {
     /// Encodes a control packet. Acks carry no reason strings or user properties, so a client
     /// that asked for no problem information (MQTT-3.1.2-29) needs no special case.
     pub(super) fn write(&self, packet: &Packet, out: &mut BytesMut) {
+        // One per response (an acknowledgement per QoS 1/2 PUBLISH at most): a thread's own
+        // shard of a counter, as `Broker::publish` counts each message.
+        self.broker.stats().packets_sent.add(1);
         write(packet, self.version, out);
     }
 
@@ -110,18 +113,31 @@ fn drain_session(
         let dropped = session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready);
         let dropped = dropped - handed_on.len();
         if dropped > 0 {
-            broker.stats().messages_dropped.add(dropped as u64);
+            broker.stats().dropped(crate::stats::DropReason::Undeliverable, dropped as u64);
         }
         for item in handed_on.drain(..) {
             broker.redeliver_shared(item);
         }
         more = ready.len() == DRAIN_BATCH;
-        let mut sent = 0;
+        let (mut sent, mut packets, mut payload_bytes) = (0, 0, 0);
         for outgoing in ready.drain(..) {
-            sent += u64::from(sink.send(outgoing, now));
+            let (payload, release) = match &outgoing {
+                Outgoing::Publish { item, .. } => (item.message.payload.len() as u64, false),
+                Outgoing::PubRel(_) => (0, true),
+            };
+            let published = sink.send(outgoing, now);
+            sent += u64::from(published);
+            packets += u64::from(published || release);
+            payload_bytes += if published { payload } else { 0 };
         }
+        // Once per batch, not per message.
+        let stats = broker.stats();
         if sent > 0 {
-            broker.stats().messages_sent.add(sent); // once per batch, not per message
+            stats.messages_sent.add(sent);
+            stats.publish_bytes_sent.add(payload_bytes);
+        }
+        if packets > 0 {
+            stats.packets_sent.add(packets);
         }
     }
     more

@@ -70,7 +70,7 @@ impl ClientConnection {
         let Some(journal) = self.broker.journal() else { return Ok(0) };
         let outcome = self.session.append_read_back(batch.conn_id, batch.request, records, journal);
         if outcome.dropped > 0 {
-            self.broker.stats().messages_dropped.add(outcome.dropped as u64);
+            self.broker.stats().dropped(crate::stats::DropReason::ReadBack, outcome.dropped as u64);
         }
         Ok(outcome.loaded)
     }

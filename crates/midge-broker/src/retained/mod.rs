@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use self::tree::RetainedTree;
-use crate::message::Message;
+use crate::message::{is_sys_topic, Message};
 
 /// Retained messages by topic, with their expiry index.
 #[derive(Debug, Default)]
@@ -19,6 +19,10 @@ pub(crate) struct RetainedStore {
     expiring: BTreeSet<(Instant, Arc<str>)>,
     /// Bytes of topics and payloads held, for `max_retained_bytes`.
     bytes: usize,
+    /// Of those, the broker's own (`$SYS`): messages and bytes. The retained bounds are for
+    /// what clients make the broker hold; the broker's own tree is a few dozen small values,
+    /// and takes no client's place.
+    own: (usize, usize),
 }
 
 /// What a retained message counts against `max_retained_bytes`: its topic and its payload.
@@ -29,15 +33,16 @@ fn size(message: &Message) -> usize {
 impl RetainedStore {
     /// Whether storing `message` keeps the store within `max_messages` and `max_bytes` (0: no
     /// byte bound). Clearing a topic always does; replacing a message counts only what it adds.
+    /// The broker's own (`$SYS`) are always admitted, and not counted for the others.
     pub fn admits(&self, message: &Message, max_messages: usize, max_bytes: usize) -> bool {
-        if message.payload.is_empty() {
+        if message.payload.is_empty() || is_sys_topic(&message.topic) {
             return true;
         }
         let replaced = self.tree.get(message.topic.as_str());
-        if replaced.is_none() && self.tree.len() >= max_messages {
+        if replaced.is_none() && self.tree.len() - self.own.0 >= max_messages {
             return false;
         }
-        let bytes = self.bytes - replaced.map_or(0, |old| size(old)) + size(message);
+        let bytes = self.bytes - self.own.1 - replaced.map_or(0, |old| size(old)) + size(message);
         max_bytes == 0 || bytes <= max_bytes
     }
 
@@ -51,11 +56,11 @@ impl RetainedStore {
             if let Some(at) = message.expires_at {
                 self.expiring.insert((at, Arc::from(topic)));
             }
-            self.bytes += size(message);
+            self.count(message, true);
             self.tree.insert(topic, Arc::clone(message))
         };
         if let Some(old) = &previous {
-            self.bytes -= size(old);
+            self.count(old, false);
         }
         if let Some(at) = previous.as_ref().and_then(|old| old.expires_at) {
             // The replaced message's entry, unless the new one has the very same deadline.
@@ -85,7 +90,7 @@ impl RetainedStore {
             self.expiring.pop_first();
             if self.tree.get(&topic).is_some_and(|m| m.expires_at == Some(at)) {
                 if let Some(message) = self.tree.remove(&topic) {
-                    self.bytes -= size(&message);
+                    self.count(&message, false);
                     expired.push(message);
                 }
             }
@@ -93,7 +98,24 @@ impl RetainedStore {
         expired
     }
 
-    /// How many messages are retained.
+    /// Counts `message` in (`added`) or out of the bytes held, and of the broker's own.
+    fn count(&mut self, message: &Message, added: bool) {
+        let own = is_sys_topic(&message.topic);
+        let size = size(message);
+        if added {
+            self.bytes += size;
+            if own {
+                self.own = (self.own.0 + 1, self.own.1 + size);
+            }
+        } else {
+            self.bytes -= size;
+            if own {
+                self.own = (self.own.0 - 1, self.own.1 - size);
+            }
+        }
+    }
+
+    /// How many messages are retained (the broker's own included).
     pub fn len(&self) -> usize {
         self.tree.len()
     }
@@ -184,5 +206,25 @@ mod tests {
         assert_eq!(store.bytes(), 5);
         assert!(store.admits(&retained("c", "123456", None, now), 2, 12));
         assert!(!store.admits(&retained("c", "1234567", None, now), 2, 12));
+    }
+
+    #[test]
+    fn the_brokers_own_take_no_clients_place_under_the_bounds() {
+        let now = Instant::now();
+        let mut store = RetainedStore::default();
+        for topic in ["$SYS/broker/uptime", "$SYS/broker/version"] {
+            let own = retained(topic, "a value of some length", None, now);
+            assert!(store.admits(&own, 1, 5), "always admitted");
+            store.set(&own);
+        }
+        let client = retained("a", "1234", None, now);
+        assert!(store.admits(&client, 1, 5), "the bounds count what clients retain");
+        store.set(&client);
+        assert!(!store.admits(&retained("b", "1", None, now), 1, 0));
+        assert_eq!(store.len(), 3, "all are retained, the broker's own included");
+        store.set(&retained("$SYS/broker/uptime", "", None, now));
+        store.set(&retained("$SYS/broker/version", "", None, now));
+        store.set(&retained("a", "", None, now));
+        assert_eq!((store.bytes(), store.own), (0, (0, 0)));
     }
 }

@@ -43,14 +43,19 @@ pub(super) async fn accept<T: Transport>(
     let max_packet_size = broker.limits().max_packet_size as usize;
 
     let mut announces_v5 = false;
+    let mut received = 0;
     let first = tokio::select! {
-        first = read_first_packet(stream, &mut rbuf, max_packet_size, &mut announces_v5) => first,
+        first = read_first_packet(stream, &mut rbuf, max_packet_size, &mut announces_v5, &mut received) => first,
         _ = tokio::time::sleep_until(deadline) => {
             super::connect_timed_out(listener, peer, "CONNECT");
             return None;
         }
         _ = shutdown.changed() => return None,
     };
+    broker.stats().bytes_received.add(received);
+    if first.is_ok() {
+        broker.stats().packets_received.add(1);
+    }
     let connect = match first {
         Ok(Packet::Connect(connect)) => connect,
         Ok(other) => {
@@ -105,6 +110,7 @@ pub(super) async fn accept<T: Transport>(
     let requested_id = connect.client_id.to_string();
     let refuse = |refusal: Refusal, wbuf: &mut BytesMut| {
         info!(%peer, client_id = %requested_id, code = %refusal.connack.reason, reason = %refusal.reason, "connection refused");
+        broker.stats().packets_sent.add(1);
         let _ = encode_packet(&Packet::ConnAck(refusal.connack), version, wbuf);
     };
 
@@ -148,10 +154,19 @@ pub(super) async fn accept<T: Transport>(
             return None;
         }
     };
+    let line = super::log::connected(
+        &peer,
+        connection.client_id(),
+        version,
+        clean_start,
+        connection.keep_alive(),
+        username.as_deref(),
+    );
     info!(
         %peer, client_id = %connection.client_id(), username = username.as_deref().unwrap_or(""), ?version, clean_start, keep_alive = connection.keep_alive(),
-        session_present = connack.session_present, "client connected"
+        session_present = connack.session_present, "{line}"
     );
+    broker.stats().packets_sent.add(1);
     let _ = encode_packet(&Packet::ConnAck(connack), version, &mut wbuf);
     connection.resume(Instant::now(), &mut wbuf);
     Some(Accepted { connection: *connection, rbuf, wbuf })
@@ -197,8 +212,9 @@ pub(crate) async fn verdict_by(
     }
 }
 
-/// Reads until one packet is complete. Sets `announces_v5` when the bytes read so far are a
-/// CONNECT of MQTT 5, so that a malformed one can be answered with its reason code.
+/// Reads until one packet is complete, adding the bytes it reads to `received`. Sets
+/// `announces_v5` when the bytes read so far are a CONNECT of MQTT 5, so that a malformed one
+/// can be answered with its reason code.
 ///
 /// Waits for the socket to be readable before it takes a buffer, and gives an empty one back
 /// when a read finds nothing: a socket that connects and never sends (slowloris, or a client
@@ -208,6 +224,7 @@ async fn read_first_packet<T: Transport>(
     rbuf: &mut BytesMut,
     max_packet_size: usize,
     announces_v5: &mut bool,
+    received: &mut u64,
 ) -> Result<Packet, FirstPacketError> {
     loop {
         *announces_v5 = connect_level(rbuf) == Some(5);
@@ -221,7 +238,7 @@ async fn read_first_packet<T: Transport>(
         rbuf.reserve(ReadSize::default().room_for_next_read(rbuf, max_packet_size));
         match stream.try_read_buf(rbuf) {
             Ok(0) => return Err(FirstPacketError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"))),
-            Ok(_) => {}
+            Ok(got) => *received += got as u64,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 if rbuf.is_empty() {
                     *rbuf = BytesMut::new();
@@ -311,9 +328,10 @@ mod tests {
         let (mut client, mut server, _) = connected_pair().await;
         let mut rbuf = BytesMut::new();
         let mut announces_v5 = false;
+        let mut received = 0;
         let waiting = tokio::time::timeout(
             std::time::Duration::from_millis(20),
-            read_first_packet(&mut server, &mut rbuf, 1 << 20, &mut announces_v5),
+            read_first_packet(&mut server, &mut rbuf, 1 << 20, &mut announces_v5, &mut received),
         );
         assert!(waiting.await.is_err(), "nothing was sent, so nothing was read");
         assert_eq!(rbuf.capacity(), 0, "a read buffer was taken before any byte arrived");
@@ -332,9 +350,10 @@ mod tests {
         encode_packet(&Packet::Connect(Box::new(packet)), ProtocolVersion::V5, &mut connect).expect("encode");
         client.write_all(&connect[..1]).await.expect("write");
         client.write_all(&connect[1..]).await.expect("write");
-        let read = read_first_packet(&mut server, &mut rbuf, 1 << 20, &mut announces_v5);
+        let read = read_first_packet(&mut server, &mut rbuf, 1 << 20, &mut announces_v5, &mut received);
         let packet = tokio::time::timeout(std::time::Duration::from_secs(10), read).await.expect("in time");
         assert!(matches!(packet, Ok(Packet::Connect(_))), "the CONNECT did not decode");
+        assert_eq!(received, connect.len() as u64, "every byte read is counted");
     }
 
     /// A listener's context, and the shutdown sender that must outlive it (a dropped sender

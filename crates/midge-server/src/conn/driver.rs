@@ -153,6 +153,7 @@ pub(super) async fn run_connected<T: Transport>(
         match signals.written {
             Some(Ok(0) | Err(_)) => return (CloseKind::Abnormal, "write failed".to_owned()),
             Some(Ok(n)) => {
+                connection.broker().stats().bytes_sent.add(n as u64); // once per write
                 wbuf.advance(n);
                 if wbuf.is_empty() {
                     *wbuf = BytesMut::new(); // an idle connection holds no write buffer
@@ -238,6 +239,7 @@ pub(super) async fn run_connected<T: Transport>(
                     }
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(got) => {
+                        connection.broker().stats().bytes_received.add(got as u64); // once per read
                         read_size.observe(got + stream.read_overhead(), offered);
                         got
                     }
@@ -334,16 +336,39 @@ fn process_frames(
     budget: Option<u64>,
 ) -> Result<(Congestion, u64), Ending> {
     let mut batch = ReadBatch::new();
-    let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch, budget);
+    let mut counts = ReadCounts::default();
+    let handled = handle_frames(frames, connection, rbuf, wbuf, held, &mut batch, budget, &mut counts);
     connection.broker().end_batch(&mut batch);
+    counts.add_to(connection.broker().stats());
     if rbuf.is_empty() {
         *rbuf = BytesMut::new(); // an idle connection holds no read buffer
     }
     handled.map(|publishes| (batch.take_congestion(), publishes))
 }
 
+/// What one read's packets add to the broker's counters, counted here and added once.
+#[derive(Debug, Default)]
+struct ReadCounts {
+    packets: u64,
+    publishes: u64,
+    payload_bytes: u64,
+}
+
+impl ReadCounts {
+    fn add_to(&self, stats: &midge_broker::Stats) {
+        if self.packets > 0 {
+            stats.packets_received.add(self.packets);
+        }
+        if self.publishes > 0 {
+            stats.publish_received.add(self.publishes);
+            stats.publish_bytes_received.add(self.payload_bytes);
+        }
+    }
+}
+
 /// The packets of one read, within `batch`, up to `budget` PUBLISHes (the client's inbound
-/// rate); returns how many were PUBLISHes.
+/// rate), counted in `counts`; returns how many were PUBLISHes.
+#[allow(clippy::too_many_arguments)] // the driver's parts, each its own borrow
 fn handle_frames(
     frames: &FrameContext,
     connection: &mut ClientConnection,
@@ -352,14 +377,18 @@ fn handle_frames(
     held: &mut HeldResponses,
     batch: &mut ReadBatch,
     budget: Option<u64>,
+    counts: &mut ReadCounts,
 ) -> Result<u64, Ending> {
     let now = Instant::now();
     let mut heard = false;
-    let mut publishes = 0;
     loop {
         match decode_packet(rbuf, frames.version, frames.max_packet_size) {
             Ok(Some(packet)) => {
-                publishes += u64::from(matches!(packet, midge_codec::Packet::Publish(_)));
+                counts.packets += 1;
+                if let midge_codec::Packet::Publish(publish) = &packet {
+                    counts.publishes += 1;
+                    counts.payload_bytes += publish.payload.len() as u64;
+                }
                 if !heard {
                     // A complete packet: the keep alive starts again (MQTT-3.1.2-24).
                     connection.heard(now);
@@ -379,11 +408,11 @@ fn handle_frames(
                         return Err((CloseKind::Abnormal, format!("protocol violation: {violation}")));
                     }
                 }
-                if batch.is_congested() || budget.is_some_and(|budget| publishes >= budget) {
-                    return Ok(publishes);
+                if batch.is_congested() || budget.is_some_and(|budget| counts.publishes >= budget) {
+                    return Ok(counts.publishes);
                 }
             }
-            Ok(None) => return Ok(publishes),
+            Ok(None) => return Ok(counts.publishes),
             Err(error) => {
                 if matches!(error, midge_codec::DecodeError::PacketTooLarge { .. }) {
                     super::packet_too_large(connection.broker(), connection.client_id());

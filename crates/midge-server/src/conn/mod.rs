@@ -15,6 +15,7 @@
 //! - `pacing`: a publisher not read while subscribers it feeds are over their bound (an MQTT-SN
 //!   client's task uses it too).
 //! - `inbound_rate`: a client not read while it is over its inbound rate.
+//! - `log`: connects and disconnects logged as mosquitto logs them.
 //! - `close`: the last bytes flushed, in bounded time.
 
 mod close;
@@ -23,6 +24,7 @@ mod driver;
 mod handshake;
 mod held;
 mod inbound_rate;
+mod log;
 pub(crate) mod pacing;
 mod proxy;
 mod upgrade;
@@ -217,7 +219,7 @@ async fn serve_from_connect<T: Transport>(
     )
     .await;
     let connect::Accepted { connection, mut wbuf, .. } = accepted;
-    info!(%peer, client_id = %connection.client_id(), reason = %reason, "client disconnected");
+    info!(%peer, client_id = %connection.client_id(), reason = %reason, "{}", log::disconnected(connection.client_id(), how, &reason));
     // Settle the session and the will before the socket closes, so a client that reconnects
     // as soon as it sees the close finds the session as this connection left it.
     connection.close(how, Instant::now());

@@ -63,6 +63,15 @@ pub(crate) struct Pacing {
     wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
+/// A pause ends however its publisher's connection goes on (finished, replaced, or the
+/// connection closed while paced): the count of paced publishers follows the value, not the
+/// paths. A count for reports, not an effect on the broker.
+impl Drop for Pacing {
+    fn drop(&mut self) {
+        self.broker.stats().paced_publishers.decrement();
+    }
+}
+
 impl Pacing {
     /// Starts pacing if the client's last read found congested subscribers, carrying `held_up`
     /// over from the pauses before (if the last one ended within the timeout). A subscriber
@@ -91,6 +100,7 @@ impl Pacing {
             progress_due: now + timeout,
             wait: None,
         };
+        pacing.broker.stats().paced_publishers.increment(); // until it is dropped (below)
         pacing.progress_at_start = pacing.subscribers.iter().map(|s| (s.id(), s.progress())).collect();
         pacing.shed_if_held_up_too_long(connection.client_id(), now);
         if pacing.subscribers.is_empty() {
@@ -98,12 +108,13 @@ impl Pacing {
         }
         pacing.progress = pacing.subscribers.iter().map(|s| s.progress()).sum();
         pacing.deadline = pacing.next_deadline();
+        pacing.broker.stats().pacings.add(1);
         Some(Box::new(pacing))
     }
 
     /// Ends the pause, handing back what the next one carries over.
-    pub(crate) fn finish(self) -> Option<Box<HeldUp>> {
-        self.held_up
+    pub(crate) fn finish(mut self) -> Option<Box<HeldUp>> {
+        self.held_up.take()
     }
 
     /// Makes sure a wait is in place for the first subscriber still paced on.
