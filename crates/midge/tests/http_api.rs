@@ -1,0 +1,286 @@
+//! The HTTP API (`protocol = "http"` listeners, docs/http-api.md) driven with Debian's `curl`
+//! as a child process, against `mosquitto_pub` and `mosquitto_sub` on the MQTT side.
+//!
+//! Nothing sleeps: a subscriber's SUBACK (`mosquitto_sub -d`), an event stream's `: subscribed`
+//! comment and each event are lines waited for with a timeout; a stream that ends is waited for
+//! in the broker's log.
+
+mod interop_common;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use interop_common::mosquitto::{publish, Sub};
+use interop_common::run_bounded;
+use support::TestBroker;
+
+/// How long a request or an awaited line may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+const V5: &str = "mqttv5";
+
+/// An HTTP listener table with `keys`, anonymous callers allowed unless `keys` say otherwise.
+fn http_listener(keys: &str) -> String {
+    let anonymous = if keys.contains("allow_anonymous") { "" } else { "allow_anonymous = true\n" };
+    format!("[[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n{anonymous}{keys}\n")
+}
+
+/// A broker with an MQTT listener and an HTTP one with `keys`, then `extra` (e.g. `[mqtt]`).
+fn broker_with(keys: &str, extra: &str) -> (TestBroker, SocketAddr) {
+    let broker = TestBroker::start_midge_with(&format!("{extra}\n{}", http_listener(keys)));
+    let http = broker.listener_addr("listening (http api)");
+    (broker, http)
+}
+
+/// What `curl` got: the status and the body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts a JSON error with `status` whose `error` is `error`.
+    fn assert_error(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        let json = self.json();
+        assert_eq!(json["error"], error, "{}", self.body);
+        assert!(json["reason"].as_str().is_some_and(|reason| !reason.is_empty()), "{}", self.body);
+    }
+}
+
+/// `curl -s` with `args` and the URL of `path` at `http`.
+fn curl(http: SocketAddr, path: &str, args: &[&str]) -> Answer {
+    let mut command = Command::new("curl");
+    command.args(["-s", "-S", "-w", "\n%{http_code}"]).args(args).arg(format!("http://{http}{path}"));
+    let (status, output) = run_bounded(command, WAIT);
+    assert!(status.success(), "curl {args:?} {path} failed: {output}");
+    let (body, code) = output.trim_end().rsplit_once('\n').unwrap_or(("", output.trim()));
+    Answer { status: code.parse().unwrap_or_else(|_| panic!("no status in {output:?}")), body: body.to_owned() }
+}
+
+/// `curl -N`: an event stream read line by line on a thread.
+struct EventStream {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl EventStream {
+    fn open(http: SocketAddr, path: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("curl");
+        command.args(["-s", "-N"]).args(args).arg(format!("http://{http}{path}"));
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start curl");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line that starts with `start` and returns it.
+    fn wait_for(&mut self, start: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(start) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no line starting {start:?} ({e}); the stream had:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for the next event and returns its id and its data as JSON.
+    fn next_event(&mut self) -> (u64, serde_json::Value) {
+        let id = self.wait_for("id: ")["id: ".len()..].parse().expect("a numeric id");
+        self.wait_for("event: message");
+        let data = self.wait_for("data: ");
+        (id, serde_json::from_str(&data["data: ".len()..]).expect("JSON data"))
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn health_readiness_and_json_errors_for_unknown_paths() {
+    let (_broker, http) = broker_with("", "");
+    let alive = curl(http, "/healthz", &[]);
+    assert_eq!((alive.status, alive.json()["status"].as_str()), (200, Some("alive")));
+    let ready = curl(http, "/readyz", &[]);
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (200, Some("ready")), "{}", ready.body);
+    curl(http, "/api/v1/nothing", &[]).assert_error(404, "not_found");
+    curl(http, "/api/v1/publish", &[]).assert_error(405, "method_not_allowed");
+}
+
+#[test]
+fn shutdown_ends_open_event_streams() {
+    let (broker, http) = broker_with("", "");
+    let mut stream = EventStream::open(http, "/api/v1/subscribe?filter=x", &[]);
+    stream.wait_for(": subscribed");
+    let started = Instant::now();
+    let status = broker.terminate();
+    assert!(status.success(), "{status}");
+    // Not held up to the shutdown grace by the stream: its session's end ends it.
+    assert!(started.elapsed() < Duration::from_secs(4), "shutdown took {:?}", started.elapsed());
+    // curl's output ends: the response is over.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match stream.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => assert!(line.is_empty() || line.starts_with(':'), "{line}"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("the event stream did not end"),
+        }
+    }
+}
+
+#[test]
+fn publish_is_answered_once_acknowledged_and_reaches_mosquitto_sub() {
+    let (broker, http) = broker_with("", "");
+    let mut sub = Sub::start(&broker, V5, "http-sub", "api/#", 2, 3, "%q|%r|%t|%p");
+    sub.wait_subscribed();
+    for qos in ["0", "1", "2"] {
+        let answer =
+            curl(http, &format!("/api/v1/publish?topic=api/q{qos}&qos={qos}"), &["--data-binary", "hello über"]);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let json = answer.json();
+        assert_eq!((json["topic"].as_str(), json["qos"].as_u64()), (Some(&*format!("api/q{qos}")), qos.parse().ok()));
+    }
+    assert_eq!(sub.messages(), ["0|0|api/q0|hello über", "1|0|api/q1|hello über", "2|0|api/q2|hello über"]);
+    // JSON, base64, retained: a later subscriber gets it.
+    let body = r#"{"topic":"api/retained","payload":"AAEC/w==","encoding":"base64","qos":1,"retain":true}"#;
+    let answer = curl(http, "/api/v1/publish", &["-H", "Content-Type: application/json", "--data-binary", body]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sub = Sub::start(&broker, V5, "http-sub2", "api/retained", 1, 1, "%r|%x");
+    assert_eq!(sub.messages(), ["1|000102ff"]);
+}
+
+#[test]
+fn bad_requests_and_oversized_bodies_get_json_errors() {
+    let (_broker, http) = broker_with("", "[mqtt]\nmax_packet_size = 1024\nmax_qos = 1\n");
+    curl(http, "/api/v1/publish", &["--data-binary", "x"]).assert_error(400, "bad_request");
+    curl(http, "/api/v1/publish?topic=a/%23", &["--data-binary", "x"]).assert_error(400, "bad_request");
+    curl(http, "/api/v1/publish?topic=a&qos=2", &["--data-binary", "x"]).assert_error(400, "bad_request");
+    curl(http, "/api/v1/publish?topic=a&qos=7", &["--data-binary", "x"]).assert_error(400, "bad_request");
+    curl(http, "/api/v1/publish", &["-H", "Content-Type: application/json", "--data-binary", "{"])
+        .assert_error(400, "bad_request");
+    let big = "x".repeat(2000);
+    curl(http, "/api/v1/publish?topic=a", &["--data-binary", &big]).assert_error(413, "payload_too_large");
+    // Chunked: no Content-Length to refuse it by, the body's length does.
+    curl(http, "/api/v1/publish?topic=a", &["-H", "Transfer-Encoding: chunked", "--data-binary", &big])
+        .assert_error(413, "payload_too_large");
+    curl(http, "/api/v1/subscribe", &[]).assert_error(400, "bad_request");
+    curl(http, "/api/v1/subscribe?filter=a/%23/b", &[]).assert_error(400, "bad_request");
+}
+
+#[test]
+fn event_stream_receives_what_mosquitto_pub_sends_and_resumes_from_last_event_id() {
+    let (broker, http) = broker_with("", "");
+    let path = "/api/v1/subscribe?filter=sse/%23&client_id=reader&session_expiry=300";
+    let mut stream = EventStream::open(http, path, &[]);
+    stream.wait_for(": subscribed");
+    publish(&broker, V5, "pub1", &["-t", "sse/a", "-m", "one", "-q", "1"]);
+    let (id, data) = stream.next_event();
+    assert_eq!(id, 1);
+    assert_eq!(
+        data,
+        serde_json::json!({"topic": "sse/a", "qos": 1, "retain": false, "payload": "one", "encoding": "text"})
+    );
+    publish(&broker, V5, "pub1", &["-t", "sse/b", "-m", "two", "-q", "1"]);
+    assert_eq!(stream.next_event().0, 2);
+    drop(stream);
+    broker.wait_for_log("http: event stream ended", WAIT);
+    // Kept by the session while its reader is away.
+    publish(&broker, V5, "pub2", &["-t", "sse/c", "-m", "three", "-q", "1"]);
+    let binary = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(binary.path(), [0xff, 0x00]).unwrap();
+    let binary = binary.path().to_str().unwrap();
+    publish(&broker, V5, "pub2", &["-t", "sse/d", "-f", binary, "-q", "1"]);
+    // The reader got event 1 but not 2: 2 is sent again, then what the session kept.
+    let mut stream = EventStream::open(http, path, &["-H", "Last-Event-ID: 1"]);
+    stream.wait_for(": subscribed");
+    let (id, data) = stream.next_event();
+    assert_eq!((id, data["payload"].as_str()), (2, Some("two")));
+    let (id, data) = stream.next_event();
+    assert_eq!((id, data["payload"].as_str()), (3, Some("three")));
+    let (id, data) = stream.next_event();
+    // Not UTF-8: base64.
+    assert_eq!((id, data["payload"].as_str(), data["encoding"].as_str()), (4, Some("/wA="), Some("base64")));
+    drop(stream);
+    // Without Last-Event-ID a reader starts a new session: ids from 1, nothing kept.
+    broker.wait_for_log("http: event stream ended", WAIT);
+    let mut stream = EventStream::open(http, path, &[]);
+    stream.wait_for(": subscribed");
+    publish(&broker, V5, "pub3", &["-t", "sse/e", "-m", "five", "-q", "0"]);
+    let (id, data) = stream.next_event();
+    assert_eq!((id, data["payload"].as_str(), data["qos"].as_u64()), (1, Some("five"), Some(0)));
+}
+
+#[test]
+fn tokens_basic_credentials_and_the_acl_decide_as_for_mqtt_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = dir.path().join("passwords");
+    let (status, output) = run_bounded(
+        {
+            let mut command = Command::new("mosquitto_passwd");
+            command.args(["-b", "-c"]).arg(&passwords).args(["alice", "wonderland"]);
+            command
+        },
+        WAIT,
+    );
+    assert!(status.success(), "{output}");
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "user alice\ntopic readwrite alice/#\n\nuser ops\ntopic readwrite #\n").unwrap();
+    let keys = format!(
+        "allow_anonymous = false\npassword_file = {:?}\nacl_file = {:?}\n[listener.http_tokens]\nops = \"t0ken\"\n",
+        passwords.display().to_string(),
+        acl.display().to_string()
+    );
+    let (broker, http) = broker_with(&keys, "");
+    let publish_to = |topic: &str, auth: &[&str]| {
+        let mut args = vec!["--data-binary", "x"];
+        args.extend_from_slice(auth);
+        curl(http, &format!("/api/v1/publish?topic={topic}&qos=1"), &args)
+    };
+    publish_to("alice/a", &[]).assert_error(401, "unauthorized");
+    publish_to("alice/a", &["-H", "Authorization: Bearer wrong"]).assert_error(401, "unauthorized");
+    publish_to("alice/a", &["-u", "alice:wrong"]).assert_error(401, "unauthorized");
+    publish_to("alice/a", &["-H", "Authorization: Digest x"]).assert_error(401, "unauthorized");
+    assert_eq!(publish_to("alice/a", &["-u", "alice:wonderland"]).status, 200);
+    publish_to("bob/a", &["-u", "alice:wonderland"]).assert_error(403, "forbidden");
+    assert_eq!(publish_to("bob/a", &["-H", "Authorization: Bearer t0ken"]).status, 200);
+    let subscribe = |filter: &str, auth: &[&str]| curl(http, &format!("/api/v1/subscribe?filter={filter}"), auth);
+    subscribe("bob/%23", &["-u", "alice:wonderland"]).assert_error(403, "forbidden");
+    subscribe("alice/%23", &[]).assert_error(401, "unauthorized");
+    // Health needs no credentials.
+    assert_eq!(curl(http, "/healthz", &[]).status, 200);
+    let mut stream = EventStream::open(http, "/api/v1/subscribe?filter=alice/%23", &["-u", "alice:wonderland"]);
+    stream.wait_for(": subscribed");
+    assert_eq!(publish_to("alice/b", &["-H", "Authorization: Bearer t0ken"]).status, 200);
+    assert_eq!(stream.next_event().1["topic"], "alice/b");
+    drop(broker);
+}
