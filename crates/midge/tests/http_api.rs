@@ -7,8 +7,9 @@
 
 mod interop_common;
 mod support;
+mod tls_common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -59,10 +60,15 @@ impl Answer {
 
 /// `curl -s` with `args` and the URL of `path` at `http`.
 fn curl(http: SocketAddr, path: &str, args: &[&str]) -> Answer {
+    curl_url(&format!("http://{http}{path}"), args)
+}
+
+/// `curl -s` with `args` and `url`.
+fn curl_url(url: &str, args: &[&str]) -> Answer {
     let mut command = Command::new("curl");
-    command.args(["-s", "-S", "-w", "\n%{http_code}"]).args(args).arg(format!("http://{http}{path}"));
+    command.args(["-s", "-S", "-w", "\n%{http_code}"]).args(args).arg(url);
     let (status, output) = run_bounded(command, WAIT);
-    assert!(status.success(), "curl {args:?} {path} failed: {output}");
+    assert!(status.success(), "curl {args:?} {url} failed: {output}");
     let (body, code) = output.trim_end().rsplit_once('\n').unwrap_or(("", output.trim()));
     Answer { status: code.parse().unwrap_or_else(|_| panic!("no status in {output:?}")), body: body.to_owned() }
 }
@@ -283,4 +289,55 @@ fn tokens_basic_credentials_and_the_acl_decide_as_for_mqtt_clients() {
     assert_eq!(publish_to("alice/b", &["-H", "Authorization: Bearer t0ken"]).status, 200);
     assert_eq!(stream.next_event().1["topic"], "alice/b");
     drop(broker);
+}
+
+#[test]
+fn https_with_the_listeners_tls_keys() {
+    let pki = tls_common::Pki::new(&["localhost"]);
+    let (broker, _) = (TestBroker::start_midge_with(&http_listener(&pki.midge_listener())), ());
+    let https = broker.listener_addr("listening (http api over tls)");
+    let port = https.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/api/v1/publish?topic=tls/a&qos=1");
+    let answer = curl_url(&url, &["--cacert", &pki.arg("ca.pem"), "--resolve", &resolve, "--data-binary", "x"]);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Plain HTTP to it is not answered as HTTP.
+    let mut command = Command::new("curl");
+    command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(format!("http://127.0.0.1:{port}/healthz"));
+    let (_, output) = run_bounded(command, WAIT);
+    assert!(output.starts_with("000"), "{output}");
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_a_slow_consumer_under_the_mqtt_policy() {
+    let (broker, http) = broker_with(
+        "",
+        "[mqtt]\nmax_queued_messages = 10\nslow_consumer_policy = \"disconnect\"\nslow_consumer_timeout_ms = 300\n",
+    );
+    // An event stream whose reader sends its request and never reads.
+    let mut reader = std::net::TcpStream::connect(http).unwrap();
+    write!(reader, "GET /api/v1/subscribe?filter=flood/%23&qos=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    broker.wait_for_log("http: event stream started", WAIT);
+    // More than the socket buffers, the stream's chunks and the session's queue hold together:
+    // 16 MB in 8 KiB messages.
+    let mut publisher = Command::new("mosquitto_pub");
+    publisher.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-t", "flood/a", "-l", "-q", "0"]);
+    publisher.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut publisher = publisher.spawn().expect("start mosquitto_pub");
+    let mut stdin = publisher.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let line = format!("{}\n", "x".repeat(8 * 1024));
+        for _ in 0..2_000 {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let slow = broker.wait_for_log("slow consumer", Duration::from_secs(20));
+    assert!(slow.contains("subscriber=http-"), "{slow}");
+    let ended = broker.wait_for_log("http: event stream ended", WAIT);
+    assert!(ended.contains("kicked: 0x97"), "{ended}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    drop(reader);
 }
