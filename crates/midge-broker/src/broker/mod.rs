@@ -11,11 +11,14 @@
 //! - `remote`: routing targets that are not local sessions.
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
+//! - `inspect`: what it holds, as an operator sees it (sessions, retained messages), and kicking
+//!   a client.
 
 mod accounting;
 mod connect;
 mod deadlines;
 mod end;
+mod inspect;
 mod publish;
 mod remote;
 mod restore;
@@ -25,5 +28,6 @@ mod subscribe;
 pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
+pub use inspect::{SessionView, SubscriptionView};
 pub use restore::Restored;
 pub use state::Broker;
