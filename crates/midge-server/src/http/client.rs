@@ -10,7 +10,6 @@ use midge_broker::ports::access::{Action, Identity};
 use midge_broker::ports::auth::Verdict;
 use midge_broker::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBatch};
 use midge_codec::{decode_packet, MqttString, Packet, Properties, ProtocolVersion, ReasonCode};
-use subtle::ConstantTimeEq;
 
 use super::caller::Credentials;
 use super::error::ApiError;
@@ -69,13 +68,7 @@ pub(super) async fn connect(api: &Api, credentials: Credentials, session: Sessio
         broker.check_connect(Box::new(packet)).map_err(|refusal| refused(refusal.connack.reason, &refusal.reason))?;
     let verdict = match &credentials {
         Credentials::Bearer(token) => {
-            let user = api
-                .http
-                .tokens
-                .iter()
-                .find(|(known, _)| bool::from(known.as_slice().ct_eq(token.as_bytes())))
-                .map(|(_, user)| user.clone())
-                .ok_or_else(|| ApiError::unauthorized("unknown bearer token"))?;
+            let user = api.http.user_of(token).ok_or_else(|| ApiError::unauthorized("unknown bearer token"))?;
             Verdict::Allow(Identity { username: Some(user), grants: None })
         }
         Credentials::Basic { .. } | Credentials::Anonymous => {

@@ -22,8 +22,11 @@
 //! - `publish`: `POST /api/v1/publish`.
 //! - `subscribe`: `GET /api/v1/subscribe`, server-sent events; `events` formats them and keeps
 //!   each session's event ids for `Last-Event-ID`.
+//! - `admin`: the operator's endpoints (bearer tokens only): clients, sessions, subscriptions,
+//!   retained messages, counters.
 //! - `health`: `/healthz` and `/readyz`.
 
+mod admin;
 mod caller;
 mod client;
 mod error;
@@ -36,7 +39,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -89,6 +92,15 @@ impl HttpListener {
             .map(|(user, token)| (token.as_bytes().to_vec(), Arc::from(user.as_str())))
             .collect();
         Self { index, tokens, readiness, resume: ResumeTable::default() }
+    }
+
+    /// The user `token` stands for, if it is one of the listener's (compared in constant time).
+    pub(crate) fn user_of(&self, token: &str) -> Option<Arc<str>> {
+        use subtle::ConstantTimeEq;
+        self.tokens
+            .iter()
+            .find(|(known, _)| bool::from(known.as_slice().ct_eq(token.as_bytes())))
+            .map(|(_, user)| user.clone())
     }
 }
 
@@ -165,6 +177,13 @@ fn router(api: Arc<Api>) -> Router {
         .route("/readyz", get(health::ready))
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/subscribe", get(subscribe::subscribe))
+        .route("/api/v1/clients", get(admin::clients))
+        .route("/api/v1/clients/*client_id", get(admin::client).delete(admin::kick))
+        .route("/api/v1/sessions", get(admin::sessions))
+        .route("/api/v1/subscriptions", get(admin::subscriptions))
+        .route("/api/v1/retained", get(admin::retained_list))
+        .route("/api/v1/retained/*topic", get(admin::retained_get).merge(delete(admin::retained_delete)))
+        .route("/api/v1/stats", get(admin::stats))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)

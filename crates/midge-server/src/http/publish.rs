@@ -60,11 +60,11 @@ pub(super) enum Encoding {
 }
 
 /// A message to publish, checked.
-struct Outgoing {
-    topic: TopicName,
-    qos: QoS,
-    retain: bool,
-    payload: Bytes,
+pub(super) struct Outgoing {
+    pub(super) topic: TopicName,
+    pub(super) qos: QoS,
+    pub(super) retain: bool,
+    pub(super) payload: Bytes,
 }
 
 /// Publishes the request's message; answers `{"topic", "qos", "retain", "reason_code",
@@ -122,7 +122,11 @@ pub(super) async fn publish(
 
 /// Publishes `message` through `client` and waits for the core's acknowledgement; the reason
 /// code it gives (success or no matching subscribers), or the error it is.
-async fn publish_as(api: &Api, client: &mut client::Connected, message: &Outgoing) -> Result<ReasonCode, ApiError> {
+pub(super) async fn publish_as(
+    api: &Api,
+    client: &mut client::Connected,
+    message: &Outgoing,
+) -> Result<ReasonCode, ApiError> {
     // QoS 0 has no acknowledgement to carry a refusal: the ACL is asked first, so a caller is
     // told 403 whatever the QoS. The core asks it again, as for any client.
     if !client.allows(api, Action::Publish, message.topic.as_str()) {
