@@ -341,3 +341,57 @@ fn a_reader_that_stops_reading_is_a_slow_consumer_under_the_mqtt_policy() {
     let _ = publisher.wait();
     drop(reader);
 }
+
+#[test]
+fn operators_list_show_and_kick_clients_and_manage_retained_messages() {
+    let (broker, http) = broker_with("[listener.http_tokens]\nops = \"t0ken\"\n", "");
+    let token = ["-H", "Authorization: Bearer t0ken"];
+    let get = |path: &str| {
+        let answer = curl(http, path, &token);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        answer.json()
+    };
+    // A persistent MQTT client, connected.
+    let mut sub = Sub::start_with(&broker, V5, "watcher", &["-t", "adm/#", "-q", "1", "-c", "-x", "300"], "%t");
+    sub.wait_subscribed();
+    let clients = get("/api/v1/clients");
+    let watcher = clients["clients"].as_array().unwrap().iter().find(|c| c["client_id"] == "watcher").cloned();
+    let watcher = watcher.unwrap_or_else(|| panic!("{clients}"));
+    assert_eq!((watcher["connected"].as_bool(), watcher["protocol_level"].as_u64()), (Some(true), Some(5)));
+    let shown = get("/api/v1/clients/watcher");
+    assert_eq!(shown["subscriptions"], serde_json::json!([{"filter": "adm/#", "qos": 1}]), "{shown}");
+    assert_eq!(shown["session_expiry"], 300);
+    let subscriptions = get("/api/v1/subscriptions");
+    assert!(subscriptions["subscriptions"].as_array().unwrap().contains(&serde_json::json!(
+        {"client_id": "watcher", "filter": "adm/#", "qos": 1}
+    )));
+    curl(http, "/api/v1/clients/nobody", &token).assert_error(404, "not_found");
+    // Kicked: DISCONNECT 0x98; the persistent session stays, offline.
+    let kicked = curl(http, "/api/v1/clients/watcher", &["-X", "DELETE", token[0], token[1]]);
+    assert_eq!(kicked.status, 200, "{}", kicked.body);
+    let line = broker.wait_for_log("Administrative action", WAIT);
+    assert!(line.contains("watcher"), "{line}");
+    drop(sub);
+    let sessions = get("/api/v1/sessions");
+    assert!(sessions["sessions"].as_array().unwrap().iter().any(|s| s["client_id"] == "watcher"), "{sessions}");
+    curl(http, "/api/v1/clients/nobody", &["-X", "DELETE", token[0], token[1]]).assert_error(404, "not_found");
+    // Retained messages: listed, shown, deleted (and then not found).
+    publish(&broker, V5, "retainer", &["-t", "adm/r", "-m", "kept", "-r", "-q", "1"]);
+    let listed = get("/api/v1/retained?filter=adm/%23");
+    assert_eq!(
+        listed["retained"],
+        serde_json::json!([{"topic": "adm/r", "qos": 1, "payload": "kept", "encoding": "text"}])
+    );
+    assert_eq!(get("/api/v1/retained/adm/r")["payload"], "kept");
+    let deleted = curl(http, "/api/v1/retained/adm/r", &["-X", "DELETE", token[0], token[1]]);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    curl(http, "/api/v1/retained/adm/r", &token).assert_error(404, "not_found");
+    assert_eq!(get("/api/v1/retained")["retained"], serde_json::json!([]));
+    let stats = get("/api/v1/stats");
+    assert!(stats["messages_received"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["sessions"].as_u64().unwrap() >= 1, "{stats}");
+    // Only a bearer token opens them.
+    curl(http, "/api/v1/stats", &[]).assert_error(401, "unauthorized");
+    curl(http, "/api/v1/clients", &["-H", "Authorization: Bearer wrong"]).assert_error(401, "unauthorized");
+    curl(http, "/api/v1/clients", &["-u", "ops:t0ken"]).assert_error(401, "unauthorized");
+}
