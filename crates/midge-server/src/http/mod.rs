@@ -200,3 +200,27 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/openapi.yaml describes every endpoint the router serves.
+    #[test]
+    fn the_openapi_description_names_every_endpoint() {
+        let openapi = include_str!("../../../../docs/openapi.yaml");
+        for path in [
+            "/healthz:",
+            "/readyz:",
+            "/api/v1/publish:",
+            "/api/v1/subscribe:",
+            "/api/v1/clients:",
+            "/api/v1/clients/{client_id}:",
+            "/api/v1/sessions:",
+            "/api/v1/subscriptions:",
+            "/api/v1/retained:",
+            "/api/v1/retained/{topic}:",
+            "/api/v1/stats:",
+        ] {
+            assert!(openapi.contains(&format!("  {path}\n")), "{path} is not in docs/openapi.yaml");
+        }
+    }
+}
