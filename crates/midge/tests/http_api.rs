@@ -395,3 +395,24 @@ fn operators_list_show_and_kick_clients_and_manage_retained_messages() {
     curl(http, "/api/v1/clients", &["-H", "Authorization: Bearer wrong"]).assert_error(401, "unauthorized");
     curl(http, "/api/v1/clients", &["-u", "ops:t0ken"]).assert_error(401, "unauthorized");
 }
+
+#[test]
+fn an_http_publisher_is_paced_by_a_full_subscriber_as_an_mqtt_one_is() {
+    let (broker, http) = broker_with("", "[mqtt]\nmax_queued_messages = 10\nslow_consumer_timeout_ms = 300\n");
+    // A reader that never reads: once the sockets between are full, its session's queue fills.
+    let mut reader = std::net::TcpStream::connect(http).unwrap();
+    write!(reader, "GET /api/v1/subscribe?filter=paced&qos=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    broker.wait_for_log("http: event stream started", WAIT);
+    let body = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(body.path(), vec![b'x'; 1 << 20]).unwrap();
+    let data = format!("@{}", body.path().display());
+    // Each publish is answered once the subscriber has room or has been dealt with as slow; the
+    // one that finds it full waits for the slow-consumer rule, which names the HTTP publisher.
+    let found = (0..200).any(|_| {
+        let answer = curl(http, "/api/v1/publish?topic=paced", &["--data-binary", &data]);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        broker.log().iter().any(|line| line.contains("slow consumer") && line.contains("publisher=http-"))
+    });
+    assert!(found, "no HTTP publisher was paced; log:\n{}", broker.log().join("\n"));
+    drop(reader);
+}

@@ -3,18 +3,20 @@
 //! is the user it stands for; Basic credentials and anonymous callers are judged by the
 //! listener's authenticator, the one its MQTT clients meet.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use midge_broker::ports::access::{Action, Identity};
 use midge_broker::ports::auth::Verdict;
-use midge_broker::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBatch};
+use midge_broker::{ClientConnection, CloseKind, Congestion, ConnectContext, ConnectOutcome, Flow, ReadBatch};
 use midge_codec::{decode_packet, MqttString, Packet, Properties, ProtocolVersion, ReasonCode};
 
 use super::caller::Credentials;
 use super::error::ApiError;
 use super::Api;
 use crate::conn::connect::verdict_by;
+use crate::conn::pacing::Pacing;
 
 /// What a request asks of its client's session.
 #[derive(Debug)]
@@ -33,6 +35,9 @@ pub(super) struct Session {
 #[derive(Debug)]
 pub(super) struct Connected {
     pub(super) connection: Box<ClientConnection>,
+    /// The subscribers over their bound its last packet reached, if any: it is paced for them
+    /// ([`Connected::wait_for_room`]).
+    congestion: Option<Congestion>,
     pub(super) identity: Identity,
     /// Whether the core had a session for it (a resumed one).
     pub(super) session_present: bool,
@@ -92,7 +97,7 @@ pub(super) async fn connect(api: &Api, credentials: Credentials, session: Sessio
     let connect_context = ConnectContext { peer: api.peer.to_string(), authorizer: context.authorizer.clone() };
     match ClientConnection::accept(broker, request, verdict, &connect_context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => {
-            Ok(Connected { connection, identity, session_present: connack.session_present })
+            Ok(Connected { connection, congestion: None, identity, session_present: connack.session_present })
         }
         ConnectOutcome::Refused(refusal) => Err(refused(refusal.connack.reason, &refusal.reason)),
     }
@@ -118,6 +123,10 @@ impl Connected {
         let mut out = BytesMut::new();
         let handled = self.connection.handle(packet, Instant::now(), &mut batch, &mut out);
         self.connection.broker().end_batch(&mut batch);
+        let congestion = batch.take_congestion();
+        if !congestion.is_empty() {
+            self.congestion = Some(congestion);
+        }
         let hold = self.connection.take_hold();
         match handled {
             Ok(Flow::Continue) => {}
@@ -135,6 +144,25 @@ impl Connected {
             answers.push(answer);
         }
         Ok(answers)
+    }
+
+    /// Waits while subscribers its last packet reached are over their queue bound, as an MQTT
+    /// publisher is not read meanwhile (`conn/pacing.rs`): until they have room, or the
+    /// slow-consumer policy has dealt with those that take nothing for
+    /// `slow_consumer_timeout_ms`. A caller that publishes request after request is paced as an
+    /// MQTT publisher is.
+    pub(super) async fn wait_for_room(&mut self) {
+        let Some(congestion) = self.congestion.take() else { return };
+        let mut held_up = None;
+        let Some(mut pacing) = Pacing::start(&self.connection, congestion, &mut held_up) else { return };
+        let client_id = Arc::clone(self.connection.client_id());
+        loop {
+            pacing.arm();
+            std::future::poll_fn(|cx| pacing.poll_room(cx)).await;
+            if !pacing.recheck(&client_id) {
+                return;
+            }
+        }
     }
 
     /// Ends the connection as a client's DISCONNECT does (no will: it has none).

@@ -1,6 +1,8 @@
 //! `POST /api/v1/publish`: one message, published by a short-lived client of the core and
 //! answered once the core has acknowledged it as it would an MQTT publisher (for QoS 1 and 2,
-//! after the store has committed it for every persistent session it was queued for).
+//! after the store has committed it for every persistent session it was queued for), and once
+//! the subscribers it reached that are over their queue bound have room (or the slow-consumer
+//! policy has dealt with them), as an MQTT publisher is paced.
 //!
 //! The message is given either as the query (`topic`, `qos`, `retain`) with the body as the
 //! payload, or, with `Content-Type: application/json`, as a JSON object
@@ -159,6 +161,7 @@ pub(super) async fn publish_as(
     if reason.is_error() {
         return Err(client::refused(reason, &"the broker refused the message"));
     }
+    client.wait_for_room().await;
     Ok(reason)
 }
 
