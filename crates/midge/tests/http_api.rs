@@ -416,3 +416,16 @@ fn an_http_publisher_is_paced_by_a_full_subscriber_as_an_mqtt_one_is() {
     assert!(found, "no HTTP publisher was paced; log:\n{}", broker.log().join("\n"));
     drop(reader);
 }
+
+#[test]
+fn a_connection_that_sends_no_request_is_closed_after_the_connect_timeout() {
+    let (_broker, http) = broker_with("", "[mqtt]\nconnect_timeout_ms = 300\n");
+    let mut silent = std::net::TcpStream::connect(http).unwrap();
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let started = Instant::now();
+    let mut buffer = [0u8; 256];
+    let read = std::io::Read::read(&mut silent, &mut buffer);
+    // Closed (hyper may answer 408 first), well before the read timeout.
+    assert!(matches!(read, Ok(_)), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "open for {:?}", started.elapsed());
+}

@@ -23,6 +23,11 @@ pub(super) fn check(listener: &ListenerConfig) -> Result<(), String> {
     if listener.enable_proxy_protocol.is_some() {
         return Err("enable_proxy_protocol is not supported on an http listener yet".to_owned());
     }
+    if listener.use_identity_as_username || listener.use_subject_as_username {
+        return Err("use_identity_as_username and use_subject_as_username are not supported on an http \
+                    listener yet: callers authenticate with a bearer token or Basic credentials"
+            .to_owned());
+    }
     if let Some(tokens) = &listener.http_tokens {
         let mut seen = std::collections::BTreeSet::new();
         for (user, token) in tokens {
@@ -65,6 +70,7 @@ mod tests {
             ),
             ("protocol = \"http\"\nbind = \"127.0.0.1\"", "has no port: an http listener has no default one"),
             ("protocol = \"http\"\nbind = \"127.0.0.1:80\"\nenable_proxy_protocol = 2", "enable_proxy_protocol"),
+            ("protocol = \"http\"\nbind = \"127.0.0.1:80\"\nuse_identity_as_username = true", "not supported"),
             ("protocol = \"http\"\nbind = \"127.0.0.1:80\"\n[listener.http_tokens]\nops = \"\"", "is empty"),
             ("protocol = \"http\"\nbind = \"127.0.0.1:80\"\n[listener.http_tokens]\na = \"t\"\nb = \"t\"", "own"),
         ] {
