@@ -211,9 +211,10 @@ impl Stream {
         let kick = Arc::clone(self.client.connection.kick());
         let mut chunk = BytesMut::new();
         let mut delivered: Vec<Delivered> = Vec::new();
+        let mut written: Vec<(u64, Bytes)> = Vec::new();
         {
             // A resumed session's messages in flight when its last stream ended go first.
-            let mut sink = EventSink::new(&mut chunk, &mut delivered, &self.resume, self.encoding);
+            let mut sink = EventSink::new(&mut chunk, &mut delivered, &mut written, &self.resume, self.encoding);
             self.client.connection.resume_to(Instant::now(), &mut sink);
         }
         let period = match self.client.connection.keep_alive() {
@@ -227,7 +228,7 @@ impl Stream {
                 break (CloseKind::Normal, error);
             }
             if more && chunk.len() < HTTP_SSE_CHUNK_BYTES {
-                let mut sink = EventSink::new(&mut chunk, &mut delivered, &self.resume, self.encoding);
+                let mut sink = EventSink::new(&mut chunk, &mut delivered, &mut written, &self.resume, self.encoding);
                 more = self.client.connection.drain_to(Instant::now(), &mut sink);
             }
             let sent = tokio::select! {
@@ -256,6 +257,12 @@ impl Stream {
                 }
             };
             if sent {
+                {
+                    let mut resume = events::lock(&self.resume);
+                    for (id, event) in written.drain(..) {
+                        resume.keep(id, event);
+                    }
+                }
                 for delivered in std::mem::take(&mut delivered) {
                     self.complete(delivered).await;
                     more = true;
@@ -319,6 +326,9 @@ struct EventSink<'a> {
     chunk: &'a mut BytesMut,
     /// The QoS 1 and 2 deliveries in `chunk`.
     delivered: &'a mut Vec<Delivered>,
+    /// The events in `chunk`, kept for `Last-Event-ID` once it is sent (not before: a message
+    /// whose event never left is resent by the session, under a new id).
+    written: &'a mut Vec<(u64, Bytes)>,
     resume: &'a SharedResume,
     encoding: Option<Encoding>,
 }
@@ -327,10 +337,11 @@ impl<'a> EventSink<'a> {
     fn new(
         chunk: &'a mut BytesMut,
         delivered: &'a mut Vec<Delivered>,
+        written: &'a mut Vec<(u64, Bytes)>,
         resume: &'a SharedResume,
         encoding: Option<Encoding>,
     ) -> Self {
-        Self { chunk, delivered, resume, encoding }
+        Self { chunk, delivered, written, resume, encoding }
     }
 }
 
@@ -342,11 +353,10 @@ impl Egress for EventSink<'_> {
     fn send(&mut self, outgoing: Outgoing, _now: Instant) -> bool {
         match outgoing {
             Outgoing::Publish { item, packet_id, .. } => {
-                let mut resume = events::lock(self.resume);
-                let id = resume.next_id();
+                let id = events::lock(self.resume).next_id();
                 let start = self.chunk.len();
                 events::write_event(self.chunk, id, &item, self.encoding);
-                resume.keep(id, Bytes::copy_from_slice(&self.chunk[start..]));
+                self.written.push((id, Bytes::copy_from_slice(&self.chunk[start..])));
                 self.delivered.extend(packet_id.map(Delivered::Message));
                 true
             }
