@@ -429,3 +429,22 @@ fn a_connection_that_sends_no_request_is_closed_after_the_connect_timeout() {
     assert!(matches!(read, Ok(_)), "{read:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "open for {:?}", started.elapsed());
 }
+
+#[test]
+fn an_event_stream_starts_with_retained_messages_and_sends_base64_when_asked() {
+    let (broker, http) = broker_with("", "");
+    publish(&broker, V5, "retainer", &["-t", "ret/a", "-m", "before", "-r", "-q", "1"]);
+    let mut stream = EventStream::open(http, "/api/v1/subscribe?filter=ret/%23&encoding=base64&qos=2", &[]);
+    stream.wait_for(": subscribed");
+    let (id, data) = stream.next_event();
+    // RETAIN is set on a retained message sent on subscribe (5.0: MQTT-3.3.1-9).
+    assert_eq!(id, 1);
+    assert_eq!(
+        data,
+        serde_json::json!({"topic": "ret/a", "qos": 1, "retain": true, "payload": "YmVmb3Jl", "encoding": "base64"})
+    );
+    publish(&broker, V5, "publisher", &["-t", "ret/b", "-m", "after", "-q", "2"]);
+    let (id, data) = stream.next_event();
+    assert_eq!((id, data["retain"].as_bool(), data["qos"].as_u64()), (2, Some(false), Some(2)));
+    assert_eq!(data["payload"], "YWZ0ZXI=");
+}
