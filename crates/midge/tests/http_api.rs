@@ -448,3 +448,40 @@ fn an_event_stream_starts_with_retained_messages_and_sends_base64_when_asked() {
     assert_eq!((id, data["retain"].as_bool(), data["qos"].as_u64()), (2, Some(false), Some(2)));
     assert_eq!(data["payload"], "YWZ0ZXI=");
 }
+
+#[test]
+fn a_publisher_that_gives_up_while_paced_leaves_no_client_connected() {
+    let (broker, http) = broker_with(
+        "[listener.http_tokens]\nops = \"t0ken\"\n",
+        "[mqtt]\nmax_queued_messages = 10\nslow_consumer_timeout_ms = 1500\n",
+    );
+    let mut reader = std::net::TcpStream::connect(http).unwrap();
+    write!(reader, "GET /api/v1/subscribe?filter=paced&qos=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    broker.wait_for_log("http: event stream started", WAIT);
+    let body = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(body.path(), vec![b'x'; 1 << 20]).unwrap();
+    let data = format!("@{}", body.path().display());
+    // Publish until one request is paced past curl's patience (exit code 28: timed out).
+    let gave_up = (0..200).any(|_| {
+        let mut command = Command::new("curl");
+        command.args(["-s", "--max-time", "0.5", "--data-binary", &data]);
+        command.arg(format!("http://{http}/api/v1/publish?topic=paced"));
+        let (status, output) = run_bounded(command, WAIT);
+        assert!(status.success() || status.code() == Some(28), "{status}: {output}");
+        !status.success()
+    });
+    assert!(gave_up, "no publish was paced");
+    // Its publish goes on without it, and its client is closed when it is done: only the
+    // reader is left connected.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let clients = curl(http, "/api/v1/clients", &["-H", "Authorization: Bearer t0ken"]).json();
+        let clients = clients["clients"].as_array().unwrap().clone();
+        if clients.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clients left connected: {clients:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(reader);
+}

@@ -17,9 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::Credentials;
-use super::client::{self, Session};
 use super::error::ApiError;
-use super::publish::{publish_as, Outgoing};
+use super::publish::{publish_once, Outgoing};
 use super::Api;
 
 /// How many items a list gives when the query does not say.
@@ -154,12 +153,8 @@ pub(super) async fn retained_delete(
         return Err(ApiError::not_found(format!("no retained message on {topic}")));
     }
     let credentials = Credentials::from_headers(&headers)?;
-    let session = Session { client_id: None, clean_start: true, expiry: 0, keep_alive: 0 };
-    let mut client = client::connect(&api, credentials, session).await?;
     let message = Outgoing { topic: topic.clone(), qos: QoS::AtLeastOnce, retain: true, payload: Bytes::new() };
-    let result = publish_as(&api, &mut client, &message).await;
-    client.close();
-    result?;
+    publish_once(Arc::clone(&api), credentials, message).await?;
     Ok(Json(json!({ "topic": topic.as_str(), "deleted": true })))
 }
 

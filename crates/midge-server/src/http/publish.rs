@@ -108,27 +108,40 @@ pub(super) async fn publish(
     if message.retain && !limits.retain_available {
         return Err(ApiError::bad_request("retained messages are not available (retain_available = false)"));
     }
-    let session = Session { client_id: None, clean_start: true, expiry: 0, keep_alive: 0 };
-    let mut client = client::connect(&api, credentials, session).await?;
-    let result = publish_as(&api, &mut client, &message).await;
-    client.close();
-    let reason = result?;
+    let (topic, qos, retain) = (message.topic.clone(), message.qos, message.retain);
+    let reason = publish_once(api, credentials, message).await?;
     Ok(Json(serde_json::json!({
-        "topic": message.topic.as_str(),
-        "qos": message.qos.as_u8(),
-        "retain": message.retain,
+        "topic": topic.as_str(),
+        "qos": qos.as_u8(),
+        "retain": retain,
         "reason_code": reason.0,
         "reason": reason.to_string(),
     })))
 }
 
+/// Publishes `message` as a client of its own, connected as `credentials` say, and closes it;
+/// the reason code the core acknowledged it with.
+///
+/// In a task of its own: a caller that goes away (hyper then drops its request's future) does
+/// not leave the client connected, or its message half published.
+pub(super) async fn publish_once(
+    api: Arc<Api>,
+    credentials: Credentials,
+    message: Outgoing,
+) -> Result<ReasonCode, ApiError> {
+    let task = tokio::spawn(async move {
+        let session = Session { client_id: None, clean_start: true, expiry: 0, keep_alive: 0 };
+        let mut client = client::connect(&api, credentials, session).await?;
+        let result = publish_as(&api, &mut client, &message).await;
+        client.close();
+        result
+    });
+    task.await.map_err(|error| ApiError::unavailable(format!("the publish did not finish: {error}")))?
+}
+
 /// Publishes `message` through `client` and waits for the core's acknowledgement; the reason
 /// code it gives (success or no matching subscribers), or the error it is.
-pub(super) async fn publish_as(
-    api: &Api,
-    client: &mut client::Connected,
-    message: &Outgoing,
-) -> Result<ReasonCode, ApiError> {
+async fn publish_as(api: &Api, client: &mut client::Connected, message: &Outgoing) -> Result<ReasonCode, ApiError> {
     // QoS 0 has no acknowledgement to carry a refusal: the ACL is asked first, so a caller is
     // told 403 whatever the QoS. The core asks it again, as for any client.
     if !client.allows(api, Action::Publish, message.topic.as_str()) {

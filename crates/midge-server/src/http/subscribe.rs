@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body::Frame;
@@ -27,7 +27,7 @@ use midge_codec::{
     Packet, PacketId, Properties, PubResponse, QoS, ReasonCode, RetainHandling, Subscribe, Subscription,
     SubscriptionOptions, TopicFilter,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use super::caller::Credentials;
@@ -57,6 +57,48 @@ pub(super) async fn subscribe(
 ) -> Result<Response, ApiError> {
     let credentials = Credentials::from_headers(&headers)?;
     let request = parse(query.as_deref(), &headers)?;
+    let (answer, answered) = oneshot::channel();
+    tokio::spawn(serve_stream(api, credentials, request, answer));
+    let receiver = answered.await.map_err(|_| ApiError::unavailable("the event stream did not start"))??;
+    let mut response = Body::new(EventBody { receiver }).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx and the like not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// An event stream's task: connects its client and subscribes, tells the request how that went
+/// (`answer`: the stream's receiving end, or the error), then drains the session into the
+/// stream until it ends. In a task of its own, so that a request that goes away meanwhile
+/// (hyper then drops its future) leaves no client connected: the stream then finds its
+/// receiving end gone and ends at once.
+async fn serve_stream(
+    api: Arc<Api>,
+    credentials: Credentials,
+    request: Request,
+    answer: oneshot::Sender<Result<mpsc::Receiver<Bytes>, ApiError>>,
+) {
+    match start(api, credentials, request).await {
+        Ok((stream, receiver)) => {
+            let _ = answer.send(Ok(receiver));
+            stream.run().await;
+        }
+        Err(error) => {
+            let _ = answer.send(Err(error));
+        }
+    }
+}
+
+/// Connects the request's client, subscribes it, and readies its stream with the first chunk:
+/// the `retry` field, the `: subscribed` comment, and the kept events after the reader's
+/// `Last-Event-ID`.
+async fn start(
+    api: Arc<Api>,
+    credentials: Credentials,
+    request: Request,
+) -> Result<(Stream, mpsc::Receiver<Bytes>), ApiError> {
     // A reader resumes its session only with a name for it and where it was; without either
     // it starts a new one.
     let clean_start = request.client_id.is_none() || request.last_event_id.is_none();
@@ -86,16 +128,7 @@ pub(super) async fn subscribe(
     let _ = sender.try_send(first.freeze());
     info!(peer = %api.peer, %client_id, filters = request.filters.len(), resumed = client.session_present,
         last_event_id = ?request.last_event_id, "http: event stream started");
-    let stream = Stream { api: Arc::clone(&api), client, resume, sender, encoding: request.encoding };
-    tokio::spawn(stream.run());
-    let mut response = Body::new(EventBody { receiver }).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Tells nginx and the like not to buffer the stream.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    *response.status_mut() = StatusCode::OK;
-    Ok(response)
+    Ok((Stream { api, client, resume, sender, encoding: request.encoding }, receiver))
 }
 
 /// Subscribes `client` to the request's filters; a filter refused is the request's error.
@@ -374,6 +407,8 @@ impl Egress for EventSink<'_> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
 
     #[test]
