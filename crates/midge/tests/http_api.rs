@@ -426,7 +426,7 @@ fn a_connection_that_sends_no_request_is_closed_after_the_connect_timeout() {
     let mut buffer = [0u8; 256];
     let read = std::io::Read::read(&mut silent, &mut buffer);
     // Closed (hyper may answer 408 first), well before the read timeout.
-    assert!(matches!(read, Ok(_)), "{read:?}");
+    assert!(read.is_ok(), "{read:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "open for {:?}", started.elapsed());
 }
 
