@@ -485,3 +485,20 @@ fn a_publisher_that_gives_up_while_paced_leaves_no_client_connected() {
     }
     drop(reader);
 }
+
+#[test]
+fn an_idle_event_stream_gets_keep_alive_comments_and_outlives_the_keep_alive() {
+    // A v5 client asking for no keep alive is given max_keepalive (2 s): the stream's comments
+    // come every second, and each counts as the client being heard.
+    let (broker, http) = broker_with("", "[mqtt]\nmax_keepalive = 2\n");
+    let mut stream = EventStream::open(http, "/api/v1/subscribe?filter=idle", &[]);
+    stream.wait_for(": subscribed");
+    let started = Instant::now();
+    for _ in 0..4 {
+        stream.wait_for(": keep-alive");
+    }
+    // Past 1.5 times the keep alive, the session is still there.
+    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    publish(&broker, V5, "waker", &["-t", "idle", "-m", "still here"]);
+    assert_eq!(stream.next_event().1["payload"], "still here");
+}
