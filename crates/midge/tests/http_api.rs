@@ -366,6 +366,7 @@ fn operators_list_show_and_kick_clients_and_manage_retained_messages() {
         {"client_id": "watcher", "filter": "adm/#", "qos": 1}
     )));
     curl(http, "/api/v1/clients/nobody", &token).assert_error(404, "not_found");
+    curl(http, "/api/v1/clients/%FF", &token).assert_error(400, "bad_request");
     // Kicked: DISCONNECT 0x98; the persistent session stays, offline.
     let kicked = curl(http, "/api/v1/clients/watcher", &["-X", "DELETE", token[0], token[1]]);
     assert_eq!(kicked.status, 200, "{}", kicked.body);

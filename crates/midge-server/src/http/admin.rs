@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -60,9 +61,10 @@ pub(super) async fn sessions(
 pub(super) async fn client(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&api, &headers)?;
+    let client_id = path(client_id)?;
     let view = api
         .context
         .broker
@@ -76,9 +78,10 @@ pub(super) async fn client(
 pub(super) async fn kick(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    client_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let user = operator(&api, &headers)?;
+    let client_id = path(client_id)?;
     if !api.context.broker.kick_client(&client_id) {
         return Err(ApiError::not_found(format!("no connected client {client_id:?}")));
     }
@@ -130,10 +133,10 @@ pub(super) async fn retained_list(
 pub(super) async fn retained_get(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(topic): Path<String>,
+    topic: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&api, &headers)?;
-    let topic = topic_name(&topic)?;
+    let topic = topic_name(&path(topic)?)?;
     let found = api.context.broker.retained_matching(topic.as_str(), Instant::now(), 1);
     let message = found.first().ok_or_else(|| ApiError::not_found(format!("no retained message on {topic}")))?;
     Ok(Json(retained_json(message)))
@@ -145,10 +148,10 @@ pub(super) async fn retained_get(
 pub(super) async fn retained_delete(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(topic): Path<String>,
+    topic: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&api, &headers)?;
-    let topic = topic_name(&topic)?;
+    let topic = topic_name(&path(topic)?)?;
     if api.context.broker.retained_matching(topic.as_str(), Instant::now(), 1).is_empty() {
         return Err(ApiError::not_found(format!("no retained message on {topic}")));
     }
@@ -183,6 +186,11 @@ fn operator(api: &Api, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
         }
         _ => Err(ApiError::unauthorized("this endpoint takes a bearer token of the listener's http_tokens")),
     }
+}
+
+/// A path parameter, or the JSON error for one axum cannot decode (bad percent-encoding).
+fn path(extracted: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    extracted.map(|Path(value)| value).map_err(|rejection| ApiError::bad_request(rejection.body_text()))
 }
 
 fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
