@@ -228,7 +228,14 @@ pub(super) async fn run_connected<T: Transport>(
                 let offered = rbuf.capacity() - rbuf.len();
                 let got = match stream.try_read_buf(rbuf) {
                     Ok(0) => return (CloseKind::Abnormal, "connection closed by client".to_owned()),
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Nothing to decode (a spurious wake-up, or a WebSocket read of frame
+                        // headers and control frames alone): the room reserved goes too.
+                        if rbuf.is_empty() {
+                            *rbuf = BytesMut::new();
+                        }
+                        continue;
+                    }
                     Err(error) => return (CloseKind::Abnormal, format!("read error: {error}")),
                     Ok(got) => {
                         read_size.observe(got + stream.read_overhead(), offered);

@@ -150,7 +150,9 @@ pub async fn serve_websocket(
             let upgrade = upgrade::upgrade(socket, peer, &websocket, &listener, deadline);
             let Some((stream, peer)) = Box::pin(upgrade).await else { return };
             drop(websocket);
-            serve_from_connect(stream, peer, auth, deadline, listener).await;
+            // Boxed: this future is sized for its largest branch, and a rustls connection
+            // inline here would cost every plain ws connection its size too (about 2.7 KB).
+            Box::pin(serve_from_connect(stream, peer, auth, deadline, listener)).await;
         }
     }
 }

@@ -181,26 +181,12 @@ async fn read_header(socket: &mut TcpStream, version: ProxyVersion) -> Result<Pr
 mod tests {
     use std::time::Duration;
 
-    use midge_broker::ports::auth::AnonymousOnly;
-    use midge_broker::{Broker, Limits};
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
     use super::*;
     use crate::config::{default_listener, ConnectionsConfig};
-
-    /// A listener's context, and the shutdown sender that must outlive it.
-    fn context() -> (ListenerContext, tokio::sync::watch::Sender<bool>) {
-        let (sender, shutdown) = tokio::sync::watch::channel(false);
-        let context = ListenerContext {
-            broker: Broker::new(Limits::default()),
-            authenticator: Arc::new(AnonymousOnly { allow_anonymous: true }),
-            authorizer: None,
-            store: None,
-            shutdown,
-        };
-        (context, sender)
-    }
+    use crate::test_support::listener_context;
 
     fn proxy_listener(version: ProxyVersion, context: &ListenerContext, rate: u32) -> ProxyListener {
         let connections = ConnectionsConfig { max_connections: None, max_connection_rate: rate };
@@ -228,7 +214,7 @@ mod tests {
     /// is the next stage's.
     #[tokio::test]
     async fn only_the_headers_bytes_are_read() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let proxy = proxy_listener(ProxyVersion::V1, &context, 0);
         let (mut client, mut server, peer) = pair().await;
         client.write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 1883\r\n\x10\x00rest").await.expect("send");
@@ -243,7 +229,7 @@ mod tests {
     /// A header that arrives a byte at a time is read whole, and nothing after it.
     #[tokio::test]
     async fn a_header_split_across_writes_is_read_whole() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let proxy = proxy_listener(ProxyVersion::V2, &context, 0);
         let (mut client, mut server, peer) = pair().await;
         let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
@@ -269,7 +255,7 @@ mod tests {
     /// that sends nothing in time, or closes first.
     #[tokio::test]
     async fn missing_bad_late_and_cut_short_headers_are_counted() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let proxy = proxy_listener(ProxyVersion::V1, &context, 0);
         let oversized = [b"PROXY ".as_slice(), &[b'A'; 200]].concat();
         for (sent, count) in
@@ -296,7 +282,7 @@ mod tests {
     /// proxy both get in at 1 a second, the same one twice does not.
     #[tokio::test]
     async fn the_connection_rate_is_the_clients() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let proxy = proxy_listener(ProxyVersion::V1, &context, 1);
         let mut admitted = Vec::new();
         for source in ["203.0.113.7", "203.0.113.8", "203.0.113.7"] {
@@ -312,7 +298,7 @@ mod tests {
     /// A v2 LOCAL header (the proxy's health check) keeps the connection's own address.
     #[tokio::test]
     async fn a_local_header_keeps_the_connections_address() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let proxy = proxy_listener(ProxyVersion::V2, &context, 0);
         let (mut client, mut server, peer) = pair().await;
         client.write_all(b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00").await.expect("send");

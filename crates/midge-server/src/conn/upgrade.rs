@@ -191,32 +191,18 @@ async fn read_and_answer<T: Transport>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
-    use midge_broker::ports::auth::AnonymousOnly;
     use midge_broker::{Broker, Limits};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
     use crate::config::{default_listener, ConnectionsConfig, ListenerProtocol};
+    use crate::test_support::listener_context;
 
     const REQUEST: &str = "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-    /// A listener's context, and the shutdown sender that must outlive it.
-    fn context() -> (ListenerContext, tokio::sync::watch::Sender<bool>) {
-        let (sender, shutdown) = tokio::sync::watch::channel(false);
-        let context = ListenerContext {
-            broker: Broker::new(Limits::default()),
-            authenticator: Arc::new(AnonymousOnly { allow_anonymous: true }),
-            authorizer: None,
-            store: None,
-            shutdown,
-        };
-        (context, sender)
-    }
 
     fn websocket_listener(path: Option<&str>) -> WebSocketListener {
         let config = ListenerConfig {
@@ -243,7 +229,7 @@ mod tests {
     /// stream: kept, not lost with the request's buffer.
     #[tokio::test]
     async fn frames_sent_with_the_request_are_the_streams_start() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let websocket = websocket_listener(Some("/mqtt"));
         let (mut client, server, peer) = pair().await;
         let pingreq_frame = [0x82, 0x82, 0, 0, 0, 0, 0xc0, 0x00];
@@ -262,7 +248,7 @@ mod tests {
     /// A refused request is answered with its status and counted.
     #[tokio::test]
     async fn a_refused_request_is_answered_and_counted() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let websocket = websocket_listener(Some("/mqtt"));
         let (mut client, server, peer) = pair().await;
         client.write_all(REQUEST.replace("/mqtt", "/other").as_bytes()).await.expect("send");
@@ -283,7 +269,7 @@ mod tests {
     /// one that closes before it has.
     #[tokio::test]
     async fn an_unfinished_request_is_counted() {
-        let (context, _shutdown) = context();
+        let (context, _shutdown) = listener_context();
         let websocket = websocket_listener(None);
         let (mut client, server, peer) = pair().await;
         client.write_all(&REQUEST.as_bytes()[..20]).await.expect("send");

@@ -128,6 +128,14 @@ impl Client {
             PublishTopic::Short(name) => name.as_str(),
         };
         let Some(topic_name) = name.and_then(|name| midge_codec::TopicName::new(name).ok()) else {
+            if qos == SnQoS::MinusOne {
+                // 6.8: a PUBLISH at QoS -1 is never answered, whoever sends it; one to a topic
+                // the gateway does not take at QoS -1 is dropped, as from an unconnected address.
+                let counter = &self.shared.counters.minus_one_refused;
+                let detail = format!("{topic:?}");
+                SnCounters::drop(counter, "QoS -1 PUBLISH to an unknown topic dropped", self.peer(), &detail);
+                return None;
+            }
             // An id the gateway does not know: the client must REGISTER again (5.4.13).
             self.link.send(&answer(ReturnCode::REJECTED_INVALID_TOPIC_ID)).await;
             return None;
@@ -263,17 +271,26 @@ impl Client {
             self.link.send(&refuse(ReturnCode::REJECTED_INVALID_TOPIC_ID)).await;
             return None;
         };
-        // The id the client will see messages on: normal for a topic name, none for a filter.
-        let topic_id = match (&topic, named) {
-            (SubscribeTopic::Name(_), true) => match self.topics.assign(filter.as_str(), &self.shared.predefined) {
+        // The id the client will see messages on (5.4.16: the SUBACK's TopicId is the one the
+        // gateway PUBLISHes on): a topic name's predefined id if it has one, else its normal id;
+        // none for a filter or a short name.
+        let by_name = matches!(topic, SubscribeTopic::Name(_)) && named;
+        let predefined = if by_name { self.shared.predefined.id(filter.as_str()) } else { None };
+        let normal = by_name && predefined.is_none();
+        let topic_id = if let Some(id) = predefined {
+            id
+        } else if normal {
+            match self.topics.assign(filter.as_str(), &self.shared.predefined) {
                 Some(id) => id,
                 None => {
                     self.link.send(&refuse(ReturnCode::REJECTED_CONGESTION)).await;
                     return None;
                 }
-            },
-            (SubscribeTopic::Predefined(TopicId(id)), _) => *id,
-            _ => 0,
+            }
+        } else if let SubscribeTopic::Predefined(TopicId(id)) = &topic {
+            *id
+        } else {
+            0
         };
         let filter_text = filter.as_str().to_owned();
         let options = SubscriptionOptions { qos, ..SubscriptionOptions::default() };
@@ -295,7 +312,7 @@ impl Client {
             tracing::debug!(peer = %self.peer(), client_id = %self.connection.client_id(), %filter_text, ?granted, "mqtt-sn: subscribed");
             let message = match granted {
                 Some(granted) => {
-                    if let (SubscribeTopic::Name(_), true) = (&topic, named) {
+                    if normal {
                         self.topics.set_known(topic_id, true);
                     }
                     let qos = match granted {
