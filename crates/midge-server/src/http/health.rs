@@ -27,3 +27,36 @@ pub(super) async fn ready(State(api): State<Arc<Api>>) -> Result<Json<serde_json
         "listener": api.http.index,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    use super::*;
+    use crate::config::default_listener;
+    use crate::http::{HttpListener, Readiness};
+    use crate::test_support::listener_context;
+
+    async fn status(api: &Arc<Api>) -> StatusCode {
+        ready(State(Arc::clone(api))).await.into_response().status()
+    }
+
+    #[tokio::test]
+    async fn ready_once_every_listener_accepts_and_until_shutdown_begins() {
+        let (context, shutdown) = listener_context();
+        let readiness = Arc::new(Readiness::default());
+        let http = Arc::new(HttpListener::new(1, &default_listener(0), Arc::clone(&readiness)));
+        let api = Arc::new(Api { http, context: Arc::new(context), peer: ([127, 0, 0, 1], 1).into() });
+        assert_eq!(status(&api).await, StatusCode::SERVICE_UNAVAILABLE, "listeners still starting");
+        readiness.set(true);
+        assert_eq!(status(&api).await, StatusCode::OK);
+        shutdown.send(true).unwrap();
+        assert_eq!(status(&api).await, StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        readiness.set(false);
+        shutdown.send(false).unwrap();
+        assert_eq!(status(&api).await, StatusCode::SERVICE_UNAVAILABLE, "the server's shutdown began");
+    }
+}
