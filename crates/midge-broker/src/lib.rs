@@ -49,7 +49,7 @@ mod router;
 mod session;
 mod stats;
 
-pub use broker::{Accounting, Broker, ConnectRequest, Refusal, Restored};
+pub use broker::{Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView};
 pub use connection::{
     ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,
 };

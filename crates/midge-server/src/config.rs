@@ -1,6 +1,7 @@
 //! The configuration file (TOML) and the defaults `midge serve` runs with when given none.
 //! Every key is documented in docs/configuration.md.
 
+mod http;
 mod mqtt;
 mod proxy;
 mod sn;
@@ -255,6 +256,13 @@ pub struct ListenerConfig {
     /// Seconds between ADVERTISEs, also their Duration field. Default 900.
     #[serde(default)]
     pub sn_advertise_interval_s: Option<u16>,
+
+    // HTTP API (crate::http, config/http.rs): only on a listener with protocol = "http".
+    /// Bearer tokens the API takes, by the user name each stands for
+    /// (`[listener.http_tokens]`, `NAME = "TOKEN"`): a request with `Authorization: Bearer
+    /// TOKEN` is that user, for the ACL as for an MQTT client that logged in as it.
+    #[serde(default)]
+    pub http_tokens: Option<BTreeMap<String, String>>,
 }
 
 impl ListenerConfig {
@@ -343,6 +351,9 @@ pub enum ListenerProtocol {
     Websockets,
     /// MQTT-SN 1.2 over UDP: a gateway whose clients are sessions of the broker (`crate::sn`).
     MqttSn,
+    /// The HTTP API (`crate::http`): publish, subscribe as server-sent events, health; HTTPS
+    /// with the TLS keys.
+    Http,
 }
 
 impl TryFrom<String> for ListenerProtocol {
@@ -353,7 +364,10 @@ impl TryFrom<String> for ListenerProtocol {
             "mqtt" => Ok(Self::Mqtt),
             "websockets" => Ok(Self::Websockets),
             "mqtt-sn" => Ok(Self::MqttSn),
-            other => Err(format!("unknown protocol {other:?}: expected \"mqtt\", \"websockets\" or \"mqtt-sn\"")),
+            "http" => Ok(Self::Http),
+            other => {
+                Err(format!("unknown protocol {other:?}: expected \"mqtt\", \"websockets\", \"mqtt-sn\" or \"http\""))
+            }
         }
     }
 }
@@ -364,6 +378,7 @@ impl std::fmt::Display for ListenerProtocol {
             Self::Mqtt => f.write_str("mqtt"),
             Self::Websockets => f.write_str("websockets"),
             Self::MqttSn => f.write_str("mqtt-sn"),
+            Self::Http => f.write_str("http"),
         }
     }
 }
@@ -540,11 +555,11 @@ impl ServerConfig {
             problem,
         })?;
         for (index, listener) in config.listener.iter().enumerate() {
-            listener.check().and_then(|()| proxy::check(listener)).map_err(|problem| ConfigError::Listener {
-                path: path.to_owned(),
-                listener: index + 1,
-                problem,
-            })?;
+            listener
+                .check()
+                .and_then(|()| proxy::check(listener))
+                .and_then(|()| http::check(listener))
+                .map_err(|problem| ConfigError::Listener { path: path.to_owned(), listener: index + 1, problem })?;
         }
         Ok(config)
     }
@@ -591,6 +606,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         sn_predefined_topics: None,
         sn_advertise_address: None,
         sn_advertise_interval_s: None,
+        http_tokens: None,
     }
 }
 
@@ -673,7 +689,10 @@ mod tests {
         assert_eq!(parse("max_connections = 2").unwrap().listener[0].max_connections.get(), Some(2));
         assert_eq!(parse("max_connections = -1").unwrap().listener[0].max_connections, MaxConnections::UNLIMITED);
         for (extra, expected) in [
-            ("protocol = \"http\"", "unknown protocol \"http\": expected \"mqtt\", \"websockets\" or \"mqtt-sn\""),
+            (
+                "protocol = \"gopher\"",
+                "unknown protocol \"gopher\": expected \"mqtt\", \"websockets\", \"mqtt-sn\" or \"http\"",
+            ),
             ("max_connections = 0", "max_connections = 0 would refuse every client"),
             ("max_connections = -2", "max_connections = -2: use at least 1"),
             ("max_connections = \"many\"", "max_connections"),

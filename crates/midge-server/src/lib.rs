@@ -17,6 +17,8 @@
 //!   acknowledgements, pacing.
 //! - `sn`: the MQTT-SN 1.2 gateway of a `protocol = "mqtt-sn"` listener: its UDP reader, and
 //!   a task per client that drives a session of the broker.
+//! - [`http`]: the HTTP API of a `protocol = "http"` listener: publish, subscribe as
+//!   server-sent events, health; its clients are sessions of the broker.
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`store`]: the embedded store behind the core's durability port.
 //! - [`sys`]: the `$SYS` topics, published every `[sys] interval` seconds.
@@ -29,6 +31,7 @@ pub mod bind;
 pub mod config;
 pub mod conn;
 pub mod gate;
+pub mod http;
 pub mod limits;
 pub mod listener;
 pub mod proxy_header;

@@ -101,3 +101,32 @@ pub const PROXY_V1_MAX_HEADER: usize = 107;
 /// stays well under 1 KiB, so 4 KiB leaves room for a load balancer's own TLVs while a
 /// connection that announces more is refused before its bytes are read.
 pub const PROXY_V2_MAX_HEADER: usize = 4 * 1024;
+
+/// Bytes of events an HTTP subscriber's stream holds ahead of its socket: what the session's
+/// drain puts in one go, and (with [`HTTP_SSE_CHUNKS`]) what waits for a slow reader. Beyond it
+/// the session is not drained, so its own queue bound, pacing and slow-consumer policy apply
+/// to the reader as to an MQTT subscriber.
+pub const HTTP_SSE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks of events waiting between an HTTP subscriber's session and its socket (hyper takes
+/// one at a time): with [`HTTP_SSE_CHUNK_BYTES`], at most 256 KiB a reader.
+pub const HTTP_SSE_CHUNKS: usize = 4;
+
+/// How often an idle event stream is sent a comment (`: keep-alive`): under the 30 to 60 s
+/// after which proxies and load balancers commonly close an idle connection, and often enough
+/// that a reader that has gone is noticed (its write fails) within it.
+pub const HTTP_SSE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Events of a persistent HTTP subscriber's session kept after they were sent, so that a
+/// reader that reconnects with a `Last-Event-ID` behind them gets them again (what it had not
+/// read when its connection dropped): a few seconds of a busy stream. Also bounded by
+/// [`HTTP_SSE_REPLAY_BYTES`].
+pub const HTTP_SSE_REPLAY_EVENTS: usize = 256;
+
+/// Bytes of kept events per session (see [`HTTP_SSE_REPLAY_EVENTS`]).
+pub const HTTP_SSE_REPLAY_BYTES: usize = 64 * 1024;
+
+/// Persistent HTTP subscribers whose event ids and kept events a listener remembers, so at most
+/// 64 MiB of kept events (with [`HTTP_SSE_REPLAY_BYTES`]). One more forgets another's: its ids
+/// then go on after the client's `Last-Event-ID`, with nothing to replay.
+pub const HTTP_SSE_SESSIONS: usize = 1_000;

@@ -113,14 +113,19 @@ impl BoundListener {
         gate: Arc<ConnectionGate>,
         store: Option<WriterHandle>,
         shutdown: watch::Receiver<bool>,
+        readiness: Arc<crate::http::Readiness>,
     ) -> ListenerHandle {
         let Self { index, config, security, tls, sockets, local_addrs } = self;
+        let http = (config.protocol == ListenerProtocol::Http)
+            .then(|| Arc::new(crate::http::HttpListener::new(index, &config, readiness)));
         let max_packet_size = broker.limits().max_packet_size;
         let websocket = (config.protocol == ListenerProtocol::Websockets)
             .then(|| Arc::new(WebSocketListener::new(index, &config, max_packet_size, Arc::clone(&gate))));
         let proxy = ProxyListener::new(index, &config, Arc::clone(&gate)).map(Arc::new);
         let transport = match (&sockets, &websocket, tls.is_some()) {
             (Sockets::Datagram(..), ..) => "mqtt-sn over udp",
+            (Sockets::Stream(_), None, true) if http.is_some() => "http api over tls",
+            (Sockets::Stream(_), None, false) if http.is_some() => "http api",
             (Sockets::Stream(_), Some(_), true) => "mqtt over websockets over tls",
             (Sockets::Stream(_), Some(_), false) => "mqtt over websockets",
             (Sockets::Stream(_), None, true) => "mqtt over tls",
@@ -161,6 +166,7 @@ impl BoundListener {
                         counters: Arc::clone(&counters),
                         websocket: websocket.clone(),
                         proxy: proxy.clone(),
+                        http,
                         connections: connections.clone(),
                         gate,
                     }
@@ -367,6 +373,8 @@ struct AcceptLoop {
     websocket: Option<Arc<WebSocketListener>>,
     /// Set on a listener behind a PROXY protocol proxy: its connections start with its header.
     proxy: Option<Arc<ProxyListener>>,
+    /// Set on an HTTP API listener: its connections are served by `crate::http`.
+    http: Option<Arc<crate::http::HttpListener>>,
     connections: TaskTracker,
     /// The limits every listener shares.
     gate: Arc<ConnectionGate>,
@@ -443,6 +451,10 @@ impl AcceptLoop {
         // Handshakes run in the connection's task, never here: a slow client cannot hold up the
         // accept loop.
         let proxy = self.proxy.clone();
+        if let Some(http) = &self.http {
+            self.connections.spawn(crate::http::serve(stream, peer, tls, Arc::clone(http), context));
+            return;
+        }
         match (&self.websocket, tls) {
             (Some(websocket), tls) => {
                 let websocket = Arc::clone(websocket);

@@ -91,6 +91,8 @@ pub struct Server {
     tasks: TaskTracker,
     /// The store writer, flushed and closed at shutdown.
     writer: Option<Writer<DiskStore>>,
+    /// Whether it serves, for HTTP listeners' `/readyz`.
+    readiness: Arc<crate::http::Readiness>,
 }
 
 impl std::fmt::Debug for Server {
@@ -121,14 +123,17 @@ impl Server {
             max_connection_rate = config.connections.max_connection_rate,
             "connection limits"
         );
+        let readiness = Arc::new(crate::http::Readiness::default());
         let listeners = Arc::new(
             bound
                 .into_iter()
                 .map(|listener| {
-                    listener.start(Arc::clone(&broker), Arc::clone(&gate), store.clone(), shutdown_rx.clone())
+                    let (broker, gate, shutdown) = (Arc::clone(&broker), Arc::clone(&gate), shutdown_rx.clone());
+                    listener.start(broker, gate, store.clone(), shutdown, Arc::clone(&readiness))
                 })
                 .collect(),
         );
+        readiness.set(true);
         let tasks = TaskTracker::new();
         if writer.is_some() && config.store.max_size_mb > 0 {
             let max_bytes = config.store.max_size_mb.saturating_mul(1 << 20);
@@ -138,7 +143,7 @@ impl Server {
         let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
         tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self { broker, listeners, shutdown, tasks, writer })
+        Ok(Self { broker, listeners, shutdown, tasks, writer, readiness })
     }
 
     /// The listeners, in config order.
@@ -166,6 +171,7 @@ impl Server {
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         signal.await;
         info!("shutting down");
+        self.readiness.set(false);
         for listener in self.listeners.iter() {
             listener.close().await;
         }

@@ -206,7 +206,7 @@ impl TlsListener {
             other => TlsError::Key { path: keyfile.clone(), problem: other.to_string() },
         })?;
         let alpn = match config.protocol {
-            ListenerProtocol::Websockets => ALPN_HTTP_1_1,
+            ListenerProtocol::Websockets | ListenerProtocol::Http => ALPN_HTTP_1_1,
             ListenerProtocol::Mqtt | ListenerProtocol::MqttSn => ALPN_MQTT,
         };
         server.alpn_protocols = vec![alpn.to_vec()];

@@ -12,12 +12,15 @@
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
 //! - `events`: clients' connects and disconnects published on `$SYS`, when switched on.
+//! - `inspect`: what it holds, as an operator sees it (sessions, retained messages), and kicking
+//!   a client.
 
 mod accounting;
 mod connect;
 mod deadlines;
 mod end;
 mod events;
+mod inspect;
 mod publish;
 mod remote;
 mod restore;
@@ -29,5 +32,6 @@ pub use accounting::Accounting;
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub(crate) use events::ClientEvent;
+pub use inspect::{SessionView, SubscriptionView};
 pub use restore::Restored;
 pub use state::Broker;

@@ -1,0 +1,235 @@
+//! The operator's endpoints: clients (list, show, kick), sessions, subscriptions, retained
+//! messages (list, get, delete) and the counters. They take a bearer token of the listener's
+//! `http_tokens` and nothing else: they show and act on every client, beyond what any one
+//! client's ACL lets it see.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use base64::Engine as _;
+use bytes::Bytes;
+use midge_broker::{Message, SessionView};
+use midge_codec::{QoS, TopicFilter, TopicName};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::caller::Credentials;
+use super::error::ApiError;
+use super::publish::{publish_once, Outgoing};
+use super::Api;
+
+/// How many items a list gives when the query does not say.
+const DEFAULT_LIMIT: usize = 1_000;
+
+/// A list's query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    filter: Option<String>,
+}
+
+/// `GET /api/v1/clients`: the connected clients.
+pub(super) async fn clients(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let query = list_query(query.as_deref())?;
+    let sessions = api.context.broker.sessions(true, query.limit.unwrap_or(DEFAULT_LIMIT));
+    Ok(Json(json!({ "clients": sessions.iter().map(|view| session_json(view, false)).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/sessions`: every session, connected or not.
+pub(super) async fn sessions(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let query = list_query(query.as_deref())?;
+    let sessions = api.context.broker.sessions(false, query.limit.unwrap_or(DEFAULT_LIMIT));
+    Ok(Json(json!({ "sessions": sessions.iter().map(|view| session_json(view, false)).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/clients/{client_id}`: one client's session, with its subscriptions.
+pub(super) async fn client(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    client_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let client_id = path(client_id)?;
+    let view = api
+        .context
+        .broker
+        .session(&client_id)
+        .ok_or_else(|| ApiError::not_found(format!("no client {client_id:?}")))?;
+    Ok(Json(session_json(&view, true)))
+}
+
+/// `DELETE /api/v1/clients/{client_id}`: disconnects a client (v5: DISCONNECT 0x98
+/// Administrative action); its session stays as its expiry says.
+pub(super) async fn kick(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    client_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let user = operator(&api, &headers)?;
+    let client_id = path(client_id)?;
+    if !api.context.broker.kick_client(&client_id) {
+        return Err(ApiError::not_found(format!("no connected client {client_id:?}")));
+    }
+    tracing::info!(peer = %api.peer, %user, %client_id, "http: client kicked");
+    Ok(Json(json!({ "client_id": client_id, "kicked": true })))
+}
+
+/// `GET /api/v1/subscriptions`: every session's subscriptions, up to `limit`.
+pub(super) async fn subscriptions(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let query = list_query(query.as_deref())?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    let mut found = Vec::new();
+    for view in api.context.broker.sessions(false, usize::MAX) {
+        for subscription in &view.subscriptions {
+            if found.len() == limit {
+                break;
+            }
+            found.push(json!({
+                "client_id": &*view.client_id,
+                "filter": &*subscription.filter,
+                "qos": subscription.qos.as_u8(),
+            }));
+        }
+    }
+    Ok(Json(json!({ "subscriptions": found })))
+}
+
+/// `GET /api/v1/retained`: the retained messages whose topics match `filter` (default `#`).
+pub(super) async fn retained_list(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let query = list_query(query.as_deref())?;
+    let filter = query.filter.unwrap_or_else(|| "#".to_owned());
+    TopicFilter::new(&filter).map_err(|error| ApiError::bad_request(format!("filter {filter:?}: {error}")))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    let found = api.context.broker.retained_matching(&filter, Instant::now(), limit);
+    Ok(Json(json!({ "retained": found.iter().map(|message| retained_json(message)).collect::<Vec<_>>() })))
+}
+
+/// `GET /api/v1/retained/{topic}`: one topic's retained message.
+pub(super) async fn retained_get(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    topic: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let topic = topic_name(&path(topic)?)?;
+    let found = api.context.broker.retained_matching(topic.as_str(), Instant::now(), 1);
+    let message = found.first().ok_or_else(|| ApiError::not_found(format!("no retained message on {topic}")))?;
+    Ok(Json(retained_json(message)))
+}
+
+/// `DELETE /api/v1/retained/{topic}`: clears a topic's retained message as an empty retained
+/// PUBLISH does (so its subscribers get the empty message too, as MQTT has it), published as
+/// the token's user, under the ACL; answered once it is stored.
+pub(super) async fn retained_delete(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    topic: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let topic = topic_name(&path(topic)?)?;
+    if api.context.broker.retained_matching(topic.as_str(), Instant::now(), 1).is_empty() {
+        return Err(ApiError::not_found(format!("no retained message on {topic}")));
+    }
+    let credentials = Credentials::from_headers(&headers)?;
+    let message = Outgoing { topic: topic.clone(), qos: QoS::AtLeastOnce, retain: true, payload: Bytes::new() };
+    publish_once(Arc::clone(&api), credentials, message).await?;
+    Ok(Json(json!({ "topic": topic.as_str(), "deleted": true })))
+}
+
+/// `GET /api/v1/stats`: the broker's counters and what it holds.
+pub(super) async fn stats(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let broker = &api.context.broker;
+    let stats = broker.stats().snapshot();
+    Ok(Json(json!({
+        "connections_accepted": stats.connections_accepted,
+        "messages_received": stats.messages_received,
+        "messages_sent": stats.messages_sent,
+        "messages_dropped": stats.messages_dropped,
+        "wills_published": stats.wills_published,
+        "sessions": broker.session_count(),
+        "retained_messages": broker.retained_count(),
+        "retained_bytes": broker.retained_bytes(),
+    })))
+}
+
+/// The operator a request is: a bearer token's user. Anything else is a 401.
+fn operator(api: &Api, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+    match Credentials::from_headers(headers)? {
+        Credentials::Bearer(token) => {
+            api.http.user_of(&token).ok_or_else(|| ApiError::unauthorized("unknown bearer token"))
+        }
+        _ => Err(ApiError::unauthorized("this endpoint takes a bearer token of the listener's http_tokens")),
+    }
+}
+
+/// A path parameter, or the JSON error for one axum cannot decode (bad percent-encoding).
+fn path(extracted: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    extracted.map(|Path(value)| value).map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+fn list_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or("")).map_err(|error| ApiError::bad_request(format!("query: {error}")))
+}
+
+fn topic_name(topic: &str) -> Result<TopicName, ApiError> {
+    TopicName::new(topic).map_err(|error| ApiError::bad_request(format!("topic {topic:?}: {error}")))
+}
+
+fn session_json(view: &SessionView, with_subscriptions: bool) -> Value {
+    let mut value = json!({
+        "client_id": &*view.client_id,
+        "connected": view.connected,
+        "protocol_level": view.protocol.level(),
+        "session_expiry": view.expiry_interval,
+        "subscription_count": view.subscriptions.len(),
+        "queued": view.queued,
+        "inflight": view.inflight,
+    });
+    if with_subscriptions {
+        value["subscriptions"] = view
+            .subscriptions
+            .iter()
+            .map(|subscription| json!({ "filter": &*subscription.filter, "qos": subscription.qos.as_u8() }))
+            .collect();
+    }
+    value
+}
+
+fn retained_json(message: &Message) -> Value {
+    let (payload, encoding) = match std::str::from_utf8(&message.payload) {
+        Ok(text) => (text.to_owned(), "text"),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&message.payload), "base64"),
+    };
+    json!({
+        "topic": message.topic.as_str(),
+        "qos": message.qos.as_u8(),
+        "payload": payload,
+        "encoding": encoding,
+    })
+}
