@@ -1,5 +1,5 @@
 //! MQTT.js 5 (npm's `mqtt`, its browser bundle `dist/mqtt.min.js`) in a real headless Chromium,
-//! driven over the DevTools protocol (browser/chromium.rs), against midge's websockets
+//! driven over the DevTools protocol (chromium/mod.rs), against midge's websockets
 //! listeners, plain (ws) and over TLS (wss): the page connects, subscribes, and publishes at
 //! QoS 0, 1 and 2 in MQTT 3.1, 3.1.1 and 5.0, and every message that comes back to it is checked
 //! here. Then the example page docs/examples/live-messages.html, as a user would open it, shows
@@ -10,7 +10,6 @@
 //! Results come back as the promise the page returns settles; every wait ends within
 //! [`TEST_TIME`], and every browser is killed, with its child processes, when its test ends.
 
-#[path = "browser/chromium.rs"]
 mod chromium;
 mod support;
 mod tls_common;
@@ -27,10 +26,6 @@ use support::TestBroker;
 
 /// How long a test's browser has for everything it does.
 const TEST_TIME: Duration = Duration::from_secs(60);
-
-/// How long the page waits for what a test expects it to show, before it reports what it
-/// shows instead.
-const PAGE_WAIT_MS: u64 = 15_000;
 
 /// MQTT.js's `protocolVersion` for 3.1.1 and for 5.0.
 const V311: u8 = 4;
@@ -92,24 +87,23 @@ fn live_messages_page_shows_messages_from_mosquitto_pub() {
         query_escape("sensors/#")
     );
     let page = chromium.open(&url);
-    let status = wait_in_page(
-        &mut chromium,
+    let status = chromium.wait_in_page(
         &page,
         "document.getElementById('status').dataset.state === 'subscribed' \
          && document.getElementById('status').textContent",
     );
     assert_eq!(status, format!("Subscribed to sensors/# on ws://127.0.0.1:{}/mqtt (QoS 2).", ws.port()));
-    let rows = wait_in_page(&mut chromium, &page, &rows_once(1));
+    let rows = chromium.wait_in_page(&page, &rows_once(1));
     assert_eq!(rows, json!([["sensors/kitchen/temperature", "1", "yes", "21.5 °C"]]), "the retained message");
 
     mosquitto_pub(&broker, &["-t", "sensors/hall/door", "-m", "<b>open</b>", "-q", "2"]);
     // Shown once its QoS 2 exchange is over, after which the next can arrive first.
-    let rows = wait_in_page(&mut chromium, &page, &rows_once(2));
+    let rows = chromium.wait_in_page(&page, &rows_once(2));
     assert_eq!(rows[0], json!(["sensors/hall/door", "2", "no", "<b>open</b>"]), "the live message, on top");
     let binary = site.path().join("binary");
     std::fs::write(&binary, [0x00, 0x01, 0xfe, 0xff]).expect("write a payload");
     mosquitto_pub(&broker, &["-t", "sensors/hall/raw", "-f", binary.to_str().expect("a UTF-8 path")]);
-    let rows = wait_in_page(&mut chromium, &page, &rows_once(3));
+    let rows = chromium.wait_in_page(&page, &rows_once(3));
     assert_eq!(
         rows,
         json!([
@@ -204,35 +198,13 @@ fn round_trips(chromium: &mut Chromium, page: &Page, url: &str, options: Value, 
 }
 
 /// The table rows of live-messages.html as [topic, QoS, retained, payload], once there are
-/// `n` of them (a JavaScript condition for [`wait_in_page`]).
+/// `n` of them (a JavaScript condition for [`Chromium::wait_in_page`]).
 fn rows_once(n: usize) -> String {
     format!(
         "document.querySelectorAll('#messages tr').length >= {n} && \
          Array.from(document.querySelectorAll('#messages tr'), (row) => \
              ['topic', 'qos', 'retained', 'payload'].map((cell) => row.querySelector('td.' + cell).textContent))"
     )
-}
-
-/// Waits, in the page, until the JavaScript expression `condition` is truthy, checking it each
-/// time the document changes, and returns its value; after [`PAGE_WAIT_MS`], fails with the
-/// text the page shows.
-fn wait_in_page(chromium: &mut Chromium, page: &Page, condition: &str) -> Value {
-    let expression = format!(
-        "new Promise((resolve, reject) => {{
-            const observer = new MutationObserver(() => check());
-            const timer = setTimeout(() => {{
-                observer.disconnect();
-                reject(new Error('not shown within {PAGE_WAIT_MS} ms; the page shows:\\n' + document.body.innerText));
-            }}, {PAGE_WAIT_MS});
-            function check() {{
-                const value = ({condition});
-                if (value) {{ observer.disconnect(); clearTimeout(timer); resolve(value); }}
-            }}
-            observer.observe(document, {{ subtree: true, childList: true, characterData: true, attributes: true }});
-            check();
-        }})"
-    );
-    chromium.evaluate(page, &expression)
 }
 
 /// Debian's mosquitto_pub to the broker's TCP listener with `args`; fails the test unless it

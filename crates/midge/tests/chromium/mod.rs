@@ -6,6 +6,9 @@
 //! Each browser is the leader of a process group of its own and is killed with the whole group
 //! (renderer, GPU and utility processes) when its [`Chromium`] is dropped, a failing test
 //! included. Every wait ends at the deadline the browser was launched with.
+//!
+//! Shared by browser.rs and console.rs, each of which uses part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -26,6 +29,10 @@ const STDERR_LINES: usize = 20;
 
 /// How much of an expression that threw a failure message shows.
 const EXPRESSION_CHARS: usize = 200;
+
+/// How long [`Chromium::wait_in_page`] waits for what a test expects a page to show, before it
+/// reports what the page shows instead.
+pub const PAGE_WAIT_MS: u64 = 15_000;
 
 /// A headless Chromium and the one CDP connection to it.
 pub struct Chromium {
@@ -176,6 +183,35 @@ impl Chromium {
         evaluated["result"]["value"].clone()
     }
 
+    /// Waits, in the page, until the JavaScript expression `condition` is truthy, checking it each
+    /// time the document changes, and returns its value; after [`PAGE_WAIT_MS`], fails with the
+    /// text the page shows.
+    pub fn wait_in_page(&mut self, page: &Page, condition: &str) -> Value {
+        let expression = format!(
+            "new Promise((resolve, reject) => {{
+                const observer = new MutationObserver(() => check());
+                const timer = setTimeout(() => {{
+                    observer.disconnect();
+                    reject(new Error('not shown within {PAGE_WAIT_MS} ms; the page shows:\\n' + document.body.innerText));
+                }}, {PAGE_WAIT_MS});
+                function check() {{
+                    const value = ({condition});
+                    if (value) {{ observer.disconnect(); clearTimeout(timer); resolve(value); }}
+                }}
+                observer.observe(document, {{ subtree: true, childList: true, characterData: true, attributes: true }});
+                check();
+            }})"
+        );
+        self.evaluate(page, &expression)
+    }
+
+    /// Saves a PNG of what `page` shows to `path`.
+    pub fn screenshot(&mut self, page: &Page, path: &Path) {
+        let shot = self.call(Some(page), "Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
     /// What the pages logged and the browser's last stderr lines, to append to a failure message.
     pub fn report(&self) -> String {
         let stderr = self.stderr.lock().unwrap();
@@ -271,6 +307,22 @@ impl Chromium {
         };
         self.console.push(line);
     }
+}
+
+/// Standard base64 (as CDP sends binary data) decoded; padding and other bytes skipped.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut held) = (0u32, 0u32);
+    for sextet in text.bytes().filter_map(|c| ALPHABET.iter().position(|&a| a == c)) {
+        bits = (bits << 6) | sextet as u32;
+        held += 6;
+        if held >= 8 {
+            held -= 8;
+            bytes.push((bits >> held) as u8);
+        }
+    }
+    bytes
 }
 
 impl Drop for Chromium {
