@@ -25,10 +25,12 @@
 //! - `admin`: the operator's endpoints (bearer tokens only): clients, sessions, subscriptions,
 //!   retained messages, counters.
 //! - `health`: `/healthz` and `/readyz`.
+//! - `console`: the web console at `/`, its files built into the binary.
 
 mod admin;
 mod caller;
 mod client;
+mod console;
 mod error;
 mod events;
 mod health;
@@ -175,6 +177,8 @@ fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
+        .route("/", get(console::index))
+        .route("/console/:file", get(console::asset))
         .route("/api/v1/publish", post(publish::publish))
         .route("/api/v1/subscribe", get(subscribe::subscribe))
         .route("/api/v1/clients", get(admin::clients))
