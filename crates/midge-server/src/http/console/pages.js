@@ -12,6 +12,10 @@ const SAMPLES = 60;
 const CLIENTS_MS = 3000;
 /** How long the topic tree waits before subscribing again after its stream ended. */
 const RESUBSCRIBE_MS = 2000;
+/** How often at most the topic tree is drawn again as messages come, in milliseconds. */
+const TREE_DRAW_MS = 250;
+/** How many levels (nodes) the topic tree holds: messages on topics beyond them are not shown. */
+const MAX_LEVELS = 10000;
 /** How many messages the live view keeps (newest first). */
 const LIVE_ROWS = 500;
 /** How many characters of a payload a list shows. */
@@ -297,6 +301,7 @@ export class Topics {
     this.root = new TopicNode('', '');
     this.collapsed = new Set();
     this.selected = null;
+    this.levels = 0;
     this.dirty = false;
     this.visible = false;
     byId('topic-search').addEventListener('input', () => this.render());
@@ -326,7 +331,10 @@ export class Topics {
   async loadRetained() {
     try {
       const { retained } = await this.api.retained('#');
-      for (const message of retained) this.node(message.topic).retained = message;
+      for (const message of retained) {
+        const node = this.node(message.topic);
+        if (node) node.retained = message;
+      }
       this.changed();
     } catch (error) {
       failed(this.report, error);
@@ -342,6 +350,7 @@ export class Topics {
       fill(status, 'Connecting…');
       await this.api.subscribe('#', 0, signal, () => fill(status, 'Following # live'), (message) => {
         const node = this.node(message.topic);
+        if (!node) return;
         node.latest = message;
         node.time = new Date();
         node.count += 1;
@@ -357,29 +366,35 @@ export class Topics {
     if (!signal.aborted) this.retry = setTimeout(() => this.follow(), RESUBSCRIBE_MS);
   }
 
-  /** The node of `topic`, made with its parents if new. */
+  /** The node of `topic`, made with its parents if new; null once the tree holds MAX_LEVELS
+   *  levels and `topic` needs more. */
   node(topic) {
     let node = this.root;
     const levels = topic.split('/');
-    levels.forEach((level, index) => {
+    for (const [index, level] of levels.entries()) {
       let child = node.children.get(level);
       if (!child) {
+        if (this.levels >= MAX_LEVELS) {
+          fill(byId('topic-status'), `Full: ${count(MAX_LEVELS)} topic levels shown, newer topics left out`);
+          return null;
+        }
         child = new TopicNode(level, levels.slice(0, index + 1).join('/'));
         node.children.set(level, child);
+        this.levels += 1;
       }
       node = child;
-    });
+    }
     return node;
   }
 
-  /** Renders once per frame however many messages came. */
+  /** Draws the tree again soon, once however many messages come meanwhile. */
   changed() {
     if (this.dirty || !this.visible) return;
     this.dirty = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => {
       this.dirty = false;
-      this.render();
-    });
+      if (this.visible) this.render();
+    }, TREE_DRAW_MS);
   }
 
   render() {
@@ -387,7 +402,8 @@ export class Topics {
     const levels = this.branch(this.root, search);
     fill(byId('topic-tree'), levels);
     byId('topic-empty').hidden = levels.length > 0;
-    if (this.selected) this.details(this.selected);
+    // The details stay as they are while their Clear button waits for its second click.
+    if (this.selected && !byId('topic-clear')?.dataset.armed) this.details(this.selected);
   }
 
   /** The list items of `node`'s children whose topics (or topics below) contain `search`. */
@@ -456,12 +472,42 @@ export class Topics {
           : h('p', { className: 'muted' }, 'None seen.'),
       );
     const received = node.time ? `${clock(node.time)} · ${node.count} received` : null;
+    // Two clicks clear it: the first asks.
+    const clear = node.retained
+      ? h(
+          'button',
+          {
+            type: 'button',
+            className: 'danger',
+            id: 'topic-clear',
+            onclick: (event) => {
+              if (event.target.dataset.armed) return this.clear(topic);
+              event.target.dataset.armed = 'yes';
+              fill(event.target, 'Clear it for good?');
+            },
+          },
+          'Clear retained',
+        )
+      : null;
     fill(
       panel,
-      h('h3', { className: 'mono', id: 'topic-selected' }, topic),
+      h('div', { className: 'card-head' }, h('h3', { className: 'mono', id: 'topic-selected' }, topic), clear),
       block('Latest value', node.latest, received),
       block('Retained message', node.retained),
     );
+  }
+
+  /** Clears `topic`'s retained message (an empty retained publish, as the API does it). */
+  async clear(topic) {
+    try {
+      await this.api.deleteRetained(topic);
+      const node = this.node(topic);
+      if (node) node.retained = null;
+      this.render();
+      this.details(topic);
+    } catch (error) {
+      failed(this.report, error);
+    }
   }
 }
 
