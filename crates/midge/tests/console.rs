@@ -130,6 +130,16 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     let markup =
         chromium.evaluate(&page, "document.querySelectorAll('#topic-tree b, #topic-details b, #live-rows b').length");
     assert_eq!(markup, 0, "payloads are shown as text, never parsed as markup");
+    // Clearing the retained message (two clicks): the topic stays, without its badge, and the
+    // empty retained message that clears it is its latest value.
+    click(&mut chromium, &page, "topic-clear");
+    click(&mut chromium, &page, "topic-clear");
+    chromium.wait_in_page(
+        &page,
+        &format!("{node} && !{node}.querySelector('.badge') && {node}.querySelector('.value')?.textContent === ''"),
+    );
+    let retained = chromium.evaluate(&page, "document.querySelectorAll('#topic-details pre.payload').length");
+    assert_eq!(retained, 1, "the latest value only: no retained message any more");
 
     // Publish: the form's message reaches a mosquitto_sub.
     let mut reader = Sub::start(&broker, V5, "console-reader", "plant/form", 1, 1, "%q|%p");
@@ -152,7 +162,7 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     go(&mut chromium, &page, "overview");
     chromium.wait_in_page(&page, "Number(document.getElementById('rates').dataset.samples) >= 2");
     let received = chromium.evaluate(&page, "document.querySelector('#counters tr:nth-child(2) td').textContent");
-    assert_eq!(received, "3", "messages received: two from mosquitto_pub, one from the form");
+    assert_eq!(received, "4", "messages received: two from mosquitto_pub, the clearing one, the form's");
     shoot(&mut chromium, &page, &shots, "7-overview");
 }
 
