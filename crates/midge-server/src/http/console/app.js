@@ -8,7 +8,20 @@ import { Clients, Live, Overview, Publish, Topics } from './pages.js';
 const TOKEN_KEY = 'midge.console.token';
 const PAGES = ['overview', 'clients', 'topics', 'live', 'publish'];
 
-/** The signed-in console: its API client and its pages; null when signed out. */
+/** The API client every page uses: its token is set on sign-in. */
+const api = new Api(null);
+
+/** The pages, made once (they hold their listeners on the page's elements), started on
+ *  sign-in and stopped on sign-out. */
+const pages = {
+  overview: new Overview(api, report),
+  clients: new Clients(api, report),
+  topics: new Topics(api, report),
+  live: new Live(api, report),
+  publish: new Publish(api, report),
+};
+
+/** Whether someone is signed in, and which page is shown (null before the first). */
 let session = null;
 
 /** Shows `message` (an Error or text) in the banner, or hides it for null. */
@@ -20,17 +33,10 @@ function report(message) {
 
 /** Tries `token`: the console opens if the listener takes it as an operator's token. */
 async function signIn(token) {
-  const api = new Api(token);
-  await api.stats();
+  await new Api(token).stats();
+  api.token = token;
   sessionStorage.setItem(TOKEN_KEY, token);
-  const pages = {
-    overview: new Overview(api, report),
-    clients: new Clients(api, report),
-    topics: new Topics(api, report),
-    live: new Live(api, report),
-    publish: new Publish(api, report),
-  };
-  session = { api, pages, shown: null };
+  session = { shown: null };
   for (const page of Object.values(pages)) page.start?.();
   byId('signin').hidden = true;
   byId('app').hidden = false;
@@ -41,9 +47,11 @@ async function signIn(token) {
 function signOut(reason) {
   sessionStorage.removeItem(TOKEN_KEY);
   if (session) {
-    for (const page of Object.values(session.pages)) page.stop?.();
+    pages[session.shown]?.hide?.();
+    for (const page of Object.values(pages)) page.stop?.();
     session = null;
   }
+  api.token = null;
   report(null);
   byId('app').hidden = true;
   byId('signin').hidden = false;
@@ -66,9 +74,9 @@ function route() {
     else link.removeAttribute('aria-current');
   }
   if (session.shown !== name) {
-    session.pages[session.shown]?.hide?.();
+    pages[session.shown]?.hide?.();
     session.shown = name;
-    session.pages[name].show?.();
+    pages[name].show?.();
   }
   document.title = `${name[0].toUpperCase()}${name.slice(1)} · Midge console`;
 }

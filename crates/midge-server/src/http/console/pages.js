@@ -40,11 +40,11 @@ export class Overview {
   constructor(api, report) {
     this.api = api;
     this.report = report;
-    this.previous = null;
-    this.series = { in: [], out: [], dropped: [] };
   }
 
   start() {
+    this.previous = null;
+    this.series = { in: [], out: [], dropped: [] };
     this.poll();
     this.timer = setInterval(() => this.poll(), STATS_MS);
     this.resize = () => this.draw();
@@ -128,9 +128,14 @@ export class Clients {
   constructor(api, report) {
     this.api = api;
     this.report = report;
+    byId('client-search').addEventListener('input', () => this.render());
+  }
+
+  start() {
     this.clients = [];
     this.selected = null;
-    byId('client-search').addEventListener('input', () => this.render());
+    fill(byId('client-details'), h('p', { className: 'muted empty' }, 'Select a client to see its session and subscriptions.'));
+    fill(byId('client-notice'));
   }
 
   show() {
@@ -298,16 +303,17 @@ export class Topics {
   constructor(api, report) {
     this.api = api;
     this.report = report;
-    this.root = new TopicNode('', '');
-    this.collapsed = new Set();
-    this.selected = null;
-    this.levels = 0;
     this.dirty = false;
     this.visible = false;
     byId('topic-search').addEventListener('input', () => this.render());
   }
 
   start() {
+    this.root = new TopicNode('', '');
+    this.collapsed = new Set();
+    this.selected = null;
+    this.levels = 0;
+    fill(byId('topic-details'), h('p', { className: 'muted empty' }, 'Select a topic to see its latest value and retained message.'));
     this.controller = new AbortController();
     this.loadRetained();
     this.follow();
