@@ -164,6 +164,14 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     let received = chromium.evaluate(&page, "document.querySelector('#counters tr:nth-child(2) td').textContent");
     assert_eq!(received, "4", "messages received: two from mosquitto_pub, the clearing one, the form's");
     shoot(&mut chromium, &page, &shots, "7-overview");
+
+    // Signing out forgets the token; signing in again opens the console again.
+    click(&mut chromium, &page, "signout");
+    chromium.wait_in_page(&page, "!document.getElementById('signin').hidden && sessionStorage.length === 0");
+    sign_in(&mut chromium, &page, TOKEN);
+    chromium.wait_in_page(&page, "document.getElementById('signin').hidden && !document.getElementById('app').hidden");
+    let kept = chromium.evaluate(&page, "sessionStorage.getItem('midge.console.token')");
+    assert_eq!(kept, TOKEN, "the token, kept for the tab");
 }
 
 /// The page and its files: their content types, cache headers and policy; no credentials
