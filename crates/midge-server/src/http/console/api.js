@@ -51,6 +51,10 @@ export class Api {
     return this.request('GET', `/api/v1/retained?filter=${encodeURIComponent(filter)}`);
   }
 
+  retainedMessage(topic) {
+    return this.request('GET', `/api/v1/retained/${pathOf(topic)}`);
+  }
+
   deleteRetained(topic) {
     return this.request('DELETE', `/api/v1/retained/${pathOf(topic)}`);
   }

@@ -63,12 +63,12 @@ export function count(n) {
   return typeof n === 'number' ? n.toLocaleString('en-US') : '–';
 }
 
-/** A byte size in B, KiB or MiB. */
+/** A byte size in B, KiB or MiB, with three or four digits at most. */
 export function bytes(n) {
   if (typeof n !== 'number') return '–';
   if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  const [value, unit] = n < 1024 * 1024 ? [n / 1024, 'KiB'] : [n / 1024 / 1024, 'MiB'];
+  return `${value < 100 ? value.toFixed(1) : Math.round(value)} ${unit}`;
 }
 
 /** The time of day of `date`, to the second. */

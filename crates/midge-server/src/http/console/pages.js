@@ -6,6 +6,8 @@ import { byId, bytes, clock, count, fill, h, payloadBlock, payloadText } from '.
 
 /** How often the overview asks for the counters (its chart's resolution), in milliseconds. */
 const STATS_MS = 2000;
+/** The $SYS topic with the store's size in bytes. */
+const STORE_BYTES_TOPIC = '$SYS/broker/midge/store/bytes';
 /** How many rate samples the chart keeps: two minutes at STATS_MS. */
 const SAMPLES = 60;
 /** How often the shown client list is refreshed, in milliseconds. */
@@ -62,7 +64,13 @@ export class Overview {
 
   async poll() {
     try {
-      const [stats, clients] = await Promise.all([this.api.stats(), this.api.clients()]);
+      // The store's size is in $SYS (retained, renewed every [sys] interval); a broker without
+      // a store, or with $SYS off, has none.
+      const store = this.api.retainedMessage(STORE_BYTES_TOPIC).catch((error) => {
+        if (error.status === 404) return null;
+        throw error;
+      });
+      const [stats, clients, storeBytes] = await Promise.all([this.api.stats(), this.api.clients(), store]);
       const now = performance.now();
       if (this.previous) {
         const seconds = (now - this.previous.time) / 1000;
@@ -72,7 +80,7 @@ export class Overview {
         this.push('dropped', rate('messages_dropped'));
       }
       this.previous = { time: now, stats };
-      this.showStats(stats, clients.clients.length);
+      this.showStats(stats, clients.clients.length, storeBytes);
       this.report(null);
     } catch (error) {
       failed(this.report, error);
@@ -85,14 +93,21 @@ export class Overview {
     if (values.length > SAMPLES) values.shift();
   }
 
-  showStats(stats, connected) {
+  showStats(stats, connected, storeBytes) {
     const last = (values) => (values.length ? values[values.length - 1].toFixed(1) : '–');
     fill(byId('stat-clients'), count(connected));
     fill(byId('stat-sessions'), count(stats.sessions));
     fill(byId('stat-in-rate'), last(this.series.in));
     fill(byId('stat-out-rate'), last(this.series.out));
     fill(byId('stat-dropped'), count(stats.messages_dropped));
-    fill(byId('stat-retained'), count(stats.retained_messages), h('small', {}, bytes(stats.retained_bytes)));
+    fill(byId('stat-retained'), count(stats.retained_messages));
+    const stored = storeBytes && Number(storeBytes.payload);
+    if (Number.isFinite(stored)) {
+      const [number, unit] = bytes(stored).split(' ');
+      fill(byId('stat-store'), number, h('small', {}, unit));
+    } else {
+      fill(byId('stat-store'), h('small', {}, 'no store'));
+    }
     const rows = [
       ['Connections accepted', count(stats.connections_accepted)],
       ['Messages received', count(stats.messages_received)],
