@@ -38,7 +38,7 @@ const V5: &str = "mqttv5";
 fn serve() -> (TestBroker, SocketAddr) {
     let broker = TestBroker::start_midge_with(&format!(
         "[[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = false\n\
-         [listener.http_tokens]\nops = \"{TOKEN}\"\n\n[store]\npersistence = false\n"
+         [listener.http_tokens]\nops = \"{TOKEN}\"\n"
     ));
     let http = broker.listener_addr("listening (http api)");
     (broker, http)
@@ -161,6 +161,8 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     // two make a line).
     go(&mut chromium, &page, "overview");
     chromium.wait_in_page(&page, "Number(document.getElementById('rates').dataset.samples) >= 2");
+    let store = chromium.wait_in_page(&page, "/(B|KiB|MiB)$/.test(document.getElementById('stat-store').textContent) && document.getElementById('stat-store').textContent");
+    println!("the store's size: {store}");
     let received = chromium.evaluate(&page, "document.querySelector('#counters tr:nth-child(2) td').textContent");
     assert_eq!(received, "4", "messages received: two from mosquitto_pub, the clearing one, the form's");
     shoot(&mut chromium, &page, &shots, "7-overview");
