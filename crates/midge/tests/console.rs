@@ -94,25 +94,30 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     watcher.wait_for("Received DISCONNECT (152)");
     drop(watcher);
 
-    // Live: a filter subscribed from the page shows what mosquitto_pub publishes, as text.
+    // Live: a filter subscribed from the page shows what mosquitto_pub publishes, as text (in
+    // hexadecimal when it is not UTF-8).
     go(&mut chromium, &page, "live");
     set(&mut chromium, &page, "live-filter", "plant/#");
     chromium.evaluate(&page, "document.getElementById('live-form').requestSubmit()");
     chromium.wait_in_page(&page, "document.getElementById('live-status').dataset.state === 'subscribed'");
     publish(&broker, V5, "console-pub", &["-t", "plant/kitchen/temperature", "-m", "<b>21.5</b> °C", "-q", "1", "-r"]);
     publish(&broker, V5, "console-pub", &["-t", "plant/hall/door", "-m", "{\"open\":true}"]);
+    let binary = shots.join("binary-payload");
+    std::fs::write(&binary, [0x00, 0x01, 0xfe, 0xff]).expect("write a payload");
+    publish(&broker, V5, "console-pub", &["-t", "plant/hall/raw", "-f", binary.to_str().expect("a UTF-8 path")]);
     let rows = chromium.wait_in_page(
         &page,
-        "document.querySelectorAll('#live-rows tr').length >= 2 && Array.from(document.querySelectorAll('#live-rows tr'), \
+        "document.querySelectorAll('#live-rows tr').length >= 3 && Array.from(document.querySelectorAll('#live-rows tr'), \
          (row) => Array.from(row.cells).slice(1).map((cell) => cell.textContent))",
     );
     assert_eq!(
         rows,
         json!([
+            ["plant/hall/raw", "0", "no", "(4 bytes) 00 01 fe ff"],
             ["plant/hall/door", "0", "no", "{\"open\":true}"],
             ["plant/kitchen/temperature", "1", "no", "<b>21.5</b> °C"]
         ]),
-        "the live messages, newest first"
+        "the live messages, newest first, the one that is not UTF-8 in hexadecimal"
     );
     shoot(&mut chromium, &page, &shots, "4-live");
 
@@ -164,7 +169,7 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     let store = chromium.wait_in_page(&page, "/(B|KiB|MiB)$/.test(document.getElementById('stat-store').textContent) && document.getElementById('stat-store').textContent");
     println!("the store's size: {store}");
     let received = chromium.evaluate(&page, "document.querySelector('#counters tr:nth-child(2) td').textContent");
-    assert_eq!(received, "4", "messages received: two from mosquitto_pub, the clearing one, the form's");
+    assert_eq!(received, "5", "messages received: three from mosquitto_pub, the clearing one, the form's");
     shoot(&mut chromium, &page, &shots, "7-overview");
 
     // Signing out forgets the token; signing in again opens the console again.
