@@ -81,8 +81,11 @@ export class Overview {
       }
       this.previous = { time: now, stats };
       this.showStats(stats, clients.clients.length, storeBytes);
-      this.report(null);
+      // Its own failure, shown until a poll succeeds again (others' stay as they are).
+      if (this.failing) this.report(null);
+      this.failing = false;
     } catch (error) {
+      this.failing = error.name !== 'AbortError';
       failed(this.report, error);
     }
   }
