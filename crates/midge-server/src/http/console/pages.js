@@ -191,7 +191,9 @@ export class Clients {
           {
             'data-client-id': c.client_id,
             className: c.client_id === this.selected ? 'selected' : '',
+            tabIndex: 0,
             onclick: () => this.details(c.client_id, true),
+            onkeydown: (event) => event.key === 'Enter' && this.details(c.client_id, true),
           },
           h('td', { className: 'mono' }, c.client_id),
           h('td', {}, protocol(c.protocol_level)),
@@ -464,10 +466,9 @@ export class Topics {
         {
           className: `topic-row${child.topic === this.selected ? ' selected' : ''}`,
           'data-topic': child.topic,
-          onclick: () => {
-            this.selected = child.topic;
-            this.render();
-          },
+          tabIndex: 0,
+          onclick: () => this.select(child.topic),
+          onkeydown: (event) => event.key === 'Enter' && this.select(child.topic),
         },
         toggle,
         h('span', { className: 'level' }, name === '' ? '(empty)' : name),
@@ -478,6 +479,13 @@ export class Topics {
       items.push(h('li', {}, row, open && below.length ? h('ul', {}, below) : null));
     }
     return items;
+  }
+
+  /** Shows `topic`'s details. */
+  select(topic) {
+    this.selected = topic;
+    this.render();
+    byId('topic-tree').querySelector(`[data-topic="${CSS.escape(topic)}"]`)?.focus();
   }
 
   details(topic) {
