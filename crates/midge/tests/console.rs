@@ -179,6 +179,10 @@ fn the_console_signs_in_shows_clients_topics_and_live_messages_publishes_and_kic
     chromium.wait_in_page(&page, "document.getElementById('signin').hidden && !document.getElementById('app').hidden");
     let kept = chromium.evaluate(&page, "sessionStorage.getItem('midge.console.token')");
     assert_eq!(kept, TOKEN, "the token, kept for the tab");
+    // Nothing thrown, and nothing the page's policy (scripts, styles, requests: the listener's
+    // own only) had to refuse.
+    let report = chromium.report();
+    assert!(!report.contains("uncaught") && !report.contains("Content Security Policy"), "{report}");
 }
 
 /// The page and its files: their content types, cache headers and policy; no credentials
