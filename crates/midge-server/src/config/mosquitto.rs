@@ -958,8 +958,13 @@ impl Reader {
             let at = Location { path: path.to_owned(), line: 1 };
             return Err(listener_error(&at, "Midge can open none of this file's listeners yet (see above)".to_owned()));
         }
-        if !any_configured {
-            // mosquitto 2's local-only mode: anonymous clients allowed unless the file says not.
+        let security_given = self.security.allow_anonymous.is_some()
+            || self.security.password_file.is_some()
+            || self.security.acl_file.is_some();
+        if !any_configured && security_given {
+            // mosquitto 2's local-only mode, with the file's security: anonymous clients
+            // allowed unless the file says not. Without security settings the listener list
+            // stays empty, which means the same local listener (and lets `-p` move it).
             let mut local = default_listener(crate::bind::DEFAULT_PORT);
             local.allow_anonymous = self.security.allow_anonymous.as_ref().is_none_or(|(allow, _)| *allow);
             listeners.push((Location { path: path.to_owned(), line: 1 }, local));
@@ -1062,10 +1067,14 @@ mod tests {
 
     #[test]
     fn comments_blank_lines_and_no_listener_give_the_local_listener() {
-        let config = config("# a comment\n\n   \n  # indented comment\n");
-        assert_eq!(config.listener, vec![default_listener(1883)], "local-only mode: anonymous, 127.0.0.1");
+        let config = config("# a comment\n\n   \n  # indented comment\nmax_keepalive 60\n");
+        assert!(config.listener.is_empty(), "the same as a TOML file without listeners");
+        assert_eq!(config.effective_listeners(), vec![default_listener(1883)], "local-only: anonymous, 127.0.0.1");
         let config = self::config("allow_anonymous false\n");
+        assert_eq!(binds(&config), ["127.0.0.1:1883"]);
         assert!(!config.listener[0].allow_anonymous);
+        let config = self::config("password_file /etc/pw\n");
+        assert!(config.listener[0].allow_anonymous && config.listener[0].password_file.is_some());
     }
 
     #[test]
@@ -1414,7 +1423,7 @@ mod tests {
         let example = Path::new("/usr/share/doc/mosquitto/examples/mosquitto.conf");
         if let Ok(text) = std::fs::read_to_string(example) {
             // Every line commented out: the local-only listener, as mosquitto starts with it.
-            assert_eq!(parse(&text, example).unwrap().0.listener, vec![default_listener(1883)]);
+            assert_eq!(parse(&text, example).unwrap().0.effective_listeners(), vec![default_listener(1883)]);
             // Each example value, uncommented (in a listener, or a bridge for bridge directives),
             // is accepted. Placeholders (`<host>`) and directives shown without a value are left.
             let examples: Vec<&str> = text
