@@ -78,12 +78,19 @@ impl LoadedConfig {
     pub fn load(path: &Path, format: Option<ConfigFormat>) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        match format.unwrap_or_else(|| ConfigFormat::detect(&text)) {
+        Self::parse(&text, path, format)
+    }
+
+    /// Parses config `text` as `format`, or as the format [`ConfigFormat::detect`] sees in it;
+    /// `path` names it in errors (a mosquitto.conf's `include_dir` reads files, relative to the
+    /// working directory).
+    pub fn parse(text: &str, path: &Path, format: Option<ConfigFormat>) -> Result<Self, ConfigError> {
+        match format.unwrap_or_else(|| ConfigFormat::detect(text)) {
             ConfigFormat::Toml => {
-                Ok(Self { config: ServerConfig::parse(&text, path)?, format: ConfigFormat::Toml, notes: Vec::new() })
+                Ok(Self { config: ServerConfig::parse(text, path)?, format: ConfigFormat::Toml, notes: Vec::new() })
             }
             ConfigFormat::Mosquitto => {
-                let (config, notes) = parse(&text, path)?;
+                let (config, notes) = parse(text, path)?;
                 Ok(Self { config, format: ConfigFormat::Mosquitto, notes })
             }
         }
