@@ -494,10 +494,20 @@ impl Reader {
             }
             "bind_interface" => {
                 let interface = line.word()?.to_owned();
-                self.current().not_built = Some(format!(
-                    "binding to an interface ({interface}) is not built yet: give the interface's address, \
-                     `listener PORT ADDRESS`"
-                ));
+                if let Some(address) = self.current().address.clone() {
+                    // The address is on the interface (or mosquitto would take no client): binding
+                    // it is what the pair asks, bar the kernel's check of the device.
+                    self.note(
+                        line,
+                        NoteKind::Differs,
+                        format!("the listener binds {address}, its address, without binding to the interface itself"),
+                    );
+                } else {
+                    self.current().not_built = Some(format!(
+                        "binding to an interface ({interface}) is not built yet: give the interface's address, \
+                         `listener PORT ADDRESS`"
+                    ));
+                }
             }
             "protocol" => match line.word()? {
                 "mqtt" => self.current().listener.protocol = ListenerProtocol::Mqtt,
@@ -841,6 +851,16 @@ impl Reader {
                 }
             }
 
+            // Removed in mosquitto 2.0, still in older files.
+            "retry_interval" | "store_clean_interval" | "max_inflight_messages_per_client" => {
+                line.string()?;
+                self.note(
+                    line,
+                    NoteKind::Differs,
+                    "not applied: removed in mosquitto 2.0, and Midge has no such setting",
+                );
+            }
+
             // Process.
             "include_dir" => self.include(line)?,
             "pid_file" => {
@@ -1126,6 +1146,10 @@ mod tests {
         assert!(notes[0].message.contains("unix socket listeners are not built yet"), "{notes:?}");
         let err = error("listener 1884\nbind_interface eth0\n");
         assert!(err.contains("Midge can open none of this file's listeners yet"), "{err}");
+        // With an address, the address is bound.
+        let text = "listener 1884 192.0.2.1\nbind_interface eth0\n";
+        assert_eq!(binds(&self::config(text)), ["192.0.2.1:1884"]);
+        assert!(self::note(text, "bind_interface").message.contains("binds 192.0.2.1, its address"));
     }
 
     #[test]
@@ -1354,6 +1378,14 @@ mod tests {
     }
 
     #[test]
+    fn options_mosquitto_2_removed_are_accepted() {
+        for directive in ["retry_interval 20", "store_clean_interval 10"] {
+            let (_, notes) = parse_ok(&format!("{directive}\n"));
+            assert!(notes[0].message.contains("removed in mosquitto 2.0"), "{notes:?}");
+        }
+    }
+
+    #[test]
     fn pid_file_and_user_are_not_applied() {
         assert_eq!(note("pid_file /run/mosquitto.pid\n", "pid_file").kind, NoteKind::NotApplied);
         assert!(note("user mosquitto\n", "user").message.contains("does not change user"));
@@ -1539,6 +1571,17 @@ mod tests {
             // "TLS": server certificates on 8883, clients asked for theirs.
             "listener 8883\ncafile /etc/mosquitto/ca_certificates/ca.crt\ncertfile /etc/mosquitto/certs/server.crt\n\
              keyfile /etc/mosquitto/certs/server.key\nrequire_certificate true\nuse_identity_as_username true\n",
+            // A docker-compose style file: two listeners, file logging, persistence, limits.
+            "listener 1883\nprotocol mqtt\nlistener 9001\nprotocol websockets\nallow_anonymous true\n\
+             log_dest file /mosquitto/log/mosquitto.log\nlog_type error\nlog_type warning\nlog_type notice\n\
+             log_type information\npersistence true\npersistence_location /mosquitto/data/\n\
+             max_inflight_messages 20\nmax_queued_messages 1000\nallow_zero_length_clientid true\n\
+             connection_messages true\nlog_timestamp true\n",
+            // Per-listener security given to the default listener, set by bind_address.
+            "per_listener_settings true\npid_file /run/mosquitto/mosquitto.pid\nbind_address 0.0.0.0\n\
+             password_file /etc/mosquitto/passwd\n",
+            // A mosquitto 1.x file.
+            "retry_interval 20\nstore_clean_interval 10\nport 1883\nallow_anonymous true\n",
             // Debian's /etc/mosquitto/mosquitto.conf.
             "pid_file /run/mosquitto/mosquitto.pid\npersistence true\npersistence_location /var/lib/mosquitto/\n\
              log_dest file /var/log/mosquitto/mosquitto.log\ninclude_dir /nonexistent-is-not-here\n",
