@@ -292,3 +292,19 @@ fn check_validates_a_config_and_the_files_it_names_without_binding() {
         assert!(!bad.text().contains(": OK"), "{}", bad.text());
     }
 }
+
+/// mosquitto's own commented example file, as Debian ships it, run as it is (every directive in
+/// it commented out: mosquitto 2's local-only listener, moved to a free port with `-p 0` as
+/// `mosquitto -c FILE -p PORT` would be).
+#[test]
+fn mosquittos_example_file_runs_unchanged() {
+    let example = "/usr/share/doc/mosquitto/examples/mosquitto.conf";
+    if !Path::new(example).exists() {
+        eprintln!("skipped: {example} is not installed");
+        return;
+    }
+    let broker = TestBroker::start_midge_args(&["-c", example, "--format", "mosquitto", "-p", "0"]);
+    assert!(broker.addr.ip().is_loopback(), "{}", broker.addr);
+    let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x", "-q", "1"]));
+    assert_eq!(published.code(), 0, "anonymous clients are allowed in local-only mode: {published:?}");
+}

@@ -852,7 +852,7 @@ impl Reader {
             }
 
             // Removed in mosquitto 2.0, still in older files.
-            "retry_interval" | "store_clean_interval" | "max_inflight_messages_per_client" => {
+            "retry_interval" | "store_clean_interval" => {
                 line.string()?;
                 self.note(
                     line,
