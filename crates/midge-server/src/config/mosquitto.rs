@@ -969,9 +969,11 @@ impl Reader {
         }
         let any_configured = !drafts.is_empty();
         let mut listeners = Vec::new();
+        let mut not_opened = Vec::new();
         for draft in drafts {
             if let Some(why) = &draft.not_built {
                 let name = draft.name();
+                not_opened.push(format!("{name} (line {}): {why}", draft.at.line));
                 self.notes.push(Note {
                     at: draft.at.clone(),
                     directive: "listener".to_owned(),
@@ -987,7 +989,8 @@ impl Reader {
         }
         if any_configured && listeners.is_empty() {
             let at = Location { path: path.to_owned(), line: 1 };
-            return Err(listener_error(&at, "Midge can open none of this file's listeners yet (see above)".to_owned()));
+            let problem = format!("Midge can open none of this file's listeners yet: {}", not_opened.join("; "));
+            return Err(listener_error(&at, problem));
         }
         let security_given = self.security.allow_anonymous.is_some()
             || self.security.password_file.is_some()
@@ -1145,7 +1148,7 @@ mod tests {
         let (_, notes) = parse_ok("listener 1883 127.0.0.1\nlistener 0 /run/mosquitto.sock\n");
         assert!(notes[0].message.contains("unix socket listeners are not built yet"), "{notes:?}");
         let err = error("listener 1884\nbind_interface eth0\n");
-        assert!(err.contains("Midge can open none of this file's listeners yet"), "{err}");
+        assert!(err.contains("Midge can open none of this file's listeners yet: listener 1884 (line 1): binding to an interface (eth0)"), "{err}");
         // With an address, the address is bound.
         let text = "listener 1884 192.0.2.1\nbind_interface eth0\n";
         assert_eq!(binds(&self::config(text)), ["192.0.2.1:1884"]);
