@@ -1,5 +1,5 @@
 //! mosquitto.conf as a drop-in config (docs/migrating-from-mosquitto.md): one file with a
-//! default listener, a websockets listener and a TLS websockets listener, a password file made
+//! default listener (`port`, `bind_address`), a websockets listener and a TLS websockets listener, a password file made
 //! by Debian's `mosquitto_passwd`, an ACL file and persistence with `autosave_interval`, run by
 //! `midge serve -c FILE` unchanged and by Debian's `mosquitto -c FILE` too; mosquitto_pub and
 //! mosquitto_sub as the clients (and `midge pub` for the WebSocket listeners, which Debian's
@@ -64,7 +64,9 @@ impl Setup {
              log_type notice\n\
              log_type information\n\
              \n\
-             listener {p1} 127.0.0.1\n\
+             # The default listener, set by port and bind_address.\n\
+             port {p1}\n\
+             bind_address 127.0.0.1\n\
              \n\
              listener {p2} 127.0.0.1\n\
              protocol websockets\n\
@@ -118,7 +120,8 @@ fn retained(broker: &TestBroker, topic: &str) -> String {
     as_user("mosquitto_sub", broker, Some("secret"), &["-t", topic, "-C", "1", "-W", "3"]).text()
 }
 
-/// The config above, run by `midge serve -c`: every listener serves, with the password file,
+/// The config above, run by `midge serve -c`: every listener serves (the default one, set by
+/// `port` and `bind_address`, and two `listener`s), with the password file,
 /// the ACL file and the store; `autosave_interval` is logged with what Midge does instead; a
 /// retained message survives `kill -9` in the store under `persistence_location`.
 #[test]
