@@ -42,14 +42,15 @@ pub enum ConfigFormat {
 
 impl ConfigFormat {
     /// The format of `text`, from its first line that is neither blank nor a comment: a TOML
-    /// table (`[store]`, `[[listener]]`) or assignment (`key = value`) is TOML; anything else
+    /// table (`[store]`, `[[listener]]`) or assignment (`key = value`, `"quoted key" = 1`) is
+    /// TOML; anything else
     /// (`directive value`) is mosquitto.conf. A file of nothing but comments is TOML (it gives
     /// the defaults either way).
     pub fn detect(text: &str) -> Self {
         let Some(line) = meaningful_lines(text).next().map(|(_, line)| line) else {
             return Self::Toml;
         };
-        if line.starts_with('[') {
+        if line.starts_with(['[', '"', '\'']) {
             return Self::Toml;
         }
         let mut words = line.split_whitespace();
@@ -1089,8 +1090,16 @@ mod tests {
 
     #[test]
     fn the_format_is_told_from_the_first_meaningful_line() {
-        for toml in ["", "# only a comment\n", "[[listener]]\n", "\n# c\n[store]\n", "key = 1\n", "key=1\n", "a.b = 2"]
-        {
+        for toml in [
+            "",
+            "# only a comment\n",
+            "[[listener]]\n",
+            "\n# c\n[store]\n",
+            "key = 1\n",
+            "key=1\n",
+            "a.b = 2",
+            "\"a b\" = 1",
+        ] {
             assert_eq!(ConfigFormat::detect(toml), ConfigFormat::Toml, "{toml:?}");
         }
         for conf in ["listener 1883\n", "# mosquitto\n\nper_listener_settings true\n", "  port 1883", "persistence"] {
