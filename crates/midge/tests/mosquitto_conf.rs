@@ -223,7 +223,7 @@ fn the_same_file_runs_debians_mosquitto() {
 }
 
 /// Directives Midge has not built yet are accepted and said at start: a unix socket listener is
-/// not opened, a bridge not started, `sys_interval` not applied; the rest of the file serves.
+/// not opened, a bridge not started; the rest of the file serves, `sys_interval` included.
 #[test]
 fn directives_not_built_yet_are_reported_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,7 +232,7 @@ fn directives_not_built_yet_are_reported_at_start() {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 10\npersistence false\n\
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 1\npersistence false\n\
              connection cloud\naddress broker.example:1883\ntopic sensors/# out 1\n",
             dir.path().join("mosquitto.sock").display()
         ),
@@ -242,10 +242,13 @@ fn directives_not_built_yet_are_reported_at_start() {
     let wait = Duration::from_secs(5);
     let line = broker.wait_for_log("not opened: unix socket listeners are not built yet", wait);
     assert!(line.contains("WARN") && line.contains(&format!("{}:3: directive listener", conf.display())), "{line}");
-    broker.wait_for_log("directive sys_interval: not applied: $SYS topics are not built yet (issue 15)", wait);
     broker.wait_for_log("bridge \"cloud\" not started: bridges are not built yet (issue 16)", wait);
     let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x"]));
     assert_eq!(published.code(), 0, "{published:?}");
+    // sys_interval maps to [sys] interval: the version is published, retained.
+    let version = run(client("mosquitto_sub", &broker, &["-t", "$SYS/broker/version", "-C", "1", "-W", "5"]));
+    assert_eq!(version.code(), 0, "{version:?}");
+    assert!(version.text().starts_with("midge version"), "{version:?}");
 }
 
 /// `midge serve --check -c FILE`: "FILE: OK" and 0 for a good file of either format (with the

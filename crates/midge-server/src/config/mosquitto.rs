@@ -771,10 +771,7 @@ impl Reader {
                     );
                 }
             }
-            "sys_interval" => {
-                let _: u32 = line.number("a number of seconds")?;
-                self.note(line, NoteKind::NotApplied, "not applied: $SYS topics are not built yet (issue 15)");
-            }
+            "sys_interval" => self.config.sys.interval = u64::from(line.number::<u32>("a number of seconds")?),
             "set_tcp_nodelay" => {
                 line.boolean()?;
                 self.note(line, NoteKind::Differs, "Midge always sets TCP_NODELAY on client sockets");
@@ -1358,12 +1355,8 @@ mod tests {
 
     #[test]
     fn sys_interval_and_tcp_nodelay() {
-        let sys = note("sys_interval 10\n", "sys_interval");
-        assert_eq!(sys.kind, NoteKind::NotApplied);
-        assert_eq!(
-            sys.to_string(),
-            "m.conf:1: directive sys_interval: not applied: $SYS topics are not built yet (issue 15)"
-        );
+        assert_eq!(config("sys_interval 3\n").sys.interval, 3);
+        assert_eq!(config("sys_interval 0\n").sys.interval, 0);
         assert!(error("sys_interval ten\n").contains("directive sys_interval"));
         assert!(note("set_tcp_nodelay false\n", "set_tcp_nodelay").message.contains("always sets TCP_NODELAY"));
     }
