@@ -66,5 +66,5 @@ pub use router::{Match, Router};
 pub use session::Session;
 pub use stats::{
     Counter, DropCounters, DropReason, DropSnapshot, Gauge, LimitCounter, LimitCounters, LimitReport, LimitSnapshot,
-    Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
+    QosCounter, Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
 };
