@@ -49,7 +49,9 @@ mod router;
 mod session;
 mod stats;
 
-pub use broker::{Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView};
+pub use broker::{
+    Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView, QUEUE_LENGTH_BUCKETS,
+};
 pub use connection::{
     ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,
 };
