@@ -122,6 +122,9 @@ fn a_scrape_counts_known_traffic_and_passes_promtool_and_the_python_parser() {
     }
     assert_eq!(value(&s, "midge_messages_sent_total"), 4.0);
     assert_eq!(value(&s, "midge_retained_messages"), 1.0);
+    let sessions = value(&s, "midge_sessions{state=\"connected\"}") + value(&s, "midge_sessions{state=\"offline\"}");
+    assert_eq!(value(&s, "midge_session_queue_messages_count"), sessions);
+    assert_eq!(value(&s, "midge_session_queue_messages_bucket{le=\"+Inf\"}"), sessions);
     assert!(value(&s, "midge_retained_bytes") >= 3.0);
     assert_eq!(value(&s, "midge_connections_accepted_total"), 5.0);
     assert_eq!(value(&s, "midge_messages_dropped_total{reason=\"queue_full\"}"), 0.0);
@@ -154,6 +157,7 @@ fn a_scrape_counts_known_traffic_and_passes_promtool_and_the_python_parser() {
         "family midge_messages_received counter",
         "family midge_messages_dropped counter",
         "family midge_store_commit_seconds histogram",
+        "family midge_session_queue_messages histogram",
         "family midge_listener_connections gauge",
         "family process_cpu_seconds counter",
     ] {

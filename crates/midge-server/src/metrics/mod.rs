@@ -18,6 +18,7 @@ pub mod process;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
+use midge_broker::{Accounting, QUEUE_LENGTH_BUCKETS};
 use midge_store::COMMIT_BUCKETS_MICROS;
 
 use crate::listener::{ListenerCounters, ListenerHandle};
@@ -146,6 +147,7 @@ fn broker(doc: &mut Exposition, sample: &Sample) {
         "The longest in-memory queue of one session.",
         held.longest_queue,
     );
+    queue_lengths(doc, held);
     doc.single("midge_inflight_messages", Gauge, "Messages sent and not yet acknowledged.", held.inflight);
     doc.single("midge_offline_stored_messages", Gauge, "Offline sessions' messages kept in the store.", held.spilled);
     doc.single(
@@ -221,6 +223,22 @@ fn broker(doc: &mut Exposition, sample: &Sample) {
     if let Some(heap) = sample.heap {
         doc.single("midge_heap_bytes", Gauge, "Bytes allocated on the heap and not freed.", heap);
     }
+}
+
+/// Sessions by the length of their in-memory queue, as a histogram over sessions (counted as
+/// the accounting visits each session, so it costs the scrape, not the connections).
+fn queue_lengths(doc: &mut Exposition, held: &Accounting) {
+    let name = "midge_session_queue_messages";
+    doc.family(name, Kind::Histogram, "Sessions by the messages waiting in their in-memory queue.");
+    let bucket = format!("{name}_bucket");
+    let mut cumulative = 0;
+    for (bound, count) in QUEUE_LENGTH_BUCKETS.iter().zip(held.queue_lengths) {
+        cumulative += count;
+        doc.sample(&bucket, &[("le", &bound.to_string())], cumulative);
+    }
+    doc.sample(&bucket, &[("le", "+Inf")], held.sessions);
+    doc.sample(&format!("{name}_sum"), &[], held.queued_messages);
+    doc.sample(&format!("{name}_count"), &[], held.sessions);
 }
 
 /// Messages dropped, by reason. The MQTT-SN gateway's drops are counted in the total only; they
@@ -355,7 +373,7 @@ fn process(doc: &mut Exposition, process: &ProcessSample) {
 
 #[cfg(test)]
 mod tests {
-    use midge_broker::{Accounting, StatsSnapshot};
+    use midge_broker::StatsSnapshot;
 
     use super::*;
     use crate::sys::StoreSample;
@@ -387,7 +405,9 @@ mod tests {
             StatsSnapshot { messages_dropped: 9, messages_received_by_qos: [4, 2, 1], ..Default::default() };
         stats.drops.queue_full = 5;
         stats.limits.max_packet_size = 3;
-        let held = Accounting { sessions: 5, connected: 2, ..Default::default() };
+        let mut held = Accounting { sessions: 5, connected: 2, queued_messages: 12, ..Default::default() };
+        held.queue_lengths[0] = 3; // empty
+        held.queue_lengths[3] = 2; // 11 to 100
         let doc = render(&Scrape { sample: Sample { stats, held, ..Default::default() }, ..Default::default() });
         assert_eq!(line(&doc, "midge_connections "), "midge_connections 2");
         assert_eq!(line(&doc, "midge_sessions{state=\"offline\"}"), "midge_sessions{state=\"offline\"} 3");
@@ -398,6 +418,10 @@ mod tests {
         assert_eq!(line(&doc, "midge_messages_dropped_total{reason=\"queue_full\"}").split(' ').nth(1), Some("5"));
         assert_eq!(line(&doc, "midge_messages_dropped_total{reason=\"mqtt_sn_gateway\"}").split(' ').nth(1), Some("4"));
         assert_eq!(line(&doc, "midge_limit_refusals_total{limit=\"max_packet_size\"}").split(' ').nth(1), Some("3"));
+        assert_eq!(line(&doc, "midge_session_queue_messages_bucket{le=\"10\"}").split(' ').nth(1), Some("3"));
+        assert_eq!(line(&doc, "midge_session_queue_messages_bucket{le=\"100\"}").split(' ').nth(1), Some("5"));
+        assert_eq!(line(&doc, "midge_session_queue_messages_bucket{le=\"+Inf\"}").split(' ').nth(1), Some("5"));
+        assert_eq!(line(&doc, "midge_session_queue_messages_sum"), "midge_session_queue_messages_sum 12");
     }
 
     #[test]
