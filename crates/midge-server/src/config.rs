@@ -265,6 +265,11 @@ pub struct ListenerConfig {
     /// TOKEN` is that user, for the ACL as for an MQTT client that logged in as it.
     #[serde(default)]
     pub http_tokens: Option<BTreeMap<String, String>>,
+    /// Whether `GET /metrics` answers a request without an `Authorization` header (a scraper
+    /// without credentials); otherwise it takes a bearer token of `http_tokens`, as the
+    /// operator's endpoints do. Default false.
+    #[serde(default)]
+    pub metrics_anonymous: bool,
 }
 
 impl ListenerConfig {
@@ -628,6 +633,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         sn_advertise_address: None,
         sn_advertise_interval_s: None,
         http_tokens: None,
+        metrics_anonymous: false,
     }
 }
 
