@@ -5,6 +5,10 @@
 //! parses then goes through the checks the server makes before it binds: its limits, its
 //! listeners, its store settings, and each listener's HTTP and JWT settings that need no file.
 //!
+//! The same text is then read as a mosquitto.conf (`LoadedConfig::parse` with
+//! `ConfigFormat::Mosquitto`), which must give the same guarantees: a config that parses goes
+//! through the same checks, and an error names the file and line (`FILE:LINE: directive ...`).
+//!
 //! Required: no panic; an error is a `ConfigError` whose message names the file; a config that
 //! parses gives valid limits.
 #![no_main]
@@ -14,10 +18,12 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use midge_server::auth::http::HttpAuthenticator;
 use midge_server::auth::jwt::JwtAuthenticator;
-use midge_server::config::{check_log_filter, ServerConfig};
+use midge_server::config::{check_log_filter, ConfigFormat, LoadedConfig, ServerConfig};
 
 /// The name errors give the file.
 const FILE: &str = "fuzz.toml";
+/// The name errors give the file read as a mosquitto.conf.
+const MOSQUITTO_FILE: &str = "fuzz.conf";
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -33,6 +39,19 @@ fuzz_target!(|data: &[u8]| {
         Err(error) => {
             let message = error.to_string();
             assert!(message.contains(FILE), "the error does not name the file: {message}");
+        }
+    }
+    // The same text as a mosquitto.conf. An `include_dir` line reads another file, which its
+    // errors name instead; every error names a line and a directive.
+    match LoadedConfig::parse(&text, Path::new(MOSQUITTO_FILE), Some(ConfigFormat::Mosquitto)) {
+        Ok(loaded) => checked(&loaded.config),
+        Err(error) => {
+            let message = error.to_string();
+            assert!(
+                message.starts_with(MOSQUITTO_FILE) || text.contains("include_dir"),
+                "the error does not name the file: {message}"
+            );
+            assert!(message.contains(": directive "), "the error names no directive: {message}");
         }
     }
     // The `[log] level` check on its own, since most texts never reach it.

@@ -49,7 +49,9 @@ mod router;
 mod session;
 mod stats;
 
-pub use broker::{Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView};
+pub use broker::{
+    Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView, QUEUE_LENGTH_BUCKETS,
+};
 pub use connection::{
     ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,
 };
@@ -66,5 +68,5 @@ pub use router::{Match, Router};
 pub use session::Session;
 pub use stats::{
     Counter, DropCounters, DropReason, DropSnapshot, Gauge, LimitCounter, LimitCounters, LimitReport, LimitSnapshot,
-    Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
+    QosCounter, Stats, StatsSnapshot, LIMIT_LOG_INTERVAL,
 };

@@ -3,8 +3,8 @@
 //! Counters touched per message are sharded: one shared atomic incremented by every worker
 //! thread for every delivery would bounce its cache line between cores on the hot path. Those
 //! the connection driver keeps (bytes, packets) are added once per read or write, not per byte
-//! or packet. `$SYS` (`midge-server/src/sys.rs`) and, later, `/metrics` read them all through
-//! [`Stats::snapshot`].
+//! or packet. `$SYS` (`midge-server/src/sys.rs`) and `/metrics` (`midge-server/src/metrics`)
+//! read them all through [`Stats::snapshot`].
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +33,30 @@ impl Counter {
     /// The total so far (not a snapshot across shards: fine for reporting).
     pub fn get(&self) -> u64 {
         self.shards.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A [`Counter`] per QoS: what is counted per message at one QoS costs what one `Counter`
+/// costs (the QoS picks which counter the thread's shard is in), and the total is their sum.
+#[derive(Debug, Default)]
+pub struct QosCounter {
+    by_qos: [Counter; 3],
+}
+
+impl QosCounter {
+    /// Adds `n` at `qos`.
+    pub fn add(&self, qos: midge_codec::QoS, n: u64) {
+        self.by_qos[qos as usize].add(n);
+    }
+
+    /// The total so far, every QoS.
+    pub fn get(&self) -> u64 {
+        self.by_qos().iter().sum()
+    }
+
+    /// The counts so far at QoS 0, 1 and 2.
+    pub fn by_qos(&self) -> [u64; 3] {
+        [self.by_qos[0].get(), self.by_qos[1].get(), self.by_qos[2].get()]
     }
 }
 
@@ -146,12 +170,14 @@ pub struct Stats {
     pub bytes_sent: Counter,
     /// PUBLISH packets received from clients (`publish/messages/received`).
     pub publish_received: Counter,
+    /// Of those, the MQTT ones (TCP, TLS, WebSocket) by QoS, added once per read.
+    pub publish_received_by_qos: [Counter; 3],
     /// Payload bytes of those (`publish/bytes/received`).
     pub publish_bytes_received: Counter,
     /// Payload bytes of the PUBLISHes written to clients (`publish/bytes/sent`).
     pub publish_bytes_sent: Counter,
-    /// PUBLISHes (and wills) received for routing.
-    pub messages_received: Counter,
+    /// PUBLISHes (and wills) received for routing, by QoS.
+    pub messages_received: QosCounter,
     /// PUBLISHes written to clients (`publish/messages/sent`).
     pub messages_sent: Counter,
     /// Messages dropped because a session queue was full, a message did not fit a client's
@@ -283,9 +309,11 @@ pub struct StatsSnapshot {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub publish_received: u64,
+    pub publish_received_by_qos: [u64; 3],
     pub publish_bytes_received: u64,
     pub publish_bytes_sent: u64,
     pub messages_received: u64,
+    pub messages_received_by_qos: [u64; 3],
     pub messages_sent: u64,
     pub messages_dropped: u64,
     pub drops: DropSnapshot,
@@ -316,9 +344,11 @@ impl Stats {
             bytes_received: self.bytes_received.get(),
             bytes_sent: self.bytes_sent.get(),
             publish_received: self.publish_received.get(),
+            publish_received_by_qos: self.publish_received_by_qos.each_ref().map(Counter::get),
             publish_bytes_received: self.publish_bytes_received.get(),
             publish_bytes_sent: self.publish_bytes_sent.get(),
             messages_received: self.messages_received.get(),
+            messages_received_by_qos: self.messages_received.by_qos(),
             messages_sent: self.messages_sent.get(),
             messages_dropped: self.messages_dropped.get(),
             drops: DropSnapshot {
@@ -359,6 +389,15 @@ mod tests {
         let snapshot = stats.snapshot();
         assert_eq!(snapshot.messages_dropped, 5);
         assert_eq!(snapshot.drops, DropSnapshot { queue_full: 3, undeliverable: 2, read_back: 0 });
+    }
+
+    #[test]
+    fn a_qos_counter_counts_each_qos_and_their_total() {
+        let counter = QosCounter::default();
+        counter.add(midge_codec::QoS::AtMostOnce, 2);
+        counter.add(midge_codec::QoS::ExactlyOnce, 1);
+        assert_eq!(counter.by_qos(), [2, 0, 1]);
+        assert_eq!(counter.get(), 3);
     }
 
     #[test]

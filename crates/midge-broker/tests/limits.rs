@@ -142,6 +142,11 @@ fn greedy_clients_fill_every_bound_and_the_accounting_stays_within_it() {
     assert_eq!(held.sessions, 20);
     assert!(held.most_subscriptions <= limits.max_subscriptions_per_client, "{held:?}");
     assert!(held.longest_queue <= limits.hard_queued_messages(), "{held:?}");
+    // Every session is in one bucket of the queue lengths, the longest in the highest one used.
+    assert_eq!(held.queue_lengths.iter().sum::<usize>(), 20, "{held:?}");
+    let highest = held.queue_lengths.iter().rposition(|&n| n > 0).unwrap();
+    let bucket = midge_broker::QUEUE_LENGTH_BUCKETS.partition_point(|&bound| bound < held.longest_queue);
+    assert_eq!(highest, bucket, "{held:?}");
     assert!(held.inflight <= 20 * usize::from(limits.max_inflight_messages), "{held:?}");
     assert!(held.retained_messages <= limits.max_retained_messages, "{held:?}");
     assert!(held.retained_bytes <= limits.max_retained_bytes, "{held:?}");

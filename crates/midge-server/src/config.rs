@@ -1,7 +1,8 @@
-//! The configuration file (TOML) and the defaults `midge serve` runs with when given none.
-//! Every key is documented in docs/configuration.md.
+//! The configuration file (TOML, or a mosquitto.conf: `mosquitto.rs`) and the defaults
+//! `midge serve` runs with when given none. Every key is documented in docs/configuration.md.
 
 mod http;
+mod mosquitto;
 mod mqtt;
 mod proxy;
 mod sn;
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAGE_SIZE_HEADROOM};
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
 pub use sn::{Advertise, SnSettings, DEFAULT_SN_PORT};
@@ -263,6 +265,11 @@ pub struct ListenerConfig {
     /// TOKEN` is that user, for the ACL as for an MQTT client that logged in as it.
     #[serde(default)]
     pub http_tokens: Option<BTreeMap<String, String>>,
+    /// Whether `GET /metrics` answers a request without an `Authorization` header (a scraper
+    /// without credentials); otherwise it takes a bearer token of `http_tokens`, as the
+    /// operator's endpoints do. Default false.
+    #[serde(default)]
+    pub metrics_anonymous: bool,
 }
 
 impl ListenerConfig {
@@ -524,6 +531,18 @@ pub enum ConfigError {
         /// Which setting and why.
         limit: midge_broker::LimitError,
     },
+    /// A mosquitto.conf directive is unknown or its value cannot be used.
+    #[error("{}:{line}: directive {directive}: {problem}", path.display())]
+    Mosquitto {
+        /// The file (the config, or one its `include_dir` read).
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The directive as written.
+        directive: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl ServerConfig {
@@ -536,8 +555,15 @@ impl ServerConfig {
 
     /// Parses and checks config text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self =
+        let config: Self =
             toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.check(path)
+    }
+
+    /// Checks what the types cannot (a config of either format): listeners' keys together, the
+    /// `[mqtt]` ranges, the log filter. MQTT-SN listeners without a port get theirs.
+    fn check(self, path: &Path) -> Result<Self, ConfigError> {
+        let mut config = self;
         for (index, listener) in config.listener.iter_mut().enumerate() {
             sn::check(listener).map_err(|problem| ConfigError::Listener {
                 path: path.to_owned(),
@@ -607,6 +633,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         sn_advertise_address: None,
         sn_advertise_interval_s: None,
         http_tokens: None,
+        metrics_anonymous: false,
     }
 }
 

@@ -22,6 +22,8 @@
 //! - [`read_size`]: how much buffer each read is offered.
 //! - [`store`]: the embedded store behind the core's durability port.
 //! - [`sys`]: the `$SYS` topics, published every `[sys] interval` seconds.
+//! - [`metrics`]: the same figures and more for Prometheus, served as an HTTP listener's
+//!   `/metrics`.
 //! - [`limits`]: the server's own bounds.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
@@ -34,6 +36,7 @@ pub mod gate;
 pub mod http;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod proxy_header;
 pub mod rate;
 pub mod read_size;

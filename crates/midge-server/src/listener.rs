@@ -114,10 +114,11 @@ impl BoundListener {
         store: Option<WriterHandle>,
         shutdown: watch::Receiver<bool>,
         readiness: Arc<crate::http::Readiness>,
+        metrics: Arc<crate::metrics::Source>,
     ) -> ListenerHandle {
         let Self { index, config, security, tls, sockets, local_addrs } = self;
         let http = (config.protocol == ListenerProtocol::Http)
-            .then(|| Arc::new(crate::http::HttpListener::new(index, &config, readiness)));
+            .then(|| Arc::new(crate::http::HttpListener::new(index, &config, readiness, metrics)));
         let max_packet_size = broker.limits().max_packet_size;
         let websocket = (config.protocol == ListenerProtocol::Websockets)
             .then(|| Arc::new(WebSocketListener::new(index, &config, max_packet_size, Arc::clone(&gate))));

@@ -124,15 +124,18 @@ impl Server {
             "connection limits"
         );
         let readiness = Arc::new(crate::http::Readiness::default());
+        let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
+        let metrics = Arc::new(crate::metrics::Source::new(probe.clone()));
         let listeners = Arc::new(
             bound
                 .into_iter()
                 .map(|listener| {
                     let (broker, gate, shutdown) = (Arc::clone(&broker), Arc::clone(&gate), shutdown_rx.clone());
-                    listener.start(broker, gate, store.clone(), shutdown, Arc::clone(&readiness))
+                    listener.start(broker, gate, store.clone(), shutdown, Arc::clone(&readiness), Arc::clone(&metrics))
                 })
                 .collect(),
         );
+        metrics.set_listeners(&listeners);
         readiness.set(true);
         let tasks = TaskTracker::new();
         if writer.is_some() && config.store.max_size_mb > 0 {
@@ -140,7 +143,6 @@ impl Server {
             let dir = config.store.data_dir.clone();
             tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
         }
-        let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
         tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         Ok(Self { broker, listeners, shutdown, tasks, writer, readiness })

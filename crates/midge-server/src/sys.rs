@@ -49,6 +49,8 @@ pub struct StoreSample {
     pub commits: u64,
     /// Time they took, in microseconds.
     pub commit_micros: u64,
+    /// The same commits by how long each took.
+    pub commit_latency: midge_store::CommitLatency,
 }
 
 /// What the tree is computed from, at one moment.
@@ -275,7 +277,7 @@ pub async fn run(
 }
 
 /// Every figure `$SYS` publishes, now: the counters, what the broker holds, the store's
-/// figures and the heap; for a broker started at `started`. What `/metrics` will read too.
+/// figures and the heap; for a broker started at `started`. What `/metrics` reads too.
 ///
 /// Read on a blocking thread: what the broker holds is counted visiting every session under
 /// its own lock, and the store's size walking its directory, which for a large broker is
@@ -287,7 +289,12 @@ pub async fn sample(broker: &Arc<Broker>, store: Option<&StoreProbe>, started: I
         let store = store.map(|probe| {
             let status = probe.writer.status();
             let bytes = midge_store::disk_usage(&probe.dir).ok();
-            StoreSample { bytes, commits: status.commits, commit_micros: status.commit_micros }
+            StoreSample {
+                bytes,
+                commits: status.commits,
+                commit_micros: status.commit_micros,
+                commit_latency: status.commit_latency,
+            }
         });
         let heap = HEAP_PROBE.get().and_then(|probe| probe());
         Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store, heap }
@@ -382,13 +389,13 @@ mod tests {
     fn the_store_reports_its_size_and_the_mean_commit_time_of_each_interval() {
         let mut tree = SysTree::new();
         let mut sample = Sample {
-            store: Some(StoreSample { bytes: Some(4096), commits: 4, commit_micros: 8000 }),
+            store: Some(StoreSample { bytes: Some(4096), commits: 4, commit_micros: 8000, ..Default::default() }),
             ..Sample::default()
         };
         let changes = tree.update(&sample, Duration::ZERO);
         assert_eq!(value(&changes, "$SYS/broker/midge/store/bytes"), Some("4096"));
         assert_eq!(value(&changes, "$SYS/broker/midge/store/commit_latency_ms"), Some("2.00"));
-        sample.store = Some(StoreSample { bytes: Some(4096), commits: 6, commit_micros: 9000 });
+        sample.store = Some(StoreSample { bytes: Some(4096), commits: 6, commit_micros: 9000, ..Default::default() });
         let changes = tree.update(&sample, Duration::from_secs(1));
         assert_eq!(value(&changes, "$SYS/broker/midge/store/commit_latency_ms"), Some("0.50"));
         let changes = tree.update(&sample, Duration::from_secs(1));

@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod commit_latency;
 mod compactor;
 pub mod disk;
 pub mod error;
@@ -57,6 +58,7 @@ pub mod store;
 pub mod writer;
 
 pub use batch::{Batch, Op};
+pub use commit_latency::{CommitLatency, COMMIT_BUCKETS_MICROS};
 pub use disk::{disk_usage, DiskStore};
 pub use error::{DurableError, StoreError, SubmitError};
 pub use memory::MemoryStore;

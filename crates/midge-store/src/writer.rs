@@ -40,6 +40,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use crate::batch::Batch;
+use crate::commit_latency::CommitLatency;
 use crate::error::{DurableError, StoreError, SubmitError};
 use crate::store::{Flush, Store};
 
@@ -101,6 +102,8 @@ pub struct WriterStatus {
     /// Time spent committing them (and syncing, when the policy syncs), in microseconds: over
     /// `commits`, the mean time an acknowledgement waits on the disk (`$SYS`, metrics).
     pub commit_micros: u64,
+    /// The same commits by how long each took (`/metrics`' `midge_store_commit_seconds`).
+    pub commit_latency: CommitLatency,
     /// The failure that ended the writer, if one did.
     pub error: Option<Arc<StoreError>>,
     /// The writer thread has ended.
@@ -468,7 +471,9 @@ fn run<S: Store>(mut store: S, shared: Arc<Shared>) -> S {
                 }
                 queue.status.commits += u64::from(committed);
                 if committed {
-                    queue.status.commit_micros += started.elapsed().as_micros() as u64;
+                    let micros = started.elapsed().as_micros() as u64;
+                    queue.status.commit_micros += micros;
+                    queue.status.commit_latency.record(micros);
                 }
             }
             Err(error) => {

@@ -5,8 +5,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::Args;
-use midge_server::config::{default_listener, ServerConfig};
+use clap::{Args, ValueEnum};
+use midge_server::auth::ListenerSecurity;
+use midge_server::config::{default_listener, ConfigFormat, LoadedConfig, NoteKind, ServerConfig};
+use midge_server::tls::TlsListener;
 use midge_server::Server;
 use tracing_subscriber::EnvFilter;
 
@@ -15,12 +17,22 @@ use tracing_subscriber::EnvFilter;
 #[command(after_help = "Examples:\n  \
     midge serve                    listen on 127.0.0.1:1883, anonymous clients allowed\n  \
     midge serve -p 1884            the same on port 1884\n  \
-    midge serve -c /etc/midge.toml use a config file (see docs/configuration.md)")]
+    midge serve -c /etc/midge.toml use a config file (see docs/configuration.md)\n  \
+    midge serve -c /etc/mosquitto/mosquitto.conf   a mosquitto.conf (docs/migrating-from-mosquitto.md)\n  \
+    midge serve --check -c FILE    check a config file and the files it names, then exit")]
 pub struct ServeArgs {
-    /// Config file (TOML). Without one, Midge listens on 127.0.0.1:1883 and allows anonymous
-    /// clients, like mosquitto 2 without a config.
+    /// Config file: TOML, or a mosquitto.conf (told apart by its syntax; see --format). Without
+    /// one, Midge listens on 127.0.0.1:1883 and allows anonymous clients, like mosquitto 2
+    /// without a config.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The config file's format, instead of telling it from the file's syntax.
+    #[arg(long = "format", value_name = "FORMAT", requires = "config")]
+    format: Option<Format>,
+    /// Check the config file and the files it names (password and ACL files, certificates),
+    /// print "FILE: OK" or the error, and exit (0 or 1) without listening.
+    #[arg(long = "check", requires = "config")]
+    check: bool,
     /// Port of the default local listener (like mosquitto's -p). Not allowed together with a
     /// config file that defines listeners.
     #[arg(short = 'p', long = "port", value_name = "PORT")]
@@ -33,12 +45,29 @@ pub struct ServeArgs {
     verbose: bool,
 }
 
+/// A config file format, as `--format` names it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Midge's TOML (docs/configuration.md).
+    Toml,
+    /// mosquitto.conf (docs/migrating-from-mosquitto.md).
+    Mosquitto,
+}
+
 /// Runs the broker.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::load(path)?,
-        None => ServerConfig::default(),
+    let format = args.format.map(|format| match format {
+        Format::Toml => ConfigFormat::Toml,
+        Format::Mosquitto => ConfigFormat::Mosquitto,
+    });
+    let loaded = match &args.config {
+        Some(path) => LoadedConfig::load(path, format)?,
+        None => LoadedConfig { config: ServerConfig::default(), format: ConfigFormat::Toml, notes: Vec::new() },
     };
+    if args.check {
+        return check(&args.config.unwrap_or_default(), &loaded);
+    }
+    let LoadedConfig { mut config, notes, .. } = loaded;
     if let Some(port) = args.port {
         if !config.listener.is_empty() {
             bail!(
@@ -58,6 +87,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Colours only on a terminal: log files and test harnesses read plain `key=value` fields.
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    // What a mosquitto.conf asked for that Midge does otherwise, or not yet: once, at start.
+    for note in &notes {
+        match note.kind {
+            NoteKind::Differs => tracing::info!("{note}"),
+            NoteKind::NotApplied => tracing::warn!("{note}"),
+        }
+    }
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -71,6 +107,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         server.run_until(signals.received(move || reloader.reload())).await;
         anyhow::Ok(())
     })
+}
+
+/// `midge serve --check`: the config loaded (by the caller), then every file its listeners name
+/// read as the broker would read it when binding them; nothing is bound or created.
+fn check(path: &std::path::Path, loaded: &LoadedConfig) -> anyhow::Result<()> {
+    for note in &loaded.notes {
+        println!("{note}");
+    }
+    for (index, listener) in loaded.config.effective_listeners().iter().enumerate() {
+        let context = || format!("{}: listener {} ({})", path.display(), index + 1, listener.bind);
+        ListenerSecurity::load(listener).with_context(context)?;
+        TlsListener::load(listener).with_context(context)?;
+    }
+    println!("{}: OK", path.display());
+    Ok(())
 }
 
 /// Targets of the storage engine (fjall and its LSM tree), which log at INFO what an operator

@@ -49,12 +49,16 @@ impl Tmux {
             assert!(self.command(&["send-keys", "-t", "shell", "-l", &key]).status().unwrap().success());
             typed.push(c);
             let expected = format!("midge> {typed}");
-            self.wait_for(&expected, |s| s.lines().any(|line| line.trim_end() == expected.trim_end()));
+            // A space must be on screen too before the next key: rustyline would hold a key typed
+            // behind an undrawn one.
+            let drawn = |line: &str| line.strip_prefix(expected.as_str()).is_some_and(|rest| rest.trim().is_empty());
+            self.wait_for(&expected, |s| s.lines().any(drawn));
         }
     }
 
     fn screen(&self) -> String {
-        let output = self.command(&["capture-pane", "-p", "-t", "shell"]).output().unwrap();
+        // -N keeps the trailing spaces, so a typed space can be seen on screen.
+        let output = self.command(&["capture-pane", "-p", "-N", "-t", "shell"]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 

@@ -1,5 +1,5 @@
 //! What the broker holds, counted from its own state: the figures docs/limits.md's memory budget
-//! is written in, for the tests that fill each bound and, later, for metrics.
+//! is written in, for the tests that fill each bound, and for `/metrics`.
 
 use std::sync::Arc;
 
@@ -33,7 +33,16 @@ pub struct Accounting {
     pub retained_messages: usize,
     /// Bytes of retained topics and payloads.
     pub retained_bytes: usize,
+    /// Sessions by the length of their in-memory queue: `queue_lengths[i]` is the sessions
+    /// whose queue is at most [`QUEUE_LENGTH_BUCKETS`]`[i]` long and longer than the bound
+    /// before; the last is those longer than every bound.
+    pub queue_lengths: [usize; QUEUE_LENGTH_BUCKETS.len() + 1],
 }
+
+/// The bounds of [`Accounting::queue_lengths`]' buckets, in messages: powers of ten from an
+/// empty queue (most sessions, most of the time) to the default `max_queued_messages`'s order
+/// (1,000) and the offline bound's (100,000).
+pub const QUEUE_LENGTH_BUCKETS: [usize; 7] = [0, 1, 10, 100, 1_000, 10_000, 100_000];
 
 impl Broker {
     /// Counts what the broker holds. Visits every session under its own lock, one at a time:
@@ -51,6 +60,7 @@ impl Broker {
             accounting.most_subscriptions = accounting.most_subscriptions.max(subscriptions);
             accounting.queued_messages += state.queue_len();
             accounting.longest_queue = accounting.longest_queue.max(state.queue_len());
+            accounting.queue_lengths[QUEUE_LENGTH_BUCKETS.partition_point(|&bound| bound < state.queue_len())] += 1;
             accounting.queued_bytes += state.queued_bytes();
             accounting.inflight += state.inflight_len();
             accounting.spilled += state.spilled_len();

@@ -28,7 +28,7 @@ mod state;
 mod subscribe;
 
 pub(crate) use crate::message::is_sys_topic;
-pub use accounting::Accounting;
+pub use accounting::{Accounting, QUEUE_LENGTH_BUCKETS};
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub(crate) use events::ClientEvent;

@@ -44,7 +44,7 @@ impl Broker {
     /// Publishes a message within a publisher's read batch: updates the retained store when it
     /// is retained, then delivers it to every matching subscription.
     pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
-        self.stats.messages_received.add(1);
+        self.stats.messages_received.add(message.qos, 1);
         self.publish_uncounted(message, batch, Durable::Yes)
     }
 

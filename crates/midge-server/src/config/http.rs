@@ -1,5 +1,5 @@
 //! The keys of an HTTP API listener (`protocol = "http"`, docs/http-api.md): checked when the
-//! file is read; `http_tokens` is refused on any other listener.
+//! file is read; `http_tokens` and `metrics_anonymous` are refused on any other listener.
 
 use super::{ListenerConfig, ListenerProtocol};
 
@@ -9,6 +9,12 @@ pub(super) fn check(listener: &ListenerConfig) -> Result<(), String> {
         if listener.http_tokens.is_some() {
             return Err(format!(
                 "http_tokens is a setting of protocol = \"http\" listeners, and this one is \"{}\"",
+                listener.protocol
+            ));
+        }
+        if listener.metrics_anonymous {
+            return Err(format!(
+                "metrics_anonymous is a setting of protocol = \"http\" listeners, and this one is \"{}\"",
                 listener.protocol
             ));
         }
@@ -59,6 +65,9 @@ mod tests {
         let listener = &config.listener[0];
         assert_eq!(listener.protocol, ListenerProtocol::Http);
         assert_eq!(listener.http_tokens.as_ref().unwrap()["ops"], "s3cret");
+        assert!(!listener.metrics_anonymous, "scrapes take a token unless the key says otherwise");
+        let config = parse("protocol = \"http\"\nbind = \"127.0.0.1:8080\"\nmetrics_anonymous = true").unwrap();
+        assert!(config.listener[0].metrics_anonymous);
     }
 
     #[test]
@@ -67,6 +76,10 @@ mod tests {
             (
                 "bind = \"127.0.0.1:1883\"\n[listener.http_tokens]\nops = \"t\"",
                 "http_tokens is a setting of protocol = \"http\" listeners, and this one is \"mqtt\"",
+            ),
+            (
+                "bind = \"127.0.0.1:1883\"\nmetrics_anonymous = true",
+                "metrics_anonymous is a setting of protocol = \"http\" listeners, and this one is \"mqtt\"",
             ),
             ("protocol = \"http\"\nbind = \"127.0.0.1\"", "has no port: an http listener has no default one"),
             ("protocol = \"http\"\nbind = \"127.0.0.1:80\"\nenable_proxy_protocol = 2", "enable_proxy_protocol"),

@@ -351,6 +351,8 @@ fn process_frames(
 struct ReadCounts {
     packets: u64,
     publishes: u64,
+    /// Of `publishes`, those at QoS 0, 1 and 2.
+    publishes_by_qos: [u64; 3],
     payload_bytes: u64,
 }
 
@@ -361,6 +363,11 @@ impl ReadCounts {
         }
         if self.publishes > 0 {
             stats.publish_received.add(self.publishes);
+            for (counter, &n) in stats.publish_received_by_qos.iter().zip(&self.publishes_by_qos) {
+                if n > 0 {
+                    counter.add(n);
+                }
+            }
             stats.publish_bytes_received.add(self.payload_bytes);
         }
     }
@@ -387,6 +394,7 @@ fn handle_frames(
                 counts.packets += 1;
                 if let midge_codec::Packet::Publish(publish) = &packet {
                     counts.publishes += 1;
+                    counts.publishes_by_qos[publish.qos as usize] += 1;
                     counts.payload_bytes += publish.payload.len() as u64;
                 }
                 if !heard {

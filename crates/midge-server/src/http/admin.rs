@@ -179,7 +179,7 @@ pub(super) async fn stats(State(api): State<Arc<Api>>, headers: HeaderMap) -> Re
 }
 
 /// The operator a request is: a bearer token's user. Anything else is a 401.
-fn operator(api: &Api, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
+pub(super) fn operator(api: &Api, headers: &HeaderMap) -> Result<Arc<str>, ApiError> {
     match Credentials::from_headers(headers)? {
         Credentials::Bearer(token) => {
             api.http.user_of(&token).ok_or_else(|| ApiError::unauthorized("unknown bearer token"))

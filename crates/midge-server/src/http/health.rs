@@ -38,6 +38,7 @@ mod tests {
     use super::*;
     use crate::config::default_listener;
     use crate::http::{HttpListener, Readiness};
+    use crate::metrics::Source;
     use crate::test_support::listener_context;
 
     async fn status(api: &Arc<Api>) -> StatusCode {
@@ -48,7 +49,8 @@ mod tests {
     async fn ready_once_every_listener_accepts_and_until_shutdown_begins() {
         let (context, shutdown) = listener_context();
         let readiness = Arc::new(Readiness::default());
-        let http = Arc::new(HttpListener::new(1, &default_listener(0), Arc::clone(&readiness)));
+        let http =
+            Arc::new(HttpListener::new(1, &default_listener(0), Arc::clone(&readiness), Arc::new(Source::new(None))));
         let api = Arc::new(Api { http, context: Arc::new(context), peer: ([127, 0, 0, 1], 1).into() });
         assert_eq!(status(&api).await, StatusCode::SERVICE_UNAVAILABLE, "listeners still starting");
         readiness.set(true);

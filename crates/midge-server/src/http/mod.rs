@@ -26,6 +26,7 @@
 //!   retained messages, counters.
 //! - `health`: `/healthz` and `/readyz`.
 //! - `console`: the web console at `/`, its files built into the binary.
+//! - `metrics`: `/metrics`, for Prometheus (`crate::metrics` writes it).
 
 mod admin;
 mod caller;
@@ -34,6 +35,7 @@ mod console;
 mod error;
 mod events;
 mod health;
+mod metrics;
 mod publish;
 mod subscribe;
 
@@ -78,6 +80,10 @@ pub(crate) struct HttpListener {
     index: usize,
     /// The bearer tokens it takes and the user name each stands for (`http_tokens`).
     tokens: Vec<(Vec<u8>, Arc<str>)>,
+    /// Whether `/metrics` answers requests without credentials (`metrics_anonymous`).
+    metrics_anonymous: bool,
+    /// What `/metrics` reads beyond the broker: the store, the listeners.
+    metrics: Arc<crate::metrics::Source>,
     /// Whether the server is ready (`/readyz`).
     readiness: Arc<Readiness>,
     /// Each persistent subscriber's event ids and last events, for `Last-Event-ID`.
@@ -85,15 +91,21 @@ pub(crate) struct HttpListener {
 }
 
 impl HttpListener {
-    /// The state of listener `index` with `config`.
-    pub(crate) fn new(index: usize, config: &ListenerConfig, readiness: Arc<Readiness>) -> Self {
+    /// The state of listener `index` with `config`; `/metrics` reads `metrics`.
+    pub(crate) fn new(
+        index: usize,
+        config: &ListenerConfig,
+        readiness: Arc<Readiness>,
+        metrics: Arc<crate::metrics::Source>,
+    ) -> Self {
         let tokens = config
             .http_tokens
             .iter()
             .flatten()
             .map(|(user, token)| (token.as_bytes().to_vec(), Arc::from(user.as_str())))
             .collect();
-        Self { index, tokens, readiness, resume: ResumeTable::default() }
+        let metrics_anonymous = config.metrics_anonymous;
+        Self { index, tokens, metrics_anonymous, metrics, readiness, resume: ResumeTable::default() }
     }
 
     /// The user `token` stands for, if it is one of the listener's (compared in constant time).
@@ -188,6 +200,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/retained", get(admin::retained_list))
         .route("/api/v1/retained/*topic", get(admin::retained_get).merge(delete(admin::retained_delete)))
         .route("/api/v1/stats", get(admin::stats))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
@@ -223,6 +236,7 @@ mod tests {
             "/api/v1/retained:",
             "/api/v1/retained/{topic}:",
             "/api/v1/stats:",
+            "/metrics:",
         ] {
             assert!(openapi.contains(&format!("  {path}\n")), "{path} is not in docs/openapi.yaml");
         }
