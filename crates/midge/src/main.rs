@@ -14,6 +14,7 @@
 
 mod bench;
 mod client;
+mod logging;
 mod passwd;
 mod publish;
 mod serve;
