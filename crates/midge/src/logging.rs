@@ -62,18 +62,22 @@ impl Logging {
                 LogDestination::Stderr => {
                     // Colours only on a terminal: log files and test harnesses read plain text.
                     let ansi = io::stderr().is_terminal();
-                    layer(config.format, io::stderr, ansi, timer.clone())
+                    layer(config.format, io::stderr, ansi, timer.clone(), true)
                 }
-                LogDestination::Stdout => layer(config.format, io::stdout, io::stdout().is_terminal(), timer.clone()),
+                LogDestination::Stdout => {
+                    layer(config.format, io::stdout, io::stdout().is_terminal(), timer.clone(), true)
+                }
                 LogDestination::File => {
                     // Checked with the config: "file" comes with its path.
                     let Some(path) = &config.file else { bail!("[log] destinations has \"file\" but no file") };
                     let opened = LogFile::open(path)?;
                     file = Some(opened.clone());
-                    layer(config.format, opened, false, timer.clone())
+                    layer(config.format, opened, false, timer.clone(), true)
                 }
-                // The syslog header carries the time.
-                LogDestination::Syslog => layer(config.format, Syslog::connect(&config.syslog_socket)?, false, None),
+                // The syslog header carries the time, and the level as the severity.
+                LogDestination::Syslog => {
+                    layer(config.format, Syslog::connect(&config.syslog_socket)?, false, None, false)
+                }
             };
             layers.push(layer);
         }
@@ -100,13 +104,20 @@ impl Logging {
     }
 }
 
-/// One destination's formatting layer: the format, the time (or none), colours or not.
-fn layer<S, W>(format: LogFormat, writer: W, ansi: bool, timer: Option<Timer>) -> Box<dyn Layer<S> + Send + Sync>
+/// One destination's formatting layer: the format, the time (or none), colours or not, the
+/// level or not.
+fn layer<S, W>(
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+    timer: Option<Timer>,
+    level: bool,
+) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let base = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let base = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi).with_level(level);
     match (format, timer) {
         (LogFormat::Text, Some(timer)) => base.with_timer(timer).boxed(),
         (LogFormat::Text, None) => base.without_time().boxed(),
