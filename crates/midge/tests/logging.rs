@@ -252,3 +252,53 @@ fn a_mosquitto_conf_log_dest_file_and_connection_messages_apply() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("quiet-client"), "{text}");
 }
+
+#[test]
+fn a_log_file_that_cannot_be_reopened_leaves_the_old_one_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("midge.log");
+    let broker = TestBroker::start_midge_with(&format!(
+        "destinations = [\"stderr\", \"file\"]\nfile = \"{}\"\n",
+        path.display()
+    ));
+    wait_for_line(&path, "listening (mqtt over tcp)");
+    let rotated = dir.path().join("midge.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    // A directory where the file was: opening it to append fails, for root too.
+    std::fs::create_dir(&path).unwrap();
+    send_signal(&broker, "-HUP");
+    broker.wait_for_log("cannot reopen the log file", TIMEOUT);
+    wait_for_line(&rotated, "cannot reopen the log file");
+    let client = Client::new(&broker, Version::V3_1_1, "still-logged");
+    wait_for_line(&rotated, "as still-logged");
+    drop(client);
+}
+
+#[test]
+fn stdout_is_a_destination_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("midge.toml");
+    std::fs::write(&config, "[[listener]]\nbind = \"127.0.0.1:0\"\n[log]\ndestinations = [\"stdout\"]\n").unwrap();
+    let mut child = Command::new(midge_bin())
+        .arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let listening = BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("listening"));
+        let _ = tx.send(listening);
+    });
+    let listening = rx.recv_timeout(TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = listening.ok().flatten().expect("a listening line on stdout");
+    assert!(line.contains("local_addr=127.0.0.1:"), "{line}");
+}
