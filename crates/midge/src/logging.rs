@@ -104,6 +104,13 @@ impl Logging {
     }
 }
 
+/// What `midge serve --check` can tell of `[log]` without opening anything: the timestamp
+/// format.
+pub fn check(config: &LogConfig) -> anyhow::Result<()> {
+    config.timestamp_format.as_deref().map(check_strftime).transpose()?;
+    Ok(())
+}
+
 /// One destination's formatting layer: the format, the time (or none), colours or not, the
 /// level or not.
 fn layer<S, W>(

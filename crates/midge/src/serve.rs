@@ -109,6 +109,7 @@ fn check(path: &std::path::Path, loaded: &LoadedConfig) -> anyhow::Result<()> {
     for note in &loaded.notes {
         println!("{note}");
     }
+    crate::logging::check(&loaded.config.log).with_context(|| path.display().to_string())?;
     for (index, listener) in loaded.config.effective_listeners().iter().enumerate() {
         let context = || format!("{}: listener {} ({})", path.display(), index + 1, listener.bind);
         ListenerSecurity::load(listener).with_context(context)?;

@@ -302,3 +302,16 @@ fn stdout_is_a_destination_too() {
     let line = listening.ok().flatten().expect("a listening line on stdout");
     assert!(line.contains("local_addr=127.0.0.1:"), "{line}");
 }
+
+#[test]
+fn a_timestamp_format_chrono_cannot_write_fails_the_check_and_the_start() {
+    let config = "[[listener]]\nbind = \"127.0.0.1:0\"\n[log]\ntimestamp_format = \"%Q\"\n";
+    let (code, stderr) = start_fails(config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("timestamp_format \"%Q\""), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("midge.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(midge_bin()).arg("serve").arg("--check").arg("-c").arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+}
