@@ -2,6 +2,7 @@
 //! `midge serve` runs with when given none. Every key is documented in docs/configuration.md.
 
 mod http;
+mod log;
 mod mosquitto;
 mod mqtt;
 mod proxy;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+pub use log::{LogConfig, LogDestination, LogFormat, CONNECTION_MESSAGES_TARGET, DEFAULT_SYSLOG_SOCKET};
 pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAGE_SIZE_HEADROOM};
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
@@ -437,15 +439,6 @@ impl std::fmt::Display for MaxConnections {
     }
 }
 
-/// Logging settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// A `tracing` filter: "info", "debug", "midge_server=debug,info", ... `RUST_LOG` overrides.
-    /// Checked by [`check_log_filter`].
-    pub level: String,
-}
-
 /// The level names a log filter may use, as `tracing` spells them (case does not matter).
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
@@ -473,12 +466,6 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { level: "info".to_owned() }
-    }
 }
 
 /// Why a configuration cannot be used. A cause is the error's `source()`, not part of its
@@ -509,6 +496,14 @@ pub enum ConfigError {
         /// The filter as written.
         level: String,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// `[log]`'s keys do not go together (a `"file"` destination without `file`, say).
+    #[error("invalid config file {path}: [log] {problem}")]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
         problem: String,
     },
     /// A listener's keys do not go together (a `websocket_*` or `sn_*` key on a listener of
@@ -580,6 +575,7 @@ impl ServerConfig {
             level: config.log.level.clone(),
             problem,
         })?;
+        config.log.check().map_err(|problem| ConfigError::Log { path: path.to_owned(), problem })?;
         for (index, listener) in config.listener.iter().enumerate() {
             listener
                 .check()

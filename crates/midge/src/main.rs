@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `serve`: the broker (see [`serve`]).
+//! - `logging`: the broker's log destinations and formats, as `[log]` asks (see [`logging`]).
 //! - `publish`, `subscribe`: `midge pub` and `midge sub`, mosquitto_pub and mosquitto_sub's
 //!   flags, output and exit codes on `midge-client`.
 //! - `shell`: `midge shell`, an interactive client.
@@ -14,6 +15,7 @@
 
 mod bench;
 mod client;
+mod logging;
 mod passwd;
 mod publish;
 mod serve;

@@ -1,7 +1,7 @@
-//! `midge serve`: loads the config, sets up logging, runs the broker until SIGINT or SIGTERM.
-//! SIGHUP reloads the listeners' files (passwords, ACLs, JWT keys, TLS certificates).
+//! `midge serve`: loads the config, sets up logging ([`crate::logging`]), runs the broker until
+//! SIGINT or SIGTERM. SIGHUP reopens the log file and reloads the listeners' files (passwords,
+//! ACLs, JWT keys, TLS certificates).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -10,7 +10,8 @@ use midge_server::auth::ListenerSecurity;
 use midge_server::config::{default_listener, ConfigFormat, LoadedConfig, NoteKind, ServerConfig};
 use midge_server::tls::TlsListener;
 use midge_server::Server;
-use tracing_subscriber::EnvFilter;
+
+use crate::logging::Logging;
 
 /// Arguments of `midge serve`.
 #[derive(Debug, Args)]
@@ -79,14 +80,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.store.data_dir = dir;
     }
-    let level = if args.verbose { "debug" } else { config.log.level.as_str() };
-    let directives = quiet_storage_engine(level);
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&directives))
-        .with_context(|| format!("invalid log level {level:?}"))?;
-    // Colours only on a terminal: log files and test harnesses read plain `key=value` fields.
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let logging = Logging::init(&config.log, args.verbose)?;
     // What a mosquitto.conf asked for that Midge does otherwise, or not yet: once, at start.
     for note in &notes {
         match note.kind {
@@ -104,7 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         midge_server::sys::set_heap_probe(crate::heap_allocated);
         let server = Server::start(config).await?;
         let reloader = server.reloader();
-        server.run_until(signals.received(move || reloader.reload())).await;
+        server.run_until(signals.received(&logging, move || reloader.reload())).await;
         anyhow::Ok(())
     })
 }
@@ -115,6 +109,7 @@ fn check(path: &std::path::Path, loaded: &LoadedConfig) -> anyhow::Result<()> {
     for note in &loaded.notes {
         println!("{note}");
     }
+    crate::logging::check(&loaded.config.log).with_context(|| path.display().to_string())?;
     for (index, listener) in loaded.config.effective_listeners().iter().enumerate() {
         let context = || format!("{}: listener {} ({})", path.display(), index + 1, listener.bind);
         ListenerSecurity::load(listener).with_context(context)?;
@@ -122,23 +117,6 @@ fn check(path: &std::path::Path, loaded: &LoadedConfig) -> anyhow::Result<()> {
     }
     println!("{}: OK", path.display());
     Ok(())
-}
-
-/// Targets of the storage engine (fjall and its LSM tree), which log at INFO what an operator
-/// does not need: "Creating database", a "Finished ingestion writer" per table, ... about eight
-/// lines at every start.
-const STORAGE_ENGINE_TARGETS: [&str; 2] = ["fjall", "lsm_tree"];
-
-/// The log filter for `level` with the storage engine's targets held at WARN, unless `level`
-/// names them itself (`RUST_LOG`, when set, replaces the whole filter instead).
-fn quiet_storage_engine(level: &str) -> String {
-    let mut filter = level.to_owned();
-    for target in STORAGE_ENGINE_TARGETS {
-        if !level.split(',').any(|directive| directive.trim().starts_with(target)) {
-            filter.push_str(&format!(",{target}=warn"));
-        }
-    }
-    filter
 }
 
 /// SIGINT, SIGTERM and SIGHUP, listened for from the moment they are installed.
@@ -160,31 +138,20 @@ impl Signals {
         })
     }
 
-    /// Completes on the first SIGINT or SIGTERM; calls `reload` on every SIGHUP meanwhile (the
+    /// Completes on the first SIGINT or SIGTERM. On every SIGHUP meanwhile, reopens the log file
+    /// (first, so that what follows is logged to the new one) and calls `reload` (the
     /// listeners' password, ACL, JWT key and TLS files are read again; the config file is not).
-    async fn received(mut self, reload: impl Fn() -> usize) {
+    async fn received(mut self, logging: &Logging, reload: impl Fn() -> usize) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return tracing::info!("SIGINT received"),
                 _ = self.terminate.recv() => return tracing::info!("SIGTERM received"),
                 _ = self.hangup.recv() => {
+                    logging.reopen();
                     tracing::info!("SIGHUP received: reloading the listeners' files (the config file is not read again yet)");
                     reload();
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_storage_engine_is_held_at_warn_unless_named() {
-        assert_eq!(quiet_storage_engine("info"), "info,fjall=warn,lsm_tree=warn");
-        assert_eq!(quiet_storage_engine("debug"), "debug,fjall=warn,lsm_tree=warn");
-        assert_eq!(quiet_storage_engine("info,fjall=debug"), "info,fjall=debug,lsm_tree=warn");
-        assert_eq!(quiet_storage_engine("lsm_tree::tree=trace"), "lsm_tree::tree=trace,fjall=warn");
     }
 }

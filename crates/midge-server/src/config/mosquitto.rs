@@ -26,7 +26,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{
-    default_listener, ConfigError, ListenerConfig, ListenerProtocol, MaxConnections, ServerConfig, TlsVersion,
+    default_listener, ConfigError, ListenerConfig, ListenerProtocol, LogDestination, MaxConnections, ServerConfig,
+    TlsVersion,
 };
 use crate::bind::BindAddr;
 use crate::proxy_header::ProxyVersion;
@@ -327,6 +328,8 @@ struct Reader {
     bridge: Option<String>,
     /// The most verbose level `log_type` asked for, and where.
     log_level: Option<(u8, Location)>,
+    /// A `log_dest` was read: the first one replaces the default destination.
+    log_dest_given: bool,
     max_packet_size_given: bool,
     message_size_limit: Option<(u32, Location)>,
     /// Where each `[mqtt]` key was set, to name the directive if the whole config is refused.
@@ -398,6 +401,7 @@ impl Reader {
             security: Security::default(),
             bridge: None,
             log_level: None,
+            log_dest_given: false,
             max_packet_size_given: false,
             message_size_limit: None,
             set_at: HashMap::new(),
@@ -779,37 +783,47 @@ impl Reader {
 
             // Logging.
             "log_dest" => {
-                let mut words = line.rest.split_whitespace();
-                match words.next() {
-                    Some("stderr") => {}
-                    Some("stdout") => self.note(line, NoteKind::Differs, "Midge logs to stderr"),
-                    Some("file") if words.next().is_some() => self.note(
-                        line,
-                        NoteKind::Differs,
-                        "Midge logs to stderr: redirect it to the file, or let systemd's journal keep it",
-                    ),
-                    Some("file") => return Err(line.error("log_dest file needs a path")),
-                    Some("syslog" | "dlt") => self.note(
-                        line,
-                        NoteKind::Differs,
-                        "Midge logs to stderr: under systemd the journal (and syslog from it) receives it",
-                    ),
-                    Some("topic") => self.note(
-                        line,
-                        NoteKind::NotApplied,
-                        "not applied: $SYS log topics are not built yet (issue 15)",
-                    ),
-                    Some("none") => self.note(
-                        line,
-                        NoteKind::Differs,
-                        "Midge logs to stderr; log_type none (or RUST_LOG=off) silences it",
-                    ),
-                    Some(other) => {
+                // The first log_dest replaces the default (stderr); the next ones add to it, and
+                // `none` empties the list, as in mosquitto.
+                if !std::mem::replace(&mut self.log_dest_given, true) {
+                    self.config.log.destinations.clear();
+                }
+                let (kind, rest) = line.rest.split_once(char::is_whitespace).unwrap_or((line.rest, ""));
+                let destination = match kind {
+                    "stderr" => LogDestination::Stderr,
+                    "stdout" => LogDestination::Stdout,
+                    "syslog" => LogDestination::Syslog,
+                    "file" if !rest.trim().is_empty() => {
+                        // mosquitto keeps one log file: the last one named.
+                        self.config.log.file = Some(PathBuf::from(rest.trim()));
+                        LogDestination::File
+                    }
+                    "file" => return Err(line.error("log_dest file needs a path")),
+                    "none" => {
+                        self.config.log.destinations.clear();
+                        return Ok(());
+                    }
+                    "dlt" => {
+                        self.note(line, NoteKind::NotApplied, "not applied: Midge has no DLT destination");
+                        return Ok(());
+                    }
+                    "topic" => {
+                        self.note(
+                            line,
+                            NoteKind::NotApplied,
+                            "not applied: $SYS log topics are not built yet (issue 15)",
+                        );
+                        return Ok(());
+                    }
+                    "" => return Err(line.error("a value is missing")),
+                    other => {
                         return Err(line.error(format!(
                             "expected stderr, stdout, file PATH, syslog, topic, dlt or none, found {other:?}"
                         )))
                     }
-                    None => return Err(line.error("a value is missing")),
+                };
+                if !self.config.log.destinations.contains(&destination) {
+                    self.config.log.destinations.push(destination);
                 }
             }
             "log_type" => {
@@ -835,19 +849,11 @@ impl Reader {
                     self.log_level = Some((level, line.at.clone()));
                 }
             }
-            "log_timestamp" | "log_timestamp_format" => {
-                line.string()?;
-                self.note(line, NoteKind::Differs, "Midge's log lines always start with an RFC 3339 UTC timestamp");
+            "log_timestamp" => self.config.log.timestamps = line.boolean()?,
+            "log_timestamp_format" => {
+                self.config.log.timestamp_format = Some(line.string()?.to_owned());
             }
-            "connection_messages" => {
-                if !line.boolean()? {
-                    self.note(
-                        line,
-                        NoteKind::Differs,
-                        "Midge logs connects and disconnects at info level: log_type warning leaves them out",
-                    );
-                }
-            }
+            "connection_messages" => self.config.log.connection_messages = line.boolean()?,
 
             // Removed in mosquitto 2.0, still in older files.
             "retry_interval" | "store_clean_interval" => {
@@ -1370,16 +1376,38 @@ mod tests {
         assert_eq!(config("log_type subscribe\n").log.level, "info");
         assert_eq!(config("").log.level, "info");
         assert!(error("log_type loud\n").contains("directive log_type: expected debug, error"));
+    }
+
+    #[test]
+    fn log_dest_lines_add_up_to_the_destinations() {
+        use LogDestination::{File, Stderr, Stdout, Syslog};
+        assert_eq!(config("").log.destinations, [Stderr]);
         assert!(parse_ok("log_dest stderr\n").1.is_empty());
-        for dest in ["stdout", "file /var/log/mosquitto/mosquitto.log", "syslog", "topic", "none", "dlt"] {
-            note(&format!("log_dest {dest}\n"), "log_dest");
+        assert_eq!(config("log_dest stdout\n").log.destinations, [Stdout]);
+        assert_eq!(config("log_dest syslog\nlog_dest stderr\nlog_dest syslog\n").log.destinations, [Syslog, Stderr]);
+        let log = config("log_dest file /var/log/mosquitto/my log.txt\nlog_dest stderr\n").log;
+        assert_eq!(log.destinations, [File, Stderr]);
+        assert_eq!(log.file.as_deref(), Some(Path::new("/var/log/mosquitto/my log.txt")));
+        assert!(config("log_dest none\n").log.destinations.is_empty());
+        assert_eq!(config("log_dest stdout\nlog_dest none\nlog_dest syslog\n").log.destinations, [Syslog]);
+        for dest in ["topic", "dlt"] {
+            assert_eq!(note(&format!("log_dest {dest}\n"), "log_dest").kind, NoteKind::NotApplied);
+            assert!(config(&format!("log_dest {dest}\n")).log.destinations.is_empty());
         }
         assert!(error("log_dest file\n").contains("log_dest file needs a path"));
         assert!(error("log_dest carrier-pigeon\n").contains("expected stderr, stdout"));
-        assert!(note("log_timestamp false\n", "log_timestamp").message.contains("RFC 3339"));
-        assert!(note("log_timestamp_format %Y-%m-%dT%H:%M:%S\n", "log_timestamp_format").message.contains("RFC 3339"));
-        assert!(parse_ok("connection_messages true\n").1.is_empty());
-        assert!(note("connection_messages false\n", "connection_messages").message.contains("info level"));
+        assert!(error("log_dest\n").contains("a value is missing"));
+    }
+
+    #[test]
+    fn log_timestamps_and_connection_messages_map_to_log_keys() {
+        let log =
+            config("log_timestamp false\nlog_timestamp_format %Y-%m-%dT%H:%M:%S\nconnection_messages false\n").log;
+        assert!(!log.timestamps && !log.connection_messages);
+        assert_eq!(log.timestamp_format.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
+        let (log, notes) = parse_ok("log_timestamp true\nconnection_messages true\n");
+        assert!(log.log.timestamps && log.log.connection_messages && notes.is_empty(), "{notes:?}");
+        assert!(error("log_timestamp maybe\n").contains("expected true or false"));
     }
 
     #[test]

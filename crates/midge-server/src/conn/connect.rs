@@ -15,6 +15,7 @@ use tracing::{debug, info};
 
 use super::close::flush_and_close;
 use super::{ClientAuth, ListenerContext};
+use crate::config::CONNECTION_MESSAGES_TARGET;
 use crate::read_size::ReadSize;
 use crate::transport::Transport;
 
@@ -163,6 +164,7 @@ pub(super) async fn accept<T: Transport>(
         username.as_deref(),
     );
     info!(
+        target: CONNECTION_MESSAGES_TARGET,
         %peer, client_id = %connection.client_id(), username = username.as_deref().unwrap_or(""), ?version, clean_start, keep_alive = connection.keep_alive(),
         session_present = connack.session_present, "{line}"
     );

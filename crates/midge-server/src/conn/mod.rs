@@ -41,6 +41,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::config::CONNECTION_MESSAGES_TARGET;
 use crate::tls::TlsListener;
 use crate::transport::Transport;
 
@@ -219,7 +220,7 @@ async fn serve_from_connect<T: Transport>(
     )
     .await;
     let connect::Accepted { connection, mut wbuf, .. } = accepted;
-    info!(%peer, client_id = %connection.client_id(), reason = %reason, "{}", log::disconnected(connection.client_id(), how, &reason));
+    info!(target: CONNECTION_MESSAGES_TARGET, %peer, client_id = %connection.client_id(), reason = %reason, "{}", log::disconnected(connection.client_id(), how, &reason));
     // Settle the session and the will before the socket closes, so a client that reconnects
     // as soon as it sees the close finds the session as this connection left it.
     connection.close(how, Instant::now());
