@@ -309,3 +309,36 @@ fn every_topic_mosquitto_publishes_midge_publishes_too() {
     assert_eq!(theirs.value("$SYS/broker/publish/messages/received"), "10");
     assert_eq!(ours.value("$SYS/broker/publish/messages/received"), "11");
 }
+
+/// An MQTT-SN client's datagrams count as an MQTT connection's packets and bytes do: a
+/// SEARCHGW (3 bytes) read and its GWINFO (3 bytes) sent move `messages/received` by 1 and
+/// `bytes/received` by 3 (issue 14: "$SYS/metrics count exactly as for MQTT clients").
+#[test]
+fn mqtt_sn_datagrams_count_as_packets_and_bytes() {
+    let broker = TestBroker::start_midge_with(&format!("[sys]\ninterval = 1\n\n{}", support::mqtt_sn_listener("")));
+    let gateway = broker.mqtt_sn_addr();
+    let mut watch = SysWatch::sys(&broker, "sys-sn");
+    // The watcher's own CONNECT and SUBSCRIBE, counted and published: the baseline.
+    watch.wait_until("the watcher's two packets", is("$SYS/broker/messages/received", "2"));
+    // Two updates on, the one that carried them has arrived whole (its topics come one by one).
+    watch.wait_updates(2);
+    let number = |watch: &SysWatch, topic: &str| watch.value(topic).parse::<u64>().expect(topic);
+    let (packets, bytes) =
+        (number(&watch, "$SYS/broker/messages/received"), number(&watch, "$SYS/broker/bytes/received"));
+    let sent = number(&watch, "$SYS/broker/messages/sent");
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    socket.send_to(&[3, 0x01, 0], gateway).unwrap(); // SEARCHGW, radius 0
+    let mut gwinfo = [0u8; 16];
+    let (len, _) = socket.recv_from(&mut gwinfo).expect("GWINFO");
+    assert_eq!(&gwinfo[..2], &[3, 0x02], "GWINFO: {:?}", &gwinfo[..len]);
+
+    let (packets_after, bytes_after) = ((packets + 1).to_string(), (bytes + 3).to_string());
+    watch.wait_until("the SEARCHGW counted", |v| {
+        v.get("$SYS/broker/messages/received") == Some(&packets_after)
+            && v.get("$SYS/broker/bytes/received") == Some(&bytes_after)
+    });
+    // Sent also counts the $SYS messages themselves: the GWINFO is one more among them.
+    assert!(number(&watch, "$SYS/broker/messages/sent") > sent, "{}", watch.dump());
+}

@@ -116,6 +116,10 @@ impl Gateway {
     /// One datagram from `addr`: a client's message, or one a forwarder relays for a client
     /// behind it (5.5), unwrapped.
     fn datagram(&self, datagram: &[u8], addr: SocketAddr, clients: &mut Clients) {
+        // Counted as an MQTT connection's reads are ($SYS bytes and packets, /metrics).
+        let stats = self.gate.broker().stats();
+        stats.bytes_received.add(datagram.len() as u64);
+        stats.packets_received.add(1);
         match midge_sn_codec::decode(datagram) {
             Ok(Message::Encapsulated(encapsulated)) => {
                 let peer = Peer { addr, node: Some(encapsulated.wireless_node_id) };
@@ -199,7 +203,8 @@ impl Gateway {
         let id = clients.last_id;
         clients.by_peer.insert(peer.clone(), Entry { inbox, id });
         let context = Arc::clone(&read(&self.current).context);
-        let link = Link { socket: Arc::clone(&self.socket), peer: peer.clone(), radius };
+        let broker = Arc::clone(self.gate.broker());
+        let link = Link { socket: Arc::clone(&self.socket), peer: peer.clone(), radius, broker };
         let events = clients.events.clone();
         let shared = Arc::clone(&self.shared);
         self.connections.spawn(async move {
@@ -264,8 +269,9 @@ impl Gateway {
     /// socket cannot take now is lost, as the network may lose any.
     fn reply(&self, message: &Message, peer: &Peer, radius: u8) {
         if let Some(datagram) = super::datagram(message, peer, radius) {
-            if let Err(error) = self.socket.try_send_to(&datagram, peer.addr) {
-                tracing::debug!(%peer, %error, "mqtt-sn: answer not sent");
+            match self.socket.try_send_to(&datagram, peer.addr) {
+                Ok(sent) => super::count_sent(self.gate.broker(), sent),
+                Err(error) => tracing::debug!(%peer, %error, "mqtt-sn: answer not sent"),
             }
         }
     }

@@ -111,6 +111,8 @@ pub(crate) struct Link {
     socket: Arc<UdpSocket>,
     peer: Peer,
     radius: u8,
+    /// Whose counters its datagrams add to.
+    broker: Arc<midge_broker::Broker>,
 }
 
 impl Link {
@@ -118,10 +120,18 @@ impl Link {
     /// may lose any: what needs an answer is sent again after Tretry.
     async fn send(&self, message: &Message) {
         let Some(datagram) = datagram(message, &self.peer, self.radius) else { return };
-        if let Err(error) = self.socket.send_to(&datagram, self.peer.addr).await {
-            tracing::debug!(peer = %self.peer, %error, "mqtt-sn: send failed");
+        match self.socket.send_to(&datagram, self.peer.addr).await {
+            Ok(sent) => count_sent(&self.broker, sent),
+            Err(error) => tracing::debug!(peer = %self.peer, %error, "mqtt-sn: send failed"),
         }
     }
+}
+
+/// Counts a datagram sent as an MQTT connection's writes are counted ($SYS bytes and packets,
+/// /metrics).
+fn count_sent(broker: &midge_broker::Broker, bytes: usize) {
+    broker.stats().bytes_sent.add(bytes as u64);
+    broker.stats().packets_sent.add(1);
 }
 
 /// `message` encoded for `peer`: encapsulated (5.5) with its Wireless Node Id and `radius` when
