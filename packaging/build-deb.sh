@@ -4,7 +4,7 @@
 #   cargo build --release -p midge
 #   packaging/build-deb.sh target/release/midge [OUTDIR]
 #
-# The package: /usr/bin/midge, /etc/midge/midge.toml (a conffile: local listener only),
+# The package: /usr/bin/midge (its debug info stripped), /etc/midge/midge.toml (a conffile: local listener only),
 # /lib/systemd/system/midge.service, the docs in /usr/share/doc/midge, and the maintainer
 # scripts of packaging/debian (the midge user, /var/lib/midge, the service enabled and started
 # unless policy-rc.d says no). The version is the binary's own (`midge --version`).
@@ -24,7 +24,12 @@ arch="$(dpkg --print-architecture)"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
-install -D -m 0755 "$binary" "$stage/usr/bin/midge"
+chmod 0755 "$stage"
+# Without debug info (release builds keep line tables: debug = 1), as Debian ships binaries;
+# the symbols stay, for backtraces.
+install -d "$stage/usr/bin"
+strip --strip-debug -o "$stage/usr/bin/midge" "$binary"
+chmod 0755 "$stage/usr/bin/midge"
 install -D -m 0644 "$here/midge.toml" "$stage/etc/midge/midge.toml"
 install -D -m 0644 "$here/midge.service" "$stage/lib/systemd/system/midge.service"
 doc="$stage/usr/share/doc/midge"
