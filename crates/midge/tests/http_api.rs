@@ -9,7 +9,7 @@ mod interop_common;
 mod support;
 mod tls_common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -84,18 +84,8 @@ impl EventStream {
     fn open(http: SocketAddr, path: &str, args: &[&str]) -> Self {
         let mut command = Command::new("curl");
         command.args(["-s", "-N"]).args(args).arg(format!("http://{http}{path}"));
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("start curl");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        command.stderr(Stdio::inherit());
+        let (child, lines) = interop_common::spawn_lines(&mut command, "start curl");
         Self { child, lines, seen: Vec::new() }
     }
 

@@ -13,7 +13,6 @@ mod support;
 mod wire;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,18 +43,9 @@ impl SysWatch {
         command.args(["-oL", "mosquitto_sub"]);
         interop_common::mosquitto::connection_args(&mut command, broker, "mqttv311", id);
         command.args(extra).args(["-W", "30", "-F", "%t|%p"]);
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = command.spawn().expect("start mosquitto_sub (apt-get install mosquitto-clients)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        command.stderr(Stdio::null());
+        let (child, lines) =
+            interop_common::spawn_lines(&mut command, "start mosquitto_sub (apt-get install mosquitto-clients)");
         Self { child, lines, values: HashMap::new(), seen: Vec::new() }
     }
 

@@ -3,8 +3,8 @@
 
 pub mod mosquitto;
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -36,4 +36,22 @@ pub fn run_bounded(mut command: Command, timeout: Duration) -> (ExitStatus, Stri
             panic!("{command:?} did not finish within {timeout:?}");
         }
     }
+}
+
+/// Starts `command` with its stdout piped and read line by line on a thread of its own (so a
+/// test waits for a line with `recv_timeout`, never by sleeping); stdin is closed.
+pub fn spawn_lines(command: &mut Command, what: &str) -> (Child, mpsc::Receiver<String>) {
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|error| panic!("cannot start {what}: {error}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
 }

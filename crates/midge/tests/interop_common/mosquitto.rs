@@ -5,7 +5,6 @@
 //! Messages are printed with a `-F` format that starts with [`MESSAGE`], which tells them from
 //! the debug lines. Every process and every wait is bounded.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,18 +43,9 @@ impl Sub {
         command.args(["-oL", "mosquitto_sub"]);
         connection_args(&mut command, broker, version, id);
         command.args(args).args(["-W", SUB_TIMEOUT_SECS, "-d", "-F"]).arg(format!("{MESSAGE}{format}"));
-        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("start mosquitto_sub (apt-get install mosquitto-clients)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        command.stderr(Stdio::inherit());
+        let (child, lines) =
+            super::spawn_lines(&mut command, "start mosquitto_sub (apt-get install mosquitto-clients)");
         Self { child, lines, seen: Vec::new() }
     }
 
