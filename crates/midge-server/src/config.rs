@@ -1,6 +1,7 @@
 //! The configuration file (TOML, or a mosquitto.conf: `mosquitto.rs`) and the defaults
 //! `midge serve` runs with when given none. Every key is documented in docs/configuration.md.
 
+mod bridge;
 mod http;
 mod log;
 mod mosquitto;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+pub use bridge::{split_address, BridgeConfig, BridgeProtocol, BridgeTls, BridgeTopic, Direction, StartType};
 pub use log::{LogConfig, LogDestination, LogFormat, CONNECTION_MESSAGES_TARGET, DEFAULT_SYSLOG_SOCKET};
 pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAGE_SIZE_HEADROOM};
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
@@ -41,6 +43,8 @@ pub struct ServerConfig {
     pub connections: ConnectionsConfig,
     /// The `$SYS` topics (`[sys]`).
     pub sys: SysConfig,
+    /// Bridges to other brokers (`[[bridge]]`).
+    pub bridge: Vec<BridgeConfig>,
 }
 
 /// The `$SYS` topics (`[sys]`): the broker's counters, published retained as mosquitto 2
@@ -526,6 +530,16 @@ pub enum ConfigError {
         /// Which setting and why.
         limit: midge_broker::LimitError,
     },
+    /// A bridge's keys cannot be used, or two bridges share a name.
+    #[error("invalid config file {path}: bridge {bridge:?}: {problem}")]
+    Bridge {
+        /// The file.
+        path: PathBuf,
+        /// The bridge's name.
+        bridge: String,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
     /// A mosquitto.conf directive is unknown or its value cannot be used.
     #[error("{}:{line}: directive {directive}: {problem}", path.display())]
     Mosquitto {
@@ -582,6 +596,13 @@ impl ServerConfig {
                 .and_then(|()| proxy::check(listener))
                 .and_then(|()| http::check(listener))
                 .map_err(|problem| ConfigError::Listener { path: path.to_owned(), listener: index + 1, problem })?;
+        }
+        for (index, bridge) in config.bridge.iter().enumerate() {
+            let error = |problem| ConfigError::Bridge { path: path.to_owned(), bridge: bridge.name.clone(), problem };
+            bridge.check().map_err(error)?;
+            if config.bridge[..index].iter().any(|other| other.name == bridge.name) {
+                return Err(error("another bridge has this name".into()));
+            }
         }
         Ok(config)
     }
