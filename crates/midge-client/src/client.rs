@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use midge_codec::{
-    decode_packet, ConnAck, Connect, Disconnect, MqttString, Packet, PacketId, Properties, QoS, Subscription,
-    TopicFilter, TopicName,
+    decode_packet, ConnAck, Connect, Disconnect, MqttString, Packet, PacketId, Properties, PublishHeader, QoS,
+    Subscription, TopicFilter, TopicName,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
@@ -66,6 +66,7 @@ impl Client {
         let alias_maximum = options.properties.topic_alias_maximum.unwrap_or(0);
         let mut session = Session::new(options.version, options.max_inflight, alias_maximum);
         session.set_tracer(tracer);
+        session.set_relay(options.relay);
         let mut read = BytesMut::with_capacity(READ_CHUNK);
         let mut write = BytesMut::new();
         let (link, connack) = establish(&options, &mut session, &mut read, &mut write).await?;
@@ -144,6 +145,26 @@ impl Client {
     ) -> Result<Option<PacketId>, Error> {
         self.ensure_usable()?;
         self.session.publish(topic, payload, qos, retain, properties, &mut self.write)
+    }
+
+    /// Relay mode ([`ConnectOptions::relay`]): queues `packet` (a PUBACK, PUBREC, PUBREL or
+    /// PUBCOMP) as it is; written by the next [`Client::poll`] or [`Client::flush`].
+    pub fn send(&mut self, packet: &Packet) -> Result<(), Error> {
+        self.ensure_usable()?;
+        self.session.send(packet, &mut self.write)
+    }
+
+    /// Relay mode ([`ConnectOptions::relay`]): queues a PUBLISH written from `header` and
+    /// `payload` as they are (the caller's packet identifier and DUP flag); nothing is kept
+    /// for resending, and its acknowledgement comes as [`Event::Relayed`].
+    pub fn send_publish(&mut self, header: &PublishHeader<'_>, payload: &[u8]) -> Result<(), Error> {
+        self.ensure_usable()?;
+        self.session.relay_publish(header, payload, &mut self.write)
+    }
+
+    /// Bytes queued and not yet written: a relay stops taking more while this is high.
+    pub fn write_backlog(&self) -> usize {
+        self.write.len()
     }
 
     /// Queues a SUBSCRIBE; its SUBACK arrives as [`Event::Subscribed`] with the same identifier.
@@ -368,5 +389,6 @@ fn connect_packet(options: &ConnectOptions) -> Result<Packet, Error> {
         username: options.username.as_deref().map(|name| string("user name", name)).transpose()?,
         password: options.password.clone(),
         properties: options.properties.clone(),
+        bridge: options.bridge,
     })))
 }

@@ -83,6 +83,19 @@ pub struct ConnectOptions {
     /// none: the OS picks both. A load generator spreads many connections over 127.0.0.x with
     /// it, so the ephemeral ports of one source address do not run out.
     pub local_address: Option<IpAddr>,
+    /// Relay mode, for a bridge that passes packets between this broker and another session
+    /// with their packet identifiers unchanged (so that both sessions' state, stored on each
+    /// side, lines up across reconnects and restarts). The client then acknowledges nothing by
+    /// itself: an inbound PUBLISH comes as [`crate::Event::Message`] unanswered, and PUBACK,
+    /// PUBREC, PUBREL and PUBCOMP from the broker come as [`crate::Event::Relayed`]; the
+    /// application sends acknowledgements and its QoS 1/2 PUBLISHes with its own identifiers
+    /// through [`crate::Client::send`] and [`crate::Client::send_publish`]. Default off.
+    pub relay: bool,
+    /// MQTT 3.1/3.1.1 only: set the top bit of the protocol level in CONNECT, as mosquitto's
+    /// bridges do (`try_private`), to tell a broker that understands it that this client is a
+    /// bridge: its own messages are not sent back to it, and retained flags are kept. A broker
+    /// that does not understand it refuses the connection. Default off.
+    pub bridge: bool,
 }
 
 impl ConnectOptions {
@@ -104,6 +117,8 @@ impl ConnectOptions {
             reconnect: None,
             nodelay: true,
             local_address: None,
+            relay: false,
+            bridge: false,
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum Event {
     Subscribed(Box<SubAck>),
     /// The UNSUBACK of an UNSUBSCRIBE.
     Unsubscribed(Box<UnsubAck>),
+    /// Relay mode only ([`crate::ConnectOptions::relay`]): a PUBACK, PUBREC, PUBREL or PUBCOMP
+    /// from the broker, not acted on.
+    Relayed(Box<Packet>),
     /// The client reconnected by itself after losing the connection. Without `session_present`
     /// the broker kept nothing: subscriptions must be made again.
     Reconnected {
@@ -141,6 +144,8 @@ pub(crate) struct Session {
     scratch: BytesMut,
     /// Where traces go, if anywhere.
     tracer: Option<Tracer>,
+    /// Relay mode: inbound messages and acknowledgements go to the application unanswered.
+    relay: bool,
 }
 
 impl Session {
@@ -161,7 +166,32 @@ impl Session {
             events: VecDeque::new(),
             scratch: BytesMut::new(),
             tracer: None,
+            relay: false,
         }
+    }
+
+    /// Switches relay mode on ([`crate::ConnectOptions::relay`]).
+    pub(crate) fn set_relay(&mut self, relay: bool) {
+        self.relay = relay;
+    }
+
+    /// Writes `packet` as it is (relay mode: a PUBACK, PUBREC, PUBREL or PUBCOMP, with the
+    /// application's packet identifier).
+    pub(crate) fn send(&mut self, packet: &Packet, out: &mut BytesMut) -> Result<(), Error> {
+        self.write(packet, out)
+    }
+
+    /// Writes a PUBLISH from parts as it is (relay mode: the application's identifier and DUP
+    /// flag; nothing is kept for resending).
+    pub(crate) fn relay_publish(
+        &mut self,
+        header: &PublishHeader<'_>,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), Error> {
+        encode_publish(out, self.version, header, payload)?;
+        trace_publish(&mut self.tracer, header, payload.len());
+        Ok(())
     }
 
     /// Sets where traces go.
@@ -261,6 +291,12 @@ impl Session {
     /// Handles a packet from the broker after CONNACK: writes the acknowledgements it calls for
     /// and queues events. PINGRESP is the caller's (it owns the keep alive timer).
     pub(crate) fn handle(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Error> {
+        if self.relay {
+            if let Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubRel(_) | Packet::PubComp(_) = packet {
+                self.events.push_back(Event::Relayed(Box::new(packet)));
+                return Ok(());
+            }
+        }
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, out),
             Packet::PubAck(response) => {
@@ -395,6 +431,10 @@ impl Session {
             } else {
                 *slot = Some(publish.topic.clone());
             }
+        }
+        if self.relay {
+            self.events.push_back(Event::Message(Box::new(publish)));
+            return Ok(());
         }
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(packet_id)) => {

@@ -86,6 +86,10 @@ pub struct Connect {
     pub password: Option<Bytes>,
     /// CONNECT properties (v5).
     pub properties: Properties,
+    /// The protocol level's top bit (3.1 and 3.1.1 only), as mosquitto's bridges set it
+    /// (`try_private`): the client is a bridge, which gets none of its own messages back and
+    /// the RETAIN flag as published. Not part of either standard.
+    pub bridge: bool,
 }
 
 /// A will message carried in CONNECT.

@@ -88,6 +88,7 @@ mod tests {
             username: None,
             password: None,
             properties,
+            bridge: false,
         };
         let request = broker.check_connect(Box::new(connect)).map_err(|_| "refused").expect("checked");
         let Decision::Now(verdict) = AnonymousOnly { allow_anonymous: true }.authenticate(&request.credentials("test"))

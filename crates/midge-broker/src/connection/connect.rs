@@ -74,6 +74,7 @@ impl ClientConnection {
             conn_id,
             kick,
             hold: None,
+            bridge: connect.bridge,
         };
         broker.client_event(ClientEvent::Connected, &request.client_id, now);
         ConnectOutcome::Accepted { connection: Box::new(connection), connack }

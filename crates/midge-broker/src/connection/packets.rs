@@ -115,6 +115,13 @@ impl ClientConnection {
             }
             allowed
         };
+        let bridged;
+        let subscribe = if self.bridge {
+            bridged = as_bridge(subscribe);
+            &bridged
+        } else {
+            subscribe
+        };
         // Refused filters get 0x87 (v5); 3.x clients are sent 0x80.
         let (reasons, ticket) =
             self.broker.subscribe(&self.session, subscribe, now, permitted, ReasonCode::NOT_AUTHORIZED);
@@ -136,4 +143,17 @@ impl ClientConnection {
         }
         Ok(())
     }
+}
+
+/// `subscribe` as a mosquitto-style bridge means it: No Local and Retain As Published on every
+/// filter but shared ones (MQTT-3.8.3-4 forbids No Local there).
+fn as_bridge(subscribe: &Subscribe) -> Subscribe {
+    let mut subscribe = subscribe.clone();
+    for subscription in &mut subscribe.subscriptions {
+        if !subscription.filter.starts_with("$share/") {
+            subscription.options.no_local = true;
+            subscription.options.retain_as_published = true;
+        }
+    }
+    subscribe
 }

@@ -97,6 +97,10 @@ pub struct ClientConnection {
     pub(super) access: Option<Box<AccessCache>>,
     /// The store ticket that the responses written for the current packet must wait for.
     pub(super) hold: Option<Ticket>,
+    /// A mosquitto-style bridge (the protocol level's top bit, `try_private`): its
+    /// subscriptions get No Local and Retain As Published, so that what it publishes here is
+    /// not sent back to it (a loop between two brokers) and retained messages cross as such.
+    pub(super) bridge: bool,
 }
 
 impl ClientConnection {

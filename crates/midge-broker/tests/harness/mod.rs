@@ -119,6 +119,7 @@ pub fn connect(version: ProtocolVersion, client_id: &str) -> Connect {
         username: None,
         password: None,
         properties: Properties::default(),
+        bridge: false,
     }
 }
 

@@ -264,3 +264,22 @@ fn inbound(qos: QoS, packet_id: Option<u16>, retain: bool) -> Publish {
         payload: Bytes::from_static(b"hello"),
     }
 }
+
+/// Relay mode (a bridge): nothing is answered by the session; the application gets the
+/// PUBLISH and the acknowledgements as they came, and what it sends goes out unchanged.
+#[test]
+fn relay_mode_answers_nothing_and_passes_acknowledgements_up() {
+    let mut session = Session::new(V311, 10, 0);
+    session.set_relay(true);
+    let mut out = BytesMut::new();
+    session.handle(Packet::Publish(inbound(QoS::ExactlyOnce, Some(7), false)), &mut out).unwrap();
+    session.handle(Packet::PubRel(PubResponse::success(id(7))), &mut out).unwrap();
+    session.handle(Packet::PubAck(PubResponse::success(id(9))), &mut out).unwrap();
+    assert!(out.is_empty(), "relay mode wrote {:?}", written(&mut out, V311));
+    let got = events(&mut session);
+    assert!(matches!(&got[0], Event::Message(p) if p.packet_id == Some(id(7)) && p.qos == QoS::ExactlyOnce));
+    assert_eq!(got[1], Event::Relayed(Box::new(Packet::PubRel(PubResponse::success(id(7))))));
+    assert_eq!(got[2], Event::Relayed(Box::new(Packet::PubAck(PubResponse::success(id(9))))));
+    session.send(&Packet::PubRec(PubResponse::success(id(7))), &mut out).unwrap();
+    assert_eq!(written(&mut out, V311), vec![Packet::PubRec(PubResponse::success(id(7)))]);
+}

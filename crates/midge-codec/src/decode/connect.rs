@@ -11,7 +11,9 @@ use crate::types::{ProtocolVersion, QoS, TopicName};
 pub(super) fn connect(mut reader: Reader) -> Result<Connect, DecodeError> {
     let name = reader.binary("missing protocol name")?;
     let level = reader.u8("missing protocol level")?;
-    let protocol = match (&name[..], level) {
+    // mosquitto's bridges set the level's top bit (`try_private`); 3.x only.
+    let bridge = level & 0x80 != 0 && matches!(level & 0x7f, 3 | 4);
+    let protocol = match (&name[..], if bridge { level & 0x7f } else { level }) {
         (b"MQIsdp", 3) => ProtocolVersion::V31,
         (b"MQTT", 4) => ProtocolVersion::V311,
         (b"MQTT", 5) => ProtocolVersion::V5,
@@ -65,7 +67,7 @@ pub(super) fn connect(mut reader: Reader) -> Result<Connect, DecodeError> {
     let password = if password_flag { Some(reader.binary("missing password")?) } else { None };
     reader.finish("bytes after the CONNECT payload")?;
 
-    Ok(Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties })
+    Ok(Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties, bridge })
 }
 
 /// Decodes CONNACK. A 3.x return code becomes its v5 equivalent.

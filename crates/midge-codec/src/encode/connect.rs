@@ -13,7 +13,8 @@ pub(super) fn connect<S: Sink>(connect: &Connect, version: ProtocolVersion, sink
         ProtocolVersion::V311 | ProtocolVersion::V5 => b"MQTT",
     };
     sink.binary(name);
-    sink.u8(version.level());
+    let bridge = if connect.bridge && !version.is_v5() { 0x80 } else { 0 };
+    sink.u8(version.level() | bridge);
 
     let mut flags = 0u8;
     if connect.clean_start {

@@ -53,6 +53,7 @@ fn spec_connect(version: ProtocolVersion) -> Packet {
         username: Some(s("user")),
         password: Some(bytes(b"pw")),
         properties: Properties::default(),
+        bridge: false,
     }))
 }
 
@@ -122,6 +123,7 @@ fn connect_minimal() {
         username: None,
         password: None,
         properties: Properties::default(),
+        bridge: false,
     };
     assert_wire(&bytes, &Packet::Connect(Box::new(connect)), ProtocolVersion::V311);
 }
@@ -390,4 +392,23 @@ fn connect_binary_over_65535_bytes_is_unencodable() {
         Err(midge_codec::EncodeError::Unencodable(_))
     ));
     assert!(out.is_empty());
+}
+
+/// mosquitto's bridges (`try_private`) send the protocol level with its top bit set: 0x83 for
+/// 3.1, 0x84 for 3.1.1. Decoded as the version with `bridge`, and encoded back the same way;
+/// v5 has no such level (0x85 is refused).
+#[test]
+fn bridge_protocol_levels_of_mosquitto() {
+    for (version, level) in [(ProtocolVersion::V31, 0x83u8), (ProtocolVersion::V311, 0x84)] {
+        let (name, _) = name_and_level(version);
+        let wire = frame(0x10, &[str16(name), vec![level, 0x02, 0x00, 0x0A], str16(b"b")].concat());
+        let Packet::Connect(connect) = decode(&wire, version).unwrap() else { panic!("not CONNECT") };
+        assert!(connect.bridge && connect.protocol == version);
+        assert_eq!(encode(&Packet::Connect(connect.clone()), version), wire);
+        let mut plain = connect;
+        plain.bridge = false;
+        assert_eq!(encode(&Packet::Connect(plain), version)[2 + 2 + name.len()], level & 0x7f);
+    }
+    let wire = frame(0x10, &[str16(b"MQTT"), vec![0x85, 0x02, 0x00, 0x0A, 0x00], str16(b"b")].concat());
+    assert!(matches!(decode_err(&wire, ProtocolVersion::V5), DecodeError::UnsupportedProtocol { level: 0x85, .. }));
 }

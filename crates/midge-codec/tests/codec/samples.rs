@@ -41,6 +41,7 @@ pub fn packets(version: ProtocolVersion) -> Vec<Packet> {
                 user_properties: vec![(s("k"), s("v"))],
                 ..Properties::default()
             }),
+            bridge: false,
         })),
         Packet::ConnAck(ConnAck {
             session_present: version != ProtocolVersion::V31,

@@ -231,6 +231,7 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 username,
                 password,
                 properties,
+                bridge: false,
             }))
         })
 }

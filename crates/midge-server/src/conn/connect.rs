@@ -304,6 +304,7 @@ mod tests {
             username: Some(MqttString::new(username).expect("name")),
             password: None,
             properties: Properties::default(),
+            bridge: false,
         };
         let mut out = BytesMut::new();
         encode_packet(&Packet::Connect(Box::new(connect)), ProtocolVersion::V5, &mut out).expect("encode");
@@ -348,6 +349,7 @@ mod tests {
             username: None,
             password: None,
             properties: Properties::default(),
+            bridge: false,
         };
         encode_packet(&Packet::Connect(Box::new(packet)), ProtocolVersion::V5, &mut connect).expect("encode");
         client.write_all(&connect[..1]).await.expect("write");

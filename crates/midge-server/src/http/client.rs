@@ -68,6 +68,7 @@ pub(super) async fn connect(api: &Api, credentials: Credentials, session: Sessio
         username,
         password,
         properties,
+        bridge: false,
     };
     let request =
         broker.check_connect(Box::new(packet)).map_err(|refusal| refused(refusal.connack.reason, &refusal.reason))?;

@@ -83,6 +83,7 @@ pub(super) async fn accept(
         password: None,
         // One QoS 1 or 2 message outstanding to the client at a time (6.13).
         properties: Properties { receive_maximum: Some(1), ..Properties::default() },
+        bridge: false,
     };
     // Step 1: the protocol and the limits.
     let request = match broker.check_connect(Box::new(packet)) {

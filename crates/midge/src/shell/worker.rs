@@ -283,6 +283,8 @@ impl Worker {
                     let _ = answer.send(format!("Unsubscribed: {}.", filters.join(", ")));
                 }
             }
+            // Relay mode is off: never given.
+            Ok(Event::Relayed(_)) => {}
             Ok(Event::Reconnected { .. }) => {}
             Err(error) => {
                 self.client = None;

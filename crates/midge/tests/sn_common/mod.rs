@@ -199,6 +199,7 @@ impl Mqtt {
             username: None,
             password: None,
             properties: Properties::default(),
+            bridge: false,
         })));
         assert!(matches!(mqtt.recv(), Packet::ConnAck(ack) if ack.reason.0 == 0));
         mqtt
