@@ -159,6 +159,13 @@ pub(crate) fn is_sys_topic(topic: &str) -> bool {
     topic.strip_prefix("$SYS").is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// Whether a client may not publish to `topic`: the broker's own `$SYS` tree, except
+/// `$SYS/broker/connection/`, where bridges (mosquitto's and Midge's) publish their link's
+/// state at the remote broker (`notifications`).
+pub(crate) fn is_reserved_for_the_broker(topic: &str) -> bool {
+    is_sys_topic(topic) && !topic.starts_with("$SYS/broker/connection/")
+}
+
 #[cfg(all(test, target_pointer_width = "64"))]
 mod tests {
     /// Every message costs its allocation: `Arc<Message>` (the two counts and the message)
@@ -172,7 +179,7 @@ mod tests {
 
 #[cfg(test)]
 mod sys_tests {
-    use super::is_sys_topic;
+    use super::{is_reserved_for_the_broker, is_sys_topic};
 
     #[test]
     fn the_sys_tree_is_sys_and_its_look_alikes_are_not() {
@@ -181,5 +188,7 @@ mod sys_tests {
         assert!(!is_sys_topic("$SYSTEM/x"));
         assert!(!is_sys_topic("SYS/x"));
         assert!(!is_sys_topic("x/$SYS"));
+        assert!(is_reserved_for_the_broker("$SYS/broker/uptime"));
+        assert!(!is_reserved_for_the_broker("$SYS/broker/connection/edge.cloud/state"));
     }
 }

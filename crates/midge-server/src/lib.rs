@@ -30,6 +30,7 @@
 
 pub mod auth;
 pub mod bind;
+pub mod bridge;
 pub mod config;
 pub mod conn;
 pub mod gate;

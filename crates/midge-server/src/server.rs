@@ -93,6 +93,8 @@ pub struct Server {
     writer: Option<Writer<DiskStore>>,
     /// Whether it serves, for HTTP listeners' `/readyz`.
     readiness: Arc<crate::http::Readiness>,
+    /// The bridges to other brokers; a reload changes them.
+    bridges: Arc<tokio::sync::Mutex<crate::bridge::Bridges>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -145,7 +147,9 @@ impl Server {
         }
         tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        Ok(Self { broker, listeners, shutdown, tasks, writer, readiness })
+        let bridge_context = crate::bridge::BridgeContext { broker: Arc::clone(&broker), store: store.clone() };
+        let bridges = Arc::new(tokio::sync::Mutex::new(crate::bridge::Bridges::start(&config.bridge, bridge_context)));
+        Ok(Self { broker, listeners, shutdown, tasks, writer, readiness, bridges })
     }
 
     /// The listeners, in config order.
@@ -177,6 +181,9 @@ impl Server {
         for listener in self.listeners.iter() {
             listener.close().await;
         }
+        // Bridges next, while the core still runs: each detaches its session (what is queued
+        // for its remote stays in the store) and tells its remote it is going.
+        self.bridges.lock().await.stop().await;
         // Housekeeping and connections still before CONNECT watch the channel; connected
         // clients are kicked through their sessions.
         let _ = self.shutdown.send(true);

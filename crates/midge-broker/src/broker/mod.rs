@@ -27,7 +27,7 @@ mod restore;
 mod state;
 mod subscribe;
 
-pub(crate) use crate::message::is_sys_topic;
+pub(crate) use crate::message::{is_reserved_for_the_broker, is_sys_topic};
 pub use accounting::{Accounting, QUEUE_LENGTH_BUCKETS};
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};

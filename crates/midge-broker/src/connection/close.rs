@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::state::{ClientConnection, CloseKind};
-use crate::broker::{is_sys_topic, ClientEvent};
+use crate::broker::{is_reserved_for_the_broker, ClientEvent};
 use crate::ports::access::Action;
 
 impl ClientConnection {
@@ -36,7 +36,7 @@ impl ClientConnection {
         // when it is parked, with the rights the client had then).
         let will = will.filter(|will| {
             // Only the broker publishes into $SYS, as for a client's PUBLISH.
-            let allowed = !is_sys_topic(&will.topic) && self.permits(Action::Publish, &will.topic);
+            let allowed = !is_reserved_for_the_broker(&will.topic) && self.permits(Action::Publish, &will.topic);
             if !allowed {
                 tracing::info!(client_id = %self.client_id(), topic = %will.topic, "will refused by the ACL");
             }

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use midge_codec::{Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, TopicName};
 
 use super::state::{violation, ClientConnection, Violation};
-use crate::broker::is_sys_topic;
+use crate::broker::is_reserved_for_the_broker;
 use crate::ports::access::Action;
 use crate::route::read_batch::ReadBatch;
 
@@ -38,7 +38,7 @@ impl ClientConnection {
             // MQTT-3.3.4-6: a client must not send a Subscription Identifier.
             return Err(violation(ReasonCode::PROTOCOL_ERROR, "Subscription Identifier in a client PUBLISH"));
         }
-        if is_sys_topic(&publish.topic) {
+        if is_reserved_for_the_broker(&publish.topic) {
             // The broker's own tree: a client's value would pass for the broker's until the next
             // interval. Refused as an ACL refusal, as mosquitto refuses it.
             tracing::debug!(client_id = %self.client_id(), topic = %publish.topic, "publish to $SYS refused");

@@ -82,14 +82,6 @@ pub struct BridgeConfig {
     /// default 10, mosquitto's.
     #[serde(default = "default_threshold")]
     pub threshold: u32,
-    /// The most messages the outbound queue holds while the remote is away (counted as dropped
-    /// beyond it). Default: the broker's `[mqtt] max_offline_messages`.
-    #[serde(default)]
-    pub queue_max_messages: Option<usize>,
-    /// The most payload bytes the outbound queue holds while the remote is away. Default: the
-    /// broker's `[mqtt] max_offline_bytes`.
-    #[serde(default)]
-    pub queue_max_bytes: Option<u64>,
     /// TLS to the remote (mosquitto's `bridge_cafile`, `bridge_capath`, `bridge_certfile`,
     /// `bridge_keyfile`, `bridge_insecure`, `bridge_tls_version`, `bridge_alpn`); none: plain TCP.
     #[serde(default)]
@@ -232,8 +224,6 @@ impl BridgeConfig {
             start_type: StartType::Automatic,
             idle_timeout: default_idle_timeout(),
             threshold: default_threshold(),
-            queue_max_messages: None,
-            queue_max_bytes: None,
             tls: None,
         }
     }
