@@ -177,6 +177,13 @@ impl ClientConnection {
         self.session.record_topic_id(self.conn_id, topic_id, topic, self.broker.journal())
     }
 
+    /// Whether publishers are being paced for this connection's session (its queue went over
+    /// its bound and has not drained back): a relay that cannot deliver onwards should let the
+    /// session go offline (its queue then continues in the store) rather than hold them up.
+    pub fn holds_up_publishers(&self) -> bool {
+        !self.session.has_room()
+    }
+
     /// The kick handle, whose [`Kick::poll_signal`] says that the session has work or that the
     /// connection must close.
     pub fn kick(&self) -> &Arc<Kick> {

@@ -28,10 +28,8 @@ use crate::conn::pacing::Pacing;
 /// their acknowledgements).
 const EVENT_BATCH: usize = 256;
 
-/// How long the remote may take nothing while the bridge has a full backlog for it before the
-/// link is taken as lost: shorter than the core's slow-consumer timeout, so the session is
-/// detached (its queue going to the store) before the slow-consumer policy could drop from it.
-const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The shortest stall timeout (see [`Link::stall_timeout`]).
+const MIN_STALL_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why a link ended.
 #[derive(Debug)]
@@ -56,13 +54,33 @@ pub(super) struct Link<'a> {
     more_ready: bool,
     /// When a message last crossed either way (a lazy bridge's idle timeout).
     last_traffic: Instant,
-    /// The remote backlog's size when the bridge last saw the remote take some of it, and when.
-    stall: Option<(usize, Instant)>,
+    /// When the remote last showed progress: an acknowledgement, or some of the backlog
+    /// written.
+    last_progress: Instant,
+    /// The backlog at the last look, to see it shrink.
+    last_backlog: usize,
+    /// How long the remote may show no progress while local publishers are paced for the
+    /// bridge's session before the link is taken as lost: half the core's slow-consumer timeout,
+    /// so the session goes offline (its queue continuing in the store) before the slow-consumer
+    /// policy could drop from it.
+    stall_timeout: Duration,
 }
 
 impl<'a> Link<'a> {
     pub(super) fn new(client: Client, local: Connection, map: &'a TopicMap, writer: Option<WriterHandle>) -> Self {
-        Self { client, local, map, writer, more_ready: true, last_traffic: Instant::now(), stall: None }
+        let stall_timeout = (local.broker().limits().slow_consumer_timeout() / 2).max(MIN_STALL_TIMEOUT);
+        let now = Instant::now();
+        Self {
+            client,
+            local,
+            map,
+            writer,
+            more_ready: true,
+            last_traffic: now,
+            last_progress: now,
+            last_backlog: 0,
+            stall_timeout,
+        }
     }
 
     /// Relays until the link ends. `idle_timeout`: a lazy bridge's.
@@ -145,36 +163,30 @@ impl<'a> Link<'a> {
         }
     }
 
-    /// When [`Link::check`] must next run: the idle timeout, or the stall timeout while the
-    /// backlog is full.
+    /// When [`Link::check`] must next run: the idle timeout, or the stall timeout.
     fn next_check(&mut self, idle_timeout: Option<Duration>) -> Instant {
         let now = Instant::now();
         let backlog = self.client.write_backlog();
-        if backlog >= local::REMOTE_BACKLOG {
-            match self.stall {
-                Some((size, _)) if backlog < size => self.stall = Some((backlog, now)),
-                None => self.stall = Some((backlog, now)),
-                Some(_) => {}
-            }
-        } else {
-            self.stall = None;
+        if backlog < self.last_backlog || !self.local.holds_up_publishers() {
+            self.last_progress = now;
         }
+        self.last_backlog = backlog;
         let idle = idle_timeout.map(|timeout| self.last_traffic + timeout);
-        let stall = self.stall.map(|(_, since)| since + STALL_TIMEOUT);
-        [idle, stall].into_iter().flatten().min().unwrap_or(now + Duration::from_secs(3600))
+        // Looked at again within a stall timeout: publishers may come to be paced without the
+        // link hearing of it.
+        let recheck = now.checked_sub(self.stall_timeout / 2).unwrap_or(now);
+        let stall = self.last_progress.max(recheck) + self.stall_timeout;
+        [idle, Some(stall)].into_iter().flatten().min().unwrap_or(stall)
     }
 
     /// Whether the link ends for idleness or a stalled remote.
     fn check(&mut self, idle_timeout: Option<Duration>) -> Option<LinkEnd> {
         let now = Instant::now();
-        if let Some((_, since)) = self.stall {
-            if now >= since + STALL_TIMEOUT {
-                return Some(LinkEnd::Lost(format!(
-                    "the remote took nothing of {} bytes for {} s",
-                    self.client.write_backlog(),
-                    STALL_TIMEOUT.as_secs()
-                )));
-            }
+        if self.local.holds_up_publishers() && now >= self.last_progress + self.stall_timeout {
+            return Some(LinkEnd::Lost(format!(
+                "the remote took nothing for {} ms while local publishers waited on the bridge",
+                self.stall_timeout.as_millis()
+            )));
         }
         match idle_timeout {
             Some(timeout) if now >= self.last_traffic + timeout && self.client.unacknowledged() == 0 => {
@@ -261,6 +273,7 @@ impl<'a> Link<'a> {
             Event::Relayed(packet) => {
                 if let Packet::PubAck(_) | Packet::PubComp(_) | Packet::PubRec(_) = *packet {
                     self.more_ready = true;
+                    self.last_progress = now;
                 }
                 *packet
             }

@@ -196,6 +196,23 @@ impl TestBroker {
         }
     }
 
+    /// Waits until `count` logged lines contain `needle` and returns the last; panics after
+    /// `timeout`. For an event that happens more than once (a link coming back).
+    pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).nth(count - 1) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {count} log lines containing {needle:?}; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The address of its MQTT-SN listener (one added with [`mqtt_sn_listener`]), from its
     /// `listening (mqtt-sn over udp) ... local_addr=` line.
     pub fn mqtt_sn_addr(&self) -> SocketAddr {
