@@ -223,7 +223,7 @@ fn the_same_file_runs_debians_mosquitto() {
 }
 
 /// Directives Midge has not built yet are accepted and said at start: a unix socket listener is
-/// not opened, a bridge not started; the rest of the file serves, `sys_interval` included.
+/// not opened; the rest of the file serves, `sys_interval` included.
 #[test]
 fn directives_not_built_yet_are_reported_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,8 +232,7 @@ fn directives_not_built_yet_are_reported_at_start() {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 1\npersistence false\n\
-             connection cloud\naddress broker.example:1883\ntopic sensors/# out 1\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 1\npersistence false\n",
             dir.path().join("mosquitto.sock").display()
         ),
     )
@@ -242,7 +241,6 @@ fn directives_not_built_yet_are_reported_at_start() {
     let wait = Duration::from_secs(5);
     let line = broker.wait_for_log("not opened: unix socket listeners are not built yet", wait);
     assert!(line.contains("WARN") && line.contains(&format!("{}:3: directive listener", conf.display())), "{line}");
-    broker.wait_for_log("bridge \"cloud\" not started: bridges are not built yet (issue 16)", wait);
     let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x"]));
     assert_eq!(published.code(), 0, "{published:?}");
     // sys_interval maps to [sys] interval: the version is published, retained.
@@ -297,6 +295,29 @@ fn check_validates_a_config_and_the_files_it_names_without_binding() {
         assert!(bad.stderr.contains(expected), "{expected}: {}", bad.stderr);
         assert!(!bad.text().contains(": OK"), "{}", bad.text());
     }
+
+    // A bridge: its section checked, its TLS files read as the bridge will read them.
+    let bridge = |cafile: &str, topic: &str| {
+        format!(
+            "{original}\nconnection cloud\naddress broker.example:8883\n{topic}bridge_cafile {cafile}\n\
+             bridge_certfile {cert}\nbridge_keyfile {key}\n",
+            cert = setup.pki.arg("server.pem"),
+            key = setup.pki.arg("server.key"),
+        )
+    };
+    std::fs::write(&setup.conf, bridge(&setup.pki.arg("ca.pem"), "topic sensors/# out 1\n")).unwrap();
+    let good = check(&["-c", setup.conf()]);
+    assert_eq!(good.code(), 0, "{good:?}");
+    assert!(good.text().ends_with(&format!("{}: OK\n", setup.conf())), "{}", good.text());
+    let missing = setup.dir.path().join("missing-ca.pem");
+    std::fs::write(&setup.conf, bridge(missing.to_str().unwrap(), "topic sensors/# out 1\n")).unwrap();
+    let bad = check(&["-c", setup.conf()]);
+    assert_eq!(bad.code(), 1, "{bad:?}");
+    assert!(bad.stderr.contains("bridge \"cloud\": tls") && bad.stderr.contains("missing-ca.pem"), "{}", bad.stderr);
+    std::fs::write(&setup.conf, bridge(&setup.pki.arg("ca.pem"), "")).unwrap();
+    let bad = check(&["-c", setup.conf()]);
+    assert_eq!(bad.code(), 1, "{bad:?}");
+    assert!(bad.stderr.contains("directive connection: bridge \"cloud\": topic"), "{}", bad.stderr);
 }
 
 /// mosquitto's own commented example file, as Debian ships it, run as it is (every directive in
