@@ -3,7 +3,8 @@
 //! by Debian's `mosquitto_passwd`, an ACL file and persistence with `autosave_interval`, run by
 //! `midge serve -c FILE` unchanged and by Debian's `mosquitto -c FILE` too; mosquitto_pub and
 //! mosquitto_sub as the clients (and `midge pub` for the WebSocket listeners, which Debian's
-//! clients cannot reach). `midge serve --check` with good and bad files.
+//! clients cannot reach). `midge serve --check` with good and bad files. A `connection` section
+//! bridging to Debian's mosquitto.
 
 mod cli_common;
 mod support;
@@ -247,6 +248,57 @@ fn directives_not_built_yet_are_reported_at_start() {
     let version = run(client("mosquitto_sub", &broker, &["-t", "$SYS/broker/version", "-C", "1", "-W", "5"]));
     assert_eq!(version.code(), 0, "{version:?}");
     assert!(version.text().starts_with("midge version"), "{version:?}");
+}
+
+/// A `connection` section runs as a bridge: to Debian's mosquitto as the remote, `out` and `in`
+/// topics renamed by their prefixes, retained messages kept retained on their way out.
+#[test]
+fn a_connection_section_bridges_to_mosquitto() {
+    let remote = TestBroker::start_mosquitto("");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             connection cloud\naddress 127.0.0.1:{remote}\ntopic sensors/# out 1 site/ cloud/site-7/\n\
+             topic commands/# in 1 site/ cloud/site-7/\nrestart_timeout 1\n",
+            port = free_port(),
+            remote = remote.port(),
+        ),
+    )
+    .unwrap();
+    let local = TestBroker::start_midge_args(&["-c", conf.to_str().unwrap()]);
+    local.wait_for_log("bridge connected", Duration::from_secs(10));
+
+    // Out: retained here, retained there under the remote prefix.
+    let published = run(client("mosquitto_pub", &local, &["-t", "site/sensors/t1", "-m", "21.5", "-q", "1", "-r"]));
+    assert_eq!(published.code(), 0, "{published:?}");
+    let mut there = String::new();
+    for _ in 0..20 {
+        there = run(client("mosquitto_sub", &remote, &["-t", "cloud/site-7/sensors/#", "-C", "1", "-W", "1"])).text();
+        if !there.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(there, "21.5\n");
+
+    // In: published at the remote under its prefix, received here under the local one.
+    let mut subscriber = client("mosquitto_sub", &local, &["-t", "site/commands/#", "-C", "1", "-W", "10", "-q", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        if subscriber.try_wait().unwrap().is_some() {
+            break;
+        }
+        run(client("mosquitto_pub", &remote, &["-t", "cloud/site-7/commands/door", "-m", "open", "-q", "1"]));
+    }
+    let received = subscriber.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&received.stdout), "open\n");
 }
 
 /// `midge serve --check -c FILE`: "FILE: OK" and 0 for a good file of either format (with the
