@@ -3,7 +3,8 @@
 //! by Debian's `mosquitto_passwd`, an ACL file and persistence with `autosave_interval`, run by
 //! `midge serve -c FILE` unchanged and by Debian's `mosquitto -c FILE` too; mosquitto_pub and
 //! mosquitto_sub as the clients (and `midge pub` for the WebSocket listeners, which Debian's
-//! clients cannot reach). `midge serve --check` with good and bad files.
+//! clients cannot reach). `midge serve --check` with good and bad files. A `connection` section
+//! bridging to Debian's mosquitto.
 
 mod cli_common;
 mod support;
@@ -223,7 +224,7 @@ fn the_same_file_runs_debians_mosquitto() {
 }
 
 /// Directives Midge has not built yet are accepted and said at start: a unix socket listener is
-/// not opened, a bridge not started; the rest of the file serves, `sys_interval` included.
+/// not opened; the rest of the file serves, `sys_interval` included.
 #[test]
 fn directives_not_built_yet_are_reported_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,8 +233,7 @@ fn directives_not_built_yet_are_reported_at_start() {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 1\npersistence false\n\
-             connection cloud\naddress broker.example:1883\ntopic sensors/# out 1\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener 0 {}\nsys_interval 1\npersistence false\n",
             dir.path().join("mosquitto.sock").display()
         ),
     )
@@ -242,13 +242,63 @@ fn directives_not_built_yet_are_reported_at_start() {
     let wait = Duration::from_secs(5);
     let line = broker.wait_for_log("not opened: unix socket listeners are not built yet", wait);
     assert!(line.contains("WARN") && line.contains(&format!("{}:3: directive listener", conf.display())), "{line}");
-    broker.wait_for_log("bridge \"cloud\" not started: bridges are not built yet (issue 16)", wait);
     let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x"]));
     assert_eq!(published.code(), 0, "{published:?}");
     // sys_interval maps to [sys] interval: the version is published, retained.
     let version = run(client("mosquitto_sub", &broker, &["-t", "$SYS/broker/version", "-C", "1", "-W", "5"]));
     assert_eq!(version.code(), 0, "{version:?}");
     assert!(version.text().starts_with("midge version"), "{version:?}");
+}
+
+/// A `connection` section runs as a bridge: to Debian's mosquitto as the remote, `out` and `in`
+/// topics renamed by their prefixes, retained messages kept retained on their way out.
+#[test]
+fn a_connection_section_bridges_to_mosquitto() {
+    let remote = TestBroker::start_mosquitto("");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             connection cloud\naddress 127.0.0.1:{remote}\ntopic sensors/# out 1 site/ cloud/site-7/\n\
+             topic commands/# in 1 site/ cloud/site-7/\nrestart_timeout 1\n",
+            port = free_port(),
+            remote = remote.port(),
+        ),
+    )
+    .unwrap();
+    let local = TestBroker::start_midge_args(&["-c", conf.to_str().unwrap()]);
+    local.wait_for_log("bridge connected", Duration::from_secs(10));
+
+    // Out: retained here, retained there under the remote prefix.
+    let published = run(client("mosquitto_pub", &local, &["-t", "site/sensors/t1", "-m", "21.5", "-q", "1", "-r"]));
+    assert_eq!(published.code(), 0, "{published:?}");
+    let mut there = String::new();
+    for _ in 0..20 {
+        there = run(client("mosquitto_sub", &remote, &["-t", "cloud/site-7/sensors/#", "-C", "1", "-W", "1"])).text();
+        if !there.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(there, "21.5\n");
+
+    // In: published at the remote under its prefix, received here under the local one.
+    let mut subscriber = client("mosquitto_sub", &local, &["-t", "site/commands/#", "-C", "1", "-W", "10", "-q", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        if subscriber.try_wait().unwrap().is_some() {
+            break;
+        }
+        run(client("mosquitto_pub", &remote, &["-t", "cloud/site-7/commands/door", "-m", "open", "-q", "1"]));
+    }
+    let received = subscriber.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&received.stdout), "open\n");
 }
 
 /// `midge serve --check -c FILE`: "FILE: OK" and 0 for a good file of either format (with the
@@ -297,6 +347,29 @@ fn check_validates_a_config_and_the_files_it_names_without_binding() {
         assert!(bad.stderr.contains(expected), "{expected}: {}", bad.stderr);
         assert!(!bad.text().contains(": OK"), "{}", bad.text());
     }
+
+    // A bridge: its section checked, its TLS files read as the bridge will read them.
+    let bridge = |cafile: &str, topic: &str| {
+        format!(
+            "{original}\nconnection cloud\naddress broker.example:8883\n{topic}bridge_cafile {cafile}\n\
+             bridge_certfile {cert}\nbridge_keyfile {key}\n",
+            cert = setup.pki.arg("server.pem"),
+            key = setup.pki.arg("server.key"),
+        )
+    };
+    std::fs::write(&setup.conf, bridge(&setup.pki.arg("ca.pem"), "topic sensors/# out 1\n")).unwrap();
+    let good = check(&["-c", setup.conf()]);
+    assert_eq!(good.code(), 0, "{good:?}");
+    assert!(good.text().ends_with(&format!("{}: OK\n", setup.conf())), "{}", good.text());
+    let missing = setup.dir.path().join("missing-ca.pem");
+    std::fs::write(&setup.conf, bridge(missing.to_str().unwrap(), "topic sensors/# out 1\n")).unwrap();
+    let bad = check(&["-c", setup.conf()]);
+    assert_eq!(bad.code(), 1, "{bad:?}");
+    assert!(bad.stderr.contains("bridge \"cloud\": tls") && bad.stderr.contains("missing-ca.pem"), "{}", bad.stderr);
+    std::fs::write(&setup.conf, bridge(&setup.pki.arg("ca.pem"), "")).unwrap();
+    let bad = check(&["-c", setup.conf()]);
+    assert_eq!(bad.code(), 1, "{bad:?}");
+    assert!(bad.stderr.contains("directive connection: bridge \"cloud\": topic"), "{}", bad.stderr);
 }
 
 /// mosquitto's own commented example file, as Debian ships it, run as it is (every directive in

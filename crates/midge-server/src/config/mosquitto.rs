@@ -16,6 +16,10 @@
 //! - A string directive given twice in one scope is an error, as mosquitto's "Duplicate"; a
 //!   number or boolean given twice takes the last value; `log_type` and `log_dest` add up.
 //! - `include_dir DIR` reads `DIR/*.conf` in alphabetical order, at that point.
+//! - `connection NAME` starts a bridge (`[[bridge]]`); the bridge directives after it are its
+//!   own until the next `connection` line or the end of the file (`mosquitto/bridge.rs`). Other
+//!   directives there keep their meaning: a listener's go to the last listener, the others
+//!   are global.
 //!
 //! Directives whose meaning differs in Midge, or that Midge has not built yet, are accepted and
 //! returned as [`Note`]s, which `midge serve` logs once at start. An unknown directive or a
@@ -26,11 +30,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{
-    default_listener, ConfigError, ListenerConfig, ListenerProtocol, LogDestination, MaxConnections, ServerConfig,
-    TlsVersion,
+    default_listener, BridgeConfig, BridgeProtocol, BridgeTls, BridgeTopic, ConfigError, Direction, ListenerConfig,
+    ListenerProtocol, LogDestination, MaxConnections, ServerConfig, StartType, TlsVersion,
 };
 use crate::bind::BindAddr;
 use crate::proxy_header::ProxyVersion;
+
+mod bridge;
+
+use bridge::BridgeDraft;
 
 /// Which syntax a config file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +125,8 @@ pub struct Note {
 pub enum NoteKind {
     /// Accepted; Midge does what the message says, which is not quite mosquitto's meaning.
     Differs,
-    /// Accepted and not applied: Midge has not built it yet (a bridge, `$SYS`, a unix socket
-    /// listener), or has no such setting.
+    /// Accepted and not applied: Midge has not built it yet (a unix socket listener, a bridge's
+    /// bind address), or has no such setting.
     NotApplied,
 }
 
@@ -162,8 +170,9 @@ pub const MESSAGE_SIZE_HEADROOM: u32 = 1024;
 /// enough that the bounds derived from it (twice it, plus 1,024) do not overflow.
 const UNBOUNDED_QUEUE: usize = usize::MAX / 4;
 
-/// The directives of a bridge (`connection NAME` section). Bridges are not built yet (issue 16):
-/// these are accepted after a `connection` line and not applied.
+/// The directives of a bridge (`connection NAME` section): after a `connection` line they belong
+/// to its bridge (`[[bridge]]`), until the next `connection` line or the end of the file;
+/// elsewhere they are an error, as in mosquitto.
 const BRIDGE_DIRECTIVES: &[&str] = &[
     "address",
     "addresses",
@@ -173,6 +182,8 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
     "bridge_cafile",
     "bridge_capath",
     "bridge_certfile",
+    "bridge_ciphers",
+    "bridge_ciphers_tls1.3",
     "bridge_identity",
     "bridge_insecure",
     "bridge_keyfile",
@@ -182,8 +193,11 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
     "bridge_protocol_version",
     "bridge_psk",
     "bridge_receive_maximum",
+    "bridge_reload_type",
     "bridge_require_ocsp",
     "bridge_session_expiry_interval",
+    "bridge_tcp_keepalive",
+    "bridge_tcp_user_timeout",
     "bridge_tls_version",
     "cleansession",
     "clientid",
@@ -324,8 +338,12 @@ struct Reader {
     default_used: bool,
     /// Global security (`per_listener_settings false`).
     security: Security,
-    /// The bridge whose section we are in.
-    bridge: Option<String>,
+    /// The bridges, one per `connection` line, in the file's order.
+    bridges: Vec<BridgeDraft>,
+    /// The index in `bridges` of the one whose section we are in. Each file has its own: a
+    /// section ends with the file it is in, as in mosquitto (whose `include_dir` files start
+    /// outside any bridge, and after which the including file's section goes on).
+    bridge: Option<usize>,
     /// The most verbose level `log_type` asked for, and where.
     log_level: Option<(u8, Location)>,
     /// A `log_dest` was read: the first one replaces the default destination.
@@ -399,6 +417,7 @@ impl Reader {
             drafts: Vec::new(),
             default_used: false,
             security: Security::default(),
+            bridges: Vec::new(),
             bridge: None,
             log_level: None,
             log_dest_given: false,
@@ -463,9 +482,10 @@ impl Reader {
 
     #[allow(clippy::too_many_lines)] // one arm per directive reads better than a table of closures
     fn directive(&mut self, line: &Line<'_>) -> Result<(), ConfigError> {
-        if self.bridge.is_some() && BRIDGE_DIRECTIVES.contains(&line.directive) {
-            line.string()?;
-            return Ok(());
+        if let Some(index) = self.bridge {
+            if BRIDGE_DIRECTIVES.contains(&line.directive) {
+                return self.bridge_directive(index, line);
+            }
         }
         match line.directive {
             // Listeners.
@@ -885,15 +905,7 @@ impl Reader {
             }
 
             // Bridges.
-            "connection" => {
-                let name = line.word()?.to_owned();
-                self.note(
-                    line,
-                    NoteKind::NotApplied,
-                    format!("bridge {name:?} not started: bridges are not built yet (issue 16); its directives are read and not applied"),
-                );
-                self.bridge = Some(name);
-            }
+            "connection" => self.connection(line)?,
             directive if BRIDGE_DIRECTIVES.contains(&directive) => {
                 return Err(line.error("a bridge directive outside a bridge: put it after a `connection NAME` line"))
             }
@@ -939,7 +951,9 @@ impl Reader {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| line.error(format!("cannot read {}: {e}", file.display())))?;
             self.depth += 1;
+            let outer_bridge = self.bridge.take();
             let read = self.read(&text, &file);
+            self.bridge = outer_bridge;
             self.depth -= 1;
             read?;
         }
@@ -1019,6 +1033,7 @@ impl Reader {
 
         let at: Vec<Location> = listeners.iter().map(|(at, _)| at.clone()).collect();
         self.config.listener = listeners.into_iter().map(|(_, listener)| listener).collect();
+        self.finish_bridges()?;
         let config = self.config;
         let config = match config.check(path) {
             Ok(config) => config,
@@ -1441,19 +1456,359 @@ mod tests {
             .contains("m.conf:1: directive include_dir: cannot read /nonexistent/dir"));
     }
 
+    /// The one bridge of `text`, which must be read.
+    fn bridge(text: &str) -> BridgeConfig {
+        let config = config(text);
+        assert_eq!(config.bridge.len(), 1, "{config:?}");
+        config.bridge.into_iter().next().unwrap()
+    }
+
+    /// A bridge section that works, to which a test adds its directives.
+    const BRIDGE: &str = "connection cloud\naddress broker.example\ntopic a/# out 1\n";
+
     #[test]
-    fn bridges_are_read_and_not_started() {
-        let text = "connection cloud\naddress broker.example:1883\ntopic sensors/# out 1\nremote_username u\n\
+    fn bridges_are_read_into_bridge_sections() {
+        let text = "connection cloud\naddress broker.example:1884\ntopic sensors/# out 1\nremote_username u\n\
                     bridge_protocol_version mqttv311\ncleansession false\nstart_type automatic\n\
                     listener 1883\nallow_anonymous true\n";
         let (config, notes) = parse_ok(text);
         assert_eq!(binds(&config), ["[::]:1883"], "general directives after a bridge still apply");
         assert!(config.listener[0].allow_anonymous);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert_eq!(notes[0].kind, NoteKind::NotApplied);
-        assert!(notes[0].message.contains("bridge \"cloud\" not started: bridges are not built yet (issue 16)"));
-        assert!(error("topic a/# out 1\n").contains("directive topic: a bridge directive outside a bridge"));
+        assert!(notes.is_empty(), "{notes:?}");
+        let mut expected = BridgeConfig::new("cloud");
+        expected.addresses = vec!["broker.example:1884".into()];
+        expected.topic = vec![BridgeTopic {
+            pattern: "sensors/#".into(),
+            direction: Direction::Out,
+            qos: 1,
+            local_prefix: String::new(),
+            remote_prefix: String::new(),
+        }];
+        expected.remote_username = Some("u".into());
+        assert_eq!(config.bridge, [expected]);
+        assert!(error("topic a/# out 1\n").contains("m.conf:1: directive topic: a bridge directive outside a bridge"));
         assert!(error("connection\n").contains("directive connection: a value is missing"));
+    }
+
+    #[test]
+    fn a_section_ends_at_the_next_connection_and_global_directives_inside_stay_global() {
+        let config = config(
+            "connection a\naddress a.example\ntopic x/#\nmax_queued_messages 50\nmax_queued_bytes 4096\n\
+             listener 1883\nconnection b\naddress b.example\ntopic y/# in\nkeepalive_interval 30\n",
+        );
+        let [a, b] = &config.bridge[..] else { panic!("{config:?}") };
+        assert_eq!((a.name.as_str(), a.keepalive_interval), ("a", 60));
+        assert_eq!((b.name.as_str(), b.keepalive_interval), ("b", 30));
+        assert_eq!(b.addresses, ["b.example:1883"]);
+        assert_eq!(config.mqtt.max_queued_messages, Some(50), "global in mosquitto, inside a section too");
+        assert_eq!(config.mqtt.max_queued_bytes, Some(4096));
+        assert_eq!(binds(&config), ["[::]:1883"]);
+        assert!(error("connection a\naddress r\ntopic t\nconnection a\n")
+            .contains("m.conf:4: directive connection: another bridge is named \"a\""));
+    }
+
+    #[test]
+    fn a_bridge_that_cannot_work_names_its_connection_line() {
+        assert_eq!(
+            error("listener 1883\nconnection cloud\ntopic a/#\n"),
+            "m.conf:2: directive connection: bridge \"cloud\": addresses: at least one remote address is needed"
+        );
+        assert!(
+            error("connection cloud\naddress r\n").contains("m.conf:1: directive connection: bridge \"cloud\": topic")
+        );
+        assert!(error("connection a.b/c\naddress r\ntopic t\n").contains("bridge \"a.b/c\": name"));
+        let err = error(&format!("{BRIDGE}remote_password secret\n"));
+        assert!(err.contains("m.conf:1: directive connection: bridge \"cloud\": remote_password needs remote_username"));
+        // mosquitto's check: two bridges with one local client id.
+        let err =
+            error(&format!("{BRIDGE}local_clientid here\nconnection other\naddress r\ntopic t\nlocal_clientid here\n"));
+        assert!(err.starts_with("m.conf:5: directive connection: bridge \"other\": local_clientid \"here\""), "{err}");
+        let err = error(&format!(
+            "{BRIDGE}remote_clientid id\nconnection other\naddress r\ntopic t\nlocal_clientid local.id\n"
+        ));
+        assert!(err.contains("local_clientid \"local.id\" is another bridge's too"), "{err}");
+    }
+
+    #[test]
+    fn include_dir_files_have_their_own_bridge_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.conf"), "connection inner\naddress i.example\ntopic i/#\n").unwrap();
+        let text = format!("connection outer\naddress o.example\ninclude_dir {}\ntopic o/#\n", dir.path().display());
+        let config = config(&text);
+        let names: Vec<_> = config.bridge.iter().map(|b| (b.name.as_str(), b.topic[0].pattern.as_str())).collect();
+        assert_eq!(names, [("outer", "o/#"), ("inner", "i/#")], "the including file's section goes on after");
+        std::fs::write(dir.path().join("a.conf"), "topic i/#\n").unwrap();
+        let err = error(&text);
+        assert!(err.contains("a.conf:1: directive topic: a bridge directive outside a bridge"), "{err}");
+    }
+
+    #[test]
+    fn bridge_addresses() {
+        let bridge =
+            bridge("connection c\naddresses one.example two.example:1884 ::1:1885 [::2]:1886 # backup\ntopic t\n");
+        assert_eq!(bridge.addresses, ["one.example:1883", "two.example:1884", "[::1]:1885", "[::2]:1886"]);
+        // 1883 with TLS too, as in mosquitto (Midge's own default there is 8883).
+        let bridge = self::bridge("connection c\naddress r\ntopic t\nbridge_cafile /ca.pem\n");
+        assert_eq!(bridge.addresses, ["r:1883"]);
+        assert!(error("connection c\naddress a\naddress b\ntopic t\n")
+            .contains("m.conf:3: directive address: the bridge's addresses are given already"));
+        assert!(error("connection c\naddress r:0\n").contains("directive address: address \"r:0\": port \"0\""));
+        assert!(error("connection c\naddress r:x\n").contains("port \"x\": expected 1 to 65535"));
+        assert!(error("connection c\naddress :1883\n").contains("the host is missing"));
+        assert!(error("connection c\naddresses\n").contains("directive addresses: a value is missing"));
+        assert!(error("connection c\naddress # none\n").contains("a value is missing"));
+    }
+
+    #[test]
+    fn bridge_topic_lines() {
+        let topics = bridge(
+            "connection c\naddress r\ntopic a/#\ntopic b/+ IN 2\ntopic c both 1 here/ there/\n\
+             topic d out 0 \"\" remote/\ntopic \"\" in 0 local/x remote/y\ntopic e # out 2\ntopic a/#\n\
+             topic f out 1 l/ #/ is a comment too\n",
+        )
+        .topic;
+        let summary: Vec<_> = topics
+            .iter()
+            .map(|t| (t.pattern.as_str(), t.direction, t.qos, t.local_prefix.as_str(), t.remote_prefix.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a/#", Direction::Out, 0, "", ""),
+                ("b/+", Direction::In, 2, "", ""),
+                ("c", Direction::Both, 1, "here/", "there/"),
+                ("d", Direction::Out, 0, "", "remote/"),
+                ("", Direction::In, 0, "local/x", "remote/y"),
+                ("e", Direction::Out, 0, "", ""),
+                ("f", Direction::Out, 1, "l/", ""),
+            ],
+            "a line given twice is kept once; `#` after the pattern starts a comment"
+        );
+        assert_eq!(bridge("connection c\naddress r\ntopic # both\n").topic[0].pattern, "#");
+        for (line, problem) in [
+            ("topic", "directive topic: a value is missing"),
+            ("topic a sideways", "direction \"sideways\": expected in, out or both"),
+            ("topic a out 3", "qos \"3\": expected 0, 1 or 2"),
+            ("topic a out x", "qos \"x\""),
+            ("topic \"\" out 0 local/", "an empty pattern (\"\") needs both a local and a remote prefix"),
+            ("topic \"\" out 0 \"\" remote/", "needs both"),
+            ("topic a out 0 +/ r/", "local_prefix \"+/\" has a wildcard"),
+            ("topic a out 0 l/ r/+", "remote_prefix \"r/+\" has a wildcard"),
+            ("topic a/#/b", "topic \"a/#/b\""),
+            ("topic a out 0 l r extra", "expected topic PATTERN"),
+        ] {
+            let err = error(&format!("connection c\naddress r\n{line}\n"));
+            assert!(err.starts_with("m.conf:3: directive topic: "), "{line}: {err}");
+            assert!(err.contains(problem), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn bridge_protocol_version() {
+        assert_eq!(bridge(&format!("{BRIDGE}bridge_protocol_version mqttv50\n")).protocol_version, BridgeProtocol::V5);
+        let text = format!("{BRIDGE}bridge_protocol_version mqttv50\nbridge_protocol_version mqttv311\n");
+        assert_eq!(bridge(&text).protocol_version, BridgeProtocol::V311);
+        let text = format!("{BRIDGE}bridge_protocol_version mqttv31\n");
+        assert_eq!(bridge(&text).protocol_version, BridgeProtocol::V311);
+        let note = note(&text, "bridge_protocol_version");
+        assert_eq!(note.kind, NoteKind::Differs);
+        assert!(
+            note.to_string().starts_with(
+                "m.conf:4: directive bridge_protocol_version: bridge \"cloud\": mqttv31 is taken as mqttv311"
+            ),
+            "{note}"
+        );
+        assert!(
+            error(&format!("{BRIDGE}bridge_protocol_version 5\n")).contains("expected mqttv311, mqttv50 or mqttv31")
+        );
+    }
+
+    #[test]
+    fn bridge_client_ids_and_credentials_with_their_old_names() {
+        let bridge = bridge(&format!(
+            "{BRIDGE}remote_clientid r-id\nlocal_clientid l-id\nremote_username user name\nremote_password p w\n"
+        ));
+        assert_eq!(bridge.remote_clientid.as_deref(), Some("r-id"));
+        assert_eq!(bridge.local_clientid.as_deref(), Some("l-id"));
+        assert_eq!(bridge.remote_username.as_deref(), Some("user name"), "the rest of the line");
+        assert_eq!(bridge.remote_password.as_deref(), Some("p w"));
+        let old = self::bridge(&format!("{BRIDGE}clientid r-id\nusername u\npassword p\n"));
+        assert_eq!(
+            (old.remote_clientid.as_deref(), old.remote_username.as_deref(), old.remote_password.as_deref()),
+            (Some("r-id"), Some("u"), Some("p"))
+        );
+        for (first, second) in [
+            ("clientid a", "remote_clientid b"),
+            ("local_clientid a", "local_clientid b"),
+            ("username a", "remote_username b"),
+            ("password a", "remote_password b"),
+            ("notification_topic a", "notification_topic b"),
+        ] {
+            let err = error(&format!("{BRIDGE}{first}\n{second}\n"));
+            assert!(err.starts_with("m.conf:5: directive ") && err.ends_with("given twice for this bridge"), "{err}");
+        }
+        assert!(error(&format!("{BRIDGE}remote_clientid\n")).contains("directive remote_clientid: a value is missing"));
+    }
+
+    #[test]
+    fn bridge_timings_with_mosquittos_floors() {
+        let bridge = bridge(&format!(
+            "{BRIDGE}keepalive_interval 120\nrestart_timeout 10 60\nidle_timeout 30\nthreshold 5\nstart_type lazy\n"
+        ));
+        assert_eq!(bridge.keepalive_interval, 120);
+        assert_eq!(bridge.restart_timeout, [10, 60]);
+        assert_eq!((bridge.idle_timeout, bridge.threshold, bridge.start_type), (30, 5, StartType::Lazy));
+        let floors =
+            self::bridge(&format!("{BRIDGE}keepalive_interval 0\nrestart_timeout 0\nidle_timeout -3\nthreshold 0\n"));
+        assert_eq!(floors.keepalive_interval, 5, "mosquitto: too low, 5 seconds");
+        assert_eq!(floors.restart_timeout, [1]);
+        assert_eq!((floors.idle_timeout, floors.threshold), (1, 1));
+        assert_eq!(self::bridge(&format!("{BRIDGE}restart_timeout 20\n")).restart_timeout, [20]);
+        assert_eq!(self::bridge(&format!("{BRIDGE}start_type once\n")).start_type, StartType::Once);
+        assert_eq!(self::bridge(&format!("{BRIDGE}start_type automatic\n")).start_type, StartType::Automatic);
+        for (line, problem) in [
+            ("keepalive_interval 70000", "70000 seconds: at most 65535"),
+            ("keepalive_interval x", "expected a number of seconds up to 65535"),
+            ("restart_timeout 60 10", "the cap (10) is below the base (60)"),
+            ("restart_timeout 1 2 3", "expected restart_timeout SECONDS or restart_timeout BASE CAP"),
+            ("restart_timeout soon", "expected a number of seconds, found \"soon\""),
+            ("restart_timeout", "a value is missing"),
+            ("idle_timeout x", "directive idle_timeout"),
+            ("threshold 99999999999", "at most 4294967295"),
+            ("start_type manual", "manual is not supported"),
+            ("start_type eager", "expected automatic, lazy or once"),
+        ] {
+            let err = error(&format!("{BRIDGE}{line}\n"));
+            assert!(err.starts_with("m.conf:4: directive "), "{line}: {err}");
+            assert!(err.contains(problem), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn bridge_switches_and_notification_topic() {
+        let bridge = bridge(&format!(
+            "{BRIDGE}round_robin true\ncleansession true\ntry_private false\nnotifications false\n\
+             notification_topic bridges/cloud/state\n"
+        ));
+        assert!(bridge.round_robin && bridge.cleansession && !bridge.try_private && !bridge.notifications);
+        assert_eq!(bridge.notification_topic.as_deref(), Some("bridges/cloud/state"));
+        for directive in ["round_robin", "cleansession", "try_private", "notifications"] {
+            assert!(error(&format!("{BRIDGE}{directive} yes\n")).contains("expected true or false"), "{directive}");
+        }
+        assert!(error(&format!("{BRIDGE}notification_topic a/+\n")).contains("bridge \"cloud\": notification_topic"));
+    }
+
+    #[test]
+    fn bridge_tls() {
+        let bridge = bridge(&format!(
+            "{BRIDGE}bridge_cafile /c/ca.pem\nbridge_capath /c/cas\nbridge_certfile /c/me.pem\n\
+             bridge_keyfile /c/me.key\nbridge_insecure true\nbridge_tls_version tlsv1.3\nbridge_alpn mqtt\n"
+        ));
+        let expected = BridgeTls {
+            cafile: Some("/c/ca.pem".into()),
+            capath: Some("/c/cas".into()),
+            certfile: Some("/c/me.pem".into()),
+            keyfile: Some("/c/me.key".into()),
+            insecure: true,
+            tls_version: Some("tlsv1.3".into()),
+            alpn: Some("mqtt".into()),
+        };
+        assert_eq!(bridge.tls, Some(expected));
+        // Without a CA, mosquitto's link is plain TCP.
+        let text = format!("{BRIDGE}bridge_insecure true\nbridge_certfile /c/me.pem\nbridge_keyfile /c/me.key\n");
+        assert_eq!(self::bridge(&text).tls, None);
+        let plain = note(&text, "connection");
+        assert_eq!(plain.kind, NoteKind::NotApplied);
+        assert!(
+            plain.to_string().starts_with("m.conf:4: directive connection: bridge \"cloud\": plain TCP"),
+            "{plain}"
+        );
+        let text = format!("{BRIDGE}bridge_capath /c/cas\nbridge_tls_version tlsv1.1\n");
+        assert_eq!(self::bridge(&text).tls.unwrap().tls_version.as_deref(), Some("tlsv1.2"));
+        assert_eq!(note(&text, "bridge_tls_version").kind, NoteKind::Differs);
+        assert!(error(&format!("{BRIDGE}bridge_cafile /a\nbridge_tls_version sslv3\n"))
+            .contains("m.conf:5: directive bridge_tls_version: expected tlsv1.3, tlsv1.2 or tlsv1.1"));
+        assert!(error(&format!("{BRIDGE}bridge_cafile /a\nbridge_cafile /b\n")).contains("given twice for this bridge"));
+        assert!(error(&format!("{BRIDGE}bridge_cafile /a\nbridge_certfile /c\n"))
+            .contains("bridge \"cloud\": tls: certfile and keyfile go together"));
+        assert!(error(&format!("{BRIDGE}bridge_insecure maybe\n")).contains("expected true or false"));
+        for directive in ["bridge_identity id", "bridge_psk 0123abcd"] {
+            assert!(error(&format!("{BRIDGE}{directive}\n")).contains("not supported: TLS-PSK bridges are not built"));
+        }
+        for directive in ["bridge_ciphers DEFAULT", "bridge_ciphers_tls1.3 TLS_AES_256_GCM_SHA384"] {
+            let name = directive.split(' ').next().unwrap();
+            assert!(note(&format!("{BRIDGE}{directive}\n"), name).message.contains("rustls's default cipher suites"));
+        }
+    }
+
+    /// The directives Midge's bridges do not have: accepted with a note when their value asks
+    /// for something Midge does not do, refused when the value is malformed.
+    #[test]
+    fn bridge_directives_midge_does_not_apply() {
+        for (line, kind, says) in [
+            ("bridge_attempt_unsubscribe false", NoteKind::Differs, "topic lines no longer configured"),
+            ("bridge_bind_address 192.0.2.1", NoteKind::NotApplied, "the address the system picks"),
+            ("bridge_require_ocsp true", NoteKind::NotApplied, "without OCSP"),
+            ("bridge_max_packet_size 1000", NoteKind::NotApplied, "no Maximum Packet Size"),
+            ("bridge_max_topic_alias 10", NoteKind::NotApplied, "no topic aliases"),
+            ("bridge_outgoing_retain false", NoteKind::NotApplied, "Retain As Published"),
+            ("bridge_receive_maximum 100", NoteKind::NotApplied, "Receive Maximum of 1024"),
+            ("bridge_session_expiry_interval 60", NoteKind::NotApplied, "never expires with cleansession false"),
+            ("bridge_reload_type immediate", NoteKind::NotApplied, "no reload type"),
+            ("bridge_tcp_keepalive 60 10 3", NoteKind::NotApplied, "TCP keepalive"),
+            ("bridge_tcp_user_timeout 5000", NoteKind::NotApplied, "TCP user timeout"),
+            ("local_username me", NoteKind::NotApplied, "neither password_file nor acl_file"),
+            ("local_password secret", NoteKind::NotApplied, "neither password_file nor acl_file"),
+            ("local_cleansession true", NoteKind::NotApplied, "always kept"),
+            ("notifications_local_only true", NoteKind::NotApplied, "here and at the remote"),
+        ] {
+            let directive = line.split(' ').next().unwrap();
+            let note = note(&format!("{BRIDGE}{line}\n"), directive);
+            assert_eq!(note.kind, kind, "{line}");
+            assert!(note.message.starts_with("bridge \"cloud\": "), "{line}: {note}");
+            assert!(note.message.contains(says), "{line}: {note}");
+        }
+        // Values that ask for what Midge does anyway say nothing.
+        for line in [
+            "bridge_require_ocsp false",
+            "bridge_max_packet_size 0",
+            "bridge_outgoing_retain true",
+            "notifications_local_only false",
+        ] {
+            assert!(parse_ok(&format!("{BRIDGE}{line}\n")).1.is_empty(), "{line}");
+        }
+        for (line, problem) in [
+            ("bridge_attempt_unsubscribe 2", "expected true or false"),
+            ("bridge_require_ocsp x", "expected true or false"),
+            ("bridge_max_packet_size big", "expected a number of bytes"),
+            ("bridge_max_topic_alias 70000", "70000: expected 0 to 65535"),
+            ("bridge_receive_maximum 0", "0: expected 1 to 65535"),
+            ("bridge_session_expiry_interval -1", "-1: expected 0 to 4294967295"),
+            ("bridge_reload_type never", "expected lazy or immediate"),
+            ("bridge_tcp_keepalive 60 10", "expected three positive numbers"),
+            ("bridge_tcp_user_timeout x", "milliseconds"),
+            ("bridge_bind_address", "a value is missing"),
+            ("local_cleansession x", "expected true or false"),
+            ("notifications_local_only x", "expected true or false"),
+        ] {
+            let directive = line.split(' ').next().unwrap();
+            let err = error(&format!("{BRIDGE}{line}\n"));
+            assert!(err.starts_with(&format!("m.conf:4: directive {directive}: ")), "{line}: {err}");
+            assert!(err.contains(problem), "{line}: {err}");
+        }
+        assert!(error(&format!("{BRIDGE}local_username a\nlocal_username b\n")).contains("given twice"));
+    }
+
+    #[test]
+    fn every_bridge_directive_is_read_in_a_bridge() {
+        for directive in BRIDGE_DIRECTIVES {
+            for value in ["", "1", "true", "a b c"] {
+                let text = format!("{BRIDGE}{directive} {value}\n");
+                if let Err(err) = parse(&text, Path::new("m.conf")) {
+                    assert!(!err.to_string().contains("unknown directive"), "{text}: {err}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1592,8 +1947,15 @@ mod tests {
             assert!(examples.len() > 40, "{examples:?}");
             for line in examples {
                 let directive = line.split_whitespace().next().unwrap();
-                let scope = if BRIDGE_DIRECTIVES.contains(&directive) { "connection b" } else { "listener 1883" };
-                parse(&format!("{scope}\n{line}\n"), example).unwrap_or_else(|e| panic!("{line}: {e}"));
+                let text = if BRIDGE_DIRECTIVES.contains(&directive) {
+                    // A bridge that works, with the line (its address or topic, or its own).
+                    let address = if directive.starts_with("address") { "" } else { "address r\n" };
+                    let topic = if directive == "topic" { "" } else { "topic t\n" };
+                    format!("connection b\n{line}\n{address}{topic}")
+                } else {
+                    format!("listener 1883\n{line}\n")
+                };
+                parse(&text, example).unwrap_or_else(|e| panic!("{line}: {e}"));
             }
         }
         for text in [
