@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use midge_client::{Tls, TlsOptions, TlsVersion};
 use midge_server::auth::ListenerSecurity;
-use midge_server::config::{default_listener, BridgeTls, ConfigFormat, LoadedConfig, NoteKind, ServerConfig};
+use midge_server::config::{default_listener, ConfigFormat, LoadedConfig, NoteKind, ServerConfig};
 use midge_server::tls::TlsListener;
 use midge_server::Server;
 
@@ -119,32 +118,12 @@ fn check(path: &std::path::Path, loaded: &LoadedConfig) -> anyhow::Result<()> {
     }
     for bridge in &loaded.config.bridge {
         if let Some(tls) = &bridge.tls {
-            Tls::new(&bridge_tls_options(tls))
+            midge_server::bridge::load_tls(tls)
                 .with_context(|| format!("{}: bridge {:?}: tls", path.display(), bridge.name))?;
         }
     }
     println!("{}: OK", path.display());
     Ok(())
-}
-
-/// A bridge's TLS settings as the client takes them (the same mapping as the bridge's own when
-/// it connects), so that `--check` reads its CA, certificate and key files as the bridge will.
-fn bridge_tls_options(tls: &BridgeTls) -> TlsOptions {
-    TlsOptions {
-        ca_file: tls.cafile.clone(),
-        ca_path: tls.capath.clone(),
-        // Neither CA given (a TOML file's choice): the system's roots.
-        os_certs: tls.cafile.is_none() && tls.capath.is_none(),
-        cert: tls.certfile.clone(),
-        key: tls.keyfile.clone(),
-        danger_insecure_names: tls.insecure,
-        min_version: match tls.tls_version.as_deref() {
-            Some("tlsv1.3") => TlsVersion::Tls13,
-            _ => TlsVersion::Tls12,
-        },
-        alpn: tls.alpn.iter().cloned().collect(),
-        no_resumption: false,
-    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP, listened for from the moment they are installed.

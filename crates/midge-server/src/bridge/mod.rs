@@ -31,6 +31,12 @@ use tracing::info;
 
 use crate::config::BridgeConfig;
 
+/// A bridge's TLS settings loaded as the bridge loads them when it connects (its CA,
+/// certificate and key files read and parsed): `midge serve --check` calls it too.
+pub fn load_tls(tls: &crate::config::BridgeTls) -> Result<midge_client::Tls, midge_client::TlsError> {
+    midge_client::Tls::new(&remote::tls_options(tls))
+}
+
 /// How long stopping waits for bridges to say goodbye to their remotes.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 

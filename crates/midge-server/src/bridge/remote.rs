@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use midge_client::codec::{Properties, ProtocolVersion, QoS, TopicName, Will};
-use midge_client::{Client, ConnectOptions, ServerAddress, Tls, TlsOptions, TlsVersion, Transport};
+use midge_client::{Client, ConnectOptions, ServerAddress, TlsOptions, TlsVersion, Transport};
 
 use crate::config::{split_address, BridgeConfig, BridgeProtocol, BridgeTls};
 
@@ -42,7 +42,7 @@ impl Remote {
     /// cannot be used.
     pub(super) fn new(config: &BridgeConfig, client_id: &str, notification_topic: &str) -> Result<Self, String> {
         let transport = match &config.tls {
-            Some(tls) => Transport::Tls(Tls::new(&tls_options(tls)).map_err(|error| error.to_string())?),
+            Some(tls) => Transport::Tls(super::load_tls(tls).map_err(|error| error.to_string())?),
             None => Transport::Tcp,
         };
         let default_port = if config.tls.is_some() { 8883 } else { 1883 };
