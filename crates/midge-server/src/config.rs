@@ -349,7 +349,7 @@ pub enum TlsVersion {
 }
 
 /// What a listener speaks (`protocol`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 #[non_exhaustive]
 pub enum ListenerProtocol {

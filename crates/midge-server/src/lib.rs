@@ -25,6 +25,7 @@
 //! - [`metrics`]: the same figures and more for Prometheus, served as an HTTP listener's
 //!   `/metrics`.
 //! - [`limits`]: the server's own bounds.
+//! - [`reload`]: what a reload changes (old config and new -> a plan), without I/O.
 //! - [`server`]: starting everything, the housekeeping timer, and shutdown.
 #![deny(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod proxy_header;
 pub mod rate;
 pub mod read_size;
+pub mod reload;
 pub mod server;
 mod sn;
 pub mod store;
