@@ -7,6 +7,7 @@ mod mosquitto;
 mod mqtt;
 mod proxy;
 mod sn;
+mod source;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAG
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
 pub use sn::{Advertise, SnSettings, DEFAULT_SN_PORT};
+pub use source::ConfigSource;
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
@@ -525,6 +527,15 @@ pub enum ConfigError {
         path: PathBuf,
         /// Which setting and why.
         limit: midge_broker::LimitError,
+    },
+    /// `-p` (the default listener's port) with a config file that defines listeners.
+    #[error(
+        "-p/--port sets the default listener's port, but the config file {} defines listeners; set `bind` there",
+        path.display()
+    )]
+    PortWithListeners {
+        /// The file.
+        path: PathBuf,
     },
     /// A mosquitto.conf directive is unknown or its value cannot be used.
     #[error("{}:{line}: directive {directive}: {problem}", path.display())]

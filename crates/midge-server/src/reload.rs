@@ -25,12 +25,15 @@ use std::fmt;
 use crate::config::{ListenerConfig, ListenerProtocol, LogConfig, ServerConfig, SysConfig};
 
 /// For each named field that differs between `$old` and `$new`, pushes "`$table` field old ->
-/// new" onto `$out`.
+/// new" onto `$out` (or the line `$line` makes of them).
 macro_rules! diff {
     ($old:expr, $new:expr, $table:expr, $out:expr, [$($field:ident),* $(,)?]) => {
+        diff!($old, $new, $table, $out, change_line, [$($field),*])
+    };
+    ($old:expr, $new:expr, $table:expr, $out:expr, $line:ident, [$($field:ident),* $(,)?]) => {
         $(
             if $old.$field != $new.$field {
-                $out.push(change_line($table, stringify!($field), &$old.$field, &$new.$field));
+                $out.push($line($table, stringify!($field), &$old.$field, &$new.$field));
             }
         )*
     };
@@ -118,8 +121,8 @@ pub struct Plan {
     /// What is applied live, one line per change, to log at info level: `[log] level info ->
     /// debug`. Listeners' lines are made by the server, which knows their numbers.
     pub changes: Vec<String>,
-    /// What changed but takes effect only after a restart, one line per setting, to log as
-    /// "X changed: takes effect after a restart".
+    /// What changed but takes effect only after a restart, one line per setting ("`[mqtt]
+    /// max_qos changed (2 -> 1)`"), to log with ": takes effect after a restart".
     pub restart: Vec<String>,
 }
 
@@ -158,6 +161,7 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
             new.mqtt,
             "[mqtt]",
             restart,
+            restart_line,
             [
                 max_qos,
                 retain_available,
@@ -190,21 +194,28 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
         );
         if restart.len() == before {
             // A key this list does not name yet: still reported, never ignored.
-            restart.push("[mqtt]".to_owned());
+            restart.push("[mqtt] changed".to_owned());
         }
     }
     if old.store != new.store {
         let before = restart.len();
-        diff!(old.store, new.store, "[store]", restart, [persistence, data_dir, sync, max_size_mb]);
+        diff!(old.store, new.store, "[store]", restart, restart_line, [persistence, data_dir, sync, max_size_mb]);
         if restart.len() == before {
-            restart.push("[store]".to_owned());
+            restart.push("[store] changed".to_owned());
         }
     }
     if old.connections != new.connections {
         let before = restart.len();
-        diff!(old.connections, new.connections, "[connections]", restart, [max_connections, max_connection_rate]);
+        diff!(
+            old.connections,
+            new.connections,
+            "[connections]",
+            restart,
+            restart_line,
+            [max_connections, max_connection_rate]
+        );
         if restart.len() == before {
-            restart.push("[connections]".to_owned());
+            restart.push("[connections] changed".to_owned());
         }
     }
     // bridges: applied here once crate::bridge exists. The plan will carry the new
@@ -212,6 +223,21 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
     // supervisor, and `Reloader::apply` will hand it over after the listeners.
 
     Plan { listeners, log, sys, changes, restart }
+}
+
+/// The config a kept listener runs with after a reload to `new`: `new`, with the settings that
+/// take a restart (its MQTT-SN gateway's) as they run in `old`, so that the next reload reports
+/// them again.
+pub fn running_after(old: &ListenerConfig, new: ListenerConfig) -> ListenerConfig {
+    ListenerConfig {
+        sn_gateway_id: old.sn_gateway_id,
+        sn_retry_interval_ms: old.sn_retry_interval_ms,
+        sn_retry_count: old.sn_retry_count,
+        sn_predefined_topics: old.sn_predefined_topics.clone(),
+        sn_advertise_address: old.sn_advertise_address.clone(),
+        sn_advertise_interval_s: old.sn_advertise_interval_s,
+        ..new
+    }
 }
 
 /// The listeners' steps: removed ones, then the new config's in order.
@@ -292,6 +318,7 @@ fn listener_changes(old: &ListenerConfig, new: &ListenerConfig) -> (Vec<String>,
         new,
         "",
         after_restart,
+        restart_line,
         [
             sn_gateway_id,
             sn_retry_interval_ms,
@@ -324,6 +351,13 @@ fn log_changes(old: &LogConfig, new: &LogConfig, changes: &mut Vec<String>) {
 fn change_line(table: &str, key: &str, old: &dyn fmt::Debug, new: &dyn fmt::Debug) -> String {
     let prefix = if table.is_empty() { String::new() } else { format!("{table} ") };
     format!("{prefix}{key} {} -> {}", shown(old), shown(new))
+}
+
+/// "`[table] key changed (old -> new)`", for what takes a restart: logged with ": takes effect
+/// after a restart" after it.
+fn restart_line(table: &str, key: &str, old: &dyn fmt::Debug, new: &dyn fmt::Debug) -> String {
+    let prefix = if table.is_empty() { String::new() } else { format!("{table} ") };
+    format!("{prefix}{key} changed ({} -> {})", shown(old), shown(new))
 }
 
 fn shown(value: &dyn fmt::Debug) -> String {
@@ -419,7 +453,21 @@ mod tests {
         let plan = run(old, &new);
         let ListenerStep::Change { what, .. } = &plan.listeners[0] else { panic!("{plan:?}") };
         assert_eq!(what, &["allow_anonymous false -> true"]);
-        assert_eq!(plan.restart, ["listener 127.0.0.1:1885 (mqtt-sn): sn_retry_count unset -> 5"]);
+        assert_eq!(plan.restart, ["listener 127.0.0.1:1885 (mqtt-sn): sn_retry_count changed (unset -> 5)"]);
+    }
+
+    #[test]
+    fn a_kept_mqtt_sn_listener_runs_its_old_gateway_settings_until_a_restart() {
+        let old = config("[[listener]]\nbind = \"127.0.0.1:1885\"\nprotocol = \"mqtt-sn\"\nsn_retry_count = 2\n");
+        let new = config("[[listener]]\nbind = \"127.0.0.1:1885\"\nprotocol = \"mqtt-sn\"\nsn_retry_count = 5\nallow_anonymous = true\n");
+        let running = running_after(&old.listener[0], new.listener[0].clone());
+        assert_eq!((running.sn_retry_count, running.allow_anonymous), (Some(2), true));
+        let again = plan(&old, &[running], &new);
+        assert_eq!(
+            again.restart,
+            ["listener 127.0.0.1:1885 (mqtt-sn): sn_retry_count changed (2 -> 5)"],
+            "reported again"
+        );
     }
 
     #[test]
@@ -452,10 +500,10 @@ mod tests {
         assert_eq!(
             plan.restart,
             [
-                "[mqtt] max_qos 2 -> 1",
-                "[mqtt] max_keepalive 65535 -> 60",
-                "[store] persistence true -> false",
-                "[connections] max_connection_rate 0 -> 5"
+                "[mqtt] max_qos changed (2 -> 1)",
+                "[mqtt] max_keepalive changed (65535 -> 60)",
+                "[store] persistence changed (true -> false)",
+                "[connections] max_connection_rate changed (0 -> 5)"
             ]
         );
         assert!(plan.changes.is_empty() && plan.log.is_none() && plan.sys.is_none());

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use midge_server::{Server, ServerConfig};
@@ -40,7 +41,8 @@ async fn closing_one_listener_leaves_the_others_accepting() {
          [[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n",
     )
     .await;
-    let [first, second] = server.listeners() else { panic!("two listeners") };
+    let listeners = server.listeners();
+    let [first, second] = &listeners[..] else { panic!("two listeners") };
     let (first_addr, second_addr) = (first.local_addrs()[0], second.local_addrs()[0]);
 
     first.close().await;
@@ -61,7 +63,7 @@ async fn closing_one_listener_leaves_the_others_accepting() {
 #[tokio::test]
 async fn a_full_listener_closes_new_connections_at_once_and_counts_them() {
     let server = server("[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nmax_connections = 1\n").await;
-    let listener = &server.listeners()[0];
+    let listener = Arc::clone(&server.listeners()[0]);
     let addr = listener.local_addrs()[0];
     let (_first, answer) = handshake(addr).await;
     assert_eq!(answer, Some(CONNACK_ACCEPTED));
@@ -87,7 +89,8 @@ async fn an_mqtt_sn_listener_counts_what_it_drops_by_reason() {
          [[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n",
     )
     .await;
-    let [mqtt, sn] = server.listeners() else { panic!("two listeners") };
+    let listeners = server.listeners();
+    let [mqtt, sn] = &listeners[..] else { panic!("two listeners") };
     assert_eq!(mqtt.counters().mqtt_sn, None);
     assert_eq!(sn.counters().mqtt_sn, Some(midge_server::SnDrops::default()));
     let gateway = sn.local_addrs()[0];
