@@ -9,6 +9,7 @@
 mod interop_common;
 mod support;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
@@ -74,7 +75,9 @@ fn listeners_are_added_and_removed_under_connected_clients() {
     let mark = broker.log_len();
     let removed = reload(&broker, &format!("{second}\n{REST}"), "listener 127.0.0.1:0 (mqtt) removed (was listener 1)");
     assert!(removed.contains("its 1 connections closed"), "{removed}");
-    broker.wait_for_log_from(mark, "Client alice disconnected", WAIT);
+    // Kicked by the reload (v5: DISCONNECT 0x8B), not gone by itself.
+    let kicked = broker.wait_for_log_from(mark, "Client alice disconnected", WAIT);
+    assert!(kicked.contains("server shutting down"), "{kicked}");
     assert!(!accepts(broker.addr), "the removed listener's socket is closed");
     publish(&broker, V5, "carol", &strs(&on_second(&["-t", "room/1", "-q", "1", "-m", "two"])));
     assert_eq!(bob.messages(), ["room/1|one", "room/1|two"]);
@@ -225,6 +228,17 @@ fn post_api_v1_reload_reloads_and_answers_with_what_changed_or_why_not() {
     assert_eq!(json["restart_needed"], serde_json::json!(["[mqtt] max_qos changed (2 -> 1)"]));
     broker.wait_for_log("listener 1 changed: max_connections unlimited -> 5", WAIT);
 
+    // The HTTP listener's own settings: its tokens, for the requests after the reload.
+    let new_tokens = http.replace("ops-token", "new-token");
+    broker.write_config(&format!("{changed}\n{new_tokens}\n[mqtt]\nmax_qos = 1\n\n{REST}"));
+    let (code, json) = post(&token);
+    assert_eq!(code, "200", "{json}");
+    assert_eq!(json["changes"], serde_json::json!(["listener 2 changed: http_tokens changed"]), "no token shown");
+    let (code, _) = post(&token);
+    assert_eq!(code, "401", "the old token is gone");
+    let token = ["-H", "Authorization: Bearer new-token"];
+    let http = new_tokens;
+
     broker.write_config(&format!("{changed}\n{http}\n[mqtt]\nmax_qos = 7\n\n{REST}"));
     let (code, json) = post(&token);
     assert_eq!((code.as_str(), &json["error"]), ("422", &serde_json::json!("reload_failed")), "{json}");
@@ -233,4 +247,83 @@ fn post_api_v1_reload_reloads_and_answers_with_what_changed_or_why_not() {
         reason.contains("nothing changed") && reason.contains("midge.toml") && reason.contains("max_qos"),
         "{reason}"
     );
+}
+
+#[test]
+fn a_websocket_listeners_options_apply_to_new_upgrades() {
+    let ws = |path: &str| {
+        format!("[[listener]]\nprotocol = \"websockets\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nwebsocket_path = {path:?}\n")
+    };
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{}\n{REST}", ws("/mqtt")));
+    let ws_addr = broker.listener_addr("listening (mqtt over websockets)");
+    // The upgrade's status: 404 on a path the listener does not serve (101 would hang curl, so
+    // only refusals are asked for).
+    let status = |path: &str| {
+        let mut command = Command::new("curl");
+        command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Connection: Upgrade"]);
+        command.args(["-H", "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13"]);
+        command.args(["-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "-H", "Sec-WebSocket-Protocol: mqtt"]);
+        command.arg(format!("http://{ws_addr}{path}"));
+        let (status, output) = run_bounded(command, WAIT);
+        assert!(status.success(), "curl: {output}");
+        output
+    };
+    assert_eq!(status("/ws"), "404");
+    reload(
+        &broker,
+        &format!("{FIRST}\n{}\n{REST}", ws("/ws")),
+        "listener 2 changed: websocket_path \"/mqtt\" -> \"/ws\"",
+    );
+    assert_eq!(status("/mqtt"), "404", "the old path is refused now");
+    // The new path upgrades: the status line of a handshake written by hand.
+    let mut stream = TcpStream::connect(ws_addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {ws_addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).expect("the status line");
+    assert_eq!(&answer, b"HTTP/1.1 101");
+}
+
+#[test]
+fn a_mosquitto_conf_is_read_again_as_a_mosquitto_conf() {
+    let conf = "listener 0 127.0.0.1\nallow_anonymous true\npersistence false\n";
+    let broker = TestBroker::start_midge_config(conf);
+    let mut alice = Sub::start(&broker, V5, "alice", "room/#", 1, 1, "%t|%p");
+    assert_eq!(alice.wait_subscribed(), 1);
+    let port = free_port();
+    let added = format!("{conf}listener {port} 127.0.0.1\n");
+    reload(&broker, &added, &format!("listener 127.0.0.1:{port} (mqtt) added as listener 2"));
+    let port_arg = port.to_string();
+    publish(&broker, V5, "carol", &["-p", &port_arg, "-t", "room/1", "-q", "1", "-m", "via the new one"]);
+    assert_eq!(alice.messages(), ["room/1|via the new one"]);
+}
+
+#[test]
+fn a_log_file_destination_added_by_a_reload_gets_the_lines_from_then_on() {
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{REST}"));
+    let file = broker.config_path().with_file_name("added.log");
+    let with_file = format!(
+        "{FIRST}\n[store]\npersistence = false\n\n[log]\nlevel = \"info\"\n\
+         destinations = [\"stderr\", \"file\"]\nfile = {:?}\n",
+        file.display().to_string()
+    );
+    reload(&broker, &with_file, "[log] destinations [Stderr] -> [Stderr, File]");
+    publish(&broker, V5, "logged-to-file", &["-t", "t", "-m", "x"]);
+    // The file gets its lines as stderr does (polled as the harness polls stderr's).
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("Client logged-to-file disconnected") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "not in the log file: {text}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(text.contains("New client connected") && text.contains("logged-to-file"), "{text}");
+    assert!(!text.contains("listening"), "lines from before the reload went to stderr only: {text}");
 }
