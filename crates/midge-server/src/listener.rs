@@ -49,7 +49,7 @@ pub struct BoundListener {
 pub struct ListenerFiles {
     security: ListenerSecurity,
     /// `None` for plain TCP.
-    tls: Option<Arc<TlsListener>>,
+    tls: Option<TlsListener>,
 }
 
 impl ListenerFiles {
@@ -57,8 +57,7 @@ impl ListenerFiles {
     pub fn load(index: usize, config: &ListenerConfig) -> Result<Self, ServerError> {
         let security =
             ListenerSecurity::load(config).map_err(|source| ServerError::Security { listener: index, source })?;
-        let tls =
-            TlsListener::load(config).map_err(|source| ServerError::Tls { listener: index, source })?.map(Arc::new);
+        let tls = TlsListener::load(config).map_err(|source| ServerError::Tls { listener: index, source })?;
         Ok(Self { security, tls })
     }
 }
@@ -256,6 +255,7 @@ fn settings(
     previous: Option<&Current>,
 ) -> Current {
     let ListenerFiles { security, tls } = files;
+    let tls = tls.map(|tls| Arc::new(tls.counting_on(previous.and_then(|previous| previous.tls.as_deref()))));
     let http = (config.protocol == ListenerProtocol::Http).then(|| {
         let http = crate::http::HttpListener::new(
             index,

@@ -123,3 +123,52 @@ async fn an_mqtt_sn_listener_counts_what_it_drops_by_reason() {
 
     server.run_until(async {}).await;
 }
+
+/// A listener changed in place (`ListenerHandle::apply`, what a reload does) gives new
+/// connections its new settings, and its counters run on.
+#[tokio::test]
+async fn a_listener_changed_in_place_counts_on() {
+    let websockets = |path: &str| {
+        format!(
+            "[[listener]]\nprotocol = \"websockets\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+             websocket_path = {path:?}\n"
+        )
+    };
+    let server = server(&websockets("/a")).await;
+    let listener = Arc::clone(&server.listeners()[0]);
+    let addr = listener.local_addrs()[0];
+    // The status code of an upgrade to `path`.
+    let upgrade = |path: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut status = [0u8; 12];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut status)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&status[9..]).into_owned()
+    };
+    assert_eq!(upgrade("/b").await, "404");
+    let failures = |count: u64| {
+        let listener = Arc::clone(&listener);
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while listener.counters().websocket_upgrade_failures != count {
+                assert!(tokio::time::Instant::now() < deadline, "{:?}", listener.counters());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    failures(1).await;
+
+    let config = ServerConfig::parse(&websockets("/b"), Path::new("test.toml")).unwrap().listener.remove(0);
+    let files = midge_server::listener::ListenerFiles::load(listener.index(), &config).unwrap();
+    listener.apply(config, files);
+    assert_eq!(listener.config().websocket_path.as_deref(), Some("/b"));
+    assert_eq!(upgrade("/b").await, "101");
+    assert_eq!(upgrade("/a").await, "404");
+    failures(2).await;
+
+    server.run_until(async {}).await;
+}
