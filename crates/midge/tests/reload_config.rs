@@ -327,3 +327,22 @@ fn a_log_file_destination_added_by_a_reload_gets_the_lines_from_then_on() {
     assert!(text.contains("New client connected") && text.contains("logged-to-file"), "{text}");
     assert!(!text.contains("listening"), "lines from before the reload went to stderr only: {text}");
 }
+
+#[test]
+fn a_new_listener_that_cannot_bind_fails_the_whole_reload() {
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{REST}"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nmax_connections = 1\n\n\
+         [[listener]]\nbind = \"127.0.0.1:{port}\"\nallow_anonymous = true\n\n{REST}"
+    );
+    let failed = reload(&broker, &config, "reload failed");
+    assert!(failed.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{failed}");
+    // The first listener's change was not applied: two clients at once still get in.
+    let mut first = Sub::start(&broker, V5, "first", "t", 0, 1, "%p");
+    assert_eq!(first.wait_subscribed(), 0);
+    publish(&broker, V5, "second", &["-t", "t", "-m", "x"]);
+    assert_eq!(first.messages(), ["x"]);
+    drop(taken);
+}
