@@ -412,8 +412,8 @@ impl ListenerHandle {
     }
 }
 
-/// Every listener a server has started, in the order they started: closed ones too, so that
-/// shutdown waits for the connections they accepted.
+/// Every listener a server has started, in the order they started: closed ones too while they
+/// have connections, so that shutdown waits for them.
 #[derive(Debug, Default)]
 pub struct Listeners(RwLock<Vec<Arc<ListenerHandle>>>);
 
@@ -428,9 +428,12 @@ impl Listeners {
         self.snapshot().into_iter().filter(|listener| !listener.is_closed()).collect()
     }
 
-    /// Adds one that has just started.
+    /// Adds one that has just started, and forgets those closed whose connections have all
+    /// ended (nothing is left for shutdown to wait for), so reloads do not pile them up.
     pub(crate) fn push(&self, listener: Arc<ListenerHandle>) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).push(listener);
+        let mut listeners = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|listener| !listener.is_closed() || !listener.connections.is_empty());
+        listeners.push(listener);
     }
 }
 

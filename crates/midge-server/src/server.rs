@@ -180,7 +180,7 @@ impl Server {
         Ok(Self { broker, listeners, reloader, shutdown, tasks, writer, readiness })
     }
 
-    /// Every listener started, in order (closed ones too).
+    /// Every listener started, in order (closed ones too, while they have connections).
     pub fn listeners(&self) -> Vec<Arc<ListenerHandle>> {
         self.listeners.snapshot()
     }
