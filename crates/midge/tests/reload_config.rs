@@ -125,6 +125,8 @@ fn a_changed_listener_gives_new_connections_its_settings_and_keeps_its_clients()
 #[test]
 fn log_settings_apply_live_and_mqtt_settings_wait_for_a_restart() {
     let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{REST}"));
+    let mut alice = Sub::start(&broker, V5, "alice", "room/#", 1, 1, "%t|%p");
+    assert_eq!(alice.wait_subscribed(), 1);
     let debug = format!("{FIRST}\n[store]\npersistence = false\n\n[log]\nlevel = \"debug\"\n\n[mqtt]\nmax_qos = 1\n");
     let mark = broker.log_len();
     reload(&broker, &debug, "[mqtt] max_qos changed (2 -> 1): takes effect after a restart");
@@ -152,6 +154,9 @@ fn log_settings_apply_live_and_mqtt_settings_wait_for_a_restart() {
     assert!(failed.starts_with('{'), "{failed}");
     let log = broker.log();
     assert!(!log[mark..].iter().any(|line| line.contains("quiet-client")), "{}", log[mark..].join("\n"));
+    // alice, connected before the three reloads, still receives.
+    publish(&broker, V5, "carol", &["-t", "room/1", "-q", "1", "-m", "after"]);
+    assert_eq!(alice.messages(), ["room/1|after"]);
 }
 
 #[test]
@@ -345,4 +350,34 @@ fn a_new_listener_that_cannot_bind_fails_the_whole_reload() {
     publish(&broker, V5, "second", &["-t", "t", "-m", "x"]);
     assert_eq!(first.messages(), ["x"]);
     drop(taken);
+}
+
+#[test]
+fn removing_an_http_listener_ends_its_event_streams() {
+    let http = "[[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n";
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{http}\n{REST}"));
+    let http_addr = broker.listener_addr("listening (http api)");
+    let mut command = Command::new("curl");
+    command.args(["-s", "-N"]).arg(format!("http://{http_addr}/api/v1/subscribe?filter=room/%23"));
+    let (mut curl, lines) = interop_common::spawn_lines(&mut command, "start curl");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines.recv_timeout(left).expect("the stream's `: subscribed` comment");
+        if line.starts_with(": subscribed") {
+            break;
+        }
+    }
+    reload(&broker, &format!("{FIRST}\n{REST}"), "listener 127.0.0.1:0 (http) removed (was listener 2)");
+    // The stream ends: curl's output closes (its reader thread drops the channel).
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(_) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(error) => panic!("the event stream did not end: {error}"),
+        }
+    }
+    let _ = curl.wait();
+    assert!(!accepts(http_addr), "the removed listener's socket is closed");
 }
