@@ -232,18 +232,20 @@ impl Reloader {
         for setting in &report.restart_needed {
             warn!("{setting}: takes effect after a restart");
         }
-        // bridges: applied here once crate::bridge exists (the bridge supervisor is given the
-        // new config's bridge list, after the listeners).
+        // bridges: applied here once crate::bridge exists: hand the supervisor `new.bridge`
+        // (e.g. `bridges.lock().await.apply(&new.bridge)`, an `Arc<tokio::sync::Mutex<Bridges>>`
+        // kept in `ReloaderInner`) and push the lines it answers onto `report.changes`; then
+        // take `bridge` from `new` below, and out of `reload::plan`'s catch-all.
 
         state.running = kept;
         state.next_index = next_index;
         let running_config = ServerConfig {
-            // What takes a restart stays as it runs, so the next reload reports it again.
-            mqtt: state.config.mqtt.clone(),
-            store: state.config.store.clone(),
-            connections: state.config.connections,
-            log: if log_live { new.log.clone() } else { state.config.log.clone() },
-            ..new
+            listener: new.listener,
+            sys: new.sys,
+            log: if log_live { new.log } else { state.config.log.clone() },
+            // What takes a restart (`[mqtt]`, `[store]`, `[connections]`, a section a reload
+            // does not apply yet) stays as it runs, so the next reload reports it again.
+            ..state.config.clone()
         };
         state.config = running_config;
         Ok(report)
