@@ -16,8 +16,8 @@
 //! | a listener's own keys (security, TLS, limits, websocket, proxy, HTTP) | new connections |
 //! | a listener's `sn_*` keys | after a restart |
 //! | `[log]` | live |
-//! | `[sys]` | live |
-//! | `[mqtt]`, `[store]`, `[connections]` | after a restart |
+//! | `[sys]`, `[connections]` | live |
+//! | `[mqtt]`, `[store]` | after a restart |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -120,6 +120,8 @@ pub struct Plan {
     pub log: Option<LogConfig>,
     /// The new `[sys]`, when it changed.
     pub sys: Option<SysConfig>,
+    /// The new `[connections]`, when it changed.
+    pub connections: Option<ConnectionsConfig>,
     /// What is applied live, one line per change, to log at info level: `[log] level info ->
     /// debug`. Listeners' lines are made by the server, which knows their numbers.
     pub changes: Vec<String>,
@@ -206,20 +208,22 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
             restart.push("[store] changed".to_owned());
         }
     }
-    if old.connections != new.connections {
-        let before = restart.len();
-        diff!(
-            old.connections,
-            new.connections,
-            "[connections]",
-            restart,
-            restart_line,
-            [max_connections, max_connection_rate]
-        );
-        if restart.len() == before {
-            restart.push("[connections] changed".to_owned());
+    let connections = (old.connections != new.connections).then(|| {
+        let (old, new) = (old.connections, new.connections);
+        if old.max_connections != new.max_connections {
+            let shown = |max: Option<crate::config::MaxConnections>| match max {
+                Some(max) => max.to_string(),
+                None => "the open-file limit".to_owned(),
+            };
+            changes.push(format!(
+                "[connections] max_connections {} -> {}",
+                shown(old.max_connections),
+                shown(new.max_connections)
+            ));
         }
-    }
+        diff!(old, new, "[connections]", changes, [max_connection_rate]);
+        new
+    });
     // Any other section (one added to `ServerConfig` after this plan was written, such as
     // `[[bridge]]` until it is wired): reported as waiting for a restart, never ignored in
     // silence. Every field is named today, so the update takes nothing yet.
@@ -240,7 +244,7 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
     // `[[bridge]]` list where `crate::reloader` says so (it answers with a line per bridge
     // added, changed or removed); `bridge` then joins the sections `rest` leaves out above.
 
-    Plan { listeners, log, sys, changes, restart }
+    Plan { listeners, log, sys, connections, changes, restart }
 }
 
 /// The config a kept listener runs with after a reload to `new`: `new`, with the settings that
@@ -509,23 +513,29 @@ mod tests {
     }
 
     #[test]
-    fn mqtt_store_and_connections_take_a_restart() {
-        let plan = run(
-            "",
-            "[mqtt]\nmax_qos = 1\nmax_keepalive = 60\n[store]\npersistence = false\n\
-             [connections]\nmax_connection_rate = 5\n",
-        );
+    fn mqtt_and_store_take_a_restart() {
+        let plan = run("", "[mqtt]\nmax_qos = 1\nmax_keepalive = 60\n[store]\npersistence = false\n");
         assert_eq!(
             plan.restart,
             [
                 "[mqtt] max_qos changed (2 -> 1)",
                 "[mqtt] max_keepalive changed (65535 -> 60)",
                 "[store] persistence changed (true -> false)",
-                "[connections] max_connection_rate changed (0 -> 5)"
             ]
         );
-        assert!(plan.changes.is_empty() && plan.log.is_none() && plan.sys.is_none());
+        assert!(plan.changes.is_empty() && plan.log.is_none() && plan.sys.is_none() && plan.connections.is_none());
         assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn connections_are_live() {
+        let plan = run("", "[connections]\nmax_connections = 100\nmax_connection_rate = 5\n");
+        assert_eq!(
+            plan.changes,
+            ["[connections] max_connections the open-file limit -> 100", "[connections] max_connection_rate 0 -> 5"]
+        );
+        assert_eq!(plan.connections.map(|connections| connections.max_connection_rate), Some(5));
+        assert!(plan.restart.is_empty());
     }
 
     #[test]

@@ -181,6 +181,9 @@ impl Reloader {
                 report.changes.push(change.clone());
             }
         }
+        if let Some(connections) = &plan.connections {
+            inner.services.gate.set(connections);
+        }
         if let Some(sys) = plan.sys {
             inner.services.broker.set_client_events(sys.events);
             let _ = state.sys.send(sys);
@@ -242,9 +245,9 @@ impl Reloader {
         let running_config = ServerConfig {
             listener: new.listener,
             sys: new.sys,
+            connections: new.connections,
             log: if log_live { new.log } else { state.config.log.clone() },
-            // What takes a restart (`[mqtt]`, `[store]`, `[connections]`, a section a reload
-            // does not apply yet) stays as it runs, so the next reload reports it again.
+            // What takes a restart (`[mqtt]`, `[store]`, a section a reload does not apply yet) stays as it runs, so the next reload reports it again.
             ..state.config.clone()
         };
         state.config = running_config;
