@@ -381,3 +381,18 @@ fn removing_an_http_listener_ends_its_event_streams() {
     let _ = curl.wait();
     assert!(!accepts(http_addr), "the removed listener's socket is closed");
 }
+
+#[test]
+fn connection_limits_across_listeners_apply_live() {
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{REST}"));
+    let mut alice = Sub::start(&broker, V5, "alice", "room/#", 1, 1, "%t|%p");
+    assert_eq!(alice.wait_subscribed(), 1);
+    let one = format!("{FIRST}\n[connections]\nmax_connections = 1\n\n{REST}");
+    reload(&broker, &one, "[connections] max_connections the open-file limit -> 1");
+    let (status, output) = publish_output(&broker, V5, "refused", &["-t", "room/1", "-m", "no"]);
+    assert!(!status.success(), "the broker is full with alice: {output}");
+    broker.wait_for_log("limit reached: max_connections", WAIT);
+    reload(&broker, &format!("{FIRST}\n{REST}"), "[connections] max_connections 1 -> the open-file limit");
+    publish(&broker, V5, "carol", &["-t", "room/1", "-q", "1", "-m", "after"]);
+    assert_eq!(alice.messages(), ["room/1|after"]);
+}
