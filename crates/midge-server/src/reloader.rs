@@ -145,20 +145,24 @@ impl Reloader {
         let mut prepared = Vec::with_capacity(plan.listeners.len());
         let mut next_index = state.next_index;
         for step in &plan.listeners {
-            let ready = match *step {
-                ListenerStep::Remove { .. } => Ready::Remove,
+            let ready = match step {
+                ListenerStep::Remove { old } => Ready::Remove { old: *old },
                 ListenerStep::Keep { old, new } | ListenerStep::Change { old, new, .. } => {
-                    let config = crate::reload::running_after(&running[old], new_listeners[new].clone());
+                    let config = crate::reload::running_after(&running[*old], new_listeners[*new].clone());
                     let files =
-                        ListenerFiles::load(state.running[old].index(), &config).map_err(ReloadError::Listener)?;
-                    Ready::Apply(config, files)
+                        ListenerFiles::load(state.running[*old].index(), &config).map_err(ReloadError::Listener)?;
+                    let what = match step {
+                        ListenerStep::Change { what, .. } => what.clone(),
+                        _ => Vec::new(),
+                    };
+                    Ready::Apply { old: *old, what, config, files }
                 }
                 ListenerStep::Add { new } => {
-                    let bound = BoundListener::bind(next_index, new_listeners[new].clone())
+                    let bound = BoundListener::bind(next_index, new_listeners[*new].clone())
                         .await
                         .map_err(ReloadError::Listener)?;
                     next_index += 1;
-                    Ready::Start(bound)
+                    Ready::Start { new: *new, bound }
                 }
             };
             prepared.push(ready);
@@ -189,43 +193,39 @@ impl Reloader {
             let _ = state.sys.send(sys);
         }
         let mut kept = Vec::with_capacity(new_listeners.len());
-        for (step, ready) in plan.listeners.iter().zip(prepared) {
-            match (step, ready) {
-                (ListenerStep::Remove { old }, _) => {
-                    let listener = &state.running[*old];
+        for ready in prepared {
+            match ready {
+                Ready::Remove { old } => {
+                    let listener = &state.running[old];
                     listener.close().await;
                     let clients = listener.counters().open;
                     listener.end_connections(ReasonCode::SERVER_SHUTTING_DOWN);
                     report.changes.push(format!(
                         "listener {} removed (was listener {}): its {clients} connections closed",
-                        old_keys[*old],
+                        old_keys[old],
                         listener.index()
                     ));
                 }
-                (ListenerStep::Keep { old, .. }, Ready::Apply(config, files)) => {
-                    let listener = Arc::clone(&state.running[*old]);
+                Ready::Apply { old, what, config, files } => {
+                    let listener = Arc::clone(&state.running[old]);
                     listener.apply(config, files);
-                    info!(
-                        listener = listener.index(),
-                        "listener reloaded: new connections use its files as they are now"
-                    );
-                    kept.push(listener);
-                }
-                (ListenerStep::Change { old, what, .. }, Ready::Apply(config, files)) => {
-                    let listener = Arc::clone(&state.running[*old]);
-                    listener.apply(config, files);
+                    if what.is_empty() {
+                        info!(
+                            listener = listener.index(),
+                            "listener reloaded: new connections use its files as they are now"
+                        );
+                    }
                     for what in what {
                         report.changes.push(format!("listener {} changed: {what}", listener.index()));
                     }
                     kept.push(listener);
                 }
-                (ListenerStep::Add { new }, Ready::Start(bound)) => {
+                Ready::Start { new, bound } => {
                     let listener = Arc::new(bound.start(&inner.services));
                     inner.listeners.push(Arc::clone(&listener));
-                    report.changes.push(format!("listener {} added as listener {}", new_keys[*new], listener.index()));
+                    report.changes.push(format!("listener {} added as listener {}", new_keys[new], listener.index()));
                     kept.push(listener);
                 }
-                (step, _) => unreachable!("each step is prepared as its kind: {step:?}"),
             }
         }
         for change in &report.changes {
@@ -255,13 +255,14 @@ impl Reloader {
     }
 }
 
-/// One listener's step, with what it was checked with.
+/// One listener's step of the plan, with what it was checked with.
 enum Ready {
-    Remove,
-    /// Kept or changed: its next config and files.
-    Apply(ListenerConfig, ListenerFiles),
-    /// Added: bound, not yet accepting.
-    Start(BoundListener),
+    /// Removed: its place among the running listeners.
+    Remove { old: usize },
+    /// Kept (`what` empty) or changed (`what` says how): its next config and files.
+    Apply { old: usize, what: Vec<String>, config: ListenerConfig, files: ListenerFiles },
+    /// Added: its place in the new config, and its sockets, bound, not yet accepting.
+    Start { new: usize, bound: BoundListener },
 }
 
 /// Where reloads are asked for from inside the server (`POST /api/v1/reload`): the server's
