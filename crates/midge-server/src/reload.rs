@@ -481,7 +481,10 @@ mod tests {
     #[test]
     fn a_kept_mqtt_sn_listener_runs_its_old_gateway_settings_until_a_restart() {
         let old = config("[[listener]]\nbind = \"127.0.0.1:1885\"\nprotocol = \"mqtt-sn\"\nsn_retry_count = 2\n");
-        let new = config("[[listener]]\nbind = \"127.0.0.1:1885\"\nprotocol = \"mqtt-sn\"\nsn_retry_count = 5\nallow_anonymous = true\n");
+        let new = config(
+            "[[listener]]\nbind = \"127.0.0.1:1885\"\nprotocol = \"mqtt-sn\"\nsn_retry_count = 5\n\
+             allow_anonymous = true\n",
+        );
         let running = running_after(&old.listener[0], new.listener[0].clone());
         assert_eq!((running.sn_retry_count, running.allow_anonymous), (Some(2), true));
         let again = plan(&old, &[running], &new);

@@ -228,6 +228,10 @@ impl Reloader {
                 }
             }
         }
+        // bridges: applied here once crate::bridge exists: hand the supervisor `new.bridge`
+        // (e.g. `bridges.lock().await.apply(&new.bridge)`, an `Arc<tokio::sync::Mutex<Bridges>>`
+        // kept in `ReloaderInner`) and push the lines it answers onto `report.changes`; then
+        // take `bridge` from `new` below, and out of `reload::plan`'s catch-all.
         for change in &report.changes {
             info!("{change}");
         }
@@ -235,10 +239,6 @@ impl Reloader {
         for setting in &report.restart_needed {
             warn!("{setting}: takes effect after a restart");
         }
-        // bridges: applied here once crate::bridge exists: hand the supervisor `new.bridge`
-        // (e.g. `bridges.lock().await.apply(&new.bridge)`, an `Arc<tokio::sync::Mutex<Bridges>>`
-        // kept in `ReloaderInner`) and push the lines it answers onto `report.changes`; then
-        // take `bridge` from `new` below, and out of `reload::plan`'s catch-all.
 
         state.running = kept;
         state.next_index = next_index;
@@ -247,7 +247,8 @@ impl Reloader {
             sys: new.sys,
             connections: new.connections,
             log: if log_live { new.log } else { state.config.log.clone() },
-            // What takes a restart (`[mqtt]`, `[store]`, a section a reload does not apply yet) stays as it runs, so the next reload reports it again.
+            // What takes a restart (`[mqtt]`, `[store]`, a section a reload does not apply yet)
+            // stays as it runs, so the next reload reports it again.
             ..state.config.clone()
         };
         state.config = running_config;

@@ -257,7 +257,10 @@ fn post_api_v1_reload_reloads_and_answers_with_what_changed_or_why_not() {
 #[test]
 fn a_websocket_listeners_options_apply_to_new_upgrades() {
     let ws = |path: &str| {
-        format!("[[listener]]\nprotocol = \"websockets\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nwebsocket_path = {path:?}\n")
+        format!(
+            "[[listener]]\nprotocol = \"websockets\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+             websocket_path = {path:?}\n"
+        )
     };
     let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{}\n{REST}", ws("/mqtt")));
     let ws_addr = broker.listener_addr("listening (mqtt over websockets)");
