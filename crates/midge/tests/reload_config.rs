@@ -7,6 +7,7 @@
 //! taken before the SIGHUP), each message and SUBACK on mosquitto_sub's output.
 
 mod interop_common;
+mod sn_common;
 mod support;
 
 use std::io::{Read, Write};
@@ -398,4 +399,16 @@ fn connection_limits_across_listeners_apply_live() {
     reload(&broker, &format!("{FIRST}\n{REST}"), "[connections] max_connections 1 -> the open-file limit");
     publish(&broker, V5, "carol", &["-t", "room/1", "-q", "1", "-m", "after"]);
     assert_eq!(alice.messages(), ["room/1|after"]);
+}
+
+#[test]
+fn removing_an_mqtt_sn_listener_disconnects_its_clients() {
+    let gateway = sn_common::Gateway::start("", "[store]\npersistence = false\n");
+    let mut client = gateway.client();
+    client.connect("sensor");
+    // The harness's config, less the MQTT-SN listener.
+    let without = "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[log]\nlevel = \"debug\"\n\n\
+                   [store]\npersistence = false\n";
+    reload(&gateway.broker, without, "(mqtt-sn) removed (was listener 2): its 1 connections closed");
+    assert_eq!(client.recv(), midge_sn_codec::Message::Disconnect { duration: None });
 }
