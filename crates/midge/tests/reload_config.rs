@@ -9,6 +9,7 @@
 mod interop_common;
 mod sn_common;
 mod support;
+mod tls_common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -411,4 +412,20 @@ fn removing_an_mqtt_sn_listener_disconnects_its_clients() {
                    [store]\npersistence = false\n";
     reload(&gateway.broker, without, "(mqtt-sn) removed (was listener 2): its 1 connections closed");
     assert_eq!(client.recv(), midge_sn_codec::Message::Disconnect { duration: None });
+}
+
+#[test]
+fn a_plain_listener_becomes_tls_for_new_connections_and_keeps_its_plain_clients() {
+    let pki = tls_common::Pki::new(&["127.0.0.1"]);
+    let broker = TestBroker::start_midge_config(&format!("{FIRST}\n{REST}"));
+    let mut alice = Sub::start(&broker, V5, "alice", "room/#", 1, 1, "%t|%p");
+    assert_eq!(alice.wait_subscribed(), 1);
+    let tls = format!("{FIRST}{}\n{REST}", pki.midge_listener());
+    reload(&broker, &tls, "listener 1 changed: keyfile unset -> ");
+    let (status, output) = publish_output(&broker, V5, "plain", &["-t", "room/1", "-m", "plain"]);
+    assert!(!status.success(), "plain MQTT is refused now: {output}");
+    let cafile = pki.arg("ca.pem");
+    publish(&broker, V5, "over-tls", &["--cafile", &cafile, "-t", "room/1", "-q", "1", "-m", "over tls"]);
+    // alice, connected in plain MQTT before the reload, receives it.
+    assert_eq!(alice.messages(), ["room/1|over tls"]);
 }
