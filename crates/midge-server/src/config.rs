@@ -8,6 +8,7 @@ mod mosquitto;
 mod mqtt;
 mod proxy;
 mod sn;
+mod source;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAG
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
 use serde::Deserialize;
 pub use sn::{Advertise, SnSettings, DEFAULT_SN_PORT};
+pub use source::ConfigSource;
 
 use crate::bind::BindAddr;
 pub use crate::bind::DEFAULT_PORT;
@@ -353,7 +355,7 @@ pub enum TlsVersion {
 }
 
 /// What a listener speaks (`protocol`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(try_from = "String")]
 #[non_exhaustive]
 pub enum ListenerProtocol {
@@ -539,6 +541,15 @@ pub enum ConfigError {
         bridge: String,
         /// What is wrong, naming the key.
         problem: String,
+    },
+    /// `-p` (the default listener's port) with a config file that defines listeners.
+    #[error(
+        "-p/--port sets the default listener's port, but the config file {} defines listeners; set `bind` there",
+        path.display()
+    )]
+    PortWithListeners {
+        /// The file.
+        path: PathBuf,
     },
     /// A mosquitto.conf directive is unknown or its value cannot be used.
     #[error("{}:{line}: directive {directive}: {problem}", path.display())]

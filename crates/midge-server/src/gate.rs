@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,26 +21,55 @@ use crate::rate::TokenBucket;
 #[derive(Debug)]
 pub struct ConnectionGate {
     broker: Arc<Broker>,
-    /// Most connections open at once; `usize::MAX` for none.
-    max_connections: usize,
+    /// Most connections open at once; `usize::MAX` for none. A reload may change it
+    /// ([`ConnectionGate::set`]); relaxed: each accept reads it on its own.
+    max_connections: AtomicUsize,
+    /// The process's open-file limit, which bounds connections when `max_connections` is left
+    /// out.
+    open_files: usize,
     /// Every listener's connections: the sum of their lengths is the broker's count of open
     /// connections, which costs the connection tasks nothing (each carries its listener's
     /// tracker token either way).
     listeners: RwLock<Vec<TaskTracker>>,
-    /// Per-address buckets, when `max_connection_rate` is set.
-    rates: Option<Mutex<AddressRates>>,
+    /// Per-address buckets, when `max_connection_rate` is set (`None` inside: no limit, and
+    /// `rate_limited` says so without the lock).
+    rates: Mutex<Option<AddressRates>>,
+    /// Whether `rates` holds buckets: read at every accept, so a broker without a connection
+    /// rate takes no lock for it.
+    rate_limited: AtomicBool,
 }
 
 impl ConnectionGate {
     /// The gate `config` describes; `open_files` is the process's open-file limit, which bounds
     /// connections when `max_connections` is left out.
     pub fn new(config: &ConnectionsConfig, open_files: usize, broker: Arc<Broker>) -> Arc<Self> {
+        let gate = Self {
+            broker,
+            max_connections: AtomicUsize::new(usize::MAX),
+            open_files,
+            listeners: RwLock::new(Vec::new()),
+            rates: Mutex::new(None),
+            rate_limited: AtomicBool::new(false),
+        };
+        gate.set(config);
+        Arc::new(gate)
+    }
+
+    /// Takes `config`'s limits from now on (a reload): connections already open stay, and count
+    /// toward the new `max_connections`; a new `max_connection_rate` starts every address with
+    /// a full bucket.
+    pub fn set(&self, config: &ConnectionsConfig) {
         let max_connections = match config.max_connections {
             Some(max) => max.get().unwrap_or(usize::MAX),
-            None => open_files.saturating_sub(FILE_RESERVE).max(1),
+            None => self.open_files.saturating_sub(FILE_RESERVE).max(1),
         };
-        let rates = (config.max_connection_rate > 0).then(|| Mutex::new(AddressRates::new(config.max_connection_rate)));
-        Arc::new(Self { broker, max_connections, listeners: RwLock::new(Vec::new()), rates })
+        self.max_connections.store(max_connections, Ordering::Relaxed);
+        let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        let rate = config.max_connection_rate;
+        if rates.as_ref().map_or(0, |rates| rates.rate) != rate {
+            *rates = (rate > 0).then(|| AddressRates::new(rate));
+        }
+        self.rate_limited.store(rate > 0, Ordering::Relaxed);
     }
 
     /// The broker whose counters the limits add to.
@@ -49,7 +79,7 @@ impl ConnectionGate {
 
     /// The global connection limit in force (`usize::MAX`: none).
     pub fn max_connections(&self) -> usize {
-        self.max_connections
+        self.max_connections.load(Ordering::Relaxed)
     }
 
     /// Counts `connections`, a listener's, toward the broker's open connections.
@@ -74,8 +104,13 @@ impl ConnectionGate {
     /// proxy once the client's own address is known (its PROXY header, or a trusted proxy's
     /// forwarded header), so that the proxy's address does not take every client's rate.
     pub fn admit_address(&self, peer: SocketAddr, now: Instant) -> bool {
-        let Some(rates) = &self.rates else { return true };
-        let allowed = rates.lock().unwrap_or_else(PoisonError::into_inner).admit(peer.ip(), now);
+        if !self.rate_limited.load(Ordering::Relaxed) {
+            return true;
+        }
+        let allowed = match self.rates.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(rates) => rates.admit(peer.ip(), now),
+            None => true,
+        };
         if !allowed {
             let counter = &self.broker.stats().limits.max_connection_rate;
             if let Some(report) = counter.hit(now) {
@@ -90,9 +125,10 @@ impl ConnectionGate {
     /// counted, and logged at a bounded rate). Accept loops of different listeners check at
     /// the same time, so the limit may be passed by one connection per other listener.
     pub fn admit_open(&self, peer: SocketAddr, now: Instant) -> bool {
-        if self.max_connections != usize::MAX && self.open() >= self.max_connections {
+        let max_connections = self.max_connections();
+        if max_connections != usize::MAX && self.open() >= max_connections {
             if let Some(report) = self.broker.stats().limits.max_connections.hit(now) {
-                warn!(%peer, max_connections = self.max_connections, refused = report.since_last, total = report.total,
+                warn!(%peer, max_connections, refused = report.since_last, total = report.total,
                     "limit reached: max_connections: broker full, closing new connections at once");
             }
             return false;
@@ -195,6 +231,26 @@ mod tests {
 
     fn peer(ip: &str) -> SocketAddr {
         SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
+    #[test]
+    fn a_reload_changes_the_limits_for_the_next_connections() {
+        let broker = Broker::new(Limits::default());
+        let gate = ConnectionGate::new(&ConnectionsConfig::default(), 20_000, Arc::clone(&broker));
+        let listener = TaskTracker::new();
+        gate.register(listener.clone());
+        let now = Instant::now();
+        let _open = listener.token();
+        assert!(gate.admit(peer("127.0.0.1"), now) && gate.admit(peer("127.0.0.1"), now));
+        let max_one = MaxConnections::at_most(1.try_into().unwrap());
+        gate.set(&ConnectionsConfig { max_connections: Some(max_one), max_connection_rate: 1 });
+        assert_eq!(gate.max_connections(), 1);
+        assert!(!gate.admit_open(peer("127.0.0.2"), now), "the open connection counts");
+        assert!(gate.admit_address(peer("127.0.0.3"), now));
+        assert!(!gate.admit_address(peer("127.0.0.3"), now), "one a second now");
+        gate.set(&ConnectionsConfig::default());
+        assert_eq!(gate.max_connections(), 20_000 - FILE_RESERVE);
+        assert!(gate.admit(peer("127.0.0.3"), now), "no rate any more");
     }
 
     #[test]

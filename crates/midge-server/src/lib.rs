@@ -24,8 +24,11 @@
 //! - [`sys`]: the `$SYS` topics, published every `[sys] interval` seconds.
 //! - [`metrics`]: the same figures and more for Prometheus, served as an HTTP listener's
 //!   `/metrics`.
+//! - [`roster`]: a listener's connected clients, for a reload that removes it.
 //! - [`limits`]: the server's own bounds.
-//! - [`server`]: starting everything, the housekeeping timer, and shutdown.
+//! - [`reload`]: what a reload changes (old config and new -> a plan), without I/O.
+//! - [`server`]: starting everything, the housekeeping timer, and shutdown; `reloader`: a
+//!   reload carried out (the config read and checked whole, then the plan applied).
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -41,6 +44,9 @@ pub mod metrics;
 pub mod proxy_header;
 pub mod rate;
 pub mod read_size;
+pub mod reload;
+mod reloader;
+pub mod roster;
 pub mod server;
 mod sn;
 pub mod store;
@@ -53,7 +59,7 @@ mod test_support;
 
 pub use config::{ListenerConfig, ServerConfig};
 pub use listener::{ListenerCounters, ListenerHandle};
-pub use server::{Reloader, Server, ServerError};
+pub use server::{LogControl, ReloadError, ReloadOptions, ReloadReport, ReloadRequests, Reloader, Server, ServerError};
 pub use sn::SnDrops;
 
 /// An error and its causes on one line, as `midge serve` prints a startup error: for errors

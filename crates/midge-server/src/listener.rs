@@ -26,6 +26,7 @@ use crate::config::{ListenerConfig, ListenerProtocol, SnSettings};
 use crate::conn::{self as connection, ListenerContext, ProxyListener, WebSocketListener};
 use crate::gate::ConnectionGate;
 use crate::limits::ACCEPT_ERROR_PAUSE;
+use crate::roster::Roster;
 use crate::server::ServerError;
 use crate::tls::TlsListener;
 
@@ -35,12 +36,50 @@ use crate::tls::TlsListener;
 pub struct BoundListener {
     index: usize,
     config: ListenerConfig,
-    /// Who may connect and what its clients may do, loaded from its settings.
-    security: ListenerSecurity,
-    /// Its TLS acceptor, loaded from its settings; `None` for plain TCP.
-    tls: Option<Arc<TlsListener>>,
+    /// Its security and TLS, loaded from its settings.
+    files: ListenerFiles,
     sockets: Sockets,
     local_addrs: Vec<SocketAddr>,
+}
+
+/// What a listener reads from the files its settings name: who may connect and what its
+/// clients may do (password, ACL, JWT key files), and its TLS acceptor (certificate, key, CAs,
+/// CRLs). Loaded whole before anything uses it, so a file that cannot be used changes nothing.
+#[derive(Debug)]
+pub struct ListenerFiles {
+    security: ListenerSecurity,
+    /// `None` for plain TCP.
+    tls: Option<TlsListener>,
+}
+
+impl ListenerFiles {
+    /// Reads the files `config`, listener number `index`'s settings, names.
+    pub fn load(index: usize, config: &ListenerConfig) -> Result<Self, ServerError> {
+        let security =
+            ListenerSecurity::load(config).map_err(|source| ServerError::Security { listener: index, source })?;
+        let tls = TlsListener::load(config).map_err(|source| ServerError::Tls { listener: index, source })?;
+        Ok(Self { security, tls })
+    }
+}
+
+/// What every listener is given by the server: the broker and the services its connections
+/// share. Kept by each listener's handle, so that a reload can build its new settings.
+#[derive(Debug, Clone)]
+pub struct ListenerServices {
+    /// The broker core.
+    pub broker: Arc<Broker>,
+    /// The limits every listener shares.
+    pub gate: Arc<ConnectionGate>,
+    /// The store's writer whose commits release held acknowledgements; `None` without
+    /// persistence.
+    pub store: Option<WriterHandle>,
+    /// Whether the server is ready (HTTP listeners' `/readyz`).
+    pub readiness: Arc<crate::http::Readiness>,
+    /// What HTTP listeners' `/metrics` reads.
+    pub metrics: Arc<crate::metrics::Source>,
+    /// Where HTTP listeners' `POST /api/v1/reload` asks for a reload; `None`: nowhere (a
+    /// server whose reloads nobody runs).
+    pub reload: Option<crate::server::ReloadRequests>,
 }
 
 /// A listener's sockets: TCP for MQTT, UDP for an MQTT-SN gateway (`crate::sn`) and its
@@ -90,11 +129,8 @@ impl BoundListener {
         } else {
             Sockets::Stream(sockets)
         };
-        let security =
-            ListenerSecurity::load(&config).map_err(|source| ServerError::Security { listener: index, source })?;
-        let tls =
-            TlsListener::load(&config).map_err(|source| ServerError::Tls { listener: index, source })?.map(Arc::new);
-        Ok(Self { index, config, security, tls, sockets, local_addrs })
+        let files = ListenerFiles::load(index, &config)?;
+        Ok(Self { index, config, files, sockets, local_addrs })
     }
 
     /// The addresses its sockets are bound to.
@@ -102,37 +138,30 @@ impl BoundListener {
         &self.local_addrs
     }
 
-    /// Starts accepting. Its clients are authenticated by the listener's own settings; `store`
-    /// is the store's writer whose commits release held acknowledgements. Connections before
-    /// CONNECT watch `shutdown`; connected ones are stopped through the broker
-    /// ([`Broker::shut_down`]).
-    /// `gate` holds the limits every listener shares.
-    pub fn start(
-        self,
-        broker: Arc<Broker>,
-        gate: Arc<ConnectionGate>,
-        store: Option<WriterHandle>,
-        shutdown: watch::Receiver<bool>,
-        readiness: Arc<crate::http::Readiness>,
-        metrics: Arc<crate::metrics::Source>,
-    ) -> ListenerHandle {
-        let Self { index, config, security, tls, sockets, local_addrs } = self;
-        let http = (config.protocol == ListenerProtocol::Http)
-            .then(|| Arc::new(crate::http::HttpListener::new(index, &config, readiness, metrics)));
-        let max_packet_size = broker.limits().max_packet_size;
-        let websocket = (config.protocol == ListenerProtocol::Websockets)
-            .then(|| Arc::new(WebSocketListener::new(index, &config, max_packet_size, Arc::clone(&gate))));
-        let proxy = ProxyListener::new(index, &config, Arc::clone(&gate)).map(Arc::new);
-        let transport = match (&sockets, &websocket, tls.is_some()) {
+    /// Starts accepting. Its clients are authenticated by the listener's own settings; the
+    /// store's commits (`services.store`) release held acknowledgements. Connections before
+    /// CONNECT end when the listener ends its connections ([`ListenerHandle::end_connections`],
+    /// [`ListenerHandle::shut_down`]); connected ones are stopped through the broker
+    /// ([`Broker::shut_down`]) or the listener's roster.
+    pub fn start(self, services: &ListenerServices) -> ListenerHandle {
+        let Self { index, config, files, sockets, local_addrs } = self;
+        let counters = Arc::new(Counters::default());
+        let connections = TaskTracker::new();
+        services.gate.register(connections.clone());
+        let (stop, stop_rx) = watch::channel(false);
+        let (closing, _) = watch::channel(false);
+        let roster = Arc::new(Roster::default());
+        let current = settings(index, config.clone(), files, services, &closing, &roster, None);
+        let transport = match (&sockets, &current.websocket, current.tls.is_some()) {
             (Sockets::Datagram(..), ..) => "mqtt-sn over udp",
-            (Sockets::Stream(_), None, true) if http.is_some() => "http api over tls",
-            (Sockets::Stream(_), None, false) if http.is_some() => "http api",
+            (Sockets::Stream(_), None, true) if current.http.is_some() => "http api over tls",
+            (Sockets::Stream(_), None, false) if current.http.is_some() => "http api",
             (Sockets::Stream(_), Some(_), true) => "mqtt over websockets over tls",
             (Sockets::Stream(_), Some(_), false) => "mqtt over websockets",
             (Sockets::Stream(_), None, true) => "mqtt over tls",
             (Sockets::Stream(_), None, false) => "mqtt over tcp",
         };
-        let transport = match &proxy {
+        let transport = match &current.proxy {
             Some(proxy) => format!("{transport}, behind PROXY protocol v{}", proxy.version().number()),
             None => transport.to_owned(),
         };
@@ -143,31 +172,18 @@ impl BoundListener {
                 "listening ({transport})"
             );
         }
-        let counters = Arc::new(Counters::default());
-        let connections = TaskTracker::new();
-        gate.register(connections.clone());
-        let (stop, stop_rx) = watch::channel(false);
+        let current = Arc::new(RwLock::new(current));
         let accept_loop = TaskTracker::new();
-        let context = ListenerContext {
-            broker,
-            authenticator: security.authenticator,
-            authorizer: security.authorizer,
-            store,
-            shutdown,
-        };
-        let current = Arc::new(RwLock::new(Current { context: Arc::new(context), tls }));
+        let gate = Arc::clone(&services.gate);
         let mut sn = None;
         match sockets {
             Sockets::Stream(sockets) => {
                 accept_loop.spawn(
                     AcceptLoop {
                         index,
-                        config: config.clone(),
+                        bind: config.bind.to_string(),
                         current: Arc::clone(&current),
                         counters: Arc::clone(&counters),
-                        websocket: websocket.clone(),
-                        proxy: proxy.clone(),
-                        http,
                         connections: connections.clone(),
                         gate,
                     }
@@ -212,13 +228,14 @@ impl BoundListener {
         accept_loop.close();
         ListenerHandle {
             index,
-            config,
+            protocol: config.protocol,
             local_addrs,
             counters,
-            websocket,
-            proxy,
             sn,
             current,
+            services: services.clone(),
+            roster,
+            closing,
             connections,
             stop,
             accept_loop,
@@ -226,24 +243,69 @@ impl BoundListener {
     }
 }
 
-/// A running listener: its addresses, its config, its counters, and a way to close it without
-/// touching the other listeners, so that a reload can add, change or close listeners one by one.
-/// Dropping the handle closes the listener too.
-#[derive(Debug)]
-pub struct ListenerHandle {
-    /// Its place in the config, from 1, as logs and errors name it.
+/// What listener number `index` gives new connections with `config` and `files`:
+/// `previous`'s counters and event ids carried on, when it replaces them in a reload.
+fn settings(
     index: usize,
     config: ListenerConfig,
+    files: ListenerFiles,
+    services: &ListenerServices,
+    closing: &watch::Sender<bool>,
+    roster: &Arc<Roster>,
+    previous: Option<&Current>,
+) -> Current {
+    let ListenerFiles { security, tls } = files;
+    let tls = tls.map(|tls| Arc::new(tls.counting_on(previous.and_then(|previous| previous.tls.as_deref()))));
+    let http = (config.protocol == ListenerProtocol::Http).then(|| {
+        let http = crate::http::HttpListener::new(
+            index,
+            &config,
+            Arc::clone(&services.readiness),
+            Arc::clone(&services.metrics),
+            services.reload.clone(),
+        );
+        Arc::new(http.keeping_resume(previous.and_then(|previous| previous.http.as_deref())))
+    });
+    let max_packet_size = services.broker.limits().max_packet_size;
+    let websocket = (config.protocol == ListenerProtocol::Websockets).then(|| {
+        let websocket = WebSocketListener::new(index, &config, max_packet_size, Arc::clone(&services.gate));
+        Arc::new(websocket.counting_on(previous.and_then(|previous| previous.websocket.as_deref())))
+    });
+    let proxy = ProxyListener::new(index, &config, Arc::clone(&services.gate))
+        .map(|proxy| Arc::new(proxy.counting_on(previous.and_then(|previous| previous.proxy.as_deref()))));
+    let context = ListenerContext {
+        broker: Arc::clone(&services.broker),
+        authenticator: security.authenticator,
+        authorizer: security.authorizer,
+        store: services.store.clone(),
+        shutdown: closing.subscribe(),
+        roster: Arc::clone(roster),
+    };
+    Current { config: Arc::new(config), context: Arc::new(context), tls, websocket, proxy, http }
+}
+
+/// A running listener: its addresses, its config, its counters, and a way to change or close it
+/// without touching the other listeners, so that a reload can add, change or close listeners
+/// one by one. Dropping the handle closes the listener too.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    /// Its number, as logs and errors name it: its place in the config it started with, from
+    /// 1; a listener a reload adds is numbered after every listener so far.
+    index: usize,
+    /// What it speaks (never changes: another protocol is another listener).
+    protocol: ListenerProtocol,
     local_addrs: Vec<SocketAddr>,
     counters: Arc<Counters>,
-    /// A WebSocket listener's settings and upgrade counter; `None` for MQTT over TCP or TLS.
-    websocket: Option<Arc<WebSocketListener>>,
-    /// A listener behind a PROXY protocol proxy: its version and header counter.
-    proxy: Option<Arc<ProxyListener>>,
     /// An MQTT-SN listener's shared gateway state (its drop counters); `None` for the others.
     sn: Option<Arc<crate::sn::Shared>>,
-    /// What new connections are given, swapped by [`ListenerHandle::reload`].
+    /// What new connections are given, swapped by [`ListenerHandle::apply`].
     current: Arc<RwLock<Current>>,
+    /// What its settings are built with.
+    services: ListenerServices,
+    /// Its connected clients, to close when a reload removes it.
+    roster: Arc<Roster>,
+    /// Tells its connections still before CONNECT (and HTTP connections) to end.
+    closing: watch::Sender<bool>,
     /// Its connections; their number is the listener's count of open connections.
     connections: TaskTracker,
     /// Tells the accept loop to stop.
@@ -253,14 +315,19 @@ pub struct ListenerHandle {
 }
 
 impl ListenerHandle {
-    /// Its place in the config, from 1.
+    /// Its number, from 1.
     pub fn index(&self) -> usize {
         self.index
     }
 
-    /// The config it runs with.
-    pub fn config(&self) -> &ListenerConfig {
-        &self.config
+    /// The config it runs with now.
+    pub fn config(&self) -> Arc<ListenerConfig> {
+        Arc::clone(&read(&self.current).config)
+    }
+
+    /// What it speaks.
+    pub fn protocol(&self) -> ListenerProtocol {
+        self.protocol
     }
 
     /// The addresses it listens on (several when its `bind` name resolved to several).
@@ -270,21 +337,23 @@ impl ListenerHandle {
 
     /// Its counters now.
     pub fn counters(&self) -> ListenerCounters {
+        let current = read(&self.current);
         ListenerCounters {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
             refused_max_connections: self.counters.refused_max_connections.get(),
             accept_errors: self.counters.accept_errors.load(Ordering::Relaxed),
             open: self.connections.len(),
-            tls_handshake_failures: read(&self.current).tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
-            websocket_upgrade_failures: self.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
-            proxy_header_failures: self.proxy.as_ref().map_or(0, |proxy| proxy.header_failures()),
+            tls_handshake_failures: current.tls.as_ref().map_or(0, |tls| tls.handshake_failures()),
+            websocket_upgrade_failures: current.websocket.as_ref().map_or(0, |websocket| websocket.upgrade_failures()),
+            proxy_header_failures: current.proxy.as_ref().map_or(0, |proxy| proxy.header_failures()),
             mqtt_sn: self.sn.as_ref().map(|sn| sn.counters.snapshot()),
         }
     }
 
     /// Stops accepting and closes the sockets, and returns once they are closed, so their
-    /// addresses can be bound again. Connections it accepted carry on until they end or the
-    /// server shuts down; other listeners are not touched. Closing twice does nothing more.
+    /// addresses can be bound again. Connections it accepted carry on until they end, the
+    /// server shuts down, or [`end_connections`](Self::end_connections); other listeners are
+    /// not touched. Closing twice does nothing more.
     ///
     /// # Cancel safety
     /// Cancel safe: once called, the listener closes whether or not the call is awaited to the
@@ -295,27 +364,41 @@ impl ListenerHandle {
         self.accept_loop.wait().await;
     }
 
+    /// Ends its connections: those before CONNECT and HTTP connections at once, connected
+    /// clients kicked with `reason` (v5 clients are sent DISCONNECT with it), and any that
+    /// connects later. For a listener a reload removes, after [`close`](Self::close).
+    pub fn end_connections(&self, reason: midge_codec::ReasonCode) {
+        self.shut_down();
+        self.roster.close(reason);
+    }
+
+    /// Tells its connections still before CONNECT, and its HTTP connections, that the server is
+    /// shutting down (connected clients are kicked through the broker: [`Broker::shut_down`]).
+    pub fn shut_down(&self) {
+        let _ = self.closing.send(true);
+    }
+
     /// Reads its files again (password file, ACL file, JWT keys, TLS certificate, key, CAs and
     /// CRLs) and gives what they now say to every connection accepted from now on; connected
     /// clients keep what they started with and stay connected. A file that cannot be used
     /// changes nothing: the error names it, and the listener keeps its last good settings.
     pub fn reload(&self) -> Result<(), ServerError> {
-        let listener = self.index;
-        let security =
-            ListenerSecurity::load(&self.config).map_err(|source| ServerError::Security { listener, source })?;
-        let tls =
-            TlsListener::load(&self.config).map_err(|source| ServerError::Tls { listener, source })?.map(Arc::new);
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let old = &current.context;
-        let context = ListenerContext {
-            broker: Arc::clone(&old.broker),
-            authenticator: security.authenticator,
-            authorizer: security.authorizer,
-            store: old.store.clone(),
-            shutdown: old.shutdown.clone(),
-        };
-        *current = Current { context: Arc::new(context), tls };
+        let config = ListenerConfig::clone(&self.config());
+        let files = ListenerFiles::load(self.index, &config)?;
+        self.apply(config, files);
         Ok(())
+    }
+
+    /// Gives `config`, with `files` loaded from it, to every connection accepted from now on:
+    /// its security, TLS, `max_connections`, WebSocket, PROXY protocol and HTTP settings (an
+    /// MQTT-SN listener's gateway settings stay as they started). Connected clients keep what
+    /// they started with and stay connected; its counters and its HTTP readers' event ids carry
+    /// on. `config` must have the listener's protocol and bind.
+    pub fn apply(&self, config: ListenerConfig, files: ListenerFiles) {
+        debug_assert_eq!(config.protocol, self.protocol);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let next = settings(self.index, config, files, &self.services, &self.closing, &self.roster, Some(&current));
+        *current = next;
     }
 
     /// Whether it has stopped accepting.
@@ -326,6 +409,31 @@ impl ListenerHandle {
     /// Waits until every connection it accepted has ended; after [`close`](Self::close) only.
     pub(crate) async fn connections_ended(&self) {
         self.connections.wait().await;
+    }
+}
+
+/// Every listener a server has started, in the order they started: closed ones too while they
+/// have connections, so that shutdown waits for them.
+#[derive(Debug, Default)]
+pub struct Listeners(RwLock<Vec<Arc<ListenerHandle>>>);
+
+impl Listeners {
+    /// The listeners now. A copy: the lock is not held while the caller uses them.
+    pub fn snapshot(&self) -> Vec<Arc<ListenerHandle>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The listeners still accepting.
+    pub fn open(&self) -> Vec<Arc<ListenerHandle>> {
+        self.snapshot().into_iter().filter(|listener| !listener.is_closed()).collect()
+    }
+
+    /// Adds one that has just started, and forgets those closed whose connections have all
+    /// ended (nothing is left for shutdown to wait for), so reloads do not pile them up.
+    pub(crate) fn push(&self, listener: Arc<ListenerHandle>) {
+        let mut listeners = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|listener| !listener.is_closed() || !listener.connections.is_empty());
+        listeners.push(listener);
     }
 }
 
@@ -366,30 +474,33 @@ pub(crate) struct Counters {
 /// The task that accepts a listener's connections.
 struct AcceptLoop {
     index: usize,
-    config: ListenerConfig,
+    /// Its `bind` as written, for the log.
+    bind: String,
     /// What each new connection is given; a reload swaps it.
     current: Arc<RwLock<Current>>,
     counters: Arc<Counters>,
+    connections: TaskTracker,
+    /// The limits every listener shares.
+    gate: Arc<ConnectionGate>,
+}
+
+/// What a listener gives each new connection, built from its config and files when it is bound
+/// and again on every reload ([`ListenerHandle::apply`]). Swapped whole, so a connection keeps
+/// what it started with: new settings apply to new connections, and connected clients stay.
+#[derive(Debug)]
+pub(crate) struct Current {
+    /// Its config (`max_connections` is read from here).
+    pub(crate) config: Arc<ListenerConfig>,
+    /// The broker, the listener's authenticator and authorizer, the store's writer.
+    pub(crate) context: Arc<ListenerContext>,
+    /// The TLS acceptor each connection's task runs its handshake with; `None` for plain TCP.
+    tls: Option<Arc<TlsListener>>,
     /// Set on a WebSocket listener: its connections upgrade before they speak MQTT.
     websocket: Option<Arc<WebSocketListener>>,
     /// Set on a listener behind a PROXY protocol proxy: its connections start with its header.
     proxy: Option<Arc<ProxyListener>>,
     /// Set on an HTTP API listener: its connections are served by `crate::http`.
     http: Option<Arc<crate::http::HttpListener>>,
-    connections: TaskTracker,
-    /// The limits every listener shares.
-    gate: Arc<ConnectionGate>,
-}
-
-/// What a listener gives each new connection, read from its files when it is bound and again on
-/// every reload ([`ListenerHandle::reload`]). Swapped whole, so a connection keeps what it
-/// started with: new settings apply to new connections, and connected clients stay.
-#[derive(Debug)]
-pub(crate) struct Current {
-    /// The broker, the listener's authenticator and authorizer, the store's writer.
-    pub(crate) context: Arc<ListenerContext>,
-    /// The TLS acceptor each connection's task runs its handshake with; `None` for plain TCP.
-    tls: Option<Arc<TlsListener>>,
 }
 
 impl AcceptLoop {
@@ -410,7 +521,7 @@ impl AcceptLoop {
             }
         }
         drop(sockets);
-        info!(listener = self.index, bind = %self.config.bind, "listener closed");
+        info!(listener = self.index, bind = %self.bind, "listener closed");
     }
 
     /// Hands an accepted connection to its own task, or closes it at once when the listener
@@ -421,13 +532,24 @@ impl AcceptLoop {
     /// once its header has said who that is.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let now = Instant::now();
-        if let Some(max) = self.config.max_connections.get() {
+        let (max_connections, context, tls, websocket, proxy, http) = {
+            let current = read(&self.current);
+            (
+                current.config.max_connections,
+                Arc::clone(&current.context),
+                current.tls.clone(),
+                current.websocket.clone(),
+                current.proxy.clone(),
+                current.http.clone(),
+            )
+        };
+        if let Some(max) = max_connections.get() {
             if self.connections.len() >= max {
                 drop(stream);
                 self.gate.broker().stats().limits.listener_max_connections.hit(now);
                 if let Some(report) = self.counters.refused_max_connections.hit(now) {
                     warn!(
-                        listener = self.index, bind = %self.config.bind, max_connections = max,
+                        listener = self.index, bind = %self.bind, max_connections = max,
                         refused = report.since_last, total = report.total, %peer,
                         "listener full: closing new connections at once (max_connections)"
                     );
@@ -435,7 +557,7 @@ impl AcceptLoop {
                 return;
             }
         }
-        let proxied = self.proxy.is_some() || self.websocket.as_ref().is_some_and(|ws| ws.trusts(peer.ip()));
+        let proxied = proxy.is_some() || websocket.as_ref().is_some_and(|ws| ws.trusts(peer.ip()));
         let admitted = if proxied { self.gate.admit_open(peer, now) } else { self.gate.admit(peer, now) };
         if !admitted {
             drop(stream);
@@ -445,20 +567,14 @@ impl AcceptLoop {
         if let Err(error) = stream.set_nodelay(true) {
             warn!(%peer, %error, "cannot set TCP_NODELAY");
         }
-        let (context, tls) = {
-            let current = read(&self.current);
-            (Arc::clone(&current.context), current.tls.clone())
-        };
         // Handshakes run in the connection's task, never here: a slow client cannot hold up the
         // accept loop.
-        let proxy = self.proxy.clone();
-        if let Some(http) = &self.http {
-            self.connections.spawn(crate::http::serve(stream, peer, tls, Arc::clone(http), context));
+        if let Some(http) = http {
+            self.connections.spawn(crate::http::serve(stream, peer, tls, http, context));
             return;
         }
-        match (&self.websocket, tls) {
+        match (websocket, tls) {
             (Some(websocket), tls) => {
-                let websocket = Arc::clone(websocket);
                 self.connections.spawn(connection::serve_websocket(stream, peer, proxy, tls, websocket, context))
             }
             (None, Some(tls)) => self.connections.spawn(connection::serve_tls(stream, peer, proxy, tls, context)),

@@ -15,7 +15,9 @@ use crate::bind::BindAddr;
 use crate::config::ServerConfig;
 use crate::gate::{raise_open_files_limit, ConnectionGate};
 use crate::limits::{HOUSEKEEPING_INTERVAL, SHUTDOWN_GRACE, STORE_SIZE_CHECK};
-use crate::listener::{BoundListener, ListenerHandle};
+use crate::listener::{BoundListener, ListenerHandle, ListenerServices, Listeners};
+pub use crate::reloader::{LogControl, ReloadError, ReloadOptions, ReloadReport, ReloadRequests, Reloader};
+use crate::reloader::{ReloadState, ReloaderInner};
 
 /// Why the server could not start.
 ///
@@ -83,9 +85,11 @@ pub enum ServerError {
 /// A running broker.
 pub struct Server {
     broker: Arc<Broker>,
-    /// The listeners, in config order. A closed one stays here: shutdown waits for the
-    /// connections it accepted. Shared with the [`Reloader`].
-    listeners: Arc<Vec<ListenerHandle>>,
+    /// Every listener started, in order. A closed one stays here: shutdown waits for the
+    /// connections it accepted. Shared with the [`Reloader`], which adds and closes them.
+    listeners: Arc<Listeners>,
+    /// Runs reloads, one at a time.
+    reloader: Reloader,
     shutdown: watch::Sender<bool>,
     /// The housekeeping task.
     tasks: TaskTracker,
@@ -104,13 +108,21 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds every listener, opens the store, and starts serving.
+    /// Binds every listener, opens the store, and starts serving. A reload reads no file
+    /// again: it re-reads the listeners' files ([`Server::start_with`] reads a config file).
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        Self::start_with(config, ReloadOptions::default()).await
+    }
+
+    /// [`Server::start`], with what a reload reads again (`options.source`, the file `config`
+    /// came from) and applies the log settings with (`options.log`).
+    pub async fn start_with(config: ServerConfig, options: ReloadOptions) -> Result<Self, ServerError> {
         // Listeners first: a taken port or a name that does not resolve must stop the start
         // before the store's directory is created, locked or repaired. Clients that connect
         // meanwhile wait in the listen backlog until the accept loops start.
+        let effective = config.effective_listeners();
         let mut bound = Vec::new();
-        for (index, listener_config) in config.effective_listeners().into_iter().enumerate() {
+        for (index, listener_config) in effective.iter().cloned().enumerate() {
             bound.push(BoundListener::bind(index + 1, listener_config).await?);
         }
         let (broker, writer) = open_broker(&config)?;
@@ -128,38 +140,60 @@ impl Server {
         let readiness = Arc::new(crate::http::Readiness::default());
         let probe = store.clone().map(|writer| crate::sys::StoreProbe { writer, dir: config.store.data_dir.clone() });
         let metrics = Arc::new(crate::metrics::Source::new(probe.clone()));
-        let listeners = Arc::new(
-            bound
-                .into_iter()
-                .map(|listener| {
-                    let (broker, gate, shutdown) = (Arc::clone(&broker), Arc::clone(&gate), shutdown_rx.clone());
-                    listener.start(broker, gate, store.clone(), shutdown, Arc::clone(&readiness), Arc::clone(&metrics))
-                })
-                .collect(),
-        );
+        let requests = ReloadRequests::default();
+        let services = ListenerServices {
+            broker: Arc::clone(&broker),
+            gate,
+            store,
+            readiness: Arc::clone(&readiness),
+            metrics: Arc::clone(&metrics),
+            reload: Some(requests.clone()),
+        };
+        let listeners = Arc::new(Listeners::default());
+        let mut running = Vec::new();
+        for listener in bound {
+            let handle = Arc::new(listener.start(&services));
+            listeners.push(Arc::clone(&handle));
+            running.push(handle);
+        }
         metrics.set_listeners(&listeners);
         readiness.set(true);
         let tasks = TaskTracker::new();
-        if writer.is_some() && config.store.max_size_mb > 0 {
+        if services.store.is_some() && config.store.max_size_mb > 0 {
             let max_bytes = config.store.max_size_mb.saturating_mul(1 << 20);
             let dir = config.store.data_dir.clone();
             tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
         }
-        tasks.spawn(crate::sys::run(Arc::clone(&broker), config.sys, probe, shutdown_rx.clone()));
+        let (sys, sys_rx) = watch::channel(config.sys);
+        tasks.spawn(crate::sys::run(Arc::clone(&broker), sys_rx, probe, shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
-        let bridge_context = crate::bridge::BridgeContext { broker: Arc::clone(&broker), store: store.clone() };
+        let bridge_context =
+            crate::bridge::BridgeContext { broker: Arc::clone(&broker), store: services.store.clone() };
         let bridges = Arc::new(tokio::sync::Mutex::new(crate::bridge::Bridges::start(&config.bridge, bridge_context)));
-        Ok(Self { broker, listeners, shutdown, tasks, writer, readiness, bridges })
+        let next_index = running.len() + 1;
+        let state = ReloadState { config, running, next_index, sys, shutting_down: false };
+        let reloader = Reloader {
+            inner: Arc::new(ReloaderInner {
+                state: tokio::sync::Mutex::new(state),
+                source: std::sync::Mutex::new(options.source),
+                log: options.log,
+                services,
+                listeners: Arc::clone(&listeners),
+                bridges: Arc::clone(&bridges),
+            }),
+        };
+        requests.set(&reloader);
+        Ok(Self { broker, listeners, reloader, shutdown, tasks, writer, readiness, bridges })
     }
 
-    /// The listeners, in config order.
-    pub fn listeners(&self) -> &[ListenerHandle] {
-        &self.listeners
+    /// Every listener started, in order (closed ones too, while they have connections).
+    pub fn listeners(&self) -> Vec<Arc<ListenerHandle>> {
+        self.listeners.snapshot()
     }
 
-    /// The addresses the listeners are bound to, in config order.
+    /// The addresses the open listeners are bound to, in order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().flat_map(|listener| listener.local_addrs().iter().copied()).collect()
+        self.listeners.open().iter().flat_map(|listener| listener.local_addrs().to_vec()).collect()
     }
 
     /// The broker core.
@@ -167,9 +201,9 @@ impl Server {
         &self.broker
     }
 
-    /// What reloads the listeners' files while the server runs (on SIGHUP).
+    /// What reloads the config while the server runs (on SIGHUP, or `POST /api/v1/reload`).
     pub fn reloader(&self) -> Reloader {
-        Reloader { listeners: Arc::clone(&self.listeners) }
+        self.reloader.clone()
     }
 
     /// Serves until `signal` completes, then shuts down: listeners close, v5 clients are sent
@@ -178,8 +212,14 @@ impl Server {
         signal.await;
         info!("shutting down");
         self.readiness.set(false);
-        for listener in self.listeners.iter() {
+        // After a reload in progress, and before any other: none adds a listener from now on.
+        self.reloader.inner.state.lock().await.shutting_down = true;
+        let listeners = self.listeners.snapshot();
+        for listener in &listeners {
             listener.close().await;
+        }
+        for listener in &listeners {
+            listener.shut_down();
         }
         // Bridges next, while the core still runs: each detaches its session (what is queued
         // for its remote stays in the store) and tells its remote it is going.
@@ -191,7 +231,7 @@ impl Server {
         self.tasks.close();
         let ended = async {
             self.tasks.wait().await;
-            for listener in self.listeners.iter() {
+            for listener in &listeners {
                 listener.connections_ended().await;
             }
         };
@@ -230,38 +270,6 @@ impl Server {
             }
         }
         info!("stopped");
-    }
-}
-
-/// Reloads every listener's files ([`ListenerHandle::reload`]): what mosquitto does on SIGHUP
-/// for its password, ACL and certificate files. The config file itself is not read again yet.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    listeners: Arc<Vec<ListenerHandle>>,
-}
-
-impl Reloader {
-    /// Reloads each listener in turn; one whose files cannot be used keeps its last good
-    /// settings, and the error, naming the file, is logged. Returns how many failed.
-    pub fn reload(&self) -> usize {
-        let mut failed = 0;
-        for listener in self.listeners.iter().filter(|listener| !listener.is_closed()) {
-            match listener.reload() {
-                Ok(()) => info!(
-                    listener = listener.index(),
-                    "listener reloaded: new connections use its files as they are now"
-                ),
-                Err(error) => {
-                    failed += 1;
-                    tracing::error!(
-                        listener = listener.index(),
-                        error = %crate::error_chain(&error),
-                        "reload failed: the listener keeps its last good settings"
-                    );
-                }
-            }
-        }
-        failed
     }
 }
 

@@ -242,36 +242,55 @@ pub struct StoreProbe {
 }
 
 /// Publishes `$SYS/broker/version` once, then every topic that changed every `config.interval`
-/// seconds, until shutdown; returns at once when the interval is 0.
+/// seconds, until shutdown; publishes nothing while the interval is 0. A reload's new interval
+/// (through `config`) is timed from when it arrives.
 ///
 /// # Cancel safety
 /// Cancel safe: each update is published in full before the next await.
 pub async fn run(
     broker: Arc<Broker>,
-    config: SysConfig,
+    mut config: watch::Receiver<SysConfig>,
     store: Option<StoreProbe>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if config.interval == 0 {
-        return;
-    }
     let started = Instant::now();
-    publish(&broker, "$SYS/broker/version", version(), started);
     let mut tree = SysTree::new();
-    let mut ticks = tokio::time::interval(Duration::from_secs(config.interval));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = None;
+    let mut version_published = false;
+    // Whether a reload can still change the interval (its sender may be gone).
+    let mut reloadable = true;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return,
+        let interval = config.borrow_and_update().interval;
+        if interval == 0 {
+            tokio::select! {
+                changed = config.changed(), if reloadable => reloadable = changed.is_ok(),
+                _ = shutdown.changed() => return,
+            }
+            continue;
         }
-        let sample = sample(&broker, store.as_ref(), started).await;
-        let now = Instant::now();
-        let elapsed = last.map_or(Duration::ZERO, |last| now - last);
-        last = Some(now);
-        for (topic, payload) in tree.update(&sample, elapsed) {
-            publish(&broker, &topic, payload, now);
+        if !version_published {
+            publish(&broker, "$SYS/broker/version", version(), started);
+            version_published = true;
+        }
+        let mut ticks = tokio::time::interval(Duration::from_secs(interval));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                changed = config.changed(), if reloadable => {
+                    reloadable = changed.is_ok();
+                    // A new interval (or 0) from a reload: timed afresh.
+                    break;
+                }
+                _ = shutdown.changed() => return,
+            }
+            let sample = sample(&broker, store.as_ref(), started).await;
+            let now = Instant::now();
+            let elapsed = last.map_or(Duration::ZERO, |last| now - last);
+            last = Some(now);
+            for (topic, payload) in tree.update(&sample, elapsed) {
+                publish(&broker, &topic, payload, now);
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) fn listener_context() -> (crate::conn::ListenerContext, tokio::sync::
         authorizer: None,
         store: None,
         shutdown,
+        roster: Default::default(),
     };
     (context, sender)
 }

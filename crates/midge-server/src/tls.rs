@@ -43,8 +43,9 @@ pub struct TlsListener {
     server: Arc<ServerConfig>,
     /// Whether a client's certificate is its user name, and which part of it.
     username: Option<CertificateUsername>,
-    /// Handshakes that failed (bad certificate, wrong version, not TLS at all, too slow).
-    handshake_failures: AtomicU64,
+    /// Handshakes that failed (bad certificate, wrong version, not TLS at all, too slow); shared
+    /// with the listener's next files after a reload, so the count runs on.
+    handshake_failures: Arc<AtomicU64>,
 }
 
 /// Which part of a client's certificate becomes its user name.
@@ -210,7 +211,7 @@ impl TlsListener {
             ListenerProtocol::Mqtt | ListenerProtocol::MqttSn => ALPN_MQTT,
         };
         server.alpn_protocols = vec![alpn.to_vec()];
-        Ok(Some(Self { server: Arc::new(server), username, handshake_failures: AtomicU64::new(0) }))
+        Ok(Some(Self { server: Arc::new(server), username, handshake_failures: Arc::default() }))
     }
 
     /// An acceptor for one connection's handshake.
@@ -226,6 +227,14 @@ impl TlsListener {
     /// Counts a failed handshake.
     pub fn handshake_failed(&self) {
         self.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The same acceptor, counting on from `previous`'s failed handshakes (after a reload).
+    pub(crate) fn counting_on(mut self, previous: Option<&Self>) -> Self {
+        if let Some(previous) = previous {
+            self.handshake_failures = Arc::clone(&previous.handshake_failures);
+        }
+        self
     }
 
     /// Handshakes that failed so far.

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use midge_server::{Server, ServerConfig};
@@ -40,7 +41,8 @@ async fn closing_one_listener_leaves_the_others_accepting() {
          [[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n",
     )
     .await;
-    let [first, second] = server.listeners() else { panic!("two listeners") };
+    let listeners = server.listeners();
+    let [first, second] = &listeners[..] else { panic!("two listeners") };
     let (first_addr, second_addr) = (first.local_addrs()[0], second.local_addrs()[0]);
 
     first.close().await;
@@ -61,7 +63,7 @@ async fn closing_one_listener_leaves_the_others_accepting() {
 #[tokio::test]
 async fn a_full_listener_closes_new_connections_at_once_and_counts_them() {
     let server = server("[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nmax_connections = 1\n").await;
-    let listener = &server.listeners()[0];
+    let listener = Arc::clone(&server.listeners()[0]);
     let addr = listener.local_addrs()[0];
     let (_first, answer) = handshake(addr).await;
     assert_eq!(answer, Some(CONNACK_ACCEPTED));
@@ -87,7 +89,8 @@ async fn an_mqtt_sn_listener_counts_what_it_drops_by_reason() {
          [[listener]]\nprotocol = \"mqtt-sn\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n",
     )
     .await;
-    let [mqtt, sn] = server.listeners() else { panic!("two listeners") };
+    let listeners = server.listeners();
+    let [mqtt, sn] = &listeners[..] else { panic!("two listeners") };
     assert_eq!(mqtt.counters().mqtt_sn, None);
     assert_eq!(sn.counters().mqtt_sn, Some(midge_server::SnDrops::default()));
     let gateway = sn.local_addrs()[0];
@@ -117,6 +120,55 @@ async fn an_mqtt_sn_listener_counts_what_it_drops_by_reason() {
     };
     assert_eq!((drops.malformed, drops.unconnected, drops.inbox_full, drops.unexpected), (1, 1, 0, 0), "{drops:?}");
     assert!(drops.searches_limited <= 29, "some SEARCHGWs were answered: {drops:?}");
+
+    server.run_until(async {}).await;
+}
+
+/// A listener changed in place (`ListenerHandle::apply`, what a reload does) gives new
+/// connections its new settings, and its counters run on.
+#[tokio::test]
+async fn a_listener_changed_in_place_counts_on() {
+    let websockets = |path: &str| {
+        format!(
+            "[[listener]]\nprotocol = \"websockets\"\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+             websocket_path = {path:?}\n"
+        )
+    };
+    let server = server(&websockets("/a")).await;
+    let listener = Arc::clone(&server.listeners()[0]);
+    let addr = listener.local_addrs()[0];
+    // The status code of an upgrade to `path`.
+    let upgrade = |path: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut status = [0u8; 12];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut status)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&status[9..]).into_owned()
+    };
+    assert_eq!(upgrade("/b").await, "404");
+    let failures = |count: u64| {
+        let listener = Arc::clone(&listener);
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while listener.counters().websocket_upgrade_failures != count {
+                assert!(tokio::time::Instant::now() < deadline, "{:?}", listener.counters());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    failures(1).await;
+
+    let config = ServerConfig::parse(&websockets("/b"), Path::new("test.toml")).unwrap().listener.remove(0);
+    let files = midge_server::listener::ListenerFiles::load(listener.index(), &config).unwrap();
+    listener.apply(config, files);
+    assert_eq!(listener.config().websocket_path.as_deref(), Some("/b"));
+    assert_eq!(upgrade("/b").await, "101");
+    assert_eq!(upgrade("/a").await, "404");
+    failures(2).await;
 
     server.run_until(async {}).await;
 }

@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //! - [`Logging::init`] builds and installs the subscriber; [`Logging::reopen`] opens the log
-//!   file again (SIGHUP, after logrotate has renamed it).
+//!   file again (SIGHUP, after logrotate has renamed it); [`Logging::control`] is what a reload
+//!   of the config swaps the filter and the destinations with (`tracing_subscriber::reload`
+//!   layers), after it has opened the new ones.
 //! - [`LogFile`]: the file destination, a `Mutex<File>` swapped on reopen.
 //! - [`Syslog`]: the syslog destination, one RFC 3164 datagram per line.
 
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::{bail, Context};
 use midge_server::config::{LogConfig, LogDestination, LogFormat, CONNECTION_MESSAGES_TARGET};
+use midge_server::LogControl;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -23,15 +26,30 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-/// The installed log: what SIGHUP needs to reopen the file.
+/// The subscriber's type below the destinations' layers: the registry with the filter.
+type Filtered = tracing_subscriber::layer::Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// The destinations' layers, one per destination.
+type Destinations = Vec<Box<dyn Layer<Filtered> + Send + Sync>>;
+
+/// The installed log: what SIGHUP needs to reopen the file, and what a reload swaps.
 pub struct Logging {
-    /// The file destination, if `[log] destinations` has it.
-    file: Option<LogFile>,
-    /// Whether stderr is a destination: if not, a file that cannot be reopened is reported
-    /// there too, where an operator running the broker by hand sees it.
-    to_stderr: bool,
+    control: Arc<LogReload>,
+}
+
+/// The live parts of the log: its filter and its destinations, each behind a
+/// `tracing_subscriber::reload` layer, and the file destination to reopen.
+struct LogReload {
+    filter: reload::Handle<EnvFilter, Registry>,
+    destinations: reload::Handle<Destinations, Filtered>,
+    /// `-v`: level debug whatever `[log] level` says.
+    verbose: bool,
+    /// The file destination, if `[log] destinations` has it, and whether stderr is a
+    /// destination too: if not, a file that cannot be reopened is reported there as well,
+    /// where an operator running the broker by hand sees it.
+    file: Arc<Mutex<(Option<LogFile>, bool)>>,
 }
 
 impl Logging {
@@ -39,69 +57,115 @@ impl Logging {
     /// A log file that cannot be opened, a syslog socket that cannot be reached or an invalid
     /// filter or timestamp format is an error: the broker does not start without its log.
     pub fn init(config: &LogConfig, verbose: bool) -> anyhow::Result<Self> {
-        let level = if verbose { "debug" } else { config.level.as_str() };
-        let directives = quiet_storage_engine(level);
-        let mut filter = EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(&directives))
-            .with_context(|| format!("invalid log level {level:?}"))?;
-        if !config.connection_messages {
-            // `connection_messages = false` holds even under RUST_LOG.
-            let off = format!("{CONNECTION_MESSAGES_TARGET}=off");
-            filter = filter.add_directive(off.parse().context("the connection messages' directive")?);
-        }
-        let timer = match &config.timestamp_format {
-            Some(format) => Timer::Strftime(check_strftime(format)?),
-            None => Timer::Rfc3339,
-        };
-        let timer = config.timestamps.then_some(timer);
-
-        let mut file = None;
-        let mut layers = Vec::new();
-        for destination in &config.destinations {
-            let layer = match destination {
-                LogDestination::Stderr => {
-                    // Colours only on a terminal: log files and test harnesses read plain text.
-                    let ansi = io::stderr().is_terminal();
-                    layer(config.format, io::stderr, ansi, timer.clone(), true)
-                }
-                LogDestination::Stdout => {
-                    layer(config.format, io::stdout, io::stdout().is_terminal(), timer.clone(), true)
-                }
-                LogDestination::File => {
-                    // Checked with the config: "file" comes with its path.
-                    let Some(path) = &config.file else { bail!("[log] destinations has \"file\" but no file") };
-                    let opened = LogFile::open(path)?;
-                    file = Some(opened.clone());
-                    layer(config.format, opened, false, timer.clone(), true)
-                }
-                // The syslog header carries the time, and the level as the severity.
-                LogDestination::Syslog => {
-                    layer(config.format, Syslog::connect(&config.syslog_socket)?, false, None, false)
-                }
-            };
-            layers.push(layer);
-        }
+        let (filter, filter_handle) = reload::Layer::new(filter(config, verbose)?);
+        let (layers, file) = destinations(config)?;
+        let (layers, destinations) = reload::Layer::new(layers);
         tracing_subscriber::registry().with(filter).with(layers).init();
-        Ok(Self { file, to_stderr: config.destinations.contains(&LogDestination::Stderr) })
+        let to_stderr = config.destinations.contains(&LogDestination::Stderr);
+        let control =
+            LogReload { filter: filter_handle, destinations, verbose, file: Arc::new(Mutex::new((file, to_stderr))) };
+        Ok(Self { control: Arc::new(control) })
+    }
+
+    /// What a reload of the config applies `[log]` with.
+    pub fn control(&self) -> Arc<dyn LogControl> {
+        Arc::clone(&self.control) as Arc<dyn LogControl>
     }
 
     /// Opens the log file again at its path, as logrotate expects of a SIGHUP after it has
     /// renamed the file: lines from now on go to a new file there. If that fails, lines keep
     /// going to the old file and the error is logged (and written to stderr).
     pub fn reopen(&self) {
-        let Some(file) = &self.file else { return };
+        let (file, to_stderr) = {
+            let guard = self.control.file.lock().unwrap_or_else(PoisonError::into_inner);
+            (guard.0.clone(), guard.1)
+        };
+        let Some(file) = file else { return };
         match file.reopen() {
             Ok(()) => tracing::info!(path = %file.path.display(), "log file reopened"),
             Err(err) => {
                 let message =
                     format!("cannot reopen the log file {}: {err}; still writing to the old file", file.path.display());
                 tracing::error!("{message}");
-                if !self.to_stderr {
+                if !to_stderr {
                     eprintln!("midge: {message}");
                 }
             }
         }
     }
+}
+
+impl std::fmt::Debug for LogReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReload").field("verbose", &self.verbose).finish_non_exhaustive()
+    }
+}
+
+impl LogControl for LogReload {
+    /// Builds the filter and opens the destinations of `config` (a log file, the syslog
+    /// socket); the returned closure swaps them in. `-v` and `RUST_LOG` hold as at the start.
+    fn prepare(&self, config: &LogConfig) -> Result<Box<dyn FnOnce() + Send>, String> {
+        let filter = filter(config, self.verbose).map_err(|error| format!("{error:#}"))?;
+        let (layers, file) = destinations(config).map_err(|error| format!("{error:#}"))?;
+        let to_stderr = config.destinations.contains(&LogDestination::Stderr);
+        let (filter_handle, destinations_handle) = (self.filter.clone(), self.destinations.clone());
+        let slot = Arc::clone(&self.file);
+        Ok(Box::new(move || {
+            // Errors only if the subscriber is gone, when there is nothing to log to anyway.
+            let _ = destinations_handle.reload(layers);
+            let _ = filter_handle.reload(filter);
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = (file, to_stderr);
+        }))
+    }
+}
+
+/// The filter for `config`: `RUST_LOG` if set, else `[log] level` (debug with `verbose`), the
+/// storage engine held at WARN, and connection messages off when `connection_messages = false`.
+fn filter(config: &LogConfig, verbose: bool) -> anyhow::Result<EnvFilter> {
+    let level = if verbose { "debug" } else { config.level.as_str() };
+    let directives = quiet_storage_engine(level);
+    let mut filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&directives))
+        .with_context(|| format!("invalid log level {level:?}"))?;
+    if !config.connection_messages {
+        // `connection_messages = false` holds even under RUST_LOG.
+        let off = format!("{CONNECTION_MESSAGES_TARGET}=off");
+        filter = filter.add_directive(off.parse().context("the connection messages' directive")?);
+    }
+    Ok(filter)
+}
+
+/// One layer per destination of `config`, each opened (the file, the syslog socket), and the
+/// file destination if there is one.
+fn destinations(config: &LogConfig) -> anyhow::Result<(Destinations, Option<LogFile>)> {
+    let timer = match &config.timestamp_format {
+        Some(format) => Timer::Strftime(check_strftime(format)?),
+        None => Timer::Rfc3339,
+    };
+    let timer = config.timestamps.then_some(timer);
+    let mut file = None;
+    let mut layers = Vec::new();
+    for destination in &config.destinations {
+        let layer = match destination {
+            LogDestination::Stderr => {
+                // Colours only on a terminal: log files and test harnesses read plain text.
+                let ansi = io::stderr().is_terminal();
+                layer(config.format, io::stderr, ansi, timer.clone(), true)
+            }
+            LogDestination::Stdout => layer(config.format, io::stdout, io::stdout().is_terminal(), timer.clone(), true),
+            LogDestination::File => {
+                // Checked with the config: "file" comes with its path.
+                let Some(path) = &config.file else { bail!("[log] destinations has \"file\" but no file") };
+                let opened = LogFile::open(path)?;
+                file = Some(opened.clone());
+                layer(config.format, opened, false, timer.clone(), true)
+            }
+            // The syslog header carries the time, and the level as the severity.
+            LogDestination::Syslog => layer(config.format, Syslog::connect(&config.syslog_socket)?, false, None, false),
+        };
+        layers.push(layer);
+    }
+    Ok((layers, file))
 }
 
 /// What `midge serve --check` can tell of `[log]` without opening anything: the timestamp

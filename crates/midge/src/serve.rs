@@ -1,15 +1,16 @@
 //! `midge serve`: loads the config, sets up logging ([`crate::logging`]), runs the broker until
-//! SIGINT or SIGTERM. SIGHUP reopens the log file and reloads the listeners' files (passwords,
-//! ACLs, JWT keys, TLS certificates).
+//! SIGINT or SIGTERM. SIGHUP reopens the log file, then reads the config file again and applies
+//! it (`midge_server::Reloader`: listeners added, changed and removed, their password, ACL, JWT
+//! and TLS files read again, `[log]` and `[sys]` live; what takes a restart is logged as such).
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use midge_server::auth::ListenerSecurity;
-use midge_server::config::{default_listener, ConfigFormat, LoadedConfig, NoteKind, ServerConfig};
+use midge_server::config::{ConfigFormat, ConfigSource, LoadedConfig, NoteKind};
 use midge_server::tls::TlsListener;
-use midge_server::Server;
+use midge_server::{ReloadOptions, Reloader, Server};
 
 use crate::logging::Logging;
 
@@ -61,25 +62,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Format::Toml => ConfigFormat::Toml,
         Format::Mosquitto => ConfigFormat::Mosquitto,
     });
-    let loaded = match &args.config {
-        Some(path) => LoadedConfig::load(path, format)?,
-        None => LoadedConfig { config: ServerConfig::default(), format: ConfigFormat::Toml, notes: Vec::new() },
-    };
     if args.check {
-        return check(&args.config.unwrap_or_default(), &loaded);
+        // Checked as written: -p and --data-dir change what runs, not whether the file is valid.
+        let path = args.config.unwrap_or_default();
+        return check(&path, &LoadedConfig::load(&path, format)?);
     }
-    let LoadedConfig { mut config, notes, .. } = loaded;
-    if let Some(port) = args.port {
-        if !config.listener.is_empty() {
-            bail!(
-                "-p/--port sets the default listener's port, but the config file defines listeners; set `bind` there"
-            );
-        }
-        config.listener = vec![default_listener(port)];
-    }
-    if let Some(dir) = args.data_dir {
-        config.store.data_dir = dir;
-    }
+    let mut source = ConfigSource::new(args.config, format).with_port(args.port).with_data_dir(args.data_dir);
+    let LoadedConfig { config, notes, .. } = source.load()?;
     let logging = Logging::init(&config.log, args.verbose)?;
     // What a mosquitto.conf asked for that Midge does otherwise, or not yet: once, at start.
     for note in &notes {
@@ -96,9 +85,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // find them installed, not the default action (which kills without a clean shutdown).
         let signals = Signals::install().context("cannot install the SIGINT/SIGTERM/SIGHUP handlers")?;
         midge_server::sys::set_heap_probe(crate::heap_allocated);
-        let server = Server::start(config).await?;
+        let options = ReloadOptions { source: Some(source), log: Some(logging.control()) };
+        let server = Server::start_with(config, options).await?;
         let reloader = server.reloader();
-        server.run_until(signals.received(&logging, move || reloader.reload())).await;
+        server.run_until(signals.received(&logging, reloader)).await;
         anyhow::Ok(())
     })
 }
@@ -146,17 +136,19 @@ impl Signals {
     }
 
     /// Completes on the first SIGINT or SIGTERM. On every SIGHUP meanwhile, reopens the log file
-    /// (first, so that what follows is logged to the new one) and calls `reload` (the
-    /// listeners' password, ACL, JWT key and TLS files are read again; the config file is not).
-    async fn received(mut self, logging: &Logging, reload: impl Fn() -> usize) {
+    /// (first, so that what follows is logged to the new one) and reloads: the config file is
+    /// read again in the format it started with and, if all of it can be used, applied
+    /// ([`Reloader::reload`] logs each change, or why nothing changed).
+    async fn received(mut self, logging: &Logging, reloader: Reloader) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return tracing::info!("SIGINT received"),
                 _ = self.terminate.recv() => return tracing::info!("SIGTERM received"),
                 _ = self.hangup.recv() => {
                     logging.reopen();
-                    tracing::info!("SIGHUP received: reloading the listeners' files (the config file is not read again yet)");
-                    reload();
+                    tracing::info!("SIGHUP received: reloading the config file and the files it names");
+                    // The outcome is logged by the reload itself.
+                    let _ = reloader.reload().await;
                 }
             }
         }

@@ -334,3 +334,47 @@ fn check(received: &[u32], count: u32, qos: u8) {
         assert!(twice.is_empty(), "QoS 2 messages delivered more than once: {twice:?}");
     }
 }
+
+/// A reload (SIGHUP) applies `[[bridge]]` changes (issue 16): a bridge added connects, one
+/// changed restarts, one removed stops, and one unchanged keeps its connection: it does not
+/// connect again, and messages still cross it.
+#[test]
+fn a_reload_adds_changes_and_removes_bridges_and_keeps_unchanged_ones_connected() {
+    use interop_common::mosquitto::{publish, Sub};
+    let remote = TestBroker::start_midge_with("");
+    let bridge = |name: &str, pattern: &str, qos: u8| {
+        format!(
+            "[[bridge]]\nname = \"{name}\"\naddresses = [\"127.0.0.1:{}\"]\nremote_clientid = \"{name}-link\"\n\
+             [[bridge.topic]]\npattern = \"{pattern}\"\nqos = {qos}\n\n",
+            remote.port()
+        )
+    };
+    let head = "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\n[store]\npersistence = false\n\n";
+    let local = TestBroker::start_midge_config(&format!("{head}{}", bridge("first", "a/#", 1)));
+    local.wait_for_log("bridge connected bridge=first", Duration::from_secs(20));
+
+    let reload = |config: String, needle: &str| {
+        let mark = local.log_len();
+        local.write_config(&config);
+        local.hangup();
+        local.wait_for_log_from(mark, needle, Duration::from_secs(20))
+    };
+    reload(format!("{head}{}{}", bridge("first", "a/#", 1), bridge("second", "b/#", 1)), "bridge second added");
+    local.wait_for_log("bridge connected bridge=second", Duration::from_secs(20));
+    let mut watcher = Sub::start(&remote, "mqttv311", "watcher", "#", 1, 2, "%t|%p");
+    watcher.wait_subscribed();
+    publish(&local, "mqttv311", "pub-a", &["-t", "a/1", "-q", "1", "-m", "through-first"]);
+    publish(&local, "mqttv311", "pub-b", &["-t", "b/1", "-q", "1", "-m", "through-second"]);
+    watcher.wait_for("a/1|through-first");
+    watcher.wait_for("b/1|through-second");
+    let connects = |name: &str| {
+        local.log().iter().filter(|line| line.contains(&format!("bridge connected bridge={name}"))).count()
+    };
+    assert_eq!(connects("first"), 1, "the unchanged bridge connected again");
+
+    // `first` changed (its QoS), `second` removed.
+    reload(format!("{head}{}", bridge("first", "a/#", 2)), "bridge first changed: restarted");
+    local.wait_for_log("bridge second removed", Duration::from_secs(20));
+    local.wait_for_log_count("bridge connected bridge=first", 2, Duration::from_secs(20));
+    local.wait_for_log("bridge stopped bridge=second", Duration::from_secs(20));
+}

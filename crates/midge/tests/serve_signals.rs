@@ -1,5 +1,6 @@
 //! Signals `midge serve` handles: SIGHUP, which logrotate and mosquitto admins send to ask for a
-//! reload, is logged and changes nothing until reload exists; SIGTERM still stops it cleanly.
+//! reload, is logged and the broker keeps serving (what a reload changes: reload_config.rs);
+//! SIGTERM still stops it cleanly.
 
 mod support;
 #[path = "conformance_wire/mod.rs"]

@@ -373,6 +373,7 @@ mod tests {
             authorizer: None,
             store: None,
             shutdown,
+            roster: Default::default(),
         };
         (context, shutdown_sender)
     }

@@ -60,9 +60,12 @@ pub struct ListenerContext {
     /// The store's writer, whose progress releases held acknowledgements; `None` without
     /// persistence.
     pub store: Option<WriterHandle>,
-    /// Server shutdown, watched by connections still before CONNECT (connected ones are
-    /// kicked through their sessions: [`Broker::shut_down`]).
+    /// The listener's end (the server's shutdown, or a reload that removes it), watched by
+    /// connections still before CONNECT (connected ones are kicked through their sessions:
+    /// [`Broker::shut_down`], or the roster).
     pub shutdown: watch::Receiver<bool>,
+    /// The listener's connected clients, which a reload that removes the listener kicks.
+    pub roster: Arc<crate::roster::Roster>,
 }
 
 /// How the CONNECT phase learns who the client is.
@@ -211,6 +214,8 @@ async fn serve_from_connect<T: Transport>(
     let Some(mut accepted) = Box::pin(connect::accept(&mut stream, peer, auth, deadline, &listener)).await else {
         return;
     };
+    // In the listener's roster while connected: a reload that removes the listener kicks it.
+    let member = listener.roster.join(accepted.connection.kick());
     let (how, reason) = driver::run_connected(
         &mut accepted.connection,
         &mut stream,
@@ -219,6 +224,7 @@ async fn serve_from_connect<T: Transport>(
         listener.store.as_ref(),
     )
     .await;
+    drop(member);
     let connect::Accepted { connection, mut wbuf, .. } = accepted;
     info!(target: CONNECTION_MESSAGES_TARGET, %peer, client_id = %connection.client_id(), reason = %reason, "{}", log::disconnected(connection.client_id(), how, &reason));
     // Settle the session and the will before the socket closes, so a client that reconnects

@@ -46,7 +46,8 @@ pub struct ProxyListener {
     trusted_proxies: Option<TrustedProxies>,
     /// Headers missing, malformed, too long, not in time or cut short; also says when a refusal
     /// is due in the log (at most one line a second).
-    failures: LimitCounter,
+    /// Shared with the listener's next settings after a reload, so the count runs on.
+    failures: Arc<LimitCounter>,
 }
 
 impl ProxyListener {
@@ -57,13 +58,22 @@ impl ProxyListener {
             version: config.enable_proxy_protocol?,
             gate,
             trusted_proxies: config.websocket_trusted_proxies.clone().map(TrustedProxies::new),
-            failures: LimitCounter::default(),
+            failures: Arc::default(),
         })
     }
 
     /// The PROXY protocol version its connections start with.
     pub fn version(&self) -> ProxyVersion {
         self.version
+    }
+
+    /// The same listener with these settings, counting on from `previous`'s failures (after a
+    /// reload).
+    pub(crate) fn counting_on(mut self, previous: Option<&Self>) -> Self {
+        if let Some(previous) = previous {
+            self.failures = Arc::clone(&previous.failures);
+        }
+        self
     }
 
     /// Connections closed for their header since the start.

@@ -45,7 +45,8 @@ pub struct WebSocketListener {
     max_frame_size: u64,
     /// Upgrades refused with an HTTP status, or not finished (closed, timed out); also says
     /// when a refusal is due in the log (at most one line a second).
-    failures: LimitCounter,
+    /// Shared with the listener's next settings after a reload, so the count runs on.
+    failures: Arc<LimitCounter>,
     /// Whose connection rate is checked once a trusted proxy's header has given the client's
     /// address.
     gate: Arc<ConnectionGate>,
@@ -68,7 +69,7 @@ impl WebSocketListener {
                 forwarded,
             },
             max_frame_size: u64::from(config.max_frame_size(max_packet_size)),
-            failures: LimitCounter::default(),
+            failures: Arc::default(),
             gate,
         }
     }
@@ -77,6 +78,15 @@ impl WebSocketListener {
     /// header gives (so the accept loop leaves their connection rate to the upgrade).
     pub fn trusts(&self, ip: IpAddr) -> bool {
         self.policy.forwarded.as_ref().is_some_and(|forwarding| forwarding.trusted.contains(ip))
+    }
+
+    /// The same listener with these settings, counting on from `previous`'s failures (after a
+    /// reload).
+    pub(crate) fn counting_on(mut self, previous: Option<&Self>) -> Self {
+        if let Some(previous) = previous {
+            self.failures = Arc::clone(&previous.failures);
+        }
+        self
     }
 
     /// Upgrades refused or not finished since the start.

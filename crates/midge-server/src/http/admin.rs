@@ -1,5 +1,5 @@
 //! The operator's endpoints: clients (list, show, kick), sessions, subscriptions, retained
-//! messages (list, get, delete) and the counters. They take a bearer token of the listener's
+//! messages (list, get, delete), the counters, and a reload of the config. They take a bearer token of the listener's
 //! `http_tokens` and nothing else: they show and act on every client, beyond what any one
 //! client's ACL lets it see.
 
@@ -176,6 +176,30 @@ pub(super) async fn stats(State(api): State<Arc<Api>>, headers: HeaderMap) -> Re
         "retained_messages": broker.retained_count(),
         "retained_bytes": broker.retained_bytes(),
     })))
+}
+
+/// `POST /api/v1/reload`: reads the config file again and applies it, as SIGHUP does; answers
+/// once it has run, with what changed and what waits for a restart, or (422) why nothing
+/// changed, naming the file and line where known.
+pub(super) async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let user = operator(&api, &headers)?;
+    tracing::info!(peer = %api.peer, %user, "http: reload asked for");
+    let Some(requests) = &api.http.reload else {
+        return Err(ApiError::unavailable("this server does not reload its config"));
+    };
+    match requests.reload().await {
+        Some(Ok(report)) => Ok(Json(json!({
+            "reloaded": true,
+            "changes": report.changes,
+            "restart_needed": report.restart_needed,
+        }))),
+        Some(Err(crate::ReloadError::ShuttingDown)) | None => Err(ApiError::unavailable("the server is shutting down")),
+        Some(Err(error)) => Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "reload_failed",
+            format!("nothing changed: {}", crate::error_chain(&error)),
+        )),
+    }
 }
 
 /// The operator a request is: a bearer token's user. Anything else is a 401.

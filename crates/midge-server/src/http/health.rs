@@ -49,8 +49,13 @@ mod tests {
     async fn ready_once_every_listener_accepts_and_until_shutdown_begins() {
         let (context, shutdown) = listener_context();
         let readiness = Arc::new(Readiness::default());
-        let http =
-            Arc::new(HttpListener::new(1, &default_listener(0), Arc::clone(&readiness), Arc::new(Source::new(None))));
+        let http = Arc::new(HttpListener::new(
+            1,
+            &default_listener(0),
+            Arc::clone(&readiness),
+            Arc::new(Source::new(None)),
+            None,
+        ));
         let api = Arc::new(Api { http, context: Arc::new(context), peer: ([127, 0, 0, 1], 1).into() });
         assert_eq!(status(&api).await, StatusCode::SERVICE_UNAVAILABLE, "listeners still starting");
         readiness.set(true);

@@ -23,7 +23,7 @@
 //! - `subscribe`: `GET /api/v1/subscribe`, server-sent events; `events` formats them and keeps
 //!   each session's event ids for `Last-Event-ID`.
 //! - `admin`: the operator's endpoints (bearer tokens only): clients, sessions, subscriptions,
-//!   retained messages, counters.
+//!   retained messages, counters, a reload of the config.
 //! - `health`: `/healthz` and `/readyz`.
 //! - `console`: the web console at `/`, its files built into the binary.
 //! - `metrics`: `/metrics`, for Prometheus (`crate::metrics` writes it).
@@ -86,8 +86,11 @@ pub(crate) struct HttpListener {
     metrics: Arc<crate::metrics::Source>,
     /// Whether the server is ready (`/readyz`).
     readiness: Arc<Readiness>,
-    /// Each persistent subscriber's event ids and last events, for `Last-Event-ID`.
-    resume: ResumeTable,
+    /// Where `POST /api/v1/reload` asks for a reload; `None`: it answers 503.
+    reload: Option<crate::server::ReloadRequests>,
+    /// Each persistent subscriber's event ids and last events, for `Last-Event-ID`; kept across
+    /// reloads.
+    resume: Arc<ResumeTable>,
 }
 
 impl HttpListener {
@@ -97,6 +100,7 @@ impl HttpListener {
         config: &ListenerConfig,
         readiness: Arc<Readiness>,
         metrics: Arc<crate::metrics::Source>,
+        reload: Option<crate::server::ReloadRequests>,
     ) -> Self {
         let tokens = config
             .http_tokens
@@ -105,7 +109,16 @@ impl HttpListener {
             .map(|(user, token)| (token.as_bytes().to_vec(), Arc::from(user.as_str())))
             .collect();
         let metrics_anonymous = config.metrics_anonymous;
-        Self { index, tokens, metrics_anonymous, metrics, readiness, resume: ResumeTable::default() }
+        Self { index, tokens, metrics_anonymous, metrics, readiness, reload, resume: Arc::default() }
+    }
+
+    /// The same listener with these settings, keeping `previous`'s subscribers' event ids (after
+    /// a reload), so a reader resumes across it.
+    pub(crate) fn keeping_resume(mut self, previous: Option<&Self>) -> Self {
+        if let Some(previous) = previous {
+            self.resume = Arc::clone(&previous.resume);
+        }
+        self
     }
 
     /// The user `token` stands for, if it is one of the listener's (compared in constant time).
@@ -200,6 +213,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/retained", get(admin::retained_list))
         .route("/api/v1/retained/*topic", get(admin::retained_get).merge(delete(admin::retained_delete)))
         .route("/api/v1/stats", get(admin::stats))
+        .route("/api/v1/reload", post(admin::reload))
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -236,6 +250,7 @@ mod tests {
             "/api/v1/retained:",
             "/api/v1/retained/{topic}:",
             "/api/v1/stats:",
+            "/api/v1/reload:",
             "/metrics:",
         ] {
             assert!(openapi.contains(&format!("  {path}\n")), "{path} is not in docs/openapi.yaml");

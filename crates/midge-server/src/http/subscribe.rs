@@ -242,6 +242,8 @@ impl Stream {
     /// (taken over, the server shutting down, the slow-consumer policy).
     async fn run(mut self) {
         let kick = Arc::clone(self.client.connection.kick());
+        // In the listener's roster while it streams: a reload that removes the listener ends it.
+        let _member = self.api.context.roster.join(&kick);
         let mut chunk = BytesMut::new();
         let mut delivered: Vec<Delivered> = Vec::new();
         let mut written: Vec<(u64, Bytes)> = Vec::new();

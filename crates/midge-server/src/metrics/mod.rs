@@ -21,7 +21,7 @@ use std::time::Instant;
 use midge_broker::{Accounting, QUEUE_LENGTH_BUCKETS};
 use midge_store::COMMIT_BUCKETS_MICROS;
 
-use crate::listener::{ListenerCounters, ListenerHandle};
+use crate::listener::{ListenerCounters, Listeners};
 use crate::sys::{Sample, StoreProbe};
 use exposition::{seconds, Exposition, Kind};
 use process::ProcessSample;
@@ -36,7 +36,7 @@ pub struct Source {
     store: Option<StoreProbe>,
     /// Every listener, set once they are all started. Weak: a listener's connections hold this,
     /// and the server owns the listeners.
-    listeners: OnceLock<Weak<Vec<ListenerHandle>>>,
+    listeners: OnceLock<Weak<Listeners>>,
 }
 
 impl Source {
@@ -46,7 +46,7 @@ impl Source {
     }
 
     /// Gives it the server's listeners, once they are started.
-    pub fn set_listeners(&self, listeners: &Arc<Vec<ListenerHandle>>) {
+    pub fn set_listeners(&self, listeners: &Arc<Listeners>) {
         let _ = self.listeners.set(Arc::downgrade(listeners));
     }
 
@@ -60,14 +60,16 @@ impl Source {
         self.store.as_ref()
     }
 
-    /// Every listener's counters now, with its place and protocol.
+    /// Every open listener's counters now, with its number and protocol (a listener a reload
+    /// removed is left out).
     pub fn listeners(&self) -> Vec<ListenerSample> {
         let Some(listeners) = self.listeners.get().and_then(Weak::upgrade) else { return Vec::new() };
         listeners
+            .open()
             .iter()
             .map(|listener| ListenerSample {
                 index: listener.index(),
-                protocol: listener.config().protocol.to_string(),
+                protocol: listener.protocol().to_string(),
                 counters: listener.counters(),
             })
             .collect()

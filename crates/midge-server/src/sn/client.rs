@@ -39,7 +39,10 @@ pub(super) async fn serve(
     while let Some(connect) = next.take() {
         let Some(connection) = connect::accept(connect, &link, &mut inbox, &context).await else { break };
         let mut client = Client::new(link.clone(), Arc::clone(&shared), context.store.clone(), connection);
+        // In the listener's roster while connected: a reload that removes the listener kicks it.
+        let member = context.roster.join(client.connection.kick());
         let (how, reason, again) = client.run(&mut inbox).await;
+        drop(member);
         info!(peer = %link.peer, client_id = %client.connection.client_id(), %reason, "client disconnected");
         client.connection.close(how, Instant::now());
         next = again;

@@ -38,7 +38,8 @@ use crate::rate::TokenBucket;
 
 /// The reader of one socket of an MQTT-SN listener.
 pub(crate) struct Gateway {
-    /// The listener's config (its `bind` and `max_connections`).
+    /// The listener's config as it started (its `bind`; `max_connections` is read from
+    /// `current`, which a reload may change).
     pub(crate) config: ListenerConfig,
     pub(crate) socket: Arc<UdpSocket>,
     pub(crate) shared: Arc<Shared>,
@@ -180,7 +181,8 @@ impl Gateway {
     /// congestion", shorter than the CONNECT).
     fn admit(&self, connect: Connect, peer: Peer, radius: u8, clients: &mut Clients) {
         let now = Instant::now();
-        if let Some(max) = self.config.max_connections.get() {
+        let max_connections = read(&self.current).config.max_connections;
+        if let Some(max) = max_connections.get() {
             if self.connections.len() >= max {
                 self.gate.broker().stats().limits.listener_max_connections.hit(now);
                 if let Some(report) = self.counters.refused_max_connections.hit(now) {

@@ -46,7 +46,8 @@ pub struct TestBroker {
     pub target: Target,
     /// Every line the broker has logged so far.
     log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    /// Its working directory, with its config file (`midge.toml`) for midge.
+    dir: tempfile::TempDir,
 }
 
 impl TestBroker {
@@ -85,6 +86,18 @@ impl TestBroker {
         std::fs::write(&config, text).expect("write config");
         let mut command = Command::new(midge_bin());
         command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
+        Self::spawn(command, Target::Midge, dir, local_addr)
+    }
+
+    /// `midge serve -c FILE` with `text` as the whole config file, which must give its first
+    /// listener a port it reports (`bind = "127.0.0.1:0"`). The file is
+    /// [`TestBroker::config_path`], to rewrite before a reload.
+    pub fn start_midge_config(text: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("midge.toml");
+        std::fs::write(&config, text).expect("write config");
+        let mut command = Command::new(midge_bin());
+        command.arg("serve").arg("-c").arg(&config).env_remove("RUST_LOG").current_dir(dir.path());
         Self::spawn(command, Target::Midge, dir, local_addr)
     }
 
@@ -156,7 +169,7 @@ impl TestBroker {
                 panic!("{target:?} did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
             }
         };
-        Self { child, addr, target, log, _dir: dir }
+        Self { child, addr, target, log, dir }
     }
 
     /// The address of the listener whose `listening` line contains `what` (e.g. "mqtt over
@@ -176,6 +189,44 @@ impl TestBroker {
         let stream = TcpStream::connect(self.addr).expect("connect to broker");
         stream.set_nodelay(true).unwrap();
         stream
+    }
+
+    /// midge's config file (`midge.toml` in its working directory).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("midge.toml")
+    }
+
+    /// Replaces midge's config file with `text` (a reload reads it).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Sends SIGHUP to the broker process (by its PID): a reload.
+    pub fn hangup(&self) {
+        let status = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// How many lines it has logged so far: a mark for [`TestBroker::wait_for_log_from`].
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Waits until a line logged after the first `from` contains `needle`; panics after
+    /// `timeout`.
+    pub fn wait_for_log_from(&self, from: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().skip(from).find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line containing {needle:?} after line {from}; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Every line logged so far.
