@@ -378,3 +378,39 @@ fn a_reload_adds_changes_and_removes_bridges_and_keeps_unchanged_ones_connected(
     local.wait_for_log_count("bridge connected bridge=first", 2, Duration::from_secs(20));
     local.wait_for_log("bridge stopped bridge=second", Duration::from_secs(20));
 }
+
+/// A client that connects as mosquitto's bridges do (`try_private`: protocol level 0x84) is a
+/// bridge to Midge: its subscriptions get No Local, so what it publishes is not sent back to it
+/// (no loop through a bridge configured both ways), and Retain As Published.
+#[test]
+fn a_client_announcing_itself_as_a_bridge_does_not_get_its_own_messages_back() {
+    use midge_client::codec::{QoS as Q, Subscription, SubscriptionOptions, TopicFilter, TopicName};
+    use midge_client::{Client as MidgeClient, ConnectOptions, Event as MidgeEvent};
+
+    let broker = TestBroker::start_midge_with("");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut options = ConnectOptions::new("127.0.0.1", broker.port());
+        options.client_id = "a-bridge".into();
+        options.bridge = true;
+        let mut bridge = MidgeClient::connect(options).await.expect("a bridge's CONNECT (level 0x84) is accepted");
+        let filter = TopicFilter::new("t/#").unwrap();
+        let subscription =
+            Subscription { filter, options: SubscriptionOptions { qos: Q::AtLeastOnce, ..Default::default() } };
+        bridge.subscribe(vec![subscription], Default::default()).unwrap();
+        assert!(matches!(next_event(&mut bridge).await, MidgeEvent::Subscribed(_)));
+        bridge.publish(&TopicName::new("t/own").unwrap(), "own", Q::AtLeastOnce, true).unwrap();
+        assert!(matches!(next_event(&mut bridge).await, MidgeEvent::Published { .. }));
+        interop_common::mosquitto::publish(&broker, "mqttv311", "other", &["-t", "t/other", "-q", "1", "-m", "x"]);
+        // The next message is the other client's: its own was not sent back before it.
+        match next_event(&mut bridge).await {
+            MidgeEvent::Message(message) => assert_eq!(message.topic.as_str(), "t/other"),
+            other => panic!("expected the other client's message, got {other:?}"),
+        }
+    });
+}
+
+/// The next event of a midge-client connection, within 10 s.
+async fn next_event(client: &mut midge_client::Client) -> midge_client::Event {
+    tokio::time::timeout(Duration::from_secs(10), client.poll()).await.expect("an event in time").expect("connected")
+}
