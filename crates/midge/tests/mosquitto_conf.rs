@@ -387,3 +387,25 @@ fn mosquittos_example_file_runs_unchanged() {
     let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x", "-q", "1"]));
     assert_eq!(published.code(), 0, "anonymous clients are allowed in local-only mode: {published:?}");
 }
+
+/// mosquitto 2.1's `protocol http_api` opens Midge's HTTP listener (its API, `/metrics` and
+/// console), which answers `/healthz`.
+#[test]
+fn protocol_http_api_opens_an_http_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    let (port, http) = (free_port(), free_port());
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nlistener {http} 127.0.0.1\nprotocol http_api\n\
+             allow_anonymous true\npersistence false\n"
+        ),
+    )
+    .unwrap();
+    let broker = TestBroker::start_midge_args(&["-c", conf.to_str().unwrap()]);
+    broker.wait_for_log("listening (http", Duration::from_secs(10));
+    let url = format!("http://127.0.0.1:{http}/healthz");
+    let output = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{output:?}");
+}

@@ -538,9 +538,16 @@ impl Reader {
                 "mqtt" => self.current().listener.protocol = ListenerProtocol::Mqtt,
                 "websockets" => self.current().listener.protocol = ListenerProtocol::Websockets,
                 "http_api" => {
-                    self.current().not_built = Some("HTTP API listeners are not built yet (issue 15)".to_owned())
+                    self.current().listener.protocol = ListenerProtocol::Http;
+                    self.note(
+                        line,
+                        NoteKind::Differs,
+                        "an HTTP listener with Midge's HTTP API, /metrics and console (docs/http-api.md), \
+                         not mosquitto 2.1's endpoints; callers are judged as the listener's MQTT \
+                         clients are (Basic credentials), or by bearer tokens ([listener.http_tokens], TOML)",
+                    );
                 }
-                other => return Err(line.error(format!("expected mqtt or websockets, found {other:?}"))),
+                other => return Err(line.error(format!("expected mqtt, websockets or http_api, found {other:?}"))),
             },
             "socket_domain" => match line.word()? {
                 "ipv4" => self.current().ipv4_only = Some(true),
@@ -1188,9 +1195,10 @@ mod tests {
         let protocols: Vec<_> = config.listener.iter().map(|l| l.protocol).collect();
         assert_eq!(protocols, [ListenerProtocol::Mqtt, ListenerProtocol::Websockets]);
         assert!(error("listener 1883\nprotocol smtp\n")
-            .contains("m.conf:2: directive protocol: expected mqtt or websockets"));
-        let (_, notes) = parse_ok("listener 1883\nlistener 8080\nprotocol http_api\n");
-        assert!(notes[0].message.contains("HTTP API listeners are not built yet"), "{notes:?}");
+            .contains("m.conf:2: directive protocol: expected mqtt, websockets or http_api"));
+        let (config, notes) = parse_ok("listener 1883\nlistener 8080\nprotocol http_api\n");
+        assert_eq!(config.listener[1].protocol, ListenerProtocol::Http);
+        assert!(notes[0].message.contains("Midge's HTTP API"), "{notes:?}");
     }
 
     #[test]
