@@ -196,6 +196,13 @@ impl Journal {
         deleted
     }
 
+    /// Opens a group of submissions made durable together ([`Durability::begin_group`]),
+    /// closed when the guard is dropped.
+    pub(crate) fn group(&self) -> Group<'_> {
+        self.store.begin_group();
+        Group { journal: self }
+    }
+
     /// Submits `changes` (see [`Durability::submit`]).
     pub(crate) fn submit(&self, changes: Changes) -> Ticket {
         self.store.submit(changes)
@@ -324,6 +331,17 @@ impl WallClock {
             let before = Duration::from_millis(self.unix_ms - unix_ms);
             self.instant.checked_sub(before).unwrap_or(self.instant)
         }
+    }
+}
+
+/// An open group of submissions ([`Journal::group`]); dropping it closes the group.
+pub(crate) struct Group<'a> {
+    journal: &'a Journal,
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        self.journal.store.end_group();
     }
 }
 

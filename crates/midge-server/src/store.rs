@@ -53,6 +53,13 @@ impl Durability for StoreDurability {
             }
         }
     }
+    fn begin_group(&self) {
+        self.writer.begin_group();
+    }
+
+    fn end_group(&self) {
+        self.writer.end_group();
+    }
 }
 
 /// The store's [`Reader`] as the core's [`QueueSource`]: a session's committed deliveries, each

@@ -122,6 +122,11 @@ struct Shared {
     status: watch::Sender<WriterStatus>,
     /// The configuration.
     config: WriterConfig,
+    /// Open groups of submissions ([`WriterHandle::begin_group`]) hold it shared; the writer
+    /// takes it exclusively to take a commit, so a group is never split between two commits.
+    /// Writer-preferring: a waiting writer holds back new groups, so groups cannot starve it.
+    /// Lock order: this, then `queue`.
+    group: parking_lot::RawRwLock,
 }
 
 struct Queue {
@@ -201,6 +206,7 @@ impl<S: Store> Writer<S> {
             progress: Condvar::new(),
             status: watch::Sender::new(WriterStatus::default()),
             config,
+            group: <parking_lot::RawRwLock as parking_lot::lock_api::RawRwLock>::INIT,
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -256,6 +262,27 @@ impl WriterHandle {
             return Err(SubmitError::Full(batch));
         }
         Ok(self.enqueue(&mut queue, batch))
+    }
+
+    /// Opens a group: what this thread submits until [`end_group`](Self::end_group) goes into
+    /// one commit, never split between two, so that a crash keeps all of it or none (an
+    /// inbound QoS 2 message's packet id and the message's deliveries, say). Groups nest. Keep
+    /// one short (no waiting inside): the writer waits for open groups before each commit. The
+    /// submissions in it must not block waiting for the writer ([`submit_blocking`]).
+    ///
+    /// [`submit_blocking`]: Self::submit_blocking
+    pub fn begin_group(&self) {
+        use parking_lot::lock_api::RawRwLockRecursive as _;
+        // Recursive: a nested group on the same thread must not wait for a queued writer.
+        self.shared.group.lock_shared_recursive();
+    }
+
+    /// Closes the group the last [`begin_group`](Self::begin_group) opened.
+    pub fn end_group(&self) {
+        use parking_lot::lock_api::RawRwLock as _;
+        // SAFETY: paired with the `lock_shared_recursive` of `begin_group`; a shared hold is
+        // not tied to a thread, and callers close each group they open exactly once.
+        unsafe { self.shared.group.unlock_shared() };
     }
 
     /// Like [`submit`](Self::submit), but accepted however far behind the writer is: for a
@@ -429,7 +456,14 @@ fn run<S: Store>(mut store: S, shared: Arc<Shared>) -> S {
                     _ => shared.work.wait(&mut queue),
                 }
             }
+            // A group of submissions is committed whole: the batch is taken only while no group
+            // is open. The queue's lock is let go first, since a producer in a group may be
+            // waiting for it to submit.
+            drop(queue);
+            let no_open_group = ExclusiveGroup::take(&shared.group);
+            let mut queue = shared.queue.lock();
             let (batch, upto) = queue.take_commit();
+            drop(no_open_group);
             // Room for producers blocked on the bound.
             shared.progress.notify_all();
             (batch, upto, queue.closing && queue.pending.is_empty())
@@ -488,5 +522,24 @@ fn run<S: Store>(mut store: S, shared: Arc<Shared>) -> S {
             drop(queue);
             return store;
         }
+    }
+}
+
+/// The writer's exclusive hold on the group lock while it takes a commit: no group is open.
+struct ExclusiveGroup<'a>(&'a parking_lot::RawRwLock);
+
+impl<'a> ExclusiveGroup<'a> {
+    fn take(lock: &'a parking_lot::RawRwLock) -> Self {
+        use parking_lot::lock_api::RawRwLock as _;
+        lock.lock_exclusive();
+        Self(lock)
+    }
+}
+
+impl Drop for ExclusiveGroup<'_> {
+    fn drop(&mut self) {
+        use parking_lot::lock_api::RawRwLock as _;
+        // SAFETY: taken exclusively in `take`, released once here.
+        unsafe { self.0.unlock_exclusive() };
     }
 }

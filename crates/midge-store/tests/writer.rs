@@ -284,3 +284,31 @@ fn never_policy_fsyncs_only_at_shutdown() {
     assert!(matches!(handle.submit(one_message(9)), Err(SubmitError::Closed)));
     assert!(matches!(handle.wait_durable(Ticket(9)), Err(DurableError::Closed)));
 }
+
+/// A group of submissions (`begin_group` .. `end_group`) goes into one commit, never split:
+/// here message 2 waits for the group's message 3, though the writer was free to take it alone
+/// as soon as the commit before it ended.
+#[test]
+fn a_group_of_submissions_is_committed_whole() {
+    let (store, events) = Instrumented::new();
+    let (store, release) = store.gated();
+    let writer = Writer::start(store, WriterConfig::default()).expect("start");
+    let handle = writer.handle();
+    let first = handle.submit(one_message(1)).expect("submit");
+    assert_eq!(next(&events), Event::Commit { ops: 1, flush: Flush::Disk });
+    handle.begin_group();
+    handle.submit(one_message(2)).expect("submit");
+    // The first commit ends while the group is open: the writer must not take message 2 yet.
+    release.send(()).unwrap();
+    handle.wait_durable(first).expect("durable");
+    // No commit while the group is open. (An absence has no event to wait for: without the
+    // group the writer takes message 2 alone at once, well within this bound.)
+    assert!(events.recv_timeout(Duration::from_millis(300)).is_err(), "a commit split the group");
+    let third = handle.submit(one_message(3)).expect("submit");
+    handle.end_group();
+    assert_eq!(next(&events), Event::Commit { ops: 2, flush: Flush::Disk });
+    release.send(()).unwrap();
+    handle.wait_durable(third).expect("durable");
+    drop(release);
+    assert_eq!(writer.shutdown().expect("shutdown").load().expect("load").messages.len(), 3);
+}

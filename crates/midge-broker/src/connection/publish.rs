@@ -66,6 +66,10 @@ impl ClientConnection {
             (QoS::ExactlyOnce, Some(id)) => {
                 let pending = self.session.inbound_qos2_pending();
                 let journal = broker.journal();
+                // The packet id and the message's deliveries are made durable together: a crash
+                // between them would keep the id and lose the message, and the client's resend
+                // (DUP) would be taken for one already received (MQTT-4.3.3-10).
+                let _together = journal.map(crate::journal::Journal::group);
                 let (new, recorded) = self.session.begin_inbound_qos2(id, journal);
                 if new {
                     if self.version.is_v5() && pending >= usize::from(limits.receive_maximum) {

@@ -29,6 +29,15 @@ pub trait Durability: Send + Sync + std::fmt::Debug {
     /// reports why itself and returns [`Ticket::NEVER`]. It may block briefly when the store is
     /// far behind (that is the back-pressure a stalled disk puts on publishers).
     fn submit(&self, changes: Changes) -> Ticket;
+
+    /// Opens a group: what the calling thread submits until [`Durability::end_group`] is made
+    /// durable together, all or nothing (an inbound QoS 2 message's packet id with the
+    /// message's deliveries: a crash between them would keep the id and lose the message, and
+    /// the client's resend would be taken for a duplicate). Groups nest. Default: none.
+    fn begin_group(&self) {}
+
+    /// Closes the group the last [`Durability::begin_group`] opened.
+    fn end_group(&self) {}
 }
 
 /// Reads a persistent session's queue back from the store, in seq order (decision 0006: an
