@@ -88,6 +88,14 @@ impl BindAddr {
         bind(Host::Name(name.to_owned()), port)
     }
 
+    /// The address, when the text gives one rather than a host name.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(ip),
+            Host::Name(_) => None,
+        }
+    }
+
     /// The port (0: any free port).
     pub fn port(&self) -> u16 {
         self.port

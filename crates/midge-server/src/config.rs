@@ -155,6 +155,10 @@ pub struct ListenerConfig {
     /// "localhost" (the forms are in [`crate::bind`]). No port means 1883; port 0 picks a free
     /// port (logged as local_addr).
     pub bind: BindAddr,
+    /// Listen on the addresses this network interface has when the listener starts (mosquitto's
+    /// `bind_interface`), with `bind`'s port: all of them when `bind`'s address is `::`, the
+    /// IPv4 ones for `0.0.0.0`, or `bind`'s address alone, which must be one of them.
+    pub bind_interface: Option<String>,
     /// Whether clients without a user name may connect. Default false for configured
     /// listeners, as in mosquitto 2: opening a port to a network is a decision to make twice.
     #[serde(default)]
@@ -633,6 +637,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
     ListenerConfig {
         protocol: ListenerProtocol::Mqtt,
         bind: BindAddr::from(SocketAddr::from(([127, 0, 0, 1], port))),
+        bind_interface: None,
         allow_anonymous: true,
         max_connections: MaxConnections::UNLIMITED,
         acl_file: None,

@@ -38,6 +38,7 @@ pub mod config;
 pub mod conn;
 pub mod gate;
 pub mod http;
+pub mod interface;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

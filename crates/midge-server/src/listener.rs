@@ -96,11 +96,11 @@ impl BoundListener {
     /// others take the same one, so a name listens on one port whatever its addresses.
     pub async fn bind(index: usize, config: ListenerConfig) -> Result<Self, ServerError> {
         let bind = &config.bind;
-        let addrs = bind.resolve().await.map_err(|source| ServerError::Resolve {
-            listener: index,
-            bind: bind.clone(),
-            source,
-        })?;
+        let resolved = match &config.bind_interface {
+            Some(interface) => interface_addresses(interface, bind),
+            None => bind.resolve().await,
+        };
+        let addrs = resolved.map_err(|source| ServerError::Resolve { listener: index, bind: bind.clone(), source })?;
         let mut sockets = Vec::with_capacity(addrs.len());
         let mut datagram_sockets = Vec::new();
         let datagram = config.protocol == ListenerProtocol::MqttSn;
@@ -607,4 +607,13 @@ async fn accept_any(sockets: &[TcpListener], first: &mut usize) -> std::io::Resu
         Poll::Pending
     })
     .await
+}
+
+/// The addresses of `interface` a listener with `bind` listens on (`bind_interface`).
+fn interface_addresses(interface: &str, bind: &crate::bind::BindAddr) -> std::io::Result<Vec<SocketAddr>> {
+    let all = crate::interface::addresses(interface, bind.port())?;
+    let host = bind.ip().unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    crate::interface::bind_addresses(&all, host).map_err(|problem| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("bind_interface {interface:?}: {problem}"))
+    })
 }

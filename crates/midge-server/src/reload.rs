@@ -69,7 +69,11 @@ pub fn listener_keys(listeners: &[ListenerConfig]) -> Vec<ListenerKey> {
     listeners
         .iter()
         .map(|listener| {
-            let bind = listener.bind.to_string();
+            // The interface is where it listens too: another one is another listener.
+            let bind = match &listener.bind_interface {
+                Some(interface) => format!("{} on {interface}", listener.bind),
+                None => listener.bind.to_string(),
+            };
             let nth = seen.entry((listener.protocol, bind.clone())).or_default();
             let key = ListenerKey { protocol: listener.protocol, bind, nth: *nth };
             *nth += 1;

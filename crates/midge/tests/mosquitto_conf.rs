@@ -409,3 +409,25 @@ fn protocol_http_api_opens_an_http_listener() {
     let output = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{output:?}");
 }
+
+/// `bind_interface` (mosquitto's): the listener listens on the addresses the interface has at
+/// start, here the loopback interface's; one naming no interface stops the start, saying so.
+#[test]
+fn bind_interface_listens_on_the_interfaces_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    let port = free_port();
+    std::fs::write(&conf, format!("listener {port}\nbind_interface lo\nallow_anonymous true\npersistence false\n"))
+        .unwrap();
+    let broker = TestBroker::start_midge_args(&["-c", conf.to_str().unwrap()]);
+    let line = broker.wait_for_log(&format!("local_addr=127.0.0.1:{port}"), Duration::from_secs(10));
+    assert!(line.contains("listening"), "{line}");
+    let published = run(client("mosquitto_pub", &broker, &["-t", "a", "-m", "x"]));
+    assert_eq!(published.code(), 0, "{published:?}");
+
+    std::fs::write(&conf, format!("listener {port}\nbind_interface no-such-if0\n")).unwrap();
+    let output = Command::new(support::midge_bin()).args(["serve", "-c", conf.to_str().unwrap()]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-if0"), "{stderr}");
+}

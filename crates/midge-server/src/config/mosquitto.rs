@@ -519,20 +519,10 @@ impl Reader {
             }
             "bind_interface" => {
                 let interface = line.word()?.to_owned();
-                if let Some(address) = self.current().address.clone() {
-                    // The address is on the interface (or mosquitto would take no client): binding
-                    // it is what the pair asks, bar the kernel's check of the device.
-                    self.note(
-                        line,
-                        NoteKind::Differs,
-                        format!("the listener binds {address}, its address, without binding to the interface itself"),
-                    );
-                } else {
-                    self.current().not_built = Some(format!(
-                        "binding to an interface ({interface}) is not built yet: give the interface's address, \
-                         `listener PORT ADDRESS`"
-                    ));
-                }
+                // The interface's addresses when the listener starts (all of them, or the IPv4
+                // ones with `socket_domain ipv4`, or the listener's address if it gives one,
+                // which must be the interface's), as mosquitto binds them.
+                self.current().listener.bind_interface = Some(interface);
             }
             "protocol" => match line.word()? {
                 "mqtt" => self.current().listener.protocol = ListenerProtocol::Mqtt,
@@ -1169,24 +1159,17 @@ mod tests {
     }
 
     #[test]
-    fn bind_interface_and_unix_sockets_are_listeners_not_built_yet() {
+    fn bind_interface_and_unix_sockets() {
         let (config, notes) = parse_ok("listener 1883 127.0.0.1\nlistener 1884\nbind_interface eth0\n");
-        assert_eq!(binds(&config), ["127.0.0.1:1883"]);
-        let note = notes.iter().find(|n| n.directive == "listener").unwrap();
-        assert_eq!(note.kind, NoteKind::NotApplied);
-        assert!(
-            note.to_string()
-                .starts_with("m.conf:2: directive listener: listener 1884 not opened: binding to an interface (eth0)"),
-            "{note}"
-        );
+        assert_eq!(binds(&config), ["127.0.0.1:1883", "[::]:1884"]);
+        assert_eq!(config.listener[1].bind_interface.as_deref(), Some("eth0"));
+        assert!(notes.iter().all(|note| note.directive != "bind_interface"), "{notes:?}");
         let (_, notes) = parse_ok("listener 1883 127.0.0.1\nlistener 0 /run/mosquitto.sock\n");
         assert!(notes[0].message.contains("unix socket listeners are not built yet"), "{notes:?}");
-        let err = error("listener 1884\nbind_interface eth0\n");
-        assert!(err.contains("Midge can open none of this file's listeners yet: listener 1884 (line 1): binding to an interface (eth0)"), "{err}");
-        // With an address, the address is bound.
-        let text = "listener 1884 192.0.2.1\nbind_interface eth0\n";
-        assert_eq!(binds(&self::config(text)), ["192.0.2.1:1884"]);
-        assert!(self::note(text, "bind_interface").message.contains("binds 192.0.2.1, its address"));
+        // With an address, the address (one of the interface's) is bound.
+        let config = self::config("listener 1884 192.0.2.1\nbind_interface eth0\n");
+        assert_eq!(binds(&config), ["192.0.2.1:1884"]);
+        assert_eq!(config.listener[0].bind_interface.as_deref(), Some("eth0"));
     }
 
     #[test]
