@@ -54,9 +54,9 @@ pub struct BridgeConfig {
     #[serde(default = "default_keepalive")]
     pub keepalive_interval: u16,
     /// Seconds before reconnecting after the link drops (`restart_timeout`): `[base, cap]`
-    /// backs off from `base` doubling up to `cap`, with jitter; a single value waits that long
-    /// every time. Default `[5, 30]`, mosquitto's.
-    #[serde(default = "default_restart_timeout")]
+    /// backs off from `base` doubling up to `cap`, with jitter; a single number (or a list of
+    /// one) waits that long every time. Default `[5, 30]`, mosquitto's.
+    #[serde(default = "default_restart_timeout", deserialize_with = "seconds_or_list")]
     pub restart_timeout: Vec<u64>,
     /// Announce the bridge to the remote as a bridge (`try_private`, default true): MQTT 3.1.1
     /// with the protocol level's top bit set, which mosquitto and Midge take to mean "do not
@@ -187,6 +187,20 @@ fn default_keepalive() -> u16 {
 
 fn default_restart_timeout() -> Vec<u64> {
     vec![5, 30]
+}
+
+/// `restart_timeout` as a number (mosquitto's `restart_timeout 5`) or a list (`[5, 30]`).
+fn seconds_or_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum SecondsOrList {
+        Seconds(u64),
+        List(Vec<u64>),
+    }
+    Ok(match SecondsOrList::deserialize(deserializer)? {
+        SecondsOrList::Seconds(seconds) => vec![seconds],
+        SecondsOrList::List(list) => list,
+    })
 }
 
 fn default_idle_timeout() -> u64 {
@@ -358,6 +372,16 @@ mod tests {
         assert_eq!(config.topic[0].qos, 0);
         assert_eq!(config.start_type, StartType::Automatic);
         assert_eq!(config.protocol_version, BridgeProtocol::V311);
+    }
+
+    #[test]
+    fn restart_timeout_is_a_number_or_a_list() {
+        let with = |value: &str| {
+            bridge(&format!("name = \"a\"\naddresses = [\"r\"]\nrestart_timeout = {value}\n[[topic]]\npattern = \"a\"\n"))
+        };
+        assert_eq!(with("3").unwrap().restart_timeout, vec![3]);
+        assert_eq!(with("[2, 20]").unwrap().restart_timeout, vec![2, 20]);
+        assert!(with("0").unwrap_err().contains("restart_timeout"));
     }
 
     #[test]
