@@ -189,6 +189,21 @@ fn default_restart_timeout() -> Vec<u64> {
     vec![5, 30]
 }
 
+/// The `[[bridge]]` tables, each read on its own so that a key it cannot have (unknown, or of
+/// the wrong type) is reported with the bridge's name, as `BridgeConfig::check`'s problems are.
+pub(super) fn named_bridges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<BridgeConfig>, D::Error> {
+    use serde::de::Error as _;
+    let tables = Vec::<toml::Table>::deserialize(deserializer)?;
+    tables
+        .into_iter()
+        .map(|table| {
+            let name = table.get("name").and_then(|name| name.as_str()).unwrap_or("(unnamed)").to_owned();
+            BridgeConfig::deserialize(toml::Value::Table(table))
+                .map_err(|error| D::Error::custom(format!("bridge {name:?}: {}", error.message())))
+        })
+        .collect()
+}
+
 /// `restart_timeout` as a number (mosquitto's `restart_timeout 5`) or a list (`[5, 30]`).
 fn seconds_or_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
     #[derive(Deserialize)]
