@@ -392,7 +392,9 @@ mod tests {
     #[test]
     fn restart_timeout_is_a_number_or_a_list() {
         let with = |value: &str| {
-            bridge(&format!("name = \"a\"\naddresses = [\"r\"]\nrestart_timeout = {value}\n[[topic]]\npattern = \"a\"\n"))
+            bridge(&format!(
+                "name = \"a\"\naddresses = [\"r\"]\nrestart_timeout = {value}\n[[topic]]\npattern = \"a\"\n"
+            ))
         };
         assert_eq!(with("3").unwrap().restart_timeout, vec![3]);
         assert_eq!(with("[2, 20]").unwrap().restart_timeout, vec![2, 20]);
