@@ -522,7 +522,7 @@ fn start_type_once_is_not_restarted() {
 
 /// start_type lazy: no connection while fewer than `threshold` messages wait; at the
 /// threshold it connects and they all arrive; after `idle_timeout` without traffic it
-/// disconnects (and says `0` at the remote).
+/// disconnects (and says `0` at the remote), and connects again at the threshold.
 #[test]
 fn start_type_lazy_connects_at_the_threshold_and_leaves_when_idle() {
     let remote = TestBroker::start_mosquitto("");
@@ -545,6 +545,11 @@ fn start_type_lazy_connects_at_the_threshold_and_leaves_when_idle() {
     local.wait_for_log("bridge idle", WAIT);
     wait_state(&remote, "lazy", "0");
     wait_state(&local, "lazy", "0");
+    // Idle, it connects again at the threshold.
+    for n in 4..=6 {
+        publish(&local, "311", &format!("l/{n}"), &format!("again {n}"), 1, &[]);
+    }
+    assert_eq!(payloads(&at_remote.until("again 6")), ["again 4", "again 5", "again 6"]);
 }
 
 // ---- TLS, credentials ----------------------------------------------------------------------
@@ -576,7 +581,7 @@ fn tls_bridge_with_the_wrong_ca_logs_why() {
     let local = TestBroker::start_midge_with(&bridge("untrusted", &[address(&remote)], &keys));
     let line = local.wait_for_log("bridge down", WAIT);
     assert!(line.contains("untrusted") && line.contains("cannot connect"), "{line}");
-    assert!(line.to_lowercase().contains("certificate"), "the reason names the certificate: {line}");
+    assert!(line.contains("invalid peer certificate: UnknownIssuer"), "the reason: {line}");
     assert!(!local.log().iter().any(|line| line.contains("bridge connected")));
 }
 
@@ -601,7 +606,7 @@ fn remote_credentials_against_a_password_file() {
         format!("remote_username = \"bridge-user\"\nremote_password = \"wrong\"\n{}", topic("p/#", "out", 1, "", ""));
     let bad = TestBroker::start_midge_with(&bridge("badlogin", &[address(&remote)], &keys));
     let line = bad.wait_for_log("bridge down", WAIT);
-    assert!(line.contains("cannot connect"), "{line}");
+    assert!(line.contains("cannot connect") && line.contains("Bad User Name or Password"), "{line}");
     assert!(!bad.log().iter().any(|line| line.contains("bridge connected")));
 }
 
