@@ -465,6 +465,53 @@ fn notifications_follow_the_link() {
     local.wait_for_log("bridge down", WAIT);
 }
 
+/// A remote that closes a connection before answering (at its connection limit, or a load
+/// balancer with nothing behind it) has not refused the bridge's protocol level: once it
+/// answers, the bridge still connects with try_private, so nothing loops on a `both` line.
+/// Here a proxy closes the first two connections (the bridge's 0x84 attempt and its plain
+/// retry), then forwards to a Midge remote.
+#[test]
+fn try_private_survives_a_remote_that_closed_before_answering() {
+    let remote = TestBroker::start_midge_with("");
+    let proxy = closing_proxy(2, remote.addr);
+    let config =
+        bridge("private", &[proxy.to_string()], &format!("try_private = true\n{}", topic("t/#", "both", 1, "", "")));
+    let local = TestBroker::start_midge_with(&config);
+    wait_state(&local, "private", "1");
+    wait_state(&remote, "private", "1");
+    let mut at_local = Watch::start(&local, "311", "watch-local", "t/#");
+    let mut at_remote = Watch::start(&remote, "311", "watch-remote", "t/#");
+    publish(&local, "311", "t/a", "from local", 1, &[]);
+    at_remote.wait("from local");
+    // Behind any copy the remote sent back to the bridge.
+    publish(&remote, "311", "t/b", "sentinel", 1, &[]);
+    assert_eq!(payloads(&at_local.until("sentinel")), ["from local", "sentinel"], "looped back: a plain client");
+}
+
+/// A TCP proxy on a loopback port that closes its first `close_first` connections at once and
+/// forwards the later ones to `target`; its threads end with the test process.
+fn closing_proxy(close_first: usize, target: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(client) = stream else { return };
+            if n < close_first {
+                drop(client);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(target) else { return };
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    addr
+}
+
 // ---- Addresses, start types --------------------------------------------------------------
 
 /// The first address refuses connections: the bridge connects to the second.
