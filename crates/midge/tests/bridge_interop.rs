@@ -335,7 +335,7 @@ fn v5_midge_to_mosquitto_both_without_loops() {
 /// mosquitto's `connection` to Midge with `topic br/# both 1` and try_private: messages cross
 /// both ways once, none loops back (Midge gives a 0x84 client's subscriptions No Local), and
 /// mosquitto's retained notification `$SYS/broker/connection/CLIENTID/state` = `1` is
-/// accepted by Midge and seen by a subscriber there.
+/// accepted by Midge and seen by a subscriber there, and so is its will (`0`) when it dies.
 fn mosquitto_to_midge(bridge_protocol_version: &str) {
     let v = if bridge_protocol_version == "mqttv50" { "5" } else { "311" };
     let midge = TestBroker::start_midge_with("");
@@ -363,6 +363,9 @@ fn mosquitto_to_midge(bridge_protocol_version: &str) {
     assert_eq!(payloads(&at_mosquitto.until("from midge")), ["from midge"], "no loop at mosquitto");
     publish(&mosquitto, v, "br/c", "sentinel", 1, &[]);
     assert_eq!(payloads(&at_midge.until("sentinel")), ["from midge", "sentinel"], "no loop at Midge");
+    // Killed, mosquitto's bridge leaves its will: its state `0`, retained, here.
+    drop(mosquitto);
+    wait_state(&midge, "mosq-bridge", "0");
 }
 
 #[test]
