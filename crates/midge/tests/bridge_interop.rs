@@ -274,6 +274,73 @@ fn v5_midge_to_mosquitto_out_and_in() {
     midge_to_mosquitto_out_and_in("5");
 }
 
+/// A burst of QoS 1 and QoS 2 messages goes out whole, once each and in order, within the
+/// remote's Receive Maximum (mosquitto's 20 on MQTT 5, which disconnects a client that sends
+/// more at once) and its in-flight window; and one comes in whole the same way.
+fn midge_to_mosquitto_burst(protocol_version: &str) {
+    let v = client_version(protocol_version);
+    let remote = TestBroker::start_mosquitto("");
+    let config = bridge(
+        "burst",
+        &[address(&remote)],
+        &format!(
+            "protocol_version = \"{protocol_version}\"\n{}{}",
+            topic("b/#", "out", 2, "", ""),
+            topic("c/#", "in", 2, "", "")
+        ),
+    );
+    let local = TestBroker::start_midge_with(&config);
+    wait_state(&local, "burst", "1");
+    wait_state(&remote, "burst", "1");
+    let mut at_remote = Watch::start(&remote, v, "watch-remote", "b/#");
+    let mut at_local = Watch::start(&local, v, "watch-local", "c/#");
+    for qos in [1u8, 2] {
+        let lines: Vec<String> = (0..300).map(|n| format!("q{qos} m{n}")).collect();
+        publish_lines(&local, v, &format!("b/q{qos}"), qos, &lines);
+        let got = at_remote.until(&format!("q{qos} m299"));
+        assert_eq!(payloads(&got), lines, "out at QoS {qos}: every message once, in order");
+        publish_lines(&remote, v, &format!("c/q{qos}"), qos, &lines);
+        let got = at_local.until(&format!("q{qos} m299"));
+        assert_eq!(payloads(&got), lines, "in at QoS {qos}: every message once, in order");
+    }
+    assert!(!local.log().iter().any(|line| line.contains("bridge down")), "the link held");
+}
+
+#[test]
+fn v311_midge_to_mosquitto_burst() {
+    midge_to_mosquitto_burst("3.1.1");
+}
+
+#[test]
+fn v5_midge_to_mosquitto_burst() {
+    midge_to_mosquitto_burst("5");
+}
+
+/// `mosquitto_pub -l`: each of `lines` one message on `topic` at `qos`; must succeed.
+fn publish_lines(broker: &TestBroker, version: &str, topic: &str, qos: u8, lines: &[String]) {
+    use std::io::Write as _;
+    let mut command = Command::new("mosquitto_pub");
+    command.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-V", version]);
+    command.args(["-t", topic, "-q", &qos.to_string(), "-l"]);
+    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("mosquitto_pub");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(format!("{}\n", lines.join("\n")).as_bytes()).expect("write to mosquitto_pub");
+    drop(stdin);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for mosquitto_pub") {
+            assert!(status.success(), "mosquitto_pub -l failed: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mosquitto_pub -l did not finish in {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A `both` line with prefixes: a message published on either side arrives once on the other,
 /// renamed (`here/` ↔ `there/`), and does not come back to where it was published (3.1.1:
 /// try_private, mosquitto gives the bridge's subscriptions No Local; 5.0: the bridge asks for
