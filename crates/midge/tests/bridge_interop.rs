@@ -276,10 +276,10 @@ fn v5_midge_to_mosquitto_out_and_in() {
 
 /// A burst of QoS 1 and QoS 2 messages goes out whole, once each and in order, within the
 /// remote's Receive Maximum (mosquitto's 20 on MQTT 5, which disconnects a client that sends
-/// more at once) and its in-flight window; and one comes in whole the same way.
-fn midge_to_mosquitto_burst(protocol_version: &str) {
+/// more at once, and Midge's 100) and its in-flight window; and one comes in whole the same
+/// way.
+fn burst(remote: TestBroker, protocol_version: &str) {
     let v = client_version(protocol_version);
-    let remote = TestBroker::start_mosquitto("");
     let config = bridge(
         "burst",
         &[address(&remote)],
@@ -308,12 +308,22 @@ fn midge_to_mosquitto_burst(protocol_version: &str) {
 
 #[test]
 fn v311_midge_to_mosquitto_burst() {
-    midge_to_mosquitto_burst("3.1.1");
+    burst(TestBroker::start_mosquitto(""), "3.1.1");
 }
 
 #[test]
 fn v5_midge_to_mosquitto_burst() {
-    midge_to_mosquitto_burst("5");
+    burst(TestBroker::start_mosquitto(""), "5");
+}
+
+#[test]
+fn v311_midge_to_midge_burst() {
+    burst(TestBroker::start_midge_with(""), "3.1.1");
+}
+
+#[test]
+fn v5_midge_to_midge_burst() {
+    burst(TestBroker::start_midge_with(""), "5");
 }
 
 /// `mosquitto_pub -l`: each of `lines` one message on `topic` at `qos`; must succeed.
