@@ -568,8 +568,9 @@ fn try_private_survives_a_remote_that_closed_before_answering() {
     assert_eq!(payloads(&at_local.until("sentinel")), ["from local", "sentinel"], "looped back: a plain client");
 }
 
-/// A TCP proxy on a loopback port that closes its first `close_first` connections at once and
-/// forwards the later ones to `target`; its threads end with the test process.
+/// A TCP proxy on a loopback port that closes its first `close_first` connections once it has
+/// read their CONNECT, and forwards the later ones to `target`; its threads end with the test
+/// process.
 fn closing_proxy(close_first: usize, target: std::net::SocketAddr) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -577,6 +578,10 @@ fn closing_proxy(close_first: usize, target: std::net::SocketAddr) -> std::net::
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(client) = stream else { return };
             if n < close_first {
+                // The CONNECT read first, so the close is a FIN (the bridge reads the end of the
+                // stream before any CONNACK), not a reset for unread bytes.
+                let mut client = client;
+                let _ = std::io::Read::read(&mut client, &mut [0; 1024]);
                 drop(client);
                 continue;
             }
