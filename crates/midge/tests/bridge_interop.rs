@@ -90,7 +90,8 @@ impl Watch {
         let mut command = Command::new("stdbuf");
         command.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &broker.port().to_string()]);
         command.args(["-V", version, "-i", id, "-t", filter, "-q", "2", "-d", "-F", FORMAT]).args(args);
-        command.stderr(Stdio::null());
+        // Its errors (why it exited, should it) go to the test's output.
+        command.stderr(Stdio::inherit());
         let (child, lines) = spawn_lines(&mut command, "mosquitto_sub (apt-get install mosquitto-clients)");
         let mut watch = Self { child, lines, seen: Vec::new(), what: format!("{id} on {filter}") };
         watch.line("Subscribed (mid:");
