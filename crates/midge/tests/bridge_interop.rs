@@ -280,7 +280,10 @@ fn v5_midge_to_mosquitto_out_and_in() {
 /// more at once, and Midge's 100) and its in-flight window; and one comes in whole the same
 /// way.
 fn burst(remote: TestBroker, protocol_version: &str) {
-    let v = client_version(protocol_version);
+    // The clients speak 3.1.1 whatever the link does: a v5 mosquitto_sub watching such a
+    // burst at Debian's mosquitto now and then quit with "A network protocol error occurred"
+    // (under load, about one run in twenty), a matter between the two of them.
+    let v = "311";
     let config = bridge(
         "burst",
         &[address(&remote)],
