@@ -160,10 +160,14 @@ pub(crate) fn is_sys_topic(topic: &str) -> bool {
 }
 
 /// Whether a client may not publish to `topic`: the broker's own `$SYS` tree, except
-/// `$SYS/broker/connection/`, where bridges (mosquitto's and Midge's) publish their link's
-/// state at the remote broker (`notifications`).
+/// `$SYS/broker/connection/+/state`, where bridges (mosquitto's and Midge's) publish their
+/// link's state at the remote broker (`notifications`); mosquitto allows that topic alone.
 pub(crate) fn is_reserved_for_the_broker(topic: &str) -> bool {
-    is_sys_topic(topic) && !topic.starts_with("$SYS/broker/connection/")
+    let bridge_state = topic
+        .strip_prefix("$SYS/broker/connection/")
+        .and_then(|rest| rest.strip_suffix("/state"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    is_sys_topic(topic) && !bridge_state
 }
 
 #[cfg(all(test, target_pointer_width = "64"))]
@@ -190,5 +194,10 @@ mod sys_tests {
         assert!(!is_sys_topic("x/$SYS"));
         assert!(is_reserved_for_the_broker("$SYS/broker/uptime"));
         assert!(!is_reserved_for_the_broker("$SYS/broker/connection/edge.cloud/state"));
+        // Only a bridge's state, as in mosquitto.
+        assert!(is_reserved_for_the_broker("$SYS/broker/connection/edge.cloud/other"));
+        assert!(is_reserved_for_the_broker("$SYS/broker/connection/a/b/state"));
+        assert!(is_reserved_for_the_broker("$SYS/broker/connection//state"));
+        assert!(is_reserved_for_the_broker("$SYS/broker/connection/"));
     }
 }

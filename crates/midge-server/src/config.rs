@@ -46,6 +46,7 @@ pub struct ServerConfig {
     /// The `$SYS` topics (`[sys]`).
     pub sys: SysConfig,
     /// Bridges to other brokers (`[[bridge]]`).
+    #[serde(deserialize_with = "bridge::named_bridges")]
     pub bridge: Vec<BridgeConfig>,
 }
 

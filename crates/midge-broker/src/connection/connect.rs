@@ -75,6 +75,7 @@ impl ClientConnection {
             kick,
             hold: None,
             bridge: connect.bridge,
+            receive_maximum: broker.limits().receive_maximum,
         };
         broker.client_event(ClientEvent::Connected, &request.client_id, now);
         ConnectOutcome::Accepted { connection: Box::new(connection), connack }

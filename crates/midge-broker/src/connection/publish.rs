@@ -72,7 +72,7 @@ impl ClientConnection {
                 let _together = journal.map(crate::journal::Journal::group);
                 let (new, recorded) = self.session.begin_inbound_qos2(id, journal);
                 if new {
-                    if self.version.is_v5() && pending >= usize::from(limits.receive_maximum) {
+                    if self.version.is_v5() && pending >= usize::from(self.receive_maximum) {
                         self.session.release_inbound_qos2(id, journal);
                         // MQTT-3.3.4-8.
                         return Err(violation(

@@ -101,6 +101,10 @@ pub struct ClientConnection {
     /// subscriptions get No Local and Retain As Published, so that what it publishes here is
     /// not sent back to it (a loop between two brokers) and retained messages cross as such.
     pub(super) bridge: bool,
+    /// The inbound QoS 2 flows the client may have at once (v5, MQTT-3.3.4-8): the broker's
+    /// `receive_maximum`, or what the server sets for a client of its own
+    /// ([`ClientConnection::set_receive_maximum`]).
+    pub(super) receive_maximum: u16,
 }
 
 impl ClientConnection {
@@ -117,6 +121,14 @@ impl ClientConnection {
     /// Whether the client may do `action` on `topic` (always, without an authorizer).
     pub(super) fn permits(&mut self, action: Action, topic: &str) -> bool {
         self.access.as_mut().is_none_or(|access| access.allows(action, topic))
+    }
+
+    /// Holds the client to `receive_maximum` inbound QoS 2 flows instead of the broker's
+    /// `receive_maximum`: for the server's own clients that relay a peer whose flow is bounded
+    /// elsewhere. A bridge hands the core what its remote sends, and a 3.1.1 remote has no
+    /// Receive Maximum: it may have any number of QoS 2 messages awaiting PUBREL.
+    pub fn set_receive_maximum(&mut self, receive_maximum: u16) {
+        self.receive_maximum = receive_maximum.max(1);
     }
 
     /// The protocol version.

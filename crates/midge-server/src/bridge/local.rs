@@ -65,7 +65,14 @@ pub(super) fn attach(
     let verdict = Verdict::Allow(Identity { username: None, grants: None });
     let context = ConnectContext { peer: format!("bridge {name}"), authorizer: None };
     match ClientConnection::accept(broker, request, verdict, &context, Instant::now()) {
-        ConnectOutcome::Accepted { connection, .. } => Ok(connection),
+        ConnectOutcome::Accepted { mut connection, .. } => {
+            // The remote's QoS 2 flows pass through as the bridge's own: a v5 remote is held to
+            // the Receive Maximum the bridge gave it, a 3.1.1 remote to nothing but the packet
+            // id space. The broker's `receive_maximum` (for its clients) must not end the link
+            // when such a remote has more awaiting PUBREL, which it would again on each resend.
+            connection.set_receive_maximum(u16::MAX);
+            Ok(connection)
+        }
         ConnectOutcome::Refused(refusal) => Err(refusal.reason.to_string()),
     }
 }

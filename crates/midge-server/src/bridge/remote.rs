@@ -110,34 +110,58 @@ impl Remote {
     }
 
     /// One address; as a bridge first when `try_private`, and again as a plain client if the
-    /// remote refuses that (mosquitto does the same).
+    /// remote refuses that (mosquitto does the same). The remote is taken not to know the
+    /// bridge level, and not asked again, only when it says so ("unacceptable protocol
+    /// version") or when it closed the bridge's connection and at once accepted the plain
+    /// one: a remote that closes every connection for a while (at its connection limit, a
+    /// load balancer with nothing behind it) must not make the bridge a plain client for
+    /// good, whose `both` lines would loop.
     async fn connect_to(&mut self, server: ServerAddress) -> Result<Client, midge_client::Error> {
         let mut options = self.template.clone();
         options.server = server;
-        if self.try_private {
-            options.bridge = true;
-            match Client::connect(options.clone()).await {
-                Ok(client) => return Ok(client),
-                Err(error) if refused_the_bridge_level(&error) => {
-                    tracing::info!(%error, "the remote refused a bridge's protocol level: connecting as a plain client");
-                    self.try_private = false;
-                    options.bridge = false;
-                }
-                Err(error) => return Err(error),
-            }
+        if !self.try_private {
+            return Client::connect(options).await;
         }
-        Client::connect(options).await
+        options.bridge = true;
+        let refusal = match Client::connect(options.clone()).await {
+            Ok(client) => return Ok(client),
+            Err(error) => match refusal_of_the_bridge_level(&error) {
+                Some(refusal) => refusal,
+                None => return Err(error),
+            },
+        };
+        tracing::info!(?refusal, "the remote may not know a bridge's protocol level: connecting as a plain client");
+        options.bridge = false;
+        let plain = Client::connect(options).await;
+        if refusal == Refusal::Said || plain.is_ok() {
+            tracing::warn!(
+                "the remote does not take a bridge's protocol level: a plain client from now on (try_private)"
+            );
+            self.try_private = false;
+        }
+        plain
     }
 }
 
-/// Whether `error` is a remote's answer to the bridge's protocol level (0x84): "unacceptable
-/// protocol version" (3.1.1 return code 1), or the connection closed before any CONNACK.
-fn refused_the_bridge_level(error: &midge_client::Error) -> bool {
+/// How a remote may have refused the bridge's protocol level (0x84).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// "Unacceptable protocol version" (3.1.1 return code 1).
+    Said,
+    /// The connection closed before any CONNACK: a broker that does not know the level, or
+    /// one that closes every connection for now.
+    Closed,
+}
+
+/// Whether, and how, `error` may be a remote's answer to the bridge's protocol level.
+fn refusal_of_the_bridge_level(error: &midge_client::Error) -> Option<Refusal> {
     use midge_client::codec::ReasonCode;
     match error {
-        midge_client::Error::Refused { reason, .. } => *reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-        midge_client::Error::ConnectionClosed => true,
-        _ => false,
+        midge_client::Error::Refused { reason, .. } if *reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => {
+            Some(Refusal::Said)
+        }
+        midge_client::Error::ConnectionClosed => Some(Refusal::Closed),
+        _ => None,
     }
 }
 

@@ -54,9 +54,9 @@ pub struct BridgeConfig {
     #[serde(default = "default_keepalive")]
     pub keepalive_interval: u16,
     /// Seconds before reconnecting after the link drops (`restart_timeout`): `[base, cap]`
-    /// backs off from `base` doubling up to `cap`, with jitter; a single value waits that long
-    /// every time. Default `[5, 30]`, mosquitto's.
-    #[serde(default = "default_restart_timeout")]
+    /// backs off from `base` doubling up to `cap`, with jitter; a single number (or a list of
+    /// one) waits that long every time. Default `[5, 30]`, mosquitto's.
+    #[serde(default = "default_restart_timeout", deserialize_with = "seconds_or_list")]
     pub restart_timeout: Vec<u64>,
     /// Announce the bridge to the remote as a bridge (`try_private`, default true): MQTT 3.1.1
     /// with the protocol level's top bit set, which mosquitto and Midge take to mean "do not
@@ -187,6 +187,35 @@ fn default_keepalive() -> u16 {
 
 fn default_restart_timeout() -> Vec<u64> {
     vec![5, 30]
+}
+
+/// The `[[bridge]]` tables, each read on its own so that a key it cannot have (unknown, or of
+/// the wrong type) is reported with the bridge's name, as `BridgeConfig::check`'s problems are.
+pub(super) fn named_bridges<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<BridgeConfig>, D::Error> {
+    use serde::de::Error as _;
+    let tables = Vec::<toml::Table>::deserialize(deserializer)?;
+    tables
+        .into_iter()
+        .map(|table| {
+            let name = table.get("name").and_then(|name| name.as_str()).unwrap_or("(unnamed)").to_owned();
+            BridgeConfig::deserialize(toml::Value::Table(table))
+                .map_err(|error| D::Error::custom(format!("bridge {name:?}: {}", error.message())))
+        })
+        .collect()
+}
+
+/// `restart_timeout` as a number (mosquitto's `restart_timeout 5`) or a list (`[5, 30]`).
+fn seconds_or_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum SecondsOrList {
+        Seconds(u64),
+        List(Vec<u64>),
+    }
+    Ok(match SecondsOrList::deserialize(deserializer)? {
+        SecondsOrList::Seconds(seconds) => vec![seconds],
+        SecondsOrList::List(list) => list,
+    })
 }
 
 fn default_idle_timeout() -> u64 {
@@ -358,6 +387,18 @@ mod tests {
         assert_eq!(config.topic[0].qos, 0);
         assert_eq!(config.start_type, StartType::Automatic);
         assert_eq!(config.protocol_version, BridgeProtocol::V311);
+    }
+
+    #[test]
+    fn restart_timeout_is_a_number_or_a_list() {
+        let with = |value: &str| {
+            bridge(&format!(
+                "name = \"a\"\naddresses = [\"r\"]\nrestart_timeout = {value}\n[[topic]]\npattern = \"a\"\n"
+            ))
+        };
+        assert_eq!(with("3").unwrap().restart_timeout, vec![3]);
+        assert_eq!(with("[2, 20]").unwrap().restart_timeout, vec![2, 20]);
+        assert!(with("0").unwrap_err().contains("restart_timeout"));
     }
 
     #[test]
