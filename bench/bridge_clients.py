@@ -8,7 +8,12 @@ pub: N messages on bench/seq, payload the sequence number (0 to N-1), one every 
 Q, with a persistent session (Clean Session 0), so that after an outage of the broker it
 reconnects and sends again, with the same packet ids, every message not yet acknowledged (and
 the PUBREL of every QoS 2 message already received): it goes on from its first unacknowledged
-message. Prints `start` when the first message goes, appends to FILE the sequence number of
+message. Nothing new is sent while the broker is away, nor after it returns until what was sent
+before is acknowledged, so that the broker receives the messages in order; the messages due
+meanwhile then go at once. When nothing is acknowledged for --stuck seconds (a broker that
+closes every reconnection of the session), the publisher throws the session away (Clean Session
+1 once) and sends every message not yet acknowledged again, in order, as new messages (at most 3
+times; the summary lists them). Prints `start` when the first message goes, appends to FILE the sequence number of
 every message the broker acknowledged (PUBACK, or PUBCOMP at QoS 2), and prints a JSON summary
 when all are acknowledged or --timeout seconds after the last one went.
 
@@ -42,73 +47,167 @@ def client(client_id: str) -> mqtt.Client:
     return c
 
 
+class Publisher:
+    """A paho client with a persistent session, replaced by a fresh one when stuck."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.generation = 0
+        self.client: mqtt.Client | None = None
+        # (generation, packet id) of every acknowledgement, and of every message sent.
+        self.acks: list[tuple[int, int]] = []
+        self.seq_of: dict[tuple[int, int], int] = {}
+        self.resolved = 0
+        self.unresolved: list[tuple[int, int]] = []
+        self.acked: set[int] = set()
+        self.published = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.fresh_sessions: list[str] = []
+        self.last_progress = time.monotonic()
+
+    def start(self, clean_first: bool = False) -> None:
+        args = self.args
+        if clean_first:
+            # Throw the broker's copy of the session away: connect once with Clean Session 1.
+            fresh = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=args.client_id, clean_session=True)
+            try:
+                fresh.connect(HOST, args.port, keepalive=5)
+                fresh.loop_start()
+                time.sleep(0.5)
+                fresh.disconnect()
+                fresh.loop_stop()
+            except OSError:
+                pass
+        self.generation += 1
+        generation = self.generation
+        c = client(args.client_id)
+        c.max_inflight_messages_set(args.inflight)
+        # Every message stays queued in the client until acknowledged, however long the outage.
+        c.max_queued_messages_set(0)
+
+        def on_connect(_c, _u, _flags, reason, _props):
+            if not reason.is_failure and generation == self.generation:
+                self.connects += 1
+                self.connected.set()
+
+        def on_disconnect(_c, _u, _flags, reason, _props):
+            if generation == self.generation:
+                self.disconnects += 1
+                self.connected.clear()
+                print(f"pub: disconnected ({reason}) at {time.monotonic() - STARTED:.2f} s", file=sys.stderr, flush=True)
+
+        def on_publish(_c, _u, mid, _reason, _props):
+            with self.lock:
+                self.acks.append((generation, mid))
+
+        c.on_connect = on_connect
+        c.on_disconnect = on_disconnect
+        c.on_publish = on_publish
+        c.connect_async(HOST, args.port, keepalive=5)
+        c.loop_start()
+        self.client = c
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    def send(self, seq: int) -> None:
+        info = self.client.publish(self.args.topic, str(seq).encode(), qos=self.args.qos)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            sys.exit(f"pub: publish of {seq} failed: {mqtt.error_string(info.rc)}")
+        with self.lock:
+            self.seq_of[(self.generation, info.mid)] = seq
+
+    def resolve(self) -> int:
+        """Turns the acknowledgements received so far into sequence numbers; how many are acked."""
+        with self.lock:
+            new = self.unresolved + self.acks[self.resolved :]
+            self.resolved = len(self.acks)
+            self.unresolved = []
+            before = len(self.acked)
+            for key in new:
+                seq = self.seq_of.get(key)
+                if seq is None:
+                    self.unresolved.append(key)
+                else:
+                    self.acked.add(seq)
+        if len(self.acked) > before:
+            self.last_progress = time.monotonic()
+        return len(self.acked)
+
+    def settle(self, deadline: float) -> bool:
+        """Waits until connected and every message sent so far is acknowledged, so that what
+        follows reaches the broker after them, in order; starts a fresh session when nothing
+        moves for --stuck seconds. False at the deadline."""
+        while time.monotonic() < deadline:
+            if self.connected.is_set() and self.resolve() >= self.published:
+                return True
+            if time.monotonic() - self.last_progress > self.args.stuck and len(self.fresh_sessions) < 3:
+                self.fresh_start()
+            time.sleep(0.01)
+        return False
+
+    def fresh_start(self) -> None:
+        """The broker keeps refusing the session: a fresh one, and everything not yet
+        acknowledged sent again, in order, as new messages."""
+        self.resolve()
+        missing = [seq for seq in range(self.published) if seq not in self.acked]
+        note = f"at {time.monotonic() - STARTED:.1f} s, after {self.disconnects} disconnections, {len(missing)} unacknowledged sent again"
+        print(f"pub: fresh session {note}", file=sys.stderr, flush=True)
+        self.fresh_sessions.append(note)
+        self.stop()
+        self.connected.clear()
+        self.start(clean_first=True)
+        for seq in missing:
+            self.send(seq)
+        self.last_progress = time.monotonic()
+
+
+STARTED = time.monotonic()
+
+
 def publish(args: argparse.Namespace) -> None:
+    global STARTED
     if args.count > 65000:
         sys.exit("--count: at most 65,000 (one packet id per message, never reused)")
-    pub = client(args.client_id)
-    pub.max_inflight_messages_set(args.inflight)
-    # Every message stays queued in the client until acknowledged, however long the outage.
-    pub.max_queued_messages_set(0)
-    connected = threading.Event()
-    done = threading.Event()
-    lock = threading.Lock()
-    seq_of: dict[int, int] = {}
-    acked_mids: list[int] = []
-    acked_set: set[int] = set()
-    connects = [0]
-
-    def on_connect(_c, _u, _flags, reason, _props):
-        if not reason.is_failure:
-            connects[0] += 1
-            connected.set()
-
-    def on_publish(_c, _u, mid, _reason, _props):
-        with lock:
-            acked_mids.append(mid)
-            acked_set.add(mid)
-            if len(acked_set) >= args.count:
-                done.set()
-
-    def on_disconnect(_c, _u, _flags, reason, _props):
-        print(f"pub: disconnected ({reason}) at {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
-
-    started = time.monotonic()
-    pub.on_connect = on_connect
-    pub.on_disconnect = on_disconnect
-    pub.on_publish = on_publish
-    pub.connect_async(HOST, args.port, keepalive=5)
-    pub.loop_start()
-    if not connected.wait(20):
+    pub = Publisher(args)
+    pub.start()
+    if not pub.connected.wait(20):
         sys.exit(f"pub: no connection to port {args.port}")
 
     print("start", flush=True)
-    started = time.monotonic()
+    STARTED = started = time.monotonic()
+    pub.last_progress = started
     for seq in range(args.count):
         delay = started + seq / args.rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        info = pub.publish(args.topic, str(seq).encode(), qos=args.qos)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            sys.exit(f"pub: publish of {seq} failed: {mqtt.error_string(info.rc)}")
-        with lock:
-            seq_of[info.mid] = seq
+        if not pub.connected.is_set():
+            # The broker went away: nothing new until it is back and has what was sent before.
+            if not pub.settle(time.monotonic() + args.timeout):
+                break
+        pub.send(seq)
+        pub.published = seq + 1
     sent_in = time.monotonic() - started
-    done.wait(args.timeout)
-    pub.disconnect()
-    pub.loop_stop()
+    pub.settle(time.monotonic() + args.timeout)
+    pub.stop()
+    pub.resolve()
 
-    with lock:
-        acked = sorted({seq_of[mid] for mid in acked_mids if mid in seq_of})
     with open(args.acked, "w") as file:
-        file.writelines(f"{seq}\n" for seq in acked)
+        file.writelines(f"{seq}\n" for seq in sorted(pub.acked))
     print(
         json.dumps(
             {
-                "sent": args.count,
-                "acked": len(acked),
+                "sent": pub.published,
+                "acked": len(pub.acked),
                 "sent_in_s": round(sent_in, 2),
                 "acked_in_s": round(time.monotonic() - started, 2),
-                "connects": connects[0],
+                "connects": pub.connects,
+                "fresh_sessions": pub.fresh_sessions,
             }
         ),
         flush=True,
@@ -176,6 +275,7 @@ def main() -> None:
     pub.add_argument("--inflight", type=int, default=20)
     pub.add_argument("--acked", required=True)
     pub.add_argument("--timeout", type=float, default=60, help="seconds to wait for acknowledgements after the last message")
+    pub.add_argument("--stuck", type=float, default=10, help="seconds without an acknowledgement before a fresh session")
     sub = commands.add_parser("sub")
     sub.add_argument("--port", type=int, required=True)
     sub.add_argument("--qos", type=int, choices=(1, 2), required=True)
