@@ -27,6 +27,9 @@
 #   MIDGE=/path/to/midge bench/bridge.sh              another midge binary (default: the release
 #                                                     build of this tree, built first)
 #   KEEP_WORK=1 ...                                   keeps the work directory (logs, payloads)
+#   TRACE=1 KEEP_WORK=1 ...                           every MQTT packet through the proxy (proxy.trace)
+#                                                     and the publisher's (pub.trace), to follow a
+#                                                     message that went missing
 #   MOSQUITTO_LOG="all" ...                           LOCAL mosquitto's log types (default: error
 #                                                     warning notice), in its broker.log
 #
@@ -45,6 +48,7 @@ RATE=${RATE:-2000}
 QOS_LEVELS=${QOS_LEVELS:-1 2}
 BROKERS=${BROKERS:-midge mosquitto}
 UPDATE_DOC=${UPDATE_DOC:-1}
+TRACE=${TRACE:-0}
 # After the publisher is done: seconds without a new delivery before giving up on the rest,
 # and the longest wait in all.
 QUIET=${QUIET:-15}
@@ -205,7 +209,9 @@ run_one() {
 
     # The proxy, REMOTE's side fixed, controlled through a FIFO on fd 7.
     mkfifo "$RUN/proxy.in"
-    $PY "$PROXY" "$remote_port" <"$RUN/proxy.in" >"$RUN/proxy.out" 2>&1 &
+    local trace=()
+    [[ $TRACE == 1 ]] && trace=(--trace "$RUN/proxy.trace")
+    $PY "$PROXY" "$remote_port" "${trace[@]}" <"$RUN/proxy.in" >"$RUN/proxy.out" 2>&1 &
     local proxy_pid=$!
     STARTED_PIDS+=("$proxy_pid")
     exec 7>"$RUN/proxy.in"
@@ -219,8 +225,10 @@ run_one() {
     wait_line "$RUN/links.txt" ' 1$' "$LOCAL_PID" 20 || log "  no link state 1 seen at REMOTE in 20 s; going on"
 
     T0=$EPOCHREALTIME
+    local pub_log=()
+    [[ $TRACE == 1 ]] && pub_log=(--log "$RUN/pub.trace")
     $PY "$CLIENTS" pub --port "$LOCAL_PORT" --qos "$qos" --count "$MESSAGES" --rate "$RATE" \
-        --acked "$RUN/acked.txt" --timeout 60 >"$RUN/pub.out" 2>"$RUN/pub.err" 7>&- &
+        "${pub_log[@]}" --acked "$RUN/acked.txt" --timeout 60 >"$RUN/pub.out" 2>"$RUN/pub.err" 7>&- &
     local pub_pid=$!
     STARTED_PIDS+=("$pub_pid")
     wait_line "$RUN/pub.out" '^start' "$pub_pid" 20 || { log "publisher did not start: $(tail -3 "$RUN/pub.err")"; return 1; }

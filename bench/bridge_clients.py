@@ -67,6 +67,8 @@ class Publisher:
         self.disconnects = 0
         self.fresh_sessions: list[str] = []
         self.last_progress = time.monotonic()
+        # paho's packet log (--log), to follow a message that went missing.
+        self.log = open(args.log, "a", buffering=1) if args.log else None
 
     def start(self, clean_first: bool = False) -> None:
         args = self.args
@@ -106,6 +108,8 @@ class Publisher:
         c.on_connect = on_connect
         c.on_disconnect = on_disconnect
         c.on_publish = on_publish
+        if self.log is not None:
+            c.on_log = lambda _c, _u, _level, text: self.log.write(f"{time.time():.6f} g{generation} {text}\n")
         c.connect_async(HOST, args.port, keepalive=5)
         c.loop_start()
         self.client = c
@@ -275,6 +279,7 @@ def main() -> None:
     pub.add_argument("--inflight", type=int, default=20)
     pub.add_argument("--acked", required=True)
     pub.add_argument("--timeout", type=float, default=60, help="seconds to wait for acknowledgements after the last message")
+    pub.add_argument("--log", help="paho's log of every packet sent and received, into this file")
     pub.add_argument("--stuck", type=float, default=10, help="seconds without an acknowledgement before a fresh session")
     sub = commands.add_parser("sub")
     sub.add_argument("--port", type=int, required=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A TCP proxy on 127.0.0.1 that a script controls, for outage tests (bench/bridge.sh).
 
-    python3 bench/tcp_proxy.py UPSTREAM_PORT [LISTEN_PORT]
+    python3 bench/tcp_proxy.py UPSTREAM_PORT [LISTEN_PORT] [--trace FILE]
 
 Listens on 127.0.0.1:LISTEN_PORT (0 or absent: a free port) and forwards every connection to
 127.0.0.1:UPSTREAM_PORT. Prints `port N` on stdout once it listens, then reads commands from
@@ -12,17 +12,69 @@ stdin, one a line, and answers each with `ok COMMAND` on stdout:
     resume  listens again after a cut, forwards again after a stall
     quit    closes everything and exits (so does the end of stdin)
 
+With --trace FILE it also writes one line per MQTT packet forwarded, with the time, the
+connection's number, the direction (`>` to upstream, `<` back), the packet's type, its packet id
+and, for a PUBLISH, its flags and payload (at most 20 bytes), to find where a message was lost.
+
 Only loopback addresses are used: both ends are 127.0.0.1.
 """
 
 import asyncio
 import sys
+import time
 
 HOST = "127.0.0.1"
+TYPES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC", 6: "PUBREL", 7: "PUBCOMP",
+         8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE", 11: "UNSUBACK", 12: "PINGREQ", 13: "PINGRESP",
+         14: "DISCONNECT", 15: "AUTH"}
+
+
+class Tracer:
+    """Splits one direction's bytes into MQTT packets and writes a line for each."""
+
+    def __init__(self, file, connection: int, direction: str) -> None:
+        self.file, self.connection, self.direction = file, connection, direction
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            length, multiplier, i = 0, 1, 1
+            while i < len(self.buffer) and i <= 4:
+                byte = self.buffer[i]
+                length += (byte & 0x7F) * multiplier
+                multiplier *= 128
+                i += 1
+                if not byte & 0x80:
+                    break
+            else:
+                return
+            if len(self.buffer) < i + length:
+                return
+            header, body = self.buffer[0], bytes(self.buffer[i : i + length])
+            del self.buffer[: i + length]
+            self.write(header, body)
+
+    def write(self, header: int, body: bytes) -> None:
+        kind = header >> 4
+        text = TYPES.get(kind, str(kind))
+        if kind == 3:
+            qos, topic_len = (header >> 1) & 3, int.from_bytes(body[:2], "big")
+            at = 2 + topic_len
+            pid = int.from_bytes(body[at : at + 2], "big") if qos else 0
+            payload = body[at + (2 if qos else 0) :]
+            # MQTT 5 properties are not skipped: this proxy's test speaks 3.1.1.
+            text += f" id={pid} q{qos} d{(header >> 3) & 1} r{header & 1} {body[2:at].decode(errors='replace')} {payload[:20].decode(errors='replace')!r}"
+        elif kind in (4, 5, 6, 7, 9, 11):
+            text += f" id={int.from_bytes(body[:2], 'big')}"
+        elif kind == 2:
+            text += f" sp={body[0] & 1} rc={body[1]}"
+        self.file.write(f"{time.time():.6f} c{self.connection} {self.direction} {text}\n")
 
 
 class Proxy:
-    def __init__(self, upstream: int, port: int) -> None:
+    def __init__(self, upstream: int, port: int, trace=None) -> None:
+        self.trace = trace
         self.upstream = upstream
         self.port = port
         self.server: asyncio.base_events.Server | None = None
@@ -40,6 +92,7 @@ class Proxy:
 
     async def accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        number = self.accepted
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(HOST, self.upstream)
         except OSError:
@@ -49,15 +102,22 @@ class Proxy:
         self.writers |= pair
         try:
             await asyncio.gather(
-                self.pipe(client_reader, upstream_writer),
-                self.pipe(upstream_reader, client_writer),
+                self.pipe(client_reader, upstream_writer, self.tracer(number, ">")),
+                self.pipe(upstream_reader, client_writer, self.tracer(number, "<")),
             )
         finally:
             for writer in pair:
                 self.writers.discard(writer)
                 writer.close()
 
-    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def tracer(self, number: int, direction: str) -> Tracer | None:
+        if self.trace is None:
+            return None
+        if direction == ">":
+            self.trace.write(f"{time.time():.6f} c{number} connected\n")
+        return Tracer(self.trace, number, direction)
+
+    async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tracer: Tracer | None) -> None:
         try:
             while True:
                 data = await reader.read(65536)
@@ -68,6 +128,8 @@ class Proxy:
                 if writer.is_closing():
                     break
                 writer.write(data)
+                if tracer is not None:
+                    tracer.feed(data)
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -92,9 +154,15 @@ class Proxy:
 
 
 async def main() -> None:
-    upstream = int(sys.argv[1])
-    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    proxy = Proxy(upstream, port)
+    args = sys.argv[1:]
+    trace = None
+    if "--trace" in args:
+        at = args.index("--trace")
+        trace = open(args[at + 1], "a", buffering=1)
+        del args[at : at + 2]
+    upstream = int(args[0])
+    port = int(args[1]) if len(args) > 1 else 0
+    proxy = Proxy(upstream, port, trace)
     await proxy.listen()
     print(f"port {proxy.port}", flush=True)
     loop = asyncio.get_running_loop()
