@@ -350,12 +350,13 @@ def ranges(numbers, most=12):
     return text + (f", … ({len(out) - most} more ranges)" if len(out) > most else "")
 
 
-rows, notes = [], []
+rows, notes, schedules = [], [], []
 for qos in qos_levels.split():
     for broker in brokers.split():
         run = os.path.join(work, f"{broker}-qos{qos}")
         if not os.path.isdir(run):
             continue
+        label = f"{names.get(broker, broker)}, QoS {qos}"
         summary = {}
         for line in lines(os.path.join(run, "pub.out")):
             if line.startswith("{"):
@@ -373,13 +374,9 @@ for qos in qos_levels.split():
             highest = max(highest, seq)
         lost = acked - seen
         unacked_delivered = seen - acked
-        label = names.get(broker, broker)
-        sent = summary.get("sent", "–")
-        rows.append(
-            f"| {label} | {qos} | {sent:,} | {len(acked):,} | {len(seen):,} | {len(lost):,} | {len(duplicates):,} | {len(out_of_order):,} |"
-            if summary
-            else f"| {label} | {qos} | – | {len(acked):,} | {len(seen):,} | {len(lost):,} | {len(duplicates):,} | {len(out_of_order):,} |"
-        )
+        sent = f"{summary['sent']:,}" if summary else "–"
+        rows.append(f"| {names.get(broker, broker)} | {qos} | {sent} | {len(acked):,} | {len(seen):,} | "
+                    f"{len(lost):,} | {len(duplicates):,} | {len(out_of_order):,} |")
         detail = []
         if lost:
             detail.append(f"lost {ranges(lost)}")
@@ -391,11 +388,15 @@ for qos in qos_levels.split():
             detail.append(f"delivered though never acknowledged {ranges(unacked_delivered)}")
         if not summary:
             detail.append("the publisher left no summary (the run failed)")
+        for fresh in summary.get("fresh_sessions", []):
+            detail.append(f"the publisher gave up its session and started a fresh one {fresh} (LOCAL closed every reconnection of the restored session)")
         if detail:
-            notes.append(f"- {label}, QoS {qos}: " + "; ".join(detail) + ".")
-        schedule = lines(os.path.join(run, "schedule.log"))
-        if schedule:
-            notes.append(f"  <details><summary>{label}, QoS {qos}: the schedule as it ran</summary>\n\n  ```\n" + "\n".join("  " + s for s in schedule) + "\n  ```\n  </details>")
+            notes.append(f"- {label}: " + "; ".join(detail) + ".")
+        steps = []
+        for line in lines(os.path.join(run, "schedule.log")):
+            seconds, _, text = line.partition(" s  ")
+            steps.append((text.split(":")[0].split(" (")[0], seconds.strip()))
+        schedules.append((label, steps))
 
 stream = int(messages) / float(rate)
 print(f"`{command}`: {int(messages):,} messages at {float(rate):,.0f} msg/s (a nominal stream of {stream:g} s) per run, "
@@ -409,7 +410,22 @@ print("|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))
 if notes:
     print()
+    print("Which sequence numbers (payloads 0 to N-1):")
+    print()
     print("\n".join(notes))
+if schedules:
+    print()
+    print("<details><summary>The schedule as it ran, seconds from the stream's start</summary>")
+    print()
+    print("| step | " + " | ".join(label for label, _ in schedules) + " |")
+    print("|---|" + "---|" * len(schedules))
+    longest = max(len(steps) for _, steps in schedules)
+    for i in range(longest):
+        name = next((steps[i][0] for _, steps in schedules if i < len(steps)), "")
+        cells = [steps[i][1] if i < len(steps) else "–" for _, steps in schedules]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print()
+    print("</details>")
 EOF
 
 cat "$WORK/section.md"
