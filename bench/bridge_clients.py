@@ -35,8 +35,27 @@ import paho.mqtt.client as mqtt
 HOST = "127.0.0.1"
 
 
+class Client(mqtt.Client):
+    """paho's client, less a bug of paho-mqtt 2.2.0 that would put duplicates on the broker.
+
+    Each reconnection attempt resets the state of the QoS 2 messages in flight: one whose PUBREC
+    came becomes "resend PUBREL". A second attempt before a CONNACK (the broker still down after
+    the first) finds that state, which the reset does not expect, and makes it "publish": paho
+    then sends the PUBLISH again, DUP 0, after its PUBREL, and the broker must take it for a new
+    message (MQTT 3.1.1 4.3.3: no PUBLISH again after the PUBREL). Seen here: duplicates at
+    REMOTE of messages whose PUBLISH went twice through the proxy, the second time with a new
+    packet id from LOCAL, after a restart of LOCAL that paho had tried to reach twice."""
+
+    def _messages_reconnect_reset_out(self) -> None:
+        with self._out_message_mutex:
+            for message in self._out_messages.values():
+                if message.qos == 2 and message.state == mqtt.mqtt_ms_resend_pubrel:
+                    message.state = mqtt.mqtt_ms_wait_for_pubcomp
+        super()._messages_reconnect_reset_out()
+
+
 def client(client_id: str) -> mqtt.Client:
-    c = mqtt.Client(
+    c = Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=False,
