@@ -36,7 +36,7 @@ HOST = "127.0.0.1"
 
 
 class Client(mqtt.Client):
-    """paho's client, less a bug of paho-mqtt 2.2.0 that would put duplicates on the broker.
+    """paho's client, less two bugs of paho-mqtt 2.2.0 in its reconnections.
 
     Each reconnection attempt resets the state of the QoS 2 messages in flight: one whose PUBREC
     came becomes "resend PUBREL". A second attempt before a CONNACK (the broker still down after
@@ -52,6 +52,20 @@ class Client(mqtt.Client):
                 if message.qos == 2 and message.state == mqtt.mqtt_ms_resend_pubrel:
                     message.state = mqtt.mqtt_ms_wait_for_pubcomp
         super()._messages_reconnect_reset_out()
+        # The same reset puts every message it finds, however many, in flight (its count of
+        # them stays at 0), so a reconnection would send them all at once, past the broker's
+        # limit (mosquitto closes the connection: "PUBREC rc151", quota exceeded). The window
+        # again: the first --inflight go at the CONNACK, the others wait their turn.
+        with self._out_message_mutex:
+            in_flight = 0
+            for message in self._out_messages.values():
+                if message.state == mqtt.mqtt_ms_resend_pubrel:
+                    in_flight += 1
+                elif message.state == mqtt.mqtt_ms_publish and message.qos > 0:
+                    if in_flight < self._max_inflight_messages:
+                        in_flight += 1
+                    else:
+                        message.state = mqtt.mqtt_ms_queued
 
 
 def client(client_id: str) -> mqtt.Client:
@@ -185,6 +199,9 @@ class Publisher:
         self.stop()
         self.connected.clear()
         self.start(clean_first=True)
+        # Sent once connected, so that paho keeps them within its window (sent while
+        # disconnected, all would go at once at the CONNACK).
+        self.connected.wait(10)
         for seq in missing:
             self.send(seq)
         self.last_progress = time.monotonic()
