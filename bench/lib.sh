@@ -296,10 +296,11 @@ describe_machine() {
     echo "- Peers: $(mosquitto -h 2>/dev/null | head -1 | sed 's/ is an MQTT.*//'), nats-server $("$NATS_SERVER" --version 2>/dev/null | sed 's/nats-server: //'), $("$RUMQTTD" --version 2>/dev/null)"
 }
 
-# replace_section NAME FILE: replaces the lines between `<!-- NAME:begin -->` and
-# `<!-- NAME:end -->` in docs/benchmarks.md with FILE's content (appends the markers if absent).
+# replace_section NAME FILE [BEGIN]: replaces the lines between `<!-- NAME:begin -->` and
+# `<!-- NAME:end -->` in docs/benchmarks.md with FILE's content (appends the markers if absent);
+# BEGIN names the first marker's other word (`<!-- NAME:BEGIN -->`).
 replace_section() {
-    local name=$1 content=$2 begin="<!-- $1:begin -->" end="<!-- $1:end -->"
+    local name=$1 content=$2 begin="<!-- $1:${3:-begin} -->" end="<!-- $1:end -->"
     if ! grep -qF "$begin" "$DOC" 2>/dev/null; then
         printf '\n%s\n%s\n' "$begin" "$end" >>"$DOC"
     fi
