@@ -7,6 +7,7 @@
 //! bridging to Debian's mosquitto.
 
 mod cli_common;
+mod interop_common;
 mod support;
 mod tls_common;
 
@@ -18,6 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cli_common::{client, midge, run, Finished};
+use interop_common::mosquitto::{publish, Sub};
 use support::{free_port, TestBroker};
 use tls_common::Pki;
 
@@ -271,34 +273,18 @@ fn a_connection_section_bridges_to_mosquitto() {
     let local = TestBroker::start_midge_args(&["-c", conf.to_str().unwrap()]);
     local.wait_for_log("bridge connected", Duration::from_secs(10));
 
-    // Out: retained here, retained there under the remote prefix.
+    // Out: retained here, retained there under the remote prefix (a new subscriber there gets
+    // it once it has crossed: waited for on its retained copy).
     let published = run(client("mosquitto_pub", &local, &["-t", "site/sensors/t1", "-m", "21.5", "-q", "1", "-r"]));
     assert_eq!(published.code(), 0, "{published:?}");
-    let mut there = String::new();
-    for _ in 0..20 {
-        there = run(client("mosquitto_sub", &remote, &["-t", "cloud/site-7/sensors/#", "-C", "1", "-W", "1"])).text();
-        if !there.is_empty() {
-            break;
-        }
-    }
-    assert_eq!(there, "21.5\n");
+    let mut there = Sub::start(&remote, "mqttv311", "there", "cloud/site-7/sensors/#", 1, 1, "%t|%p|%r");
+    there.wait_for("cloud/site-7/sensors/t1|21.5|1");
 
     // In: published at the remote under its prefix, received here under the local one.
-    let mut subscriber = client("mosquitto_sub", &local, &["-t", "site/commands/#", "-C", "1", "-W", "10", "-q", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(250));
-        if subscriber.try_wait().unwrap().is_some() {
-            break;
-        }
-        run(client("mosquitto_pub", &remote, &["-t", "cloud/site-7/commands/door", "-m", "open", "-q", "1"]));
-    }
-    let received = subscriber.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&received.stdout), "open\n");
+    let mut here = Sub::start(&local, "mqttv311", "here", "site/commands/#", 1, 1, "%t|%p");
+    here.wait_subscribed();
+    publish(&remote, "mqttv311", "door", &["-t", "cloud/site-7/commands/door", "-m", "open", "-q", "1"]);
+    here.wait_for("site/commands/door|open");
 }
 
 /// `midge serve --check -c FILE`: "FILE: OK" and 0 for a good file of either format (with the
