@@ -47,6 +47,16 @@ impl ConnectRequest {
         &self.client_id
     }
 
+    /// Replaces the client identifier, after authentication and before
+    /// [`ClientConnection::accept`](crate::ClientConnection::accept) finds the session by it:
+    /// mosquitto's `use_username_as_clientid`, where the id is the authenticated user name, so a
+    /// second connection with that name takes the first's session over. The caller checks that
+    /// `client_id` is not empty. An id the broker assigned stays reported as assigned (v5's
+    /// Assigned Client Identifier then carries the new one, as mosquitto sends it).
+    pub fn set_client_id(&mut self, client_id: Arc<str>) {
+        self.client_id = client_id;
+    }
+
     /// Whether the client asked for a clean start.
     pub fn clean_start(&self) -> bool {
         self.connect.clean_start
@@ -310,5 +320,62 @@ impl Broker {
         let mut hasher = self.id_seed.build_hasher();
         hasher.write_u64(self.next_id());
         format!("midge-{:016x}", hasher.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use midge_codec::Connect;
+
+    use super::*;
+    use crate::ports::auth::{Identity, Verdict};
+    use crate::{ClientConnection, ConnectContext, ConnectOutcome, Limits};
+
+    fn connect(client_id: &str, clean_start: bool) -> Box<Connect> {
+        Box::new(Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start,
+            keep_alive: 60,
+            client_id: MqttString::new(client_id).expect("valid"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+            bridge: false,
+        })
+    }
+
+    fn allow() -> Verdict {
+        Verdict::Allow(Identity { username: None, grants: None })
+    }
+
+    /// `use_username_as_clientid`: the id set after the check is the session's, so a second
+    /// connection under it takes the first's persistent session over, whatever id each sent.
+    #[test]
+    fn a_replaced_client_id_names_the_session_and_takes_it_over() {
+        let broker = Broker::new(Limits::default());
+        let now = Instant::now();
+        let mut request = broker.check_connect(connect("sent-by-a", false)).expect("checked");
+        request.set_client_id(Arc::from("alice"));
+        assert_eq!(&**request.client_id(), "alice");
+        let ConnectOutcome::Accepted { connection: first, connack } =
+            ClientConnection::accept(&broker, request, allow(), &ConnectContext::default(), now)
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(&**first.client_id(), "alice");
+        assert!(!connack.session_present);
+        assert!(broker.sessions.lock().get("sent-by-a").is_none());
+
+        let mut request = broker.check_connect(connect("sent-by-b", false)).expect("checked");
+        request.set_client_id(Arc::from("alice"));
+        let ConnectOutcome::Accepted { connection: second, connack } =
+            ClientConnection::accept(&broker, request, allow(), &ConnectContext::default(), now)
+        else {
+            panic!("accepted");
+        };
+        assert!(connack.session_present, "the same session, taken over");
+        assert_eq!(&**second.client_id(), "alice");
+        assert_eq!(broker.sessions.lock().len(), 1);
     }
 }
