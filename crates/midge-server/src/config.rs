@@ -179,6 +179,12 @@ pub struct ListenerConfig {
     /// is bound: a missing or malformed file stops the start. Default: none.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// mosquitto's `use_username_as_clientid`: a client's id is its authenticated user name,
+    /// whatever id it sent, so a second connection with the same user name takes the first's
+    /// session over; a client without a user name is refused (Not authorized). MQTT and
+    /// websockets listeners only. Default false.
+    #[serde(default)]
+    pub use_username_as_clientid: bool,
 
     // TLS (crate::tls): the listener is TLS when `certfile` and `keyfile` are set.
     /// The server's certificate chain, PEM: its own certificate first, then any intermediate
@@ -300,6 +306,12 @@ impl ListenerConfig {
             ("websocket_trusted_proxies", self.websocket_trusted_proxies.is_some()),
             ("websocket_forwarded_header", self.websocket_forwarded_header.is_some()),
         ];
+        if self.use_username_as_clientid && matches!(self.protocol, ListenerProtocol::MqttSn | ListenerProtocol::Http) {
+            return Err(format!(
+                "use_username_as_clientid is a setting of mqtt and websockets listeners, and this one is \"{}\"",
+                self.protocol
+            ));
+        }
         if self.protocol != ListenerProtocol::Websockets {
             if let Some((key, _)) = websocket_keys.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -648,6 +660,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         use_identity_as_username: false,
         use_subject_as_username: false,
         password_file: None,
+        use_username_as_clientid: false,
         websocket_path: None,
         websocket_origins: None,
         websocket_max_frame_size: None,

@@ -10,7 +10,7 @@
 //!   belong to the default listener, which `port` and `bind_address` also set. A file without
 //!   any listener gets the local one (127.0.0.1:1883, anonymous clients allowed), as mosquitto
 //!   2's local-only mode.
-//! - `allow_anonymous`, `password_file` and `acl_file` apply to every listener, unless
+//! - `allow_anonymous`, `use_username_as_clientid`, `password_file` and `acl_file` apply to every listener, unless
 //!   `per_listener_settings true`, when they belong to the listener they follow.
 //!   `allow_anonymous` defaults to false, as in mosquitto 2.
 //! - A string directive given twice in one scope is an error, as mosquitto's "Duplicate"; a
@@ -227,7 +227,6 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
 /// may connect or which topics clients see; with what to use instead.
 const REFUSED: &[(&str, &str)] = &[
     ("mount_point", "not supported yet: Midge does not prefix topics per listener"),
-    ("use_username_as_clientid", "not supported yet: a client's id is the one it sends"),
     ("psk_hint", "not supported: TLS-PSK listeners are not built (use certificates)"),
     ("psk_file", "not supported: TLS-PSK listeners are not built (use certificates)"),
     ("auth_plugin", "plugins are not supported: use password_file, or Midge's JWT or HTTP authentication (TOML)"),
@@ -325,6 +324,7 @@ impl Draft {
 #[derive(Default)]
 struct Security {
     allow_anonymous: Option<(bool, Location)>,
+    use_username_as_clientid: Option<bool>,
     password_file: Option<(PathBuf, Location)>,
     acl_file: Option<(PathBuf, Location)>,
 }
@@ -585,6 +585,14 @@ impl Reader {
                     self.current().allow_anonymous = Some(value);
                 } else {
                     self.security.allow_anonymous = Some((value, line.at.clone()));
+                }
+            }
+            "use_username_as_clientid" => {
+                let value = line.boolean()?;
+                if self.per_listener {
+                    self.current().listener.use_username_as_clientid = value;
+                } else {
+                    self.security.use_username_as_clientid = Some(value);
                 }
             }
             "password_file" | "acl_file" => {
@@ -1004,6 +1012,7 @@ impl Reader {
             return Err(listener_error(&at, problem));
         }
         let security_given = self.security.allow_anonymous.is_some()
+            || self.security.use_username_as_clientid.is_some()
             || self.security.password_file.is_some()
             || self.security.acl_file.is_some();
         if !any_configured && security_given {
@@ -1019,6 +1028,7 @@ impl Reader {
                 if let Some((allow, _)) = &self.security.allow_anonymous {
                     listener.allow_anonymous = *allow;
                 }
+                listener.use_username_as_clientid = self.security.use_username_as_clientid.unwrap_or(false);
                 listener.password_file = self.security.password_file.as_ref().map(|(path, _)| path.clone());
                 listener.acl_file = self.security.acl_file.as_ref().map(|(path, _)| path.clone());
             }
@@ -1210,6 +1220,10 @@ mod tests {
         assert!(
             error("allow_anonymous yes\n").contains("directive allow_anonymous: expected true or false, found \"yes\"")
         );
+        let config = self::config("listener 1883\nlistener 1884\nuse_username_as_clientid true\n");
+        assert!(config.listener.iter().all(|listener| listener.use_username_as_clientid));
+        assert!(!self::config("listener 1883\n").listener[0].use_username_as_clientid);
+        assert!(error("use_username_as_clientid yes\n").contains("expected true or false"));
     }
 
     #[test]
@@ -1226,6 +1240,9 @@ mod tests {
         // Given anywhere in the file, as mosquitto (which recommends it first).
         let config = self::config("listener 1883\nallow_anonymous true\nlistener 1884\nper_listener_settings true\n");
         assert!(config.listener[0].allow_anonymous && !config.listener[1].allow_anonymous);
+        let config =
+            self::config("per_listener_settings true\nlistener 1883\nlistener 1884\nuse_username_as_clientid true\n");
+        assert!(!config.listener[0].use_username_as_clientid && config.listener[1].use_username_as_clientid);
         assert!(error("per_listener_settings maybe\n").contains("expected true or false"));
         assert!(error("per_listener_settings true\nlistener 1\npassword_file /a\npassword_file /b\n")
             .contains("m.conf:4: directive password_file: given twice for this listener"));
