@@ -185,6 +185,7 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
                 slow_consumer_policy,
                 connect_timeout_ms,
                 max_session_expiry_interval,
+                persistent_client_expiration,
                 allow_zero_length_clientid,
                 max_subscriptions_per_client,
                 max_topic_levels,

@@ -679,15 +679,15 @@ impl Reader {
             }
             "persistent_client_expiration" => {
                 let word = line.word()?;
-                expiration_seconds(word).ok_or_else(|| {
+                let seconds = expiration_seconds(word).ok_or_else(|| {
                     line.error(format!("{word:?}: expected a number followed by h, d, w, m or y (e.g. 14d)"))
                 })?;
-                self.note(
-                    line,
-                    NoteKind::NotApplied,
-                    "not applied yet: a 3.x persistent session is kept until its client returns; v5 sessions \
-                     expire by their Session Expiry Interval",
-                );
+                // 0 (`0d`) means never, as leaving the directive out; the most is 136 years.
+                self.config.mqtt.persistent_client_expiration = u32::try_from(seconds)
+                    .ok()
+                    .filter(|seconds| *seconds < u32::MAX)
+                    .ok_or_else(|| line.error(format!("{word:?}: at most 4294967294 seconds (136 years)")))?;
+                self.mqtt_set(line, "persistent_client_expiration");
             }
 
             // Limits: [mqtt].
@@ -1311,8 +1311,12 @@ mod tests {
         assert_eq!(autosave.kind, NoteKind::Differs);
         assert!(autosave.message.contains("before acknowledging it"));
         assert!(note("autosave_on_changes true\n", "autosave_on_changes").message.contains("before acknowledging it"));
-        let expiration = note("persistent_client_expiration 14d\n", "persistent_client_expiration");
-        assert_eq!(expiration.kind, NoteKind::NotApplied);
+        let (expiration, notes) = parse_ok("persistent_client_expiration 2d\n");
+        assert_eq!(expiration.mqtt.persistent_client_expiration, 2 * 86_400);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(config("persistent_client_expiration 1w\n").mqtt.persistent_client_expiration, 604_800);
+        assert_eq!(config("").mqtt.persistent_client_expiration, 0, "never, without the directive");
+        assert!(error("persistent_client_expiration 200y\n").contains("at most 4294967294 seconds"));
         assert_eq!(expiration_seconds("2h"), Some(7200));
         assert_eq!(expiration_seconds("1y"), Some(365 * 86_400));
         assert!(error("persistent_client_expiration 14x\n").contains("expected a number followed by h, d, w, m or y"));
