@@ -821,6 +821,22 @@ mod tests {
     }
 
     #[test]
+    fn use_username_as_clientid_is_a_key_of_mqtt_and_websockets_listeners() {
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0:9001\"\n{extra}\n"), Path::new("u.toml"))
+        };
+        assert!(!parse("").unwrap().listener[0].use_username_as_clientid, "off by default");
+        assert!(parse("use_username_as_clientid = true").unwrap().listener[0].use_username_as_clientid);
+        let websockets = parse("protocol = \"websockets\"\nuse_username_as_clientid = true").unwrap();
+        assert!(websockets.listener[0].use_username_as_clientid);
+        for protocol in ["mqtt-sn", "http"] {
+            let err =
+                parse(&format!("protocol = {protocol:?}\nuse_username_as_clientid = true")).unwrap_err().to_string();
+            assert!(err.contains("use_username_as_clientid is a setting of mqtt and websockets listeners"), "{err}");
+        }
+    }
+
+    #[test]
     fn bind_takes_names_and_addresses_without_a_port() {
         for (bind, port) in
             [("localhost:1884", 1884), ("localhost", 1883), ("0.0.0.0", 1883), ("::1", 1883), ("[::1]:1884", 1884)]
