@@ -89,6 +89,13 @@ pub struct Limits {
     pub connect_timeout_ms: u64,
     /// Largest session expiry interval granted, in seconds; u32::MAX means never expire.
     pub max_session_expiry_interval: u32,
+    /// mosquitto's `persistent_client_expiration`, in seconds: a session that asked never to
+    /// expire (MQTT 3.x clean session 0, v5 Session Expiry Interval 0xFFFFFFFF) is granted this
+    /// much instead, so one whose client does not come back is removed in the end (v5 clients
+    /// are told in CONNACK). 0 (the default): such sessions never expire. The broker's own
+    /// sessions (a bridge's local session, [`Broker::check_own_connect`](crate::Broker::check_own_connect))
+    /// are not capped: their queues must outlast any outage of the remote.
+    pub persistent_client_expiration: u32,
     /// Whether a client may connect with an empty client identifier and be assigned one.
     pub allow_zero_length_clientid: bool,
     /// Subscriptions one session may hold; beyond it SUBSCRIBE is refused with Quota exceeded
@@ -153,6 +160,7 @@ impl Default for Limits {
             slow_consumer_policy: SlowConsumerPolicy::Drop,
             connect_timeout_ms: 10_000,
             max_session_expiry_interval: u32::MAX,
+            persistent_client_expiration: 0,
             allow_zero_length_clientid: true,
             max_subscriptions_per_client: 10_000,
             max_topic_levels: 128,
@@ -266,6 +274,18 @@ pub struct LimitError {
 }
 
 impl Limits {
+    /// The Session Expiry Interval granted for `requested`: at most
+    /// `max_session_expiry_interval`, and "never" capped at `persistent_client_expiration` (when
+    /// set) unless the session is the broker's `own`.
+    pub(crate) fn granted_expiry(&self, requested: u32, own: bool) -> u32 {
+        let granted = requested.min(self.max_session_expiry_interval);
+        if requested == u32::MAX && !own && self.persistent_client_expiration > 0 {
+            granted.min(self.persistent_client_expiration)
+        } else {
+            granted
+        }
+    }
+
     /// Checks ranges that the types do not express.
     pub fn validate(&self) -> Result<(), LimitError> {
         let fail = |key, problem| Err(LimitError { key, problem });

@@ -184,6 +184,12 @@ pub struct ListenerConfig {
     /// is bound: a missing or malformed file stops the start. Default: none.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// mosquitto's `use_username_as_clientid`: a client's id is its authenticated user name,
+    /// whatever id it sent, so a second connection with the same user name takes the first's
+    /// session over; a client without a user name is refused (Not authorized). MQTT and
+    /// websockets listeners only. Default false.
+    #[serde(default)]
+    pub use_username_as_clientid: bool,
 
     // TLS (crate::tls): the listener is TLS when `certfile` and `keyfile` are set.
     /// The server's certificate chain, PEM: its own certificate first, then any intermediate
@@ -305,6 +311,12 @@ impl ListenerConfig {
             ("websocket_trusted_proxies", self.websocket_trusted_proxies.is_some()),
             ("websocket_forwarded_header", self.websocket_forwarded_header.is_some()),
         ];
+        if self.use_username_as_clientid && matches!(self.protocol, ListenerProtocol::MqttSn | ListenerProtocol::Http) {
+            return Err(format!(
+                "use_username_as_clientid is a setting of mqtt and websockets listeners, and this one is \"{}\"",
+                self.protocol
+            ));
+        }
         if self.protocol != ListenerProtocol::Websockets {
             if let Some((key, _)) = websocket_keys.iter().find(|(_, set)| *set) {
                 return Err(format!(
@@ -654,6 +666,7 @@ pub fn default_listener(port: u16) -> ListenerConfig {
         use_identity_as_username: false,
         use_subject_as_username: false,
         password_file: None,
+        use_username_as_clientid: false,
         websocket_path: None,
         websocket_origins: None,
         websocket_max_frame_size: None,
@@ -811,6 +824,22 @@ mod tests {
         let config = parse("password_file = \"/etc/midge/passwords\"").unwrap();
         assert_eq!(config.listener[0].password_file.as_deref(), Some(Path::new("/etc/midge/passwords")));
         assert!(parse("password_file = 1").unwrap_err().to_string().contains("password_file"));
+    }
+
+    #[test]
+    fn use_username_as_clientid_is_a_key_of_mqtt_and_websockets_listeners() {
+        let parse = |extra: &str| {
+            ServerConfig::parse(&format!("[[listener]]\nbind = \"0.0.0.0:9001\"\n{extra}\n"), Path::new("u.toml"))
+        };
+        assert!(!parse("").unwrap().listener[0].use_username_as_clientid, "off by default");
+        assert!(parse("use_username_as_clientid = true").unwrap().listener[0].use_username_as_clientid);
+        let websockets = parse("protocol = \"websockets\"\nuse_username_as_clientid = true").unwrap();
+        assert!(websockets.listener[0].use_username_as_clientid);
+        for protocol in ["mqtt-sn", "http"] {
+            let err =
+                parse(&format!("protocol = {protocol:?}\nuse_username_as_clientid = true")).unwrap_err().to_string();
+            assert!(err.contains("use_username_as_clientid is a setting of mqtt and websockets listeners"), "{err}");
+        }
     }
 
     #[test]

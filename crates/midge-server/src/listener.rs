@@ -280,6 +280,7 @@ fn settings(
         store: services.store.clone(),
         shutdown: closing.subscribe(),
         roster: Arc::clone(roster),
+        use_username_as_clientid: config.use_username_as_clientid,
     };
     Current { config: Arc::new(config), context: Arc::new(context), tls, websocket, proxy, http }
 }

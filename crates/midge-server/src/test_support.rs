@@ -19,6 +19,7 @@ pub(crate) fn listener_context() -> (crate::conn::ListenerContext, tokio::sync::
         store: None,
         shutdown,
         roster: Default::default(),
+        use_username_as_clientid: false,
     };
     (context, sender)
 }

@@ -9,6 +9,7 @@
 //!   layers), after it has opened the new ones.
 //! - [`LogFile`]: the file destination, a `Mutex<File>` swapped on reopen.
 //! - [`Syslog`]: the syslog destination, one RFC 3164 datagram per line.
+//! - The topic destination, `$SYS/broker/log/...`, is [`crate::log_topic`]'s.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
@@ -19,6 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use anyhow::{bail, Context};
 use midge_server::config::{LogConfig, LogDestination, LogFormat, CONNECTION_MESSAGES_TARGET};
 use midge_server::LogControl;
+
+use crate::log_topic::LogTopics;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -50,6 +53,9 @@ struct LogReload {
     /// destination too: if not, a file that cannot be reopened is reported there as well,
     /// where an operator running the broker by hand sees it.
     file: Arc<Mutex<(Option<LogFile>, bool)>>,
+    /// Where the `"topic"` destination's lines go, whichever layer writes them: one sink for
+    /// the process, since the broker it publishes to is started once.
+    topics: Arc<LogTopics>,
 }
 
 impl Logging {
@@ -58,13 +64,20 @@ impl Logging {
     /// filter or timestamp format is an error: the broker does not start without its log.
     pub fn init(config: &LogConfig, verbose: bool) -> anyhow::Result<Self> {
         let (filter, filter_handle) = reload::Layer::new(filter(config, verbose)?);
-        let (layers, file) = destinations(config)?;
+        let topics = Arc::new(LogTopics::default());
+        let (layers, file) = destinations(config, &topics)?;
         let (layers, destinations) = reload::Layer::new(layers);
         tracing_subscriber::registry().with(filter).with(layers).init();
         let to_stderr = config.destinations.contains(&LogDestination::Stderr);
-        let control =
-            LogReload { filter: filter_handle, destinations, verbose, file: Arc::new(Mutex::new((file, to_stderr))) };
+        let file = Arc::new(Mutex::new((file, to_stderr)));
+        let control = LogReload { filter: filter_handle, destinations, verbose, file, topics };
         Ok(Self { control: Arc::new(control) })
+    }
+
+    /// Starts publishing the `"topic"` destination's lines to `broker`, once it has started
+    /// (on the current tokio runtime). Until then, and without that destination, none are.
+    pub fn publish_to(&self, broker: Arc<midge_broker::Broker>) {
+        self.control.topics.start(broker);
     }
 
     /// What a reload of the config applies `[log]` with.
@@ -106,7 +119,7 @@ impl LogControl for LogReload {
     /// socket); the returned closure swaps them in. `-v` and `RUST_LOG` hold as at the start.
     fn prepare(&self, config: &LogConfig) -> Result<Box<dyn FnOnce() + Send>, String> {
         let filter = filter(config, self.verbose).map_err(|error| format!("{error:#}"))?;
-        let (layers, file) = destinations(config).map_err(|error| format!("{error:#}"))?;
+        let (layers, file) = destinations(config, &self.topics).map_err(|error| format!("{error:#}"))?;
         let to_stderr = config.destinations.contains(&LogDestination::Stderr);
         let (filter_handle, destinations_handle) = (self.filter.clone(), self.destinations.clone());
         let slot = Arc::clone(&self.file);
@@ -136,8 +149,8 @@ fn filter(config: &LogConfig, verbose: bool) -> anyhow::Result<EnvFilter> {
 }
 
 /// One layer per destination of `config`, each opened (the file, the syslog socket), and the
-/// file destination if there is one.
-fn destinations(config: &LogConfig) -> anyhow::Result<(Destinations, Option<LogFile>)> {
+/// file destination if there is one. The topic destination writes to `topics`.
+fn destinations(config: &LogConfig, topics: &Arc<LogTopics>) -> anyhow::Result<(Destinations, Option<LogFile>)> {
     let timer = match &config.timestamp_format {
         Some(format) => Timer::Strftime(check_strftime(format)?),
         None => Timer::Rfc3339,
@@ -162,6 +175,8 @@ fn destinations(config: &LogConfig) -> anyhow::Result<(Destinations, Option<LogF
             }
             // The syslog header carries the time, and the level as the severity.
             LogDestination::Syslog => layer(config.format, Syslog::connect(&config.syslog_socket)?, false, None, false),
+            // The topic names the level, as mosquitto's do; the time as the other destinations.
+            LogDestination::Topic => layer(config.format, topics.writer(), false, timer.clone(), false),
         };
         layers.push(layer);
     }

@@ -15,6 +15,7 @@
 
 mod bench;
 mod client;
+mod log_topic;
 mod logging;
 mod passwd;
 mod publish;

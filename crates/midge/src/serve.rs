@@ -87,6 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         midge_server::sys::set_heap_probe(crate::heap_allocated);
         let options = ReloadOptions { source: Some(source), log: Some(logging.control()) };
         let server = Server::start_with(config, options).await?;
+        logging.publish_to(std::sync::Arc::clone(server.broker()));
         let reloader = server.reloader();
         server.run_until(signals.received(&logging, reloader)).await;
         anyhow::Ok(())

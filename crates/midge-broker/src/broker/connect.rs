@@ -47,6 +47,16 @@ impl ConnectRequest {
         &self.client_id
     }
 
+    /// Replaces the client identifier, after authentication and before
+    /// [`ClientConnection::accept`](crate::ClientConnection::accept) finds the session by it:
+    /// mosquitto's `use_username_as_clientid`, where the id is the authenticated user name, so a
+    /// second connection with that name takes the first's session over. The caller checks that
+    /// `client_id` is not empty. An id the broker assigned stays reported as assigned (v5's
+    /// Assigned Client Identifier then carries the new one, as mosquitto sends it).
+    pub fn set_client_id(&mut self, client_id: Arc<str>) {
+        self.client_id = client_id;
+    }
+
     /// Whether the client asked for a clean start.
     pub fn clean_start(&self) -> bool {
         self.connect.clean_start
@@ -98,6 +108,19 @@ impl Broker {
     /// Step 1 of a CONNECT: checks it against the protocol and the limits, assigning a client
     /// identifier when the client sent none.
     pub fn check_connect(&self, connect: Box<Connect>) -> Result<ConnectRequest, Box<Refusal>> {
+        self.check_connect_of(connect, false)
+    }
+
+    /// [`Broker::check_connect`] for a session of the broker's own configuration, not a
+    /// client's: a bridge's local session, whose queue for the remote must outlast any outage.
+    /// The same checks, but a request never to expire is not capped by
+    /// `persistent_client_expiration` (which is for clients that never come back).
+    pub fn check_own_connect(&self, connect: Box<Connect>) -> Result<ConnectRequest, Box<Refusal>> {
+        self.check_connect_of(connect, true)
+    }
+
+    /// Step 1, for the broker's `own` session or a client's.
+    fn check_connect_of(&self, connect: Box<Connect>, own: bool) -> Result<ConnectRequest, Box<Refusal>> {
         let version = connect.protocol;
         let refuse = |code, why: &'static str| Err(Box::new(Refusal::new(version, code, why)));
         let limits = &self.limits;
@@ -152,7 +175,7 @@ impl Broker {
             _ if connect.clean_start => 0,
             _ => u32::MAX,
         };
-        let granted_expiry = requested_expiry.min(limits.max_session_expiry_interval);
+        let granted_expiry = limits.granted_expiry(requested_expiry, own);
         Ok(ConnectRequest {
             connect,
             client_id,
@@ -310,5 +333,118 @@ impl Broker {
         let mut hasher = self.id_seed.build_hasher();
         hasher.write_u64(self.next_id());
         format!("midge-{:016x}", hasher.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use midge_codec::Connect;
+
+    use super::*;
+    use crate::ports::auth::{Identity, Verdict};
+    use crate::{ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Limits};
+
+    fn connect(client_id: &str, clean_start: bool) -> Box<Connect> {
+        Box::new(Connect {
+            protocol: ProtocolVersion::V311,
+            clean_start,
+            keep_alive: 60,
+            client_id: MqttString::new(client_id).expect("valid"),
+            will: None,
+            username: None,
+            password: None,
+            properties: Properties::default(),
+            bridge: false,
+        })
+    }
+
+    fn allow() -> Verdict {
+        Verdict::Allow(Identity { username: None, grants: None })
+    }
+
+    /// `use_username_as_clientid`: the id set after the check is the session's, so a second
+    /// connection under it takes the first's persistent session over, whatever id each sent.
+    #[test]
+    fn a_replaced_client_id_names_the_session_and_takes_it_over() {
+        let broker = Broker::new(Limits::default());
+        let now = Instant::now();
+        let mut request = broker.check_connect(connect("sent-by-a", false)).expect("checked");
+        request.set_client_id(Arc::from("alice"));
+        assert_eq!(&**request.client_id(), "alice");
+        let ConnectOutcome::Accepted { connection: first, connack } =
+            ClientConnection::accept(&broker, request, allow(), &ConnectContext::default(), now)
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(&**first.client_id(), "alice");
+        assert!(!connack.session_present);
+        assert!(broker.sessions.lock().get("sent-by-a").is_none());
+
+        let mut request = broker.check_connect(connect("sent-by-b", false)).expect("checked");
+        request.set_client_id(Arc::from("alice"));
+        let ConnectOutcome::Accepted { connection: second, connack } =
+            ClientConnection::accept(&broker, request, allow(), &ConnectContext::default(), now)
+        else {
+            panic!("accepted");
+        };
+        assert!(connack.session_present, "the same session, taken over");
+        assert_eq!(&**second.client_id(), "alice");
+        assert_eq!(broker.sessions.lock().len(), 1);
+    }
+
+    /// Connects `connect` (as the broker's `own` session or a client's) and closes the
+    /// connection without DISCONNECT at `now`; returns the CONNACK's Session Expiry Interval.
+    fn connect_and_drop(broker: &Arc<Broker>, connect: Box<Connect>, own: bool, now: Instant) -> Option<u32> {
+        let request = if own { broker.check_own_connect(connect) } else { broker.check_connect(connect) };
+        let ConnectOutcome::Accepted { connection, connack } =
+            ClientConnection::accept(broker, request.expect("checked"), allow(), &ConnectContext::default(), now)
+        else {
+            panic!("accepted");
+        };
+        connection.close(CloseKind::Abnormal, now);
+        connack.properties.session_expiry_interval
+    }
+
+    fn v5(client_id: &str, expiry: u32) -> Box<Connect> {
+        let mut connect = connect(client_id, false);
+        connect.protocol = ProtocolVersion::V5;
+        connect.properties.session_expiry_interval = Some(expiry);
+        connect
+    }
+
+    /// `persistent_client_expiration`: a 3.1.1 persistent session (and a v5 one that asked for
+    /// 0xFFFFFFFF) whose client stays away longer is removed at the broker's tick; a v5 session
+    /// with an expiry of its own keeps it, and the broker's own session is never capped.
+    #[test]
+    fn persistent_client_expiration_removes_sessions_that_asked_never_to_expire() {
+        let broker = Broker::new(Limits { persistent_client_expiration: 60, ..Limits::default() });
+        let start = Instant::now();
+        assert_eq!(connect_and_drop(&broker, connect("v311-persistent", false), false, start), None);
+        assert_eq!(connect_and_drop(&broker, v5("v5-never", u32::MAX), false, start), Some(60), "told in CONNACK");
+        assert_eq!(connect_and_drop(&broker, v5("v5-two-minutes", 120), false, start), None);
+        assert_eq!(connect_and_drop(&broker, v5("bridge-local", u32::MAX), true, start), None);
+        let held = |id: &str| broker.sessions.lock().contains_key(id);
+
+        broker.tick(start + Duration::from_secs(59));
+        assert!(held("v311-persistent") && held("v5-never"), "not yet");
+        broker.tick(start + Duration::from_secs(61));
+        assert!(!held("v311-persistent") && !held("v5-never"), "removed after persistent_client_expiration");
+        assert!(held("v5-two-minutes"));
+        broker.tick(start + Duration::from_secs(121));
+        assert!(!held("v5-two-minutes"), "its own expiry");
+        broker.tick(start + Duration::from_secs(365 * 86_400));
+        assert!(held("bridge-local"), "the broker's own session never expires");
+    }
+
+    /// Without it (the default), a session that asked never to expire is kept.
+    #[test]
+    fn without_persistent_client_expiration_persistent_sessions_stay() {
+        let broker = Broker::new(Limits::default());
+        let start = Instant::now();
+        connect_and_drop(&broker, connect("v311-persistent", false), false, start);
+        broker.tick(start + Duration::from_secs(365 * 86_400));
+        assert!(broker.sessions.lock().contains_key("v311-persistent"));
     }
 }

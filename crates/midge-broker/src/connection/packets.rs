@@ -138,7 +138,8 @@ impl ClientConnection {
                 // MQTT-3.14.2-2.
                 return Err(violation(ReasonCode::PROTOCOL_ERROR, "session expiry raised from 0 at DISCONNECT"));
             }
-            let granted = expiry.min(self.broker.limits().max_session_expiry_interval);
+            // Only clients send DISCONNECT: the broker's own sessions are never capped here.
+            let granted = self.broker.limits().granted_expiry(expiry, false);
             self.session.lock().expiry_interval = granted;
         }
         Ok(())

@@ -59,7 +59,8 @@ pub(super) fn attach(
         properties,
         bridge: false,
     };
-    let request = broker.check_connect(Box::new(connect)).map_err(|refusal| refusal.reason.to_string())?;
+    // The broker's own session: `persistent_client_expiration` does not end it.
+    let request = broker.check_own_connect(Box::new(connect)).map_err(|refusal| refusal.reason.to_string())?;
     // The bridge is the operator's own configuration: no authenticator or ACL stands between
     // it and the core.
     let verdict = Verdict::Allow(Identity { username: None, grants: None });

@@ -67,6 +67,10 @@ pub enum LogDestination {
     File,
     /// The local syslog daemon, facility daemon (RFC 3164 over `[log] syslog_socket`).
     Syslog,
+    /// The broker's own topics, as mosquitto's `log_dest topic`: each line published at QoS 0,
+    /// not retained, to `$SYS/broker/log/E`, `W`, `N` (connection messages), `I` or `D` by its
+    /// level, where the ACL decides who reads it.
+    Topic,
 }
 
 /// How a log line reads.
@@ -127,14 +131,21 @@ mod tests {
 
     #[test]
     fn every_key_parses() {
-        let config =
-            log("destinations = [\"stdout\", \"file\", \"syslog\", \"stderr\"]\nfile = \"/var/log/midge.log\"\n\
+        let config = log(
+            "destinations = [\"stdout\", \"file\", \"syslog\", \"stderr\", \"topic\"]\nfile = \"/var/log/midge.log\"\n\
              syslog_socket = \"/run/log\"\nformat = \"json\"\ntimestamps = false\n\
-             timestamp_format = \"%Y-%m-%d %H:%M:%S\"\nconnection_messages = false\n")
-            .unwrap();
+             timestamp_format = \"%Y-%m-%d %H:%M:%S\"\nconnection_messages = false\n",
+        )
+        .unwrap();
         assert_eq!(
             config.destinations,
-            [LogDestination::Stdout, LogDestination::File, LogDestination::Syslog, LogDestination::Stderr]
+            [
+                LogDestination::Stdout,
+                LogDestination::File,
+                LogDestination::Syslog,
+                LogDestination::Stderr,
+                LogDestination::Topic
+            ]
         );
         assert_eq!(config.file.as_deref(), Some(Path::new("/var/log/midge.log")));
         assert_eq!(config.syslog_socket, Path::new("/run/log"));

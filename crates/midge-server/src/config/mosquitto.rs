@@ -10,7 +10,7 @@
 //!   belong to the default listener, which `port` and `bind_address` also set. A file without
 //!   any listener gets the local one (127.0.0.1:1883, anonymous clients allowed), as mosquitto
 //!   2's local-only mode.
-//! - `allow_anonymous`, `password_file` and `acl_file` apply to every listener, unless
+//! - `allow_anonymous`, `use_username_as_clientid`, `password_file` and `acl_file` apply to every listener, unless
 //!   `per_listener_settings true`, when they belong to the listener they follow.
 //!   `allow_anonymous` defaults to false, as in mosquitto 2.
 //! - A string directive given twice in one scope is an error, as mosquitto's "Duplicate"; a
@@ -227,7 +227,6 @@ const BRIDGE_DIRECTIVES: &[&str] = &[
 /// may connect or which topics clients see; with what to use instead.
 const REFUSED: &[(&str, &str)] = &[
     ("mount_point", "not supported yet: Midge does not prefix topics per listener"),
-    ("use_username_as_clientid", "not supported yet: a client's id is the one it sends"),
     ("psk_hint", "not supported: TLS-PSK listeners are not built (use certificates)"),
     ("psk_file", "not supported: TLS-PSK listeners are not built (use certificates)"),
     ("auth_plugin", "plugins are not supported: use password_file, or Midge's JWT or HTTP authentication (TOML)"),
@@ -325,6 +324,7 @@ impl Draft {
 #[derive(Default)]
 struct Security {
     allow_anonymous: Option<(bool, Location)>,
+    use_username_as_clientid: Option<bool>,
     password_file: Option<(PathBuf, Location)>,
     acl_file: Option<(PathBuf, Location)>,
 }
@@ -584,6 +584,14 @@ impl Reader {
                     self.security.allow_anonymous = Some((value, line.at.clone()));
                 }
             }
+            "use_username_as_clientid" => {
+                let value = line.boolean()?;
+                if self.per_listener {
+                    self.current().listener.use_username_as_clientid = value;
+                } else {
+                    self.security.use_username_as_clientid = Some(value);
+                }
+            }
             "password_file" | "acl_file" => {
                 let key = if line.directive == "password_file" { "password_file" } else { "acl_file" };
                 if self.per_listener {
@@ -668,15 +676,15 @@ impl Reader {
             }
             "persistent_client_expiration" => {
                 let word = line.word()?;
-                expiration_seconds(word).ok_or_else(|| {
+                let seconds = expiration_seconds(word).ok_or_else(|| {
                     line.error(format!("{word:?}: expected a number followed by h, d, w, m or y (e.g. 14d)"))
                 })?;
-                self.note(
-                    line,
-                    NoteKind::NotApplied,
-                    "not applied yet: a 3.x persistent session is kept until its client returns; v5 sessions \
-                     expire by their Session Expiry Interval",
-                );
+                // 0 (`0d`) means never, as leaving the directive out; the most is 136 years.
+                self.config.mqtt.persistent_client_expiration = u32::try_from(seconds)
+                    .ok()
+                    .filter(|seconds| *seconds < u32::MAX)
+                    .ok_or_else(|| line.error(format!("{word:?}: at most 4294967294 seconds (136 years)")))?;
+                self.mqtt_set(line, "persistent_client_expiration");
             }
 
             // Limits: [mqtt].
@@ -824,14 +832,7 @@ impl Reader {
                         self.note(line, NoteKind::NotApplied, "not applied: Midge has no DLT destination");
                         return Ok(());
                     }
-                    "topic" => {
-                        self.note(
-                            line,
-                            NoteKind::NotApplied,
-                            "not applied: $SYS log topics are not built yet (issue 15)",
-                        );
-                        return Ok(());
-                    }
+                    "topic" => LogDestination::Topic,
                     "" => return Err(line.error("a value is missing")),
                     other => {
                         return Err(line.error(format!(
@@ -1008,6 +1009,7 @@ impl Reader {
             return Err(listener_error(&at, problem));
         }
         let security_given = self.security.allow_anonymous.is_some()
+            || self.security.use_username_as_clientid.is_some()
             || self.security.password_file.is_some()
             || self.security.acl_file.is_some();
         if !any_configured && security_given {
@@ -1023,6 +1025,7 @@ impl Reader {
                 if let Some((allow, _)) = &self.security.allow_anonymous {
                     listener.allow_anonymous = *allow;
                 }
+                listener.use_username_as_clientid = self.security.use_username_as_clientid.unwrap_or(false);
                 listener.password_file = self.security.password_file.as_ref().map(|(path, _)| path.clone());
                 listener.acl_file = self.security.acl_file.as_ref().map(|(path, _)| path.clone());
             }
@@ -1208,6 +1211,10 @@ mod tests {
         assert!(
             error("allow_anonymous yes\n").contains("directive allow_anonymous: expected true or false, found \"yes\"")
         );
+        let config = self::config("listener 1883\nlistener 1884\nuse_username_as_clientid true\n");
+        assert!(config.listener.iter().all(|listener| listener.use_username_as_clientid));
+        assert!(!self::config("listener 1883\n").listener[0].use_username_as_clientid);
+        assert!(error("use_username_as_clientid yes\n").contains("expected true or false"));
     }
 
     #[test]
@@ -1224,6 +1231,9 @@ mod tests {
         // Given anywhere in the file, as mosquitto (which recommends it first).
         let config = self::config("listener 1883\nallow_anonymous true\nlistener 1884\nper_listener_settings true\n");
         assert!(config.listener[0].allow_anonymous && !config.listener[1].allow_anonymous);
+        let config =
+            self::config("per_listener_settings true\nlistener 1883\nlistener 1884\nuse_username_as_clientid true\n");
+        assert!(!config.listener[0].use_username_as_clientid && config.listener[1].use_username_as_clientid);
         assert!(error("per_listener_settings maybe\n").contains("expected true or false"));
         assert!(error("per_listener_settings true\nlistener 1\npassword_file /a\npassword_file /b\n")
             .contains("m.conf:4: directive password_file: given twice for this listener"));
@@ -1292,8 +1302,12 @@ mod tests {
         assert_eq!(autosave.kind, NoteKind::Differs);
         assert!(autosave.message.contains("before acknowledging it"));
         assert!(note("autosave_on_changes true\n", "autosave_on_changes").message.contains("before acknowledging it"));
-        let expiration = note("persistent_client_expiration 14d\n", "persistent_client_expiration");
-        assert_eq!(expiration.kind, NoteKind::NotApplied);
+        let (expiration, notes) = parse_ok("persistent_client_expiration 2d\n");
+        assert_eq!(expiration.mqtt.persistent_client_expiration, 2 * 86_400);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(config("persistent_client_expiration 1w\n").mqtt.persistent_client_expiration, 604_800);
+        assert_eq!(config("").mqtt.persistent_client_expiration, 0, "never, without the directive");
+        assert!(error("persistent_client_expiration 200y\n").contains("at most 4294967294 seconds"));
         assert_eq!(expiration_seconds("2h"), Some(7200));
         assert_eq!(expiration_seconds("1y"), Some(365 * 86_400));
         assert!(error("persistent_client_expiration 14x\n").contains("expected a number followed by h, d, w, m or y"));
@@ -1386,7 +1400,7 @@ mod tests {
 
     #[test]
     fn log_dest_lines_add_up_to_the_destinations() {
-        use LogDestination::{File, Stderr, Stdout, Syslog};
+        use LogDestination::{File, Stderr, Stdout, Syslog, Topic};
         assert_eq!(config("").log.destinations, [Stderr]);
         assert!(parse_ok("log_dest stderr\n").1.is_empty());
         assert_eq!(config("log_dest stdout\n").log.destinations, [Stdout]);
@@ -1396,10 +1410,10 @@ mod tests {
         assert_eq!(log.file.as_deref(), Some(Path::new("/var/log/mosquitto/my log.txt")));
         assert!(config("log_dest none\n").log.destinations.is_empty());
         assert_eq!(config("log_dest stdout\nlog_dest none\nlog_dest syslog\n").log.destinations, [Syslog]);
-        for dest in ["topic", "dlt"] {
-            assert_eq!(note(&format!("log_dest {dest}\n"), "log_dest").kind, NoteKind::NotApplied);
-            assert!(config(&format!("log_dest {dest}\n")).log.destinations.is_empty());
-        }
+        assert_eq!(note("log_dest dlt\n", "log_dest").kind, NoteKind::NotApplied);
+        assert!(config("log_dest dlt\n").log.destinations.is_empty());
+        assert!(parse_ok("log_dest topic\n").1.is_empty());
+        assert_eq!(config("log_dest stderr\nlog_dest topic\n").log.destinations, [Stderr, Topic]);
         assert!(error("log_dest file\n").contains("log_dest file needs a path"));
         assert!(error("log_dest carrier-pigeon\n").contains("expected stderr, stdout"));
         assert!(error("log_dest\n").contains("a value is missing"));

@@ -50,6 +50,8 @@ pub struct MqttConfig {
     pub connect_timeout_ms: u64,
     /// [`Limits::max_session_expiry_interval`].
     pub max_session_expiry_interval: u32,
+    /// [`Limits::persistent_client_expiration`]: seconds, 0 never.
+    pub persistent_client_expiration: u32,
     /// [`Limits::allow_zero_length_clientid`].
     pub allow_zero_length_clientid: bool,
     /// [`Limits::max_subscriptions_per_client`].
@@ -107,6 +109,7 @@ impl Default for MqttConfig {
             },
             connect_timeout_ms: limits.connect_timeout_ms,
             max_session_expiry_interval: limits.max_session_expiry_interval,
+            persistent_client_expiration: limits.persistent_client_expiration,
             allow_zero_length_clientid: limits.allow_zero_length_clientid,
             max_subscriptions_per_client: limits.max_subscriptions_per_client,
             max_topic_levels: limits.max_topic_levels,
@@ -154,6 +157,7 @@ impl MqttConfig {
             },
             connect_timeout_ms: self.connect_timeout_ms,
             max_session_expiry_interval: self.max_session_expiry_interval,
+            persistent_client_expiration: self.persistent_client_expiration,
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             max_subscriptions_per_client: self.max_subscriptions_per_client,
             max_topic_levels: self.max_topic_levels,
@@ -182,11 +186,12 @@ mod tests {
     fn every_key_reaches_the_limits() {
         let config: MqttConfig = toml::from_str(
             "max_qos = 1\nmax_queued_messages = 7\nslow_consumer_policy = \"disconnect\"\nmax_topic_levels = 9\n\
-             pace_qos0 = false\n",
+             pace_qos0 = false\npersistent_client_expiration = 3600\n",
         )
         .expect("parses");
         let limits = config.limits().expect("valid");
         assert_eq!(limits.max_qos, 1);
+        assert_eq!(limits.persistent_client_expiration, 3600);
         assert_eq!(limits.max_queued_messages, 7);
         assert_eq!(limits.slow_consumer_policy, SlowConsumerPolicy::Disconnect);
         assert_eq!(limits.max_topic_levels, 9);

@@ -116,7 +116,7 @@ pub(super) async fn accept<T: Transport>(
     };
 
     // Step 1: the protocol and the limits.
-    let request = match broker.check_connect(connect) {
+    let mut request = match broker.check_connect(connect) {
         Ok(request) => request,
         Err(refusal) => {
             refuse(*refusal, &mut wbuf);
@@ -146,6 +146,20 @@ pub(super) async fn accept<T: Transport>(
         Verdict::Allow(identity) => identity.username.clone(),
         Verdict::Deny { .. } => None,
     };
+    if listener.use_username_as_clientid {
+        // mosquitto's use_username_as_clientid: the session is the user's, whatever id was sent.
+        match username.as_deref() {
+            Some(name) if !name.is_empty() => request.set_client_id(std::sync::Arc::from(name)),
+            _ if matches!(verdict, Verdict::Deny { .. }) => {}
+            _ => {
+                // As mosquitto: Not authorized (v3 return code 5, v5 0x87).
+                let why = "use_username_as_clientid: the client gave no user name";
+                refuse(Refusal::new(version, ReasonCode::NOT_AUTHORIZED, why), &mut wbuf);
+                flush_and_close(stream, &mut wbuf).await;
+                return None;
+            }
+        }
+    }
     let context = ConnectContext { peer: peer_text, authorizer: listener.authorizer.clone() };
     let (mut connection, connack) = match ClientConnection::accept(broker, request, verdict, &context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),
@@ -374,6 +388,7 @@ mod tests {
             store: None,
             shutdown,
             roster: Default::default(),
+            use_username_as_clientid: false,
         };
         (context, shutdown_sender)
     }

@@ -66,6 +66,8 @@ pub struct ListenerContext {
     pub shutdown: watch::Receiver<bool>,
     /// The listener's connected clients, which a reload that removes the listener kicks.
     pub roster: Arc<crate::roster::Roster>,
+    /// `use_username_as_clientid`: a client's id is its authenticated user name.
+    pub use_username_as_clientid: bool,
 }
 
 /// How the CONNECT phase learns who the client is.
