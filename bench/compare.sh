@@ -58,6 +58,7 @@ MATRIX=(
     "fanin-100|fanin --publishers 100"
     "pairs-100|pairs --pairs 100"
     "fanin-100-qos1|fanin --publishers 100 -q 1"
+    "fanin-100-qos2|fanin --publishers 100 -q 2"
     "latency-10k|latency --rate 10000"
     "conns-19000|conns --connections 19000"
     "fanout-100-tls|fanout --subscribers 100"
@@ -225,7 +226,7 @@ conns_rows = [
 ]
 titles = {
     "fanout-1": "fan-out 1→1", "fanout-100": "fan-out 1→100", "fanout-1000": "fan-out 1→1000",
-    "fanin-100": "fan-in 100→1", "pairs-100": "pairs 100", "fanin-100-qos1": "fan-in 100→1, QoS 1",
+    "fanin-100": "fan-in 100→1", "pairs-100": "pairs 100", "fanin-100-qos1": "fan-in 100→1, QoS 1", "fanin-100-qos2": "fan-in 100→1, QoS 2",
     "latency-10k": "latency at 10,000 msg/s", "conns-19000": "19,000 idle connections",
     "fanout-100-tls": "fan-out 1→100 over TLS", "pairs-100-tls": "pairs 100 over TLS",
     "conns-2000-tls": "2,000 connections over TLS (connect rate = full handshakes/s)",

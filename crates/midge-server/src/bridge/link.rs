@@ -189,9 +189,7 @@ impl<'a> Link<'a> {
             )));
         }
         match idle_timeout {
-            Some(timeout) if now >= self.last_traffic + timeout && self.client.unacknowledged() == 0 => {
-                Some(LinkEnd::Idle)
-            }
+            Some(timeout) if now >= self.last_traffic + timeout => Some(LinkEnd::Idle),
             _ => None,
         }
     }

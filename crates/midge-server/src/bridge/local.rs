@@ -230,19 +230,20 @@ impl Egress for ToRemote<'_> {
     }
 }
 
-/// A QoS the remote's message is published with here: as it came.
+/// The remote's PUBLISH as the bridge's client publishes it here: under its local topic, with
+/// its QoS, RETAIN flag, packet id and message properties, without what names the remote's own
+/// tables (a topic alias) or only a server sends (subscription identifiers).
 pub(super) fn publish_from_remote(
     mut publish: midge_codec::Publish,
     topic: midge_codec::TopicName,
 ) -> midge_codec::Publish {
     publish.topic = topic;
-    // What only a server sends, or what names the remote's own tables, does not cross.
     publish.properties.topic_alias = None;
     publish.properties.subscription_identifiers.clear();
     publish
 }
 
-/// An empty payload, for the notification messages.
+/// The link's state as the notification topic carries it: `1` up, `0` down (mosquitto's).
 pub(super) fn state_payload(up: bool) -> Bytes {
     Bytes::from_static(if up { b"1" } else { b"0" })
 }
