@@ -34,6 +34,7 @@
 pub mod auth;
 pub mod bind;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod gate;
