@@ -330,29 +330,20 @@ fn v5_midge_to_midge_burst() {
     burst(TestBroker::start_midge_with(""), "5");
 }
 
-/// `mosquitto_pub -l`: each of `lines` one message on `topic` at `qos`; must succeed.
+/// `mosquitto_pub -l`: each of `lines` one message on `topic` at `qos`; must succeed. The lines
+/// are its stdin from a file; its exit is waited for with `run_bounded` (no polling).
 fn publish_lines(broker: &TestBroker, version: &str, topic: &str, qos: u8, lines: &[String]) {
-    use std::io::Write as _;
-    let mut command = Command::new("mosquitto_pub");
-    command.args(["-h", "127.0.0.1", "-p", &broker.port().to_string(), "-V", version]);
-    command.args(["-t", topic, "-q", &qos.to_string(), "-l"]);
-    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("mosquitto_pub");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(format!("{}\n", lines.join("\n")).as_bytes()).expect("write to mosquitto_pub");
-    drop(stdin);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for mosquitto_pub") {
-            assert!(status.success(), "mosquitto_pub -l failed: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("mosquitto_pub -l did not finish in {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("lines");
+    std::fs::write(&input, format!("{}\n", lines.join("\n"))).expect("write the lines");
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(format!(
+        "exec mosquitto_pub -h 127.0.0.1 -p {} -V {version} -t '{topic}' -q {qos} -l < '{}'",
+        broker.port(),
+        input.display()
+    ));
+    let (status, output) = run_bounded(command, WAIT);
+    assert!(status.success(), "mosquitto_pub -l failed: {status}: {output}");
 }
 
 /// A `both` line with prefixes: a message published on either side arrives once on the other,
