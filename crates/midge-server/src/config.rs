@@ -2,6 +2,7 @@
 //! `midge serve` runs with when given none. Every key is documented in docs/configuration.md.
 
 mod bridge;
+mod cluster;
 mod http;
 mod log;
 mod mosquitto;
@@ -16,6 +17,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 pub use bridge::{split_address, BridgeConfig, BridgeProtocol, BridgeTls, BridgeTopic, Direction, StartType};
+pub use cluster::ClusterConfig;
 pub use log::{LogConfig, LogDestination, LogFormat, CONNECTION_MESSAGES_TARGET, DEFAULT_SYSLOG_SOCKET};
 pub use mosquitto::{ConfigFormat, LoadedConfig, Location, Note, NoteKind, MESSAGE_SIZE_HEADROOM};
 pub use mqtt::{MqttConfig, SlowConsumerSetting};
@@ -48,6 +50,8 @@ pub struct ServerConfig {
     /// Bridges to other brokers (`[[bridge]]`).
     #[serde(deserialize_with = "bridge::named_bridges")]
     pub bridge: Vec<BridgeConfig>,
+    /// This node's place in a cluster (`[cluster]`); none: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `$SYS` topics (`[sys]`): the broker's counters, published retained as mosquitto 2
@@ -559,6 +563,14 @@ pub enum ConfigError {
         /// What is wrong, naming the key.
         problem: String,
     },
+    /// `[cluster]`'s keys cannot be used.
+    #[error("invalid config file {path}: [cluster] {problem}")]
+    Cluster {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        problem: String,
+    },
     /// `-p` (the default listener's port) with a config file that defines listeners.
     #[error(
         "-p/--port sets the default listener's port, but the config file {} defines listeners; set `bind` there",
@@ -625,6 +637,9 @@ impl ServerConfig {
                 .and_then(|()| http::check(listener))
                 .map_err(|problem| ConfigError::Listener { path: path.to_owned(), listener: index + 1, problem })?;
         }
+        if let Some(cluster) = &config.cluster {
+            cluster.check().map_err(|problem| ConfigError::Cluster { path: path.to_owned(), problem })?;
+        }
         for (index, bridge) in config.bridge.iter().enumerate() {
             let error = |problem| ConfigError::Bridge { path: path.to_owned(), bridge: bridge.name.clone(), problem };
             bridge.check().map_err(error)?;
@@ -643,6 +658,16 @@ impl ServerConfig {
             self.listener.clone()
         }
     }
+}
+
+/// This host's name (for a bridge's default client id, mosquitto's `hostname.NAME`, and a
+/// cluster node's default name).
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "midge".to_owned())
 }
 
 /// The listener `midge serve` opens with no config: loopback only, anonymous allowed.

@@ -17,7 +17,7 @@
 //! | a listener's `sn_*` keys | after a restart |
 //! | `[log]` | live |
 //! | `[sys]`, `[connections]` | live |
-//! | `[mqtt]`, `[store]` | after a restart |
+//! | `[mqtt]`, `[store]`, `[cluster]` | after a restart |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -213,6 +213,10 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
             restart.push("[store] changed".to_owned());
         }
     }
+    if old.cluster != new.cluster {
+        // The node's name, its NATS servers and credentials: it leaves and joins only at start.
+        restart.push("[cluster] changed".to_owned());
+    }
     let connections = (old.connections != new.connections).then(|| {
         let (old, new) = (old.connections, new.connections);
         if old.max_connections != new.max_connections {
@@ -241,6 +245,7 @@ pub fn plan(old: &ServerConfig, old_listeners: &[ListenerConfig], new: &ServerCo
         connections: ConnectionsConfig::default(),
         sys: SysConfig::default(),
         bridge: Vec::new(),
+        cluster: None,
         ..config.clone()
     };
     if rest(old) != rest(new) {

@@ -68,6 +68,9 @@ pub enum ServerError {
         /// What is wrong, naming the key.
         problem: String,
     },
+    /// The node could not join its cluster (`[cluster]`).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A listener could not bind one of its addresses.
     #[error("listener {listener} (bind = \"{bind}\"): cannot listen on {addr}")]
     Bind {
@@ -99,6 +102,8 @@ pub struct Server {
     readiness: Arc<crate::http::Readiness>,
     /// The bridges to other brokers; a reload changes them.
     bridges: Arc<tokio::sync::Mutex<crate::bridge::Bridges>>,
+    /// This node's part in a cluster, when it is one.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -127,6 +132,12 @@ impl Server {
         }
         let (broker, writer) = open_broker(&config)?;
         broker.set_client_events(config.sys.events);
+        // Before any client: the cluster's retained messages load, and every session's
+        // filters reach the other nodes.
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Arc::new(crate::cluster::Cluster::start(cluster, Arc::clone(&broker)).await?)),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let store = writer.as_ref().map(Writer::handle);
         let open_files = usize::try_from(raise_open_files_limit()).unwrap_or(usize::MAX);
@@ -183,7 +194,7 @@ impl Server {
             }),
         };
         requests.set(&reloader);
-        Ok(Self { broker, listeners, reloader, shutdown, tasks, writer, readiness, bridges })
+        Ok(Self { broker, listeners, reloader, shutdown, tasks, writer, readiness, bridges, cluster })
     }
 
     /// Every listener started, in order (closed ones too, while they have connections).
@@ -237,6 +248,10 @@ impl Server {
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, ended).await.is_err() {
             info!("some connections did not close in time");
+        }
+        // After the clients: their wills go to the other nodes too.
+        if let Some(cluster) = self.cluster.and_then(Arc::into_inner) {
+            cluster.stop().await;
         }
         let stats = self.broker.stats().snapshot();
         info!(

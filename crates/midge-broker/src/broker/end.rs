@@ -52,6 +52,13 @@ impl Broker {
                 router.unsubscribe(filter, &session.id());
             }
         }
+        if self.fabric().is_some() {
+            for filter in &filters {
+                if let Ok(filter) = midge_codec::TopicFilter::new(filter) {
+                    self.report_interest(&filter, false);
+                }
+            }
+        }
         for item in session.take_shared_undelivered(self.journal.as_ref()) {
             self.redeliver_shared(item);
         }

@@ -9,6 +9,7 @@
 //! - `end`: ending a session.
 //! - `deadlines`: detached sessions' expiry and delayed wills, indexed by time.
 //! - `remote`: routing targets that are not local sessions.
+//! - `fabric`: a cluster's other nodes (messages and retained values from them, interest to them).
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
 //! - `events`: clients' connects and disconnects published on `$SYS`, when switched on.
@@ -20,6 +21,7 @@ mod connect;
 mod deadlines;
 mod end;
 mod events;
+mod fabric;
 mod inspect;
 mod publish;
 mod remote;

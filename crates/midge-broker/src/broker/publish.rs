@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use midge_codec::QoS;
 
+use super::fabric::RouteScope;
 use super::state::Broker;
 use crate::delivery::Queued;
 use crate::message::is_sys_topic;
@@ -45,7 +46,11 @@ impl Broker {
     /// is retained, then delivers it to every matching subscription.
     pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
         self.stats.messages_received.add(message.qos, 1);
-        self.publish_uncounted(message, batch, Durable::Yes)
+        let published = self.publish_uncounted(message.clone(), batch, Durable::Yes);
+        if let Some(fabric) = self.fabric().filter(|_| !published.refused) {
+            fabric.publish(&message);
+        }
+        published
     }
 
     /// Publishes a message of the broker's own, such as a `$SYS` value: routed as any other
@@ -112,7 +117,10 @@ impl Broker {
                 }
             }
         }
-        let (delivered, routed) = self.route(&message, batch);
+        // On a node of a cluster, shared groups are shared out by the fabric, across nodes.
+        let scope =
+            if self.fabric().is_some() && durable == Durable::Yes { RouteScope::Unshared } else { RouteScope::All };
+        let (delivered, routed) = self.route_in(&message, batch, scope);
         Published { delivered, ticket: ticket.max(routed), refused: false }
     }
 
@@ -173,7 +181,12 @@ impl Broker {
     /// Delivers a message to its subscribers; the publisher never waits for them, it is paced
     /// for the congested ones `batch` notes. Returns how many sessions it was queued for and the
     /// ticket of the last delivery record written.
-    fn route(&self, message: &Arc<Message>, batch: &mut ReadBatch) -> (usize, Option<Ticket>) {
+    pub(super) fn route_in(
+        &self,
+        message: &Arc<Message>,
+        batch: &mut ReadBatch,
+        scope: RouteScope<'_>,
+    ) -> (usize, Option<Ticket>) {
         let mut targets = Targets::new();
         let mut remotes = RemoteTargets::new();
         let mut direct_filters = 0usize;
@@ -182,6 +195,9 @@ impl Broker {
             let router = self.router.read();
             router.match_topic(&message.topic, |found| match found {
                 Match::Direct { value, filter, .. } => {
+                    if !scope.includes_unshared() {
+                        return;
+                    }
                     if last_filter != Some(filter.as_ptr()) {
                         last_filter = Some(filter.as_ptr());
                         direct_filters += 1;
@@ -196,7 +212,10 @@ impl Broker {
                         Target::Remote(remote) => remotes.push((Arc::clone(remote), value.delivery(message))),
                     }
                 }
-                Match::Shared { members, cursor, .. } => {
+                Match::Shared { group, filter, members, cursor } => {
+                    if !scope.includes_share(group, filter) {
+                        return;
+                    }
                     if let Some((_, member)) = pick_member(members, cursor) {
                         match &member.target {
                             Target::Local(session) => targets.push((Arc::clone(session), member.delivery(message))),

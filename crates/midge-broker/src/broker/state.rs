@@ -48,6 +48,8 @@ pub struct Broker {
     pub(super) keep_alives: KeepAlives,
     /// Detached sessions' expiry and delayed wills; `tick` takes what is due.
     pub(super) deadlines: Deadlines,
+    /// The other nodes of a cluster, when this node is one (set once, at start).
+    pub(super) fabric: std::sync::OnceLock<Arc<dyn crate::ports::fabric::Fabric>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -94,6 +96,7 @@ impl Broker {
             client_events: AtomicBool::new(false),
             keep_alives: KeepAlives::new(Instant::now()),
             deadlines: Deadlines::default(),
+            fabric: std::sync::OnceLock::new(),
         })
     }
 
@@ -141,6 +144,11 @@ impl Broker {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh message id.
+    pub(crate) fn next_id_for_message(&self) -> u64 {
+        self.next_message_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A new message from a PUBLISH, with a fresh id.

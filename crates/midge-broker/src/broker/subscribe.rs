@@ -63,6 +63,7 @@ impl Broker {
                 let removed = self.router.write().unsubscribe(filter, &session.id()).is_some();
                 session.lock().subscriptions.remove(filter.as_str());
                 if removed {
+                    self.report_interest(filter, false);
                     let client_id = session.client_id().to_string();
                     changes.push(Change::DeleteSubscription { client_id, filter: filter.to_string() });
                     ReasonCode::SUCCESS
@@ -120,6 +121,9 @@ impl Broker {
             Subscriber::local(Arc::clone(session), options, id, shared.map(|_| Arc::from(filter.as_str())));
         let existed = self.router.write().subscribe(filter, session.id(), subscriber).is_some();
         session.lock().subscriptions.insert(filter.as_str(), StoredSubscription { options, id });
+        if !existed {
+            self.report_interest(filter, true);
+        }
 
         // Retained messages: never for shared subscriptions (MQTT 5.0 section 4.8.2); otherwise
         // as Retain Handling says (MQTT-3.3.1-9, MQTT-3.3.1-10, MQTT-3.3.1-11); a replaced

@@ -42,7 +42,7 @@ pub(crate) struct Names {
 impl Names {
     pub(crate) fn of(config: &BridgeConfig) -> Self {
         let remote_clientid =
-            config.remote_clientid.clone().unwrap_or_else(|| format!("{}.{}", hostname(), config.name));
+            config.remote_clientid.clone().unwrap_or_else(|| format!("{}.{}", crate::config::hostname(), config.name));
         let local_clientid = config.local_clientid.clone().unwrap_or_else(|| format!("local.{remote_clientid}"));
         let notification_topic = config
             .notification_topic
@@ -50,15 +50,6 @@ impl Names {
             .unwrap_or_else(|| format!("$SYS/broker/connection/{}/state", config.name));
         Self { remote_clientid, local_clientid, notification_topic }
     }
-}
-
-/// This host's name, for the default client id (mosquitto's `hostname.NAME`).
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "midge".to_owned())
 }
 
 /// Runs the bridge `config` until `stop` says so.

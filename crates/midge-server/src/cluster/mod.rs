@@ -1,4 +1,174 @@
-//! Several Midge nodes as one broker, on NATS (issue 17; decision 0010). Built so far: the
-//! mapping of MQTT topics and filters to NATS subjects (`subject`), without I/O.
+//! Several Midge nodes as one broker, on NATS (issue 17; decision 0010; docs/cluster.md).
+//!
+//! - `subject`: MQTT topics and filters as NATS subjects (sans-I/O).
+//! - `wire`: a message's bytes between nodes (sans-I/O).
+//! - `connect`: the NATS connections, from `[cluster]`.
+//! - `fabric`: the core's fabric port: messages out, retained values out, interest.
+//! - `inbound`: this node's filters as NATS subscriptions; what arrives, in order, to the core.
+//! - `retained`: retained messages in a key-value bucket every node follows.
+//! - `stats`: the node's cluster counters.
 
+mod connect;
+mod fabric;
+mod inbound;
+mod retained;
+pub mod stats;
 pub mod subject;
+pub mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use midge_broker::Broker;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use self::connect::Role;
+use self::fabric::{NatsFabric, Outbound};
+use self::inbound::Inbound;
+pub use self::stats::{ClusterCounts, ClusterStats};
+use crate::config::ClusterConfig;
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A `urls` entry does not parse.
+    #[error("[cluster] urls: {url:?}: {problem}")]
+    Url {
+        /// The entry.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No NATS server could be reached.
+    #[error("cannot connect to the cluster's NATS servers ({urls}): {problem}")]
+    Connect {
+        /// The servers tried.
+        urls: String,
+        /// The client's error.
+        problem: String,
+    },
+    /// The credentials file cannot be read.
+    #[error("[cluster] credentials_file {}: {source}", path.display())]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A key-value bucket cannot be opened or created (JetStream off, or too few servers for
+    /// the replicas asked for).
+    #[error("cluster: bucket {bucket}: {problem} (the NATS servers need JetStream, nats-server 2.11 or later, and at least `replicas` of them)")]
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// The error.
+        problem: String,
+    },
+}
+
+/// A node's part in its cluster, running.
+#[derive(Debug)]
+pub struct Cluster {
+    node: String,
+    fabric: Arc<NatsFabric>,
+    routes: async_nats::Client,
+    shares: async_nats::Client,
+    stop: watch::Sender<bool>,
+    tasks: TaskTracker,
+}
+
+impl Cluster {
+    /// Joins the cluster: connects to NATS, loads the cluster's retained messages into
+    /// `broker`, and plugs the fabric into it (so call this before accepting clients).
+    pub async fn start(config: &ClusterConfig, broker: Arc<Broker>) -> Result<Self, ClusterError> {
+        let node = config.node_name();
+        let routes = connect::connect(config, &node, Role::Routes).await?;
+        let shares = connect::connect(config, &node, Role::Shares).await?;
+        let js = async_nats::jetstream::new(routes.clone());
+        let bucket = retained::open(&js, &config.prefix, config.replicas).await?;
+        let stats = Arc::new(ClusterStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = TaskTracker::new();
+        let follower = retained::follow(&bucket, Arc::clone(&broker), Arc::clone(&stats), stop_rx.clone()).await?;
+        tasks.spawn(async move {
+            let _ = follower.await;
+        });
+
+        let origin = u64::from_le_bytes(rand_bytes());
+        let (fabric, queues) = NatsFabric::new(format!("{}.t", config.prefix), origin, Arc::clone(&stats));
+        let fabric = Arc::new(fabric);
+        tasks.spawn(send(routes.clone(), queues.outbound, Arc::clone(&stats)));
+        tasks.spawn(retained::write(bucket, queues.retained));
+        let inbound = Inbound::new(
+            Arc::clone(&broker),
+            routes.clone(),
+            shares.clone(),
+            config.prefix.clone(),
+            node.clone(),
+            Arc::clone(&stats),
+        );
+        tasks.spawn(inbound.run(queues.changes, stop_rx));
+        broker.set_fabric(Arc::clone(&fabric) as Arc<dyn midge_broker::ports::fabric::Fabric>);
+        tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
+        Ok(Self { node, fabric, routes, shares, stop, tasks })
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The node's cluster counters.
+    pub fn counts(&self) -> ClusterCounts {
+        self.fabric.stats.snapshot()
+    }
+
+    /// How many distinct filters this node subscribes to on NATS for its sessions.
+    pub fn filters(&self) -> usize {
+        self.fabric.filters()
+    }
+
+    /// Whether the NATS connections are up.
+    pub fn connected(&self) -> bool {
+        use async_nats::connection::State;
+        self.routes.connection_state() == State::Connected && self.shares.connection_state() == State::Connected
+    }
+
+    /// Leaves the cluster: sends what is queued, then closes the connections.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.tasks.close();
+        let _ = self.routes.flush().await;
+        let _ = self.shares.flush().await;
+    }
+}
+
+/// Sends this node's messages to their subjects, in the order they were published.
+async fn send(
+    client: async_nats::Client,
+    mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
+    stats: Arc<ClusterStats>,
+) {
+    while let Some(message) = outbound.recv().await {
+        match client.publish(message.subject, message.payload).await {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "cluster: a message could not be sent to the other nodes");
+            }
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    // The origin only has to differ between nodes and starts; a clock is a fallback.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = fabric::unix_now_ms().to_le_bytes();
+    }
+    bytes
+}

@@ -1,0 +1,34 @@
+//! The fabric port: the other nodes of a cluster (issue 17, decision 0010).
+//!
+//! A broker with a [`Fabric`] ([`crate::Broker::set_fabric`]) hands it each message published
+//! on this node (by a client, as a will, or through the MQTT-SN gateway), once, and tells it
+//! which filters this node's sessions hold, so the fabric can carry the message to the nodes
+//! that have subscribers and bring theirs here ([`crate::Broker::publish_from_fabric`]).
+//! Shared subscriptions are the fabric's to share out across nodes: a message published here
+//! goes to a shared group only through it. Without a fabric nothing of this runs, and the
+//! broker is what it was.
+
+use std::sync::Arc;
+
+use midge_codec::TopicFilter;
+
+use crate::message::Message;
+
+/// The rest of the cluster, as this node sees it.
+pub trait Fabric: Send + Sync + std::fmt::Debug {
+    /// Takes a message published on this node, after its local deliveries. Must not block.
+    fn publish(&self, message: &Arc<Message>);
+
+    /// A session of this node subscribed to `filter` (`added`), or no longer is (one call per
+    /// subscription added or removed, so the fabric counts holders). Must not block.
+    fn interest(&self, filter: &TopicFilter, added: bool);
+}
+
+/// Which of this node's subscriptions a message from the fabric is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FabricScope<'a> {
+    /// Every subscription that is not shared: the copy each node with subscribers gets.
+    Unshared,
+    /// The shared group `$share/{group}/{filter}` only: the fabric picked this node for it.
+    Share(&'a str),
+}

@@ -1,0 +1,188 @@
+//! The core's fabric port on NATS: messages published on this node go out on their topic's
+//! subject, retained values to the bucket, and the node's filters become subscriptions
+//! ([`super::inbound`]). Called from the core's threads: nothing here blocks; the NATS I/O is
+//! in the node's tasks, fed by bounded queues.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use midge_broker::ports::fabric::Fabric;
+use midge_broker::Message;
+use midge_codec::TopicFilter;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::stats::ClusterStats;
+use super::subject::topic_subject;
+use super::wire::WireMessage;
+
+/// Messages waiting to go out; beyond it they are dropped and counted (a NATS link that cannot
+/// keep up must not hold the node's memory without bound).
+pub(super) const OUTBOUND_QUEUE: usize = 1 << 16;
+
+/// A message on its way to the other nodes.
+#[derive(Debug)]
+pub(super) struct Outbound {
+    /// Its topic's subject.
+    pub(super) subject: String,
+    /// Its [`WireMessage`] bytes.
+    pub(super) payload: Bytes,
+}
+
+/// A retained value on its way to the bucket.
+#[derive(Debug)]
+pub(super) struct RetainedUpdate {
+    /// The topic.
+    pub(super) topic: String,
+    /// Its [`WireMessage`] bytes (with an absolute expiry), or `None` to remove it.
+    pub(super) value: Option<Bytes>,
+}
+
+/// A change in which filters this node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum InterestChange {
+    /// The first session to hold it subscribed.
+    Add(String),
+    /// The last one left it.
+    Remove(String),
+}
+
+/// The fabric the core holds.
+#[derive(Debug)]
+pub(super) struct NatsFabric {
+    /// Subjects are under `{prefix}.t`.
+    pub(super) subject_prefix: String,
+    /// This node's id in the messages it sends (random at each start).
+    pub(super) origin: u64,
+    sequence: AtomicU64,
+    outbound: mpsc::Sender<Outbound>,
+    retained: mpsc::Sender<RetainedUpdate>,
+    /// How many sessions hold each filter; a change to or from none goes to `changes`, under
+    /// this lock, so the subscriptions follow the counts in order.
+    holders: Mutex<HashMap<Box<str>, usize>>,
+    changes: mpsc::UnboundedSender<InterestChange>,
+    pub(super) stats: Arc<ClusterStats>,
+}
+
+/// The receiving ends of a [`NatsFabric`]'s queues.
+#[derive(Debug)]
+pub(super) struct FabricQueues {
+    pub(super) outbound: mpsc::Receiver<Outbound>,
+    pub(super) retained: mpsc::Receiver<RetainedUpdate>,
+    pub(super) changes: mpsc::UnboundedReceiver<InterestChange>,
+}
+
+impl NatsFabric {
+    pub(super) fn new(subject_prefix: String, origin: u64, stats: Arc<ClusterStats>) -> (Self, FabricQueues) {
+        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (retained, retained_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let fabric = Self {
+            subject_prefix,
+            origin,
+            sequence: AtomicU64::new(0),
+            outbound,
+            retained,
+            holders: Mutex::new(HashMap::new()),
+            changes,
+            stats,
+        };
+        (fabric, FabricQueues { outbound: outbound_rx, retained: retained_rx, changes: changes_rx })
+    }
+
+    /// How many distinct filters this node holds.
+    pub(super) fn filters(&self) -> usize {
+        self.holders.lock().len()
+    }
+
+    fn wire(&self, message: &Message, expiry_ms: Option<u64>) -> WireMessage {
+        WireMessage {
+            qos: message.qos,
+            retain: message.retain,
+            origin: self.origin,
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
+            expiry_ms,
+            properties: message.shared_properties.clone(),
+            payload: message.payload.clone(),
+        }
+    }
+}
+
+impl Fabric for NatsFabric {
+    fn publish(&self, message: &Arc<Message>) {
+        let now = Instant::now();
+        if message.is_expired(now) {
+            return;
+        }
+        let left_ms = message
+            .expires_at
+            .map(|at| u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX));
+        let payload = self.wire(message, left_ms).encode();
+        let subject = topic_subject(&self.subject_prefix, &message.topic);
+        if self.outbound.try_send(Outbound { subject, payload }).is_err() {
+            self.stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+        }
+        if message.retain {
+            let value = (!message.payload.is_empty()).then(|| {
+                let unix_ms = left_ms.map(|left| unix_now_ms().saturating_add(left));
+                self.wire(message, unix_ms).encode()
+            });
+            if self.retained.try_send(RetainedUpdate { topic: message.topic.to_string(), value }).is_err() {
+                self.stats.dropped_retained.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %message.topic, "cluster: retained update dropped, the bucket is not keeping up");
+            }
+        }
+    }
+
+    fn interest(&self, filter: &TopicFilter, added: bool) {
+        let mut holders = self.holders.lock();
+        if added {
+            let count = holders.entry(Box::from(filter.as_str())).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                let _ = self.changes.send(InterestChange::Add(filter.to_string()));
+            }
+        } else if let Some(count) = holders.get_mut(filter.as_str()) {
+            *count -= 1;
+            if *count == 0 {
+                holders.remove(filter.as_str());
+                let _ = self.changes.send(InterestChange::Remove(filter.to_string()));
+            }
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(super) fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use midge_codec::TopicFilter;
+
+    use super::{InterestChange, NatsFabric};
+    use midge_broker::ports::fabric::Fabric;
+
+    #[test]
+    fn a_filter_is_subscribed_by_its_first_holder_and_left_by_its_last() {
+        let (fabric, mut queues) = NatsFabric::new("m.t".into(), 1, Arc::default());
+        let filter = TopicFilter::new("a/+").unwrap();
+        fabric.interest(&filter, true);
+        fabric.interest(&filter, true);
+        fabric.interest(&filter, false);
+        assert_eq!(fabric.filters(), 1);
+        fabric.interest(&filter, false);
+        // A removal of a filter not held (never added) changes nothing.
+        fabric.interest(&TopicFilter::new("b").unwrap(), false);
+        assert_eq!(queues.changes.try_recv(), Ok(InterestChange::Add("a/+".into())));
+        assert_eq!(queues.changes.try_recv(), Ok(InterestChange::Remove("a/+".into())));
+        assert!(queues.changes.try_recv().is_err());
+        assert_eq!(fabric.filters(), 0);
+    }
+}

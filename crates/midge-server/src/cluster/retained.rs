@@ -1,0 +1,158 @@
+//! Retained messages cluster-wide: a JetStream key-value bucket (history 1) keyed by topic,
+//! written by the node a retained message is published on and watched by every node into its
+//! own retained store. Every node applies the bucket's updates in the bucket's order, so all
+//! of them end with the same value for a topic, and the bucket's replicas keep it through the
+//! loss of any one NATS server (with `replicas = 3`) or Midge node.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use midge_broker::Broker;
+use midge_codec::{QoS, TopicName};
+use tokio::sync::{mpsc, watch};
+
+use super::fabric::{unix_now_ms, RetainedUpdate};
+use super::stats::ClusterStats;
+use super::wire::WireMessage;
+use super::ClusterError;
+
+/// How long a start waits for the bucket's current values before serving without them.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The bucket's key for `topic` (keys allow few characters; base64url is among them).
+pub(super) fn key(topic: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(topic)
+}
+
+fn topic_of(key: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Opens (creating if need be) the bucket `{prefix}-retained`.
+pub(super) async fn open(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    replicas: usize,
+) -> Result<Store, ClusterError> {
+    let bucket = format!("{prefix}-retained");
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    let config = kv::Config { bucket: bucket.clone(), history: 1, num_replicas: replicas, ..Default::default() };
+    js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
+}
+
+/// Writes the node's retained updates to the bucket, in the order they were made.
+pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpdate>) {
+    while let Some(update) = updates.recv().await {
+        let key = key(&update.topic);
+        let result = match update.value {
+            Some(value) => store.put(&key, value).await.map(drop).map_err(|e| e.to_string()),
+            None => store.delete(&key).await.map_err(|e| e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::error!(topic = %update.topic, %error, "cluster: a retained message could not be written to the bucket; other nodes do not have it");
+        }
+    }
+}
+
+/// Loads the bucket's current values into `broker`, then follows its updates until `stop`.
+/// Returns once the current values are loaded (or [`SYNC_TIMEOUT`] passed), with the task that
+/// follows.
+pub(super) async fn follow(
+    store: &Store,
+    broker: Arc<Broker>,
+    stats: Arc<ClusterStats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
+    let problem = |error: String| ClusterError::Bucket { bucket: store.name.clone(), problem: error };
+    let mut watch = store.watch_all().await.map_err(|e| problem(e.to_string()))?;
+    let values = store.status().await.map_err(|e| problem(e.to_string()))?.values();
+    let mut loaded = 0u64;
+    if values > 0 {
+        let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, watch.next()).await {
+                Ok(Some(Ok(entry))) => {
+                    let current = entry.seen_current || entry.delta == 0;
+                    apply(&broker, &stats, entry);
+                    loaded += 1;
+                    if current {
+                        break;
+                    }
+                }
+                Ok(Some(Err(error))) => return Err(problem(error.to_string())),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        loaded,
+                        "cluster: the retained bucket did not finish loading in time; serving, the rest follows"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(loaded, "cluster: retained messages loaded");
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                entry = watch.next() => match entry {
+                    Some(Ok(entry)) => apply(&broker, &stats, entry),
+                    Some(Err(error)) => tracing::warn!(%error, "cluster: retained bucket watch"),
+                    None => return,
+                },
+            }
+        }
+    }))
+}
+
+/// Applies one bucket entry to the node's retained store.
+fn apply(broker: &Broker, stats: &ClusterStats, entry: kv::Entry) {
+    let Some(topic) = topic_of(&entry.key).and_then(|topic| TopicName::new(&topic).ok()) else {
+        stats.unreadable.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(key = %entry.key, "cluster: a retained bucket key is no topic");
+        return;
+    };
+    let message = match entry.operation {
+        Operation::Put => match WireMessage::decode(entry.value) {
+            Ok(wire) => {
+                let now_ms = unix_now_ms();
+                if wire.expiry_ms.is_some_and(|at| at <= now_ms) {
+                    broker.fabric_message(topic, Bytes::new(), QoS::AtMostOnce, true, Bytes::new(), None)
+                } else {
+                    let expires_at = wire.expiry_ms.map(|at| Instant::now() + Duration::from_millis(at - now_ms));
+                    broker.fabric_message(topic, wire.payload, wire.qos, true, wire.properties, expires_at)
+                }
+            }
+            Err(error) => {
+                stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%topic, %error, "cluster: a retained value cannot be read");
+                return;
+            }
+        },
+        Operation::Delete | Operation::Purge => {
+            broker.fabric_message(topic, Bytes::new(), QoS::AtMostOnce, true, Bytes::new(), None)
+        }
+    };
+    broker.set_retained_from_fabric(message);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_topic_is_a_key_that_reads_back() {
+        for topic in ["a/b", "/", "$SYS/x", "a b/c.d/*/>", "ünï/çødé"] {
+            let key = super::key(topic);
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{key}");
+            assert_eq!(super::topic_of(&key).as_deref(), Some(topic));
+        }
+    }
+}
