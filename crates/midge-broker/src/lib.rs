@@ -36,6 +36,7 @@ mod connection;
 mod delivery;
 mod doorbell;
 pub mod filters;
+pub mod handover;
 mod hash;
 mod journal;
 mod keep_alive;

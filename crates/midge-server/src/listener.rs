@@ -80,6 +80,8 @@ pub struct ListenerServices {
     /// Where HTTP listeners' `POST /api/v1/reload` asks for a reload; `None`: nowhere (a
     /// server whose reloads nobody runs).
     pub reload: Option<crate::server::ReloadRequests>,
+    /// The node's cluster, when it is one: a client's session is claimed there first.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A listener's sockets: TCP for MQTT, UDP for an MQTT-SN gateway (`crate::sn`) and its
@@ -281,6 +283,7 @@ fn settings(
         shutdown: closing.subscribe(),
         roster: Arc::clone(roster),
         use_username_as_clientid: config.use_username_as_clientid,
+        cluster: services.cluster.clone(),
     };
     Current { config: Arc::new(config), context: Arc::new(context), tls, websocket, proxy, http }
 }

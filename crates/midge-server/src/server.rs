@@ -159,6 +159,7 @@ impl Server {
             readiness: Arc::clone(&readiness),
             metrics: Arc::clone(&metrics),
             reload: Some(requests.clone()),
+            cluster: cluster.clone(),
         };
         let listeners = Arc::new(Listeners::default());
         let mut running = Vec::new();
@@ -250,7 +251,7 @@ impl Server {
             info!("some connections did not close in time");
         }
         // After the clients: their wills go to the other nodes too.
-        if let Some(cluster) = self.cluster.and_then(Arc::into_inner) {
+        if let Some(cluster) = &self.cluster {
             cluster.stop().await;
         }
         let stats = self.broker.stats().snapshot();

@@ -20,6 +20,7 @@ pub(crate) fn listener_context() -> (crate::conn::ListenerContext, tokio::sync::
         shutdown,
         roster: Default::default(),
         use_username_as_clientid: false,
+        cluster: None,
     };
     (context, sender)
 }

@@ -58,6 +58,12 @@ impl ConnectRequest {
     }
 
     /// Whether the client asked for a clean start.
+    /// Whether the broker assigned the client identifier.
+    pub fn assigned(&self) -> bool {
+        self.assigned
+    }
+
+    /// Whether the client asked for a clean start (3.1.1: Clean Session).
     pub fn clean_start(&self) -> bool {
         self.connect.clean_start
     }

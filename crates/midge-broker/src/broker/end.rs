@@ -68,6 +68,9 @@ impl Broker {
         if let Some((_, will)) = will {
             self.publish_will(will);
         }
+        if let Some(fabric) = self.fabric() {
+            fabric.session_ended(session.client_id());
+        }
         true
     }
 

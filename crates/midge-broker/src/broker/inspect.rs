@@ -53,7 +53,12 @@ impl Broker {
             .collect()
     }
 
-    /// The session of `client_id`, if the broker holds one.
+    /// Whether the broker holds a session for `client_id`.
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.lock().contains_key(client_id)
+    }
+
+    /// One session, by client id.
     pub fn session(&self, client_id: &str) -> Option<SessionView> {
         let session = self.sessions.lock().get(client_id).cloned()?;
         Some(view(&session))

@@ -9,6 +9,7 @@
 //! - `end`: ending a session.
 //! - `deadlines`: detached sessions' expiry and delayed wills, indexed by time.
 //! - `remote`: routing targets that are not local sessions.
+//! - `handover`: sessions moving between the nodes of a cluster.
 //! - `fabric`: a cluster's other nodes (messages and retained values from them, interest to them).
 //! - `restore`: recovery from the store.
 //! - `accounting`: what the broker holds, counted (docs/limits.md).
@@ -22,6 +23,7 @@ mod deadlines;
 mod end;
 mod events;
 mod fabric;
+mod handover;
 mod inspect;
 mod publish;
 mod remote;

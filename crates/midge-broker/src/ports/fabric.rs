@@ -22,6 +22,10 @@ pub trait Fabric: Send + Sync + std::fmt::Debug {
     /// A session of this node subscribed to `filter` (`added`), or no longer is (one call per
     /// subscription added or removed, so the fabric counts holders). Must not block.
     fn interest(&self, filter: &TopicFilter, added: bool);
+
+    /// The session of `client_id` ended here (not handed to another node), so the cluster may
+    /// forget that this node holds it. Must not block.
+    fn session_ended(&self, client_id: &str);
 }
 
 /// Which of this node's subscriptions a message from the fabric is for.

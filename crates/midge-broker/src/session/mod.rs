@@ -28,6 +28,7 @@
 //! - `topic_ids`: the topic ids a gateway gave the session's client.
 
 mod attachment;
+mod handover;
 mod ids;
 mod inbound;
 mod inflight;
@@ -38,6 +39,7 @@ mod state;
 mod subscriptions;
 mod topic_ids;
 
+pub(crate) use handover::message_from_handed as handover_message;
 pub(crate) use records::{options_byte, options_from_byte, queued_from_record};
 pub(crate) use spill::ReadRequest;
 pub use state::Session;

@@ -64,6 +64,8 @@ pub(super) struct NatsFabric {
     /// this lock, so the subscriptions follow the counts in order.
     holders: Mutex<HashMap<Box<str>, usize>>,
     changes: mpsc::UnboundedSender<InterestChange>,
+    /// Client ids whose sessions ended here, for their ownership keys to go.
+    ended: mpsc::UnboundedSender<String>,
     pub(super) stats: Arc<ClusterStats>,
 }
 
@@ -73,6 +75,7 @@ pub(super) struct FabricQueues {
     pub(super) outbound: mpsc::Receiver<Outbound>,
     pub(super) retained: mpsc::Receiver<RetainedUpdate>,
     pub(super) changes: mpsc::UnboundedReceiver<InterestChange>,
+    pub(super) ended: mpsc::UnboundedReceiver<String>,
 }
 
 impl NatsFabric {
@@ -80,6 +83,7 @@ impl NatsFabric {
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (retained, retained_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (ended, ended_rx) = mpsc::unbounded_channel();
         let fabric = Self {
             subject_prefix,
             origin,
@@ -88,9 +92,10 @@ impl NatsFabric {
             retained,
             holders: Mutex::new(HashMap::new()),
             changes,
+            ended,
             stats,
         };
-        (fabric, FabricQueues { outbound: outbound_rx, retained: retained_rx, changes: changes_rx })
+        (fabric, FabricQueues { outbound: outbound_rx, retained: retained_rx, changes: changes_rx, ended: ended_rx })
     }
 
     /// How many distinct filters this node holds.
@@ -152,6 +157,10 @@ impl Fabric for NatsFabric {
                 let _ = self.changes.send(InterestChange::Remove(filter.to_string()));
             }
         }
+    }
+
+    fn session_ended(&self, client_id: &str) {
+        let _ = self.ended.send(client_id.to_owned());
     }
 }
 

@@ -5,13 +5,17 @@
 //! - `connect`: the NATS connections, from `[cluster]`.
 //! - `fabric`: the core's fabric port: messages out, retained values out, interest.
 //! - `inbound`: this node's filters as NATS subscriptions; what arrives, in order, to the core.
+//! - `sessions`: one session per client id cluster-wide: ownership by compare-and-set, hand-over.
+//! - `handover`: a session's bytes between nodes (sans-I/O).
 //! - `retained`: retained messages in a key-value bucket every node follows.
 //! - `stats`: the node's cluster counters.
 
 mod connect;
 mod fabric;
+mod handover;
 mod inbound;
 mod retained;
+mod sessions;
 pub mod stats;
 pub mod subject;
 pub mod wire;
@@ -27,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use self::connect::Role;
 use self::fabric::{NatsFabric, Outbound};
 use self::inbound::Inbound;
+pub use self::sessions::{ClaimError, ClaimGuard};
 pub use self::stats::{ClusterCounts, ClusterStats};
 use crate::config::ClusterConfig;
 
@@ -75,6 +80,7 @@ pub struct Cluster {
     fabric: Arc<NatsFabric>,
     routes: async_nats::Client,
     shares: async_nats::Client,
+    sessions: Arc<sessions::Sessions>,
     stop: watch::Sender<bool>,
     tasks: TaskTracker,
 }
@@ -109,10 +115,30 @@ impl Cluster {
             node.clone(),
             Arc::clone(&stats),
         );
-        tasks.spawn(inbound.run(queues.changes, stop_rx));
+        tasks.spawn(inbound.run(queues.changes, stop_rx.clone()));
+        let sessions = Arc::new(
+            sessions::Sessions::open(
+                &js,
+                Arc::clone(&broker),
+                routes.clone(),
+                &config.prefix,
+                &node,
+                config.replicas,
+                Arc::clone(&stats),
+            )
+            .await?,
+        );
+        tasks.spawn(Arc::clone(&sessions).serve(stop_rx.clone()));
+        tasks.spawn(Arc::clone(&sessions).forget_ended(queues.ended, stop_rx));
         broker.set_fabric(Arc::clone(&fabric) as Arc<dyn midge_broker::ports::fabric::Fabric>);
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
-        Ok(Self { node, fabric, routes, shares, stop, tasks })
+        Ok(Self { node, fabric, routes, shares, sessions, stop, tasks })
+    }
+
+    /// Makes this node the owner of `client_id`'s session before its client is admitted
+    /// here (see [`sessions`]); hold the guard until it is.
+    pub async fn claim(&self, client_id: &str, clean_start: bool) -> Result<ClaimGuard, ClaimError> {
+        self.sessions.claim(client_id, clean_start).await
     }
 
     /// This node's name.
@@ -137,7 +163,7 @@ impl Cluster {
     }
 
     /// Leaves the cluster: sends what is queued, then closes the connections.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
         self.tasks.close();
         let _ = self.routes.flush().await;

@@ -160,6 +160,27 @@ pub(super) async fn accept<T: Transport>(
             }
         }
     }
+    // Step 3, on a node of a cluster: the session is this node's before the client is admitted
+    // (one session per client id cluster-wide); held until it is. An id the broker assigned
+    // is new everywhere.
+    let _claim = match (&listener.cluster, &verdict) {
+        (Some(cluster), Verdict::Allow(_)) if !request.assigned() => {
+            let claim = cluster.claim(request.client_id(), clean_start);
+            match tokio::time::timeout_at(deadline, claim).await {
+                Ok(Ok(guard)) => Some(guard),
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "cluster: claiming the session took longer than the connect timeout".to_owned(),
+                    };
+                    refuse(Refusal::new(version, ReasonCode::SERVER_UNAVAILABLE, why), &mut wbuf);
+                    flush_and_close(stream, &mut wbuf).await;
+                    return None;
+                }
+            }
+        }
+        _ => None,
+    };
     let context = ConnectContext { peer: peer_text, authorizer: listener.authorizer.clone() };
     let (mut connection, connack) = match ClientConnection::accept(broker, request, verdict, &context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),
@@ -389,6 +410,7 @@ mod tests {
             shutdown,
             roster: Default::default(),
             use_username_as_clientid: false,
+            cluster: None,
         };
         (context, shutdown_sender)
     }

@@ -68,6 +68,9 @@ pub struct ListenerContext {
     pub roster: Arc<crate::roster::Roster>,
     /// `use_username_as_clientid`: a client's id is its authenticated user name.
     pub use_username_as_clientid: bool,
+    /// The node's cluster, when it is one (`crate::cluster`): a client's session is claimed
+    /// there before it is admitted.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// How the CONNECT phase learns who the client is.

@@ -1,0 +1,291 @@
+//! One session per client id, cluster-wide: who owns a client id is a key in a JetStream
+//! key-value bucket (`{prefix}-sessions`, the node's name as value), changed only by
+//! compare-and-set on the key's revision; the node that wins asks the one before to close
+//! the client's connection (v5: DISCONNECT 0x8E) and hand the session over
+//! (`midge_broker::handover`), EMQX's two-phase takeover, before its client is admitted.
+//!
+//! A node serialises, per client id, its own connects (from the claim to the connection's
+//! admission) with the hand-over requests it answers, so a request never finds a connection
+//! half admitted: of two connects racing on two nodes, the later claim's node takes the
+//! session from the other once that one is done, and at most one connection is left.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{self, Operation, Store};
+use base64::Engine as _;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use midge_broker::Broker;
+use tokio::sync::{watch, Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::handover;
+use super::stats::ClusterStats;
+use super::ClusterError;
+
+/// How long a node waits for another to hand a session over.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the marker of a forgotten client id stays in the bucket.
+const MARKER_TTL: Duration = Duration::from_secs(60);
+/// Claims retried when another node changes the key in between.
+const CLAIM_ATTEMPTS: usize = 8;
+
+/// What a hand-over request asks.
+const HAND_OVER: u8 = 0;
+/// What an end request asks (the client starts clean on the node that asks).
+const END: u8 = 1;
+
+/// Why a client could not be given its session here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cluster: the session of this client id could not be claimed: {0}")]
+pub struct ClaimError(pub String);
+
+/// The bucket key of a client id.
+fn key(client_id: &str) -> String {
+    format!("c{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_id))
+}
+
+/// The subject a node answers hand-over requests on.
+fn service_subject(prefix: &str, node: &str) -> String {
+    format!("{prefix}.node.{node}.session")
+}
+
+/// A node's side of session ownership.
+#[derive(Debug)]
+pub(super) struct Sessions {
+    pub(super) broker: Arc<Broker>,
+    pub(super) client: async_nats::Client,
+    pub(super) store: Store,
+    pub(super) prefix: String,
+    pub(super) node: String,
+    pub(super) stats: Arc<ClusterStats>,
+    /// A lock per client id with a connect or a request in progress here.
+    locks: std::sync::Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+}
+
+/// Held from a claim until its connection is admitted (or refused): hand-over requests for the
+/// client id wait for it.
+#[derive(Debug)]
+pub struct ClaimGuard {
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl Sessions {
+    pub(super) async fn open(
+        js: &async_nats::jetstream::Context,
+        broker: Arc<Broker>,
+        client: async_nats::Client,
+        prefix: &str,
+        node: &str,
+        replicas: usize,
+        stats: Arc<ClusterStats>,
+    ) -> Result<Self, ClusterError> {
+        let bucket = format!("{prefix}-sessions");
+        let store = match js.get_key_value(&bucket).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    num_replicas: replicas,
+                    // Purge markers of forgotten client ids go after a while (NATS 2.11).
+                    limit_markers: Some(MARKER_TTL),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })?,
+        };
+        Ok(Self {
+            broker,
+            client,
+            store,
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+            stats,
+            locks: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The lock of `client_id` here, taken.
+    async fn lock(&self, client_id: &str) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Locks nobody holds or waits for go, so the map stays as large as what is in progress.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(locks.entry(client_id.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// Makes this node the owner of `client_id`'s session before its client is admitted here:
+    /// the node that held it closes its connection and hands the session over (or, for a
+    /// clean start, ends it). Keep the guard until the connection is admitted.
+    pub async fn claim(&self, client_id: &str, clean_start: bool) -> Result<ClaimGuard, ClaimError> {
+        let guard = self.lock(client_id).await;
+        let key = key(client_id);
+        let value = Bytes::from(self.node.clone());
+        for _ in 0..CLAIM_ATTEMPTS {
+            let entry = self.store.entry(&key).await.map_err(|error| ClaimError(error.to_string()))?;
+            let previous = match entry {
+                None => match self.store.create(&key, value.clone()).await {
+                    Ok(_) => return Ok(ClaimGuard { _guard: guard }),
+                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                    Err(error) => return Err(ClaimError(error.to_string())),
+                },
+                Some(entry) => {
+                    let owner =
+                        (entry.operation == Operation::Put).then(|| String::from_utf8_lossy(&entry.value).into_owned());
+                    if owner.as_deref() == Some(self.node.as_str()) {
+                        return Ok(ClaimGuard { _guard: guard });
+                    }
+                    match self.store.update(&key, value.clone(), entry.revision).await {
+                        Ok(_) => owner,
+                        Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                        Err(error) => return Err(ClaimError(error.to_string())),
+                    }
+                }
+            };
+            if let Some(owner) = previous {
+                self.take_from(&owner, client_id, clean_start).await;
+            }
+            return Ok(ClaimGuard { _guard: guard });
+        }
+        Err(ClaimError(format!("{CLAIM_ATTEMPTS} attempts lost to other nodes claiming it at once")))
+    }
+
+    /// Asks `owner` for the session (or to end it), and brings in what it hands over.
+    async fn take_from(&self, owner: &str, client_id: &str, clean_start: bool) {
+        let mut request = BytesMut::with_capacity(1 + client_id.len());
+        request.put_u8(if clean_start { END } else { HAND_OVER });
+        request.put_slice(client_id.as_bytes());
+        let subject = service_subject(&self.prefix, owner);
+        let reply = tokio::time::timeout(HANDOVER_TIMEOUT, self.client.request(subject, request.freeze())).await;
+        let payload = match reply {
+            Ok(Ok(message)) => message.payload,
+            Ok(Err(error)) => {
+                // No responders: the node is gone, and its sessions with it (their state lives
+                // only there): the client starts afresh here.
+                tracing::warn!(%client_id, %owner, %error, "cluster: the node that held this session did not hand it over; it starts afresh");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%client_id, %owner, "cluster: the node that held this session did not answer in time; it starts afresh");
+                return;
+            }
+        };
+        if payload.is_empty() {
+            return; // no session there (or a clean start: ended there)
+        }
+        match handover::decode(payload) {
+            Ok(snapshot) => {
+                let skipped = self.broker.take_over(snapshot, Instant::now());
+                self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+                if skipped > 0 {
+                    tracing::warn!(%client_id, %owner, skipped, "cluster: deliveries of a handed-over session could not be read");
+                }
+                tracing::info!(%client_id, from = %owner, "cluster: session taken over");
+            }
+            Err(error) => {
+                tracing::error!(%client_id, %owner, %error, "cluster: a handed-over session cannot be read; it starts afresh")
+            }
+        }
+    }
+
+    /// Forgets the ownership of client ids whose sessions ended here, until `stop`: the key
+    /// goes if it still names this node and no new session of the id began here meanwhile.
+    pub(super) async fn forget_ended(
+        self: Arc<Self>,
+        mut ended: tokio::sync::mpsc::UnboundedReceiver<String>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let client_id = tokio::select! {
+                _ = stop.changed() => return,
+                client_id = ended.recv() => match client_id {
+                    Some(client_id) => client_id,
+                    None => return,
+                },
+            };
+            let _guard = self.lock(&client_id).await;
+            if self.broker.has_session(&client_id) {
+                continue;
+            }
+            let key = key(&client_id);
+            if let Ok(Some(entry)) = self.store.entry(&key).await {
+                if entry.operation == Operation::Put && entry.value == self.node.as_bytes() {
+                    // Another node's claim in between changes the revision: then the key stays.
+                    let _ = self.store.purge_expect_revision_with_ttl(&key, entry.revision, MARKER_TTL).await;
+                }
+            }
+        }
+    }
+
+    /// Answers other nodes' hand-over and end requests until `stop`.
+    pub(super) async fn serve(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let subject = service_subject(&self.prefix, &self.node);
+        let mut requests = match self.client.subscribe(subject.clone()).await {
+            Ok(requests) => requests,
+            Err(error) => {
+                tracing::error!(%subject, %error, "cluster: cannot answer hand-over requests; sessions cannot move from this node");
+                return;
+            }
+        };
+        loop {
+            let request = tokio::select! {
+                _ = stop.changed() => return,
+                request = requests.next() => match request {
+                    Some(request) => request,
+                    None => return,
+                },
+            };
+            // Each in its own task: one waiting on a client id's lock holds up no other.
+            let sessions = Arc::clone(&self);
+            tokio::spawn(async move { sessions.answer(request).await });
+        }
+    }
+
+    async fn answer(&self, request: async_nats::Message) {
+        let Some(reply) = request.reply.clone() else { return };
+        let Some((&kind, client_id)) = request.payload.split_first() else { return };
+        let Ok(client_id) = std::str::from_utf8(client_id).map(str::to_owned) else { return };
+        let _guard = self.lock(&client_id).await;
+        let payload = if kind == END {
+            self.broker.end_for_clean_start(&client_id);
+            Bytes::new()
+        } else {
+            let broker = Arc::clone(&self.broker);
+            let id = client_id.clone();
+            // The part of an offline queue in the store is read back: off the async workers.
+            match tokio::task::spawn_blocking(move || broker.hand_over(&id)).await {
+                Ok(Ok(Some(snapshot))) => handover::encode(&snapshot),
+                Ok(Ok(None)) => Bytes::new(),
+                Ok(Err(error)) => {
+                    tracing::error!(%client_id, %error, "cluster: a session's queue could not be read for its new node; handed over without it");
+                    Bytes::new()
+                }
+                Err(error) => {
+                    tracing::error!(%client_id, %error, "cluster: handing a session over failed");
+                    Bytes::new()
+                }
+            }
+        };
+        if let Err(error) = self.client.publish(reply, payload).await {
+            tracing::error!(%client_id, %error, "cluster: the hand-over reply could not be sent");
+        }
+        let _ = self.client.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_valid_bucket_keys() {
+        for id in ["", "a", "client/1", "ünï cödé", "$x.y*>"] {
+            let key = super::key(id);
+            assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{key}");
+            assert!(!key.is_empty());
+        }
+    }
+}
