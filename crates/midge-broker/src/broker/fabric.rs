@@ -112,3 +112,11 @@ impl Broker {
         self.fabric.get()
     }
 }
+
+impl Broker {
+    /// Publishes the will of a client of a node that died (the cluster kept it): as a will
+    /// published here, to this node's subscribers and, through the fabric, the others'.
+    pub fn publish_orphan_will(&self, message: Arc<Message>) {
+        self.publish_will(message);
+    }
+}

@@ -22,12 +22,30 @@ impl ClientConnection {
             self.broker.check_will(will, self.session.client_id(), now).map_err(|(_, why)| why)?;
         }
         self.will = will.map(Box::new);
+        self.arm_will(now);
         Ok(())
+    }
+
+    /// Tells the cluster, on a node of one, of the will this connection holds (if the client
+    /// may publish it), so that another node publishes it if this one dies.
+    pub(super) fn arm_will(&mut self, now: Instant) {
+        let Some(fabric) = self.broker.fabric().cloned() else { return };
+        let will = self
+            .will
+            .clone()
+            .filter(|will| !is_reserved_for_the_broker(&will.topic) && self.permits(Action::Publish, &will.topic));
+        let message = will.map(|will| self.broker.will_message(&will, None, now));
+        fabric.will_armed(self.session.client_id(), message.as_deref());
     }
 
     /// Ends the connection: publishes or schedules the will as `how` requires, detaches from
     /// the session, and ends the session if it does not outlive the connection.
     pub fn close(mut self, how: CloseKind, now: Instant) {
+        if self.will.is_some() {
+            if let Some(fabric) = self.broker.fabric() {
+                fabric.will_armed(self.session.client_id(), None);
+            }
+        }
         let will = match how {
             CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => self.will.take(),
             CloseKind::Normal | CloseKind::ServerShutdown => None,

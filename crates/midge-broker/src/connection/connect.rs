@@ -77,6 +77,8 @@ impl ClientConnection {
             bridge: connect.bridge,
             receive_maximum: broker.limits().receive_maximum,
         };
+        let mut connection = connection;
+        connection.arm_will(now);
         broker.client_event(ClientEvent::Connected, &request.client_id, now);
         ConnectOutcome::Accepted { connection: Box::new(connection), connack }
     }

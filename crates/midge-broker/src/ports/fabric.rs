@@ -26,6 +26,12 @@ pub trait Fabric: Send + Sync + std::fmt::Debug {
     /// The session of `client_id` ended here (not handed to another node), so the cluster may
     /// forget that this node holds it. Must not block.
     fn session_ended(&self, client_id: &str);
+
+    /// A client connected here with a will it may publish (`Some`, as it would be published
+    /// now), or its connection ended (`None`: the will was published here, parked for its
+    /// delay, or is not due). The cluster keeps the armed ones, so that if this node dies the
+    /// others publish them. Must not block.
+    fn will_armed(&self, client_id: &str, will: Option<&Message>);
 }
 
 /// Which of this node's subscriptions a message from the fabric is for.

@@ -66,6 +66,8 @@ pub(super) struct NatsFabric {
     changes: mpsc::UnboundedSender<InterestChange>,
     /// Client ids whose sessions ended here, for their ownership keys to go.
     ended: mpsc::UnboundedSender<String>,
+    /// Wills armed (the will's bucket value) and disarmed (`None`), by client id.
+    wills: mpsc::Sender<(String, Option<Bytes>)>,
     pub(super) stats: Arc<ClusterStats>,
 }
 
@@ -76,6 +78,7 @@ pub(super) struct FabricQueues {
     pub(super) retained: mpsc::Receiver<RetainedUpdate>,
     pub(super) changes: mpsc::UnboundedReceiver<InterestChange>,
     pub(super) ended: mpsc::UnboundedReceiver<String>,
+    pub(super) wills: mpsc::Receiver<(String, Option<Bytes>)>,
 }
 
 impl NatsFabric {
@@ -84,6 +87,7 @@ impl NatsFabric {
         let (retained, retained_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (ended, ended_rx) = mpsc::unbounded_channel();
+        let (wills, wills_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let fabric = Self {
             subject_prefix,
             origin,
@@ -93,9 +97,17 @@ impl NatsFabric {
             holders: Mutex::new(HashMap::new()),
             changes,
             ended,
+            wills,
             stats,
         };
-        (fabric, FabricQueues { outbound: outbound_rx, retained: retained_rx, changes: changes_rx, ended: ended_rx })
+        let queues = FabricQueues {
+            outbound: outbound_rx,
+            retained: retained_rx,
+            changes: changes_rx,
+            ended: ended_rx,
+            wills: wills_rx,
+        };
+        (fabric, queues)
     }
 
     /// How many distinct filters this node holds.
@@ -161,6 +173,19 @@ impl Fabric for NatsFabric {
 
     fn session_ended(&self, client_id: &str) {
         let _ = self.ended.send(client_id.to_owned());
+    }
+
+    fn will_armed(&self, client_id: &str, will: Option<&Message>) {
+        let value = will.map(|will| {
+            let left_ms = will
+                .expires_at
+                .map(|at| u64::try_from(at.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX));
+            super::wills::encode(&will.topic, &self.wire(will, left_ms))
+        });
+        if self.wills.try_send((client_id.to_owned(), value)).is_err() {
+            self.stats.dropped_wills.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%client_id, "cluster: a will's update was dropped, the bucket is not keeping up");
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! - `inbound`: this node's filters as NATS subscriptions; what arrives, in order, to the core.
 //! - `sessions`: one session per client id cluster-wide: ownership by compare-and-set, hand-over.
 //! - `handover`: a session's bytes between nodes (sans-I/O).
+//! - `lease`: each node's lease; fencing when it lapses; burying nodes whose leases lapsed.
+//! - `wills`: connected clients' wills kept in a bucket, published by a survivor if their node dies.
 //! - `retained`: retained messages in a key-value bucket every node follows.
 //! - `stats`: the node's cluster counters.
 
@@ -14,10 +16,12 @@ mod connect;
 mod fabric;
 mod handover;
 mod inbound;
+mod lease;
 mod retained;
 mod sessions;
 pub mod stats;
 pub mod subject;
+mod wills;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -116,6 +120,7 @@ impl Cluster {
             Arc::clone(&stats),
         );
         tasks.spawn(inbound.run(queues.changes, stop_rx.clone()));
+        let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sessions = Arc::new(
             sessions::Sessions::open(
                 &js,
@@ -125,12 +130,28 @@ impl Cluster {
                 &node,
                 config.replicas,
                 Arc::clone(&stats),
+                Arc::clone(&fenced),
             )
             .await?,
         );
         tasks.spawn(Arc::clone(&sessions).serve(stop_rx.clone()));
-        tasks.spawn(Arc::clone(&sessions).forget_ended(queues.ended, stop_rx));
+        tasks.spawn(Arc::clone(&sessions).forget_ended(queues.ended, stop_rx.clone()));
+        // Before the wills of this node's previous start are published: they go to every node.
         broker.set_fabric(Arc::clone(&fabric) as Arc<dyn midge_broker::ports::fabric::Fabric>);
+        let wills = wills::open(&js, &config.prefix, config.replicas).await?;
+        let lease = lease::Lease {
+            nodes: lease::open(&js, &config.prefix, config.replicas).await?,
+            wills: wills.clone(),
+            node: node.clone(),
+            epoch: origin,
+            lease: std::time::Duration::from_secs(config.lease_secs),
+            broker: Arc::clone(&broker),
+            stats: Arc::clone(&stats),
+            fenced,
+        };
+        lease.begin().await?;
+        tasks.spawn(lease.run(stop_rx));
+        tasks.spawn(wills::write(wills, node.clone(), queues.wills));
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
         Ok(Self { node, fabric, routes, shares, sessions, stop, tasks })
     }

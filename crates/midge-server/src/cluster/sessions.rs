@@ -61,6 +61,8 @@ pub(super) struct Sessions {
     pub(super) prefix: String,
     pub(super) node: String,
     pub(super) stats: Arc<ClusterStats>,
+    /// Set while this node's lease has lapsed: no client is admitted.
+    fenced: Arc<std::sync::atomic::AtomicBool>,
     /// A lock per client id with a connect or a request in progress here.
     locks: std::sync::Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
 }
@@ -81,6 +83,7 @@ impl Sessions {
         node: &str,
         replicas: usize,
         stats: Arc<ClusterStats>,
+        fenced: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, ClusterError> {
         let bucket = format!("{prefix}-sessions");
         let store = match js.get_key_value(&bucket).await {
@@ -104,6 +107,7 @@ impl Sessions {
             prefix: prefix.to_owned(),
             node: node.to_owned(),
             stats,
+            fenced,
             locks: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -123,6 +127,9 @@ impl Sessions {
     /// the node that held it closes its connection and hands the session over (or, for a
     /// clean start, ends it). Keep the guard until the connection is admitted.
     pub async fn claim(&self, client_id: &str, clean_start: bool) -> Result<ClaimGuard, ClaimError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(ClaimError("this node's lease has lapsed (cut off from NATS?)".to_owned()));
+        }
         let guard = self.lock(client_id).await;
         let key = key(client_id);
         let value = Bytes::from(self.node.clone());

@@ -18,6 +18,12 @@ pub struct ClusterStats {
     pub unreadable: AtomicU64,
     /// Sessions this node took over from another node.
     pub takeovers: AtomicU64,
+    /// Will updates not sent to the bucket because their queue was full.
+    pub dropped_wills: AtomicU64,
+    /// Wills of dead nodes' clients this node published.
+    pub orphan_wills: AtomicU64,
+    /// Times this node fenced itself (dropped its clients) for want of its lease.
+    pub fenced: AtomicU64,
 }
 
 /// A copy of [`ClusterStats`] at one moment.
@@ -35,6 +41,12 @@ pub struct ClusterCounts {
     pub unreadable: u64,
     /// See [`ClusterStats::takeovers`].
     pub takeovers: u64,
+    /// See [`ClusterStats::dropped_wills`].
+    pub dropped_wills: u64,
+    /// See [`ClusterStats::orphan_wills`].
+    pub orphan_wills: u64,
+    /// See [`ClusterStats::fenced`].
+    pub fenced: u64,
 }
 
 impl ClusterStats {
@@ -48,6 +60,9 @@ impl ClusterStats {
             dropped_retained: get(&self.dropped_retained),
             unreadable: get(&self.unreadable),
             takeovers: get(&self.takeovers),
+            dropped_wills: get(&self.dropped_wills),
+            orphan_wills: get(&self.orphan_wills),
+            fenced: get(&self.fenced),
         }
     }
 }
