@@ -75,6 +75,8 @@ pub struct ClaimGuard {
 }
 
 impl Sessions {
+    // The node's parts, each its own: a struct of them would only be taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn open(
         js: &async_nats::jetstream::Context,
         broker: Arc<Broker>,
