@@ -177,7 +177,7 @@ impl Server {
             tasks.spawn(watch_store_size(Arc::clone(&broker), dir, max_bytes, shutdown_rx.clone()));
         }
         let (sys, sys_rx) = watch::channel(config.sys);
-        tasks.spawn(crate::sys::run(Arc::clone(&broker), sys_rx, probe, shutdown_rx.clone()));
+        tasks.spawn(crate::sys::run(Arc::clone(&broker), sys_rx, probe, cluster.clone(), shutdown_rx.clone()));
         tasks.spawn(housekeeping(Arc::clone(&broker), shutdown_rx));
         let bridge_context =
             crate::bridge::BridgeContext { broker: Arc::clone(&broker), store: services.store.clone() };

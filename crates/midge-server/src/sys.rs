@@ -54,7 +54,7 @@ pub struct StoreSample {
 }
 
 /// What the tree is computed from, at one moment.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Sample {
     /// Time since the broker started.
     pub uptime: Duration,
@@ -66,6 +66,8 @@ pub struct Sample {
     pub store: Option<StoreSample>,
     /// Bytes allocated on the heap, when the binary says how to read them.
     pub heap: Option<u64>,
+    /// This node's cluster, when it is one of a cluster.
+    pub cluster: Option<crate::cluster::ClusterSample>,
 }
 
 /// Reads one counter from a snapshot.
@@ -161,6 +163,9 @@ impl SysTree {
         }
         self.update_loads(stats, elapsed, &mut put);
         self.midge_own(sample, &mut put);
+        if let Some(cluster) = &sample.cluster {
+            cluster_values(cluster, &mut put);
+        }
 
         values.retain(|(topic, payload)| self.published.get(topic) != Some(payload));
         for (topic, payload) in &values {
@@ -232,6 +237,29 @@ impl SysTree {
     }
 }
 
+/// A node's cluster state (`midge/cluster/...`; Midge's own, mosquitto has no cluster).
+fn cluster_values(cluster: &crate::cluster::ClusterSample, put: &mut impl FnMut(&str, String)) {
+    let counts = &cluster.counts;
+    put("midge/cluster/node", cluster.node.clone());
+    let numbers: [(&str, u64); 12] = [
+        ("midge/cluster/nodes", cluster.nodes as u64),
+        ("midge/cluster/connected", u64::from(cluster.connected)),
+        ("midge/cluster/fenced", u64::from(cluster.fenced)),
+        ("midge/cluster/filters", cluster.filters as u64),
+        ("midge/cluster/messages/sent", counts.sent),
+        ("midge/cluster/messages/received", counts.received),
+        ("midge/cluster/messages/dropped", counts.dropped_outbound),
+        ("midge/cluster/messages/unreadable", counts.unreadable),
+        ("midge/cluster/retained/dropped", counts.dropped_retained),
+        ("midge/cluster/sessions/taken_over", counts.takeovers),
+        ("midge/cluster/wills/orphans_published", counts.orphan_wills),
+        ("midge/cluster/lease/fenced", counts.fenced),
+    ];
+    for (topic, value) in numbers {
+        put(topic, value.to_string());
+    }
+}
+
 /// What the `$SYS` task reads the store's figures from.
 #[derive(Debug, Clone)]
 pub struct StoreProbe {
@@ -251,6 +279,7 @@ pub async fn run(
     broker: Arc<Broker>,
     mut config: watch::Receiver<SysConfig>,
     store: Option<StoreProbe>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -284,7 +313,8 @@ pub async fn run(
                 }
                 _ = shutdown.changed() => return,
             }
-            let sample = sample(&broker, store.as_ref(), started).await;
+            let mut sample = sample(&broker, store.as_ref(), started).await;
+            sample.cluster = cluster.as_ref().map(|cluster| cluster.sample());
             let now = Instant::now();
             let elapsed = last.map_or(Duration::ZERO, |last| now - last);
             last = Some(now);
@@ -316,7 +346,14 @@ pub async fn sample(broker: &Arc<Broker>, store: Option<&StoreProbe>, started: I
             }
         });
         let heap = HEAP_PROBE.get().and_then(|probe| probe());
-        Sample { uptime: started.elapsed(), stats: broker.stats().snapshot(), held: broker.accounting(), store, heap }
+        Sample {
+            uptime: started.elapsed(),
+            stats: broker.stats().snapshot(),
+            held: broker.accounting(),
+            store,
+            heap,
+            cluster: None,
+        }
     };
     // The runtime shutting down cancels it: then nothing is published anyway.
     tokio::task::spawn_blocking(read).await.unwrap_or_default()

@@ -60,6 +60,24 @@ pub(super) struct Lease {
     pub(super) stats: Arc<ClusterStats>,
     /// Set while this node has not renewed for a whole lease.
     pub(super) fenced: Arc<AtomicBool>,
+    /// The other nodes alive, as this node last saw them.
+    pub(super) peers: Peers,
+}
+
+/// The other nodes alive, shared with what reports on them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Peers(Arc<parking_lot::Mutex<HashMap<String, NodeRecord>>>);
+
+impl Peers {
+    pub(super) fn count(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    pub(super) fn list(&self) -> Vec<(String, u64)> {
+        let mut list: Vec<_> = self.0.lock().iter().map(|(node, r)| (node.clone(), r.renewed_unix_ms)).collect();
+        list.sort();
+        list
+    }
 }
 
 /// Opens (creating if need be) the bucket `{prefix}-nodes`.
@@ -121,7 +139,7 @@ impl Lease {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_renewed = Instant::now();
-        let mut others: HashMap<String, NodeRecord> = HashMap::new();
+        let others = self.peers.clone();
         let mut watch = match self.nodes.watch_all().await {
             Ok(watch) => Some(watch),
             Err(error) => {
@@ -145,7 +163,7 @@ impl Lease {
                 entry = async { watch.as_mut()?.next().await }, if watch.is_some() => match entry {
                     Some(Ok(entry)) if entry.operation == Operation::Put && !entry.key.starts_with("dead.") && entry.key != self.node => {
                         if let Some(record) = NodeRecord::decode(entry.value) {
-                            others.insert(entry.key, record);
+                            others.0.lock().insert(entry.key, record);
                         }
                     }
                     Some(_) => {}
@@ -158,12 +176,14 @@ impl Lease {
                     let now = unix_now_ms();
                     let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
                     let dead: Vec<(String, NodeRecord)> = others
+                        .0
+                        .lock()
                         .iter()
                         .filter(|(_, record)| now.saturating_sub(record.renewed_unix_ms) > lease_ms)
                         .map(|(node, record)| (node.clone(), *record))
                         .collect();
                     for (node, record) in dead {
-                        others.remove(&node);
+                        others.0.lock().remove(&node);
                         self.bury(&node, record.epoch).await;
                     }
                 }

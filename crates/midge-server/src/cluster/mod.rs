@@ -85,6 +85,9 @@ pub struct Cluster {
     routes: async_nats::Client,
     shares: async_nats::Client,
     sessions: Arc<sessions::Sessions>,
+    /// The other nodes whose leases this node has seen and not buried.
+    peers: lease::Peers,
+    fenced: Arc<std::sync::atomic::AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: TaskTracker,
 }
@@ -147,19 +150,44 @@ impl Cluster {
             lease: std::time::Duration::from_secs(config.lease_secs),
             broker: Arc::clone(&broker),
             stats: Arc::clone(&stats),
-            fenced,
+            fenced: Arc::clone(&fenced),
+            peers: lease::Peers::default(),
         };
+        let peers = lease.peers.clone();
         lease.begin().await?;
         tasks.spawn(lease.run(stop_rx));
         tasks.spawn(wills::write(wills, node.clone(), queues.wills));
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
-        Ok(Self { node, fabric, routes, shares, sessions, stop, tasks })
+        Ok(Self { node, fabric, routes, shares, sessions, peers, fenced, stop, tasks })
     }
 
     /// Makes this node the owner of `client_id`'s session before its client is admitted
     /// here (see [`sessions`]); hold the guard until it is.
     pub async fn claim(&self, client_id: &str, clean_start: bool) -> Result<ClaimGuard, ClaimError> {
         self.sessions.claim(client_id, clean_start).await
+    }
+
+    /// What `$SYS`, the metrics and the HTTP API show of this node's cluster, now.
+    pub fn sample(&self) -> ClusterSample {
+        ClusterSample {
+            node: self.node.clone(),
+            connected: self.connected(),
+            fenced: self.fenced.load(Ordering::Relaxed),
+            nodes: 1 + self.peers.count(),
+            filters: self.filters(),
+            counts: self.counts(),
+        }
+    }
+
+    /// The other nodes alive (their leases current when last seen), with when each renewed
+    /// its lease, wall-clock milliseconds.
+    pub fn peers(&self) -> Vec<(String, u64)> {
+        self.peers.list()
+    }
+
+    /// The node that holds the session of `client_id`, as the cluster records it.
+    pub async fn owner(&self, client_id: &str) -> Result<Option<String>, String> {
+        self.sessions.owner(client_id).await
     }
 
     /// This node's name.
@@ -190,6 +218,23 @@ impl Cluster {
         let _ = self.routes.flush().await;
         let _ = self.shares.flush().await;
     }
+}
+
+/// A node's cluster state at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSample {
+    /// This node's name.
+    pub node: String,
+    /// Whether its NATS connections are up.
+    pub connected: bool,
+    /// Whether it has fenced itself (its lease lapsed).
+    pub fenced: bool,
+    /// Nodes alive, this one included.
+    pub nodes: usize,
+    /// Distinct filters it subscribes to on NATS.
+    pub filters: usize,
+    /// Its counters.
+    pub counts: ClusterCounts,
 }
 
 /// Sends this node's messages to their subjects, in the order they were published.

@@ -231,6 +231,12 @@ impl Sessions {
         }
     }
 
+    /// The node the bucket names as holding `client_id`'s session.
+    pub(super) async fn owner(&self, client_id: &str) -> Result<Option<String>, String> {
+        let entry = self.store.entry(key(client_id)).await.map_err(|e| e.to_string())?;
+        Ok(entry.filter(|e| e.operation == Operation::Put).map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    }
+
     /// Answers other nodes' hand-over and end requests until `stop`.
     pub(super) async fn serve(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let subject = service_subject(&self.prefix, &self.node);

@@ -178,6 +178,55 @@ pub(super) async fn stats(State(api): State<Arc<Api>>, headers: HeaderMap) -> Re
     })))
 }
 
+/// `GET /api/v1/cluster`: this node's cluster: its name, its NATS link, the nodes alive and
+/// its counters (docs/cluster.md). 404 on a node that is not one of a cluster.
+pub(super) async fn cluster(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let cluster =
+        api.context.cluster.as_ref().ok_or_else(|| ApiError::not_found("this broker is not a node of a cluster"))?;
+    let sample = cluster.sample();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut nodes = vec![json!({ "node": sample.node, "self": true })];
+    nodes.extend(cluster.peers().into_iter().map(
+        |(node, renewed)| json!({ "node": node, "self": false, "lease_renewed_ms_ago": now.saturating_sub(renewed) }),
+    ));
+    let counts = sample.counts;
+    Ok(Json(json!({
+        "node": sample.node,
+        "connected": sample.connected,
+        "fenced": sample.fenced,
+        "nodes": nodes,
+        "filters": sample.filters,
+        "messages_sent": counts.sent,
+        "messages_received": counts.received,
+        "messages_dropped": counts.dropped_outbound,
+        "messages_unreadable": counts.unreadable,
+        "retained_dropped": counts.dropped_retained,
+        "wills_dropped": counts.dropped_wills,
+        "sessions_taken_over": counts.takeovers,
+        "orphan_wills_published": counts.orphan_wills,
+        "times_fenced": counts.fenced,
+    })))
+}
+
+/// `GET /api/v1/cluster/clients/{client_id}`: which node holds a client id's session, as the
+/// cluster records it (404 if none does).
+pub(super) async fn cluster_client(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    client_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&api, &headers)?;
+    let client_id = path(client_id)?;
+    let cluster =
+        api.context.cluster.as_ref().ok_or_else(|| ApiError::not_found("this broker is not a node of a cluster"))?;
+    match cluster.owner(&client_id).await {
+        Ok(Some(node)) => Ok(Json(json!({ "client_id": client_id, "node": node }))),
+        Ok(None) => Err(ApiError::not_found(format!("no node holds a session for {client_id:?}"))),
+        Err(error) => Err(ApiError::unavailable(format!("the cluster's session bucket: {error}"))),
+    }
+}
+
 /// `POST /api/v1/reload`: reads the config file again and applies it, as SIGHUP does; answers
 /// once it has run, with what changed and what waits for a restart, or (422) why nothing
 /// changed, naming the file and line where known.

@@ -22,7 +22,8 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> 
         admin::operator(&api, &headers)?;
     }
     let source = Arc::clone(&api.http.metrics);
-    let sample = crate::sys::sample(&api.context.broker, source.store(), source.started()).await;
+    let mut sample = crate::sys::sample(&api.context.broker, source.store(), source.started()).await;
+    sample.cluster = api.context.cluster.as_ref().map(|cluster| cluster.sample());
     // The listeners' counters take their locks briefly; `/proc/self/fd` has an entry per socket.
     let read = move || (source.listeners(), process::sample());
     let (listeners, process) =

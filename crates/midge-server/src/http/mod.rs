@@ -213,6 +213,8 @@ fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/retained", get(admin::retained_list))
         .route("/api/v1/retained/*topic", get(admin::retained_get).merge(delete(admin::retained_delete)))
         .route("/api/v1/stats", get(admin::stats))
+        .route("/api/v1/cluster", get(admin::cluster))
+        .route("/api/v1/cluster/clients/*client_id", get(admin::cluster_client))
         .route("/api/v1/reload", post(admin::reload))
         .route("/metrics", get(metrics::metrics))
         .fallback(not_found)

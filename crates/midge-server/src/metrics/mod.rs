@@ -106,6 +106,9 @@ pub fn render(scrape: &Scrape) -> String {
     let mut doc = Exposition::new();
     broker(&mut doc, &scrape.sample);
     store(&mut doc, &scrape.sample);
+    if let Some(cluster) = &scrape.sample.cluster {
+        cluster_families(&mut doc, cluster);
+    }
     listeners(&mut doc, &scrape.listeners);
     process(&mut doc, &scrape.process);
     doc.finish()
@@ -260,6 +263,49 @@ fn dropped(doc: &mut Exposition, sample: &Sample) {
 }
 
 /// The store's size and commits, with persistence.
+/// A node's cluster state (docs/cluster.md).
+fn cluster_families(doc: &mut Exposition, cluster: &crate::cluster::ClusterSample) {
+    use Kind::{Counter, Gauge};
+    let counts = &cluster.counts;
+    doc.family("midge_cluster_info", Gauge, "Always 1; this node's name in its label.");
+    doc.sample("midge_cluster_info", &[("node", cluster.node.as_str())], 1);
+    doc.single("midge_cluster_nodes", Gauge, "Cluster nodes alive, this one included.", cluster.nodes);
+    doc.single("midge_cluster_connected", Gauge, "1 while the NATS connections are up.", u8::from(cluster.connected));
+    doc.single(
+        "midge_cluster_fenced",
+        Gauge,
+        "1 while this node's lease has lapsed and it admits no client.",
+        u8::from(cluster.fenced),
+    );
+    doc.single("midge_cluster_filters", Gauge, "Distinct filters this node subscribes to on NATS.", cluster.filters);
+    doc.family("midge_cluster_messages_total", Counter, "Messages sent to other nodes and received from them.");
+    doc.sample("midge_cluster_messages_total", &[("direction", "sent")], counts.sent);
+    doc.sample("midge_cluster_messages_total", &[("direction", "received")], counts.received);
+    doc.family("midge_cluster_dropped_total", Counter, "Updates not sent because the NATS link was not keeping up.");
+    doc.sample("midge_cluster_dropped_total", &[("what", "message")], counts.dropped_outbound);
+    doc.sample("midge_cluster_dropped_total", &[("what", "retained")], counts.dropped_retained);
+    doc.sample("midge_cluster_dropped_total", &[("what", "will")], counts.dropped_wills);
+    doc.single(
+        "midge_cluster_unreadable_total",
+        Counter,
+        "Messages from other nodes that could not be read.",
+        counts.unreadable,
+    );
+    doc.single("midge_cluster_takeovers_total", Counter, "Sessions taken over from other nodes.", counts.takeovers);
+    doc.single(
+        "midge_cluster_orphan_wills_total",
+        Counter,
+        "Wills of dead nodes' clients this node published.",
+        counts.orphan_wills,
+    );
+    doc.single(
+        "midge_cluster_fenced_total",
+        Counter,
+        "Times this node fenced itself for want of its lease.",
+        counts.fenced,
+    );
+}
+
 fn store(doc: &mut Exposition, sample: &Sample) {
     let Some(store) = &sample.store else { return };
     if let Some(bytes) = store.bytes {
