@@ -124,7 +124,10 @@ impl Inbound {
         }
     }
 
-    /// Follows the node's interest and delivers what arrives, until `stop`.
+    /// Follows the node's interest and delivers what arrives, until `stop`. Run it with
+    /// [`tokio::task::unconstrained`]: under tokio's cooperative budget a subscription's queue
+    /// answers Pending (and wakes itself) once the task's budget is spent, and the batch would
+    /// neither be taken whole nor ever end. The task yields after each batch instead.
     pub(super) async fn run(
         mut self,
         mut changes: mpsc::UnboundedReceiver<InterestChange>,
@@ -140,7 +143,12 @@ impl Inbound {
                     Some(InterestChange::Remove(filter)) => self.unsubscribe(&filter),
                     None => return,
                 },
-                () = ready.notify.notified() => self.deliver_ready(),
+                () = ready.notify.notified() => {
+                    self.deliver_ready();
+                    // A stream of messages keeps the notification ready: let the worker's
+                    // other tasks run between batches.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }

@@ -140,7 +140,9 @@ impl Lease {
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut last_renewed = Instant::now();
         let others = self.peers.clone();
-        let mut watch = match self.nodes.watch_all().await {
+        // With history: every node's current lease first, so a node that dies before renewing
+        // again is still known.
+        let mut watch = match self.nodes.watch_with_history(">").await {
             Ok(watch) => Some(watch),
             Err(error) => {
                 tracing::error!(%error, "cluster: cannot watch the other nodes' leases; their wills are not published if they die");
@@ -163,6 +165,7 @@ impl Lease {
                 entry = async { watch.as_mut()?.next().await }, if watch.is_some() => match entry {
                     Some(Ok(entry)) if entry.operation == Operation::Put && !entry.key.starts_with("dead.") && entry.key != self.node => {
                         if let Some(record) = NodeRecord::decode(entry.value) {
+                            tracing::debug!(node = %entry.key, renewed = record.renewed_unix_ms, "cluster: lease seen");
                             others.0.lock().insert(entry.key, record);
                         }
                     }

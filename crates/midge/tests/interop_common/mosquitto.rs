@@ -68,6 +68,22 @@ impl Sub {
         }
     }
 
+    /// Asserts that no line containing `needle` arrives within `quiet` (a negative check: its
+    /// wait is the point, not a stand-in for an event).
+    pub fn assert_no_line(&mut self, needle: &str, quiet: Duration) {
+        let deadline = Instant::now() + quiet;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    assert!(!line.contains(needle), "unexpected line {line:?}; printed:\n{}", self.seen.join("\n"));
+                    self.seen.push(line);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Waits for the SUBACK and returns the QoS granted to the (single) subscription.
     pub fn wait_subscribed(&mut self) -> u8 {
         let line = self.wait_for("Subscribed (mid:");

@@ -103,7 +103,8 @@ impl Node {
                 if std::env::var_os("MIDGE_TEST_ECHO").is_some() {
                     eprintln!("[{name}] {line}");
                 }
-                let ready = line.contains("Listening for route connections on");
+                // Logged once every listener (client, monitoring, routes) is up.
+                let ready = line.contains("Server is ready");
                 log.lock().unwrap().push(line);
                 if ready {
                     if let Some(tx) = tx.take() {
@@ -201,18 +202,26 @@ impl NatsCluster {
                 .filter(|peer| peer.name != node.name)
                 .map(|peer| format!("    \"nats-route://127.0.0.1:{}\"\n", peer.route_port))
                 .collect();
-            // Array items are separated by newlines (or commas): spaces alone do not parse.
+            // Array items are separated by newlines (or commas): spaces alone do not parse. A
+            // server on its own has no cluster block: JetStream in a cluster of one refuses to
+            // start without routes.
+            let cluster = if nodes.len() > 1 {
+                format!(
+                    "cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{route}\"\n  routes: [\n{routes}  ]\n}}\n",
+                    route = node.route_port
+                )
+            } else {
+                String::new()
+            };
             let text = format!(
                 "server_name: {name}\n\
                  listen: \"127.0.0.1:{client}\"\n\
                  http: \"127.0.0.1:{http}\"\n\
-                 jetstream {{\n  store_dir: \"{store}\"\n}}\n\
-                 cluster {{\n  name: {CLUSTER_NAME}\n  listen: \"127.0.0.1:{route}\"\n  routes: [\n{routes}  ]\n}}\n",
+                 jetstream {{\n  store_dir: \"{store}\"\n}}\n{cluster}",
                 name = node.name,
                 client = node.client_port,
                 http = node.http_port,
                 store = node.store_dir().display(),
-                route = node.route_port,
             );
             std::fs::write(node.config_path(), text).expect("write nats.conf");
         }
@@ -381,6 +390,9 @@ impl NatsCluster {
                 if status != 200 {
                     return Err(format!("{} /healthz: HTTP {status}: {body}", cluster.name(i)));
                 }
+            }
+            if n == 1 {
+                return Ok(true); // no cluster: /healthz covers JetStream
             }
             let all: Vec<usize> = (0..n).collect();
             let Some(leader) = cluster.agreed_leader(&all)? else {

