@@ -125,11 +125,17 @@ impl Inbound {
     }
 
     /// Follows the node's interest and delivers what arrives, until `stop`.
-    pub(super) async fn run(
-        mut self,
-        mut changes: mpsc::UnboundedReceiver<InterestChange>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    ///
+    /// Outside tokio's cooperative budget: with the budget spent, a subscription with messages
+    /// waiting answers `Pending` and its wake is deferred until the task yields, so a batch
+    /// would end while earlier messages of a publisher still wait on another subscription, and
+    /// they would be delivered after later ones. The task yields when every subscription is
+    /// empty.
+    pub(super) async fn run(self, changes: mpsc::UnboundedReceiver<InterestChange>, stop: watch::Receiver<bool>) {
+        tokio::task::unconstrained(self.follow(changes, stop)).await;
+    }
+
+    async fn follow(mut self, mut changes: mpsc::UnboundedReceiver<InterestChange>, mut stop: watch::Receiver<bool>) {
         let ready = Arc::clone(&self.ready);
         loop {
             tokio::select! {
@@ -140,7 +146,12 @@ impl Inbound {
                     Some(InterestChange::Remove(filter)) => self.unsubscribe(&filter),
                     None => return,
                 },
-                () = ready.notify.notified() => self.deliver_ready(),
+                () = ready.notify.notified() => {
+                    self.deliver_ready();
+                    // Outside the budget, only this lets the worker's other tasks run while
+                    // messages keep coming.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
