@@ -119,12 +119,15 @@ pub(super) async fn follow(
     let mut watch = store.watch_all().await.map_err(|e| problem(e.to_string()))?;
     let values = store.status().await.map_err(|e| problem(e.to_string()))?.values();
     let mut loaded = 0u64;
+    // The revision of the last entry applied: a new watch starts after it.
+    let mut last = 0u64;
     if values > 0 {
         let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, watch.next()).await {
                 Ok(Some(Ok(entry))) => {
                     let current = entry.seen_current || entry.delta == 0;
+                    last = entry.revision;
                     apply(&broker, &stats, entry);
                     loaded += 1;
                     if current {
@@ -144,18 +147,47 @@ pub(super) async fn follow(
         }
     }
     tracing::info!(loaded, "cluster: retained messages loaded");
+    let store = store.clone();
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 entry = watch.next() => match entry {
-                    Some(Ok(entry)) => apply(&broker, &stats, entry),
-                    Some(Err(error)) => tracing::warn!(%error, "cluster: retained bucket watch"),
+                    Some(Ok(entry)) => {
+                        last = entry.revision;
+                        apply(&broker, &stats, entry);
+                    }
+                    // The watch's consumer lives on one NATS server; when that one is lost, the
+                    // client (still connected to another) only reports missed heartbeats and
+                    // never makes a new one. A new watch starts where this one stopped.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, revision = last, "cluster: retained bucket watch failed; watching again from the next revision");
+                        match rewatch(&store, last, &mut stop).await {
+                            Some(new) => watch = new,
+                            None => return,
+                        }
+                    }
                     None => return,
                 },
             }
         }
     }))
+}
+
+/// A watch of every key from the revision after `last`, tried until it opens or `stop`.
+async fn rewatch(store: &Store, last: u64, stop: &mut watch::Receiver<bool>) -> Option<kv::Watch> {
+    let mut wait = WRITE_RETRY_FIRST_WAIT;
+    loop {
+        match store.watch_all_from_revision(last + 1).await {
+            Ok(watch) => return Some(watch),
+            Err(error) => tracing::warn!(%error, "cluster: cannot watch the retained bucket again; retrying"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(WRITE_RETRY_MAX_WAIT);
+    }
 }
 
 /// Applies one bucket entry to the node's retained store.
