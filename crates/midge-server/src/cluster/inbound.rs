@@ -124,15 +124,18 @@ impl Inbound {
         }
     }
 
-    /// Follows the node's interest and delivers what arrives, until `stop`. Run it with
-    /// [`tokio::task::unconstrained`]: under tokio's cooperative budget a subscription's queue
-    /// answers Pending (and wakes itself) once the task's budget is spent, and the batch would
-    /// neither be taken whole nor ever end. The task yields after each batch instead.
-    pub(super) async fn run(
-        mut self,
-        mut changes: mpsc::UnboundedReceiver<InterestChange>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    /// Follows the node's interest and delivers what arrives, until `stop`.
+    ///
+    /// Outside tokio's cooperative budget: with the budget spent, a subscription with messages
+    /// waiting answers `Pending` and its wake is deferred until the task yields, so a batch
+    /// would end while earlier messages of a publisher still wait on another subscription, and
+    /// they would be delivered after later ones. The task yields when every subscription is
+    /// empty.
+    pub(super) async fn run(self, changes: mpsc::UnboundedReceiver<InterestChange>, stop: watch::Receiver<bool>) {
+        tokio::task::unconstrained(self.follow(changes, stop)).await;
+    }
+
+    async fn follow(mut self, mut changes: mpsc::UnboundedReceiver<InterestChange>, mut stop: watch::Receiver<bool>) {
         let ready = Arc::clone(&self.ready);
         loop {
             tokio::select! {
@@ -145,8 +148,8 @@ impl Inbound {
                 },
                 () = ready.notify.notified() => {
                     self.deliver_ready();
-                    // A stream of messages keeps the notification ready: let the worker's
-                    // other tasks run between batches.
+                    // Outside the budget, only this lets the worker's other tasks run while
+                    // messages keep coming.
                     tokio::task::yield_now().await;
                 }
             }

@@ -169,10 +169,20 @@ impl Lease {
                             others.0.lock().insert(entry.key, record);
                         }
                     }
-                    Some(_) => {}
+                    Some(Ok(_)) => {}
+                    // The watch's consumer lives on one NATS server: when that one is lost the
+                    // client only reports missed heartbeats. A new watch (current leases first)
+                    // takes its place, at the next check.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "cluster: the leases' watch failed; watching again");
+                        watch = None;
+                    }
                     None => watch = None,
                 },
                 _ = check.tick() => {
+                    if watch.is_none() {
+                        watch = self.nodes.watch_with_history(">").await.ok();
+                    }
                     if self.fenced.load(Ordering::SeqCst) {
                         continue; // cut off: this node's view of the others is not to be acted on
                     }

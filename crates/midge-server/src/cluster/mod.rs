@@ -135,8 +135,7 @@ impl Cluster {
             node.clone(),
             Arc::clone(&stats),
         );
-        // Unconstrained: see `Inbound::run`.
-        tasks.spawn(tokio::task::unconstrained(inbound.run(queues.changes, stop_rx.clone())));
+        tasks.spawn(inbound.run(queues.changes, stop_rx.clone()));
         let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sessions = Arc::new(
             sessions::Sessions::open(

@@ -48,18 +48,62 @@ pub(super) async fn open(
     js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
 }
 
-/// Writes the node's retained updates to the bucket, in the order they were made.
+/// How long an update the bucket refuses is tried again. The loss of a NATS server leaves the
+/// bucket without a leader until its other replicas elect one (a few seconds); meanwhile a write
+/// fails ("no stream found", a timeout), and an update given up then would be missing on every
+/// other node for good.
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// The first wait before a write is tried again; each later one is twice the one before, up to
+/// [`WRITE_RETRY_MAX_WAIT`].
+const WRITE_RETRY_FIRST_WAIT: Duration = Duration::from_millis(20);
+
+/// The longest wait between two tries of a write.
+const WRITE_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Writes the node's retained updates to the bucket, in the order they were made. An update the
+/// bucket refuses is tried again for up to [`WRITE_RETRY_FOR`] (the later ones wait, so the
+/// order holds), unless its key is refused, which no retry mends.
 pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpdate>) {
     while let Some(update) = updates.recv().await {
         let key = key(&update.topic);
-        let result = match update.value {
-            Some(value) => store.put(&key, value).await.map(drop).map_err(|e| e.to_string()),
-            None => store.delete(&key).await.map_err(|e| e.to_string()),
-        };
-        if let Err(error) = result {
-            tracing::error!(topic = %update.topic, %error, "cluster: a retained message could not be written to the bucket; other nodes do not have it");
+        let mut waits = retry_waits();
+        loop {
+            let result = match &update.value {
+                Some(value) => store
+                    .put(&key, value.clone())
+                    .await
+                    .map(drop)
+                    .map_err(|e| (e.kind() != kv::PutErrorKind::InvalidKey, e.to_string())),
+                None => {
+                    store.delete(&key).await.map_err(|e| (e.kind() != kv::UpdateErrorKind::InvalidKey, e.to_string()))
+                }
+            };
+            let Err((retry, error)) = result else { break };
+            match waits.next().filter(|_| retry) {
+                Some(wait) => {
+                    tracing::debug!(topic = %update.topic, %error, ?wait, "cluster: the retained bucket refused a write; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    tracing::error!(topic = %update.topic, %error, "cluster: a retained message could not be written to the bucket; other nodes do not have it");
+                    break;
+                }
+            }
         }
     }
+}
+
+/// The waits between the tries of one write: doubling from [`WRITE_RETRY_FIRST_WAIT`] to
+/// [`WRITE_RETRY_MAX_WAIT`], [`WRITE_RETRY_FOR`] in all (the tries' own time aside).
+fn retry_waits() -> impl Iterator<Item = Duration> {
+    let mut total = Duration::ZERO;
+    std::iter::successors(Some(WRITE_RETRY_FIRST_WAIT), |wait| Some((*wait * 2).min(WRITE_RETRY_MAX_WAIT))).map_while(
+        move |wait| {
+            total += wait;
+            (total <= WRITE_RETRY_FOR).then_some(wait)
+        },
+    )
 }
 
 /// Loads the bucket's current values into `broker`, then follows its updates until `stop`.
@@ -76,12 +120,15 @@ pub(super) async fn follow(
     let mut watch = store.watch_with_history(">").await.map_err(|e| problem(e.to_string()))?;
     let values = store.status().await.map_err(|e| problem(e.to_string()))?.values();
     let mut loaded = 0u64;
+    // The revision of the last entry applied: a new watch starts after it.
+    let mut last = 0u64;
     if values > 0 {
         let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, watch.next()).await {
                 Ok(Some(Ok(entry))) => {
                     let current = entry.seen_current || entry.delta == 0;
+                    last = entry.revision;
                     apply(&broker, &stats, entry);
                     loaded += 1;
                     if current {
@@ -101,18 +148,47 @@ pub(super) async fn follow(
         }
     }
     tracing::info!(loaded, "cluster: retained messages loaded");
+    let store = store.clone();
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
                 entry = watch.next() => match entry {
-                    Some(Ok(entry)) => apply(&broker, &stats, entry),
-                    Some(Err(error)) => tracing::warn!(%error, "cluster: retained bucket watch"),
+                    Some(Ok(entry)) => {
+                        last = entry.revision;
+                        apply(&broker, &stats, entry);
+                    }
+                    // The watch's consumer lives on one NATS server; when that one is lost, the
+                    // client (still connected to another) only reports missed heartbeats and
+                    // never makes a new one. A new watch starts where this one stopped.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, revision = last, "cluster: retained bucket watch failed; watching again from the next revision");
+                        match rewatch(&store, last, &mut stop).await {
+                            Some(new) => watch = new,
+                            None => return,
+                        }
+                    }
                     None => return,
                 },
             }
         }
     }))
+}
+
+/// A watch of every key from the revision after `last`, tried until it opens or `stop`.
+async fn rewatch(store: &Store, last: u64, stop: &mut watch::Receiver<bool>) -> Option<kv::Watch> {
+    let mut wait = WRITE_RETRY_FIRST_WAIT;
+    loop {
+        match store.watch_all_from_revision(last + 1).await {
+            Ok(watch) => return Some(watch),
+            Err(error) => tracing::warn!(%error, "cluster: cannot watch the retained bucket again; retrying"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(WRITE_RETRY_MAX_WAIT);
+    }
 }
 
 /// Applies one bucket entry to the node's retained store.
@@ -148,6 +224,17 @@ fn apply(broker: &Broker, stats: &ClusterStats, entry: kv::Entry) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_refused_write_is_tried_again_with_growing_waits_for_a_bounded_time() {
+        let waits: Vec<Duration> = super::retry_waits().collect();
+        assert_eq!(waits[..3], [Duration::from_millis(20), Duration::from_millis(40), Duration::from_millis(80)]);
+        assert!(waits.iter().all(|wait| *wait <= super::WRITE_RETRY_MAX_WAIT));
+        let total: Duration = waits.iter().sum();
+        assert!(total <= super::WRITE_RETRY_FOR && total > super::WRITE_RETRY_FOR - super::WRITE_RETRY_MAX_WAIT);
+    }
+
     #[test]
     fn every_topic_is_a_key_that_reads_back() {
         for topic in ["a/b", "/", "$SYS/x", "a b/c.d/*/>", "ünï/çødé"] {
