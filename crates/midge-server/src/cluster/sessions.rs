@@ -32,6 +32,20 @@ const MARKER_TTL: Duration = Duration::from_secs(60);
 /// Claims retried when another node changes the key in between.
 const CLAIM_ATTEMPTS: usize = 8;
 
+/// The first wait before a claim is tried again on an unavailable bucket, doubling up to
+/// [`CLAIM_RETRY_MAX_WAIT`].
+const CLAIM_RETRY_FIRST_WAIT: Duration = Duration::from_millis(25);
+const CLAIM_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Why one claim did not succeed.
+#[derive(Debug)]
+enum Attempt {
+    /// Another node changed the key in between.
+    Lost,
+    /// The bucket did not answer (no leader, a timeout).
+    Unavailable(String),
+}
+
 /// What a hand-over request asks.
 const HAND_OVER: u8 = 0;
 /// What an end request asks (the client starts clean on the node that asks).
@@ -134,34 +148,59 @@ impl Sessions {
         }
         let guard = self.lock(client_id).await;
         let key = key(client_id);
-        let value = Bytes::from(self.node.clone());
-        for _ in 0..CLAIM_ATTEMPTS {
-            let entry = self.store.entry(&key).await.map_err(|error| ClaimError(error.to_string()))?;
-            let previous = match entry {
-                None => match self.store.create(&key, value.clone()).await {
-                    Ok(_) => return Ok(ClaimGuard { _guard: guard }),
-                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                    Err(error) => return Err(ClaimError(error.to_string())),
-                },
-                Some(entry) => {
-                    let owner =
-                        (entry.operation == Operation::Put).then(|| String::from_utf8_lossy(&entry.value).into_owned());
-                    if owner.as_deref() == Some(self.node.as_str()) {
-                        return Ok(ClaimGuard { _guard: guard });
+        let mut lost = 0;
+        let mut wait = CLAIM_RETRY_FIRST_WAIT;
+        loop {
+            match self.try_claim(&key).await {
+                Ok(previous) => {
+                    if let Some(owner) = previous {
+                        self.take_from(&owner, client_id, clean_start).await;
                     }
-                    match self.store.update(&key, value.clone(), entry.revision).await {
-                        Ok(_) => owner,
-                        Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                        Err(error) => return Err(ClaimError(error.to_string())),
+                    return Ok(ClaimGuard { _guard: guard });
+                }
+                Err(Attempt::Lost) => {
+                    lost += 1;
+                    if lost >= CLAIM_ATTEMPTS {
+                        return Err(ClaimError(format!(
+                            "{CLAIM_ATTEMPTS} attempts lost to other nodes claiming it at once"
+                        )));
                     }
                 }
-            };
-            if let Some(owner) = previous {
-                self.take_from(&owner, client_id, clean_start).await;
+                // The bucket has no leader for a moment (a NATS server restarting): tried again
+                // until it has; the connect timeout bounds the wait.
+                Err(Attempt::Unavailable(error)) => {
+                    tracing::debug!(%client_id, %error, "cluster: claiming a session: the bucket is unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(CLAIM_RETRY_MAX_WAIT);
+                }
             }
-            return Ok(ClaimGuard { _guard: guard });
         }
-        Err(ClaimError(format!("{CLAIM_ATTEMPTS} attempts lost to other nodes claiming it at once")))
+    }
+
+    /// One claim of `key`: `Ok` with the node that held it before (if another did), once
+    /// this node holds it.
+    async fn try_claim(&self, key: &str) -> Result<Option<String>, Attempt> {
+        let value = Bytes::from(self.node.clone());
+        let unavailable = |error: &dyn std::fmt::Display| Attempt::Unavailable(error.to_string());
+        match self.store.entry(key).await.map_err(|e| unavailable(&e))? {
+            None => match self.store.create(key, value).await {
+                Ok(_) => Ok(None),
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Err(Attempt::Lost),
+                Err(error) => Err(unavailable(&error)),
+            },
+            Some(entry) => {
+                let owner =
+                    (entry.operation == Operation::Put).then(|| String::from_utf8_lossy(&entry.value).into_owned());
+                if owner.as_deref() == Some(self.node.as_str()) {
+                    return Ok(None);
+                }
+                match self.store.update(key, value, entry.revision).await {
+                    Ok(_) => Ok(owner),
+                    Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(Attempt::Lost),
+                    Err(error) => Err(unavailable(&error)),
+                }
+            }
+        }
     }
 
     /// Asks `owner` for the session (or to end it), and brings in what it hands over.
