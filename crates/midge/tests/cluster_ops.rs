@@ -294,3 +294,114 @@ fn a_node_cut_off_from_nats_fences_itself_and_comes_back() {
     a.wait_for_log_from(mark, "lease renewed; accepting clients again", Duration::from_secs(30));
     publish(&a, "mqttv5", "after-fence", &["-t", "f/x", "-m", "back", "-q", "1"]);
 }
+
+/// A SUBACK goes out once NATS has the subscription: a message published right after it, on
+/// another node or (for a shared subscription, which NATS shares out) on the same one, reaches
+/// the new subscriber, with no probing. Raw MQTT 3.1.1 over sockets opened beforehand, so the
+/// PUBLISH follows the SUBACK within microseconds. One NATS server, so "NATS has it" is the
+/// whole story (across NATS servers their routes carry the interest on: docs/cluster.md).
+#[test]
+fn a_suback_comes_once_the_cluster_has_the_subscription() {
+    let nats = NatsCluster::start(1);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut publisher = raw::connect(&a, "raw-publisher");
+    for round in 0..30 {
+        let topic = format!("fresh/{round}");
+        let mut subscriber = raw::connect(&b, &format!("raw-sub-{round}"));
+        raw::subscribe(&mut subscriber, &topic);
+        raw::publish(&mut publisher, &topic, b"first");
+        assert_eq!(raw::next_publish(&mut subscriber), Some((topic, b"first".to_vec())), "round {round}, across nodes");
+
+        let topic = format!("shared/{round}");
+        let mut member = raw::connect(&a, &format!("raw-member-{round}"));
+        raw::subscribe(&mut member, &format!("$share/g/{topic}"));
+        raw::publish(&mut publisher, &topic, b"mine");
+        assert_eq!(raw::next_publish(&mut member), Some((topic, b"mine".to_vec())), "round {round}, shared, same node");
+    }
+}
+
+/// Just enough MQTT 3.1.1 to connect, subscribe at QoS 0, publish at QoS 0 and read a PUBLISH.
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use crate::support::TestBroker;
+
+    fn with_length(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut packet = vec![kind];
+        let mut length = body.len();
+        loop {
+            let mut byte = (length % 128) as u8;
+            length /= 128;
+            if length > 0 {
+                byte |= 0x80;
+            }
+            packet.push(byte);
+            if length == 0 {
+                break;
+            }
+        }
+        packet.extend_from_slice(body);
+        packet
+    }
+
+    fn string(out: &mut Vec<u8>, text: &str) {
+        out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+
+    pub fn connect(broker: &TestBroker, client_id: &str) -> TcpStream {
+        let mut stream = broker.connect();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut body = Vec::new();
+        string(&mut body, "MQTT");
+        body.extend_from_slice(&[4, 0x02, 0, 60]);
+        string(&mut body, client_id);
+        stream.write_all(&with_length(0x10, &body)).unwrap();
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK of {client_id}");
+        stream
+    }
+
+    pub fn subscribe(stream: &mut TcpStream, filter: &str) {
+        let mut body = vec![0, 1];
+        string(&mut body, filter);
+        body.push(0);
+        stream.write_all(&with_length(0x82, &body)).unwrap();
+        let mut suback = [0u8; 5];
+        stream.read_exact(&mut suback).unwrap();
+        assert_eq!(suback, [0x90, 3, 0, 1, 0], "SUBACK for {filter}");
+    }
+
+    pub fn publish(stream: &mut TcpStream, topic: &str, payload: &[u8]) {
+        let mut body = Vec::new();
+        string(&mut body, topic);
+        body.extend_from_slice(payload);
+        stream.write_all(&with_length(0x30, &body)).unwrap();
+    }
+
+    /// The next PUBLISH's topic and payload; `None` if none comes within the read timeout.
+    pub fn next_publish(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).ok()?;
+        let (mut length, mut shift) = (0usize, 0);
+        loop {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).ok()?;
+            length |= usize::from(byte[0] & 0x7f) << shift;
+            shift += 7;
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).ok()?;
+        assert_eq!(first[0] & 0xf0, 0x30, "a PUBLISH");
+        let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let topic = String::from_utf8(body[2..2 + topic_len].to_vec()).unwrap();
+        Some((topic, body[2 + topic_len..].to_vec()))
+    }
+}

@@ -63,7 +63,11 @@ pub(super) struct NatsFabric {
     /// How many sessions hold each filter; a change to or from none goes to `changes`, under
     /// this lock, so the subscriptions follow the counts in order.
     holders: Mutex<HashMap<Box<str>, usize>>,
-    changes: mpsc::UnboundedSender<InterestChange>,
+    /// Each change numbered (its generation), so a connection can wait until NATS has what it
+    /// subscribed to ([`super::Cluster::interest_settled`]).
+    changes: mpsc::UnboundedSender<(u64, InterestChange)>,
+    /// The last generation sent.
+    pub(super) requested: std::sync::atomic::AtomicU64,
     /// Client ids whose sessions ended here, for their ownership keys to go.
     ended: mpsc::UnboundedSender<String>,
     /// Wills armed (the will's bucket value) and disarmed (`None`), by client id.
@@ -76,7 +80,7 @@ pub(super) struct NatsFabric {
 pub(super) struct FabricQueues {
     pub(super) outbound: mpsc::Receiver<Outbound>,
     pub(super) retained: mpsc::Receiver<RetainedUpdate>,
-    pub(super) changes: mpsc::UnboundedReceiver<InterestChange>,
+    pub(super) changes: mpsc::UnboundedReceiver<(u64, InterestChange)>,
     pub(super) ended: mpsc::UnboundedReceiver<String>,
     pub(super) wills: mpsc::Receiver<(String, Option<Bytes>)>,
 }
@@ -96,6 +100,7 @@ impl NatsFabric {
             retained,
             holders: Mutex::new(HashMap::new()),
             changes,
+            requested: std::sync::atomic::AtomicU64::new(0),
             ended,
             wills,
             stats,
@@ -160,13 +165,15 @@ impl Fabric for NatsFabric {
             let count = holders.entry(Box::from(filter.as_str())).or_insert(0);
             *count += 1;
             if *count == 1 {
-                let _ = self.changes.send(InterestChange::Add(filter.to_string()));
+                let generation = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = self.changes.send((generation, InterestChange::Add(filter.to_string())));
             }
         } else if let Some(count) = holders.get_mut(filter.as_str()) {
             *count -= 1;
             if *count == 0 {
                 holders.remove(filter.as_str());
-                let _ = self.changes.send(InterestChange::Remove(filter.to_string()));
+                let generation = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = self.changes.send((generation, InterestChange::Remove(filter.to_string())));
             }
         }
     }
@@ -214,8 +221,8 @@ mod tests {
         fabric.interest(&filter, false);
         // A removal of a filter not held (never added) changes nothing.
         fabric.interest(&TopicFilter::new("b").unwrap(), false);
-        assert_eq!(queues.changes.try_recv(), Ok(InterestChange::Add("a/+".into())));
-        assert_eq!(queues.changes.try_recv(), Ok(InterestChange::Remove("a/+".into())));
+        assert_eq!(queues.changes.try_recv(), Ok((1, InterestChange::Add("a/+".into()))));
+        assert_eq!(queues.changes.try_recv(), Ok((2, InterestChange::Remove("a/+".into()))));
         assert!(queues.changes.try_recv().is_err());
         assert_eq!(fabric.filters(), 0);
     }

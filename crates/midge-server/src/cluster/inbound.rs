@@ -36,6 +36,18 @@ use super::stats::ClusterStats;
 use super::subject::{filter_subjects, subject_topic};
 use super::wire::WireMessage;
 
+/// A request nobody answers, through the server and back: see [`Inbound::flush`].
+async fn round_trip(client: Client, subject: String) {
+    match client.request(subject, bytes::Bytes::new()).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == async_nats::client::RequestErrorKind::NoResponders => {}
+        Err(error) => tracing::debug!(%error, "cluster: NATS round trip after new subscriptions"),
+    }
+}
+
+/// How long a flush of new subscriptions may hold up the SUBACKs waiting for it.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The queue group of a node's unshared subscriptions.
 pub(super) fn node_queue(prefix: &str, node: &str) -> String {
     format!("{prefix}.node.{node}")
@@ -131,21 +143,48 @@ impl Inbound {
     /// would end while earlier messages of a publisher still wait on another subscription, and
     /// they would be delivered after later ones. The task yields when every subscription is
     /// empty.
-    pub(super) async fn run(self, changes: mpsc::UnboundedReceiver<InterestChange>, stop: watch::Receiver<bool>) {
-        tokio::task::unconstrained(self.follow(changes, stop)).await;
+    ///
+    /// After each run of interest changes, both connections are flushed (the server has the
+    /// subscriptions then) and the last change's generation is told to `settled`.
+    pub(super) async fn run(
+        self,
+        changes: mpsc::UnboundedReceiver<(u64, InterestChange)>,
+        settled: watch::Sender<u64>,
+        stop: watch::Receiver<bool>,
+    ) {
+        tokio::task::unconstrained(self.follow(changes, settled, stop)).await;
     }
 
-    async fn follow(mut self, mut changes: mpsc::UnboundedReceiver<InterestChange>, mut stop: watch::Receiver<bool>) {
+    async fn follow(
+        mut self,
+        mut changes: mpsc::UnboundedReceiver<(u64, InterestChange)>,
+        settled: watch::Sender<u64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let ready = Arc::clone(&self.ready);
         loop {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return,
-                change = changes.recv() => match change {
-                    Some(InterestChange::Add(filter)) => self.subscribe(filter).await,
-                    Some(InterestChange::Remove(filter)) => self.unsubscribe(&filter),
-                    None => return,
-                },
+                change = changes.recv() => {
+                    let Some(mut change) = change else { return };
+                    // This change and every one queued behind it, then one flush for them all.
+                    loop {
+                        let (generation, what) = change;
+                        match what {
+                            InterestChange::Add(filter) => self.subscribe(filter).await,
+                            InterestChange::Remove(filter) => self.unsubscribe(&filter),
+                        }
+                        match changes.try_recv() {
+                            Ok(next) => change = next,
+                            Err(_) => {
+                                self.flush().await;
+                                settled.send_replace(generation);
+                                break;
+                            }
+                        }
+                    }
+                }
                 () = ready.notify.notified() => {
                     self.deliver_ready();
                     // Outside the budget, only this lets the worker's other tasks run while
@@ -153,6 +192,21 @@ impl Inbound {
                     tokio::task::yield_now().await;
                 }
             }
+        }
+    }
+
+    /// Waits (a little) until the NATS server has processed what was sent on both connections:
+    /// a request nobody answers makes a round trip through the server, which handles a
+    /// connection's commands in order, so its "no responders" comes after our SUBs took effect
+    /// (the client's `flush` only writes them out).
+    async fn flush(&self) {
+        let subject = format!("{}.ping.{}", self.prefix, self.node);
+        let both = futures_util::future::join(
+            round_trip(self.routes.clone(), subject.clone()),
+            round_trip(self.shares.clone(), subject),
+        );
+        if tokio::time::timeout(FLUSH_TIMEOUT, both).await.is_err() {
+            tracing::debug!("cluster: NATS did not confirm new subscriptions in time");
         }
     }
 

@@ -96,6 +96,8 @@ pub struct Cluster {
     /// The other nodes whose leases this node has seen and not buried.
     peers: lease::Peers,
     fenced: Arc<std::sync::atomic::AtomicBool>,
+    /// The generation of the last interest change the NATS servers have.
+    settled: watch::Receiver<u64>,
     stop: watch::Sender<bool>,
     tasks: TaskTracker,
 }
@@ -135,7 +137,8 @@ impl Cluster {
             node.clone(),
             Arc::clone(&stats),
         );
-        tasks.spawn(inbound.run(queues.changes, stop_rx.clone()));
+        let (settled_tx, settled) = watch::channel(0);
+        tasks.spawn(inbound.run(queues.changes, settled_tx, stop_rx.clone()));
         let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sessions = Arc::new(
             sessions::Sessions::open(
@@ -171,7 +174,7 @@ impl Cluster {
         tasks.spawn(lease.run(stop_rx));
         tasks.spawn(wills::write(wills, node.clone(), queues.wills));
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
-        Ok(Self { node, fabric, routes, shares, sessions, peers, fenced, stop, tasks })
+        Ok(Self { node, fabric, routes, shares, sessions, peers, fenced, settled, stop, tasks })
     }
 
     /// Makes this node the owner of `client_id`'s session before its client is admitted
@@ -201,6 +204,21 @@ impl Cluster {
     /// The node that holds the session of `client_id`, as the cluster records it.
     pub async fn owner(&self, client_id: &str) -> Result<Option<String>, String> {
         self.sessions.owner(client_id).await
+    }
+
+    /// The generation of the last interest change made here (a filter that became, or
+    /// stopped being, held by a session of this node).
+    pub fn interest_generation(&self) -> u64 {
+        self.fabric.requested.load(Ordering::SeqCst)
+    }
+
+    /// Waits until NATS has the interest changes up to `generation`: a connection whose
+    /// SUBSCRIBE made one waits for it before its SUBACK goes out, so that a message published
+    /// on another node (or, for a shared subscription, on this one) after the SUBACK finds the
+    /// subscription. Bounded: the flush it waits for gives up after 2 seconds.
+    pub async fn interest_settled(&self, generation: u64) {
+        let mut settled = self.settled.clone();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), settled.wait_for(|g| *g >= generation)).await;
     }
 
     /// This node's name.

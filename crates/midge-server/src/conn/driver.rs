@@ -68,6 +68,7 @@ pub(super) async fn run_connected<T: Transport>(
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     store: Option<&WriterHandle>,
+    cluster: Option<&crate::cluster::Cluster>,
 ) -> Ending {
     let kick = std::sync::Arc::clone(connection.kick());
     let frames = FrameContext {
@@ -244,8 +245,16 @@ pub(super) async fn run_connected<T: Transport>(
                         got
                     }
                 };
+                let interest = cluster.map(crate::cluster::Cluster::interest_generation);
                 if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, got as u64) {
                     return end;
+                }
+                // On a node of a cluster, a SUBACK goes out once NATS has the subscription.
+                if let (Some(cluster), Some(before)) = (cluster, interest) {
+                    let after = cluster.interest_generation();
+                    if after != before {
+                        cluster.interest_settled(after).await;
+                    }
                 }
                 more_ready = true;
             }

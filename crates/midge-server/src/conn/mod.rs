@@ -227,6 +227,7 @@ async fn serve_from_connect<T: Transport>(
         &mut accepted.rbuf,
         &mut accepted.wbuf,
         listener.store.as_ref(),
+        listener.cluster.as_deref(),
     )
     .await;
     drop(member);
