@@ -29,6 +29,7 @@ impl Broker {
                 return Ok(None);
             }
             state.ended = true;
+            state.handed_over = true;
             state.delayed_will = None;
             if let Some(kick) = state.attached_kick() {
                 kick.kick(ReasonCode::SESSION_TAKEN_OVER);

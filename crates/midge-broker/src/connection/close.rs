@@ -61,10 +61,20 @@ impl ClientConnection {
             allowed
         });
         let detached = self.session.detach(self.conn_id, now, self.broker.limits(), self.broker.journal());
-        let (expiry, expires_at) = {
+        let (expiry, expires_at, handed_over) = {
             let state = self.session.lock();
-            (state.expiry_interval, state.expires_at)
+            (state.expiry_interval, state.expires_at, state.handed_over)
         };
+        if handed_over {
+            // The session lives on another node now, resumed by its client: as a takeover by a
+            // resume, the will goes only if it has no delay (MQTT-3.1.3-9), and nothing of the
+            // session is scheduled or stored here.
+            if let Some(will) = will.filter(|will| will.properties.will_delay_interval.unwrap_or(0) == 0) {
+                self.broker.publish_will(self.broker.will_message(&will, Some(self.session.id()), now));
+            }
+            self.broker.client_event(ClientEvent::Disconnected, self.session.client_id(), now);
+            return;
+        }
         if let Some(at) = expires_at.filter(|_| detached) {
             self.broker.schedule_deadline(at, &self.session);
         }

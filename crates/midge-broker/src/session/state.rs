@@ -172,6 +172,11 @@ pub(crate) struct SessionState {
     /// Set when the session has ended (expired, or replaced by a clean start): a will that
     /// arrives afterwards from its last connection is published at once, not parked here.
     pub(crate) ended: bool,
+    /// Set with `ended` when the session went whole to another node of a cluster
+    /// ([`crate::Broker::hand_over`]): its client resumed it there, so its last connection here
+    /// closes as one taken over by a resume (a delayed will cancelled, MQTT-3.1.3-9) and leaves
+    /// nothing of it in this node's store.
+    pub(crate) handed_over: bool,
     /// Messages this session dropped because a bound was hit (wrapping: for logs).
     pub(super) dropped: u32,
     /// The queue's continuation in the store, while the session is offline or reading its
@@ -264,6 +269,7 @@ impl Session {
                 inbound_qos2: HashSet::default(),
                 delayed_will: None,
                 ended: false,
+                handed_over: false,
                 dropped: 0,
                 spill: None,
                 stored: false,

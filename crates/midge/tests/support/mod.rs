@@ -37,6 +37,24 @@ impl Target {
     }
 }
 
+/// With `MIDGE_TEST_NATS_URLS` set (comma-separated `nats://` URLs of a running NATS cluster
+/// with JetStream, as `.ci/nats-cluster.sh` starts), every Midge a test starts from a config
+/// file is a node of a cluster on it (docs/cluster.md): `text` gets a `[cluster]` section (unless
+/// it has one) with a prefix of its own, so each broker is a cluster apart from the others'.
+/// That runs the single-node tests against a node of a cluster.
+pub fn as_cluster_node(text: String) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NODES: AtomicUsize = AtomicUsize::new(0);
+    let Ok(urls) = std::env::var("MIDGE_TEST_NATS_URLS") else { return text };
+    if text.contains("[cluster]") {
+        return text;
+    }
+    let n = NODES.fetch_add(1, Ordering::Relaxed);
+    let urls: Vec<String> = urls.split(',').map(|url| format!("{:?}", url.trim())).collect();
+    let prefix = format!("t{}x{n}", std::process::id());
+    format!("{text}\n[cluster]\nnode = \"{prefix}\"\nprefix = \"{prefix}\"\nurls = [{}]\n", urls.join(", "))
+}
+
 /// A running broker, stopped (SIGKILL, by its PID) when dropped.
 pub struct TestBroker {
     child: Child,
@@ -83,7 +101,7 @@ impl TestBroker {
         let text = format!(
             "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\n{listener_toml}\n[log]\nlevel = \"debug\"\n\n{extra_toml}\n"
         );
-        std::fs::write(&config, text).expect("write config");
+        std::fs::write(&config, as_cluster_node(text)).expect("write config");
         let mut command = Command::new(midge_bin());
         command.arg("serve").arg("-c").arg(&config).current_dir(dir.path());
         Self::spawn(command, Target::Midge, dir, local_addr)
@@ -95,7 +113,7 @@ impl TestBroker {
     pub fn start_midge_config(text: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("midge.toml");
-        std::fs::write(&config, text).expect("write config");
+        std::fs::write(&config, as_cluster_node(text.to_owned())).expect("write config");
         let mut command = Command::new(midge_bin());
         command.arg("serve").arg("-c").arg(&config).env_remove("RUST_LOG").current_dir(dir.path());
         Self::spawn(command, Target::Midge, dir, local_addr)
