@@ -295,6 +295,29 @@ fn a_stream_published_during_the_alternation_is_neither_lost_nor_copied() {
     );
 }
 
+/// Without warmed interest: a session moves from A to B, and a message published on C as soon
+/// as B has answered the CONNACK (Session Present 1) reaches the client, as on one node a message
+/// published after the CONNACK of a resumed session does (five rounds, each on its own topic
+/// tree that no other client holds).
+#[test]
+fn a_message_published_elsewhere_right_after_the_move_reaches_the_client() {
+    let cluster = Cluster::start(3, false);
+    let persistent = ["--clean", "0", "--expiry", "300"];
+    for round in 0..5 {
+        let id = format!("x9-{round}");
+        let topic = format!("s9-{round}/x");
+        let mut x = Paho::connect(cluster.node(0), &id, &persistent);
+        x.connack();
+        x.subscribe(&topic, 1);
+        x.disconnect(cluster.node(0), &id);
+        let mut moved = Paho::connect(cluster.node(1), &id, &persistent);
+        assert_eq!(moved.connack()["session_present"], true);
+        cluster.publish(2, &topic, 1, "right-after");
+        let got = moved.try_event(WAIT, |event| event["ev"] == "message");
+        assert!(got.is_some(), "round {round}: the message published on C right after the move was lost");
+    }
+}
+
 /// Two connects of one client id at once, on A and on B (five times): both are accepted, one is
 /// taken over (DISCONNECT 0x8E) and the other is left, and it works.
 #[test]
@@ -348,15 +371,49 @@ fn a_will_is_published_on_takeover_across_nodes_as_on_one_node() {
         let mut watcher = Paho::connect(&single, "w5", &[]);
         watcher.connack();
         watcher.subscribe(&will, 1);
-        let on_one_node = will_on_takeover(&single, &single, &id, &will, clean, &mut watcher);
+        let on_one_node = will_on_takeover(&single, &single, &id, &will, 0, clean, &mut watcher);
         watcher.disconnect(&single, "w5");
         assert!(on_one_node, "one node published no will on takeover (clean start {clean})");
 
         // The cluster: the will's client on A, taken over from B; the will watched from C.
         witnesses.clear();
-        let published = will_on_takeover(cluster.node(0), cluster.node(1), &id, &will, clean, &mut witnesses.0[2]);
+        let published = will_on_takeover(cluster.node(0), cluster.node(1), &id, &will, 0, clean, &mut witnesses.0[2]);
         assert_eq!(published, on_one_node, "clean start {clean}: across nodes the will is published: {published}");
     }
+}
+
+/// The same with a Will Delay of 1 s: a takeover that resumes the session (clean start 0) is a
+/// new Network Connection to it before the delay has passed, so the will is not published
+/// (MQTT-3.1.3-9); one that starts clean ends the session, so it is (MQTT-3.1.2-8). Whatever one
+/// node does, the cluster does too.
+///
+/// Fails today for clean start 0: the old node publishes the will. `Broker::hand_over` marks
+/// the session ended and only then kicks the connection, whose close (`connection/close.rs`)
+/// runs later and reads an ended session as one a clean start ended: will published now. On one
+/// node the new connection is attached first, so the close finds itself detached from a session
+/// that lives on, and drops the delayed will.
+#[test]
+#[ignore = "a delayed will is published when the session is handed over (connection/close.rs)"]
+fn a_delayed_will_on_takeover_across_nodes_as_on_one_node() {
+    let single = TestBroker::start_midge_with("");
+    let cluster = Cluster::start(3, false);
+    let mut witnesses = cluster.warm("s10");
+    // (clean start, published on one node, published across nodes)
+    let mut outcomes = Vec::new();
+    for clean in ["0", "1"] {
+        let id = format!("x10-{clean}");
+        let will = format!("s10/will/{clean}");
+        let mut watcher = Paho::connect(&single, "w10", &[]);
+        watcher.connack();
+        watcher.subscribe(&will, 1);
+        let on_one_node = will_on_takeover(&single, &single, &id, &will, 1, clean, &mut watcher);
+        watcher.disconnect(&single, "w10");
+        witnesses.clear();
+        let across = will_on_takeover(cluster.node(0), cluster.node(1), &id, &will, 1, clean, &mut witnesses.0[2]);
+        outcomes.push((clean, on_one_node, across));
+    }
+    let expected = vec![("0", false, false), ("1", true, true)];
+    assert_eq!(outcomes, expected, "(clean start, will published on one node, across nodes)");
 }
 
 /// With persistence on, a persistent subscriber's offline queue (kept in A's store) moves with
@@ -408,6 +465,36 @@ fn a_stored_offline_queue_moves_to_the_other_node_and_into_its_store() {
     back.expect_no_message(SILENCE);
 }
 
+/// With persistence on, a session taken over *while its client is connected* leaves A's store
+/// with it: the old connection's close on A must not write the session back (A, restarted,
+/// finds no session in its store, and the client's session is whole on B).
+///
+/// Fails today: `Broker::hand_over` deletes the session's records, then the kicked connection's
+/// close (`connection/close.rs`) finds itself detached from a persistent session and saves it
+/// again, so A restarts with a copy (`sessions=1`) of a session that lives on B.
+#[test]
+#[ignore = "the old connection's close writes the handed-over session back to the store (connection/close.rs)"]
+fn a_session_taken_over_while_connected_leaves_the_old_nodes_store() {
+    let cluster = Cluster::start(2, true);
+    let witnesses = cluster.warm("s11");
+    let persistent = ["--clean", "0", "--expiry", "300"];
+    let mut x = Paho::connect(cluster.node(0), "x11", &persistent);
+    x.connack();
+    x.subscribe("s11/x", 1);
+    let mut moved = Paho::connect(cluster.node(1), "x11", &persistent);
+    assert_eq!(moved.connack()["session_present"], true);
+    let disconnect = x.wait_event("DISCONNECT", |event| event["ev"] == "disconnect");
+    assert_eq!(disconnect["rc"], SESSION_TAKEN_OVER, "{disconnect}");
+    cluster.node(0).wait_for_log("Client x11 already connected, closing old connection.", WAIT);
+    drop(witnesses);
+
+    let cluster = cluster.restart(0);
+    let opened = cluster.node(0).wait_for_log("store opened", WAIT);
+    assert!(opened.contains(" sessions=0 "), "A kept the session it handed over: {opened}");
+    cluster.publish(0, "s11/x", 1, "after-restart");
+    assert_eq!(moved.message()["payload"], "after-restart");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scenario helpers.
 
@@ -449,27 +536,44 @@ fn persistent_session_moves(cluster: &Cluster, protocol: &str, id: &str, root: &
     back.disconnect(cluster.node(1), id);
 }
 
-/// Connects `id` with a will on `will_topic` (Will Delay 0) to `first`, takes it over with a
-/// connection to `second` (clean start `clean`), and returns whether `watcher` gets the will.
+/// Connects `id` with a will on `will_topic` (Will Delay `delay` seconds) to `first`, takes it
+/// over with a connection to `second` (clean start `clean`), and returns whether `watcher` gets
+/// the will within the delay and 2 s (within [`WAIT`] without a delay).
 fn will_on_takeover(
     first: &TestBroker,
     second: &TestBroker,
     id: &str,
     will_topic: &str,
+    delay: u64,
     clean: &str,
     watcher: &mut Paho,
 ) -> bool {
-    let will =
-        ["--clean", "0", "--expiry", "300", "--will-topic", will_topic, "--will-payload", "gone", "--will-qos", "1"];
-    let mut old = Paho::connect(first, id, &[&will[..], &["--will-delay", "0"]].concat());
+    let delay_text = delay.to_string();
+    let will = [
+        "--clean",
+        "0",
+        "--expiry",
+        "300",
+        "--will-topic",
+        will_topic,
+        "--will-payload",
+        "gone",
+        "--will-qos",
+        "1",
+        "--will-delay",
+        &delay_text,
+    ];
+    let mut old = Paho::connect(first, id, &will);
     old.connack();
     let mut new = Paho::connect(second, id, &["--clean", clean, "--expiry", "300"]);
     assert_eq!(new.connack()["rc"], 0);
     let disconnect = old.wait_event("DISCONNECT", |event| event["ev"] == "disconnect");
     assert_eq!(disconnect["rc"], SESSION_TAKEN_OVER, "{disconnect}");
-    // Bounded: the will comes within WAIT, or it does not come at all (then this is the
-    // negative check, and the assertion that compares with one node says so).
-    let will = watcher.try_event(WAIT, |event| event["ev"] == "message" && event["topic"] == will_topic);
+    // Bounded: the will comes within the window, or it does not come at all (then this is the
+    // negative check, and the assertion that compares with one node says so). A delayed will
+    // that is due comes after the delay, plus a second for a broker that checks once a second.
+    let window = if delay == 0 { WAIT } else { Duration::from_secs(delay + 2) };
+    let will = watcher.try_event(window, |event| event["ev"] == "message" && event["topic"] == will_topic);
     new.disconnect(second, id);
     will.is_some_and(|event| event["payload"] == "gone")
 }
