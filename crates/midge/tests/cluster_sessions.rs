@@ -394,7 +394,6 @@ fn a_will_is_published_on_takeover_across_nodes_as_on_one_node() {
 /// node the new connection is attached first, so the close finds itself detached from a session
 /// that lives on, and drops the delayed will.
 #[test]
-#[ignore = "a delayed will is published when the session is handed over (connection/close.rs)"]
 fn a_delayed_will_on_takeover_across_nodes_as_on_one_node() {
     let single = TestBroker::start_midge_with("");
     let cluster = Cluster::start(3, false);
@@ -475,7 +474,6 @@ fn a_stored_offline_queue_moves_to_the_other_node_and_into_its_store() {
 /// itself detached from a persistent session and saves it, so when that comes after the
 /// deletion A restarts with a copy (`sessions=1`) of a session that lives on B.
 #[test]
-#[ignore = "the old connection's close writes the handed-over session back to the store (connection/close.rs)"]
 fn a_session_taken_over_while_connected_leaves_the_old_nodes_store() {
     let cluster = Cluster::start(2, true);
     let witnesses = cluster.warm("s11");
