@@ -46,8 +46,12 @@ impl Broker {
     /// is retained, then delivers it to every matching subscription.
     pub(crate) fn publish(&self, message: Arc<Message>, batch: &mut ReadBatch) -> Published {
         self.stats.messages_received.add(message.qos, 1);
-        let published = self.publish_uncounted(message.clone(), batch, Durable::Yes);
-        if let Some(fabric) = self.fabric().filter(|_| !published.refused) {
+        let Some(fabric) = self.fabric() else {
+            return self.publish_uncounted(message, batch, Durable::Yes);
+        };
+        // A node of a cluster: the other nodes get it after this node's own subscribers.
+        let published = self.publish_uncounted(Arc::clone(&message), batch, Durable::Yes);
+        if !published.refused {
             fabric.publish(&message);
         }
         published
