@@ -130,6 +130,11 @@ pub struct BenchArgs {
     /// The HTTP path of the WebSocket upgrade (with --ws).
     #[arg(long = "ws-path", value_name = "PATH", default_value = crate::client::DEFAULT_WS_PATH, help_heading = "Broker")]
     ws_path: String,
+    /// Subscribers connect to these brokers instead of -h/-p (HOST:PORT, comma-separated;
+    /// subscriber i to the (i mod n)-th): publishers on one node of a cluster, subscribers on
+    /// others. fanout, fanin, pairs and latency.
+    #[arg(long = "subscribe-at", value_name = "HOST:PORT,...", value_delimiter = ',', value_parser = parse_address, help_heading = "Broker")]
+    subscribe_at: Vec<(String, u16)>,
     /// Publishers speak MQTT-SN 1.2 over UDP to the broker's gateway on this port (fanout,
     /// fanin, pairs; QoS 0 or 1); subscribers still speak MQTT on -p.
     #[arg(long = "sn-port", value_name = "PORT", help_heading = "Broker")]
@@ -243,6 +248,8 @@ pub struct Settings {
     pub port: u16,
     /// TCP or TLS, one TLS configuration shared by every client.
     pub transport: Transport,
+    /// Where the subscribers connect, when not to `host:port` (`--subscribe-at`).
+    pub subscribe_at: Vec<(String, u16)>,
     /// The MQTT-SN gateway's UDP port, when the publishers speak MQTT-SN.
     pub sn_port: Option<u16>,
     /// User name of every client.
@@ -388,6 +395,7 @@ impl Settings {
                 (false, Some(tls)) => Transport::Tls(tls),
                 (false, None) => Transport::Tcp,
             },
+            subscribe_at: args.subscribe_at.clone(),
             sn_port: args.sn_port,
             username: args.username.clone(),
             password: args.password.clone(),
@@ -466,6 +474,13 @@ impl Settings {
 
 /// How many loopback source addresses `conns` spreads its connections over.
 const SOURCE_ADDRESSES: usize = 250;
+
+/// `HOST:PORT`, for `--subscribe-at`.
+fn parse_address(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let port = port.parse().map_err(|_| format!("bad port in {text:?}"))?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+}
 
 fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
     match text {
@@ -605,6 +620,21 @@ mod tests {
         assert_eq!(options.username.as_deref(), Some("alice"));
         assert_eq!(options.password.as_deref(), Some(&b"s3cret"[..]));
         assert_eq!((options.server.port, &options.server.transport), (1884, &Transport::Tcp));
+    }
+
+    #[test]
+    fn subscribe_at_spreads_the_subscribers_and_leaves_the_publishers() {
+        let settings = settings(&["fanout", "-p", "1884", "--subscribe-at", "127.0.0.1:2001,[::1]:2002"]).unwrap();
+        let at = |index| {
+            let options = super::traffic::subscriber_options(&settings, index);
+            (options.server.host, options.server.port)
+        };
+        assert_eq!(at(0), ("127.0.0.1".to_owned(), 2001));
+        assert_eq!(at(1), ("::1".to_owned(), 2002));
+        assert_eq!(at(2), ("127.0.0.1".to_owned(), 2001));
+        assert_eq!(settings.options("p".into()).server.port, 1884, "publishers stay on -p");
+        assert!(super::parse_address("no-port").is_err());
+        assert!(super::parse_address("h:99999").is_err());
     }
 
     #[test]

@@ -479,6 +479,10 @@ fn describe(settings: &Settings) -> String {
         text.push_str(", persistent subscribers");
     }
     let _ = write!(text, ", {}:{}", settings.host, settings.port);
+    if !settings.subscribe_at.is_empty() {
+        let at: Vec<String> = settings.subscribe_at.iter().map(|(host, port)| format!("{host}:{port}")).collect();
+        let _ = write!(text, " (subscribers at {})", at.join(", "));
+    }
     match &settings.transport {
         midge_client::Transport::WebSocket { path, tls } => {
             let _ = write!(text, " over a WebSocket ({path})");

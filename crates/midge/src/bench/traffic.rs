@@ -458,6 +458,10 @@ pub async fn connect_publisher(settings: Arc<Settings>, index: usize) -> Result<
 /// The options of subscriber `index`: a persistent session with `--persistent`.
 pub fn subscriber_options(settings: &Settings, index: usize) -> ConnectOptions {
     let mut options = settings.options(format!("mb{}-s{index}", settings.run_id));
+    if !settings.subscribe_at.is_empty() {
+        let (host, port) = &settings.subscribe_at[index % settings.subscribe_at.len()];
+        (options.server.host, options.server.port) = (host.clone(), *port);
+    }
     if settings.persistent {
         options.clean_start = false;
         if settings.version.is_v5() {
