@@ -59,6 +59,9 @@ pub(super) struct NatsFabric {
     pub(super) origin: u64,
     sequence: AtomicU64,
     outbound: mpsc::Sender<Outbound>,
+    /// Rung by the sending task as the outbound queue drains, for publishers paced while it
+    /// was over its high-water mark ([`NatsFabric::congested`]).
+    pub(super) room: Arc<tokio::sync::Notify>,
     retained: mpsc::Sender<RetainedUpdate>,
     /// How many sessions hold each filter; a change to or from none goes to `changes`, under
     /// this lock, so the subscriptions follow the counts in order.
@@ -97,6 +100,7 @@ impl NatsFabric {
             origin,
             sequence: AtomicU64::new(0),
             outbound,
+            room: Arc::new(tokio::sync::Notify::new()),
             retained,
             holders: Mutex::new(HashMap::new()),
             changes,
@@ -113,6 +117,12 @@ impl NatsFabric {
             wills: wills_rx,
         };
         (fabric, queues)
+    }
+
+    /// Whether the outbound queue is over three quarters full: NATS is not taking this node's
+    /// messages as fast as its publishers send them.
+    pub(super) fn congested(&self) -> bool {
+        self.outbound.capacity() < OUTBOUND_QUEUE / 4
     }
 
     /// How many distinct filters this node holds.

@@ -127,7 +127,7 @@ impl Cluster {
         let origin = u64::from_le_bytes(rand_bytes());
         let (fabric, queues) = NatsFabric::new(format!("{}.t", config.prefix), origin, Arc::clone(&stats));
         let fabric = Arc::new(fabric);
-        tasks.spawn(send(routes.clone(), queues.outbound, Arc::clone(&stats)));
+        tasks.spawn(send(routes.clone(), queues.outbound, Arc::clone(&fabric.room), Arc::clone(&stats)));
         tasks.spawn(retained::write(bucket, queues.retained));
         let inbound = Inbound::new(
             Arc::clone(&broker),
@@ -212,6 +212,23 @@ impl Cluster {
         self.fabric.requested.load(Ordering::SeqCst)
     }
 
+    /// Paces a publisher while NATS is not taking this node's messages as fast as they come:
+    /// returns once the outbound queue is back under half full, or after [`PACE_LIMIT`]
+    /// (NATS unreachable for that long: the queue then drops what does not fit, counted in
+    /// `midge_cluster_dropped_total{what="message"}`, rather than stop every publisher).
+    pub async fn pace_publisher(&self) {
+        if !self.fabric.congested() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + PACE_LIMIT;
+        while self.fabric.congested() {
+            let room = self.fabric.room.notified();
+            if !self.fabric.congested() || tokio::time::timeout_at(deadline, room).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Waits until NATS has the interest changes up to `generation`: a connection whose
     /// SUBSCRIBE made one waits for it before its SUBACK goes out, so that a message published
     /// on another node (or, for a shared subscription, on this one) after the SUBACK finds the
@@ -251,6 +268,9 @@ impl Cluster {
     }
 }
 
+/// The longest a publisher is paced for one read while NATS falls behind.
+pub const PACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A node's cluster state at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterSample {
@@ -272,9 +292,13 @@ pub struct ClusterSample {
 async fn send(
     client: async_nats::Client,
     mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
+    room: Arc<tokio::sync::Notify>,
     stats: Arc<ClusterStats>,
 ) {
     while let Some(message) = outbound.recv().await {
+        if outbound.len() < fabric::OUTBOUND_QUEUE / 2 {
+            room.notify_waiters(); // paced publishers go on (below half: no ringing per message)
+        }
         match client.publish(message.subject, message.payload).await {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);

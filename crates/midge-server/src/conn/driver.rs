@@ -249,12 +249,14 @@ pub(super) async fn run_connected<T: Transport>(
                 if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, got as u64) {
                     return end;
                 }
-                // On a node of a cluster, a SUBACK goes out once NATS has the subscription.
+                // On a node of a cluster, a SUBACK goes out once NATS has the subscription, and a
+                // publisher is paced while NATS is not taking this node's messages.
                 if let (Some(cluster), Some(before)) = (cluster, interest) {
                     let after = cluster.interest_generation();
                     if after != before {
                         cluster.interest_settled(after).await;
                     }
+                    cluster.pace_publisher().await;
                 }
                 more_ready = true;
             }
