@@ -71,8 +71,10 @@ pub(super) struct NatsFabric {
     changes: mpsc::UnboundedSender<(u64, InterestChange)>,
     /// The last generation sent.
     pub(super) requested: std::sync::atomic::AtomicU64,
-    /// Client ids whose sessions ended here, for their ownership keys to go.
-    ended: mpsc::UnboundedSender<String>,
+    /// Client ids whose sessions ended here, for their ownership keys to go. Bounded: under a
+    /// storm of short sessions what does not fit is left (a stale key costs the client's next
+    /// connect elsewhere one request to this node, which answers that it has nothing).
+    ended: mpsc::Sender<String>,
     /// Wills armed (the will's bucket value) and disarmed (`None`), by client id.
     wills: mpsc::Sender<(String, Option<Bytes>)>,
     pub(super) stats: Arc<ClusterStats>,
@@ -84,7 +86,7 @@ pub(super) struct FabricQueues {
     pub(super) outbound: mpsc::Receiver<Outbound>,
     pub(super) retained: mpsc::Receiver<RetainedUpdate>,
     pub(super) changes: mpsc::UnboundedReceiver<(u64, InterestChange)>,
-    pub(super) ended: mpsc::UnboundedReceiver<String>,
+    pub(super) ended: mpsc::Receiver<String>,
     pub(super) wills: mpsc::Receiver<(String, Option<Bytes>)>,
 }
 
@@ -93,7 +95,7 @@ impl NatsFabric {
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (retained, retained_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (changes, changes_rx) = mpsc::unbounded_channel();
-        let (ended, ended_rx) = mpsc::unbounded_channel();
+        let (ended, ended_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (wills, wills_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let fabric = Self {
             subject_prefix,
@@ -189,7 +191,7 @@ impl Fabric for NatsFabric {
     }
 
     fn session_ended(&self, client_id: &str) {
-        let _ = self.ended.send(client_id.to_owned());
+        let _ = self.ended.try_send(client_id.to_owned());
     }
 
     fn will_armed(&self, client_id: &str, will: Option<&Message>) {

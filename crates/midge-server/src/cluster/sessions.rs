@@ -245,7 +245,7 @@ impl Sessions {
     /// goes if it still names this node and no new session of the id began here meanwhile.
     pub(super) async fn forget_ended(
         self: Arc<Self>,
-        mut ended: tokio::sync::mpsc::UnboundedReceiver<String>,
+        mut ended: tokio::sync::mpsc::Receiver<String>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
