@@ -7,6 +7,7 @@
 
 mod interop_common;
 mod nats_common;
+mod sn_common;
 mod support;
 
 use std::process::Command;
@@ -319,6 +320,42 @@ fn a_suback_comes_once_the_cluster_has_the_subscription() {
         raw::publish(&mut publisher, &topic, b"mine");
         assert_eq!(raw::next_publish(&mut member), Some((topic, b"mine".to_vec())), "round {round}, shared, same node");
     }
+}
+
+/// An MQTT-SN client's session is the cluster's too: it claims its client id when it connects
+/// (as an MQTT client does), so the same id connecting to another node takes it over, with
+/// its subscription.
+#[test]
+fn an_mqtt_sn_client_claims_its_session_in_the_cluster() {
+    let nats = NatsCluster::start(1);
+    let urls: Vec<String> = nats.urls().iter().map(|url| format!("{url:?}")).collect();
+    let gateway = sn_common::Gateway::start(
+        "",
+        &format!(
+            "[store]\npersistence = false\n[cluster]\nnode = \"a\"\nurls = [{}]\nlease_secs = {LEASE_SECS}\n",
+            urls.join(", ")
+        ),
+    );
+    let b = node(&nats, "b");
+    let mut sn = gateway.client();
+    sn.connect_with("sn-x", false, 60, false);
+    let connack = sn.recv();
+    assert_eq!(connack, midge_sn_codec::Message::ConnAck { return_code: midge_sn_codec::ReturnCode::ACCEPTED });
+    sn.subscribe(sn_common::name("sn/t"), midge_sn_codec::QoS::AtLeastOnce);
+    let (code, body) = get(&b, "/api/v1/cluster/clients/sn-x");
+    assert_eq!((code, body.as_str()), (200, r#"{"client_id":"sn-x","node":"a"}"#));
+
+    // The same id as an MQTT client on B: the MQTT-SN client is disconnected, the session
+    // (with its subscription) is B's.
+    let mut resumed = Sub::start_with(&b, "mqttv311", "sn-x", &["-c", "-t", "sn/unused", "-C", "1"], "%t %p");
+    resumed.wait_for("received CONNACK");
+    let disconnect = sn.recv();
+    assert!(matches!(disconnect, midge_sn_codec::Message::Disconnect { .. }), "{disconnect:?}");
+    let (code, body) = get(&b, "/api/v1/cluster/clients/sn-x");
+    assert_eq!((code, body.as_str()), (200, r#"{"client_id":"sn-x","node":"b"}"#));
+    // The subscription came along (mosquitto_sub subscribed to another topic).
+    publish(&b, "mqttv311", "sn-pub", &["-t", "sn/t", "-m", "moved", "-q", "1"]);
+    assert_eq!(resumed.messages(), ["sn/t moved"]);
 }
 
 /// Just enough MQTT 3.1.1 to connect, subscribe at QoS 0, publish at QoS 0 and read a PUBLISH.

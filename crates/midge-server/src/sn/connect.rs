@@ -11,6 +11,7 @@
 
 use std::time::Instant;
 
+use midge_broker::ports::auth::Verdict;
 use midge_broker::{ClientConnection, ConnectContext, ConnectOutcome};
 use midge_codec::{MqttString, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use midge_sn_codec::{Connect, Message, QoS as SnQoS, ReturnCode, WillTopic};
@@ -98,6 +99,24 @@ pub(super) async fn accept(
     let decision = context.authenticator.authenticate(&request.credentials(&peer_text));
     let verdict = verdict_by(decision, deadline, &mut shutdown).await?;
     let clean_session = request.clean_start();
+    // On a node of a cluster, the session is this node's before the client is admitted (as for
+    // an MQTT client: `conn/connect.rs`); held until it is.
+    let _claim = match (&context.cluster, &verdict) {
+        (Some(cluster), Verdict::Allow(_)) if !request.assigned() => {
+            match tokio::time::timeout_at(deadline, cluster.claim(request.client_id(), clean_session)).await {
+                Ok(Ok(guard)) => Some(guard),
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "cluster: claiming the session took longer than the connect timeout".to_owned(),
+                    };
+                    link.send(&refuse(ReturnCode::REJECTED_CONGESTION, &why)).await;
+                    return None;
+                }
+            }
+        }
+        _ => None,
+    };
     let connect_context = ConnectContext { peer: peer_text, authorizer: context.authorizer.clone() };
     match ClientConnection::accept(broker, request, verdict, &connect_context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => {
