@@ -358,6 +358,35 @@ fn an_mqtt_sn_client_claims_its_session_in_the_cluster() {
     assert_eq!(resumed.messages(), ["sn/t moved"]);
 }
 
+/// A persistent session whose queue is larger than a NATS message (1 MB by default) moves
+/// whole: the hand-over reply goes in chunks.
+#[test]
+fn a_session_with_a_queue_larger_than_a_nats_message_moves_whole() {
+    let nats = NatsCluster::start(1);
+    let a = node(&nats, "a");
+    let b = node(&nats, "b");
+    let mut first = Sub::start_with(&a, "mqttv311", "big-queue", &["-c", "-q", "1", "-t", "big/#", "-C", "1"], "%t");
+    first.wait_subscribed();
+    publish(&a, "mqttv311", "big-first", &["-t", "big/first", "-m", "x", "-q", "1"]);
+    assert_eq!(first.messages(), ["big/first"]);
+    // 300 messages of 8,000 bytes queued for it on A: 2.4 MB.
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(format!(
+        "python3 -c 'import sys; [print(\"%03d\" % i + \"x\" * 7997) for i in range(300)]' \
+         | mosquitto_pub -h 127.0.0.1 -p {} -i big-pub -q 1 -t big/q -l",
+        a.port()
+    ));
+    let (status, output) = run_bounded(command, Duration::from_secs(30));
+    assert!(status.success(), "{output}");
+    // Back on B: every one of them, in order.
+    let resumed = Sub::start_with(&b, "mqttv311", "big-queue", &["-c", "-q", "1", "-t", "big/#", "-C", "300"], "%p");
+    let got = resumed.messages();
+    assert_eq!(got.len(), 300);
+    for (i, payload) in got.iter().enumerate() {
+        assert!(payload.starts_with(&format!("{i:03}x")) && payload.len() == 8000, "message {i}: {}", &payload[..10]);
+    }
+}
+
 /// Just enough MQTT 3.1.1 to connect, subscribe at QoS 0, publish at QoS 0 and read a PUBLISH.
 mod raw {
     use std::io::{Read, Write};

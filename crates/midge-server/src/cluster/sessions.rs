@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation, Store};
 use base64::Engine as _;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use midge_broker::Broker;
 use tokio::sync::{watch, Mutex as AsyncMutex, OwnedMutexGuard};
@@ -26,7 +26,7 @@ use super::stats::ClusterStats;
 use super::ClusterError;
 
 /// How long a node waits for another to hand a session over.
-const HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the marker of a forgotten client id stays in the bucket.
 const MARKER_TTL: Duration = Duration::from_secs(60);
 /// Claims retried when another node changes the key in between.
@@ -209,13 +209,12 @@ impl Sessions {
         request.put_u8(if clean_start { END } else { HAND_OVER });
         request.put_slice(client_id.as_bytes());
         let subject = service_subject(&self.prefix, owner);
-        let reply = tokio::time::timeout(HANDOVER_TIMEOUT, self.client.request(subject, request.freeze())).await;
-        let payload = match reply {
-            Ok(Ok(message)) => message.payload,
-            Ok(Err(error)) => {
+        let payload = match tokio::time::timeout(HANDOVER_TIMEOUT, self.ask(subject, request.freeze())).await {
+            Ok(Ok(payload)) => payload,
+            Ok(Err(why)) => {
                 // No responders: the node is gone, and its sessions with it (their state lives
                 // only there): the client starts afresh here.
-                tracing::warn!(%client_id, %owner, %error, "cluster: the node that held this session did not hand it over; it starts afresh");
+                tracing::warn!(%client_id, %owner, %why, "cluster: the node that held this session did not hand it over; it starts afresh");
                 return;
             }
             Err(_) => {
@@ -239,6 +238,36 @@ impl Sessions {
                 tracing::error!(%client_id, %owner, %error, "cluster: a handed-over session cannot be read; it starts afresh")
             }
         }
+    }
+
+    /// Sends `request` to `subject` and gathers the reply's chunks (see [`chunks`]) into one
+    /// payload. `Err` names why there is none (no node answers there).
+    async fn ask(&self, subject: String, request: Bytes) -> Result<Bytes, String> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
+        self.client.publish_with_reply(subject, inbox, request).await.map_err(|e| e.to_string())?;
+        let mut whole = BytesMut::new();
+        let mut expected = 0u32;
+        while let Some(message) = replies.next().await {
+            if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                return Err("no node answers for it".to_owned());
+            }
+            let mut chunk = message.payload;
+            if chunk.len() < 8 {
+                return Err("a reply chunk cut short".to_owned());
+            }
+            let index = chunk.get_u32();
+            let total = chunk.get_u32();
+            if index != expected {
+                return Err(format!("reply chunk {index} where {expected} was due"));
+            }
+            whole.extend_from_slice(&chunk);
+            expected += 1;
+            if expected >= total {
+                return Ok(whole.freeze());
+            }
+        }
+        Err("the reply's subscription ended".to_owned())
     }
 
     /// Forgets the ownership of client ids whose sessions ended here, until `stop`: the key
@@ -325,15 +354,62 @@ impl Sessions {
                 }
             }
         };
-        if let Err(error) = self.client.publish(reply, payload).await {
-            tracing::error!(%client_id, %error, "cluster: the hand-over reply could not be sent");
+        // A session's queue can be larger than NATS's max_payload: sent in chunks.
+        let max = self.client.server_info().max_payload.saturating_sub(CHUNK_HEADROOM).max(1024);
+        for chunk in chunks(&payload, max) {
+            if let Err(error) = self.client.publish(reply.clone(), chunk).await {
+                tracing::error!(%client_id, %error, "cluster: the hand-over reply could not be sent");
+                if let Ok(snapshot) = handover::decode(payload) {
+                    // Kept here rather than lost: its client finds it if it comes back here.
+                    self.broker.take_over(snapshot, Instant::now());
+                }
+                return;
+            }
         }
         let _ = self.client.flush().await;
     }
 }
 
+/// Room left in a NATS message for the subject, headers and the chunk's own header.
+const CHUNK_HEADROOM: usize = 512;
+
+/// `payload` as reply chunks of at most `max` bytes of it each, every one headed by its index
+/// and the total (u32 each); an empty payload is one empty chunk.
+fn chunks(payload: &Bytes, max: usize) -> Vec<Bytes> {
+    let total = payload.len().div_ceil(max).max(1);
+    (0..total)
+        .map(|index| {
+            let part = payload.slice((index * max).min(payload.len())..((index + 1) * max).min(payload.len()));
+            let mut chunk = BytesMut::with_capacity(8 + part.len());
+            chunk.put_u32(index as u32);
+            chunk.put_u32(total as u32);
+            chunk.put_slice(&part);
+            chunk.freeze()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use bytes::{Buf, Bytes};
+
+    #[test]
+    fn a_reply_is_cut_into_chunks_that_join_back() {
+        for (len, max, count) in [(0usize, 10usize, 1usize), (10, 10, 1), (11, 10, 2), (95, 10, 10)] {
+            let payload = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+            let chunks = super::chunks(&payload, max);
+            assert_eq!(chunks.len(), count, "{len} bytes in chunks of {max}");
+            let mut joined = Vec::new();
+            for (i, mut chunk) in chunks.into_iter().enumerate() {
+                assert!(chunk.len() <= max + 8);
+                assert_eq!(chunk.get_u32() as usize, i);
+                assert_eq!(chunk.get_u32() as usize, count);
+                joined.extend_from_slice(&chunk);
+            }
+            assert_eq!(joined, payload);
+        }
+    }
+
     #[test]
     fn keys_are_valid_bucket_keys() {
         for id in ["", "a", "client/1", "ünï cödé", "$x.y*>"] {
