@@ -96,7 +96,7 @@ pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpda
 
 /// The waits between the tries of one write: doubling from [`WRITE_RETRY_FIRST_WAIT`] to
 /// [`WRITE_RETRY_MAX_WAIT`], [`WRITE_RETRY_FOR`] in all (the tries' own time aside).
-fn retry_waits() -> impl Iterator<Item = Duration> {
+pub(super) fn retry_waits() -> impl Iterator<Item = Duration> {
     let mut total = Duration::ZERO;
     std::iter::successors(Some(WRITE_RETRY_FIRST_WAIT), |wait| Some((*wait * 2).min(WRITE_RETRY_MAX_WAIT))).map_while(
         move |wait| {

@@ -72,16 +72,26 @@ pub(super) async fn open(
     js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
 }
 
-/// Writes this node's armed and disarmed wills to the bucket, in order.
+/// Writes this node's armed and disarmed wills to the bucket, in order; a write the bucket
+/// refuses (no leader for a moment: a NATS server restarting) is tried again as the retained
+/// bucket's are (`retained::retry_waits`), the later ones waiting behind it.
 pub(super) async fn write(store: Store, node: String, mut updates: mpsc::Receiver<(String, Option<Bytes>)>) {
     while let Some((client_id, value)) = updates.recv().await {
         let key = key(&node, &client_id);
-        let result = match value {
-            Some(value) => store.put(&key, value).await.map(drop).map_err(|e| e.to_string()),
-            None => store.purge_with_ttl(&key, MARKER_TTL).await.map_err(|e| e.to_string()),
-        };
-        if let Err(error) = result {
-            tracing::warn!(%client_id, %error, "cluster: a will could not be kept in the bucket; if this node dies it is not published");
+        let mut waits = super::retained::retry_waits();
+        loop {
+            let result = match &value {
+                Some(value) => store.put(&key, value.clone()).await.map(drop).map_err(|e| e.to_string()),
+                None => store.purge_with_ttl(&key, MARKER_TTL).await.map_err(|e| e.to_string()),
+            };
+            let Err(error) = result else { break };
+            match waits.next() {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => {
+                    tracing::warn!(%client_id, %error, "cluster: a will could not be kept in the bucket; if this node dies it is not published");
+                    break;
+                }
+            }
         }
     }
 }
