@@ -256,22 +256,56 @@ fn a_killed_node_s_wills_are_published_once_by_one_survivor() {
         "%p",
     );
     two.wait_subscribed();
-    // Both wills are in the bucket (A writes them there after admitting their clients).
-    wait_until("both wills in the bucket", Duration::from_secs(10), || bucket_messages(&nats, "midge-wills") >= 2);
+    // A third whose will waits 60 s (v5 Will Delay Interval, a session that outlives its
+    // connection): its client goes (killed), A parks the will; when A dies before the delay
+    // is out, the session ends with it and the will is due at once (MQTT 5.0 section
+    // 3.1.3.2.2: the delay or the session's end, whichever is first).
+    let mut three = Sub::start_with(
+        &a,
+        "mqttv5",
+        "dies-with-a-3",
+        &[
+            "-t",
+            "nothing",
+            "-c",
+            "-x",
+            "300",
+            "-D",
+            "will",
+            "will-delay-interval",
+            "60",
+            "--will-topic",
+            "wills/three",
+            "--will-payload",
+            "three gone",
+            "--will-qos",
+            "1",
+        ],
+        "%p",
+    );
+    three.wait_subscribed();
+    // The three wills are in the bucket (A writes them there after admitting their clients).
+    wait_until("the wills in the bucket", Duration::from_secs(10), || bucket_messages(&nats, "midge-wills") >= 3);
+    let mark = a.log_len();
+    drop(three);
+    a.wait_for_log_from(mark, "Client dies-with-a-3 closed its connection", Duration::from_secs(10));
 
     kill_9(&a);
     let killed = Instant::now();
     for watcher in [&mut on_b, &mut on_c] {
         watcher.wait_for("wills/one one gone");
         watcher.wait_for("wills/two two gone");
+        watcher.wait_for("wills/three three gone");
     }
-    // One survivor published them: B's and C's counts sum to 2, and stay so for three leases
+    assert!(killed.elapsed() < Duration::from_secs(30), "the parked will came at its delay, not at its node's death");
+    // One survivor published them: B's and C's counts sum to 3, and stay so for three leases
     // more (the other survivor's checks run meanwhile), with no second copy at either watcher.
-    assert_eq!(metric(&b, "midge_cluster_orphan_wills_total") + metric(&c, "midge_cluster_orphan_wills_total"), 2);
+    let orphans = || metric(&b, "midge_cluster_orphan_wills_total") + metric(&c, "midge_cluster_orphan_wills_total");
+    assert_eq!(orphans(), 3);
     let quiet = Duration::from_secs(3 * LEASE_SECS).saturating_sub(killed.elapsed());
     on_b.assert_no_line("wills/", quiet);
     on_c.assert_no_line("wills/", Duration::from_millis(10));
-    assert_eq!(metric(&b, "midge_cluster_orphan_wills_total") + metric(&c, "midge_cluster_orphan_wills_total"), 2);
+    assert_eq!(orphans(), 3);
 }
 
 #[test]

@@ -67,6 +67,7 @@ impl Broker {
         }
         if let Some((_, will)) = will {
             self.publish_will(will);
+            self.disarm_will(session.client_id());
         }
         if let Some(fabric) = self.fabric() {
             fabric.session_ended(session.client_id());

@@ -107,6 +107,14 @@ impl Broker {
         }
     }
 
+    /// Tells the fabric, if there is one, that `client_id`'s will is no longer this node's to
+    /// publish (it was, or it was cancelled).
+    pub(crate) fn disarm_will(&self, client_id: &str) {
+        if let Some(fabric) = self.fabric.get() {
+            fabric.will_armed(client_id, None);
+        }
+    }
+
     /// The fabric, if this node is one of a cluster.
     pub(crate) fn fabric(&self) -> Option<&Arc<dyn Fabric>> {
         self.fabric.get()

@@ -221,6 +221,7 @@ impl Broker {
             };
             if let Some((_, will)) = will {
                 self.publish_will(will);
+                self.disarm_will(session.client_id());
                 if !expired && session.lock().persistent() {
                     self.save_session(&session);
                 }

@@ -41,11 +41,10 @@ impl ClientConnection {
     /// Ends the connection: publishes or schedules the will as `how` requires, detaches from
     /// the session, and ends the session if it does not outlive the connection.
     pub fn close(mut self, how: CloseKind, now: Instant) {
-        if self.will.is_some() {
-            if let Some(fabric) = self.broker.fabric() {
-                fabric.will_armed(self.session.client_id(), None);
-            }
-        }
+        // On a node of a cluster the will stays armed there while it is parked for its delay
+        // (if this node dies, the session ends with it and the will is due: MQTT 5.0 section
+        // 3.1.3.2.2); otherwise it is disarmed below, published or not.
+        let armed = self.will.is_some() && self.broker.fabric().is_some();
         let will = match how {
             CloseKind::Abnormal | CloseKind::NormalWithWill | CloseKind::TakenOver => self.will.take(),
             CloseKind::Normal | CloseKind::ServerShutdown => None,
@@ -71,6 +70,9 @@ impl ClientConnection {
             // session is scheduled or stored here.
             if let Some(will) = will.filter(|will| will.properties.will_delay_interval.unwrap_or(0) == 0) {
                 self.broker.publish_will(self.broker.will_message(&will, Some(self.session.id()), now));
+            }
+            if armed {
+                self.broker.disarm_will(self.session.client_id());
             }
             self.broker.client_event(ClientEvent::Disconnected, self.session.client_id(), now);
             return;
@@ -106,6 +108,12 @@ impl ClientConnection {
             } else if self.session.lock().persistent() {
                 self.broker.save_session(&self.session); // the parked will is durable too
             }
+            if armed && publish_now {
+                self.broker.disarm_will(self.session.client_id());
+            }
+        } else if armed {
+            // Not due (a normal DISCONNECT, a shutdown) or refused by the ACL.
+            self.broker.disarm_will(self.session.client_id());
         }
         if detached && expiry == 0 && how != CloseKind::ServerShutdown {
             // Only if still detached: a client that resumed it meanwhile keeps it.
