@@ -105,9 +105,29 @@ impl Lease {
     /// if no other node has. Call before clients are admitted.
     pub(super) async fn begin(&self) -> Result<(), ClusterError> {
         let problem = |error: String| ClusterError::Bucket { bucket: self.nodes.name.clone(), problem: error };
-        let previous = self.nodes.entry(&self.node).await.map_err(|e| problem(e.to_string()))?;
+        // A bucket just created may not answer at once through every NATS server (its stream's
+        // subjects are still reaching them: "no responders"): tried again for a while, as a
+        // claim is.
+        let mut waits = super::retained::retry_waits();
+        let previous = loop {
+            match self.nodes.entry(&self.node).await {
+                Ok(previous) => break previous,
+                Err(error) => match waits.next() {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(problem(error.to_string())),
+                },
+            }
+        };
         let previous = previous.filter(|e| e.operation == Operation::Put).and_then(|e| NodeRecord::decode(e.value));
-        self.renew().await.map_err(problem)?;
+        loop {
+            match self.renew().await {
+                Ok(()) => break,
+                Err(error) => match waits.next() {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(problem(error)),
+                },
+            }
+        }
         if let Some(previous) = previous.filter(|p| p.epoch != self.epoch) {
             self.bury(&self.node, previous.epoch).await;
         }
