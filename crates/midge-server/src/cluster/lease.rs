@@ -24,7 +24,7 @@ use super::stats::ClusterStats;
 use super::ClusterError;
 
 /// How long a death key stays: long past any retry.
-const DEATH_KEY_TTL: Duration = Duration::from_secs(3600);
+pub(super) const DEATH_KEY_TTL: Duration = Duration::from_secs(3600);
 
 /// What the others know of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,26 +80,6 @@ impl Peers {
     }
 }
 
-/// Opens (creating if need be) the bucket `{prefix}-nodes`.
-pub(super) async fn open(
-    js: &async_nats::jetstream::Context,
-    prefix: &str,
-    replicas: usize,
-) -> Result<Store, ClusterError> {
-    let bucket = format!("{prefix}-nodes");
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let config = kv::Config {
-        bucket: bucket.clone(),
-        history: 1,
-        num_replicas: replicas,
-        limit_markers: Some(DEATH_KEY_TTL),
-        ..Default::default()
-    };
-    js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
-}
-
 impl Lease {
     /// Takes the lease for this start, and publishes the wills this node's previous start left
     /// if no other node has. Call before clients are admitted.
@@ -108,7 +88,7 @@ impl Lease {
         // A bucket just created may not answer at once through every NATS server (its stream's
         // subjects are still reaching them: "no responders"): tried again for a while, as a
         // claim is.
-        let mut waits = super::retained::retry_waits();
+        let mut waits = super::bucket::retry_waits();
         let previous = loop {
             match self.nodes.entry(&self.node).await {
                 Ok(previous) => break previous,

@@ -2,6 +2,7 @@
 //!
 //! - `subject`: MQTT topics and filters as NATS subjects (sans-I/O).
 //! - `wire`: a message's bytes between nodes (sans-I/O).
+//! - `bucket`: the key-value buckets, opened one way, and the retry of a refused write.
 //! - `connect`: the NATS connections, from `[cluster]`.
 //! - `fabric`: the core's fabric port: messages out, retained values out, interest.
 //! - `inbound`: this node's filters as NATS subscriptions; what arrives, in order, to the core.
@@ -12,6 +13,7 @@
 //! - `retained`: retained messages in a key-value bucket every node follows.
 //! - `stats`: the node's cluster counters.
 
+mod bucket;
 mod connect;
 mod fabric;
 mod handover;
@@ -115,11 +117,12 @@ impl Cluster {
             return Err(ClusterError::TooOld { version: routes.server_info().version });
         }
         let js = async_nats::jetstream::new(routes.clone());
-        let bucket = retained::open(&js, &config.prefix, config.replicas).await?;
+        let retained_bucket = bucket::open(&js, &config.prefix, "retained", config.replicas, None).await?;
         let stats = Arc::new(ClusterStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
-        let follower = retained::follow(&bucket, Arc::clone(&broker), Arc::clone(&stats), stop_rx.clone()).await?;
+        let follower =
+            retained::follow(&retained_bucket, Arc::clone(&broker), Arc::clone(&stats), stop_rx.clone()).await?;
         tasks.spawn(async move {
             let _ = follower.await;
         });
@@ -128,7 +131,7 @@ impl Cluster {
         let (fabric, queues) = NatsFabric::new(format!("{}.t", config.prefix), origin, Arc::clone(&stats));
         let fabric = Arc::new(fabric);
         tasks.spawn(send(routes.clone(), queues.outbound, Arc::clone(&fabric.room), Arc::clone(&stats)));
-        tasks.spawn(retained::write(bucket, queues.retained));
+        tasks.spawn(retained::write(retained_bucket, queues.retained));
         let inbound = Inbound::new(
             Arc::clone(&broker),
             routes.clone(),
@@ -157,9 +160,9 @@ impl Cluster {
         tasks.spawn(Arc::clone(&sessions).forget_ended(queues.ended, stop_rx.clone()));
         // Before the wills of this node's previous start are published: they go to every node.
         broker.set_fabric(Arc::clone(&fabric) as Arc<dyn midge_broker::ports::fabric::Fabric>);
-        let wills = wills::open(&js, &config.prefix, config.replicas).await?;
+        let wills = bucket::open(&js, &config.prefix, "wills", config.replicas, Some(wills::MARKER_TTL)).await?;
         let lease = lease::Lease {
-            nodes: lease::open(&js, &config.prefix, config.replicas).await?,
+            nodes: bucket::open(&js, &config.prefix, "nodes", config.replicas, Some(lease::DEATH_KEY_TTL)).await?,
             wills: wills.clone(),
             node: node.clone(),
             epoch: origin,

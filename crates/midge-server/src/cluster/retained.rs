@@ -34,40 +34,13 @@ fn topic_of(key: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Opens (creating if need be) the bucket `{prefix}-retained`.
-pub(super) async fn open(
-    js: &async_nats::jetstream::Context,
-    prefix: &str,
-    replicas: usize,
-) -> Result<Store, ClusterError> {
-    let bucket = format!("{prefix}-retained");
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let config = kv::Config { bucket: bucket.clone(), history: 1, num_replicas: replicas, ..Default::default() };
-    js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
-}
-
-/// How long an update the bucket refuses is tried again. The loss of a NATS server leaves the
-/// bucket without a leader until its other replicas elect one (a few seconds); meanwhile a write
-/// fails ("no stream found", a timeout), and an update given up then would be missing on every
-/// other node for good.
-const WRITE_RETRY_FOR: Duration = Duration::from_secs(30);
-
-/// The first wait before a write is tried again; each later one is twice the one before, up to
-/// [`WRITE_RETRY_MAX_WAIT`].
-const WRITE_RETRY_FIRST_WAIT: Duration = Duration::from_millis(20);
-
-/// The longest wait between two tries of a write.
-const WRITE_RETRY_MAX_WAIT: Duration = Duration::from_secs(1);
-
 /// Writes the node's retained updates to the bucket, in the order they were made. An update the
-/// bucket refuses is tried again for up to [`WRITE_RETRY_FOR`] (the later ones wait, so the
+/// bucket refuses is tried again for up to [`WRITE_RETRY_FOR`](super::bucket::WRITE_RETRY_FOR) (the later ones wait, so the
 /// order holds), unless its key is refused, which no retry mends.
 pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpdate>) {
     while let Some(update) = updates.recv().await {
         let key = key(&update.topic);
-        let mut waits = retry_waits();
+        let mut waits = super::bucket::retry_waits();
         loop {
             let result = match &update.value {
                 Some(value) => store
@@ -92,18 +65,6 @@ pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpda
             }
         }
     }
-}
-
-/// The waits between the tries of one write: doubling from [`WRITE_RETRY_FIRST_WAIT`] to
-/// [`WRITE_RETRY_MAX_WAIT`], [`WRITE_RETRY_FOR`] in all (the tries' own time aside).
-pub(super) fn retry_waits() -> impl Iterator<Item = Duration> {
-    let mut total = Duration::ZERO;
-    std::iter::successors(Some(WRITE_RETRY_FIRST_WAIT), |wait| Some((*wait * 2).min(WRITE_RETRY_MAX_WAIT))).map_while(
-        move |wait| {
-            total += wait;
-            (total <= WRITE_RETRY_FOR).then_some(wait)
-        },
-    )
 }
 
 /// Loads the bucket's current values into `broker`, then follows its updates until `stop`.
@@ -177,7 +138,7 @@ pub(super) async fn follow(
 
 /// A watch of every key from the revision after `last`, tried until it opens or `stop`.
 async fn rewatch(store: &Store, last: u64, stop: &mut watch::Receiver<bool>) -> Option<kv::Watch> {
-    let mut wait = WRITE_RETRY_FIRST_WAIT;
+    let mut wait = super::bucket::WRITE_RETRY_FIRST_WAIT;
     loop {
         match store.watch_all_from_revision(last + 1).await {
             Ok(watch) => return Some(watch),
@@ -187,7 +148,7 @@ async fn rewatch(store: &Store, last: u64, stop: &mut watch::Receiver<bool>) -> 
             _ = stop.changed() => return None,
             () = tokio::time::sleep(wait) => {}
         }
-        wait = (wait * 2).min(WRITE_RETRY_MAX_WAIT);
+        wait = (wait * 2).min(super::bucket::WRITE_RETRY_MAX_WAIT);
     }
 }
 
@@ -224,17 +185,6 @@ fn apply(broker: &Broker, stats: &ClusterStats, entry: kv::Entry) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    #[test]
-    fn a_refused_write_is_tried_again_with_growing_waits_for_a_bounded_time() {
-        let waits: Vec<Duration> = super::retry_waits().collect();
-        assert_eq!(waits[..3], [Duration::from_millis(20), Duration::from_millis(40), Duration::from_millis(80)]);
-        assert!(waits.iter().all(|wait| *wait <= super::WRITE_RETRY_MAX_WAIT));
-        let total: Duration = waits.iter().sum();
-        assert!(total <= super::WRITE_RETRY_FOR && total > super::WRITE_RETRY_FOR - super::WRITE_RETRY_MAX_WAIT);
-    }
-
     #[test]
     fn every_topic_is_a_key_that_reads_back() {
         for topic in ["a/b", "/", "$SYS/x", "a b/c.d/*/>", "ünï/çødé"] {

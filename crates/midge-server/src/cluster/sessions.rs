@@ -101,21 +101,8 @@ impl Sessions {
         stats: Arc<ClusterStats>,
         fenced: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Self, ClusterError> {
-        let bucket = format!("{prefix}-sessions");
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    num_replicas: replicas,
-                    // Purge markers of forgotten client ids go after a while (NATS 2.11).
-                    limit_markers: Some(MARKER_TTL),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })?,
-        };
+        // Purge markers of forgotten client ids go after a while.
+        let store = super::bucket::open(js, prefix, "sessions", replicas, Some(MARKER_TTL)).await?;
         Ok(Self {
             broker,
             client,

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{self, Store};
+use async_nats::jetstream::kv::Store;
 use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -18,10 +18,9 @@ use tokio::sync::mpsc;
 
 use super::stats::ClusterStats;
 use super::wire::WireMessage;
-use super::ClusterError;
 
 /// How long the marker of a disarmed will stays in the bucket.
-const MARKER_TTL: Duration = Duration::from_secs(60);
+pub(super) const MARKER_TTL: Duration = Duration::from_secs(60);
 
 /// The bucket value of a will: its topic, then the message (expiry in milliseconds from
 /// publication).
@@ -50,35 +49,13 @@ fn key(node: &str, client_id: &str) -> String {
     format!("{node}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_id))
 }
 
-/// Opens (creating if need be) the bucket `{prefix}-wills`.
-pub(super) async fn open(
-    js: &async_nats::jetstream::Context,
-    prefix: &str,
-    replicas: usize,
-) -> Result<Store, ClusterError> {
-    let bucket = format!("{prefix}-wills");
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    let config = kv::Config {
-        bucket: bucket.clone(),
-        history: 1,
-        num_replicas: replicas,
-        // The purge markers of disarmed wills go after a while (NATS 2.11): one per client id
-        // would stay for ever otherwise.
-        limit_markers: Some(MARKER_TTL),
-        ..Default::default()
-    };
-    js.create_key_value(config).await.map_err(|error| ClusterError::Bucket { bucket, problem: error.to_string() })
-}
-
 /// Writes this node's armed and disarmed wills to the bucket, in order; a write the bucket
 /// refuses (no leader for a moment: a NATS server restarting) is tried again as the retained
-/// bucket's are (`retained::retry_waits`), the later ones waiting behind it.
+/// bucket's are (`bucket::retry_waits`), the later ones waiting behind it.
 pub(super) async fn write(store: Store, node: String, mut updates: mpsc::Receiver<(String, Option<Bytes>)>) {
     while let Some((client_id, value)) = updates.recv().await {
         let key = key(&node, &client_id);
-        let mut waits = super::retained::retry_waits();
+        let mut waits = super::bucket::retry_waits();
         loop {
             let result = match &value {
                 Some(value) => store.put(&key, value.clone()).await.map(drop).map_err(|e| e.to_string()),
