@@ -178,12 +178,16 @@ pub(super) async fn stats(State(api): State<Arc<Api>>, headers: HeaderMap) -> Re
     })))
 }
 
+/// This node's cluster; a 404 on a node that is not one.
+fn node_cluster(api: &Api) -> Result<&Arc<crate::cluster::Cluster>, ApiError> {
+    api.context.cluster.as_ref().ok_or_else(|| ApiError::not_found("this broker is not a node of a cluster"))
+}
+
 /// `GET /api/v1/cluster`: this node's cluster: its name, its NATS link, the nodes alive and
 /// its counters (docs/cluster.md). 404 on a node that is not one of a cluster.
 pub(super) async fn cluster(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     operator(&api, &headers)?;
-    let cluster =
-        api.context.cluster.as_ref().ok_or_else(|| ApiError::not_found("this broker is not a node of a cluster"))?;
+    let cluster = node_cluster(&api)?;
     let sample = cluster.sample();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut nodes = vec![json!({ "node": sample.node, "self": true })];
@@ -218,8 +222,7 @@ pub(super) async fn cluster_client(
 ) -> Result<Json<Value>, ApiError> {
     operator(&api, &headers)?;
     let client_id = path(client_id)?;
-    let cluster =
-        api.context.cluster.as_ref().ok_or_else(|| ApiError::not_found("this broker is not a node of a cluster"))?;
+    let cluster = node_cluster(&api)?;
     match cluster.owner(&client_id).await {
         Ok(Some(node)) => Ok(Json(json!({ "client_id": client_id, "node": node }))),
         Ok(None) => Err(ApiError::not_found(format!("no node holds a session for {client_id:?}"))),
