@@ -51,7 +51,8 @@ mod session;
 mod stats;
 
 pub use broker::{
-    Accounting, Broker, ConnectRequest, Refusal, Restored, SessionView, SubscriptionView, QUEUE_LENGTH_BUCKETS,
+    Accounting, Broker, ConnectRequest, FabricDelivery, Refusal, Restored, SessionView, SubscriptionView,
+    QUEUE_LENGTH_BUCKETS,
 };
 pub use connection::{
     ClientConnection, CloseKind, ConnectContext, ConnectOutcome, Flow, ReadBack, ReadBackBatch, Violation,

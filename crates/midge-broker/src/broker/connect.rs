@@ -34,9 +34,19 @@ pub struct ConnectRequest {
     pub(crate) requested_expiry: u32,
     /// The one granted.
     pub(crate) granted_expiry: u32,
+    /// Whether a persistent session of this client may be fed through the fabric's durable
+    /// path (its connection runs the feed: see [`ConnectRequest::feed_from_fabric`]).
+    pub(crate) fabric_feed: bool,
 }
 
 impl ConnectRequest {
+    /// Lets the session, if persistent, get its QoS 1/2 messages through the fabric's durable
+    /// path on a node of a cluster: the caller feeds it while its connection lasts (an MQTT
+    /// client's connection does; a gateway's or a bridge's sessions keep the router's path).
+    pub fn feed_from_fabric(&mut self) {
+        self.fabric_feed = true;
+    }
+
     /// The protocol version.
     pub fn version(&self) -> ProtocolVersion {
         self.connect.protocol
@@ -190,6 +200,7 @@ impl Broker {
             server_keep_alive,
             requested_expiry,
             granted_expiry,
+            fabric_feed: false,
         })
     }
 
@@ -255,6 +266,10 @@ impl Broker {
             let state = session.lock();
             (state.expires_at, state.delayed_will.as_ref().map(|will| will.0), state.persistent())
         };
+        // Once fed through the fabric, a session stays so while its clients can be fed: what
+        // the fabric keeps for it comes only that way.
+        let fed = request.fabric_feed && (self.fabric_feeds(granted_expiry) || session.is_fabric_fed());
+        session.set_fabric_fed(fed);
         if let Some(previous) = session.attach(conn_id, Arc::clone(&kick), window, version, granted_expiry) {
             // MQTT-3.1.4-2: the connection that held the session is closed (v5: 0x8E).
             previous.kick(ReasonCode::SESSION_TAKEN_OVER);

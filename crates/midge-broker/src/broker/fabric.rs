@@ -7,9 +7,11 @@ use std::sync::Arc;
 use midge_codec::TopicFilter;
 
 use super::state::Broker;
+use crate::handover::SessionSnapshot;
 use crate::message::Message;
 use crate::ports::fabric::{Fabric, FabricScope};
 use crate::route::read_batch::ReadBatch;
+use crate::session::Session;
 
 /// Which subscriptions a message is routed to on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +98,139 @@ impl Broker {
         shared_properties: bytes::Bytes,
         expires_at: Option<std::time::Instant>,
     ) -> Arc<Message> {
+        self.fabric_message_from(topic, payload, qos, retain, shared_properties, expires_at, None)
+    }
+
+    /// A message from the fabric, with a fresh id on this one, published by the session
+    /// `publisher` of this node (a message that came back: No Local holds for it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fabric_message_from(
+        &self,
+        topic: midge_codec::TopicName,
+        payload: bytes::Bytes,
+        qos: midge_codec::QoS,
+        retain: bool,
+        shared_properties: bytes::Bytes,
+        expires_at: Option<std::time::Instant>,
+        publisher: Option<u64>,
+    ) -> Arc<Message> {
         let id = self.next_id_for_message();
-        Arc::new(Message::restored(id, topic, payload, qos, retain, shared_properties, expires_at, None))
+        Arc::new(Message::restored(id, topic, payload, qos, retain, shared_properties, expires_at, publisher))
+    }
+
+    /// Whether a session that is persistent (`expiry_interval` > 0) gets its QoS 1/2 messages
+    /// through the fabric on this node.
+    pub(crate) fn fabric_feeds(&self, expiry_interval: u32) -> bool {
+        expiry_interval > 0 && self.fabric.get().is_some_and(|fabric| fabric.feeds_persistent_sessions())
+    }
+
+    /// Delivers a message the fabric kept for `client_id`'s session (see
+    /// [`Fabric::feeds_persistent_sessions`]) through its subscriptions that match, as the
+    /// router would have (QoS downgrade, Retain As Published, No Local, subscription
+    /// identifiers, overlapping subscriptions once), shared ones excepted (the fabric shares
+    /// those out). Queued beyond the session's bound while its client is connected, as a
+    /// paced publisher's would be: the caller then waits for [`Session::wait_for_room`].
+    ///
+    /// `seq` is the message's place in the fabric's stream: it fixes the packet id (see
+    /// `Session::enqueue_at`).
+    pub fn deliver_from_fabric_to(&self, client_id: &str, message: Arc<Message>, seq: u64) -> FabricDelivery {
+        let Some(session) = self.sessions.lock().get(client_id).cloned() else { return FabricDelivery::NoSession };
+        let mut item: Option<crate::delivery::Queued> = None;
+        {
+            let state = session.lock();
+            if state.ended {
+                return FabricDelivery::NoSession;
+            }
+            for (filter, subscription) in state.subscriptions.iter() {
+                if filter.starts_with("$share/") || !crate::filters::matches(filter, &message.topic) {
+                    continue;
+                }
+                let options = subscription.options;
+                if options.no_local && message.publisher == Some(session.id()) {
+                    continue; // MQTT-3.8.3-3
+                }
+                let qos = message.qos.min(options.qos);
+                // MQTT-3.3.1-12/13: RETAIN is kept only with Retain As Published.
+                let retain = message.retain && options.retain_as_published;
+                match item.as_mut() {
+                    // Overlapping subscriptions: one delivery, the highest QoS, every id (MQTT-3.3.4-2, -3).
+                    Some(item) => {
+                        item.qos = item.qos.max(qos);
+                        item.retain |= retain;
+                        item.subscription_ids.extend(subscription.id);
+                    }
+                    None => {
+                        item = Some(crate::delivery::Queued {
+                            message: Arc::clone(&message),
+                            qos,
+                            retain,
+                            subscription_ids: subscription.id.into_iter().collect(),
+                            shared: None,
+                            handed_on: 0,
+                        });
+                    }
+                }
+            }
+        }
+        let Some(item) = item else { return FabricDelivery::NoMatch };
+        // Not written to this node's store: the fabric keeps it until it is delivered.
+        let (outcome, wake) = session.enqueue_at(item, seq, &self.limits);
+        if let Some(kick) = wake {
+            kick.ring();
+        }
+        match outcome {
+            crate::session::EnqueueOutcome::Queued(_) => FabricDelivery::Queued,
+            crate::session::EnqueueOutcome::QueuedCongested(_) => FabricDelivery::Congested(session),
+            crate::session::EnqueueOutcome::DroppedQueueFull | crate::session::EnqueueOutcome::DroppedOffline => {
+                FabricDelivery::Full(session)
+            }
+        }
+    }
+
+    /// Tells the fabric that a message it brought to `client_id` was delivered.
+    pub(crate) fn fabric_delivered(&self, client_id: &str, message_id: u64) {
+        if let Some(fabric) = self.fabric.get() {
+            fabric.delivered(client_id, message_id);
+        }
+    }
+
+    /// Tells the fabric that a session it feeds changed its subscriptions.
+    pub(crate) fn fabric_subscriptions_changed(&self, session: &Session) {
+        if session.is_fabric_fed() {
+            if let Some(fabric) = self.fabric.get() {
+                fabric.subscriptions_changed(session.client_id());
+            }
+        }
+    }
+
+    /// The session of `client_id` without its messages: what the cluster keeps of a session
+    /// it feeds, to bring it back on another node if this one dies.
+    pub fn session_outline(&self, client_id: &str) -> Option<SessionSnapshot> {
+        let session = self.sessions.lock().get(client_id).cloned()?;
+        let state = session.lock();
+        if state.ended {
+            return None;
+        }
+        Some(SessionSnapshot {
+            client_id: client_id.to_owned(),
+            protocol_level: state.protocol.level(),
+            expiry_interval: state.expiry_interval,
+            next_seq: 0,
+            subscriptions: state
+                .subscriptions
+                .iter()
+                .map(|(filter, subscription)| {
+                    let record = crate::ports::durability::StoredSubscription {
+                        options: crate::session::options_byte(subscription.options),
+                        identifier: subscription.id,
+                    };
+                    (filter.to_owned(), record)
+                })
+                .collect(),
+            deliveries: Vec::new(),
+            inbound_qos2: Vec::new(),
+            topic_ids: Vec::new(),
+        })
     }
 
     /// Tells the fabric, if there is one, that a session subscribed to `filter` or left it.
@@ -127,4 +260,21 @@ impl Broker {
     pub fn publish_orphan_will(&self, message: Arc<Message>) {
         self.publish_will(message);
     }
+}
+
+/// What became of a message the fabric brought to one session
+/// ([`Broker::deliver_from_fabric_to`]).
+#[derive(Debug)]
+pub enum FabricDelivery {
+    /// Queued; the fabric hears when it is delivered ([`Fabric::delivered`]).
+    Queued,
+    /// Queued beyond the session's bound: wait for [`Session::wait_for_room`] before the next.
+    Congested(Arc<Session>),
+    /// Not queued: the session's queue is at its hard bound (or its client is away and it
+    /// keeps no QoS 0). Offer it again after [`Session::wait_for_room`].
+    Full(Arc<Session>),
+    /// None of the session's subscriptions matches it (any more): nothing to deliver.
+    NoMatch,
+    /// There is no such session on this node (ended, or moved to another).
+    NoSession,
 }

@@ -84,6 +84,7 @@ impl Broker {
         }
         let session =
             Arc::new(Session::new(self.next_id(), Arc::clone(&client_id), protocol, snapshot.expiry_interval));
+        session.set_fabric_fed(self.fabric_feeds(snapshot.expiry_interval));
         let mut added = Vec::new();
         {
             let mut router = self.router.write();

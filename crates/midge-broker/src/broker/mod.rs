@@ -36,6 +36,7 @@ pub use accounting::{Accounting, QUEUE_LENGTH_BUCKETS};
 pub(crate) use connect::Admitted;
 pub use connect::{ConnectRequest, Refusal};
 pub(crate) use events::ClientEvent;
+pub use fabric::FabricDelivery;
 pub use inspect::{SessionView, SubscriptionView};
 pub use restore::Restored;
 pub use state::Broker;

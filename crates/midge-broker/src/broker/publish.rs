@@ -211,6 +211,9 @@ impl Broker {
                             if value.options.no_local && message.publisher == Some(session.id()) {
                                 return; // MQTT-3.8.3-3
                             }
+                            if message.qos != QoS::AtMostOnce && session.is_fabric_fed() {
+                                return; // the fabric's durable path brings it
+                            }
                             targets.push((Arc::clone(session), value.delivery(message)));
                         }
                         Target::Remote(remote) => remotes.push((Arc::clone(remote), value.delivery(message))),

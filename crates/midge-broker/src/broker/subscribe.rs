@@ -45,6 +45,7 @@ impl Broker {
             }
             reasons.push(reason);
         }
+        self.fabric_subscriptions_changed(session);
         (reasons, self.write_session_rows(session, changes))
     }
 
@@ -72,6 +73,7 @@ impl Broker {
                 }
             })
             .collect();
+        self.fabric_subscriptions_changed(session);
         (reasons, self.write_session_rows(session, changes))
     }
 

@@ -99,6 +99,7 @@ fn drain_session(
 ) -> bool {
     let mut ready = ReadyBatch::new();
     let mut handed_on: Vec<Queued> = Vec::new();
+    let mut fabric_done: Vec<u64> = Vec::new();
     let mut more = true;
     while more && sink.has_room() {
         let deliverable = |item: &Queued| {
@@ -110,7 +111,11 @@ fn drain_session(
             }
             readable && sink.accepts(item, now)
         };
-        let dropped = session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready);
+        let dropped =
+            session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready, &mut fabric_done);
+        for message_id in fabric_done.drain(..) {
+            broker.fabric_delivered(session.client_id(), message_id);
+        }
         let dropped = dropped - handed_on.len();
         if dropped > 0 {
             broker.stats().dropped(crate::stats::DropReason::Undeliverable, dropped as u64);

@@ -25,14 +25,15 @@ impl ClientConnection {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish, now, batch, out)?,
             Packet::PubAck(ack) => {
-                self.session.complete(ack.packet_id, false, self.broker.journal());
+                let outcome = self.session.complete(ack.packet_id, false, self.broker.journal());
+                self.completed(outcome);
             }
             Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason, self.broker.journal()) {
                 AckOutcome::SendPubRel(ticket) => {
                     self.hold_for(ticket);
                     self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out);
                 }
-                AckOutcome::Completed => {}
+                outcome @ AckOutcome::Completed(_) => self.completed(outcome),
                 AckOutcome::Unknown => {
                     // MQTT 5.0 section 3.6.2.1: PUBREL with 0x92 for an unknown id.
                     let mut release = PubResponse::success(rec.packet_id);
@@ -51,7 +52,8 @@ impl ClientConnection {
                 self.write(&Packet::PubComp(complete), out);
             }
             Packet::PubComp(comp) => {
-                self.session.complete(comp.packet_id, true, self.broker.journal());
+                let outcome = self.session.complete(comp.packet_id, true, self.broker.journal());
+                self.completed(outcome);
             }
             Packet::Subscribe(subscribe) => self.handle_subscribe(&subscribe, now, out)?,
             Packet::Unsubscribe(unsubscribe) => {
@@ -85,9 +87,22 @@ impl ClientConnection {
     /// [`crate::ports::egress`]): completes QoS 1 at once and QoS 2 as PUBREC then PUBCOMP would.
     pub fn acknowledge(&mut self, packet_id: midge_codec::PacketId) {
         let journal = self.broker.journal();
-        if self.session.complete(packet_id, false, journal) == AckOutcome::Unknown {
-            if let AckOutcome::SendPubRel(_) = self.session.received(packet_id, ReasonCode::SUCCESS, journal) {
-                self.session.complete(packet_id, true, journal);
+        let mut outcome = self.session.complete(packet_id, false, journal);
+        if outcome == AckOutcome::Unknown {
+            outcome = self.session.received(packet_id, ReasonCode::SUCCESS, journal);
+            if let AckOutcome::SendPubRel(_) = outcome {
+                outcome = self.session.complete(packet_id, true, journal);
+            }
+        }
+        self.completed(outcome);
+    }
+
+    /// An outbound message's exchange ended: a session fed by the fabric's durable path tells
+    /// it, so the message is acknowledged there (and not sent again after a node dies).
+    fn completed(&self, outcome: AckOutcome) {
+        if let AckOutcome::Completed(message_id) = outcome {
+            if self.session.is_fabric_fed() {
+                self.broker.fabric_delivered(self.session.client_id(), message_id);
             }
         }
     }

@@ -146,6 +146,12 @@ impl ClientConnection {
         self.keep_alive
     }
 
+    /// Whether this connection's session gets its QoS 1/2 messages through the fabric's
+    /// durable path (a persistent session on a node of a cluster).
+    pub fn is_fabric_fed(&self) -> bool {
+        self.session.is_fabric_fed()
+    }
+
     /// The broker.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker

@@ -32,6 +32,27 @@ pub trait Fabric: Send + Sync + std::fmt::Debug {
     /// delay, or is not due). The cluster keeps the armed ones, so that if this node dies the
     /// others publish them. Must not block.
     fn will_armed(&self, client_id: &str, will: Option<&Message>);
+
+    /// Whether persistent sessions get their QoS 1/2 messages through the fabric (a durable
+    /// path that keeps them for the session wherever its client next connects) rather than
+    /// from the router: the router then leaves them out for such sessions, and the fabric
+    /// brings each with [`crate::Broker::deliver_from_fabric_to`]. Default: no.
+    fn feeds_persistent_sessions(&self) -> bool {
+        false
+    }
+
+    /// A message the fabric brought to `client_id`'s session (its id on this node) was
+    /// delivered: acknowledged by the client (PUBACK, PUBCOMP), sent at QoS 0, or dropped
+    /// (expired, undeliverable). Must not block.
+    fn delivered(&self, client_id: &str, message_id: u64) {
+        let _ = (client_id, message_id);
+    }
+
+    /// The subscriptions of `client_id`'s session, fed by the fabric, changed (a SUBSCRIBE or
+    /// UNSUBSCRIBE took effect). Must not block.
+    fn subscriptions_changed(&self, client_id: &str) {
+        let _ = client_id;
+    }
 }
 
 /// Which of this node's subscriptions a message from the fabric is for.

@@ -22,7 +22,7 @@ impl Session {
                     self.forget_delivery(journal, entry.seq, &entry.item.message);
                 }
                 state.ring_attached();
-                AckOutcome::Completed
+                AckOutcome::Completed(entry.item.message.id)
             }
             _ => AckOutcome::Unknown,
         }
@@ -44,7 +44,7 @@ impl Session {
                 self.forget_delivery(journal, entry.seq, &entry.item.message);
             }
             state.ring_attached();
-            return AckOutcome::Completed;
+            return AckOutcome::Completed(entry.item.message.id);
         }
         if entry.stage == InflightStage::AwaitingComp {
             return AckOutcome::SendPubRel(None); // a repeated PUBREC: already recorded
@@ -170,7 +170,7 @@ mod tests {
         session.enqueue(qos1("a"), &limits, None, true);
         session.enqueue(qos1("b"), &limits, None, true);
         let mut out = ReadyBatch::new();
-        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out, &mut Vec::new());
         assert_eq!(ids(&out), [1, 2]);
         session.complete(PacketId::new(2).unwrap(), false, None);
 
@@ -178,10 +178,10 @@ mod tests {
         session.lock().next_seq = u64::from(u16::MAX);
         session.enqueue(qos1("c"), &limits, None, true);
         out.clear();
-        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out, &mut Vec::new());
         assert!(out.is_empty(), "id 1 is still in flight");
         session.complete(PacketId::new(1).unwrap(), false, None);
-        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out);
+        session.take_ready(7, Instant::now(), 10, |_| true, None, &mut out, &mut Vec::new());
         assert_eq!(ids(&out), [1]);
     }
 }

@@ -36,7 +36,17 @@ impl Session {
         pace: bool,
     ) -> (EnqueueOutcome, Option<Arc<Kick>>) {
         let mut state = self.state.lock();
-        self.enqueue_locked(&mut state, item, limits, journal, pace)
+        self.enqueue_locked(&mut state, item, limits, journal, pace, None)
+    }
+
+    /// Offers a message the fabric's durable path brought, at sequence number `seq` (which
+    /// fixes its packet id): its place in the fabric's stream, so that after this node dies
+    /// the node its client reconnects to sends it again with the same packet id, and a QoS 2
+    /// message the client holds unreleased is recognised as that one (MQTT-4.3.3-10), not
+    /// taken for a new one. Not written to the store; paced as [`Session::enqueue`] with `pace`.
+    pub(crate) fn enqueue_at(&self, item: Queued, seq: u64, limits: &Limits) -> (EnqueueOutcome, Option<Arc<Kick>>) {
+        let mut state = self.state.lock();
+        self.enqueue_locked(&mut state, item, limits, None, true, Some(seq))
     }
 
     /// Offers several messages under one lock (the QoS 0 deliveries of a read batch, see
@@ -51,7 +61,7 @@ impl Session {
         let mut outcome = ManyOutcome::default();
         let mut state = self.state.lock();
         for item in items {
-            let (one, woken) = self.enqueue_locked(&mut state, item, limits, journal, pace);
+            let (one, woken) = self.enqueue_locked(&mut state, item, limits, journal, pace, None);
             match one {
                 EnqueueOutcome::DroppedQueueFull => outcome.dropped += 1,
                 EnqueueOutcome::QueuedCongested(_) => outcome.congested = true,
@@ -70,6 +80,7 @@ impl Session {
         limits: &Limits,
         journal: Option<&Journal>,
         pace: bool,
+        at: Option<u64>,
     ) -> (EnqueueOutcome, Option<Arc<Kick>>) {
         let online = state.attached.is_some();
         if !online && item.qos == QoS::AtMostOnce && !limits.queue_qos0_messages {
@@ -105,8 +116,16 @@ impl Session {
         }
         let was_empty = state.queue.is_empty();
         state.queued_bytes += bytes;
-        let seq = state.next_seq;
-        state.next_seq += 1;
+        let seq = match at {
+            Some(seq) => {
+                state.next_seq = state.next_seq.max(seq + 1);
+                seq
+            }
+            None => {
+                state.next_seq += 1;
+                state.next_seq - 1
+            }
+        };
         let mut ticket = None;
         let durable_kind = item.qos != QoS::AtMostOnce || !online;
         if let Some(journal) = journal.filter(|_| state.persistent() && durable_kind) {
@@ -131,7 +150,10 @@ impl Session {
     /// assigning packet ids to QoS 1/2 ones while the in-flight window allows. Expired
     /// messages are dropped (MQTT-3.3.2-5), and so are messages `deliverable` rejects (larger
     /// than the client's Maximum Packet Size, MQTT-3.1.2-25, or not readable by it). Returns how
-    /// many messages were dropped.
+    /// many messages were dropped. For a session fed by the fabric, the ids of the messages
+    /// whose delivery ends here (dropped, or sent at QoS 0) are added to `fabric_done`.
+    // Each argument is one thing the drain needs; a struct of them would be taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn take_ready(
         &self,
         conn_id: u64,
@@ -140,7 +162,9 @@ impl Session {
         mut deliverable: impl FnMut(&Queued) -> bool,
         journal: Option<&Journal>,
         out: &mut ReadyBatch,
+        fabric_done: &mut Vec<u64>,
     ) -> usize {
+        let fed = self.is_fabric_fed();
         let mut state = self.state.lock();
         let Some(window) = state.attached.as_ref().filter(|a| a.conn_id == conn_id).map(|a| a.window) else {
             return 0;
@@ -161,6 +185,9 @@ impl Session {
             state.queued_bytes -= item.message.payload.len();
             if item.message.is_expired(now) || !deliverable(&item) {
                 dropped += 1;
+                if fed {
+                    fabric_done.push(item.message.id);
+                }
                 if durable {
                     self.forget_delivery(journal, seq, &item.message);
                 }
@@ -168,6 +195,9 @@ impl Session {
             }
             taken += 1;
             if item.qos == QoS::AtMostOnce {
+                if fed {
+                    fabric_done.push(item.message.id);
+                }
                 if durable {
                     self.forget_delivery(journal, seq, &item.message);
                 }

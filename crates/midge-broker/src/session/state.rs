@@ -39,6 +39,10 @@ pub struct Session {
     /// `state.spill.is_some()`, readable without the lock: the attached connection checks it
     /// after every drain to know whether a batch is to be read back from the store.
     pub(super) spilled: AtomicBool,
+    /// Set on a node of a cluster for a persistent session: its QoS 1/2 messages come through
+    /// the fabric's durable path (one JetStream consumer per session, decision 0010), so the
+    /// router leaves them out ([`crate::Broker::deliver_from_fabric_to`] brings them).
+    pub(super) fabric_fed: AtomicBool,
 }
 
 /// Where an outbound QoS 1/2 message stands.
@@ -111,8 +115,9 @@ pub(crate) enum EnqueueOutcome {
 /// The outcome of an acknowledgement from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AckOutcome {
-    /// The packet id was in flight at the stage the ack belongs to; the slot is freed.
-    Completed,
+    /// The packet id was in flight at the stage the ack belongs to; the slot is freed. With
+    /// the id of the message it carried (the fabric's durable path acknowledges it).
+    Completed(u64),
     /// PUBREC accepted: send PUBREL once the ticket (if any) is durable.
     SendPubRel(Option<Ticket>),
     /// Unknown packet id (MQTT 5 answers PUBREL with 0x92 in that case).
@@ -283,7 +288,17 @@ impl Session {
             room: Notify::new(),
             over_bound: AtomicBool::new(false),
             spilled: AtomicBool::new(false),
+            fabric_fed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether this session's QoS 1/2 messages come through the fabric's durable path.
+    pub fn is_fabric_fed(&self) -> bool {
+        self.fabric_fed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_fabric_fed(&self, fed: bool) {
+        self.fabric_fed.store(fed, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The unique id of this session object.
