@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use midge_broker::ports::fabric::Fabric;
 use midge_broker::Message;
-use midge_codec::TopicFilter;
+use midge_codec::{QoS, TopicFilter};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
@@ -30,6 +30,9 @@ pub(super) struct Outbound {
     pub(super) subject: String,
     /// Its [`WireMessage`] bytes.
     pub(super) payload: Bytes,
+    /// QoS 1/2: published through JetStream (the durable path), with this id for JetStream to
+    /// drop a second copy of, and its publisher's acknowledgement waits for JetStream's.
+    pub(super) durable: Option<String>,
 }
 
 /// A retained value on its way to the bucket.
@@ -53,12 +56,22 @@ pub(super) enum InterestChange {
 /// The fabric the core holds.
 #[derive(Debug)]
 pub(super) struct NatsFabric {
-    /// Subjects are under `{prefix}.t`.
+    /// QoS 0 messages' subjects are under `{prefix}.t.0`, QoS 1/2 ones' under `{prefix}.t.1`
+    /// (the durable path's stream holds those: see [`super::durable`]).
     pub(super) subject_prefix: String,
+    durable_prefix: String,
+    /// Durable messages queued so far: the ticket a publisher's acknowledgement waits for
+    /// ([`super::Cluster::durable_generation`]).
+    pub(super) durable_queued: AtomicU64,
+    /// Messages in `outbound`: QoS 0 ones beyond [`OUTBOUND_QUEUE`] are dropped; QoS 1/2 ones
+    /// are kept (their publishers wait for each read's worth, so they are bounded there).
+    pub(super) queued: std::sync::atomic::AtomicUsize,
+    /// Whether persistent sessions are fed through the durable path.
+    feeds: bool,
     /// This node's id in the messages it sends (random at each start).
     pub(super) origin: u64,
     sequence: AtomicU64,
-    outbound: mpsc::Sender<Outbound>,
+    outbound: mpsc::UnboundedSender<Outbound>,
     /// Rung by the sending task as the outbound queue drains, for publishers paced while it
     /// was over its high-water mark ([`NatsFabric::congested`]).
     pub(super) room: Arc<tokio::sync::Notify>,
@@ -77,28 +90,50 @@ pub(super) struct NatsFabric {
     ended: mpsc::Sender<String>,
     /// Wills armed (the will's bucket value) and disarmed (`None`), by client id.
     wills: mpsc::Sender<(String, Option<Bytes>)>,
+    /// What the durable path's feeds hear of their sessions: a message delivered, or a
+    /// session's subscriptions changed.
+    feed_events: mpsc::UnboundedSender<FeedEvent>,
+    /// The generation of the last subscription change of a fed session.
+    pub(super) feed_requested: AtomicU64,
     pub(super) stats: Arc<ClusterStats>,
+}
+
+/// What the core tells the durable path's feeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum FeedEvent {
+    /// A message a feed brought (its id here) was delivered.
+    Delivered { client_id: String, message_id: u64 },
+    /// A fed session's subscriptions changed; `generation` orders the changes.
+    Subscriptions { client_id: String, generation: u64 },
 }
 
 /// The receiving ends of a [`NatsFabric`]'s queues.
 #[derive(Debug)]
 pub(super) struct FabricQueues {
-    pub(super) outbound: mpsc::Receiver<Outbound>,
+    pub(super) outbound: mpsc::UnboundedReceiver<Outbound>,
     pub(super) retained: mpsc::Receiver<RetainedUpdate>,
     pub(super) changes: mpsc::UnboundedReceiver<(u64, InterestChange)>,
     pub(super) ended: mpsc::Receiver<String>,
     pub(super) wills: mpsc::Receiver<(String, Option<Bytes>)>,
+    pub(super) feed_events: mpsc::UnboundedReceiver<FeedEvent>,
 }
 
 impl NatsFabric {
-    pub(super) fn new(subject_prefix: String, origin: u64, stats: Arc<ClusterStats>) -> (Self, FabricQueues) {
-        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    /// `prefix` is the cluster's; `feeds` whether persistent sessions are fed through the
+    /// durable path.
+    pub(super) fn new(prefix: &str, origin: u64, feeds: bool, stats: Arc<ClusterStats>) -> (Self, FabricQueues) {
+        let (outbound, outbound_rx) = mpsc::unbounded_channel();
+        let (feed_events, feed_events_rx) = mpsc::unbounded_channel();
         let (retained, retained_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let (ended, ended_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (wills, wills_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let fabric = Self {
-            subject_prefix,
+            subject_prefix: super::subject_prefix(prefix, false),
+            durable_prefix: super::subject_prefix(prefix, true),
+            durable_queued: AtomicU64::new(0),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            feeds,
             origin,
             sequence: AtomicU64::new(0),
             outbound,
@@ -109,6 +144,8 @@ impl NatsFabric {
             requested: std::sync::atomic::AtomicU64::new(0),
             ended,
             wills,
+            feed_events,
+            feed_requested: AtomicU64::new(0),
             stats,
         };
         let queues = FabricQueues {
@@ -117,6 +154,7 @@ impl NatsFabric {
             changes: changes_rx,
             ended: ended_rx,
             wills: wills_rx,
+            feed_events: feed_events_rx,
         };
         (fabric, queues)
     }
@@ -124,7 +162,7 @@ impl NatsFabric {
     /// Whether the outbound queue is over three quarters full: NATS is not taking this node's
     /// messages as fast as its publishers send them.
     pub(super) fn congested(&self) -> bool {
-        self.outbound.capacity() < OUTBOUND_QUEUE / 4
+        self.queued.load(Ordering::Relaxed) > OUTBOUND_QUEUE / 4 * 3
     }
 
     /// How many distinct filters this node holds.
@@ -139,6 +177,8 @@ impl NatsFabric {
             origin: self.origin,
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
             expiry_ms,
+            expiry_unix: false,
+            publisher: None,
             properties: message.shared_properties.clone(),
             payload: message.payload.clone(),
         }
@@ -154,10 +194,25 @@ impl Fabric for NatsFabric {
         let left_ms = message
             .expires_at
             .map(|at| u64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(u64::MAX));
-        let payload = self.wire(message, left_ms).encode();
-        let subject = topic_subject(&self.subject_prefix, &message.topic);
-        if self.outbound.try_send(Outbound { subject, payload }).is_err() {
-            self.stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+        if message.qos == QoS::AtMostOnce {
+            if self.queued.load(Ordering::Relaxed) >= OUTBOUND_QUEUE {
+                self.stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let payload = self.wire(message, left_ms).encode();
+                let subject = topic_subject(&self.subject_prefix, &message.topic);
+                self.queue(Outbound { subject, payload, durable: None });
+            }
+        } else {
+            // It may wait in JetStream for a session whose client is away: the time it expires
+            // at, not the time it has left (the nodes' clocks must agree).
+            let mut wire = self.wire(message, left_ms.map(|left| unix_now_ms().saturating_add(left)));
+            wire.expiry_unix = wire.expiry_ms.is_some();
+            wire.publisher = message.publisher;
+            let id = format!("{:x}-{:x}", wire.origin, wire.sequence);
+            let subject = topic_subject(&self.durable_prefix, &message.topic);
+            // Counted before it is queued: a publisher's ticket never runs ahead of its message.
+            self.durable_queued.fetch_add(1, Ordering::SeqCst);
+            self.queue(Outbound { subject, payload: wire.encode(), durable: Some(id) });
         }
         if message.retain {
             let value = (!message.payload.is_empty()).then(|| {
@@ -169,6 +224,19 @@ impl Fabric for NatsFabric {
                 tracing::warn!(topic = %message.topic, "cluster: retained update dropped, the bucket is not keeping up");
             }
         }
+    }
+
+    fn feeds_persistent_sessions(&self) -> bool {
+        self.feeds
+    }
+
+    fn delivered(&self, client_id: &str, message_id: u64) {
+        let _ = self.feed_events.send(FeedEvent::Delivered { client_id: client_id.to_owned(), message_id });
+    }
+
+    fn subscriptions_changed(&self, client_id: &str) {
+        let generation = self.feed_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _ = self.feed_events.send(FeedEvent::Subscriptions { client_id: client_id.to_owned(), generation });
     }
 
     fn interest(&self, filter: &TopicFilter, added: bool) {
@@ -208,6 +276,17 @@ impl Fabric for NatsFabric {
     }
 }
 
+impl NatsFabric {
+    fn queue(&self, outbound: Outbound) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.outbound.send(outbound).is_err() {
+            // The node is leaving the cluster: its sending task is gone.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Now, in milliseconds since the Unix epoch.
 pub(super) fn unix_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -224,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_filter_is_subscribed_by_its_first_holder_and_left_by_its_last() {
-        let (fabric, mut queues) = NatsFabric::new("m.t".into(), 1, Arc::default());
+        let (fabric, mut queues) = NatsFabric::new("m", 1, true, Arc::default());
         let filter = TopicFilter::new("a/+").unwrap();
         fabric.interest(&filter, true);
         fabric.interest(&filter, true);

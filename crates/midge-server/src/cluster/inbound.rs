@@ -120,7 +120,8 @@ impl Inbound {
         node: String,
         stats: Arc<ClusterStats>,
     ) -> Self {
-        let subject_prefix = format!("{prefix}.t");
+        // QoS 0 messages and QoS 1/2 ones (the durable path's) alike.
+        let subject_prefix = format!("{prefix}.t.*");
         Self {
             broker,
             routes,
@@ -281,7 +282,8 @@ impl Inbound {
     }
 
     fn deliver(&self, arrival: Arrival, now: Instant) {
-        let topic = subject_topic(&self.subject_prefix, &arrival.subject)
+        let prefix = super::subject_prefix(&self.prefix, arrival.wire.qos != midge_codec::QoS::AtMostOnce);
+        let topic = subject_topic(&prefix, &arrival.subject)
             .map_err(|error| error.to_string())
             .and_then(|topic| TopicName::new(&topic).map_err(|error| format!("{error:?}")));
         let topic = match topic {
@@ -293,7 +295,13 @@ impl Inbound {
             }
         };
         let wire = arrival.wire;
-        let expires_at = wire.expiry_ms.map(|ms| now + Duration::from_millis(ms));
+        let expires_at = wire.expiry_ms.map(|ms| {
+            if wire.expiry_unix {
+                super::instant_of(ms, true)
+            } else {
+                now + Duration::from_millis(ms)
+            }
+        });
         let message =
             self.broker.fabric_message(topic, wire.payload, wire.qos, wire.retain, wire.properties, expires_at);
         self.stats.received.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@
 //! - `bucket`: the key-value buckets, opened one way, and the retry of a refused write.
 //! - `connect`: the NATS connections, from `[cluster]`.
 //! - `fabric`: the core's fabric port: messages out, retained values out, interest.
+//! - `durable`: QoS 1/2 messages through JetStream; persistent sessions fed from it.
 //! - `inbound`: this node's filters as NATS subscriptions; what arrives, in order, to the core.
 //! - `sessions`: one session per client id cluster-wide: ownership by compare-and-set, hand-over.
 //! - `handover`: a session's bytes between nodes (sans-I/O).
@@ -15,6 +16,7 @@
 
 mod bucket;
 mod connect;
+mod durable;
 mod fabric;
 mod handover;
 mod inbound;
@@ -35,6 +37,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use self::connect::Role;
+pub use self::durable::FeedGuard;
 use self::fabric::{NatsFabric, Outbound};
 use self::inbound::Inbound;
 pub use self::sessions::{ClaimError, ClaimGuard};
@@ -95,6 +98,9 @@ pub struct Cluster {
     routes: async_nats::Client,
     shares: async_nats::Client,
     sessions: Arc<sessions::Sessions>,
+    durable: Arc<durable::Durable>,
+    /// How many durable messages JetStream has acknowledged (see [`Cluster::durably_published`]).
+    published: watch::Receiver<u64>,
     /// The other nodes whose leases this node has seen and not buried.
     peers: lease::Peers,
     fenced: Arc<std::sync::atomic::AtomicBool>,
@@ -128,9 +134,31 @@ impl Cluster {
         });
 
         let origin = u64::from_le_bytes(rand_bytes());
-        let (fabric, queues) = NatsFabric::new(format!("{}.t", config.prefix), origin, Arc::clone(&stats));
+        let (fabric, mut queues) = NatsFabric::new(&config.prefix, origin, true, Arc::clone(&stats));
         let fabric = Arc::new(fabric);
-        tasks.spawn(send(routes.clone(), queues.outbound, Arc::clone(&fabric.room), Arc::clone(&stats)));
+        let stream = durable::open_stream(&js, &config.prefix, config.replicas, config.stream_max_bytes).await?;
+        let records = bucket::open(&js, &config.prefix, "durable", config.replicas, None).await?;
+        let durable = Arc::new(durable::Durable::new(
+            Arc::clone(&broker),
+            routes.clone(),
+            stream,
+            records,
+            &config.prefix,
+            origin,
+            std::time::Duration::from_secs(config.redelivery_secs),
+            Arc::clone(&stats),
+        ));
+        let feed_events = std::mem::replace(&mut queues.feed_events, tokio::sync::mpsc::unbounded_channel().1);
+        tasks.spawn(Arc::clone(&durable).follow(feed_events));
+        let (confirmations, confirm_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (published_tx, published) = watch::channel(0);
+        // A publish JetStream has not answered within this long is sent again (with its id: it
+        // is stored once): after a NATS server's loss the stream elects a new leader in a few
+        // seconds, and a publish sent meanwhile gets no answer at all.
+        let mut publishing = js.clone();
+        publishing.set_timeout(DURABLE_ATTEMPT);
+        tasks.spawn(send(routes.clone(), publishing.clone(), queues.outbound, Arc::clone(&fabric), confirmations));
+        tasks.spawn(confirm(publishing, confirm_rx, published_tx, stop_rx.clone()));
         tasks.spawn(retained::write(retained_bucket, queues.retained));
         let inbound = Inbound::new(
             Arc::clone(&broker),
@@ -153,6 +181,7 @@ impl Cluster {
                 config.replicas,
                 Arc::clone(&stats),
                 Arc::clone(&fenced),
+                Arc::clone(&durable),
             )
             .await?,
         );
@@ -177,7 +206,7 @@ impl Cluster {
         tasks.spawn(lease.run(stop_rx));
         tasks.spawn(wills::write(wills, node.clone(), queues.wills));
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
-        Ok(Self { node, fabric, routes, shares, sessions, peers, fenced, settled, stop, tasks })
+        Ok(Self { node, fabric, routes, shares, sessions, durable, published, peers, fenced, settled, stop, tasks })
     }
 
     /// Makes this node the owner of `client_id`'s session before its client is admitted
@@ -232,6 +261,39 @@ impl Cluster {
         }
     }
 
+    /// How many QoS 1/2 messages this node has handed to JetStream so far: a publisher's
+    /// acknowledgement waits until [`Cluster::durably_published`] reaches the count read after
+    /// its message was published.
+    pub fn durable_generation(&self) -> u64 {
+        self.fabric.durable_queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until JetStream has stored the first `generation` QoS 1/2 messages published on
+    /// this node; `false` if it has not within [`DURABLE_WAIT`] (NATS unreachable, the stream
+    /// full): the publisher's acknowledgement must not go out then.
+    pub async fn durably_published(&self, generation: u64) -> bool {
+        let mut published = self.published.clone();
+        let reached = tokio::time::timeout(DURABLE_WAIT, published.wait_for(|n| *n >= generation)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// The generation of the last subscription change of a session fed by the durable path.
+    pub fn feeds_generation(&self) -> u64 {
+        self.fabric.feed_requested.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until the subscription changes up to `generation` are in the sessions'
+    /// JetStream consumers, so that a message published after the SUBACK is kept for them.
+    pub async fn feeds_settled(&self, generation: u64) {
+        self.durable.settled(generation).await;
+    }
+
+    /// Starts feeding the session of a connection just admitted here from JetStream, if it is
+    /// fed that way (persistent); the feed stops when the guard is dropped.
+    pub fn feed(&self, connection: &midge_broker::ClientConnection) -> Option<FeedGuard> {
+        connection.is_fabric_fed().then(|| self.durable.attach(connection.client_id()))
+    }
+
     /// Waits until NATS has the interest changes up to `generation`: a connection whose
     /// SUBSCRIBE made one waits for it before its SUBACK goes out, so that a message published
     /// on another node (or, for a shared subscription, on this one) after the SUBACK finds the
@@ -271,6 +333,14 @@ impl Cluster {
     }
 }
 
+/// The longest a publisher's acknowledgement waits for JetStream before its connection is
+/// closed instead (it sends the message again when it reconnects): longer than a stream's
+/// leader election after the loss of a NATS server (measured at 5 to 6 seconds on loopback).
+pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// How long one JetStream publish waits for its acknowledgement before it is sent again.
+const DURABLE_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The longest a publisher is paced for one read while NATS falls behind.
 pub const PACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -291,27 +361,116 @@ pub struct ClusterSample {
     pub counts: ClusterCounts,
 }
 
-/// Sends this node's messages to their subjects, in the order they were published.
+/// Sends this node's messages to their subjects, in the order they were published; QoS 1/2
+/// ones through JetStream, their acknowledgements awaited by [`confirm`].
 async fn send(
     client: async_nats::Client,
-    mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
-    room: Arc<tokio::sync::Notify>,
-    stats: Arc<ClusterStats>,
+    js: async_nats::jetstream::Context,
+    mut outbound: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    fabric: Arc<NatsFabric>,
+    confirmations: tokio::sync::mpsc::UnboundedSender<Durable>,
 ) {
+    let stats = Arc::clone(&fabric.stats);
     while let Some(message) = outbound.recv().await {
-        if outbound.len() < fabric::OUTBOUND_QUEUE / 2 {
-            room.notify_waiters(); // paced publishers go on (below half: no ringing per message)
+        let left = fabric.queued.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        if left < fabric::OUTBOUND_QUEUE / 2 {
+            fabric.room.notify_waiters(); // paced publishers go on (below half: no ringing per message)
         }
-        match client.publish(message.subject, message.payload).await {
-            Ok(()) => {
+        match message.durable {
+            None => match client.publish(message.subject, message.payload).await {
+                Ok(()) => {
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "cluster: a message could not be sent to the other nodes");
+                }
+            },
+            Some(id) => {
+                let ack = publish_durable(&js, &message.subject, &message.payload, &id).await;
                 stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                stats.dropped_outbound.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "cluster: a message could not be sent to the other nodes");
+                let durable = Durable { subject: message.subject, payload: message.payload, id, ack };
+                if confirmations.send(durable).is_err() {
+                    return;
+                }
             }
         }
     }
+}
+
+/// A QoS 1/2 message sent through JetStream, until JetStream acknowledges it.
+struct Durable {
+    subject: String,
+    payload: bytes::Bytes,
+    /// Its id for JetStream's duplicate window: sent again, it is stored once.
+    id: String,
+    ack: Option<async_nats::jetstream::context::PublishAckFuture>,
+}
+
+async fn publish_durable(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    payload: &bytes::Bytes,
+    id: &str,
+) -> Option<async_nats::jetstream::context::PublishAckFuture> {
+    let publish = async_nats::jetstream::context::Publish::build().payload(payload.clone()).message_id(id);
+    match js.send_publish(subject.to_owned(), publish).await {
+        Ok(ack) => Some(ack),
+        Err(error) => {
+            tracing::debug!(%error, "cluster: a message could not be sent to JetStream; it is sent again");
+            None
+        }
+    }
+}
+
+/// Awaits JetStream's acknowledgements in the order the messages were sent, and counts them
+/// in `published`; a message JetStream did not take (no leader for a moment, the stream
+/// full) is sent again, with its id, until it does or the node stops. Its publisher (and every
+/// later one) waits meanwhile, at most [`DURABLE_WAIT`].
+async fn confirm(
+    js: async_nats::jetstream::Context,
+    mut confirmations: tokio::sync::mpsc::UnboundedReceiver<Durable>,
+    published: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut count = 0u64;
+    let mut warned: Option<std::time::Instant> = None;
+    while let Some(mut message) = confirmations.recv().await {
+        let mut wait = std::time::Duration::from_millis(20);
+        loop {
+            let result = match message.ack.take() {
+                Some(ack) => ack.await.map(|_| ()).map_err(|error| error.to_string()),
+                None => Err("not sent".to_owned()),
+            };
+            let Err(error) = result else { break };
+            if warned.is_none_or(|at| at.elapsed() > std::time::Duration::from_secs(10)) {
+                warned = Some(std::time::Instant::now());
+                tracing::warn!(%error, "cluster: JetStream did not take a QoS 1/2 message; sending it again (its publisher waits)");
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(std::time::Duration::from_secs(1));
+            message.ack = publish_durable(&js, &message.subject, &message.payload, &message.id).await;
+        }
+        count += 1;
+        published.send_replace(count);
+    }
+}
+
+/// The subjects of messages under `prefix`: `{prefix}.t.0` for QoS 0, `{prefix}.t.1` for QoS
+/// 1/2 (the durable path's stream holds those).
+pub(super) fn subject_prefix(prefix: &str, durable: bool) -> String {
+    format!("{prefix}.t.{}", u8::from(durable))
+}
+
+/// The instant of an expiry carried as milliseconds: a Unix time (`unix`) or the time left
+/// from now.
+pub(super) fn instant_of(ms: u64, unix: bool) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    let left = if unix { ms.saturating_sub(fabric::unix_now_ms()) } else { ms };
+    now + std::time::Duration::from_millis(left)
 }
 
 fn rand_bytes() -> [u8; 8] {

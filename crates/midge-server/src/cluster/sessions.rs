@@ -79,6 +79,8 @@ pub(super) struct Sessions {
     fenced: Arc<std::sync::atomic::AtomicBool>,
     /// A lock per client id with a connect or a request in progress here.
     locks: std::sync::Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    /// Persistent sessions kept in JetStream.
+    pub(super) durable: Arc<super::durable::Durable>,
 }
 
 /// Held from a claim until its connection is admitted (or refused): hand-over requests for the
@@ -100,6 +102,7 @@ impl Sessions {
         replicas: usize,
         stats: Arc<ClusterStats>,
         fenced: Arc<std::sync::atomic::AtomicBool>,
+        durable: Arc<super::durable::Durable>,
     ) -> Result<Self, ClusterError> {
         // Purge markers of forgotten client ids go after a while.
         let store = super::bucket::open(js, prefix, "sessions", replicas, Some(MARKER_TTL)).await?;
@@ -112,6 +115,7 @@ impl Sessions {
             stats,
             fenced,
             locks: std::sync::Mutex::new(HashMap::new()),
+            durable,
         })
     }
 
@@ -140,8 +144,17 @@ impl Sessions {
         loop {
             match self.try_claim(&key).await {
                 Ok(previous) => {
-                    if let Some(owner) = previous {
-                        self.take_from(&owner, client_id, clean_start).await;
+                    let taken = match &previous {
+                        Some(owner) => self.take_from(owner, client_id, clean_start).await,
+                        None => false,
+                    };
+                    if clean_start && (previous.is_some() || self.durable.feeds(client_id)) {
+                        // What the cluster kept of the old session goes with it (MQTT-3.1.2-4).
+                        self.durable.end(client_id).await;
+                    } else if !clean_start && !taken && previous.is_some() && self.durable.recover(client_id).await {
+                        // Its node died (or lost it): JetStream kept it.
+                        self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%client_id, from = ?previous, "cluster: persistent session brought back from JetStream");
                     }
                     return Ok(ClaimGuard { _guard: guard });
                 }
@@ -190,8 +203,9 @@ impl Sessions {
         }
     }
 
-    /// Asks `owner` for the session (or to end it), and brings in what it hands over.
-    async fn take_from(&self, owner: &str, client_id: &str, clean_start: bool) {
+    /// Asks `owner` for the session (or to end it), and brings in what it hands over. Returns
+    /// whether a session came.
+    async fn take_from(&self, owner: &str, client_id: &str, clean_start: bool) -> bool {
         let mut request = BytesMut::with_capacity(1 + client_id.len());
         request.put_u8(if clean_start { END } else { HAND_OVER });
         request.put_slice(client_id.as_bytes());
@@ -199,18 +213,18 @@ impl Sessions {
         let payload = match tokio::time::timeout(HANDOVER_TIMEOUT, self.ask(subject, request.freeze())).await {
             Ok(Ok(payload)) => payload,
             Ok(Err(why)) => {
-                // No responders: the node is gone, and its sessions with it (their state lives
-                // only there): the client starts afresh here.
-                tracing::warn!(%client_id, %owner, %why, "cluster: the node that held this session did not hand it over; it starts afresh");
-                return;
+                // No responders: the node is gone, and its sessions with it, but for what
+                // JetStream keeps of the persistent ones (see `durable`).
+                tracing::warn!(%client_id, %owner, %why, "cluster: the node that held this session did not hand it over");
+                return false;
             }
             Err(_) => {
-                tracing::warn!(%client_id, %owner, "cluster: the node that held this session did not answer in time; it starts afresh");
-                return;
+                tracing::warn!(%client_id, %owner, "cluster: the node that held this session did not answer in time");
+                return false;
             }
         };
         if payload.is_empty() {
-            return; // no session there (or a clean start: ended there)
+            return false; // no session there (or a clean start: ended there)
         }
         match handover::decode(payload) {
             Ok(snapshot) => {
@@ -220,9 +234,11 @@ impl Sessions {
                     tracing::warn!(%client_id, %owner, skipped, "cluster: deliveries of a handed-over session could not be read");
                 }
                 tracing::info!(%client_id, from = %owner, "cluster: session taken over");
+                true
             }
             Err(error) => {
-                tracing::error!(%client_id, %owner, %error, "cluster: a handed-over session cannot be read; it starts afresh")
+                tracing::error!(%client_id, %owner, %error, "cluster: a handed-over session cannot be read; it starts afresh");
+                false
             }
         }
     }
@@ -277,11 +293,19 @@ impl Sessions {
                 continue;
             }
             let key = key(&client_id);
+            let mut still_ours = false;
             if let Ok(Some(entry)) = self.store.entry(&key).await {
                 if entry.operation == Operation::Put && entry.value == self.node.as_bytes() {
                     // Another node's claim in between changes the revision: then the key stays.
+                    still_ours = true;
                     let _ = self.store.purge_expect_revision_with_ttl(&key, entry.revision, MARKER_TTL).await;
                 }
+            }
+            if still_ours && self.durable.feeds(&client_id) {
+                // Ended here (expired, or its client left for good): what JetStream kept goes.
+                self.durable.end(&client_id).await;
+            } else {
+                self.durable.forget(&client_id, None).await;
             }
         }
     }
@@ -329,7 +353,11 @@ impl Sessions {
             let id = client_id.clone();
             // The part of an offline queue in the store is read back: off the async workers.
             match tokio::task::spawn_blocking(move || broker.hand_over(&id)).await {
-                Ok(Ok(Some(snapshot))) => handover::encode(&snapshot),
+                Ok(Ok(Some(snapshot))) => {
+                    // What it held from JetStream goes with it: the new node sends it.
+                    self.durable.forget(&client_id, Some(())).await;
+                    handover::encode(&snapshot)
+                }
                 Ok(Ok(None)) => Bytes::new(),
                 Ok(Err(error)) => {
                     tracing::error!(%client_id, %error, "cluster: a session's queue could not be read for its new node; handed over without it");

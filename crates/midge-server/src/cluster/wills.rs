@@ -129,6 +129,8 @@ mod tests {
             origin: 1,
             sequence: 2,
             expiry_ms: Some(30_000),
+            expiry_unix: false,
+            publisher: None,
             properties: Bytes::new(),
             payload: Bytes::from_static(b"gone"),
         };

@@ -4,15 +4,20 @@
 //! releases can refuse what they cannot read rather than misread it.
 //!
 //! ```text
-//! version u8 (1) | flags u8 (QoS: bits 0-1, RETAIN: bit 2, expiry: bit 3)
-//! origin u64 | sequence u64 | [expiry ms u64] | properties length u32 | properties | payload
+//! version u8 (1) | flags u8 (QoS: bits 0-1, RETAIN: bit 2, expiry: bit 3, publisher: bit 4,
+//! expiry is a Unix time: bit 5)
+//! origin u64 | sequence u64 | [expiry ms u64] | [publisher u64] | properties length u32 |
+//! properties | payload
 //! ```
+//! The publisher is the publishing session's id on its origin node, for No Local when the
+//! message comes back to that node through JetStream (the durable path, `cluster::durable`).
 //! The origin is the sending node's random id and the sequence its count of messages sent, so
 //! a node can put back in order what arrived on several subscriptions (`link::Ordered`).
 //! Properties are the v5 ones every receiver gets unchanged, in MQTT's own encoding
 //! ([`midge_broker::Message::shared_properties`]). The expiry is the milliseconds left when
 //! the message was sent (routed messages, so clocks need not agree) or a Unix time in
-//! milliseconds (retained values, which wait in the bucket).
+//! milliseconds (retained values and messages on the durable path, which wait in JetStream;
+//! the latter say so with bit 5).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use midge_codec::QoS;
@@ -20,6 +25,8 @@ use midge_codec::QoS;
 const VERSION: u8 = 1;
 const RETAIN: u8 = 0b100;
 const EXPIRY: u8 = 0b1000;
+const PUBLISHER: u8 = 0b1_0000;
+const EXPIRY_UNIX: u8 = 0b10_0000;
 /// Version, flags, origin, sequence, properties length.
 const FIXED: usize = 1 + 1 + 8 + 8 + 4;
 
@@ -36,6 +43,10 @@ pub struct WireMessage {
     pub sequence: u64,
     /// Milliseconds left, or the Unix time it expires at, in milliseconds (see the module).
     pub expiry_ms: Option<u64>,
+    /// Whether `expiry_ms` is a Unix time (set on the durable path).
+    pub expiry_unix: bool,
+    /// The publishing session's id on the origin node.
+    pub publisher: Option<u64>,
     /// Its v5 properties that pass unchanged, MQTT-encoded.
     pub properties: Bytes,
     /// Its payload.
@@ -59,7 +70,7 @@ pub enum WireError {
 impl WireMessage {
     /// The bytes of this message.
     pub fn encode(&self) -> Bytes {
-        let expiry = if self.expiry_ms.is_some() { 8 } else { 0 };
+        let expiry = if self.expiry_ms.is_some() { 8 } else { 0 } + if self.publisher.is_some() { 8 } else { 0 };
         let mut out = BytesMut::with_capacity(FIXED + expiry + self.properties.len() + self.payload.len());
         out.put_u8(VERSION);
         let mut flags = self.qos.as_u8();
@@ -68,12 +79,21 @@ impl WireMessage {
         }
         if self.expiry_ms.is_some() {
             flags |= EXPIRY;
+            if self.expiry_unix {
+                flags |= EXPIRY_UNIX;
+            }
+        }
+        if self.publisher.is_some() {
+            flags |= PUBLISHER;
         }
         out.put_u8(flags);
         out.put_u64(self.origin);
         out.put_u64(self.sequence);
         if let Some(ms) = self.expiry_ms {
             out.put_u64(ms);
+        }
+        if let Some(publisher) = self.publisher {
+            out.put_u64(publisher);
         }
         // Properties come from a packet whose length fits in a varint of 256 MB.
         out.put_u32(u32::try_from(self.properties.len()).unwrap_or(u32::MAX));
@@ -103,12 +123,30 @@ impl WireMessage {
         } else {
             None
         };
+        let publisher = if flags & PUBLISHER != 0 {
+            if bytes.remaining() < 8 + 4 {
+                return Err(WireError::Short);
+            }
+            Some(bytes.get_u64())
+        } else {
+            None
+        };
         let length = bytes.get_u32() as usize;
         if bytes.remaining() < length {
             return Err(WireError::Short);
         }
         let properties = bytes.split_to(length);
-        Ok(Self { qos, retain: flags & RETAIN != 0, origin, sequence, expiry_ms, properties, payload: bytes })
+        Ok(Self {
+            qos,
+            retain: flags & RETAIN != 0,
+            origin,
+            sequence,
+            expiry_unix: expiry_ms.is_some() && flags & EXPIRY_UNIX != 0,
+            expiry_ms,
+            publisher,
+            properties,
+            payload: bytes,
+        })
     }
 }
 
@@ -128,6 +166,8 @@ mod tests {
             origin: u64,
             sequence: u64,
             expiry_ms: Option<u64>,
+            expiry_unix: bool,
+            publisher: Option<u64>,
             properties in proptest::collection::vec(any::<u8>(), 0..64),
             payload in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
@@ -136,7 +176,9 @@ mod tests {
                 retain,
                 origin,
                 sequence,
+                expiry_unix: expiry_unix && expiry_ms.is_some(),
                 expiry_ms,
+                publisher,
                 properties: Bytes::from(properties),
                 payload: Bytes::from(payload),
             };
@@ -157,11 +199,14 @@ mod tests {
             origin: 1,
             sequence: 2,
             expiry_ms: Some(3),
+            expiry_unix: false,
+            publisher: Some(4),
             properties: Bytes::from_static(b"pp"),
             payload: Bytes::from_static(b"x"),
         };
         let bytes = message.encode();
-        // Every proper prefix that cuts into the fixed fields, the expiry or the properties.
+        // Every proper prefix that cuts into the fixed fields, the expiry, the publisher or the
+        // properties.
         for cut in 0..bytes.len() - 1 {
             assert_eq!(WireMessage::decode(bytes.slice(..cut)), Err(WireError::Short), "cut at {cut}");
         }

@@ -52,9 +52,28 @@ pub struct ClusterConfig {
     pub key_file: Option<PathBuf>,
     /// Seconds a node's lease lasts without being renewed: a node that cannot renew it within
     /// this long drops its clients (it may be cut off from the rest), and the others take its
-    /// clients' wills as due. Default 10.
+    /// clients' wills as due. Default 20: it must outlast a third of itself (the renewal
+    /// period) plus JetStream's leader election after the loss of a NATS server (its Raft
+    /// election timeout is 4 to 9 seconds), or losing a NATS server fences every node.
     #[serde(default = "default_lease")]
     pub lease_secs: u64,
+    /// Seconds before JetStream sends a persistent session's message again when the node that
+    /// took it has not acknowledged it: how long a message in flight to a node that died waits
+    /// before the node its client moved to gets it. Default 10.
+    #[serde(default = "default_redelivery")]
+    pub redelivery_secs: u64,
+    /// The most bytes the stream of QoS 1/2 messages holds for persistent sessions (their
+    /// offline queues, cluster-wide); when full, publishers wait. Default 1 GiB.
+    #[serde(default = "default_stream_max_bytes")]
+    pub stream_max_bytes: u64,
+}
+
+fn default_redelivery() -> u64 {
+    10
+}
+
+fn default_stream_max_bytes() -> u64 {
+    1 << 30
 }
 
 fn default_prefix() -> String {
@@ -66,7 +85,7 @@ fn default_replicas() -> usize {
 }
 
 fn default_lease() -> u64 {
-    10
+    20
 }
 
 impl ClusterConfig {
@@ -117,6 +136,12 @@ impl ClusterConfig {
         if self.lease_secs < 2 {
             return Err(format!("lease_secs = {}: at least 2", self.lease_secs));
         }
+        if !(1..=3600).contains(&self.redelivery_secs) {
+            return Err(format!("redelivery_secs = {}: 1 to 3600", self.redelivery_secs));
+        }
+        if self.stream_max_bytes < 1 << 20 {
+            return Err(format!("stream_max_bytes = {}: at least 1 MiB (1048576)", self.stream_max_bytes));
+        }
         Ok(())
     }
 }
@@ -135,7 +160,9 @@ mod tests {
         let config = parse("urls = [\"nats://127.0.0.1:4222\"]\nnode = \"a\"").unwrap();
         assert_eq!(config.prefix, "midge");
         assert_eq!(config.replicas, 1);
-        assert_eq!(config.lease_secs, 10);
+        assert_eq!(config.lease_secs, 20);
+        assert_eq!(config.redelivery_secs, 10);
+        assert_eq!(config.stream_max_bytes, 1 << 30);
         assert_eq!(config.node_name(), "a");
     }
 
@@ -150,6 +177,8 @@ mod tests {
             ("urls = [\"nats://h:1\"]\nuser = \"u\"", "user"),
             ("urls = [\"nats://h:1\"]\ncert_file = \"c\"", "cert_file"),
             ("urls = [\"nats://h:1\"]\nlease_secs = 1", "lease_secs"),
+            ("urls = [\"nats://h:1\"]\nredelivery_secs = 0", "redelivery_secs"),
+            ("urls = [\"nats://h:1\"]\nstream_max_bytes = 1000", "stream_max_bytes"),
         ] {
             let error = parse(text).unwrap_err();
             assert!(error.contains(key), "{text}: {error}");

@@ -181,6 +181,9 @@ pub(super) async fn accept<T: Transport>(
         }
         _ => None,
     };
+    if listener.cluster.is_some() {
+        request.feed_from_fabric(); // its feed runs beside the connection (`conn::serve_from_connect`)
+    }
     let context = ConnectContext { peer: peer_text, authorizer: listener.authorizer.clone() };
     let (mut connection, connack) = match ClientConnection::accept(broker, request, verdict, &context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => (connection, connack),

@@ -197,7 +197,11 @@ pub(super) async fn run_connected<T: Transport>(
             // Not reading a client held to its rate, or to the store's pace, is our doing: its
             // keep alive does not run meanwhile. Frames left buffered come before any new read.
             connection.heard(Instant::now());
+            let marks = ClusterMarks::take(cluster, wbuf);
             if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
+                return end;
+            }
+            if let Err(end) = settle_in_cluster(cluster, marks, connection, wbuf).await {
                 return end;
             }
             more_ready = true;
@@ -213,7 +217,11 @@ pub(super) async fn run_connected<T: Transport>(
                 // Frames left buffered when pacing began come before any new read, unless the
                 // client is still held back for its rate or the store.
                 if !ReadGates::is_closed(&gates.read) {
+                    let marks = ClusterMarks::take(cluster, wbuf);
                     if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
+                        return end;
+                    }
+                    if let Err(end) = settle_in_cluster(cluster, marks, connection, wbuf).await {
                         return end;
                     }
                 }
@@ -245,18 +253,12 @@ pub(super) async fn run_connected<T: Transport>(
                         got
                     }
                 };
-                let interest = cluster.map(crate::cluster::Cluster::interest_generation);
+                let marks = ClusterMarks::take(cluster, wbuf);
                 if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, got as u64) {
                     return end;
                 }
-                // On a node of a cluster, a SUBACK goes out once NATS has the subscription, and a
-                // publisher is paced while NATS is not taking this node's messages.
-                if let (Some(cluster), Some(before)) = (cluster, interest) {
-                    let after = cluster.interest_generation();
-                    if after != before {
-                        cluster.interest_settled(after).await;
-                    }
-                    cluster.pace_publisher().await;
+                if let Err(end) = settle_in_cluster(cluster, marks, connection, wbuf).await {
+                    return end;
                 }
                 more_ready = true;
             }
@@ -265,6 +267,59 @@ pub(super) async fn run_connected<T: Transport>(
             None => {}
         }
     }
+}
+
+/// Where a node of a cluster stood before a read's packets were handled (see
+/// [`settle_in_cluster`]).
+#[derive(Debug, Clone, Copy)]
+struct ClusterMarks {
+    interest: u64,
+    feeds: u64,
+    durable: u64,
+    /// The length of the write buffer: what the packets answered comes after it.
+    answers_from: usize,
+}
+
+impl ClusterMarks {
+    fn take(cluster: Option<&crate::cluster::Cluster>, wbuf: &BytesMut) -> Option<Self> {
+        cluster.map(|cluster| Self {
+            interest: cluster.interest_generation(),
+            feeds: cluster.feeds_generation(),
+            durable: cluster.durable_generation(),
+            answers_from: wbuf.len(),
+        })
+    }
+}
+
+/// On a node of a cluster, what a read's packets need of the cluster before their answers go
+/// out: a SUBACK once NATS has the subscription (and, for a persistent session, its JetStream
+/// consumer the filter); a PUBACK or PUBREC once JetStream has stored the QoS 1/2 messages
+/// (the connection is closed unanswered if it cannot, so the client sends them again); and a
+/// publisher is paced while NATS is not taking this node's messages.
+async fn settle_in_cluster(
+    cluster: Option<&crate::cluster::Cluster>,
+    marks: Option<ClusterMarks>,
+    connection: &ClientConnection,
+    wbuf: &mut BytesMut,
+) -> Result<(), Ending> {
+    let (Some(cluster), Some(before)) = (cluster, marks) else { return Ok(()) };
+    let interest = cluster.interest_generation();
+    if interest != before.interest {
+        cluster.interest_settled(interest).await;
+    }
+    let feeds = cluster.feeds_generation();
+    if feeds != before.feeds {
+        cluster.feeds_settled(feeds).await;
+    }
+    let durable = cluster.durable_generation();
+    if durable != before.durable && !cluster.durably_published(durable).await {
+        wbuf.truncate(before.answers_from.min(wbuf.len()));
+        connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("cluster storage unavailable"), wbuf);
+        tracing::warn!(client_id = %connection.client_id(), "cluster: JetStream did not store this client's QoS 1/2 messages in time; closing without acknowledging them");
+        return Err((CloseKind::Abnormal, "cluster storage unavailable".to_owned()));
+    }
+    cluster.pace_publisher().await;
+    Ok(())
 }
 
 /// What holds a client's reads back: pacing for full subscribers, and its read gates (rate,

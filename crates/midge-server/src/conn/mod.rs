@@ -221,6 +221,9 @@ async fn serve_from_connect<T: Transport>(
     };
     // In the listener's roster while connected: a reload that removes the listener kicks it.
     let member = listener.roster.join(accepted.connection.kick());
+    // A persistent session on a node of a cluster gets its QoS 1/2 messages from JetStream
+    // while its client is here.
+    let feed = listener.cluster.as_deref().and_then(|cluster| cluster.feed(&accepted.connection));
     let (how, reason) = driver::run_connected(
         &mut accepted.connection,
         &mut stream,
@@ -230,6 +233,7 @@ async fn serve_from_connect<T: Transport>(
         listener.cluster.as_deref(),
     )
     .await;
+    drop(feed);
     drop(member);
     let connect::Accepted { connection, mut wbuf, .. } = accepted;
     info!(target: CONNECTION_MESSAGES_TARGET, %peer, client_id = %connection.client_id(), reason = %reason, "{}", log::disconnected(connection.client_id(), how, &reason));

@@ -1,0 +1,694 @@
+//! The durable path (decision 0010, issue 17): QoS 1/2 messages through JetStream, and each
+//! persistent session fed from its own consumer, so that nothing acknowledged to a publisher
+//! is lost when a node dies and a session's messages wait for its client wherever it returns.
+//!
+//! - *The stream.* Every QoS 1/2 message a node publishes goes to `{prefix}.t.1.{topic}`
+//!   through JetStream (the fabric's sending task), and its publisher's PUBACK or PUBREC waits
+//!   for JetStream's acknowledgement. The stream `{prefix}-messages` keeps a message while a
+//!   consumer wants it (interest retention), up to `stream_max_bytes` (beyond it publishes are
+//!   refused, and publishers wait, rather than older messages being dropped). Core NATS
+//!   subscribers of the subject (the nodes' routes for sessions that are not persistent) get
+//!   it as any message.
+//! - *A consumer per persistent session* (not per session and subscription: nats-server's MQTT
+//!   scaling problem), filtered on the subjects of its unshared subscriptions. The core's router
+//!   leaves such a session's QoS 1/2 messages out ([`midge_broker::Session::is_fabric_fed`]);
+//!   while its client is connected here a *feed* pulls them from the consumer at the pace the
+//!   session takes them and hands each to it ([`Broker::deliver_from_fabric_to`]); the message
+//!   is acknowledged to JetStream when its exchange with the client ends (PUBACK, PUBCOMP).
+//!   What is not acknowledged comes again after `redelivery_secs`: to this node, or to the
+//!   node the client reconnects to if this one died. A message keeps its packet id across
+//!   that (it is its stream sequence), so a QoS 2 message the client holds unreleased is
+//!   recognised (MQTT-4.3.3-10) and released once.
+//! - *A record per persistent session* in the `{prefix}-durable` bucket: its consumer, its
+//!   subscriptions and expiry, written before a SUBACK goes out. A node the client reconnects
+//!   to after its node died brings the session back from it (Session Present 1).
+//!
+//! A record and its consumer go together: whoever replaces or removes a record deletes the
+//! consumer it names.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::kv::{Operation, Store};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::Subject;
+use base64::Engine as _;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use midge_broker::handover::SessionSnapshot;
+use midge_broker::{Broker, FabricDelivery};
+use midge_codec::TopicName;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::fabric::FeedEvent;
+use super::stats::ClusterStats;
+use super::subject::{filter_subjects, subject_topic};
+use super::wire::WireMessage;
+use super::ClusterError;
+
+/// The first format of a session's record.
+const RECORD_VERSION: u8 = 1;
+
+/// Messages a feed asks JetStream for at a time: what a feed stopped mid-way (its client gone
+/// or taken over) hands back at once (see [`Feed::run`]).
+const PULL_BATCH: usize = 64;
+
+/// A filter no message matches: a consumer's filter while its session has no subscription
+/// (an empty filter list would be every subject). No topic makes the token `/x`.
+fn nothing(subject_prefix: &str) -> String {
+    format!("{subject_prefix}./x")
+}
+
+/// A session's record key.
+fn key(client_id: &str) -> String {
+    format!("c{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_id))
+}
+
+/// The durable path of a node.
+#[derive(Debug)]
+pub(super) struct Durable {
+    broker: Arc<Broker>,
+    client: async_nats::Client,
+    stream: stream::Stream,
+    records: Store,
+    /// `{prefix}.t.1`.
+    subject_prefix: String,
+    /// This node's origin id: a message published here carries its publisher's session id,
+    /// meaningful only here (No Local).
+    origin: u64,
+    redelivery: Duration,
+    feeds: Mutex<HashMap<String, Feed>>,
+    /// The generation of the last subscription change applied (see
+    /// [`super::Cluster::feeds_settled`]).
+    settled: watch::Sender<u64>,
+    stats: Arc<ClusterStats>,
+}
+
+/// What this node tracks of a session it feeds.
+#[derive(Debug, Default)]
+struct Feed {
+    /// Messages in the session (queued or in flight), by their id here: their stream sequence
+    /// and the subject that acknowledges them.
+    in_session: HashMap<u64, (u64, Subject)>,
+    /// The same, by stream sequence: a redelivery of one of them (its client slow beyond the
+    /// redelivery wait) is not delivered twice.
+    by_sequence: HashMap<u64, u64>,
+    /// Stops the running pull, if any.
+    stop: Option<CancellationToken>,
+    /// Rung when the session's consumer changes (it had none), for a waiting pull.
+    changed: Arc<Notify>,
+}
+
+/// A session's record: its consumer, and the session without its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Record {
+    pub(super) consumer: String,
+    pub(super) outline: SessionSnapshot,
+}
+
+impl Record {
+    fn encode(&self) -> Bytes {
+        let outline = super::handover::encode(&self.outline);
+        let mut out = BytesMut::with_capacity(2 + self.consumer.len() + outline.len());
+        out.put_u8(RECORD_VERSION);
+        out.put_u8(u8::try_from(self.consumer.len()).unwrap_or(u8::MAX));
+        out.put_slice(self.consumer.as_bytes());
+        out.put_slice(&outline);
+        out.freeze()
+    }
+
+    fn decode(mut bytes: Bytes) -> Option<Self> {
+        if bytes.len() < 2 || bytes.get_u8() != RECORD_VERSION {
+            return None;
+        }
+        let length = usize::from(bytes.get_u8());
+        if bytes.len() < length {
+            return None;
+        }
+        let consumer = String::from_utf8(bytes.split_to(length).to_vec()).ok()?;
+        let outline = super::handover::decode(bytes).ok()?;
+        Some(Self { consumer, outline })
+    }
+}
+
+/// Keeps a session fed while its connection is here; dropping it stops the feed.
+#[derive(Debug)]
+pub struct FeedGuard {
+    stop: CancellationToken,
+}
+
+impl Drop for FeedGuard {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The subjects of a session's unshared filters, as one consumer may hold them: NATS refuses
+/// filters that overlap, so one that another contains goes, and two that overlap otherwise
+/// become one that contains both. `None` if there are none.
+pub(super) fn consumer_filters(subject_prefix: &str, filters: &[&str]) -> Vec<String> {
+    let mut subjects: Vec<String> = filters
+        .iter()
+        .filter(|filter| !filter.starts_with("$share/"))
+        .flat_map(|filter| filter_subjects(subject_prefix, filter))
+        .collect();
+    loop {
+        subjects.sort();
+        subjects.dedup();
+        let mut merged = None;
+        'pairs: for (i, a) in subjects.iter().enumerate() {
+            for (j, b) in subjects.iter().enumerate() {
+                if i != j && collide(a, b) {
+                    merged = Some((i, j, if contains(a, b) { a.clone() } else { generalise(a, b) }));
+                    break 'pairs;
+                }
+            }
+        }
+        let Some((i, j, cover)) = merged else { return subjects };
+        let (first, second) = (i.max(j), i.min(j));
+        subjects.remove(first);
+        subjects.remove(second);
+        subjects.push(cover);
+    }
+}
+
+/// Whether some subject matches both NATS subject filters.
+fn collide(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) | (None, None) => return true,
+            (Some(x), Some(y)) if x == y || x == "*" || y == "*" => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every subject `b` matches, `a` matches.
+fn contains(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (a.split('.'), b.split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some(">"), Some(_)) | (None, None) => return true,
+            (Some("*"), Some(y)) if y != ">" => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// A filter that matches every subject `a` or `b` does: their common tokens, `*` where they
+/// differ, `>` from where either has `>` or from the last token of the one that ends first.
+fn generalise(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+    let mut out: Vec<&str> = Vec::new();
+    for index in 0..a.len().max(b.len()) {
+        match (a.get(index), b.get(index)) {
+            (Some(&x), Some(&y)) if x != ">" && y != ">" => out.push(if x == y { x } else { "*" }),
+            (Some(_), Some(_)) => {
+                out.push(">"); // one goes on for one token or more from here
+                break;
+            }
+            _ => {
+                // One ends before this token: `>` from its last one (`>` needs one at least).
+                out.pop();
+                out.push(">");
+                break;
+            }
+        }
+    }
+    out.join(".")
+}
+
+/// Opens the stream of QoS 1/2 messages, creating it if need be.
+pub(super) async fn open_stream(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    replicas: usize,
+    max_bytes: u64,
+) -> Result<stream::Stream, ClusterError> {
+    let name = format!("{prefix}-messages");
+    if let Ok(stream) = js.get_stream(&name).await {
+        return Ok(stream);
+    }
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{}.>", super::subject_prefix(prefix, true))],
+        // Kept while a consumer (a persistent session) wants it.
+        retention: RetentionPolicy::Interest,
+        // Full: publishes are refused (their publishers wait), rather than acknowledged
+        // messages dropped.
+        discard: DiscardPolicy::New,
+        max_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
+        storage: StorageType::File,
+        num_replicas: replicas,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    js.create_stream(config).await.map_err(|error| ClusterError::Bucket { bucket: name, problem: error.to_string() })
+}
+
+impl Durable {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        broker: Arc<Broker>,
+        client: async_nats::Client,
+        stream: stream::Stream,
+        records: Store,
+        prefix: &str,
+        origin: u64,
+        redelivery: Duration,
+        stats: Arc<ClusterStats>,
+    ) -> Self {
+        Self {
+            broker,
+            client,
+            stream,
+            records,
+            subject_prefix: super::subject_prefix(prefix, true),
+            origin,
+            redelivery,
+            feeds: Mutex::new(HashMap::new()),
+            settled: watch::channel(0).0,
+            stats,
+        }
+    }
+
+    /// Waits until the subscription changes up to `generation` are in the sessions'
+    /// consumers and records (bounded).
+    pub(super) async fn settled(&self, generation: u64) {
+        let mut settled = self.settled.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), settled.wait_for(|g| *g >= generation)).await;
+    }
+
+    /// Starts feeding `client_id`'s session while its connection is here.
+    pub(super) fn attach(self: &Arc<Self>, client_id: &str) -> FeedGuard {
+        let stop = CancellationToken::new();
+        let changed = {
+            let mut feeds = self.feeds.lock();
+            let feed = feeds.entry(client_id.to_owned()).or_default();
+            if let Some(previous) = feed.stop.replace(stop.clone()) {
+                previous.cancel();
+            }
+            Arc::clone(&feed.changed)
+        };
+        let this = Arc::clone(self);
+        let client_id = client_id.to_owned();
+        let token = stop.clone();
+        tokio::spawn(async move { this.run_feed(client_id, token, changed).await });
+        FeedGuard { stop }
+    }
+
+    /// What the core says of fed sessions, until the channel closes.
+    pub(super) async fn follow(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<FeedEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                FeedEvent::Delivered { client_id, message_id } => self.delivered(&client_id, message_id).await,
+                FeedEvent::Subscriptions { client_id, generation } => {
+                    if let Err(error) = self.update(&client_id).await {
+                        tracing::error!(%client_id, %error, "cluster: a persistent session's subscriptions could not be kept in JetStream; messages for them may not reach it");
+                    }
+                    self.settled.send_if_modified(|settled| {
+                        let newer = generation > *settled;
+                        *settled = (*settled).max(generation);
+                        newer
+                    });
+                }
+            }
+        }
+    }
+
+    async fn delivered(&self, client_id: &str, message_id: u64) {
+        let reply = {
+            let mut feeds = self.feeds.lock();
+            let Some(feed) = feeds.get_mut(client_id) else { return };
+            let Some((sequence, reply)) = feed.in_session.remove(&message_id) else { return };
+            feed.by_sequence.remove(&sequence);
+            reply
+        };
+        self.ack(reply).await;
+    }
+
+    async fn ack(&self, reply: Subject) {
+        if let Err(error) = self.client.publish(reply, Bytes::from_static(b"+ACK")).await {
+            tracing::debug!(%error, "cluster: an acknowledgement to JetStream was not sent; the message comes again");
+        }
+    }
+
+    /// The session's record, if there is one.
+    pub(super) async fn record(&self, client_id: &str) -> Result<Option<(Record, u64)>, String> {
+        let entry = self.records.entry(key(client_id)).await.map_err(|e| e.to_string())?;
+        Ok(entry
+            .filter(|entry| entry.operation == Operation::Put)
+            .and_then(|entry| Record::decode(entry.value).map(|record| (record, entry.revision))))
+    }
+
+    /// Brings `client_id`'s subscriptions into its consumer and record, creating both for a
+    /// session that has none (or whose record names another session: a clean start).
+    async fn update(&self, client_id: &str) -> Result<(), String> {
+        let Some(outline) = self.broker.session_outline(client_id) else { return Ok(()) };
+        let filters: Vec<&str> = outline.subscriptions.iter().map(|(filter, _)| filter.as_str()).collect();
+        let mut subjects = consumer_filters(&self.subject_prefix, &filters);
+        if subjects.is_empty() {
+            subjects.push(nothing(&self.subject_prefix));
+        }
+        let existing = self.record(client_id).await?;
+        let (name, revision) = match existing {
+            Some((record, revision)) => (record.consumer, Some(revision)),
+            None => (consumer_name(), None),
+        };
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subjects: subjects,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.redelivery,
+            deliver_policy: DeliverPolicy::New,
+            max_ack_pending: 65_535,
+            // A session whose node died and whose client never returns: its consumer goes
+            // when the session would have expired (the record with it, at the next look).
+            inactive_threshold: match outline.expiry_interval {
+                u32::MAX => Duration::ZERO,
+                secs => Duration::from_secs(u64::from(secs).max(60)),
+            },
+            ..Default::default()
+        };
+        let created = retry(|| self.stream.create_consumer(config.clone())).await;
+        if let Err(error) = created {
+            return Err(format!("consumer {name}: {error}"));
+        }
+        let value = Record { consumer: name.clone(), outline }.encode();
+        let written = match revision {
+            Some(revision) => {
+                self.records.update(key(client_id), value, revision).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            None => self.records.create(key(client_id), value).await.map(|_| ()).map_err(|e| e.to_string()),
+        };
+        written.map_err(|error| format!("record: {error}"))?;
+        if let Some(feed) = self.feeds.lock().get(client_id) {
+            feed.changed.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether `client_id`'s session was fed here.
+    pub(super) fn feeds(&self, client_id: &str) -> bool {
+        self.feeds.lock().contains_key(client_id)
+    }
+
+    /// Ends `client_id`'s session in the cluster's keeping: its consumer and record go (a
+    /// clean start, or the session ended here).
+    pub(super) async fn end(&self, client_id: &str) {
+        self.forget(client_id, None).await;
+        match self.record(client_id).await {
+            Ok(Some((record, revision))) => {
+                let _ = self.stream.delete_consumer(&record.consumer).await;
+                let _ = self.records.purge_expect_revision(key(client_id), Some(revision)).await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%client_id, %error, "cluster: a persistent session's record could not be read to end it")
+            }
+        }
+    }
+
+    /// Stops feeding `client_id` here; with `ack`, what its session held from the feed is
+    /// acknowledged (its session went whole to another node, which sends them).
+    pub(super) async fn forget(&self, client_id: &str, ack: Option<()>) {
+        let feed = self.feeds.lock().remove(client_id);
+        let Some(feed) = feed else { return };
+        if let Some(stop) = feed.stop {
+            stop.cancel();
+        }
+        if ack.is_some() {
+            for (_, (_, reply)) in feed.in_session {
+                self.ack(reply).await;
+            }
+        }
+    }
+
+    /// Brings back `client_id`'s session from its record, its node having died: its client
+    /// finds it (Session Present 1) and its consumer feeds it. Returns whether it did.
+    pub(super) async fn recover(&self, client_id: &str) -> bool {
+        let record = match self.record(client_id).await {
+            Ok(Some((record, revision))) => (record, revision),
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%client_id, %error, "cluster: a persistent session's record could not be read");
+                return false;
+            }
+        };
+        let (record, revision) = record;
+        if self.stream.consumer_info(&record.consumer).await.is_err() {
+            // Gone with its session's expiry: so is the session.
+            let _ = self.records.purge_expect_revision(key(client_id), Some(revision)).await;
+            return false;
+        }
+        self.broker.take_over(record.outline, Instant::now());
+        true
+    }
+
+    async fn run_feed(self: Arc<Self>, client_id: String, stop: CancellationToken, changed: Arc<Notify>) {
+        let mut wait = Duration::from_millis(50);
+        while !stop.is_cancelled() {
+            let notified = changed.notified();
+            let consumer = match self.record(&client_id).await {
+                Ok(Some((record, _))) => self.stream.get_consumer::<pull::Config>(&record.consumer).await.ok(),
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::debug!(%client_id, %error, "cluster: reading a persistent session's record");
+                    None
+                }
+            };
+            let Some(consumer) = consumer else {
+                // No consumer yet (no subscription): one comes with the first.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = notified => {}
+                    () = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(2)),
+                }
+                continue;
+            };
+            match self.pull(&client_id, &consumer, &stop).await {
+                Ok(()) => return,
+                Err(error) => {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    tracing::debug!(%client_id, %error, "cluster: a persistent session's feed broke off; it starts again");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => wait = (wait * 2).min(Duration::from_secs(2)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pulls from the session's consumer and hands each message to it, until `stop` (then
+    /// `Ok`) or the pull breaks. What was pulled and not handed over goes back (NAK), so the
+    /// node its client moves to gets it at once.
+    async fn pull(
+        &self,
+        client_id: &str,
+        consumer: &consumer::PullConsumer,
+        stop: &CancellationToken,
+    ) -> Result<(), String> {
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => break Ok(()),
+                next = messages.next() => next,
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => break Err(error.to_string()),
+                None => break Err("the consumer's messages ended".to_owned()),
+            };
+            if !self.hand(client_id, message, stop).await {
+                break Ok(());
+            }
+        };
+        // Drain what the client buffered of the last batch, handing it back.
+        while let Some(Some(Ok(message))) = futures_util::FutureExt::now_or_never(messages.next()) {
+            let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+        }
+        result
+    }
+
+    /// Hands one message to the session; `false` once the session is gone from here.
+    async fn hand(&self, client_id: &str, message: async_nats::jetstream::Message, stop: &CancellationToken) -> bool {
+        let Ok(info) = message.info().map(|info| (info.stream_sequence, info.delivered)) else { return true };
+        let (sequence, _delivered) = info;
+        let Some(reply) = message.reply.clone() else { return true };
+        {
+            let mut feeds = self.feeds.lock();
+            let Some(feed) = feeds.get_mut(client_id) else { return false };
+            if let Some(id) = feed.by_sequence.get(&sequence).copied() {
+                // Still in the session (its client slower than the redelivery wait): only the
+                // subject that acknowledges it is new.
+                feed.in_session.insert(id, (sequence, reply));
+                return true;
+            }
+        }
+        let Some(routed) = self.message(&message) else {
+            self.ack(reply).await; // unreadable (counted): it would only come again
+            return true;
+        };
+        let id = routed.id;
+        if routed.is_expired(Instant::now()) {
+            self.ack(reply).await;
+            return true;
+        }
+        loop {
+            {
+                // Tracked before the session has it: its client may acknowledge it at once.
+                let mut feeds = self.feeds.lock();
+                let Some(feed) = feeds.get_mut(client_id) else { return false };
+                feed.in_session.insert(id, (sequence, reply.clone()));
+                feed.by_sequence.insert(sequence, id);
+            }
+            let outcome = self.broker.deliver_from_fabric_to(client_id, Arc::clone(&routed), sequence);
+            let (wait_for, kept) = match outcome {
+                FabricDelivery::Queued => return true,
+                FabricDelivery::Congested(session) => (session, true),
+                FabricDelivery::Full(session) => (session, false),
+                FabricDelivery::NoMatch | FabricDelivery::NoSession => {
+                    self.untrack(client_id, id, sequence);
+                    self.ack(reply).await;
+                    return !matches!(outcome, FabricDelivery::NoSession);
+                }
+            };
+            if !kept {
+                self.untrack(client_id, id, sequence);
+            }
+            tokio::select! {
+                () = stop.cancelled() => {
+                    if !kept {
+                        let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
+                    }
+                    return false;
+                }
+                () = wait_for.wait_for_room() => {}
+            }
+            if kept {
+                return true;
+            }
+        }
+    }
+
+    fn untrack(&self, client_id: &str, id: u64, sequence: u64) {
+        if let Some(feed) = self.feeds.lock().get_mut(client_id) {
+            feed.in_session.remove(&id);
+            feed.by_sequence.remove(&sequence);
+        }
+    }
+
+    /// The message a stream entry holds, with a new id here.
+    fn message(&self, message: &async_nats::jetstream::Message) -> Option<Arc<midge_broker::Message>> {
+        let topic = subject_topic(&self.subject_prefix, &message.subject)
+            .map_err(|error| error.to_string())
+            .and_then(|topic| TopicName::new(&topic).map_err(|error| format!("{error:?}")));
+        let wire = WireMessage::decode(message.payload.clone()).map_err(|error| error.to_string());
+        let (topic, wire) = match (topic, wire) {
+            (Ok(topic), Ok(wire)) => (topic, wire),
+            (Err(error), _) | (_, Err(error)) => {
+                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(subject = %message.subject, %error, "cluster: a message in JetStream cannot be read");
+                return None;
+            }
+        };
+        let expires_at = wire.expiry_ms.map(|at| super::instant_of(at, wire.expiry_unix));
+        let publisher = wire.publisher.filter(|_| wire.origin == self.origin);
+        Some(self.broker.fabric_message_from(
+            topic,
+            wire.payload,
+            wire.qos,
+            wire.retain,
+            wire.properties,
+            expires_at,
+            publisher,
+        ))
+    }
+}
+
+/// A new consumer's name: unique (a clean start's session gets another).
+fn consumer_name() -> String {
+    let mut bytes = [0u8; 12];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&super::fabric::unix_now_ms().to_le_bytes());
+    }
+    format!("s{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Tries a JetStream request again while the stream has no leader (a NATS server restarting).
+async fn retry<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, E> {
+    let mut waits = super::bucket::retry_waits();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => match waits.next() {
+                Some(wait) => {
+                    tracing::debug!(%error, "cluster: a JetStream request failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return Err(error),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{collide, consumer_filters, contains, generalise};
+
+    const P: &str = "m.t.1";
+
+    #[test]
+    fn subjects_that_overlap_become_one_that_covers_both() {
+        // `a/#` is `a.>` and `a`; `a/b` is inside `a.>`.
+        assert_eq!(consumer_filters(P, &["a/#", "a/b"]), ["m.t.1.a", "m.t.1.a.>"]);
+        // `+/b` and `a/+` overlap (at `a/b`) and neither holds the other.
+        assert_eq!(consumer_filters(P, &["+/b", "a/+"]), ["m.t.1.*.*"]);
+        // Apart: kept apart; shared ones are not the consumer's.
+        assert_eq!(consumer_filters(P, &["x", "y/+", "$share/g/z"]), ["m.t.1.x", "m.t.1.y.*"]);
+        assert!(consumer_filters(P, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_result_never_overlaps_and_matches_what_each_filter_does() {
+        let filters = ["a/+/c", "a/b/+", "+/b/#", "d", "d/#", "e/f", "+"];
+        let subjects = consumer_filters(P, &filters);
+        for (i, a) in subjects.iter().enumerate() {
+            for (j, b) in subjects.iter().enumerate() {
+                assert!(i == j || !collide(a, b), "{a} and {b} overlap");
+            }
+        }
+        for filter in filters {
+            for subject in super::filter_subjects(P, filter) {
+                assert!(subjects.iter().any(|s| contains(s, &subject)), "{subject} is not covered by {subjects:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn generalising_keeps_common_tokens() {
+        assert_eq!(generalise("a.b.c", "a.x.c"), "a.*.c");
+        assert_eq!(generalise("a.b", "a.b.c"), "a.>");
+        assert_eq!(generalise("a.>", "b.c"), "*.>");
+        assert!(contains("a.>", "a.b.*") && !contains("a.*", "a.>") && contains("a.*", "a.b"));
+    }
+}
