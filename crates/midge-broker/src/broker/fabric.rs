@@ -187,10 +187,19 @@ impl Broker {
         }
     }
 
-    /// Tells the fabric that a message it brought to `client_id` was delivered.
-    pub(crate) fn fabric_delivered(&self, client_id: &str, message_id: u64) {
+    /// Tells the fabric that a message it brought to `client_id` was delivered (with the
+    /// packet id its exchange ended with, if it had one).
+    pub(crate) fn fabric_delivered(&self, client_id: &str, message_id: u64, packet_id: Option<u16>) {
         if let Some(fabric) = self.fabric.get() {
-            fabric.delivered(client_id, message_id);
+            fabric.delivered(client_id, message_id, packet_id);
+        }
+    }
+
+    /// Tells the fabric that the client of `client_id` has a QoS 2 message it brought
+    /// (PUBREC), before PUBREL goes out.
+    pub(crate) fn fabric_released(&self, client_id: &str, message_id: u64, packet_id: u16) {
+        if let Some(fabric) = self.fabric.get() {
+            fabric.released(client_id, message_id, packet_id);
         }
     }
 

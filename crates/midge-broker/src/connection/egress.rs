@@ -114,7 +114,7 @@ fn drain_session(
         let dropped =
             session.take_ready(conn_id, now, DRAIN_BATCH, deliverable, broker.journal(), &mut ready, &mut fabric_done);
         for message_id in fabric_done.drain(..) {
-            broker.fabric_delivered(session.client_id(), message_id);
+            broker.fabric_delivered(session.client_id(), message_id, None);
         }
         let dropped = dropped - handed_on.len();
         if dropped > 0 {

@@ -26,14 +26,20 @@ impl ClientConnection {
             Packet::Publish(publish) => self.handle_publish(publish, now, batch, out)?,
             Packet::PubAck(ack) => {
                 let outcome = self.session.complete(ack.packet_id, false, self.broker.journal());
-                self.completed(outcome);
+                self.completed(outcome, ack.packet_id);
             }
             Packet::PubRec(rec) => match self.session.received(rec.packet_id, rec.reason, self.broker.journal()) {
-                AckOutcome::SendPubRel(ticket) => {
+                AckOutcome::SendPubRel(ticket, first) => {
                     self.hold_for(ticket);
+                    if let Some(message_id) = first.filter(|_| self.session.is_fabric_fed()) {
+                        // Kept by the fabric before PUBREL goes out (the connection's driver
+                        // waits for it), so the node the client may move to sends PUBREL, not
+                        // the message, again.
+                        self.broker.fabric_released(self.session.client_id(), message_id, rec.packet_id.get());
+                    }
                     self.write(&Packet::PubRel(PubResponse::success(rec.packet_id)), out);
                 }
-                outcome @ AckOutcome::Completed(_) => self.completed(outcome),
+                outcome @ AckOutcome::Completed(_) => self.completed(outcome, rec.packet_id),
                 AckOutcome::Unknown => {
                     // MQTT 5.0 section 3.6.2.1: PUBREL with 0x92 for an unknown id.
                     let mut release = PubResponse::success(rec.packet_id);
@@ -53,7 +59,7 @@ impl ClientConnection {
             }
             Packet::PubComp(comp) => {
                 let outcome = self.session.complete(comp.packet_id, true, self.broker.journal());
-                self.completed(outcome);
+                self.completed(outcome, comp.packet_id);
             }
             Packet::Subscribe(subscribe) => self.handle_subscribe(&subscribe, now, out)?,
             Packet::Unsubscribe(unsubscribe) => {
@@ -90,19 +96,19 @@ impl ClientConnection {
         let mut outcome = self.session.complete(packet_id, false, journal);
         if outcome == AckOutcome::Unknown {
             outcome = self.session.received(packet_id, ReasonCode::SUCCESS, journal);
-            if let AckOutcome::SendPubRel(_) = outcome {
+            if let AckOutcome::SendPubRel(..) = outcome {
                 outcome = self.session.complete(packet_id, true, journal);
             }
         }
-        self.completed(outcome);
+        self.completed(outcome, packet_id);
     }
 
     /// An outbound message's exchange ended: a session fed by the fabric's durable path tells
     /// it, so the message is acknowledged there (and not sent again after a node dies).
-    fn completed(&self, outcome: AckOutcome) {
+    fn completed(&self, outcome: AckOutcome, packet_id: midge_codec::PacketId) {
         if let AckOutcome::Completed(message_id) = outcome {
             if self.session.is_fabric_fed() {
-                self.broker.fabric_delivered(self.session.client_id(), message_id);
+                self.broker.fabric_delivered(self.session.client_id(), message_id, Some(packet_id.get()));
             }
         }
     }

@@ -42,10 +42,19 @@ pub trait Fabric: Send + Sync + std::fmt::Debug {
     }
 
     /// A message the fabric brought to `client_id`'s session (its id on this node) was
-    /// delivered: acknowledged by the client (PUBACK, PUBCOMP), sent at QoS 0, or dropped
-    /// (expired, undeliverable). Must not block.
-    fn delivered(&self, client_id: &str, message_id: u64) {
-        let _ = (client_id, message_id);
+    /// delivered: acknowledged by the client (PUBACK, PUBCOMP: `packet_id` is its packet id),
+    /// sent at QoS 0, or dropped (expired, undeliverable). Must not block.
+    fn delivered(&self, client_id: &str, message_id: u64, packet_id: Option<u16>) {
+        let _ = (client_id, message_id, packet_id);
+    }
+
+    /// The client of `client_id` has a QoS 2 message the fabric brought (it sent PUBREC for
+    /// `packet_id`): PUBREL goes out next, and from then on the message is not to be sent
+    /// again, only PUBREL, should the session move to another node (MQTT-4.3.3). The caller's
+    /// connection waits until the fabric has kept this before PUBREL goes out (see the
+    /// server's cluster). Must not block.
+    fn released(&self, client_id: &str, message_id: u64, packet_id: u16) {
+        let _ = (client_id, message_id, packet_id);
     }
 
     /// The subscriptions of `client_id`'s session, fed by the fabric, changed (a SUBSCRIBE or

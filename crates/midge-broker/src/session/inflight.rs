@@ -47,7 +47,7 @@ impl Session {
             return AckOutcome::Completed(entry.item.message.id);
         }
         if entry.stage == InflightStage::AwaitingComp {
-            return AckOutcome::SendPubRel(None); // a repeated PUBREC: already recorded
+            return AckOutcome::SendPubRel(None, None); // a repeated PUBREC: already recorded
         }
         entry.stage = InflightStage::AwaitingComp;
         let ticket = match journal.filter(|_| entry.durable) {
@@ -60,7 +60,7 @@ impl Session {
             }
             None => None,
         };
-        AckOutcome::SendPubRel(ticket)
+        AckOutcome::SendPubRel(ticket, Some(entry.item.message.id))
     }
 
     /// Everything in flight, in send order, for resending after a reconnect (MQTT-4.4.0-1):

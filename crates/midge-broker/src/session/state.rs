@@ -118,8 +118,9 @@ pub(crate) enum AckOutcome {
     /// The packet id was in flight at the stage the ack belongs to; the slot is freed. With
     /// the id of the message it carried (the fabric's durable path acknowledges it).
     Completed(u64),
-    /// PUBREC accepted: send PUBREL once the ticket (if any) is durable.
-    SendPubRel(Option<Ticket>),
+    /// PUBREC accepted: send PUBREL once the ticket (if any) is durable. With the id of the
+    /// message it carried the first time (not for a repeated PUBREC).
+    SendPubRel(Option<Ticket>, Option<u64>),
     /// Unknown packet id (MQTT 5 answers PUBREL with 0x92 in that case).
     Unknown,
 }
