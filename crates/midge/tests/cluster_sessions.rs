@@ -202,15 +202,11 @@ fn a_client_id_alternating_between_nodes_keeps_one_session_and_its_packet_ids() 
 /// at least once), and a message received twice is a resend (DUP) with its first packet id,
 /// never a second copy under another id.
 ///
-/// Fails today (nine runs in ten here, one to three messages lost): a message the old node routes
-/// just after it handed the session over, and the new node just before it took it over, reaches
-/// neither (around the lost one: the one before is resent DUP on the new connection, the one
-/// after arrives fresh there). Closing the window needs each node to place the hand-over in
-/// every origin's sequence of messages (`wire.rs` carries origin and sequence), in
-/// `cluster/inbound.rs`. docs/cluster.md lists this window (gap 6) as microseconds wide; here it
-/// takes a message in about a hundred routed at 200 a second across four hand-overs.
+/// The session is persistent, so its QoS 1 messages wait in JetStream (`cluster/durable.rs`):
+/// a message routed while the session moves stays in its consumer until the node that has the
+/// session takes it (a message JetStream sent to the pull of the node it just left comes again
+/// after a second), and a message keeps its packet id (its stream sequence) on every node.
 #[test]
-#[ignore = "a QoS 1 message routed in the hand-over window is lost (cluster/inbound.rs)"]
 fn a_stream_published_during_the_alternation_is_neither_lost_nor_copied() {
     const CONNECTS: usize = 20;
     const STREAM: usize = 200;

@@ -69,6 +69,35 @@ fn key(client_id: &str) -> String {
     format!("c{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_id))
 }
 
+/// The key of a session's released QoS 2 messages (see [`Durable::released`]).
+fn released_key(client_id: &str) -> String {
+    format!("{}.r", key(client_id))
+}
+
+/// Released QoS 2 messages as the bucket keeps them: (packet id u16, stream sequence u64)*.
+fn encode_released(released: &[(u16, u64)]) -> Bytes {
+    let mut out = BytesMut::with_capacity(released.len() * 10);
+    for (packet_id, sequence) in released {
+        out.put_u16(*packet_id);
+        out.put_u64(*sequence);
+    }
+    out.freeze()
+}
+
+fn decode_released(mut bytes: Bytes) -> Vec<(u16, u64)> {
+    let mut released = Vec::with_capacity(bytes.len() / 10);
+    while bytes.remaining() >= 10 {
+        released.push((bytes.get_u16(), bytes.get_u64()));
+    }
+    released
+}
+
+/// When a message JetStream sent and nobody acknowledged is sent again the first time.
+const FIRST_REDELIVERY: Duration = Duration::from_secs(1);
+
+/// How long an acknowledged stream sequence is remembered, in redelivery waits.
+const REMEMBER_ACKED: u32 = 3;
+
 /// The durable path of a node.
 #[derive(Debug)]
 pub(super) struct Durable {
@@ -83,6 +112,8 @@ pub(super) struct Durable {
     origin: u64,
     redelivery: Duration,
     feeds: Mutex<HashMap<String, Feed>>,
+    /// Into [`Durable::follow`]'s queue, behind the core's reports.
+    events: mpsc::UnboundedSender<FeedEvent>,
     /// The generation of the last subscription change applied (see
     /// [`super::Cluster::feeds_settled`]).
     settled: watch::Sender<u64>,
@@ -98,6 +129,12 @@ struct Feed {
     /// The same, by stream sequence: a redelivery of one of them (its client slow beyond the
     /// redelivery wait) is not delivered twice.
     by_sequence: HashMap<u64, u64>,
+    /// QoS 2 messages the client has (PUBREC) and has not completed (PUBCOMP): their packet
+    /// ids and stream sequences, kept in the bucket too (see [`Durable::released`]).
+    released: Vec<(u16, u64)>,
+    /// Stream sequences acknowledged lately, with when: a redelivery JetStream had sent before
+    /// the acknowledgement reached it is not delivered again.
+    recently_acked: HashMap<u64, Instant>,
     /// Stops the running pull, if any.
     stop: Option<CancellationToken>,
     /// Rung when the session's consumer changes (it had none), for a waiting pull.
@@ -263,6 +300,7 @@ impl Durable {
         prefix: &str,
         origin: u64,
         redelivery: Duration,
+        events: mpsc::UnboundedSender<FeedEvent>,
         stats: Arc<ClusterStats>,
     ) -> Self {
         Self {
@@ -274,6 +312,7 @@ impl Durable {
             origin,
             redelivery,
             feeds: Mutex::new(HashMap::new()),
+            events,
             settled: watch::channel(0).0,
             stats,
         }
@@ -308,7 +347,18 @@ impl Durable {
     pub(super) async fn follow(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<FeedEvent>) {
         while let Some(event) = events.recv().await {
             match event {
-                FeedEvent::Delivered { client_id, message_id } => self.delivered(&client_id, message_id).await,
+                FeedEvent::Delivered { client_id, message_id, packet_id } => {
+                    self.delivered(&client_id, message_id, packet_id).await;
+                }
+                FeedEvent::HandedOver { client_id, sequences } => self.forget_handed(&client_id, &sequences).await,
+                FeedEvent::Released { client_id, message_id, packet_id, generation } => {
+                    self.released(&client_id, message_id, packet_id).await;
+                    self.settled.send_if_modified(|settled| {
+                        let newer = generation > *settled;
+                        *settled = (*settled).max(generation);
+                        newer
+                    });
+                }
                 FeedEvent::Subscriptions { client_id, generation } => {
                     if let Err(error) = self.update(&client_id).await {
                         tracing::error!(%client_id, %error, "cluster: a persistent session's subscriptions could not be kept in JetStream; messages for them may not reach it");
@@ -323,15 +373,89 @@ impl Durable {
         }
     }
 
-    async fn delivered(&self, client_id: &str, message_id: u64) {
-        let reply = {
+    async fn delivered(&self, client_id: &str, message_id: u64, packet_id: Option<u16>) {
+        enum Done {
+            Ack(Subject),
+            Released(Bytes),
+        }
+        let done = {
+            let mut feeds = self.feeds.lock();
+            let Some(feed) = feeds.get_mut(client_id) else { return };
+            let released = packet_id.and_then(|id| feed.released.iter().position(|(p, _)| *p == id));
+            if let Some(index) = released {
+                // PUBCOMP: the exchange the bucket kept is over. JetStream may still send the
+                // message again (its acknowledgement lost with a node that died): remembered.
+                let (_, sequence) = feed.released.swap_remove(index);
+                remember_acked(feed, sequence, self.redelivery);
+                Done::Released(encode_released(&feed.released))
+            } else {
+                let Some((sequence, reply)) = feed.in_session.remove(&message_id) else { return };
+                feed.by_sequence.remove(&sequence);
+                remember_acked(feed, sequence, self.redelivery);
+                Done::Ack(reply)
+            }
+        };
+        match done {
+            Done::Ack(reply) => self.ack(reply).await,
+            Done::Released(value) => self.keep_released(client_id, value).await,
+        }
+    }
+
+    /// The client has a QoS 2 message (PUBREC): kept in the bucket as released before the
+    /// message is acknowledged to JetStream and PUBREL goes out. Should this node die, the
+    /// node the client moves to sends PUBREL for it (MQTT-4.3.3-4: the client still holds it,
+    /// or answers PUBCOMP if it released it), and does not send the message again: a client
+    /// that released it would pass it on twice.
+    async fn released(&self, client_id: &str, message_id: u64, packet_id: u16) {
+        let (reply, value) = {
             let mut feeds = self.feeds.lock();
             let Some(feed) = feeds.get_mut(client_id) else { return };
             let Some((sequence, reply)) = feed.in_session.remove(&message_id) else { return };
             feed.by_sequence.remove(&sequence);
-            reply
+            remember_acked(feed, sequence, self.redelivery);
+            feed.released.retain(|(p, _)| *p != packet_id);
+            feed.released.push((packet_id, sequence));
+            (reply, encode_released(&feed.released))
         };
+        self.keep_released(client_id, value).await;
         self.ack(reply).await;
+    }
+
+    async fn keep_released(&self, client_id: &str, value: Bytes) {
+        let key = released_key(client_id);
+        let written = retry(|| {
+            let value = value.clone();
+            let key = key.clone();
+            async move {
+                if value.is_empty() {
+                    self.records.purge(key).await.map_err(|e| e.to_string())
+                } else {
+                    self.records.put(key, value).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+            }
+        })
+        .await;
+        if let Err(error) = written {
+            tracing::error!(%client_id, %error, "cluster: a session's released QoS 2 messages could not be kept in JetStream");
+        }
+    }
+
+    /// Takes the released QoS 2 messages of a session handed over from another node (its
+    /// in-flight deliveries past PUBREC): the bucket has them already, under this client id.
+    pub(super) fn adopt_released(&self, snapshot: &SessionSnapshot) {
+        let released: Vec<(u16, u64)> = snapshot
+            .deliveries
+            .iter()
+            .filter_map(|delivery| match delivery.stage {
+                midge_broker::handover::DeliveryStage::Inflight { packet_id, awaiting_pubcomp: true } => {
+                    Some((packet_id, delivery.seq))
+                }
+                _ => None,
+            })
+            .collect();
+        if !released.is_empty() {
+            self.feeds.lock().entry(snapshot.client_id.clone()).or_default().released = released;
+        }
     }
 
     async fn ack(&self, reply: Subject) {
@@ -367,6 +491,11 @@ impl Durable {
             filter_subjects: subjects,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.redelivery,
+            // The first time again after a second: a message JetStream sent to a pull that
+            // ended as the session moved (in flight to a node that no longer feeds it, where
+            // it is dropped) is not held up for the whole redelivery wait. Later ones (a slow
+            // client's) after `redelivery_secs`.
+            backoff: vec![FIRST_REDELIVERY.min(self.redelivery), self.redelivery],
             deliver_policy: DeliverPolicy::New,
             max_ack_pending: 65_535,
             // A session whose node died and whose client never returns: its consumer goes
@@ -403,11 +532,12 @@ impl Durable {
     /// Ends `client_id`'s session in the cluster's keeping: its consumer and record go (a
     /// clean start, or the session ended here).
     pub(super) async fn end(&self, client_id: &str) {
-        self.forget(client_id, None).await;
+        self.forget(client_id).await;
         match self.record(client_id).await {
             Ok(Some((record, revision))) => {
                 let _ = self.stream.delete_consumer(&record.consumer).await;
                 let _ = self.records.purge_expect_revision(key(client_id), Some(revision)).await;
+                let _ = self.records.purge(released_key(client_id)).await;
             }
             Ok(None) => {}
             Err(error) => {
@@ -416,18 +546,50 @@ impl Durable {
         }
     }
 
-    /// Stops feeding `client_id` here; with `ack`, what its session held from the feed is
-    /// acknowledged (its session went whole to another node, which sends them).
-    pub(super) async fn forget(&self, client_id: &str, ack: Option<()>) {
+    /// Stops feeding `client_id` here: its session ended.
+    pub(super) async fn forget(&self, client_id: &str) {
         let feed = self.feeds.lock().remove(client_id);
-        let Some(feed) = feed else { return };
-        if let Some(stop) = feed.stop {
+        if let Some(stop) = feed.and_then(|feed| feed.stop) {
             stop.cancel();
         }
-        if ack.is_some() {
-            for (_, (_, reply)) in feed.in_session {
-                self.ack(reply).await;
+    }
+
+    /// Stops feeding `client_id` here: its session went whole to another node, which sends
+    /// what it held. Its deliveries that came from JetStream are acknowledged there, once the
+    /// core's reports from before it went are in (a message its client acknowledged here
+    /// just before is acknowledged by that report); a message taken from JetStream and not
+    /// in the session yet is not (the feed hands it back).
+    pub(super) fn handed_over(&self, client_id: &str, snapshot: &SessionSnapshot) {
+        if let Some(stop) = self.feeds.lock().get_mut(client_id).and_then(|feed| feed.stop.take()) {
+            stop.cancel();
+        }
+        let sequences = snapshot.deliveries.iter().map(|delivery| delivery.seq).collect();
+        let _ = self.events.send(FeedEvent::HandedOver { client_id: client_id.to_owned(), sequences });
+    }
+
+    async fn forget_handed(&self, client_id: &str, sequences: &[u64]) {
+        let sequences: std::collections::HashSet<u64> = sequences.iter().copied().collect();
+        let replies: Vec<Subject> = {
+            let mut feeds = self.feeds.lock();
+            let Some(feed) = feeds.get_mut(client_id) else { return };
+            let handed: Vec<u64> =
+                feed.in_session.iter().filter(|(_, (s, _))| sequences.contains(s)).map(|(id, _)| *id).collect();
+            let replies = handed
+                .into_iter()
+                .filter_map(|id| feed.in_session.remove(&id))
+                .map(|(sequence, reply)| {
+                    feed.by_sequence.remove(&sequence);
+                    reply
+                })
+                .collect();
+            if feed.stop.is_none() {
+                // Not back here meanwhile (a new connection's feed would have a stop).
+                feeds.remove(client_id);
             }
+            replies
+        };
+        for reply in replies {
+            self.ack(reply).await;
         }
     }
 
@@ -448,7 +610,32 @@ impl Durable {
             let _ = self.records.purge_expect_revision(key(client_id), Some(revision)).await;
             return false;
         }
-        self.broker.take_over(record.outline, Instant::now());
+        let released = match self.records.get(released_key(client_id)).await {
+            Ok(value) => value.map(decode_released).unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%client_id, %error, "cluster: a session's released QoS 2 messages could not be read; they are not released again");
+                Vec::new()
+            }
+        };
+        let mut outline = record.outline;
+        // Each released message in flight past PUBREC: PUBREL is what goes out again.
+        for (packet_id, sequence) in &released {
+            outline.deliveries.push(midge_broker::handover::HandedDelivery {
+                seq: *sequence,
+                qos: 2,
+                retain: false,
+                subscription_ids: Vec::new(),
+                shared: None,
+                stage: midge_broker::handover::DeliveryStage::Inflight {
+                    packet_id: *packet_id,
+                    awaiting_pubcomp: true,
+                },
+                maybe_sent: true,
+                message: released_placeholder(),
+            });
+        }
+        self.feeds.lock().entry(client_id.to_owned()).or_default().released = released;
+        self.broker.take_over(outline, Instant::now());
         true
     }
 
@@ -506,6 +693,7 @@ impl Durable {
             .messages()
             .await
             .map_err(|e| e.to_string())?;
+        let mut give_back = Vec::new();
         let result = loop {
             let next = tokio::select! {
                 () = stop.cancelled() => break Ok(()),
@@ -516,74 +704,89 @@ impl Durable {
                 Some(Err(error)) => break Err(error.to_string()),
                 None => break Err("the consumer's messages ended".to_owned()),
             };
-            if !self.hand(client_id, message, stop).await {
+            if let Handed::Stop(message) = self.hand(client_id, message, stop).await {
+                give_back.extend(message);
                 break Ok(());
             }
         };
-        // Drain what the client buffered of the last batch, handing it back.
+        // What the client buffered of the last batch goes back too; first the pull ends (its
+        // inbox unsubscribed and that flushed), or JetStream would send them straight back here.
         while let Some(Some(Ok(message))) = futures_util::FutureExt::now_or_never(messages.next()) {
+            give_back.push(Box::new(message));
+        }
+        drop(messages);
+        let _ = self.client.flush().await;
+        for message in give_back {
             let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
         }
         result
     }
 
-    /// Hands one message to the session; `false` once the session is gone from here.
-    async fn hand(&self, client_id: &str, message: async_nats::jetstream::Message, stop: &CancellationToken) -> bool {
-        let Ok(info) = message.info().map(|info| (info.stream_sequence, info.delivered)) else { return true };
+    /// Hands one message to the session.
+    async fn hand(&self, client_id: &str, message: async_nats::jetstream::Message, stop: &CancellationToken) -> Handed {
+        let Ok(info) = message.info().map(|info| (info.stream_sequence, info.delivered)) else { return Handed::Next };
         let (sequence, _delivered) = info;
-        let Some(reply) = message.reply.clone() else { return true };
-        {
+        let Some(reply) = message.reply.clone() else { return Handed::Next };
+        let delivered_already = {
             let mut feeds = self.feeds.lock();
-            let Some(feed) = feeds.get_mut(client_id) else { return false };
+            let Some(feed) = feeds.get_mut(client_id) else { return Handed::Stop(Some(Box::new(message))) };
             if let Some(id) = feed.by_sequence.get(&sequence).copied() {
                 // Still in the session (its client slower than the redelivery wait): only the
                 // subject that acknowledges it is new.
                 feed.in_session.insert(id, (sequence, reply));
-                return true;
+                return Handed::Next;
             }
+            // Sent again before our acknowledgement reached JetStream, or released (its
+            // acknowledgement lost with a node that died).
+            feed.recently_acked.contains_key(&sequence) || feed.released.iter().any(|(_, s)| *s == sequence)
+        };
+        if delivered_already {
+            self.ack(reply).await;
+            return Handed::Next;
         }
         let Some(routed) = self.message(&message) else {
             self.ack(reply).await; // unreadable (counted): it would only come again
-            return true;
+            return Handed::Next;
         };
         let id = routed.id;
         if routed.is_expired(Instant::now()) {
             self.ack(reply).await;
-            return true;
+            return Handed::Next;
         }
         loop {
             {
                 // Tracked before the session has it: its client may acknowledge it at once.
                 let mut feeds = self.feeds.lock();
-                let Some(feed) = feeds.get_mut(client_id) else { return false };
+                let Some(feed) = feeds.get_mut(client_id) else { return Handed::Stop(Some(Box::new(message))) };
                 feed.in_session.insert(id, (sequence, reply.clone()));
                 feed.by_sequence.insert(sequence, id);
             }
             let outcome = self.broker.deliver_from_fabric_to(client_id, Arc::clone(&routed), sequence);
             let (wait_for, kept) = match outcome {
-                FabricDelivery::Queued => return true,
+                FabricDelivery::Queued => return Handed::Next,
                 FabricDelivery::Congested(session) => (session, true),
                 FabricDelivery::Full(session) => (session, false),
-                FabricDelivery::NoMatch | FabricDelivery::NoSession => {
+                FabricDelivery::NoMatch => {
                     self.untrack(client_id, id, sequence);
                     self.ack(reply).await;
-                    return !matches!(outcome, FabricDelivery::NoSession);
+                    return Handed::Next;
+                }
+                FabricDelivery::NoSession => {
+                    // Gone from here (to another node, or ended): back to JetStream, for the
+                    // node that has it now.
+                    self.untrack(client_id, id, sequence);
+                    return Handed::Stop(Some(Box::new(message)));
                 }
             };
             if !kept {
                 self.untrack(client_id, id, sequence);
             }
             tokio::select! {
-                () = stop.cancelled() => {
-                    if !kept {
-                        let _ = message.ack_with(async_nats::jetstream::AckKind::Nak(None)).await;
-                    }
-                    return false;
-                }
+                () = stop.cancelled() => return Handed::Stop((!kept).then(|| Box::new(message))),
                 () = wait_for.wait_for_room() => {}
             }
             if kept {
-                return true;
+                return Handed::Next;
             }
         }
     }
@@ -620,6 +823,40 @@ impl Durable {
             expires_at,
             publisher,
         ))
+    }
+}
+
+/// What became of a message a feed pulled.
+enum Handed {
+    /// Delivered, or done with: the next.
+    Next,
+    /// The session is no longer fed here: the pull ends, and the message, if it was not
+    /// delivered, goes back to JetStream.
+    Stop(Option<Box<async_nats::jetstream::Message>>),
+}
+
+/// Remembers that `sequence` was acknowledged, forgetting what is older than
+/// [`REMEMBER_ACKED`] redelivery waits once there are many.
+fn remember_acked(feed: &mut Feed, sequence: u64, redelivery: Duration) {
+    let now = Instant::now();
+    if feed.recently_acked.len() >= 1024 {
+        let horizon = redelivery * REMEMBER_ACKED;
+        feed.recently_acked.retain(|_, at| now.duration_since(*at) < horizon);
+    }
+    feed.recently_acked.insert(sequence, now);
+}
+
+/// The message of a released QoS 2 delivery brought back from the bucket: only its PUBREL
+/// is ever sent, so it has no content.
+fn released_placeholder() -> midge_broker::handover::StoredMessage {
+    midge_broker::handover::StoredMessage {
+        topic: "$midge/released".to_owned(),
+        payload: Bytes::new(),
+        qos: 2,
+        retain: false,
+        shared_properties: Bytes::new(),
+        expires_at_unix_ms: None,
+        publisher_session: None,
     }
 }
 

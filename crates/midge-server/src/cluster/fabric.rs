@@ -101,8 +101,16 @@ pub(super) struct NatsFabric {
 /// What the core tells the durable path's feeds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum FeedEvent {
-    /// A message a feed brought (its id here) was delivered.
-    Delivered { client_id: String, message_id: u64 },
+    /// A message a feed brought (its id here) was delivered; `packet_id` is the one its
+    /// exchange ended with (PUBACK, PUBCOMP).
+    Delivered { client_id: String, message_id: u64, packet_id: Option<u16> },
+    /// The session went whole to another node, with the deliveries at these stream
+    /// sequences (see [`super::durable::Durable::handed_over`]): after the deliveries the core
+    /// reported before it went.
+    HandedOver { client_id: String, sequences: Vec<u64> },
+    /// The client has a QoS 2 message a feed brought (PUBREC); `generation` orders it with
+    /// the subscription changes, since PUBREL waits for it as a SUBACK does for those.
+    Released { client_id: String, message_id: u64, packet_id: u16, generation: u64 },
     /// A fed session's subscriptions changed; `generation` orders the changes.
     Subscriptions { client_id: String, generation: u64 },
 }
@@ -157,6 +165,11 @@ impl NatsFabric {
             feed_events: feed_events_rx,
         };
         (fabric, queues)
+    }
+
+    /// A sender of what the durable path's feeds hear, in order with the core's reports.
+    pub(super) fn feed_events(&self) -> mpsc::UnboundedSender<FeedEvent> {
+        self.feed_events.clone()
     }
 
     /// Whether the outbound queue is over three quarters full: NATS is not taking this node's
@@ -230,8 +243,14 @@ impl Fabric for NatsFabric {
         self.feeds
     }
 
-    fn delivered(&self, client_id: &str, message_id: u64) {
-        let _ = self.feed_events.send(FeedEvent::Delivered { client_id: client_id.to_owned(), message_id });
+    fn delivered(&self, client_id: &str, message_id: u64, packet_id: Option<u16>) {
+        let _ = self.feed_events.send(FeedEvent::Delivered { client_id: client_id.to_owned(), message_id, packet_id });
+    }
+
+    fn released(&self, client_id: &str, message_id: u64, packet_id: u16) {
+        let generation = self.feed_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let client_id = client_id.to_owned();
+        let _ = self.feed_events.send(FeedEvent::Released { client_id, message_id, packet_id, generation });
     }
 
     fn subscriptions_changed(&self, client_id: &str) {

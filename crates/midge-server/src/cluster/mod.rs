@@ -146,6 +146,7 @@ impl Cluster {
             &config.prefix,
             origin,
             std::time::Duration::from_secs(config.redelivery_secs),
+            fabric.feed_events(),
             Arc::clone(&stats),
         ));
         let feed_events = std::mem::replace(&mut queues.feed_events, tokio::sync::mpsc::unbounded_channel().1);

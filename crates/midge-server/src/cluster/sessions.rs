@@ -228,6 +228,7 @@ impl Sessions {
         }
         match handover::decode(payload) {
             Ok(snapshot) => {
+                self.durable.adopt_released(&snapshot);
                 let skipped = self.broker.take_over(snapshot, Instant::now());
                 self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
                 if skipped > 0 {
@@ -305,7 +306,7 @@ impl Sessions {
                 // Ended here (expired, or its client left for good): what JetStream kept goes.
                 self.durable.end(&client_id).await;
             } else {
-                self.durable.forget(&client_id, None).await;
+                self.durable.forget(&client_id).await;
             }
         }
     }
@@ -355,7 +356,7 @@ impl Sessions {
             match tokio::task::spawn_blocking(move || broker.hand_over(&id)).await {
                 Ok(Ok(Some(snapshot))) => {
                     // What it held from JetStream goes with it: the new node sends it.
-                    self.durable.forget(&client_id, Some(())).await;
+                    self.durable.handed_over(&client_id, &snapshot);
                     handover::encode(&snapshot)
                 }
                 Ok(Ok(None)) => Bytes::new(),
