@@ -5,8 +5,8 @@
 //! - *The stream.* Every QoS 1/2 message a node publishes goes to `{prefix}.t.1.{topic}`
 //!   through JetStream (the fabric's sending task), and its publisher's PUBACK or PUBREC waits
 //!   for JetStream's acknowledgement. The stream `{prefix}-messages` keeps a message while a
-//!   consumer wants it (interest retention), up to `stream_max_bytes` (beyond it publishes are
-//!   refused, and publishers wait, rather than older messages being dropped). Core NATS
+//!   consumer wants it (interest retention), up to `stream_max_bytes` if set (beyond it
+//!   publishes are refused, and publishers wait, rather than older messages being dropped). Core NATS
 //!   subscribers of the subject (the nodes' routes for sessions that are not persistent) get
 //!   it as any message.
 //! - *A consumer per persistent session* (not per session and subscription: nats-server's MQTT
@@ -281,7 +281,7 @@ pub(super) async fn open_stream(
         // Full: publishes are refused (their publishers wait), rather than acknowledged
         // messages dropped.
         discard: DiscardPolicy::New,
-        max_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
+        max_bytes: if max_bytes == 0 { -1 } else { i64::try_from(max_bytes).unwrap_or(i64::MAX) },
         storage: StorageType::File,
         num_replicas: replicas,
         duplicate_window: Duration::from_secs(120),
@@ -693,6 +693,9 @@ impl Durable {
             .messages()
             .await
             .map_err(|e| e.to_string())?;
+        // What waited while the client was away is an offline queue, bounded as one on a
+        // single node: beyond `max_queued_messages`, the newer ones are dropped (counted).
+        let mut backlog = Backlog::new(consumer.cached_info().num_pending, self.broker.limits().max_queued_messages);
         let mut give_back = Vec::new();
         let result = loop {
             let next = tokio::select! {
@@ -704,6 +707,14 @@ impl Durable {
                 Some(Err(error)) => break Err(error.to_string()),
                 None => break Err("the consumer's messages ended".to_owned()),
             };
+            let first_delivery = message.info().is_ok_and(|info| info.delivered == 1);
+            if first_delivery && backlog.drops_next() {
+                self.broker.stats().dropped(midge_broker::DropReason::QueueFull, 1);
+                if let Some(reply) = message.reply.clone() {
+                    self.ack(reply).await;
+                }
+                continue;
+            }
             if let Handed::Stop(message) = self.hand(client_id, message, stop).await {
                 give_back.extend(message);
                 break Ok(());
@@ -826,6 +837,36 @@ impl Durable {
     }
 }
 
+/// The messages that waited in JetStream while a session's client was away, taken as its
+/// offline queue: the first `max_queued_messages` are delivered, the rest dropped.
+#[derive(Debug)]
+struct Backlog {
+    /// Of the backlog, how many are still to be delivered.
+    keep: u64,
+    /// Then how many to drop.
+    drop: u64,
+}
+
+impl Backlog {
+    fn new(pending: u64, max_queued_messages: usize) -> Self {
+        let bound = u64::try_from(max_queued_messages).unwrap_or(u64::MAX);
+        Self { keep: pending.min(bound), drop: pending.saturating_sub(bound) }
+    }
+
+    /// Whether the next message sent for the first time is to be dropped.
+    fn drops_next(&mut self) -> bool {
+        if self.keep > 0 {
+            self.keep -= 1;
+            false
+        } else if self.drop > 0 {
+            self.drop -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What became of a message a feed pulled.
 enum Handed {
     /// Delivered, or done with: the next.
@@ -919,6 +960,15 @@ mod tests {
                 assert!(subjects.iter().any(|s| contains(s, &subject)), "{subject} is not covered by {subjects:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_backlog_beyond_the_queue_bound_loses_its_newest() {
+        let mut backlog = super::Backlog::new(5, 2);
+        let drops: Vec<bool> = (0..7).map(|_| backlog.drops_next()).collect();
+        assert_eq!(drops, [false, false, true, true, true, false, false]);
+        let mut within = super::Backlog::new(1, 2);
+        assert!(!within.drops_next() && !within.drops_next());
     }
 
     #[test]

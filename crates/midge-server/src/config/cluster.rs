@@ -63,17 +63,15 @@ pub struct ClusterConfig {
     #[serde(default = "default_redelivery")]
     pub redelivery_secs: u64,
     /// The most bytes the stream of QoS 1/2 messages holds for persistent sessions (their
-    /// offline queues, cluster-wide); when full, publishers wait. Default 1 GiB.
-    #[serde(default = "default_stream_max_bytes")]
+    /// offline queues, cluster-wide); when full, publishers wait. JetStream reserves it on
+    /// each of `replicas` servers when the stream is created. Default 0: no limit but the
+    /// servers' storage (a session's messages go when it ends or expires).
+    #[serde(default)]
     pub stream_max_bytes: u64,
 }
 
 fn default_redelivery() -> u64 {
     10
-}
-
-fn default_stream_max_bytes() -> u64 {
-    1 << 30
 }
 
 fn default_prefix() -> String {
@@ -139,8 +137,11 @@ impl ClusterConfig {
         if !(1..=3600).contains(&self.redelivery_secs) {
             return Err(format!("redelivery_secs = {}: 1 to 3600", self.redelivery_secs));
         }
-        if self.stream_max_bytes < 1 << 20 {
-            return Err(format!("stream_max_bytes = {}: at least 1 MiB (1048576)", self.stream_max_bytes));
+        if self.stream_max_bytes != 0 && self.stream_max_bytes < 1 << 20 {
+            return Err(format!(
+                "stream_max_bytes = {}: 0 (no limit) or at least 1 MiB (1048576)",
+                self.stream_max_bytes
+            ));
         }
         Ok(())
     }
@@ -162,7 +163,7 @@ mod tests {
         assert_eq!(config.replicas, 1);
         assert_eq!(config.lease_secs, 20);
         assert_eq!(config.redelivery_secs, 10);
-        assert_eq!(config.stream_max_bytes, 1 << 30);
+        assert_eq!(config.stream_max_bytes, 0);
         assert_eq!(config.node_name(), "a");
     }
 
