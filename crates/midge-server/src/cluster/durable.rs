@@ -693,9 +693,10 @@ impl Durable {
             .messages()
             .await
             .map_err(|e| e.to_string())?;
-        // What waited while the client was away is an offline queue, bounded as one on a
-        // single node: beyond `max_queued_messages`, the newer ones are dropped (counted).
-        let mut backlog = Backlog::new(consumer.cached_info().num_pending, self.broker.limits().max_queued_messages);
+        // What waited while the client was away is an offline queue, bounded as one in a
+        // single node's store: beyond `max_offline_messages` (`max_queued_messages` when given
+        // alone), the newer ones are dropped (counted).
+        let mut backlog = Backlog::new(consumer.cached_info().num_pending, self.broker.limits().max_offline_messages);
         let mut give_back = Vec::new();
         let result = loop {
             let next = tokio::select! {
@@ -838,7 +839,7 @@ impl Durable {
 }
 
 /// The messages that waited in JetStream while a session's client was away, taken as its
-/// offline queue: the first `max_queued_messages` are delivered, the rest dropped.
+/// offline queue: the first `max_offline_messages` are delivered, the rest dropped.
 #[derive(Debug)]
 struct Backlog {
     /// Of the backlog, how many are still to be delivered.
@@ -848,8 +849,8 @@ struct Backlog {
 }
 
 impl Backlog {
-    fn new(pending: u64, max_queued_messages: usize) -> Self {
-        let bound = u64::try_from(max_queued_messages).unwrap_or(u64::MAX);
+    fn new(pending: u64, max_offline_messages: usize) -> Self {
+        let bound = u64::try_from(max_offline_messages).unwrap_or(u64::MAX);
         Self { keep: pending.min(bound), drop: pending.saturating_sub(bound) }
     }
 
