@@ -134,7 +134,7 @@ struct Feed {
     released: Vec<(u16, u64)>,
     /// Stream sequences acknowledged lately, with when: a redelivery JetStream had sent before
     /// the acknowledgement reached it is not delivered again.
-    recently_acked: HashMap<u64, Instant>,
+    recently_acked: RecentlyAcked,
     /// Stops the running pull, if any.
     stop: Option<CancellationToken>,
     /// Rung when the session's consumer changes (it had none), for a waiting pull.
@@ -750,7 +750,7 @@ impl Durable {
             }
             // Sent again before our acknowledgement reached JetStream, or released (its
             // acknowledgement lost with a node that died).
-            feed.recently_acked.contains_key(&sequence) || feed.released.iter().any(|(_, s)| *s == sequence)
+            feed.recently_acked.contains(sequence) || feed.released.iter().any(|(_, s)| *s == sequence)
         };
         if delivered_already {
             self.ack(reply).await;
@@ -877,15 +877,39 @@ enum Handed {
     Stop(Option<Box<async_nats::jetstream::Message>>),
 }
 
-/// Remembers that `sequence` was acknowledged, forgetting what is older than
-/// [`REMEMBER_ACKED`] redelivery waits once there are many.
+/// Remembers that `sequence` was acknowledged.
 fn remember_acked(feed: &mut Feed, sequence: u64, redelivery: Duration) {
-    let now = Instant::now();
-    if feed.recently_acked.len() >= 1024 {
-        let horizon = redelivery * REMEMBER_ACKED;
-        feed.recently_acked.retain(|_, at| now.duration_since(*at) < horizon);
+    feed.recently_acked.insert(sequence, Instant::now(), redelivery * REMEMBER_ACKED);
+}
+
+/// Stream sequences acknowledged within a while, oldest first: each forgotten once older than
+/// the horizon, or once [`RECENTLY_ACKED_MAX`] newer ones came (bounded under any load).
+#[derive(Debug, Default)]
+struct RecentlyAcked {
+    order: std::collections::VecDeque<(Instant, u64)>,
+    set: std::collections::HashSet<u64>,
+}
+
+/// The most acknowledged sequences a feed remembers.
+const RECENTLY_ACKED_MAX: usize = 65_536;
+
+impl RecentlyAcked {
+    fn insert(&mut self, sequence: u64, now: Instant, horizon: Duration) {
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) < horizon && self.order.len() < RECENTLY_ACKED_MAX {
+                break;
+            }
+            self.order.pop_front();
+            self.set.remove(&old);
+        }
+        if self.set.insert(sequence) {
+            self.order.push_back((now, sequence));
+        }
     }
-    feed.recently_acked.insert(sequence, now);
+
+    fn contains(&self, sequence: u64) -> bool {
+        self.set.contains(&sequence)
+    }
 }
 
 /// The message of a released QoS 2 delivery brought back from the bucket: only its PUBREL
@@ -970,6 +994,23 @@ mod tests {
         assert_eq!(drops, [false, false, true, true, true, false, false]);
         let mut within = super::Backlog::new(1, 2);
         assert!(!within.drops_next() && !within.drops_next());
+    }
+
+    #[test]
+    fn acknowledged_sequences_are_forgotten_by_age_and_by_count() {
+        use std::time::{Duration, Instant};
+        let mut acked = super::RecentlyAcked::default();
+        let start = Instant::now();
+        let horizon = Duration::from_secs(30);
+        acked.insert(1, start, horizon);
+        acked.insert(2, start + Duration::from_secs(10), horizon);
+        assert!(acked.contains(1) && acked.contains(2));
+        acked.insert(3, start + Duration::from_secs(31), horizon);
+        assert!(!acked.contains(1) && acked.contains(2) && acked.contains(3));
+        for sequence in 10..10 + super::RECENTLY_ACKED_MAX as u64 {
+            acked.insert(sequence, start + Duration::from_secs(32), horizon);
+        }
+        assert!(acked.set.len() <= super::RECENTLY_ACKED_MAX && !acked.contains(2));
     }
 
     #[test]
