@@ -639,6 +639,60 @@ fn messages_of_one_publisher_cross_in_order_once_each() {
     }
 }
 
+/// A retained message whose publisher on A has its PUBACK is found by a SUBSCRIBE sent to B at
+/// once after it (MQTT-3.3.1-6: the retained message is sent to a new subscription; across
+/// nodes, A's PUBACK waits for the retained bucket and B applies the bucket before a SUBSCRIBE),
+/// for every one of a run of topics, each set and subscribed to with no wait between (rumqttc,
+/// both clients connected before).
+#[test]
+fn a_retained_message_acknowledged_on_one_node_is_sent_to_a_subscribe_on_another_right_after() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    const TOPICS: usize = 20;
+    let cluster = MidgeCluster::start();
+    let connect = |node: &TestBroker, id: &str| {
+        let mut options = MqttOptions::new(id, "127.0.0.1", node.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, connection) = Client::new(options, 64);
+        let (events, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut connection = connection;
+            for event in connection.iter() {
+                let stop = event.is_err();
+                if events.send(event.map_err(|error| error.to_string())).is_err() || stop {
+                    return;
+                }
+            }
+        });
+        (client, received)
+    };
+    let next = |received: &mpsc::Receiver<Result<Event, String>>, what: &str, wanted: &dyn Fn(&Packet) -> bool| loop {
+        match received.recv_timeout(WAIT) {
+            Ok(Ok(Event::Incoming(packet))) if wanted(&packet) => return packet,
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => panic!("{what}: {error}"),
+            Err(_) => panic!("{what}: nothing within {WAIT:?}"),
+        }
+    };
+    let (publisher, published) = connect(cluster.node(A), "ret-pub");
+    let (subscriber, deliveries) = connect(cluster.node(B), "ret-sub");
+    next(&published, "publisher's CONNACK", &|p| matches!(p, Packet::ConnAck(_)));
+    next(&deliveries, "subscriber's CONNACK", &|p| matches!(p, Packet::ConnAck(_)));
+    for i in 0..TOPICS {
+        let topic = format!("rw/{i}");
+        publisher.publish(&topic, QoS::AtLeastOnce, true, format!("kept {i}").into_bytes()).expect("publish");
+        next(&published, "PUBACK", &|p| matches!(p, Packet::PubAck(_)));
+        subscriber.subscribe(&topic, QoS::AtLeastOnce).expect("subscribe");
+        let packet =
+            next(&deliveries, &format!("the retained message of {topic}"), &|p| matches!(p, Packet::Publish(_)));
+        let Packet::Publish(publish) = packet else { unreachable!() };
+        assert_eq!(
+            (publish.topic.as_str(), publish.payload.as_ref(), publish.retain),
+            (topic.as_str(), format!("kept {i}").as_bytes(), true),
+            "the first message on {topic} at B is not its retained one"
+        );
+    }
+}
+
 /// Publishes `messages` (topic, payload) at QoS 1 from one rumqttc client (MQTT 3.1.1), in
 /// order, and waits until every one is acknowledged.
 fn publish_in_order(node: &TestBroker, id: &str, messages: &[(String, String)]) {

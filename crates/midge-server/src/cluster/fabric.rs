@@ -76,6 +76,10 @@ pub(super) struct NatsFabric {
     /// was over its high-water mark ([`NatsFabric::congested`]).
     pub(super) room: Arc<tokio::sync::Notify>,
     retained: mpsc::Sender<RetainedUpdate>,
+    /// Retained updates queued so far: a publisher's acknowledgement waits until the bucket
+    /// has them ([`super::Cluster::retained_written`]).
+    pub(super) retained_queued: AtomicU64,
+    retained_order: Mutex<()>,
     /// How many sessions hold each filter; a change to or from none goes to `changes`, under
     /// this lock, so the subscriptions follow the counts in order.
     holders: Mutex<HashMap<Box<str>, usize>>,
@@ -147,6 +151,8 @@ impl NatsFabric {
             outbound,
             room: Arc::new(tokio::sync::Notify::new()),
             retained,
+            retained_queued: AtomicU64::new(0),
+            retained_order: Mutex::new(()),
             holders: Mutex::new(HashMap::new()),
             changes,
             requested: std::sync::atomic::AtomicU64::new(0),
@@ -232,9 +238,14 @@ impl Fabric for NatsFabric {
                 let unix_ms = left_ms.map(|left| unix_now_ms().saturating_add(left));
                 self.wire(message, unix_ms).encode()
             });
+            // Counted under the lock that orders the queue, so a count read after a publish
+            // covers its update (see `Cluster::retained_generation`).
+            let _order = self.retained_order.lock();
             if self.retained.try_send(RetainedUpdate { topic: message.topic.to_string(), value }).is_err() {
                 self.stats.dropped_retained.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic = %message.topic, "cluster: retained update dropped, the bucket is not keeping up");
+            } else {
+                self.retained_queued.fetch_add(1, Ordering::SeqCst);
             }
         }
     }

@@ -101,6 +101,11 @@ pub struct Cluster {
     durable: Arc<durable::Durable>,
     /// How many durable messages JetStream has acknowledged (see [`Cluster::durably_published`]).
     published: watch::Receiver<u64>,
+    retained_bucket: async_nats::jetstream::kv::Store,
+    /// How many retained updates the bucket has taken (see [`Cluster::retained_written`]).
+    retained_written: watch::Receiver<u64>,
+    /// The last revision of the retained bucket applied here.
+    retained_applied: watch::Sender<u64>,
     /// The other nodes whose leases this node has seen and not buried.
     peers: lease::Peers,
     fenced: Arc<std::sync::atomic::AtomicBool>,
@@ -127,8 +132,15 @@ impl Cluster {
         let stats = Arc::new(ClusterStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
-        let follower =
-            retained::follow(&retained_bucket, Arc::clone(&broker), Arc::clone(&stats), stop_rx.clone()).await?;
+        let retained_applied = watch::channel(0).0;
+        let follower = retained::follow(
+            &retained_bucket,
+            Arc::clone(&broker),
+            Arc::clone(&stats),
+            retained_applied.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         tasks.spawn(async move {
             let _ = follower.await;
         });
@@ -160,7 +172,8 @@ impl Cluster {
         publishing.set_timeout(DURABLE_ATTEMPT);
         tasks.spawn(send(routes.clone(), publishing.clone(), queues.outbound, Arc::clone(&fabric), confirmations));
         tasks.spawn(confirm(publishing, confirm_rx, published_tx, stop_rx.clone()));
-        tasks.spawn(retained::write(retained_bucket, queues.retained));
+        let (retained_written_tx, retained_written) = watch::channel(0);
+        tasks.spawn(retained::write(retained_bucket.clone(), queues.retained, retained_written_tx));
         let inbound = Inbound::new(
             Arc::clone(&broker),
             routes.clone(),
@@ -207,7 +220,23 @@ impl Cluster {
         tasks.spawn(lease.run(stop_rx));
         tasks.spawn(wills::write(wills, node.clone(), queues.wills));
         tracing::info!(node = %node, urls = %config.urls.join(","), prefix = %config.prefix, "cluster: joined");
-        Ok(Self { node, fabric, routes, shares, sessions, durable, published, peers, fenced, settled, stop, tasks })
+        Ok(Self {
+            node,
+            fabric,
+            routes,
+            shares,
+            sessions,
+            durable,
+            published,
+            retained_bucket,
+            retained_written,
+            retained_applied,
+            peers,
+            fenced,
+            settled,
+            stop,
+            tasks,
+        })
     }
 
     /// Makes this node the owner of `client_id`'s session before its client is admitted
@@ -278,6 +307,27 @@ impl Cluster {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// How many retained updates this node has queued for the bucket: a publisher of a retained
+    /// message waits for [`Cluster::retained_written`] to reach the count read after it.
+    pub fn retained_generation(&self) -> u64 {
+        self.fabric.retained_queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most [`RETAINED_WAIT`]) until the bucket has taken the first `generation`
+    /// retained updates of this node, so that a subscriber on any node that subscribes after
+    /// the publisher's PUBACK finds the message ([`Cluster::retained_caught_up`]).
+    pub async fn retained_written(&self, generation: u64) {
+        let mut written = self.retained_written.clone();
+        let _ = tokio::time::timeout(RETAINED_WAIT, written.wait_for(|n| *n >= generation)).await;
+    }
+
+    /// Waits (at most [`RETAINED_WAIT`]) until this node has applied every retained update the
+    /// bucket has now: before a SUBSCRIBE, whose retained messages then include every one
+    /// acknowledged on any node before it.
+    pub async fn retained_caught_up(&self) {
+        retained::catch_up(&self.retained_bucket, &self.retained_applied, RETAINED_WAIT).await;
+    }
+
     /// The generation of the last subscription change of a session fed by the durable path.
     pub fn feeds_generation(&self) -> u64 {
         self.fabric.feed_requested.load(Ordering::SeqCst)
@@ -338,6 +388,9 @@ impl Cluster {
 /// closed instead (it sends the message again when it reconnects): longer than a stream's
 /// leader election after the loss of a NATS server (measured at 5 to 6 seconds on loopback).
 pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// The longest a retained message's publisher, or a SUBSCRIBE, waits for the retained bucket.
+pub const RETAINED_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long one JetStream publish waits for its acknowledgement before it is sent again.
 const DURABLE_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);

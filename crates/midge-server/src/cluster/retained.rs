@@ -37,7 +37,9 @@ fn topic_of(key: &str) -> Option<String> {
 /// Writes the node's retained updates to the bucket, in the order they were made. An update the
 /// bucket refuses is tried again for up to [`WRITE_RETRY_FOR`](super::bucket::WRITE_RETRY_FOR) (the later ones wait, so the
 /// order holds), unless its key is refused, which no retry mends.
-pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpdate>) {
+///
+/// `written` counts the updates done with (written, or given up), in order.
+pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpdate>, written: watch::Sender<u64>) {
     while let Some(update) = updates.recv().await {
         let key = key(&update.topic);
         let mut waits = super::bucket::retry_waits();
@@ -64,22 +66,44 @@ pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpda
                 }
             }
         }
+        written.send_modify(|count| *count += 1);
+    }
+}
+
+/// Waits (at most `limit`) until this node has applied every update the bucket had when this
+/// was called: a SUBSCRIBE handled afterwards finds every retained message whose publisher was
+/// acknowledged before, on any node. `applied` is the revision the follower applied last.
+pub(super) async fn catch_up(store: &Store, applied: &watch::Sender<u64>, limit: Duration) {
+    let wait = async {
+        let Ok(status) = store.status().await else { return };
+        let last = status.info.state.last_sequence;
+        let mut applied = applied.subscribe();
+        let _ = applied.wait_for(|revision| *revision >= last).await;
+    };
+    if tokio::time::timeout(limit, wait).await.is_err() {
+        tracing::debug!("cluster: the retained bucket's updates did not arrive in time before a SUBSCRIBE");
     }
 }
 
 /// Loads the bucket's current values into `broker`, then follows its updates until `stop`.
 /// Returns once the current values are loaded (or [`SYNC_TIMEOUT`] passed), with the task that
 /// follows.
+///
+/// `applied` is told the revision of every entry applied (and the bucket's last revision once
+/// the current values are loaded, for a bucket whose last entries were deletes of nothing).
 pub(super) async fn follow(
     store: &Store,
     broker: Arc<Broker>,
     stats: Arc<ClusterStats>,
+    applied: watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
     let problem = |error: String| ClusterError::Bucket { bucket: store.name.clone(), problem: error };
     // With history: the current value of every key first (watch_all sends only new ones).
     let mut watch = store.watch_with_history(">").await.map_err(|e| problem(e.to_string()))?;
-    let values = store.status().await.map_err(|e| problem(e.to_string()))?.values();
+    let status = store.status().await.map_err(|e| problem(e.to_string()))?;
+    let values = status.values();
+    let loaded_up_to = status.info.state.last_sequence;
     let mut loaded = 0u64;
     // The revision of the last entry applied: a new watch starts after it.
     let mut last = 0u64;
@@ -109,6 +133,7 @@ pub(super) async fn follow(
         }
     }
     tracing::info!(loaded, "cluster: retained messages loaded");
+    applied.send_replace(last.max(loaded_up_to));
     let store = store.clone();
     Ok(tokio::spawn(async move {
         loop {
@@ -118,6 +143,11 @@ pub(super) async fn follow(
                     Some(Ok(entry)) => {
                         last = entry.revision;
                         apply(&broker, &stats, entry);
+                        applied.send_if_modified(|revision| {
+                            let newer = last > *revision;
+                            *revision = (*revision).max(last);
+                            newer
+                        });
                     }
                     // The watch's consumer lives on one NATS server; when that one is lost, the
                     // client (still connected to another) only reports missed heartbeats and

@@ -197,6 +197,7 @@ pub(super) async fn run_connected<T: Transport>(
             // Not reading a client held to its rate, or to the store's pace, is our doing: its
             // keep alive does not run meanwhile. Frames left buffered come before any new read.
             connection.heard(Instant::now());
+            before_handling_in_cluster(cluster, rbuf).await;
             let marks = ClusterMarks::take(cluster, wbuf);
             if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
                 return end;
@@ -217,6 +218,7 @@ pub(super) async fn run_connected<T: Transport>(
                 // Frames left buffered when pacing began come before any new read, unless the
                 // client is still held back for its rate or the store.
                 if !ReadGates::is_closed(&gates.read) {
+                    before_handling_in_cluster(cluster, rbuf).await;
                     let marks = ClusterMarks::take(cluster, wbuf);
                     if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, 0) {
                         return end;
@@ -253,6 +255,7 @@ pub(super) async fn run_connected<T: Transport>(
                         got
                     }
                 };
+                before_handling_in_cluster(cluster, rbuf).await;
                 let marks = ClusterMarks::take(cluster, wbuf);
                 if let Err(end) = handle_buffered(&frames, connection, rbuf, wbuf, &mut held, &mut gates, got as u64) {
                     return end;
@@ -276,6 +279,7 @@ struct ClusterMarks {
     interest: u64,
     feeds: u64,
     durable: u64,
+    retained: u64,
     /// The length of the write buffer: what the packets answered comes after it.
     answers_from: usize,
 }
@@ -286,14 +290,56 @@ impl ClusterMarks {
             interest: cluster.interest_generation(),
             feeds: cluster.feeds_generation(),
             durable: cluster.durable_generation(),
+            retained: cluster.retained_generation(),
             answers_from: wbuf.len(),
         })
     }
 }
 
+/// On a node of a cluster, before a read's packets are handled: if a SUBSCRIBE is among them,
+/// the node first applies what the retained bucket has (bounded), so the retained messages it
+/// sends include every one acknowledged before on any node.
+async fn before_handling_in_cluster(cluster: Option<&crate::cluster::Cluster>, rbuf: &[u8]) {
+    if let Some(cluster) = cluster {
+        if has_subscribe(rbuf) {
+            cluster.retained_caught_up().await;
+        }
+    }
+}
+
+/// Whether the complete MQTT packets at the start of `bytes` include a SUBSCRIBE (type 8).
+fn has_subscribe(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    while at < bytes.len() {
+        let kind = bytes[at] >> 4;
+        let (mut length, mut shift, mut header) = (0usize, 0u32, 1usize);
+        loop {
+            let Some(&byte) = bytes.get(at + header) else { return false };
+            length |= usize::from(byte & 0x7f) << shift;
+            header += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 21 {
+                return false;
+            }
+        }
+        if at + header + length > bytes.len() {
+            return false;
+        }
+        if kind == 8 {
+            return true;
+        }
+        at += header + length;
+    }
+    false
+}
+
 /// On a node of a cluster, what a read's packets need of the cluster before their answers go
 /// out: a SUBACK once NATS has the subscription (and, for a persistent session, its JetStream
-/// consumer the filter); a PUBACK or PUBREC once JetStream has stored the QoS 1/2 messages
+/// consumer the filter); a PUBACK for a retained message once the retained bucket has it
+/// (bounded); a PUBACK or PUBREC once JetStream has stored the QoS 1/2 messages
 /// (the connection is closed unanswered if it cannot, so the client sends them again); and a
 /// publisher is paced while NATS is not taking this node's messages.
 async fn settle_in_cluster(
@@ -310,6 +356,10 @@ async fn settle_in_cluster(
     let feeds = cluster.feeds_generation();
     if feeds != before.feeds {
         cluster.feeds_settled(feeds).await;
+    }
+    let retained = cluster.retained_generation();
+    if retained != before.retained {
+        cluster.retained_written(retained).await;
     }
     let durable = cluster.durable_generation();
     if durable != before.durable && !cluster.durably_published(durable).await {
@@ -496,5 +546,27 @@ fn handle_frames(
                 return Err((CloseKind::Abnormal, format!("bad packet: {detail}")));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_subscribe;
+
+    #[test]
+    fn a_subscribe_is_found_among_complete_packets_only() {
+        let pingreq = [0xc0, 0x00];
+        let subscribe = [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x01];
+        let publish = [0x30, 0x03, 0x00, 0x01, b't'];
+        assert!(!has_subscribe(&[]));
+        assert!(!has_subscribe(&[pingreq.as_slice(), &publish].concat()));
+        assert!(has_subscribe(&[pingreq.as_slice(), &publish, &subscribe].concat()));
+        // Cut short: not (yet) a packet.
+        assert!(!has_subscribe(&[pingreq.as_slice(), &subscribe[..5]].concat()));
+        // A remaining length in two bytes (128), then a SUBSCRIBE.
+        let mut long = vec![0x30, 0x80, 0x01];
+        long.extend(std::iter::repeat_n(0u8, 128));
+        long.extend_from_slice(&subscribe);
+        assert!(has_subscribe(&long));
     }
 }
