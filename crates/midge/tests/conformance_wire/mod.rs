@@ -129,9 +129,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A TCP connection to the broker, with nothing sent yet.
+    /// A TCP connection to the broker (with `MIDGE_TEST_SPREAD`, to the next node of its
+    /// cluster), with nothing sent yet.
     pub fn open(broker: &TestBroker, version: Version) -> Self {
-        Self::open_at(broker.addr, version)
+        Self::open_at(broker.client_addr(), version)
     }
 
     /// A TCP connection to one of the broker's addresses (a broker with several listeners),
