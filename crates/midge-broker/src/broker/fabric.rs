@@ -182,7 +182,14 @@ impl Broker {
             crate::session::EnqueueOutcome::Queued(_) => FabricDelivery::Queued,
             crate::session::EnqueueOutcome::QueuedCongested(_) => FabricDelivery::Congested(session),
             crate::session::EnqueueOutcome::DroppedQueueFull | crate::session::EnqueueOutcome::DroppedOffline => {
-                FabricDelivery::Full(session)
+                if !session.lock().is_attached() {
+                    FabricDelivery::Away
+                } else if session.drops_beyond_bound() {
+                    self.stats.dropped(crate::stats::DropReason::QueueFull, 1);
+                    FabricDelivery::Dropped
+                } else {
+                    FabricDelivery::Full(session)
+                }
             }
         }
     }
@@ -279,9 +286,15 @@ pub enum FabricDelivery {
     Queued,
     /// Queued beyond the session's bound: wait for [`Session::wait_for_room`] before the next.
     Congested(Arc<Session>),
-    /// Not queued: the session's queue is at its hard bound (or its client is away and it
-    /// keeps no QoS 0). Offer it again after [`Session::wait_for_room`].
+    /// Not queued: the session's queue is at its hard bound. Offer it again after
+    /// [`Session::wait_for_room`].
     Full(Arc<Session>),
+    /// Not queued: the session is over its bound and drops what comes beyond it (the
+    /// slow-consumer policy shed it, or its MQTT-SN client sleeps), as it would from the
+    /// router; counted. Done with.
+    Dropped,
+    /// Not queued: its client is not connected (it just left): offer it when it is again.
+    Away,
     /// None of the session's subscriptions matches it (any more): nothing to deliver.
     NoMatch,
     /// There is no such session on this node (ended, or moved to another).

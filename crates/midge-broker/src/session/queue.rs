@@ -237,6 +237,13 @@ impl Session {
         state.attached.is_none() || state.ended || !state.congested || state.shedding || state.asleep
     }
 
+    /// Whether messages beyond the bound are dropped rather than paced: the slow-consumer
+    /// policy shed this session, or its MQTT-SN client sleeps.
+    pub(crate) fn drops_beyond_bound(&self) -> bool {
+        let state = self.state.lock();
+        state.shedding || state.asleep
+    }
+
     /// Waits until [`has_room`](Self::has_room) is true.
     ///
     /// # Cancel safety

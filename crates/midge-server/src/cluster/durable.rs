@@ -783,7 +783,13 @@ impl Durable {
                     self.ack(reply).await;
                     return Handed::Next;
                 }
-                FabricDelivery::NoSession => {
+                FabricDelivery::Dropped => {
+                    // Dropped beyond the bound, as the router would have (counted by the core).
+                    self.untrack(client_id, id, sequence);
+                    self.ack(reply).await;
+                    return Handed::Next;
+                }
+                FabricDelivery::Away | FabricDelivery::NoSession => {
                     // Gone from here (to another node, or ended): back to JetStream, for the
                     // node that has it now.
                     self.untrack(client_id, id, sequence);
