@@ -230,10 +230,23 @@ impl Sub {
         qos: u8,
         payload_format: &str,
     ) -> Self {
+        Self::start_with(node, version, id, filters, qos, payload_format, &[])
+    }
+
+    /// [`Sub::start_format`] with more `mosquitto_sub` arguments (`-c`, say).
+    fn start_with(
+        node: &TestBroker,
+        version: &str,
+        id: &str,
+        filters: &[&str],
+        qos: u8,
+        payload_format: &str,
+        args: &[&str],
+    ) -> Self {
         let mut command = Command::new("stdbuf");
         command.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &node.port().to_string()]);
         command.args(["-V", version, "-i", id, "-q", &qos.to_string(), "-d", "-F"]);
-        command.arg(format!("{FORMAT}{payload_format}"));
+        command.arg(format!("{FORMAT}{payload_format}")).args(args);
         for filter in filters {
             command.args(["-t", filter]);
         }
@@ -764,17 +777,25 @@ fn routing_survives_the_loss_of_a_nats_server() {
 }
 
 /// Each NATS server in turn is killed and restarted while subscribers stay connected: after
-/// each step messages still flow from `a` to `c`, and retained messages still cross.
+/// each step messages still flow from `a` to `c`, and to a persistent subscriber on `b` (fed
+/// from its JetStream consumer, which moves with the servers' restarts), and retained messages
+/// still cross.
 #[test]
 fn routing_survives_a_rolling_restart_of_the_nats_servers() {
     let mut cluster = MidgeCluster::start();
     let mut sub = Sub::start(cluster.node(C), V311, "k-sub", &["k/#"], 1);
-    flows(&cluster, &mut sub, "start");
+    let mut durable = Sub::start_with(cluster.node(B), V311, "k-durable", &["k/x"], 1, "%p", &["-c"]);
+    let mut step = |cluster: &MidgeCluster, sub: &mut Sub, payload: &str| {
+        flows(cluster, sub, payload);
+        let last = durable.until(payload).pop().expect("one message at least");
+        assert_eq!((last.qos, last.topic.as_str()), (1, "k/x"), "the persistent subscriber on b");
+    };
+    step(&cluster, &mut sub, "start");
     for i in 0..cluster.nats.len() {
         cluster.nats.kill(i);
-        flows(&cluster, &mut sub, &format!("without n{i}"));
+        step(&cluster, &mut sub, &format!("without n{i}"));
         cluster.nats.restart(i);
-        flows(&cluster, &mut sub, &format!("with n{i} again"));
+        step(&cluster, &mut sub, &format!("with n{i} again"));
     }
     publish(cluster.node(A), V311, "k/retained", "after the restarts", 1, &["-r"]);
     for node in [A, B, C] {
