@@ -104,8 +104,8 @@ pub struct Cluster {
     retained_bucket: async_nats::jetstream::kv::Store,
     /// How many retained updates the bucket has taken (see [`Cluster::retained_written`]).
     retained_written: watch::Receiver<u64>,
-    /// The last revision of the retained bucket applied here.
-    retained_applied: watch::Sender<u64>,
+    /// What this node has applied of the retained bucket.
+    retained_applied: Arc<retained::Applied>,
     /// The other nodes whose leases this node has seen and not buried.
     peers: lease::Peers,
     fenced: Arc<std::sync::atomic::AtomicBool>,
@@ -132,15 +132,8 @@ impl Cluster {
         let stats = Arc::new(ClusterStats::default());
         let (stop, stop_rx) = watch::channel(false);
         let tasks = TaskTracker::new();
-        let retained_applied = watch::channel(0).0;
-        let follower = retained::follow(
-            &retained_bucket,
-            Arc::clone(&broker),
-            Arc::clone(&stats),
-            retained_applied.clone(),
-            stop_rx.clone(),
-        )
-        .await?;
+        let retained_applied = Arc::new(retained::Applied::new(Arc::clone(&broker), Arc::clone(&stats)));
+        let follower = retained::follow(&retained_bucket, Arc::clone(&retained_applied), stop_rx.clone()).await?;
         tasks.spawn(async move {
             let _ = follower.await;
         });
@@ -307,6 +300,36 @@ impl Cluster {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// Where this node stands before a client's packets are handled (see [`Cluster::settle`]).
+    pub fn marks(&self) -> SettleMarks {
+        SettleMarks {
+            interest: self.interest_generation(),
+            feeds: self.feeds_generation(),
+            retained: self.retained_generation(),
+            durable: self.durable_generation(),
+        }
+    }
+
+    /// What a client's packets, handled since `before`, need of the cluster before their
+    /// answers go out: a SUBACK once NATS has the subscription (and a persistent session's
+    /// JetStream consumer the filter); a PUBREL once the bucket has its QoS 2 record; a
+    /// retained message's PUBACK once the retained bucket has it (bounded); a PUBACK or PUBREC
+    /// once JetStream has stored the QoS 1/2 messages. `false` if JetStream did not store them
+    /// within [`DURABLE_WAIT`]: the answers must not go out, and the client is to be closed.
+    pub async fn settle(&self, before: SettleMarks) -> bool {
+        let now = self.marks();
+        if now.interest != before.interest {
+            self.interest_settled(now.interest).await;
+        }
+        if now.feeds != before.feeds {
+            self.feeds_settled(now.feeds).await;
+        }
+        if now.retained != before.retained {
+            self.retained_written(now.retained).await;
+        }
+        now.durable == before.durable || self.durably_published(now.durable).await
+    }
+
     /// How many retained updates this node has queued for the bucket: a publisher of a retained
     /// message waits for [`Cluster::retained_written`] to reach the count read after it.
     pub fn retained_generation(&self) -> u64 {
@@ -397,6 +420,15 @@ const DURABLE_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest a publisher is paced for one read while NATS falls behind.
 pub const PACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a node stood before a client's packets were handled ([`Cluster::marks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettleMarks {
+    interest: u64,
+    feeds: u64,
+    retained: u64,
+    durable: u64,
+}
 
 /// A node's cluster state at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

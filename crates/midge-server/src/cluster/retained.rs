@@ -70,32 +70,89 @@ pub(super) async fn write(store: Store, mut updates: mpsc::Receiver<RetainedUpda
     }
 }
 
-/// Waits (at most `limit`) until this node has applied every update the bucket had when this
-/// was called: a SUBSCRIBE handled afterwards finds every retained message whose publisher was
-/// acknowledged before, on any node. `applied` is the revision the follower applied last.
-pub(super) async fn catch_up(store: &Store, applied: &watch::Sender<u64>, limit: Duration) {
-    let wait = async {
-        let Ok(status) = store.status().await else { return };
-        let last = status.info.state.last_sequence;
-        let mut applied = applied.subscribe();
-        let _ = applied.wait_for(|revision| *revision >= last).await;
-    };
-    if tokio::time::timeout(limit, wait).await.is_err() {
-        tracing::debug!("cluster: the retained bucket's updates did not arrive in time before a SUBSCRIBE");
+/// What this node has applied of the retained bucket, by revision: the follower and
+/// [`catch_up`] both apply through it, each entry once and in the bucket's order.
+#[derive(Debug)]
+pub(super) struct Applied {
+    broker: Arc<Broker>,
+    stats: Arc<ClusterStats>,
+    last: parking_lot::Mutex<u64>,
+    changed: watch::Sender<u64>,
+}
+
+impl Applied {
+    pub(super) fn new(broker: Arc<Broker>, stats: Arc<ClusterStats>) -> Self {
+        Self { broker, stats, last: parking_lot::Mutex::new(0), changed: watch::channel(0).0 }
+    }
+
+    /// Applies the bucket's entry at `revision` unless one as recent was applied.
+    fn apply(&self, revision: u64, key: &str, operation: Operation, value: Bytes) {
+        let mut last = self.last.lock();
+        if revision <= *last {
+            return;
+        }
+        apply(&self.broker, &self.stats, key, operation, value);
+        *last = revision;
+        self.changed.send_replace(revision);
+    }
+
+    /// Records that everything up to `revision` is applied (a bucket loaded whole).
+    fn reached(&self, revision: u64) {
+        let mut last = self.last.lock();
+        if revision > *last {
+            *last = revision;
+            self.changed.send_replace(revision);
+        }
     }
 }
+
+/// Brings this node up to every update the bucket had when this was called (at most `limit`):
+/// a SUBSCRIBE handled afterwards finds every retained message whose publisher was
+/// acknowledged before, on any node. The follower usually has them; if it lags (a watch that
+/// stalled), the missing revisions are read from the bucket's stream here.
+pub(super) async fn catch_up(store: &Store, applied: &Applied, limit: Duration) {
+    let work = async {
+        let Ok(status) = store.status().await else { return };
+        let target = status.info.state.last_sequence;
+        let mut changed = applied.changed.subscribe();
+        let followed = matches!(
+            tokio::time::timeout(FOLLOWER_GRACE, changed.wait_for(|revision| *revision >= target)).await,
+            Ok(Ok(_))
+        );
+        if followed {
+            return;
+        }
+        let from = *applied.last.lock() + 1;
+        let prefix = format!("$KV.{}.", store.name);
+        for revision in from..=target {
+            // Superseded revisions are gone from the stream (history 1): their newer ones follow.
+            let Ok(message) = store.stream.get_raw_message(revision).await else { continue };
+            let Some(key) = message.subject.as_str().strip_prefix(&prefix) else { continue };
+            let operation = match message.headers.get("KV-Operation").map(|value| value.as_str()) {
+                Some("DEL") => Operation::Delete,
+                Some("PURGE") => Operation::Purge,
+                _ => Operation::Put,
+            };
+            applied.apply(revision, key, operation, message.payload);
+        }
+        applied.reached(target);
+    };
+    if tokio::time::timeout(limit, work).await.is_err() {
+        tracing::debug!("cluster: the retained bucket could not be caught up with in time before a SUBSCRIBE");
+    }
+}
+
+/// How long [`catch_up`] gives the follower before reading the bucket itself.
+const FOLLOWER_GRACE: Duration = Duration::from_millis(200);
 
 /// Loads the bucket's current values into `broker`, then follows its updates until `stop`.
 /// Returns once the current values are loaded (or [`SYNC_TIMEOUT`] passed), with the task that
 /// follows.
 ///
-/// `applied` is told the revision of every entry applied (and the bucket's last revision once
-/// the current values are loaded, for a bucket whose last entries were deletes of nothing).
+/// Entries are applied through `applied`.
 pub(super) async fn follow(
     store: &Store,
-    broker: Arc<Broker>,
-    stats: Arc<ClusterStats>,
-    applied: watch::Sender<u64>,
+    applied: Arc<Applied>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
     let problem = |error: String| ClusterError::Bucket { bucket: store.name.clone(), problem: error };
@@ -114,7 +171,7 @@ pub(super) async fn follow(
                 Ok(Some(Ok(entry))) => {
                     let current = entry.seen_current || entry.delta == 0;
                     last = entry.revision;
-                    apply(&broker, &stats, entry);
+                    applied.apply(entry.revision, &entry.key, entry.operation, entry.value);
                     loaded += 1;
                     if current {
                         break;
@@ -133,7 +190,7 @@ pub(super) async fn follow(
         }
     }
     tracing::info!(loaded, "cluster: retained messages loaded");
-    applied.send_replace(last.max(loaded_up_to));
+    applied.reached(last.max(loaded_up_to));
     let store = store.clone();
     Ok(tokio::spawn(async move {
         loop {
@@ -142,12 +199,7 @@ pub(super) async fn follow(
                 entry = watch.next() => match entry {
                     Some(Ok(entry)) => {
                         last = entry.revision;
-                        apply(&broker, &stats, entry);
-                        applied.send_if_modified(|revision| {
-                            let newer = last > *revision;
-                            *revision = (*revision).max(last);
-                            newer
-                        });
+                        applied.apply(entry.revision, &entry.key, entry.operation, entry.value);
                     }
                     // The watch's consumer lives on one NATS server; when that one is lost, the
                     // client (still connected to another) only reports missed heartbeats and
@@ -183,14 +235,14 @@ async fn rewatch(store: &Store, last: u64, stop: &mut watch::Receiver<bool>) -> 
 }
 
 /// Applies one bucket entry to the node's retained store.
-fn apply(broker: &Broker, stats: &ClusterStats, entry: kv::Entry) {
-    let Some(topic) = topic_of(&entry.key).and_then(|topic| TopicName::new(&topic).ok()) else {
+fn apply(broker: &Broker, stats: &ClusterStats, key: &str, operation: Operation, value: Bytes) {
+    let Some(topic) = topic_of(key).and_then(|topic| TopicName::new(&topic).ok()) else {
         stats.unreadable.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(key = %entry.key, "cluster: a retained bucket key is no topic");
+        tracing::warn!(%key, "cluster: a retained bucket key is no topic");
         return;
     };
-    let message = match entry.operation {
-        Operation::Put => match WireMessage::decode(entry.value) {
+    let message = match operation {
+        Operation::Put => match WireMessage::decode(value) {
             Ok(wire) => {
                 let now_ms = unix_now_ms();
                 if wire.expiry_ms.is_some_and(|at| at <= now_ms) {
