@@ -392,6 +392,56 @@ fn an_mqtt_sn_client_claims_its_session_in_the_cluster() {
     assert_eq!(resumed.messages(), ["sn/t moved"]);
 }
 
+/// An MQTT-SN client's persistent session (clean session 0, MQTT-SN 6.3) is kept in JetStream
+/// as an MQTT client's is: its node killed with SIGKILL, the client connecting through another
+/// node's gateway finds its subscription and gets the QoS 1 messages acknowledged to a
+/// publisher while it was away (the gateway registering the topic first, MQTT-SN 6.10).
+#[test]
+fn an_mqtt_sn_persistent_session_survives_its_node() {
+    use midge_sn_codec::{Message, QoS, ReturnCode};
+    let nats = NatsCluster::start(1);
+    let urls: Vec<String> = nats.urls().iter().map(|url| format!("{url:?}")).collect();
+    let gateway = |name: &str| {
+        sn_common::Gateway::start(
+            "",
+            &format!(
+                "[store]\npersistence = false\n[cluster]\nnode = \"{name}\"\nurls = [{}]\nlease_secs = {LEASE_SECS}\n",
+                urls.join(", ")
+            ),
+        )
+    };
+    let a = gateway("a");
+    let c = gateway("c");
+    let b = node(&nats, "b");
+    let mut sn = a.client();
+    sn.connect_with("sn-d", false, 60, false);
+    assert_eq!(sn.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    sn.subscribe(sn_common::name("snd/t"), QoS::AtLeastOnce);
+    publish(&b, "mqttv311", "snd-pub", &["-t", "snd/t", "-m", "one", "-q", "1"]);
+    assert_eq!(sn.recv_publish().data.as_ref(), b"one");
+
+    kill_9(&a.broker);
+    for payload in ["two", "three"] {
+        publish(&b, "mqttv311", "snd-pub", &["-t", "snd/t", "-m", payload, "-q", "1"]);
+    }
+    let mut back = c.client();
+    back.connect_with("sn-d", false, 60, false);
+    assert_eq!(back.recv(), Message::ConnAck { return_code: ReturnCode::ACCEPTED });
+    let mut got = Vec::new();
+    // "one" may come again (QoS 1: at least once) if A's acknowledgement died with it.
+    while !(got.contains(&"two".to_owned()) && got.contains(&"three".to_owned())) {
+        assert!(got.len() < 6, "not every acknowledged message came back: {got:?}");
+        match back.recv() {
+            Message::Register(register) => back.send(&sn_common::regack(&register, ReturnCode::ACCEPTED)),
+            Message::Publish(message) => {
+                back.send(&sn_common::puback(&message, ReturnCode::ACCEPTED));
+                got.push(String::from_utf8_lossy(&message.data).into_owned());
+            }
+            other => panic!("expected REGISTER or PUBLISH, got {other:?}"),
+        }
+    }
+}
+
 /// A persistent session whose queue is larger than a NATS message (1 MB by default) moves
 /// whole: the hand-over reply goes in chunks.
 #[test]

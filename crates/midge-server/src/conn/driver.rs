@@ -276,23 +276,14 @@ pub(super) async fn run_connected<T: Transport>(
 /// [`settle_in_cluster`]).
 #[derive(Debug, Clone, Copy)]
 struct ClusterMarks {
-    interest: u64,
-    feeds: u64,
-    durable: u64,
-    retained: u64,
+    cluster: crate::cluster::SettleMarks,
     /// The length of the write buffer: what the packets answered comes after it.
     answers_from: usize,
 }
 
 impl ClusterMarks {
     fn take(cluster: Option<&crate::cluster::Cluster>, wbuf: &BytesMut) -> Option<Self> {
-        cluster.map(|cluster| Self {
-            interest: cluster.interest_generation(),
-            feeds: cluster.feeds_generation(),
-            durable: cluster.durable_generation(),
-            retained: cluster.retained_generation(),
-            answers_from: wbuf.len(),
-        })
+        cluster.map(|cluster| Self { cluster: cluster.marks(), answers_from: wbuf.len() })
     }
 }
 
@@ -349,20 +340,7 @@ async fn settle_in_cluster(
     wbuf: &mut BytesMut,
 ) -> Result<(), Ending> {
     let (Some(cluster), Some(before)) = (cluster, marks) else { return Ok(()) };
-    let interest = cluster.interest_generation();
-    if interest != before.interest {
-        cluster.interest_settled(interest).await;
-    }
-    let feeds = cluster.feeds_generation();
-    if feeds != before.feeds {
-        cluster.feeds_settled(feeds).await;
-    }
-    let retained = cluster.retained_generation();
-    if retained != before.retained {
-        cluster.retained_written(retained).await;
-    }
-    let durable = cluster.durable_generation();
-    if durable != before.durable && !cluster.durably_published(durable).await {
+    if !cluster.settle(before.cluster).await {
         wbuf.truncate(before.answers_from.min(wbuf.len()));
         connection.write_disconnect(ReasonCode::UNSPECIFIED_ERROR, Some("cluster storage unavailable"), wbuf);
         tracing::warn!(client_id = %connection.client_id(), "cluster: JetStream did not store this client's QoS 1/2 messages in time; closing without acknowledging them");

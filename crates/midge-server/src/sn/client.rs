@@ -39,9 +39,14 @@ pub(super) async fn serve(
     while let Some(connect) = next.take() {
         let Some(connection) = connect::accept(connect, &link, &mut inbox, &context).await else { break };
         let mut client = Client::new(link.clone(), Arc::clone(&shared), context.store.clone(), connection);
+        client.cluster = context.cluster.clone();
         // In the listener's roster while connected: a reload that removes the listener kicks it.
         let member = context.roster.join(client.connection.kick());
+        // A persistent session on a node of a cluster gets its QoS 1/2 messages from JetStream
+        // while its client is here.
+        let feed = context.cluster.as_deref().and_then(|cluster| cluster.feed(&client.connection));
         let (how, reason, again) = client.run(&mut inbox).await;
+        drop(feed);
         drop(member);
         info!(peer = %link.peer, client_id = %client.connection.client_id(), %reason, "client disconnected");
         client.connection.close(how, Instant::now());
@@ -74,6 +79,9 @@ pub(super) struct Client {
     held_up: Option<Box<HeldUp>>,
     /// Its sleep, while it sleeps (6.14).
     pub(super) sleep: Option<Sleep>,
+    /// The node's cluster, when it is one: what the client's packets need of it before their
+    /// answers go out (`Cluster::settle`).
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The core's connection, boxed as `ClientConnection::accept` gives it.
@@ -99,6 +107,7 @@ impl Client {
             pacing: None,
             held_up: None,
             sleep: None,
+            cluster: None,
         }
     }
 

@@ -87,7 +87,7 @@ pub(super) async fn accept(
         bridge: false,
     };
     // Step 1: the protocol and the limits.
-    let request = match broker.check_connect(Box::new(packet)) {
+    let mut request = match broker.check_connect(Box::new(packet)) {
         Ok(request) => request,
         Err(refusal) => {
             link.send(&refuse(return_code(refusal.connack.reason), &refusal.reason)).await;
@@ -117,6 +117,10 @@ pub(super) async fn accept(
         }
         _ => None,
     };
+    if context.cluster.is_some() {
+        // Its feed runs beside the connection (`sn::client::serve`).
+        request.feed_from_fabric();
+    }
     let connect_context = ConnectContext { peer: peer_text, authorizer: context.authorizer.clone() };
     match ClientConnection::accept(broker, request, verdict, &connect_context, Instant::now()) {
         ConnectOutcome::Accepted { connection, connack } => {

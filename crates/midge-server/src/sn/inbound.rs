@@ -370,6 +370,12 @@ impl Client {
     /// store has committed what they promise. `Err` ends the connection (a protocol violation,
     /// a store failure).
     pub(super) async fn core(&mut self, packet: Packet, now: Instant) -> Result<Vec<Packet>, Ending> {
+        let cluster = self.cluster.clone();
+        if let (Some(cluster), Packet::Subscribe(_)) = (cluster.as_deref(), &packet) {
+            // Its retained messages include every one acknowledged before, on any node.
+            cluster.retained_caught_up().await;
+        }
+        let marks = cluster.as_deref().map(crate::cluster::Cluster::marks);
         let mut batch = ReadBatch::new();
         let mut out = BytesMut::new();
         let handled = self.connection.handle(packet, now, &mut batch, &mut out);
@@ -388,6 +394,13 @@ impl Client {
             if let Err(error) = writer.durable(midge_store::Ticket(ticket.0)).await {
                 tracing::error!(%error, "the store failed: acknowledgements cannot be given");
                 return Err((CloseKind::Abnormal, format!("store failed: {error}"), None));
+            }
+        }
+        if let (Some(cluster), Some(marks)) = (cluster.as_deref(), marks) {
+            if !cluster.settle(marks).await {
+                tracing::warn!(client_id = %self.connection.client_id(), "cluster: JetStream did not store this client's QoS 1/2 messages in time; closing without acknowledging them");
+                self.link.send(&Message::Disconnect { duration: None }).await;
+                return Err((CloseKind::Abnormal, "cluster storage unavailable".to_owned(), None));
             }
         }
         let mut responses = Vec::new();
